@@ -1,0 +1,588 @@
+/*
+ * libdsv4 — run DeepSeek-V4 language models on the CPU.
+ *
+ * This is the one public header. It is the specification of the library's
+ * behaviour: every function documents its parameters, ownership, every
+ * status it can return, its thread safety and the version it appeared in.
+ *
+ * Rules that hold for the whole API (stated once, kept everywhere):
+ *
+ *  - Every fallible call returns a dsv4_status (0 = DSV4_OK). Out-parameters
+ *    are set to NULL/0 on failure. The library never aborts, exits or asserts
+ *    on caller input; bad arguments give DSV4_ERR_INVALID_ARGUMENT.
+ *  - Objects are opaque. No public struct exists whose layout could change.
+ *    Options are set through typed setters keyed by append-only enums.
+ *  - Enum values and status codes are explicit, append-only and never
+ *    renumbered. 0 means "default" wherever an enum is an option value.
+ *  - Ownership: create/load is paired with free; free(NULL) is a no-op.
+ *    A child keeps its parent alive (session -> context -> model), so the
+ *    objects may be freed in any order. Inputs are copied before a call
+ *    returns. Strings returned as `const char *` are owned by the object
+ *    they came from; strings returned through `char **` are freed with
+ *    dsv4_free().
+ *  - Threads: a dsv4_model is immutable after load and may be used from any
+ *    number of threads at once. A dsv4_context and the sessions created on it
+ *    are used by one thread at a time (they may migrate between threads).
+ *    Callbacks run on the thread that made the call, never on a worker.
+ *  - Logging is silent by default.
+ */
+#ifndef LIBDSV4_DSV4_H
+#define LIBDSV4_DSV4_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(DSV4_BUILDING_DLL)
+#  define DSV4_API __declspec(dllexport)
+#elif defined(_WIN32) && defined(DSV4_USING_DLL)
+#  define DSV4_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#  define DSV4_API __attribute__((visibility("default")))
+#else
+#  define DSV4_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Versions                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/** Release version of this header. @since 0.1.0 */
+#define DSV4_VERSION_MAJOR 0
+#define DSV4_VERSION_MINOR 1
+#define DSV4_VERSION_PATCH 0
+/** "0.1.0" */
+#define DSV4_VERSION_STRING "0.1.0"
+/** MAJOR*10000 + MINOR*100 + PATCH. */
+#define DSV4_VERSION_NUMBER \
+    (DSV4_VERSION_MAJOR * 10000 + DSV4_VERSION_MINOR * 100 + DSV4_VERSION_PATCH)
+/** True when this header is at least version maj.min.pat. */
+#define DSV4_AT_LEAST_VERSION(maj, min, pat) \
+    (DSV4_VERSION_NUMBER >= ((maj) * 10000 + (min) * 100 + (pat)))
+/** ABI major of this header; equals the SONAME number of libdsv4.so. */
+#define DSV4_ABI_VERSION 0
+
+/**
+ * Version of the library actually loaded, as DSV4_VERSION_NUMBER computes it.
+ * Compare with DSV4_VERSION_NUMBER to detect a header/library mismatch.
+ * @threadsafety any thread. @since 0.1.0
+ */
+DSV4_API uint32_t dsv4_version_number(void);
+
+/**
+ * Version string of the loaded library ("0.1.0"); static storage, never NULL.
+ * @threadsafety any thread. @since 0.1.0
+ */
+DSV4_API const char *dsv4_version_string(void);
+
+/**
+ * ABI major of the loaded library (the SONAME number). A binding built
+ * against DSV4_ABI_VERSION must refuse to run if this differs.
+ * @threadsafety any thread. @since 0.1.0
+ */
+DSV4_API uint32_t dsv4_abi_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                              */
+/* ------------------------------------------------------------------------ */
+
+/** Result of every fallible call. Fixed width for FFI. @since 0.1.0 */
+typedef int32_t dsv4_status;
+
+enum {
+    DSV4_OK                   = 0,  /**< success */
+    DSV4_ERR_INVALID_ARGUMENT = 1,  /**< NULL pointer, bad enum, value out of range */
+    DSV4_ERR_OUT_OF_MEMORY    = 2,  /**< an allocation or mapping failed */
+    DSV4_ERR_IO               = 3,  /**< open/stat/mmap/read of a file failed */
+    DSV4_ERR_BAD_FORMAT       = 4,  /**< corrupt or truncated file (safetensors header, JSON) */
+    DSV4_ERR_BAD_CONFIG       = 5,  /**< config.json misses a field or is inconsistent */
+    DSV4_ERR_UNSUPPORTED      = 6,  /**< valid input of a model or feature this library does not run */
+    DSV4_ERR_MISSING_TENSOR   = 7,  /**< a tensor the model needs is absent from the checkpoint */
+    DSV4_ERR_TENSOR_MISMATCH  = 8,  /**< a tensor has the wrong dtype or shape, or is unexpected */
+    DSV4_ERR_CONTEXT_FULL     = 9,  /**< the session's context capacity would be exceeded */
+    DSV4_ERR_ABORTED          = 10, /**< a progress callback asked to stop */
+    DSV4_ERR_BUFFER_TOO_SMALL = 11, /**< the caller's buffer is too small; nothing was written */
+    DSV4_ERR_UNKNOWN_OPTION   = 12, /**< option key not known to this library version */
+    DSV4_ERR_NOT_AVAILABLE    = 13, /**< the requested result was not computed (e.g. logits of a row not asked for) */
+    DSV4_ERR_INTERNAL         = 14  /**< an internal invariant failed; the object is unusable until reset */
+    /* New codes are appended here. Codes are never renumbered or removed. */
+};
+
+/**
+ * Static English text for a status ("invalid argument", ...). Unknown codes
+ * give "unknown status". Never NULL.
+ * @threadsafety any thread. @since 0.1.0
+ */
+DSV4_API const char *dsv4_status_string(dsv4_status status);
+
+/**
+ * Free memory the library returned through a `char **` out-parameter
+ * (error messages, JSON strings). NULL is a no-op.
+ * @threadsafety any thread. @since 0.1.0
+ */
+DSV4_API void dsv4_free(void *ptr);
+
+/* ------------------------------------------------------------------------ */
+/* CPU features                                                              */
+/* ------------------------------------------------------------------------ */
+
+/** Bits returned by dsv4_cpu_features(). @since 0.1.0 */
+enum {
+    DSV4_CPU_AVX2       = 1u << 0,
+    DSV4_CPU_FMA        = 1u << 1,
+    DSV4_CPU_F16C       = 1u << 2,
+    DSV4_CPU_AVX512F    = 1u << 3,
+    DSV4_CPU_AVX512BW   = 1u << 4,
+    DSV4_CPU_AVX512VL   = 1u << 5,
+    DSV4_CPU_AVX512VNNI = 1u << 6,
+    DSV4_CPU_AVX512BF16 = 1u << 7,
+    DSV4_CPU_AMX        = 1u << 8
+};
+
+/**
+ * CPU features detected at run time (DSV4_CPU_* bits) that the kernels may
+ * use. Features the operating system has not enabled are not reported.
+ * @threadsafety any thread. @since 0.1.0
+ */
+DSV4_API uint32_t dsv4_cpu_features(void);
+
+/* ------------------------------------------------------------------------ */
+/* Objects                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/** Weights (read-only mmap), configuration; immutable after load. @since 0.1.0 */
+typedef struct dsv4_model dsv4_model;
+/** Worker threads, scratch memory, numerics and KV capacity. @since 0.1.0 */
+typedef struct dsv4_context dsv4_context;
+/** One conversation: its position and decode state (KV caches). @since 0.1.0 */
+typedef struct dsv4_session dsv4_session;
+/** A bag of options for creating a model, context or session. @since 0.1.0 */
+typedef struct dsv4_options dsv4_options;
+/** Facts about a model, from its config alone or from a loaded model. @since 0.1.0 */
+typedef struct dsv4_model_info dsv4_model_info;
+
+/* ------------------------------------------------------------------------ */
+/* Options                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Option keys. Each key belongs to the object whose constructor reads it
+ * (noted per key); a constructor given a bag holding keys of another object
+ * ignores them. Values are checked when set.
+ * @since 0.1.0
+ */
+typedef enum dsv4_option {
+    /** model load, i64 0/1, default 1: also bind the MTP (next-token
+     *  prediction) block when the checkpoint has one. 0 skips its tensors. */
+    DSV4_OPT_LOAD_MTP = 1,
+    /** model load, i64 0/1, default 0: ask the kernel to read the mapped
+     *  weights ahead (madvise WILLNEED). */
+    DSV4_OPT_PREFETCH = 2,
+    /** context, i64 >= 0, default 0 = one per online core: worker threads. */
+    DSV4_OPT_THREADS = 100,
+    /** context, i64 >= 1, default 4096: context capacity in tokens of every
+     *  session created on the context; at most the model's
+     *  max_position_embeddings. */
+    DSV4_OPT_CONTEXT_LENGTH = 101,
+    /** context, i64 dsv4_numerics, default DSV4_NUMERICS_REFERENCE. */
+    DSV4_OPT_NUMERICS = 102,
+    /** context, i64 dsv4_revision, default DSV4_REVISION_CURRENT: which
+     *  official reference revision's behaviour to reproduce. */
+    DSV4_OPT_REVISION = 103,
+    /** context, i64 >= 1, default 256: largest number of tokens run through
+     *  the forward pass at once; longer inputs are processed in chunks of
+     *  this size (results are the same). */
+    DSV4_OPT_MAX_BATCH = 104,
+    /** session, i64 0/1, default 0: keep the MTP block's state in step with
+     *  the session so that MTP logits can be read (model must have MTP). */
+    DSV4_OPT_MTP = 200
+} dsv4_option;
+
+/** Values of DSV4_OPT_NUMERICS. @since 0.1.0 */
+typedef enum dsv4_numerics {
+    DSV4_NUMERICS_DEFAULT   = 0, /**< = DSV4_NUMERICS_REFERENCE */
+    /** The official numerics: activations quantised to FP8 (FP4 in the
+     *  indexer) before the quantised products with power-of-two scales,
+     *  KV rounded to FP8; KV cache stored compactly. */
+    DSV4_NUMERICS_REFERENCE = 1,
+    /** Activation quantisation off (identity), weights exactly as stored,
+     *  all intermediate values in float32. For verification. */
+    DSV4_NUMERICS_FLOAT     = 2
+} dsv4_numerics;
+
+/** Values of DSV4_OPT_REVISION. @since 0.1.0 */
+typedef enum dsv4_revision {
+    DSV4_REVISION_DEFAULT = 0, /**< = DSV4_REVISION_CURRENT */
+    /** Current official revision: shared-expert SwiGLU clamp on, KV FP8
+     *  rounding on. */
+    DSV4_REVISION_CURRENT = 1,
+    /** Initial release: no shared-expert clamp, KV FP8 rounding a no-op. */
+    DSV4_REVISION_INITIAL = 2
+} dsv4_revision;
+
+/** Log levels. @since 0.1.0 */
+enum {
+    DSV4_LOG_ERROR = 1,
+    DSV4_LOG_WARN  = 2,
+    DSV4_LOG_INFO  = 3,
+    DSV4_LOG_DEBUG = 4
+};
+
+/**
+ * Log callback: one whole line, not NUL-terminated inside `len` (but a NUL
+ * follows it), without a trailing newline. Runs on the calling thread.
+ * Must not call back into the object that logs. @since 0.1.0
+ */
+typedef void (*dsv4_log_fn)(void *user, int32_t level, const char *msg, size_t len);
+
+/**
+ * Progress callback: `fraction` grows from 0 to 1. Return 0 to go on, any
+ * other value to stop the operation, which then fails with DSV4_ERR_ABORTED.
+ * Runs on the calling thread. @since 0.1.0
+ */
+typedef int32_t (*dsv4_progress_fn)(void *user, double fraction);
+
+/**
+ * Create an empty options bag (every option at its default).
+ * @param out  receives the bag; set to NULL on failure.
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (out NULL), DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety any thread. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_options_create(dsv4_options **out);
+
+/** Free an options bag; NULL is a no-op. Objects created with it keep
+ *  their own copy. @threadsafety one thread per bag. @since 0.1.0 */
+DSV4_API void dsv4_options_free(dsv4_options *opts);
+
+/**
+ * Set an integer option.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (opts NULL, value out of range,
+ *         or key not an integer option); DSV4_ERR_UNKNOWN_OPTION (key unknown).
+ *         On failure the bag is unchanged.
+ * @threadsafety one thread per bag. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_options_set_i64(dsv4_options *opts, dsv4_option key, int64_t value);
+
+/**
+ * Read back an integer option (its default when never set).
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT, DSV4_ERR_UNKNOWN_OPTION.
+ * @threadsafety one thread per bag. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_options_get_i64(const dsv4_options *opts, dsv4_option key, int64_t *value);
+
+/**
+ * Route log lines at `min_level` or more severe to `fn` for every object
+ * created with this bag. fn NULL = silent (the default).
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (opts NULL or bad level).
+ * @threadsafety one thread per bag. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_options_set_log(dsv4_options *opts, dsv4_log_fn fn, void *user,
+                                          int32_t min_level);
+
+/**
+ * Report progress of long operations (model load) to `fn`; NULL = none.
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (opts NULL).
+ * @threadsafety one thread per bag. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_options_set_progress(dsv4_options *opts, dsv4_progress_fn fn,
+                                               void *user);
+
+/* ------------------------------------------------------------------------ */
+/* Model                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Load a checkpoint directory in the official Hugging Face layout:
+ * config.json, model.safetensors.index.json (or a single
+ * model.safetensors) and the shards, mapped read-only with no conversion
+ * and no copy. Every header, dtype, shape and byte range is validated; the
+ * first problem is reported naming the file, tensor and byte offset.
+ * tokenizer.json / tokenizer_config.json are noted when present.
+ *
+ * The caller must not modify the files while the model lives.
+ *
+ * @param path     directory; borrowed for the call.
+ * @param opts     NULL for defaults; reads DSV4_OPT_LOAD_MTP, DSV4_OPT_PREFETCH,
+ *                 the log and progress callbacks.
+ * @param out      receives the model; NULL on failure.
+ * @param err_msg  optional; on failure receives a message to free with
+ *                 dsv4_free(), on success NULL.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT; DSV4_ERR_IO (a file cannot be
+ *         opened, read or mapped); DSV4_ERR_BAD_FORMAT (corrupt JSON or
+ *         safetensors header, byte ranges out of file or overlapping);
+ *         DSV4_ERR_BAD_CONFIG; DSV4_ERR_UNSUPPORTED (another architecture);
+ *         DSV4_ERR_MISSING_TENSOR; DSV4_ERR_TENSOR_MISMATCH;
+ *         DSV4_ERR_OUT_OF_MEMORY; DSV4_ERR_ABORTED (progress callback).
+ * @threadsafety any thread. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_model_load(const char *path, const dsv4_options *opts,
+                                     dsv4_model **out, char **err_msg);
+
+/**
+ * Release the caller's reference to a model. The weights stay mapped while
+ * a context created from it lives. NULL is a no-op.
+ * @threadsafety not concurrently with other calls on the same model
+ *               handle by the same owner. @since 0.1.0
+ */
+DSV4_API void dsv4_model_free(dsv4_model *model);
+
+/* ------------------------------------------------------------------------ */
+/* Model information                                                         */
+/* ------------------------------------------------------------------------ */
+
+/** Model variants recognised by their configuration. @since 0.1.0 */
+typedef enum dsv4_variant {
+    DSV4_VARIANT_CUSTOM     = 0, /**< the DeepSeek-V4 architecture at other sizes */
+    DSV4_VARIANT_FLASH      = 1, /**< DeepSeek-V4-Flash */
+    DSV4_VARIANT_PRO        = 2, /**< DeepSeek-V4-Pro */
+    DSV4_VARIANT_FLASH_BASE = 3, /**< DeepSeek-V4-Flash-Base (FP8 experts) */
+    DSV4_VARIANT_FLASH_0731 = 4  /**< the DeepSeek-V4-Flash-0731 trunk */
+} dsv4_variant;
+
+/** Attention type of a layer. @since 0.1.0 */
+typedef enum dsv4_layer_type {
+    DSV4_LAYER_SWA = 1, /**< sliding window only */
+    DSV4_LAYER_CSA = 2, /**< compressed (ratio 4, overlapping) with top-k indexer */
+    DSV4_LAYER_HCA = 3  /**< heavily compressed (any other ratio), dense over entries */
+} dsv4_layer_type;
+
+/** Integer facts of dsv4_model_info_get_i64(). @since 0.1.0 */
+typedef enum dsv4_info_key {
+    DSV4_INFO_VARIANT            = 1,  /**< dsv4_variant */
+    DSV4_INFO_VOCAB_SIZE         = 2,
+    DSV4_INFO_HIDDEN_SIZE        = 3,
+    DSV4_INFO_N_LAYERS           = 4,  /**< trunk layers */
+    DSV4_INFO_N_MTP_LAYERS       = 5,
+    DSV4_INFO_N_HEADS            = 6,
+    DSV4_INFO_HEAD_DIM           = 7,
+    DSV4_INFO_N_ROUTED_EXPERTS   = 8,
+    DSV4_INFO_N_ACTIVE_EXPERTS   = 9,
+    DSV4_INFO_MOE_INTER_SIZE     = 10,
+    DSV4_INFO_WINDOW             = 11,
+    DSV4_INFO_INDEX_TOPK         = 12,
+    DSV4_INFO_N_SWA_LAYERS       = 13,
+    DSV4_INFO_N_CSA_LAYERS       = 14,
+    DSV4_INFO_N_HCA_LAYERS       = 15,
+    DSV4_INFO_MAX_POSITION       = 16, /**< max_position_embeddings */
+    DSV4_INFO_PARAMS_TOTAL       = 17, /**< parameters, MTP included */
+    DSV4_INFO_PARAMS_ACTIVE      = 18, /**< parameters used per token, embedding and head included */
+    DSV4_INFO_BYTES_TOTAL        = 19, /**< bytes of all tensors as stored */
+    DSV4_INFO_BYTES_BF16         = 20,
+    DSV4_INFO_BYTES_F32          = 21,
+    DSV4_INFO_BYTES_F8           = 22, /**< F8_E4M3 weights */
+    DSV4_INFO_BYTES_E8M0         = 23, /**< F8_E8M0 scales */
+    DSV4_INFO_BYTES_FP4          = 24, /**< packed e2m1 (stored as I8) */
+    DSV4_INFO_BYTES_I64          = 25,
+    DSV4_INFO_BYTES_PER_TOKEN    = 26, /**< weight bytes read to decode one token (trunk, no MTP) */
+    DSV4_INFO_KV_BYTES_PER_1K    = 27, /**< KV bytes per 1024 tokens of context, reference numerics */
+    DSV4_INFO_HAS_MTP            = 28, /**< 1 when the MTP block is present (and loaded) */
+    DSV4_INFO_WEIGHTS_LOADED     = 29  /**< 1 for info of a loaded model, 0 for config-only info */
+} dsv4_info_key;
+
+/**
+ * Read facts from a checkpoint directory's config.json alone, without
+ * touching the weights (for planning before a load). Tensor byte counts
+ * are computed from the shapes the config implies.
+ * @param path, opts, err_msg as for dsv4_model_load (opts may be NULL).
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT, DSV4_ERR_IO, DSV4_ERR_BAD_FORMAT,
+ *         DSV4_ERR_BAD_CONFIG, DSV4_ERR_UNSUPPORTED, DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety any thread. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_model_info_from_dir(const char *path, const dsv4_options *opts,
+                                              dsv4_model_info **out, char **err_msg);
+
+/**
+ * Facts of a loaded model (byte counts are those of the mapped tensors).
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT, DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety any thread. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_model_get_info(const dsv4_model *model, dsv4_model_info **out);
+
+/** Free an info object; NULL is a no-op. @since 0.1.0 */
+DSV4_API void dsv4_model_info_free(dsv4_model_info *info);
+
+/**
+ * One integer fact.
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (NULL), DSV4_ERR_UNKNOWN_OPTION
+ *         (key unknown to this version).
+ * @threadsafety any thread. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_model_info_get_i64(const dsv4_model_info *info, dsv4_info_key key,
+                                             int64_t *value);
+
+/**
+ * Attention type of trunk layer `layer` (0-based), or of the MTP block for
+ * layer == n_layers.
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (NULL or layer out of range).
+ * @threadsafety any thread. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_model_info_layer_type(const dsv4_model_info *info, int32_t layer,
+                                                dsv4_layer_type *type);
+
+/**
+ * Memory a session needs at `n_ctx` tokens of context: KV bytes (growing
+ * with context) and total RAM estimate (mapped weights + KV + fixed
+ * per-session state + context scratch), for `numerics`.
+ * @param kv_bytes, ram_bytes  either may be NULL.
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (NULL info, n_ctx < 0, bad numerics).
+ * @threadsafety any thread. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_model_info_memory(const dsv4_model_info *info, int64_t n_ctx,
+                                            dsv4_numerics numerics, int64_t *kv_bytes,
+                                            int64_t *ram_bytes);
+
+/**
+ * All facts as a JSON object (for tools and bindings).
+ * @param json  receives a NUL-terminated string to free with dsv4_free().
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT, DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety any thread. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_model_info_to_json(const dsv4_model_info *info, char **json);
+
+/* ------------------------------------------------------------------------ */
+/* Context                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Create a context: worker threads, scratch memory, numerics mode and the
+ * context capacity of its sessions. Holds a reference to the model.
+ * @param opts  NULL for defaults; reads DSV4_OPT_THREADS,
+ *              DSV4_OPT_CONTEXT_LENGTH, DSV4_OPT_NUMERICS, DSV4_OPT_REVISION,
+ *              DSV4_OPT_MAX_BATCH and the log callback.
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (NULL, context length above the
+ *         model's maximum), DSV4_ERR_OUT_OF_MEMORY, DSV4_ERR_UNSUPPORTED.
+ * @threadsafety any thread; the model may be shared. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_context_create(dsv4_model *model, const dsv4_options *opts,
+                                         dsv4_context **out, char **err_msg);
+
+/** Release the caller's reference to a context; NULL is a no-op.
+ *  @threadsafety one thread per context. @since 0.1.0 */
+DSV4_API void dsv4_context_free(dsv4_context *ctx);
+
+/**
+ * Message of the last failed call on this context or its sessions' creation;
+ * "" when none. Owned by the context, valid until its next call.
+ * @threadsafety one thread per context. @since 0.1.0
+ */
+DSV4_API const char *dsv4_context_last_error(const dsv4_context *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Session                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Create a session (one conversation) at position 0. Its KV memory for the
+ * context's full capacity is reserved here, so a later eval never fails for
+ * lack of memory. Holds a reference to the context.
+ * @param opts  NULL for defaults; reads DSV4_OPT_MTP.
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT, DSV4_ERR_OUT_OF_MEMORY,
+ *         DSV4_ERR_NOT_AVAILABLE (MTP asked for, model has none).
+ * @threadsafety one thread per context. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_session_create(dsv4_context *ctx, const dsv4_options *opts,
+                                         dsv4_session **out, char **err_msg);
+
+/** Release the caller's reference to a session; NULL is a no-op.
+ *  @threadsafety one thread per context. @since 0.1.0 */
+DSV4_API void dsv4_session_free(dsv4_session *session);
+
+/**
+ * Message of the last failed call on this session; "" when none. Owned by
+ * the session, valid until its next call.
+ * @threadsafety one thread per context. @since 0.1.0
+ */
+DSV4_API const char *dsv4_session_last_error(const dsv4_session *session);
+
+/** Flags of dsv4_session_eval(). @since 0.1.0 */
+enum {
+    /** keep the logits of every position of this call, not only the last */
+    DSV4_EVAL_ALL_LOGITS = 1u << 0
+};
+
+/**
+ * Feed `n` tokens at the session's current position and advance it by `n`.
+ * The call prefills any number of tokens; feeding a prompt in pieces of any
+ * sizes gives the same results as one piece. Afterwards the logits of the
+ * last position (all positions of this call with DSV4_EVAL_ALL_LOGITS) can
+ * be read with dsv4_session_logits(); with DSV4_OPT_MTP the MTP logits of
+ * the positions that became computable can be read too.
+ *
+ * On failure the session is unchanged (position, state, logits), except for
+ * DSV4_ERR_INTERNAL after which it must be reset.
+ *
+ * @param tokens  n token ids, each in [0, vocab_size); borrowed for the call.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL, n == 0, token out of
+ *         range, unknown flag); DSV4_ERR_CONTEXT_FULL (position + n above the
+ *         capacity); DSV4_ERR_OUT_OF_MEMORY; DSV4_ERR_INTERNAL.
+ * @threadsafety one thread per context. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_session_eval(dsv4_session *session, const int32_t *tokens, size_t n,
+                                       uint32_t flags);
+
+/**
+ * Copy the next-token logits after the token at absolute position `pos`
+ * (as computed by the last dsv4_session_eval) into `dst`.
+ * @param pos  absolute position, or -1 for the last position fed.
+ * @param dst  `cap` floats; cap must be >= vocab_size.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL); DSV4_ERR_BUFFER_TOO_SMALL;
+ *         DSV4_ERR_NOT_AVAILABLE (pos not among the positions kept).
+ * @threadsafety one thread per context. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_session_logits(const dsv4_session *session, int64_t pos, float *dst,
+                                         size_t cap);
+
+/**
+ * Copy MTP logits of row `pos`: the MTP block's prediction of the token at
+ * pos+2 from the trunk state at pos and the token at pos+1. Rows become
+ * available as soon as the token at pos+1 has been fed (with DSV4_OPT_MTP);
+ * every row computed by the last eval is kept.
+ * @param pos  absolute position, or -1 for the last row computed.
+ * @return as dsv4_session_logits().
+ * @threadsafety one thread per context. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_session_mtp_logits(const dsv4_session *session, int64_t pos,
+                                             float *dst, size_t cap);
+
+/**
+ * Draft: MTP logits for the token after `next_token`, where next_token is
+ * the (not yet fed) token at the session's current position. Does not
+ * advance the session. Needs DSV4_OPT_MTP.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT; DSV4_ERR_BUFFER_TOO_SMALL;
+ *         DSV4_ERR_NOT_AVAILABLE (no MTP, or position 0);
+ *         DSV4_ERR_CONTEXT_FULL.
+ * @threadsafety one thread per context. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_session_mtp_draft(dsv4_session *session, int32_t next_token,
+                                            float *dst, size_t cap);
+
+/**
+ * Number of tokens fed so far (the position of the next token).
+ * Returns -1 for NULL. @threadsafety one thread per context. @since 0.1.0
+ */
+DSV4_API int64_t dsv4_session_position(const dsv4_session *session);
+
+/**
+ * Forget the conversation: position 0, all decode state cleared.
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT.
+ * @threadsafety one thread per context. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_session_reset(dsv4_session *session);
+
+/**
+ * KV bytes this session has reserved for its full capacity, and bytes in
+ * use at its current position.
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT.
+ * @threadsafety one thread per context. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_session_memory(const dsv4_session *session, int64_t *reserved_bytes,
+                                         int64_t *used_bytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LIBDSV4_DSV4_H */

@@ -1,0 +1,103 @@
+/*
+ * kernels/kernels.h — numeric primitives and operators of libdsv4.
+ *
+ * Kernels never see the public header. Every optimised kernel has a scalar
+ * reference twin named *_ref in kernels/ref/, and a test comparing them.
+ * Numerics follow ../shared/spec/architecture.md §4 (cited per function).
+ */
+#ifndef DSV4_KERNELS_H
+#define DSV4_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ---- scalar formats (spec §3.3, §4) ---------------------------------- */
+
+static inline float dsv4k_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint32_t dsv4k_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+/* bf16 -> f32 is exact */
+static inline float dsv4k_bf16_to_f32(uint16_t h) { return dsv4k_bits_f32((uint32_t)h << 16); }
+/* f32 -> bf16, round to nearest even; NaN stays NaN */
+static inline uint16_t dsv4k_f32_to_bf16(float f)
+{
+    uint32_t u = dsv4k_f32_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+/* round a float to the nearest bf16 value (RNE), kept as float */
+static inline float dsv4k_round_bf16(float f) { return dsv4k_bf16_to_f32(dsv4k_f32_to_bf16(f)); }
+
+/* E8M0 scale byte -> 2^(b-127); 255 is NaN */
+float dsv4k_e8m0_to_f32(uint8_t b);
+/* e4m3fn byte -> float (exact; 0x7f/0xff NaN) */
+float dsv4k_e4m3_to_f32(uint8_t b);
+/* e2m1 nibble (0..15) -> float */
+float dsv4k_e2m1_to_f32(uint8_t code);
+
+/* Round to nearest-even e4m3fn value, saturating at ±448 (input already clamped
+ * by callers per spec §4.3). Returns the value; *code (may be NULL) the byte. */
+float dsv4k_e4m3_round(float v, uint8_t *code);
+/* Round to nearest-even e2m1 value, saturating at ±6. *code (may be NULL). */
+float dsv4k_e2m1_round(float v, uint8_t *code);
+
+/* ceil(log2(t)) from the f32 bit pattern (exponent − 127, +1 if any mantissa
+ * bit) as the reference's fast_log2_ceil; t > 0 and normal. */
+int dsv4k_log2_ceil(float t);
+/* 2^e as float for e in [-126, 127] */
+static inline float dsv4k_pow2(int e) { return dsv4k_bits_f32((uint32_t)(e + 127) << 23); }
+
+/*
+ * Activation quantisation (spec §4.3): for each block of `block` values of x
+ * (n a multiple of block): amax = max(max|x|, 1e-4); s = 2^ceil(log2(amax *
+ * fp32(1/448))); q = e4m3_rne(clamp(x/s, ±448)). Writes the e4m3 values
+ * (as floats) to q and the exponents (log2 s) to exps[n/block].
+ * Either output may alias nothing else; q may equal x.
+ */
+void dsv4k_act_quant_fp8_ref(const float *x, int64_t n, int block, float *q, int8_t *exps);
+
+/*
+ * In-place FP8 simulation (spec §4.7): per block of 64 (or `block`), x ←
+ * e4m3_rne(clamp(x/s, ±448)) · s, with s as in act_quant. `round_bf16`
+ * additionally rounds the result to bf16 (no-op: values are exact in bf16).
+ */
+void dsv4k_fp8_sim_ref(float *x, int64_t n, int block);
+
+/*
+ * In-place FP4 simulation (spec §4.8): per block of 32: amax = max(max|x|,
+ * 6·2^−126); s = 2^ceil(log2(amax · fp32(1/6))); x ← e2m1_rne(clamp(x/s, ±6)) · s.
+ */
+void dsv4k_fp4_sim_ref(float *x, int64_t n, int block);
+
+/* ---- weights as stored ----------------------------------------------- */
+
+enum dsv4k_wfmt {
+    DSV4K_W_BF16 = 1,     /* uint16 bf16 [n][k] */
+    DSV4K_W_F32 = 2,      /* float [n][k] */
+    DSV4K_W_FP8 = 3,      /* e4m3 bytes [n][k], E8M0 scales [ceil(n/128)][ceil(k/128)] */
+    DSV4K_W_FP8_F32S = 4, /* e4m3 bytes [n][k], float scales [ceil(n/128)][ceil(k/128)] (Flash-Base) */
+    DSV4K_W_FP4 = 5       /* packed e2m1 [n][k/2] (low nibble = even k), E8M0 scales [n][k/32] */
+};
+
+typedef struct dsv4k_weight {
+    int32_t fmt;      /* enum dsv4k_wfmt */
+    int64_t n, k;     /* logical rows (outputs) and columns (inputs) */
+    const void *w;    /* stored data, row-major */
+    const void *s;    /* scales, NULL for BF16/F32 */
+} dsv4k_weight;
+
+/* Dequantise rows [r0, r1) of W into f32 dst[(r - r0) * k + c]. Exact. */
+void dsv4k_weight_rows_f32_ref(const dsv4k_weight *w, int64_t r0, int64_t r1, float *dst);
+
+/*
+ * y[i][j] = Σ_c a[i][c] · W[j][c] for i < m, j < w->n (spec §4.4/§4.5 in
+ * exact arithmetic, f32 accumulation). x is f32 [m][k]; y f32 [m][n].
+ * aq != 0: each row of x is first quantised by dsv4k_act_quant_fp8_ref with
+ * block 128 (the reference's act_quant before FP8/FP4 GEMMs); aq == 0: x is
+ * used as is.
+ */
+void dsv4k_linear_ref(const dsv4k_weight *w, const float *x, int64_t m, float *y, int aq);
+
+#endif

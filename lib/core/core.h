@@ -1,0 +1,80 @@
+/*
+ * lib/core/core.h — status, messages, allocation, logging and options
+ * shared by every layer of libdsv4 (internal; names dsv4__*).
+ */
+#ifndef DSV4_CORE_H
+#define DSV4_CORE_H
+
+#include "dsv4/dsv4.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* An error being built up: code + message. Used by every internal layer. */
+typedef struct dsv4__err {
+    dsv4_status code;
+    char msg[1024];
+} dsv4__err;
+
+/* Record code + printf-style message in *e (e may be NULL) and return code. */
+dsv4_status dsv4__fail(dsv4__err *e, dsv4_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Prefix the existing message of *e with "prefix: " */
+void dsv4__err_prefix(dsv4__err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Hand an error to a public `char **err_msg` (NULL-safe); returns e->code. */
+dsv4_status dsv4__err_out(const dsv4__err *e, char **err_msg);
+
+/* Allocation. Every allocation in the library goes through these so tests
+ * can fail the N-th allocation (dsv4__alloc_fail_after). */
+void *dsv4__malloc(size_t n);
+void *dsv4__calloc(size_t count, size_t size);
+void *dsv4__realloc(void *p, size_t n);
+void dsv4__free(void *p);
+char *dsv4__strdup(const char *s);
+/* Aligned (64 B) allocation, freed with dsv4__free_aligned. */
+void *dsv4__malloc_aligned(size_t n);
+void dsv4__free_aligned(void *p);
+/* Test hook: the n-th allocation from now fails (n >= 1); 0 disables. */
+void dsv4__alloc_fail_after(long n);
+
+/* Logging sink carried by each object (copied from its options). */
+typedef struct dsv4__log {
+    dsv4_log_fn fn;
+    void *user;
+    int32_t min_level;
+} dsv4__log;
+void dsv4__logf(const dsv4__log *log, int32_t level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Options bag (public type dsv4_options). */
+#define DSV4__OPT_SLOTS 8
+struct dsv4_options {
+    int64_t val[DSV4__OPT_SLOTS];
+    uint32_t set; /* bit i: slot i set */
+    dsv4__log log;
+    dsv4_progress_fn progress;
+    void *progress_user;
+};
+/* Value of an integer option: the bag's if set, else the default. opts may be NULL. */
+int64_t dsv4__opt_i64(const dsv4_options *opts, dsv4_option key);
+/* Log sink of a bag (silent when opts is NULL). */
+dsv4__log dsv4__opt_log(const dsv4_options *opts);
+
+/* Reference counting for the public objects. */
+typedef struct dsv4__ref {
+    atomic_int count;
+} dsv4__ref;
+static inline void dsv4__ref_init(dsv4__ref *r) { atomic_init(&r->count, 1); }
+static inline void dsv4__ref_get(dsv4__ref *r) { atomic_fetch_add(&r->count, 1); }
+/* true when the last reference was dropped */
+static inline bool dsv4__ref_put(dsv4__ref *r) { return atomic_fetch_sub(&r->count, 1) == 1; }
+
+/* CPU features (DSV4_CPU_* bits), detected once. */
+uint32_t dsv4__cpu_features(void);
+
+#define DSV4__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif
