@@ -1,0 +1,33 @@
+/* tests/testutil.h — tiny test harness shared by the test programs.
+ * Every program ends with test_summary(), which prints "N passed, N failed"
+ * and returns the exit code. */
+#ifndef DSV4_TESTUTIL_H
+#define DSV4_TESTUTIL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+extern int test_passed, test_failed;
+
+/* Record one check; prints a line for failures (and for passes if verbose). */
+int test_check(int ok, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+#define CHECK(cond, ...) test_check(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
+#define CHECK_EQ_INT(a, b, what) \
+    test_check((long long)(a) == (long long)(b), __FILE__, __LINE__, "%s: %lld != %lld", (what), \
+               (long long)(a), (long long)(b))
+
+/* Print "N passed, N failed" and return 0 if none failed, else 1. */
+int test_summary(void);
+
+/* Folder of the shared test data: $DSV4_SHARED_DIR, else ../shared relative
+ * to the current directory, else the build-time default. Never NULL. */
+const char *test_shared_dir(void);
+
+/* Make a fresh temporary directory (mkdtemp); returns a static-lifetime copy
+ * the caller frees with free(). */
+char *test_tmpdir(const char *tag);
+/* rm -r of a directory made by test_tmpdir */
+void test_rmtree(const char *dir);
+
+#endif
