@@ -585,4 +585,8 @@ DSV4_API dsv4_status dsv4_session_memory(const dsv4_session *session, int64_t *r
 }
 #endif
 
+/* The tokenizer and the chat layer live in their own headers, part of this one. */
+#include "dsv4/dsv4_text.h"
+#include "dsv4/dsv4_chat.h"
+
 #endif /* LIBDSV4_DSV4_H */

@@ -1,0 +1,28 @@
+/*
+ * kernels/pool.h — the worker thread pool owned by a context.
+ *
+ * The caller's thread takes part in every parallel loop. Workers sleep (not
+ * spin) between loops, so that oneDNN's OpenMP threads, which run on the
+ * caller's thread between our loops, do not compete with them for the cores.
+ */
+#ifndef DSV4_POOL_H
+#define DSV4_POOL_H
+
+#include <stdint.h>
+
+typedef struct dsv4k_pool dsv4k_pool;
+
+/* n_threads total, caller included (1 = no worker threads). NULL on failure. */
+dsv4k_pool *dsv4k_pool_create(int n_threads);
+void dsv4k_pool_free(dsv4k_pool *pool);
+/* number of threads taking part in a loop (>= 1); 1 for NULL */
+int dsv4k_pool_threads(const dsv4k_pool *pool);
+
+/* fn(arg, begin, end, thread) over [0, n) split into chunks of at least
+ * `grain` items, thread in [0, threads). Returns when every chunk is done.
+ * pool NULL runs serially on the caller. Not re-entrant: fn must not call
+ * dsv4k_pool_for on the same pool. */
+typedef void (*dsv4k_task_fn)(void *arg, int64_t begin, int64_t end, int thread);
+void dsv4k_pool_for(dsv4k_pool *pool, int64_t n, int64_t grain, dsv4k_task_fn fn, void *arg);
+
+#endif
