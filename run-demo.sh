@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# run-demo.sh — set up and run the main job on the embedded default model:
+# installs the build dependencies, builds libdsv4, synthesises the tiny demo
+# checkpoint (official format, random weights, real vocabulary size) into
+# models/tiny, loads and validates it and prints what it is.
+# MODEL_DIR=/path/to/DeepSeek-V4-Flash ./run-demo.sh runs the same on a real
+# download instead of the synthetic model.
+set -euo pipefail
+cd "$(dirname "$0")"
+sh scripts/deps.sh
+if [ ! -d build/meson-private ]; then
+    meson setup build --buildtype=release >/dev/null
+fi
+ninja -C build
+model=${MODEL_DIR:-models/tiny}
+if [ -z "${MODEL_DIR:-}" ] && [ ! -f "$model/config.json" ]; then
+    build/tools/dsv4-synth --preset tiny --out "$model" --seed 1
+fi
+build/examples/dsv4-info "$model" --load

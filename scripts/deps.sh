@@ -1,0 +1,20 @@
+#!/bin/sh
+# scripts/deps.sh — install the Debian packages libdsv4 needs to build and
+# test (bookworm). Does nothing when everything is already installed.
+# Runs apt-get directly as root, through sudo otherwise.
+set -eu
+pkgs="build-essential g++ meson ninja-build pkg-config python3 python3-numpy
+      libdnnl-dev libjansson-dev libzstd-dev zlib1g-dev libpcre2-dev
+      abigail-tools nodejs npm ca-certificates"
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+        missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps.sh: installing:$missing" >&2
+if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+# shellcheck disable=SC2086
+$sudo apt-get install -y -q --no-install-recommends $missing

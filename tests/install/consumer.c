@@ -1,0 +1,17 @@
+/* tests/install/consumer.c — built against the *installed* library with
+ * nothing but `pkg-config --cflags --libs dsv4`. */
+#include <dsv4/dsv4.h>
+#include <stdio.h>
+#include <string.h>
+
+int main(void)
+{
+    dsv4_options *o = NULL;
+    if (dsv4_options_create(&o) != DSV4_OK) return 1;
+    int64_t v = -1;
+    dsv4_status st = dsv4_options_get_i64(o, DSV4_OPT_THREADS, &v);
+    dsv4_options_free(o);
+    if (st != DSV4_OK || strcmp(dsv4_version_string(), DSV4_VERSION_STRING) != 0) return 1;
+    printf("libdsv4 %s\n", dsv4_version_string());
+    return 0;
+}
