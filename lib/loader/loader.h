@@ -112,3 +112,32 @@ dsv4_status dsv4__weights_bind(struct dsv4_model *m, dsv4__err *e);
 void dsv4__weights_free(struct dsv4__weights *w);
 
 #endif
+
+/* ---- the tensor table a config implies (lib/loader/tensors.c) ---- */
+enum {
+    DSV4__ROLE_SCALE = 1,   /* a quantisation scale (not a parameter) */
+    DSV4__ROLE_EXPERT = 2,  /* a routed expert's tensor */
+    DSV4__ROLE_HASH = 4,    /* hash-routing table */
+    DSV4__ROLE_MTP = 8,     /* part of the MTP block */
+    DSV4__ROLE_EMBED = 16   /* the embedding table (one row read per token) */
+};
+typedef struct dsv4__expected {
+    char name[96];
+    int32_t dtype;
+    int32_t role;
+    int32_t ndim;
+    int64_t shape[2];
+} dsv4__expected;
+/* Called once per expected tensor; return non-zero to stop. */
+typedef int (*dsv4__expect_fn)(void *user, const dsv4__expected *t);
+/* Enumerate the tensors of `c` (MTP block included when with_mtp). Returns 1 if stopped. */
+int dsv4__expected_tensors(const dsv4__config *c, int with_mtp, dsv4__expect_fn fn, void *user);
+/* Bytes of a tensor of this dtype and shape; -1 on overflow or unknown dtype. */
+int64_t dsv4__tensor_bytes(int dtype, int ndim, const int64_t *shape);
+
+/* Release one reference (contexts hold references to their model). */
+void dsv4__model_release(struct dsv4_model *m);
+/* Open, map and validate a checkpoint directory (the work of dsv4_model_load). */
+dsv4_status dsv4__model_open(const char *dir, const dsv4_options *opts, struct dsv4_model **out, dsv4__err *e);
+/* Read a small file (JSON) whole, NUL-terminated; free with dsv4__free. */
+dsv4_status dsv4__read_file(const char *path, char **out, size_t *len, dsv4__err *e);

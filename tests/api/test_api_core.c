@@ -109,7 +109,7 @@ int main(void)
     T(dsv4_model_info_from_dir(NULL, NULL, &info, NULL) == DSV4_ERR_INVALID_ARGUMENT && info == NULL);
     T(dsv4_model_get_info(NULL, &info) == DSV4_ERR_INVALID_ARGUMENT && info == NULL);
     T(dsv4_model_info_get_i64(NULL, DSV4_INFO_N_LAYERS, &v) == DSV4_ERR_INVALID_ARGUMENT);
-    int32_t lt = 0;
+    dsv4_layer_type lt = DSV4_LAYER_SWA;
     T(dsv4_model_info_layer_type(NULL, 0, &lt) == DSV4_ERR_INVALID_ARGUMENT);
     char *json = (char *)o;
     T(dsv4_model_info_to_json(NULL, &json) == DSV4_ERR_INVALID_ARGUMENT && json == NULL);

@@ -1,0 +1,321 @@
+/*
+ * lib/api/model.c — public model and model-info entry points.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "loader/loader.h"
+
+struct dsv4_model_info {
+    dsv4__config cfg;
+    int32_t loaded, has_mtp;
+    int64_t params_total, params_active;
+    int64_t bytes_total, bytes_by_dtype[16];
+    int64_t bytes_per_token;
+};
+
+dsv4_status dsv4_model_load(const char *path, const dsv4_options *opts, dsv4_model **out, char **err_msg)
+{
+    dsv4__err e = { 0, "" };
+    if (err_msg) *err_msg = NULL;
+    if (out) *out = NULL;
+    if (!path || !out) {
+        dsv4__fail(&e, DSV4_ERR_INVALID_ARGUMENT, "dsv4_model_load: %s is NULL", !path ? "path" : "out");
+        return dsv4__err_out(&e, err_msg);
+    }
+    struct dsv4_model *m = NULL;
+    dsv4_status st = dsv4__model_open(path, opts, &m, &e);
+    if (st) {
+        dsv4__log lg = dsv4__opt_log(opts);
+        dsv4__logf(&lg, DSV4_LOG_ERROR, "%s", e.msg);
+        return dsv4__err_out(&e, err_msg);
+    }
+    *out = m;
+    return DSV4_OK;
+}
+
+void dsv4_model_free(dsv4_model *model)
+{
+    dsv4__model_release(model);
+}
+
+typedef struct { struct dsv4_model_info *info; } acc_ctx;
+
+static int accumulate(void *user, const dsv4__expected *x)
+{
+    struct dsv4_model_info *in = ((acc_ctx *)user)->info;
+    const dsv4__config *c = &in->cfg;
+    int64_t bytes = dsv4__tensor_bytes(x->dtype, x->ndim, x->shape);
+    if (bytes < 0) return 0;
+    int64_t elems = x->shape[0] * (x->ndim == 2 ? x->shape[1] : 1);
+    int fp4 = x->dtype == DSV4__DT_I8;
+    int64_t params = (x->role & DSV4__ROLE_SCALE) ? 0 : (fp4 ? 2 * elems : elems);
+    int d = x->dtype == DSV4__DT_I8 ? 0 : x->dtype; /* slot 0 = packed FP4 */
+    in->bytes_by_dtype[d] += bytes;
+    in->bytes_total += bytes;
+    in->params_total += params;
+    if (x->role & DSV4__ROLE_MTP) return 0; /* not used per decoded token */
+    if (x->role & DSV4__ROLE_EXPERT) {
+        /* n_active of n_routed experts per token */
+        in->params_active += params / c->n_routed_experts * c->n_active_experts;
+        in->bytes_per_token += bytes / c->n_routed_experts * c->n_active_experts;
+    } else if (x->role & DSV4__ROLE_EMBED) {
+        in->params_active += x->shape[1];
+        in->bytes_per_token += bytes / x->shape[0];
+    } else if (x->role & DSV4__ROLE_HASH) {
+        in->bytes_per_token += (int64_t)c->n_active_experts * 8; /* one row */
+    } else {
+        in->params_active += params;
+        in->bytes_per_token += bytes;
+    }
+    return 0;
+}
+
+static dsv4_status info_build(const dsv4__config *cfg, int loaded, int has_mtp, dsv4_model_info **out)
+{
+    struct dsv4_model_info *in = dsv4__calloc(1, sizeof *in);
+    if (!in) return DSV4_ERR_OUT_OF_MEMORY;
+    in->cfg = *cfg;
+    in->loaded = loaded;
+    in->has_mtp = has_mtp;
+    acc_ctx a = { in };
+    dsv4__expected_tensors(cfg, has_mtp, accumulate, &a);
+    *out = in;
+    return DSV4_OK;
+}
+
+dsv4_status dsv4_model_info_from_dir(const char *path, const dsv4_options *opts, dsv4_model_info **out,
+                                     char **err_msg)
+{
+    (void)opts;
+    dsv4__err e = { 0, "" };
+    if (err_msg) *err_msg = NULL;
+    if (out) *out = NULL;
+    if (!path || !out) {
+        dsv4__fail(&e, DSV4_ERR_INVALID_ARGUMENT, "dsv4_model_info_from_dir: %s is NULL", !path ? "path" : "out");
+        return dsv4__err_out(&e, err_msg);
+    }
+    size_t n = strlen(path);
+    char *cp = dsv4__malloc(n + 13);
+    if (!cp) {
+        dsv4__fail(&e, DSV4_ERR_OUT_OF_MEMORY, "out of memory");
+        return dsv4__err_out(&e, err_msg);
+    }
+    memcpy(cp, path, n);
+    memcpy(cp + n, "/config.json", 13);
+    char *text = NULL;
+    size_t len = 0;
+    dsv4__config cfg;
+    dsv4_status st = dsv4__read_file(cp, &text, &len, &e);
+    if (!st) st = dsv4__config_parse(text, len, cp, &cfg, &e);
+    dsv4__free(text);
+    dsv4__free(cp);
+    if (!st) {
+        st = info_build(&cfg, 0, cfg.n_mtp_layers > 0, out);
+        if (st) dsv4__fail(&e, st, "out of memory");
+    }
+    return st ? dsv4__err_out(&e, err_msg) : DSV4_OK;
+}
+
+dsv4_status dsv4_model_get_info(const dsv4_model *model, dsv4_model_info **out)
+{
+    if (out) *out = NULL;
+    if (!model || !out) return DSV4_ERR_INVALID_ARGUMENT;
+    return info_build(&model->cfg, 1, model->has_mtp, out);
+}
+
+void dsv4_model_info_free(dsv4_model_info *info)
+{
+    dsv4__free(info);
+}
+
+static dsv4_layer_type layer_type(const dsv4__config *c, int l)
+{
+    int r = c->compress_ratios[l];
+    return r == 0 ? DSV4_LAYER_SWA : r == 4 ? DSV4_LAYER_CSA : DSV4_LAYER_HCA;
+}
+
+/* KV bytes of one stored entry (main) and one indexer key, per numerics */
+static void entry_bytes(const dsv4__config *c, int numerics, int64_t *entry, int64_t *ikey)
+{
+    int64_t nope = c->head_dim - c->rope_head_dim;
+    if (numerics == DSV4_NUMERICS_FLOAT) {
+        *entry = (int64_t)c->head_dim * 4;
+        *ikey = (int64_t)c->index_head_dim * 4;
+    } else {
+        *entry = nope + nope / 64 + (int64_t)c->rope_head_dim * 2;
+        *ikey = c->index_head_dim / 2 + c->index_head_dim / 32;
+    }
+}
+
+static int64_t kv_bytes_at(const dsv4__config *c, int numerics, int64_t n_ctx)
+{
+    int64_t entry, ikey, total = 0;
+    entry_bytes(c, numerics, &entry, &ikey);
+    for (int l = 0; l < c->n_layers; l++) {
+        int r = c->compress_ratios[l];
+        if (r == 4) total += (n_ctx / 4) * (entry + ikey);
+        else if (r > 0) total += (n_ctx / r) * entry;
+    }
+    return total;
+}
+
+/* fixed per session: window rings and compressor running states */
+static int64_t fixed_state_bytes(const dsv4__config *c, int numerics, int has_mtp)
+{
+    int64_t entry, ikey, total = 0;
+    entry_bytes(c, numerics, &entry, &ikey);
+    int nl = c->n_layers + (has_mtp ? c->n_mtp_layers : 0);
+    total += (int64_t)nl * c->window * entry;
+    for (int l = 0; l < c->n_layers; l++) {
+        int64_t r = c->compress_ratios[l];
+        if (r == 4) {
+            total += 2 * (2 * r) * (2 * (int64_t)c->head_dim) * 4;
+            total += 2 * (2 * r) * (2 * (int64_t)c->index_head_dim) * 4;
+        } else if (r > 0) {
+            total += 2 * r * (int64_t)c->head_dim * 4;
+        }
+    }
+    return total;
+}
+
+/* scratch of a context: activations of DSV4_OPT_MAX_BATCH (256) tokens */
+static int64_t scratch_bytes(const dsv4__config *c)
+{
+    int64_t per_tok = 16 * (int64_t)c->dim + 3 * (int64_t)c->n_heads * c->head_dim + c->vocab_size +
+                      2 * (int64_t)c->moe_inter_dim + c->q_lora_rank;
+    return 256 * per_tok * 4;
+}
+
+dsv4_status dsv4_model_info_get_i64(const dsv4_model_info *info, dsv4_info_key key, int64_t *value)
+{
+    if (!info || !value) return DSV4_ERR_INVALID_ARGUMENT;
+    const dsv4__config *c = &info->cfg;
+    int64_t v, n[4] = { 0, 0, 0, 0 };
+    for (int l = 0; l < c->n_layers; l++) n[layer_type(c, l)]++;
+    switch (key) {
+    case DSV4_INFO_VARIANT: v = c->variant; break;
+    case DSV4_INFO_VOCAB_SIZE: v = c->vocab_size; break;
+    case DSV4_INFO_HIDDEN_SIZE: v = c->dim; break;
+    case DSV4_INFO_N_LAYERS: v = c->n_layers; break;
+    case DSV4_INFO_N_MTP_LAYERS: v = c->n_mtp_layers; break;
+    case DSV4_INFO_N_HEADS: v = c->n_heads; break;
+    case DSV4_INFO_HEAD_DIM: v = c->head_dim; break;
+    case DSV4_INFO_N_ROUTED_EXPERTS: v = c->n_routed_experts; break;
+    case DSV4_INFO_N_ACTIVE_EXPERTS: v = c->n_active_experts; break;
+    case DSV4_INFO_MOE_INTER_SIZE: v = c->moe_inter_dim; break;
+    case DSV4_INFO_WINDOW: v = c->window; break;
+    case DSV4_INFO_INDEX_TOPK: v = c->index_topk; break;
+    case DSV4_INFO_N_SWA_LAYERS: v = n[DSV4_LAYER_SWA]; break;
+    case DSV4_INFO_N_CSA_LAYERS: v = n[DSV4_LAYER_CSA]; break;
+    case DSV4_INFO_N_HCA_LAYERS: v = n[DSV4_LAYER_HCA]; break;
+    case DSV4_INFO_MAX_POSITION: v = c->max_position; break;
+    case DSV4_INFO_PARAMS_TOTAL: v = info->params_total; break;
+    case DSV4_INFO_PARAMS_ACTIVE: v = info->params_active; break;
+    case DSV4_INFO_BYTES_TOTAL: v = info->bytes_total; break;
+    case DSV4_INFO_BYTES_BF16: v = info->bytes_by_dtype[DSV4__DT_BF16]; break;
+    case DSV4_INFO_BYTES_F32: v = info->bytes_by_dtype[DSV4__DT_F32]; break;
+    case DSV4_INFO_BYTES_F8: v = info->bytes_by_dtype[DSV4__DT_F8_E4M3]; break;
+    case DSV4_INFO_BYTES_E8M0: v = info->bytes_by_dtype[DSV4__DT_F8_E8M0]; break;
+    case DSV4_INFO_BYTES_FP4: v = info->bytes_by_dtype[0]; break;
+    case DSV4_INFO_BYTES_I64: v = info->bytes_by_dtype[DSV4__DT_I64]; break;
+    case DSV4_INFO_BYTES_PER_TOKEN: v = info->bytes_per_token; break;
+    case DSV4_INFO_KV_BYTES_PER_1K: v = kv_bytes_at(c, DSV4_NUMERICS_REFERENCE, 1024); break;
+    case DSV4_INFO_HAS_MTP: v = info->has_mtp; break;
+    case DSV4_INFO_WEIGHTS_LOADED: v = info->loaded; break;
+    default: return DSV4_ERR_UNKNOWN_OPTION;
+    }
+    *value = v;
+    return DSV4_OK;
+}
+
+dsv4_status dsv4_model_info_layer_type(const dsv4_model_info *info, int32_t layer, dsv4_layer_type *type)
+{
+    if (!info || !type || layer < 0 || layer >= info->cfg.n_layers + info->cfg.n_mtp_layers)
+        return DSV4_ERR_INVALID_ARGUMENT;
+    *type = layer_type(&info->cfg, layer);
+    return DSV4_OK;
+}
+
+dsv4_status dsv4_model_info_memory(const dsv4_model_info *info, int64_t n_ctx, dsv4_numerics numerics,
+                                   int64_t *kv_bytes, int64_t *ram_bytes)
+{
+    if (!info || n_ctx < 0 || numerics < 0 || numerics > DSV4_NUMERICS_FLOAT) return DSV4_ERR_INVALID_ARGUMENT;
+    if (numerics == DSV4_NUMERICS_DEFAULT) numerics = DSV4_NUMERICS_REFERENCE;
+    int64_t kv = kv_bytes_at(&info->cfg, numerics, n_ctx);
+    if (kv_bytes) *kv_bytes = kv;
+    if (ram_bytes)
+        *ram_bytes = info->bytes_total + kv + fixed_state_bytes(&info->cfg, numerics, info->has_mtp) +
+                     scratch_bytes(&info->cfg);
+    return DSV4_OK;
+}
+
+static const char *variant_name(int v)
+{
+    switch (v) {
+    case DSV4_VARIANT_FLASH: return "DeepSeek-V4-Flash";
+    case DSV4_VARIANT_PRO: return "DeepSeek-V4-Pro";
+    case DSV4_VARIANT_FLASH_BASE: return "DeepSeek-V4-Flash-Base";
+    case DSV4_VARIANT_FLASH_0731: return "DeepSeek-V4-Flash-0731";
+    default: return "custom";
+    }
+}
+
+dsv4_status dsv4_model_info_to_json(const dsv4_model_info *info, char **json)
+{
+    if (json) *json = NULL;
+    if (!info || !json) return DSV4_ERR_INVALID_ARGUMENT;
+    static const struct { int key; const char *name; } keys[] = {
+        { DSV4_INFO_VOCAB_SIZE, "vocab_size" }, { DSV4_INFO_HIDDEN_SIZE, "hidden_size" },
+        { DSV4_INFO_N_LAYERS, "n_layers" }, { DSV4_INFO_N_MTP_LAYERS, "n_mtp_layers" },
+        { DSV4_INFO_N_HEADS, "n_heads" }, { DSV4_INFO_HEAD_DIM, "head_dim" },
+        { DSV4_INFO_N_ROUTED_EXPERTS, "n_routed_experts" }, { DSV4_INFO_N_ACTIVE_EXPERTS, "n_active_experts" },
+        { DSV4_INFO_MOE_INTER_SIZE, "moe_intermediate_size" }, { DSV4_INFO_WINDOW, "sliding_window" },
+        { DSV4_INFO_INDEX_TOPK, "index_topk" }, { DSV4_INFO_N_SWA_LAYERS, "n_swa_layers" },
+        { DSV4_INFO_N_CSA_LAYERS, "n_csa_layers" }, { DSV4_INFO_N_HCA_LAYERS, "n_hca_layers" },
+        { DSV4_INFO_MAX_POSITION, "max_position_embeddings" }, { DSV4_INFO_PARAMS_TOTAL, "params_total" },
+        { DSV4_INFO_PARAMS_ACTIVE, "params_active" }, { DSV4_INFO_BYTES_TOTAL, "bytes_total" },
+        { DSV4_INFO_BYTES_BF16, "bytes_bf16" }, { DSV4_INFO_BYTES_F32, "bytes_f32" },
+        { DSV4_INFO_BYTES_F8, "bytes_f8_e4m3" }, { DSV4_INFO_BYTES_E8M0, "bytes_f8_e8m0" },
+        { DSV4_INFO_BYTES_FP4, "bytes_fp4" }, { DSV4_INFO_BYTES_I64, "bytes_i64" },
+        { DSV4_INFO_BYTES_PER_TOKEN, "bytes_per_token" }, { DSV4_INFO_KV_BYTES_PER_1K, "kv_bytes_per_1k" },
+        { DSV4_INFO_HAS_MTP, "has_mtp" }, { DSV4_INFO_WEIGHTS_LOADED, "weights_loaded" },
+    };
+    json_t *o = json_object(), *sched = json_array();
+    int bad = !o || !sched;
+    bad |= json_object_set_new(o, "variant", json_string(variant_name(info->cfg.variant)));
+    for (size_t i = 0; i < DSV4__ARRAY_LEN(keys) && !bad; i++) {
+        int64_t v = 0;
+        dsv4_model_info_get_i64(info, (dsv4_info_key)keys[i].key, &v);
+        bad |= json_object_set_new(o, keys[i].name, json_integer(v));
+    }
+    for (int l = 0; l < info->cfg.n_layers + info->cfg.n_mtp_layers && !bad; l++) {
+        static const char *tn[] = { "?", "swa", "csa", "hca" };
+        json_t *L = json_pack("{s:i, s:s, s:i, s:b}", "layer", l, "type", tn[layer_type(&info->cfg, l)],
+                              "compress_ratio", info->cfg.compress_ratios[l], "mtp", l >= info->cfg.n_layers);
+        bad |= !L || json_array_append_new(sched, L);
+    }
+    bad |= json_object_set(o, "layers", sched);
+    json_t *mem = json_object();
+    bad |= !mem;
+    static const int64_t ctxs[] = { 4096, 65536, 1048576 };
+    for (size_t i = 0; i < 3 && !bad; i++) {
+        int64_t kv = 0, ram = 0;
+        dsv4_model_info_memory(info, ctxs[i], DSV4_NUMERICS_REFERENCE, &kv, &ram);
+        json_t *e = json_pack("{s:I, s:I, s:I}", "n_ctx", (json_int_t)ctxs[i], "kv_bytes", (json_int_t)kv,
+                              "ram_bytes", (json_int_t)ram);
+        char k[24];
+        snprintf(k, sizeof k, "%lld", (long long)ctxs[i]);
+        bad |= !e || json_object_set_new(mem, k, e);
+    }
+    if (!bad) bad |= json_object_set(o, "memory_reference", mem);
+    char *s = bad ? NULL : json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(mem);
+    json_decref(sched);
+    json_decref(o);
+    if (!s) return DSV4_ERR_OUT_OF_MEMORY;
+    *json = dsv4__strdup(s);
+    free(s);
+    return *json ? DSV4_OK : DSV4_ERR_OUT_OF_MEMORY;
+}
