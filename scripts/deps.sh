@@ -5,12 +5,16 @@
 set -eu
 pkgs="build-essential g++ meson ninja-build pkg-config python3 python3-numpy
       libdnnl-dev libjansson-dev libzstd-dev zlib1g-dev libpcre2-dev
-      abigail-tools nodejs npm ca-certificates"
+      abigail-tools ca-certificates"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
         missing="$missing $p"
 done
+# node + npm (tokenizer cross-checks, the demo tokenizer): any install that
+# provides both commands will do (Debian's packages, or a bundled npm)
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 [ -z "$missing" ] && exit 0
 echo "deps.sh: installing:$missing" >&2
 if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
