@@ -325,11 +325,28 @@ typedef struct {
     int with_mtp;
     dsv4_status st;
     dsv4__err *e;
+    int keep_going;   /* record the first error, go on marking the tensors seen */
+    int failed;
 } check_ctx;
 
+static int check_one_(check_ctx *c, const dsv4__expected *x);
 static int check_one(void *user, const dsv4__expected *x)
 {
     check_ctx *c = user;
+    if (!c->keep_going) return check_one_(c, x);
+    dsv4__err scratch = { 0, "" }, *keep = c->e;
+    if (c->failed) c->e = &scratch;
+    dsv4_status st0 = c->st;
+    if (check_one_(c, x)) {
+        if (c->failed) c->st = st0;
+        c->failed = 1;
+    }
+    c->e = keep;
+    return 0;
+}
+
+static int check_one_(check_ctx *c, const dsv4__expected *x)
+{
     const dsv4__tensor *t = dsv4__model_tensor(c->m, x->name);
     if (!t) {
         c->st = dsv4__fail(c->e, DSV4_ERR_MISSING_TENSOR, "%s: tensor \"%s\" (%s [%lld%s%.0lld]) is missing",
@@ -450,36 +467,39 @@ dsv4_status dsv4__model_open(const char *dir, const dsv4_options *opts, struct d
     int want_mtp = m->cfg.n_mtp_layers > 0 && dsv4__opt_i64(opts, DSV4_OPT_LOAD_MTP) != 0;
     seen = dsv4__calloc((size_t)m->n_tensors + 1, 1);
     if (!seen) { st = dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory"); goto fail; }
-    check_ctx cc = { m, seen, want_mtp, DSV4_OK, e };
+    check_ctx cc = { m, seen, want_mtp, DSV4_OK, e, 0, 0 };
     if (dsv4__expected_tensors(&m->cfg, 0, check_one, &cc)) { st = cc.st; goto fail; }
     int other_mtp = 0;
     if (want_mtp) {
         uint8_t *seen2 = dsv4__malloc((size_t)m->n_tensors + 1);
         if (!seen2) { st = dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory"); goto fail; }
         memcpy(seen2, seen, (size_t)m->n_tensors + 1);
-        check_ctx mc = { m, seen2, 1, DSV4_OK, e };
+        check_ctx mc = { m, seen2, 1, DSV4_OK, e, 1, 0 };
         dsv4__err e2 = { 0, "" };
         mc.e = &e2;
         /* trunk again (cheap) plus the MTP block */
-        int failed = dsv4__expected_tensors(&m->cfg, 1, check_one, &mc);
-        if (failed) {
-            int any_mtp_extra = 0;
-            for (int64_t i = 0; i < m->n_tensors; i++) {
-                const char *n = m->tensors[i].name;
-                if (strncmp(n, "mtp.", 4) == 0 && !seen2[i] && !strstr(n, "emb") &&
-                    !(strlen(n) >= 11 && strcmp(n + strlen(n) - 11, "head.weight") == 0))
-                    any_mtp_extra = 1;
-            }
-            if (!any_mtp_extra) {
-                /* a genuine problem in the MTP block */
-                *e = e2;
-                st = mc.st;
-                dsv4__free(seen2);
-                goto fail;
-            }
+        dsv4__expected_tensors(&m->cfg, 1, check_one, &mc);
+        int failed = mc.failed;
+        /* mtp.* tensors the MTP table does not explain */
+        int any_mtp_extra = 0;
+        for (int64_t i = 0; i < m->n_tensors && !any_mtp_extra; i++) {
+            const char *n = m->tensors[i].name;
+            size_t ln = strlen(n);
+            if (strncmp(n, "mtp.", 4) == 0 && !seen2[i] && !strstr(n, "emb") &&
+                !(ln >= 11 && strcmp(n + ln - 11, "head.weight") == 0))
+                any_mtp_extra = 1;
+        }
+        if (any_mtp_extra) {
             other_mtp = 1;
-            dsv4__logf(&m->log, DSV4_LOG_WARN, "%s: the MTP block has another layout (%s); MTP disabled", dir,
-                       e2.msg);
+            /* the V4-Flash-0731 trunk ships a drafter of another layout in place of the MTP block */
+            if (m->cfg.variant == DSV4_VARIANT_FLASH) m->cfg.variant = DSV4_VARIANT_FLASH_0731;
+            dsv4__logf(&m->log, DSV4_LOG_WARN, "%s: the checkpoint's MTP block has another layout; MTP disabled",
+                       dir);
+        } else if (failed) {
+            *e = e2; /* a genuine problem in the MTP block */
+            st = mc.st;
+            dsv4__free(seen2);
+            goto fail;
         } else {
             memcpy(seen, seen2, (size_t)m->n_tensors + 1);
             m->has_mtp = 1;

@@ -131,6 +131,16 @@ static void add_to_index(json_t *j, void *arg)
 {
     json_object_set_new(json_object_get(j, "weight_map"), "layers.0.attn.surprise", json_string((const char *)arg));
 }
+static void add_mtp_extra(json_t *h, void *arg)
+{
+    (void)arg;
+    json_object_set_new(h, "mtp.0.blocks.0.drafter", json_pack("{s:s, s:[i], s:[i, i]}", "dtype", "F32", "shape", 0,
+                                                                "data_offsets", 0, 0));
+}
+static void add_mtp_to_index(json_t *j, void *arg)
+{
+    json_object_set_new(json_object_get(j, "weight_map"), "mtp.0.blocks.0.drafter", json_string((const char *)arg));
+}
 static void cfg_set(json_t *j, void *arg)
 {
     const char **kv = arg;
@@ -280,6 +290,27 @@ static void corpus(const char *golden)
     unlink(p);
     expect(d, DSV4_ERR_IO, "model-00001-of-00002.safetensors", "missing shard file");
     expect("/nonexistent/libdsv4/dir", DSV4_ERR_IO, "/nonexistent/libdsv4/dir", "missing directory");
+    FRESH(); /* a tensor missing from the MTP block */
+    shard_of(d, "mtp.0.enorm.weight", s, sizeof s);
+    edit_shard(s, del_key, "mtp.0.enorm.weight");
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", d);
+    edit_json(p, del_from_index, "mtp.0.enorm.weight");
+    expect(d, DSV4_ERR_MISSING_TENSOR, "mtp.0.enorm.weight", "missing MTP tensor");
+    FRESH(); /* an MTP block of another layout: loads with MTP off */
+    shard_of(d, "mtp.0.norm.weight", s, sizeof s);
+    edit_shard(s, add_mtp_extra, NULL);
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", d);
+    edit_json(p, add_mtp_to_index, strrchr(s, '/') + 1);
+    {
+        dsv4_model *m = NULL;
+        dsv4_model_info *in = NULL;
+        int64_t v = -1;
+        T(dsv4_model_load(d, NULL, &m, NULL) == DSV4_OK && m);
+        if (m && dsv4_model_get_info(m, &in) == DSV4_OK) dsv4_model_info_get_i64(in, DSV4_INFO_HAS_MTP, &v);
+        CHECK(v == 0, "drafter-style MTP tensors disable MTP (has_mtp %lld)", (long long)v);
+        dsv4_model_info_free(in);
+        dsv4_model_free(m);
+    }
 #undef FRESH
     test_rmtree(tmp);
     free(tmp);
@@ -458,8 +489,35 @@ static void flash_config(void)
     free(tmp);
 }
 
-int main(void)
+static void synthetic(const char *synth)
 {
+    /* checkpoints written by dsv4-synth load */
+    char *tmp = test_tmpdir("synth");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' --preset tiny --vocab 1024 --seed 7 --out '%s/tiny' >/dev/null", synth, tmp);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "%s/tiny", tmp);
+    dsv4_model *m = NULL;
+    char *msg = NULL;
+    CHECK(dsv4_model_load(cmd, NULL, &m, &msg) == DSV4_OK, "synthetic tiny loads: %s", msg ? msg : "");
+    dsv4_free(msg);
+    dsv4_model_free(m);
+    snprintf(cmd, sizeof cmd, "'%s' --preset tiny --vocab 1024 --seed 7 --expert-dtype fp8 --out '%s/fp8' >/dev/null",
+             synth, tmp);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "%s/fp8", tmp);
+    m = NULL;
+    msg = NULL;
+    CHECK(dsv4_model_load(cmd, NULL, &m, &msg) == DSV4_OK, "synthetic FP8-expert tiny loads: %s", msg ? msg : "");
+    dsv4_free(msg);
+    dsv4_model_free(m);
+    test_rmtree(tmp);
+    free(tmp);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1) synthetic(argv[1]);
     golden_preset("tiny-a");
     golden_preset("tiny-b");
     char g[1024];
