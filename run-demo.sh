@@ -2,7 +2,8 @@
 # run-demo.sh — set up and run the main job on the embedded default model:
 # installs the build dependencies, builds libdsv4, synthesises the tiny demo
 # checkpoint (official format, random weights, real vocabulary size) into
-# models/tiny, loads and validates it and prints what it is.
+# models/tiny with the real DeepSeek-V4 tokenizer, loads and validates it,
+# prints what it is and tokenizes a line of text with it.
 # MODEL_DIR=/path/to/DeepSeek-V4-Flash ./run-demo.sh runs the same on a real
 # download instead of the synthetic model.
 set -euo pipefail
@@ -14,6 +15,7 @@ fi
 ninja -C build
 model=${MODEL_DIR:-models/tiny}
 if [ -z "${MODEL_DIR:-}" ] && [ ! -f "$model/config.json" ]; then
+    mkdir -p "$(dirname "$model")"
     build/tools/dsv4-synth --preset tiny --out "$model" --seed 1
 fi
 if [ ! -f "$model/tokenizer.json" ]; then
@@ -24,3 +26,6 @@ if [ ! -f "$model/tokenizer.json" ]; then
     python3 tools/dsv4-tokenizer-v4.py "$v3" "$model"
 fi
 build/examples/dsv4-info "$model" --load
+# The text layer on the model's own tokenizer. (Generation needs the forward
+# pass, which this snapshot does not have yet: see README "Status".)
+printf 'Hello from libdsv4! 你好 <think>' | build/examples/dsv4-tokenize "$model/tokenizer.json" encode - --pieces
