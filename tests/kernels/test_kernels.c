@@ -1,0 +1,221 @@
+/*
+ * tests/kernels/test_kernels.c — numeric formats bit-exactly against spec
+ * §3.3/§4 (hand-computed values), the scalar reference linear operator
+ * against a direct per-element evaluation, and the thread pool.
+ */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include "kernels.h"
+#include "pool.h"
+#include "testutil.h"
+
+#define T(c) CHECK((c), "%s", #c)
+
+static uint64_t rng = 88172645463325252ull;
+static uint32_t rnd(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return (uint32_t)(rng >> 32); }
+static float frand(void) { return (float)((rnd() >> 8) / 16777216.0 * 2.0 - 1.0); }
+
+static void formats(void)
+{
+    /* e4m3fn: every code, from its fields (spec §3.3) */
+    int bad = 0;
+    for (int c = 0; c < 256; c++) {
+        float v = dsv4k_e4m3_to_f32((uint8_t)c);
+        int s = c >> 7, e = (c >> 3) & 15, m = c & 7;
+        float want = e == 0 ? ldexpf((float)m, -9) : ldexpf(1.0f + m / 8.0f, e - 7);
+        if (s) want = -want;
+        if ((c & 0x7f) == 0x7f) { if (!isnan(v)) bad++; }
+        else if (v != want || (v == 0 && !!signbit(v) != s)) bad++;
+    }
+    CHECK(bad == 0, "e4m3 decode: %d of 256 codes wrong", bad);
+    T(dsv4k_e4m3_to_f32(0x7e) == 448.0f);
+    T(dsv4k_e4m3_to_f32(0x01) == ldexpf(1, -9));
+    /* e4m3 rounding: ties to even at several binades, saturation */
+    uint8_t code;
+    T(dsv4k_e4m3_round(1.0625f, &code) == 1.0f);      /* halfway 1 and 1.125 -> even (1) */
+    T(dsv4k_e4m3_round(1.1875f, NULL) == 1.25f);      /* halfway 1.125 and 1.25 -> even (1.25) */
+    T(dsv4k_e4m3_round(17.0f, NULL) == 16.0f);        /* halfway 16 and 18 -> 16 */
+    T(dsv4k_e4m3_round(19.0f, NULL) == 20.0f);        /* halfway 18 and 20 -> 20 */
+    T(dsv4k_e4m3_round(-1.0625f, NULL) == -1.0f);
+    T(dsv4k_e4m3_round(448.0f, &code) == 448.0f && code == 0x7e);
+    T(dsv4k_e4m3_round(ldexpf(1, -10), NULL) == 0.0f); /* halfway 0 and 2^-9 -> 0 */
+    T(dsv4k_e4m3_round(ldexpf(3, -10), NULL) == ldexpf(2, -9)); /* 1.5 quanta -> 2 */
+    /* e2m1 table and ties */
+    static const float e2m1[8] = { 0, 0.5f, 1, 1.5f, 2, 3, 4, 6 };
+    bad = 0;
+    for (int c = 0; c < 16; c++)
+        if (dsv4k_e2m1_to_f32((uint8_t)c) != (c & 8 ? -e2m1[c & 7] : e2m1[c & 7])) bad++;
+    CHECK(bad == 0, "e2m1 decode: %d codes wrong", bad);
+    struct { float in, out; } ties[] = { { 0.25f, 0 }, { 0.75f, 1 }, { 1.25f, 1 }, { 1.75f, 2 }, { 2.5f, 2 },
+                                         { 3.5f, 4 }, { 5.0f, 4 }, { 6.0f, 6 }, { -0.75f, -1 }, { -5.0f, -4 } };
+    for (size_t i = 0; i < sizeof ties / sizeof ties[0]; i++)
+        CHECK(dsv4k_e2m1_round(ties[i].in, NULL) == ties[i].out, "e2m1 round %g -> %g, want %g", ties[i].in,
+              dsv4k_e2m1_round(ties[i].in, NULL), ties[i].out);
+    T(dsv4k_e2m1_round(3.0f, &code) == 3.0f && code == 5);
+    T(dsv4k_e2m1_round(-6.0f, &code) == -6.0f && code == 15);
+    /* E8M0 */
+    T(dsv4k_e8m0_to_f32(127) == 1.0f && dsv4k_e8m0_to_f32(130) == 8.0f && dsv4k_e8m0_to_f32(120) == ldexpf(1, -7));
+    T(isnan(dsv4k_e8m0_to_f32(255)));
+    /* log2_ceil: exact powers of two vs one ulp above */
+    for (int e = -20; e <= 20; e++) {
+        float p = ldexpf(1, e);
+        CHECK(dsv4k_log2_ceil(p) == e && dsv4k_log2_ceil(nextafterf(p, INFINITY)) == e + 1, "log2_ceil 2^%d", e);
+    }
+    /* activation quantisation: scale from amax * fp32(1/448), amax floor 1e-4 */
+    float x[128], q[128];
+    int8_t ex[1];
+    for (int i = 0; i < 128; i++) x[i] = 0;
+    x[5] = 448.0f;
+    dsv4k_act_quant_fp8_ref(x, 128, 128, q, ex);
+    T(ex[0] == 0 && q[5] == 448.0f);
+    x[5] = 449.0f; /* needs scale 2 */
+    dsv4k_act_quant_fp8_ref(x, 128, 128, q, ex);
+    T(ex[0] == 1 && q[5] == dsv4k_e4m3_round(224.5f, NULL));
+    memset(x, 0, sizeof x);
+    dsv4k_act_quant_fp8_ref(x, 128, 128, q, ex); /* all zero: floor 1e-4 -> 2^ceil(log2(1e-4/448)) */
+    T(ex[0] == dsv4k_log2_ceil(1e-4f * (1.0f / 448.0f)) && q[0] == 0.0f);
+    /* FP8 / FP4 simulation round trip: quantised values are fixed points */
+    float y[64];
+    for (int i = 0; i < 64; i++) y[i] = frand() * 10;
+    dsv4k_fp8_sim_ref(y, 64, 64);
+    float z[64];
+    memcpy(z, y, sizeof z);
+    dsv4k_fp8_sim_ref(z, 64, 64);
+    T(memcmp(y, z, sizeof z) == 0);
+    for (int i = 0; i < 64; i++) y[i] = frand();
+    dsv4k_fp4_sim_ref(y, 64, 32);
+    memcpy(z, y, sizeof z);
+    dsv4k_fp4_sim_ref(z, 64, 32);
+    T(memcmp(y, z, sizeof z) == 0);
+}
+
+/* weight element by direct decoding, independent of the reference's helper */
+static double w_at(const dsv4k_weight *w, int64_t r, int64_t c)
+{
+    int64_t kb = (w->k + 127) / 128;
+    const uint8_t *b = w->w;
+    switch (w->fmt) {
+    case DSV4K_W_BF16: { uint16_t h; memcpy(&h, b + 2 * (r * w->k + c), 2); return dsv4k_bf16_to_f32(h); }
+    case DSV4K_W_F32: return ((const float *)w->w)[r * w->k + c];
+    case DSV4K_W_FP8:
+        return (double)dsv4k_e4m3_to_f32(b[r * w->k + c]) * ldexp(1, ((const uint8_t *)w->s)[(r / 128) * kb + c / 128] - 127);
+    case DSV4K_W_FP8_F32S:
+        return (double)dsv4k_e4m3_to_f32(b[r * w->k + c]) * ((const float *)w->s)[(r / 128) * kb + c / 128];
+    case DSV4K_W_FP4: {
+        uint8_t v = b[r * (w->k / 2) + c / 2];
+        return (double)dsv4k_e2m1_to_f32(c % 2 ? v >> 4 : v & 15) *
+               ldexp(1, ((const uint8_t *)w->s)[r * (w->k / 32) + c / 32] - 127);
+    }
+    }
+    return NAN;
+}
+
+static void linear_case(int fmt, int64_t m, int64_t n, int64_t k, int aq)
+{
+    int64_t kb = (k + 127) / 128, nb = (n + 127) / 128;
+    size_t wbytes = fmt == DSV4K_W_BF16 ? 2 : fmt == DSV4K_W_F32 ? 4 : 1;
+    uint8_t *wd = malloc((size_t)(n * k) * wbytes + 8);
+    void *sd = malloc((size_t)(fmt == DSV4K_W_FP4 ? n * (k / 32) : nb * kb * 4) + 8);
+    for (int64_t i = 0; i < n * k * (int64_t)wbytes; i++) wd[i] = (uint8_t)rnd();
+    if (fmt == DSV4K_W_BF16)
+        for (int64_t i = 0; i < n * k; i++) { uint16_t h = dsv4k_f32_to_bf16(frand()); memcpy(wd + 2 * i, &h, 2); }
+    if (fmt == DSV4K_W_F32)
+        for (int64_t i = 0; i < n * k; i++) ((float *)wd)[i] = frand();
+    if (fmt == DSV4K_W_FP8 || fmt == DSV4K_W_FP8_F32S)
+        for (int64_t i = 0; i < n * k; i++) if ((wd[i] & 0x7f) == 0x7f) wd[i] = 0x7e; /* no NaN codes */
+    if (fmt == DSV4K_W_FP8)
+        for (int64_t i = 0; i < nb * kb; i++) ((uint8_t *)sd)[i] = (uint8_t)(120 + rnd() % 8);
+    if (fmt == DSV4K_W_FP8_F32S)
+        for (int64_t i = 0; i < nb * kb; i++) ((float *)sd)[i] = frand() * 0.01f;
+    if (fmt == DSV4K_W_FP4)
+        for (int64_t i = 0; i < n * (k / 32); i++) ((uint8_t *)sd)[i] = (uint8_t)(120 + rnd() % 8);
+    dsv4k_weight w = { fmt, n, k, wd, sd };
+    float *x = malloc((size_t)(m * k) * 4), *y = malloc((size_t)(m * n) * 4), *a = malloc((size_t)k * 4);
+    int8_t ex[64];
+    for (int64_t i = 0; i < m * k; i++) x[i] = frand() * 3;
+    dsv4k_linear_ref(&w, x, m, y, aq);
+    int bad = 0;
+    for (int64_t i = 0; i < m; i++) {
+        if (aq) {
+            dsv4k_act_quant_fp8_ref(x + i * k, k, 128, a, ex);
+            for (int64_t c = 0; c < k; c++) a[c] = ldexpf(a[c], ex[c / 128]);
+        } else {
+            memcpy(a, x + i * k, (size_t)k * 4);
+        }
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0, sa = 0;
+            for (int64_t c = 0; c < k; c++) { double p = (double)a[c] * w_at(&w, j, c); s += p; sa += fabs(p); }
+            if (fabs(y[i * n + j] - s) > 1e-6 * sa + 1e-30) bad++;
+        }
+    }
+    CHECK(bad == 0, "linear_ref fmt %d m %lld n %lld k %lld aq %d: %d outputs off", fmt, (long long)m, (long long)n,
+          (long long)k, aq, bad);
+    free(wd); free(sd); free(x); free(y); free(a);
+}
+
+typedef struct { atomic_llong sum; atomic_int calls; int64_t n; atomic_int bad; } pool_arg;
+static void pool_task(void *varg, int64_t b, int64_t e, int thread)
+{
+    pool_arg *p = varg;
+    if (b < 0 || e > p->n || b >= e || thread < 0) atomic_fetch_add(&p->bad, 1);
+    long long s = 0;
+    for (int64_t i = b; i < e; i++) s += i;
+    atomic_fetch_add(&p->sum, s);
+    atomic_fetch_add(&p->calls, 1);
+}
+
+static void pool(void)
+{
+    for (int t = 1; t <= 4; t++) {
+        dsv4k_pool *pl = dsv4k_pool_create(t);
+        T(pl != NULL && dsv4k_pool_threads(pl) == t);
+        int64_t sizes[] = { 0, 1, 2, 3, 7, 100, 1000, 100003 };
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            for (int64_t grain = 1; grain <= 64; grain *= 8) {
+                pool_arg a;
+                atomic_init(&a.sum, 0); atomic_init(&a.calls, 0); atomic_init(&a.bad, 0);
+                a.n = sizes[i];
+                dsv4k_pool_for(pl, a.n, grain, pool_task, &a);
+                CHECK(atomic_load(&a.sum) == a.n * (a.n - 1) / 2 && atomic_load(&a.bad) == 0 &&
+                      (a.n > 0 || atomic_load(&a.calls) == 0),
+                      "pool %d threads n %lld grain %lld", t, (long long)a.n, (long long)grain);
+            }
+        }
+        /* many tiny loops back to back */
+        int ok = 1;
+        for (int r = 0; r < 2000 && ok; r++) {
+            pool_arg a;
+            atomic_init(&a.sum, 0); atomic_init(&a.calls, 0); atomic_init(&a.bad, 0);
+            a.n = 5;
+            dsv4k_pool_for(pl, 5, 1, pool_task, &a);
+            ok = atomic_load(&a.sum) == 10;
+        }
+        CHECK(ok, "pool %d threads: 2000 tiny loops", t);
+        dsv4k_pool_free(pl);
+    }
+    pool_arg a;
+    atomic_init(&a.sum, 0); atomic_init(&a.calls, 0); atomic_init(&a.bad, 0);
+    a.n = 10;
+    dsv4k_pool_for(NULL, 10, 1, pool_task, &a);
+    T(atomic_load(&a.sum) == 45 && dsv4k_pool_threads(NULL) == 1);
+    dsv4k_pool_free(NULL);
+}
+
+int main(void)
+{
+    formats();
+    int64_t ms[] = { 1, 3, 17 };
+    for (int aq = 0; aq <= 1; aq++) {
+        for (size_t i = 0; i < 3; i++) {
+            linear_case(DSV4K_W_FP8, ms[i], 130, 256, aq);
+            linear_case(DSV4K_W_FP8_F32S, ms[i], 5, 384, aq);
+            linear_case(DSV4K_W_FP4, ms[i], 33, 128, aq);
+            linear_case(DSV4K_W_BF16, ms[i], 7, aq ? 128 : 67, aq);
+            linear_case(DSV4K_W_F32, ms[i], 1, aq ? 256 : 31, aq);
+        }
+    }
+    pool();
+    return test_summary();
+}
