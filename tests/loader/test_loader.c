@@ -403,6 +403,20 @@ static void golden_preset(const char *name)
     }
     dsv4_model_info_free(li);
     dsv4_model_info_free(ci);
+    /* this snapshot has no forward pass: a context reports it clearly */
+    if (m) {
+        dsv4_context *c = (dsv4_context *)1;
+        char *cm = NULL;
+        dsv4_status cst = dsv4_context_create(m, NULL, &c, &cm);
+        CHECK(cst == DSV4_ERR_UNSUPPORTED && c == NULL && cm && strstr(cm, "forward pass"),
+              "context_create: status %d, %s", cst, cm ? cm : "(no message)");
+        dsv4_free(cm);
+        dsv4_options *big = NULL;
+        dsv4_options_create(&big);
+        dsv4_options_set_i64(big, DSV4_OPT_CONTEXT_LENGTH, (int64_t)1 << 40);
+        T(dsv4_context_create(m, big, &c, NULL) == DSV4_ERR_INVALID_ARGUMENT && c == NULL);
+        dsv4_options_free(big);
+    }
     dsv4_model_free(m);
     /* without MTP */
     dsv4_options_set_i64(o, DSV4_OPT_LOAD_MTP, 0);
