@@ -6,6 +6,9 @@
  *       token's bytes as a JSON string; bytes that are not valid UTF-8 on
  *       their own are written as \u00XX escapes of the raw byte values)
  *   dsv4-tokenize TOKENIZER_JSON decode IDS.json|-
+ *   dsv4-tokenize TOKENIZER_JSON chat REQUEST.json|-
+ *       renders a chat request (OpenAI chat-completions style, see
+ *       dsv4_chat_render) to the exact prompt; prints {"prompt":...,"ids":[...]}
  *       IDS.json holds a JSON array of ids, or an object with an "ids" array;
  *       prints the decoded bytes
  */
@@ -18,7 +21,8 @@
 static int usage(void)
 {
     fprintf(stderr, "usage: dsv4-tokenize TOKENIZER_JSON encode FILE|- [--bos] [--no-special] [--pieces]\n"
-                    "       dsv4-tokenize TOKENIZER_JSON decode IDS.json|-\n");
+                    "       dsv4-tokenize TOKENIZER_JSON decode IDS.json|-\n"
+                    "       dsv4-tokenize TOKENIZER_JSON chat REQUEST.json|-\n");
     return 2;
 }
 
@@ -109,6 +113,39 @@ static int do_encode(dsv4_tokenizer *tok, const char *path, int bos, int nospeci
     return 0;
 }
 
+static int do_chat(dsv4_tokenizer *tok, const char *path)
+{
+    size_t n;
+    char *req = read_all(path, &n);
+    if (!req) { fprintf(stderr, "dsv4-tokenize: cannot read %s\n", path); return 1; }
+    char *prompt = NULL, *err = NULL;
+    dsv4_status st = dsv4_chat_render(req, n, &prompt, &err);
+    free(req);
+    if (st) {
+        fprintf(stderr, "dsv4-tokenize: %s: %s\n", dsv4_status_string(st), err ? err : "");
+        dsv4_free(err);
+        return 1;
+    }
+    size_t len = strlen(prompt), cap = len + 2, n_ids = 0;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    st = ids ? dsv4_tokenizer_encode(tok, prompt, len, 0, ids, cap, &n_ids, &err) : DSV4_ERR_OUT_OF_MEMORY;
+    if (st) {
+        fprintf(stderr, "dsv4-tokenize: %s: %s\n", dsv4_status_string(st), err ? err : "");
+        dsv4_free(err);
+        dsv4_free(prompt);
+        free(ids);
+        return 1;
+    }
+    fputs("{\"prompt\":", stdout);
+    put_json_string(prompt, len);
+    fputs(",\"ids\":[", stdout);
+    for (size_t i = 0; i < n_ids; i++) printf(i ? ",%d" : "%d", ids[i]);
+    fputs("]}\n", stdout);
+    dsv4_free(prompt);
+    free(ids);
+    return 0;
+}
+
 static int do_decode(dsv4_tokenizer *tok, const char *path)
 {
     size_t n;
@@ -169,8 +206,8 @@ int main(int argc, char **argv)
         else return usage();
     }
     const char *cmd = argv[2];
-    if (strcmp(cmd, "encode") != 0 && strcmp(cmd, "decode") != 0)
-        return usage(); /* further subcommands (e.g. chat rendering) go here */
+    if (strcmp(cmd, "encode") != 0 && strcmp(cmd, "decode") != 0 && strcmp(cmd, "chat") != 0)
+        return usage();
     dsv4_tokenizer *tok = NULL;
     char *err = NULL;
     dsv4_status st = dsv4_tokenizer_load(argv[1], NULL, &tok, &err);
@@ -179,7 +216,8 @@ int main(int argc, char **argv)
         dsv4_free(err);
         return 1;
     }
-    int rc = strcmp(cmd, "encode") == 0 ? do_encode(tok, argv[3], bos, nospecial, pieces) : do_decode(tok, argv[3]);
+    int rc = strcmp(cmd, "encode") == 0 ? do_encode(tok, argv[3], bos, nospecial, pieces)
+             : strcmp(cmd, "chat") == 0 ? do_chat(tok, argv[3]) : do_decode(tok, argv[3]);
     dsv4_tokenizer_free(tok);
     return rc;
 }
