@@ -40,6 +40,9 @@ extern "C" {
  *    paragraph, thinking mode only).
  *  - "drop_thinking": boolean, default true (reasoning of turns before the
  *    last user message is dropped); forced false when any tools are present.
+ * A completion request — "prompt" (and optional "suffix") instead of
+ * "messages" — renders BOS + prompt, or with a suffix the fill-in-the-middle
+ * form BOS <｜fim▁begin｜>prompt<｜fim▁hole｜>suffix<｜fim▁end｜>.
  * A top-level "response_format" is not injected into the prompt (the
  * official service does not document doing so); constrain the output instead.
  *

@@ -247,6 +247,24 @@ static void transition(sbuf *out, const turn *t, size_t nt, size_t i, size_t las
 
 static dsv4_status render(json_t *req, sbuf *out, dsv4__err *e)
 {
+    json_t *pr = json_object_get(req, "prompt");
+    if (pr && !json_object_get(req, "messages")) {
+        /* completion request: plain prefix, or fill-in-the-middle with a suffix */
+        json_t *sf = json_object_get(req, "suffix");
+        if (!json_is_string(pr) || (sf && !json_is_null(sf) && !json_is_string(sf)))
+            return dsv4__fail(e, DSV4_ERR_INVALID_ARGUMENT, "request: prompt and suffix must be strings");
+        sb_s(out, BOS);
+        if (json_is_string(sf)) {
+            sb_s(out, "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>");
+            sb_add(out, json_string_value(pr), json_string_length(pr));
+            sb_s(out, "<\xef\xbd\x9c" "fim\xe2\x96\x81" "hole\xef\xbd\x9c>");
+            sb_add(out, json_string_value(sf), json_string_length(sf));
+            sb_s(out, "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>");
+        } else {
+            sb_add(out, json_string_value(pr), json_string_length(pr));
+        }
+        return out->oom ? dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory") : DSV4_OK;
+    }
     json_t *msgs = json_object_get(req, "messages");
     if (!json_is_array(msgs) || json_array_size(msgs) == 0)
         return dsv4__fail(e, DSV4_ERR_INVALID_ARGUMENT, "request: \"messages\" must be a non-empty array");

@@ -147,6 +147,32 @@ static void bad(void)
     dsv4_free(msg);
 }
 
+static void fim(void)
+{
+    const char *req = "{\"prompt\":\"def f(x):\\n    \",\"suffix\":\"\\n    return y\\n\"}";
+    char *prompt = NULL;
+    T(dsv4_chat_render(req, strlen(req), &prompt, NULL) == DSV4_OK);
+    const char *want = "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
+                       "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>def f(x):\n    "
+                       "<\xef\xbd\x9c" "fim\xe2\x96\x81" "hole\xef\xbd\x9c>\n    return y\n"
+                       "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>";
+    CHECK(prompt && strcmp(prompt, want) == 0, "FIM: %s", prompt ? prompt : "(none)");
+    if (prompt && tok) {
+        int32_t ids[64];
+        size_t n = 0;
+        T(dsv4_tokenizer_encode(tok, prompt, strlen(prompt), 0, ids, 64, &n, NULL) == DSV4_OK);
+        /* BOS, fim begin 128801 ... hole 128800 ... end 128802 */
+        int begin = 0, hole = 0, end = 0;
+        for (size_t i = 0; i < n; i++) {
+            begin += ids[i] == 128801;
+            hole += ids[i] == 128800;
+            end += ids[i] == 128802;
+        }
+        T(n > 4 && ids[0] == 0 && ids[1] == 128801 && begin == 1 && hole == 1 && end == 1 && ids[n - 1] == 128802);
+    }
+    dsv4_free(prompt);
+}
+
 int main(void)
 {
     char p[1024];
@@ -155,6 +181,7 @@ int main(void)
     official();
     extra();
     bad();
+    fim();
     dsv4_tokenizer_free(tok);
     return test_summary();
 }
