@@ -173,6 +173,170 @@ static void fim(void)
     dsv4_free(prompt);
 }
 
+/* ---- output parser ---- */
+typedef struct {
+    char reasoning[4096], content[4096], error[4096], names[8][64], args[8][1024], order[256];
+    int ends, n_calls;
+} parsed;
+
+static void cat(char *dst, size_t cap, const char *s, size_t n)
+{
+    size_t l = strlen(dst);
+    if (l + n + 1 > cap) n = cap - l - 1;
+    memcpy(dst + l, s, n);
+    dst[l + n] = 0;
+}
+
+static void drain(dsv4_chat_parser *p, parsed *r)
+{
+    for (;;) {
+        dsv4_chat_event_type t;
+        int32_t idx;
+        const char *d;
+        size_t n;
+        if (dsv4_chat_parser_next(p, &t, &idx, &d, &n) != DSV4_OK || t == DSV4_CHAT_EVENT_NONE) return;
+        char tc = (char)('0' + t);
+        size_t ol = strlen(r->order);
+        if ((ol == 0 || r->order[ol - 1] != tc || t == DSV4_CHAT_EVENT_TOOL_CALL_START) && ol + 2 < sizeof r->order) {
+            r->order[ol] = tc;
+            r->order[ol + 1] = 0;
+        }
+        switch (t) {
+        case DSV4_CHAT_EVENT_REASONING: cat(r->reasoning, sizeof r->reasoning, d, n); break;
+        case DSV4_CHAT_EVENT_CONTENT: cat(r->content, sizeof r->content, d, n); break;
+        case DSV4_CHAT_EVENT_ERROR: cat(r->error, sizeof r->error, d, n); break;
+        case DSV4_CHAT_EVENT_TOOL_CALL_START:
+            if (idx >= 0 && idx < 8) { cat(r->names[idx], 64, d, n); if (idx + 1 > r->n_calls) r->n_calls = idx + 1; }
+            break;
+        case DSV4_CHAT_EVENT_TOOL_CALL_ARGS: if (idx >= 0 && idx < 8) cat(r->args[idx], 1024, d, n); break;
+        case DSV4_CHAT_EVENT_END: r->ends++; break;
+        default: break;
+        }
+    }
+}
+
+static void parse_split(const char *text, int thinking, size_t split, size_t chunk, parsed *r)
+{
+    memset(r, 0, sizeof *r);
+    dsv4_chat_parser *p = NULL;
+    if (dsv4_chat_parser_create(thinking, &p) != DSV4_OK) return;
+    size_t n = strlen(text);
+    if (chunk) {
+        for (size_t i = 0; i < n; i += chunk) {
+            dsv4_chat_parser_feed(p, text + i, i + chunk <= n ? chunk : n - i);
+            drain(p, r);
+        }
+    } else {
+        dsv4_chat_parser_feed(p, text, split);
+        drain(p, r);
+        dsv4_chat_parser_feed(p, text + split, n - split);
+        drain(p, r);
+    }
+    dsv4_chat_parser_finish(p);
+    drain(p, r);
+    dsv4_chat_parser_free(p);
+}
+
+#define DS "\xef\xbd\x9c" "DSML\xef\xbd\x9c"
+#define EOSS "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
+
+static void parser(void)
+{
+    const char *gen =
+        "Need \xe5\xa4\xa9\xe6\xb0\x94 tool.</think>Checking.\n\n<" DS "tool_calls>\n"
+        "<" DS "invoke name=\"get_weather\">\n"
+        "<" DS "parameter name=\"city\" string=\"true\">Paris \"north\"\n</" DS "parameter>\n"
+        "<" DS "parameter name=\"days\" string=\"false\">2</" DS "parameter>\n"
+        "<" DS "parameter name=\"opts\" string=\"false\">{\"a\": [1, 2.5]}</" DS "parameter>\n"
+        "</" DS "invoke>\n"
+        "<" DS "invoke name=\"now\">\n"
+        "</" DS "invoke>\n"
+        "</" DS "tool_calls>" EOSS;
+    parsed whole, part;
+    parse_split(gen, 1, strlen(gen), 0, &whole);
+    CHECK(strcmp(whole.reasoning, "Need \xe5\xa4\xa9\xe6\xb0\x94 tool.") == 0, "reasoning '%s'", whole.reasoning);
+    CHECK(strcmp(whole.content, "Checking.") == 0, "content '%s'", whole.content);
+    T(whole.n_calls == 2 && strcmp(whole.names[0], "get_weather") == 0 && strcmp(whole.names[1], "now") == 0);
+    json_t *a0 = json_loads(whole.args[0], 0, NULL), *a1 = json_loads(whole.args[1], 0, NULL);
+    CHECK(a0 && strcmp(json_string_value(json_object_get(a0, "city")), "Paris \"north\"\n") == 0 &&
+          json_integer_value(json_object_get(a0, "days")) == 2 &&
+          json_real_value(json_array_get(json_object_get(json_object_get(a0, "opts"), "a"), 1)) == 2.5,
+          "arguments 0: %s", whole.args[0]);
+    CHECK(a1 && json_object_size(a1) == 0, "arguments 1: %s", whole.args[1]);
+    json_decref(a0);
+    json_decref(a1);
+    CHECK(whole.ends == 1 && whole.error[0] == 0, "ends %d order %s error [%s]", whole.ends, whole.order, whole.error);
+    /* every split point and byte-by-byte feeding give the same result */
+    int diff = 0;
+    for (size_t k = 0; k <= strlen(gen); k++) {
+        parse_split(gen, 1, k, 0, &part);
+        if (memcmp(&part, &whole, sizeof part) != 0) diff++;
+    }
+    parse_split(gen, 1, 0, 1, &part);
+    diff += memcmp(&part, &whole, sizeof part) != 0;
+    parse_split(gen, 1, 0, 3, &part);
+    diff += memcmp(&part, &whole, sizeof part) != 0;
+    CHECK(diff == 0, "parser: %d of %zu splits differ from feeding the whole text", diff, strlen(gen) + 3);
+
+    /* round trip: rendering the parsed turn reproduces the generated text */
+    json_t *calls = json_array();
+    for (int i = 0; i < whole.n_calls; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "call_%d", i);
+        json_array_append_new(calls, json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function",
+                                               "name", whole.names[i], "arguments", whole.args[i]));
+    }
+    json_t *req = json_pack("{s:s, s:[{s:s, s:s}, {s:s, s:s, s:s, s:o}]}", "thinking_mode", "thinking", "messages",
+                            "role", "user", "content", "q", "role", "assistant", "reasoning_content", whole.reasoning,
+                            "content", whole.content, "tool_calls", calls);
+    char *rs = json_dumps(req, JSON_COMPACT), *prompt = NULL;
+    T(dsv4_chat_render(rs, strlen(rs), &prompt, NULL) == DSV4_OK);
+    const char *opener = "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c><think>";
+    const char *tail = prompt ? strstr(prompt, opener) : NULL;
+    CHECK(tail && strcmp(tail + strlen(opener), gen) == 0, "round trip:\n got  %s\n want %s", tail ? tail : "(none)", gen);
+    dsv4_free(prompt);
+    free(rs);
+    json_decref(req);
+
+    /* chat mode; stop at the length limit (finish without EOS) */
+    parse_split("Hi there" EOSS, 0, 3, 0, &part);
+    T(strcmp(part.content, "Hi there") == 0 && part.ends == 1 && strcmp(part.order, "27") == 0);
+    parse_split("cut </thi", 1, 4, 0, &part);
+    T(strcmp(part.reasoning, "cut </thi") == 0 && part.ends == 1);
+    /* malformed DSML: an error event with the raw text, nothing lost */
+    const char *badgen = "r</think>c\n\n<" DS "tool_calls>\n<" DS "invokx name=\"f\">\n" EOSS;
+    for (size_t k = 0; k <= strlen(badgen); k += 5) {
+        parse_split(badgen, 1, k, 0, &part);
+        char joined[4096] = "";
+        joined[0] = 0;
+        cat(joined, sizeof joined, part.reasoning, strlen(part.reasoning));
+        cat(joined, sizeof joined, "</think>", 8);
+        cat(joined, sizeof joined, part.content, strlen(part.content));
+        cat(joined, sizeof joined, part.error, strlen(part.error));
+        if (strcmp(joined, badgen) != 0 || part.error[0] == 0 || part.ends != 1) { diff++; break; }
+    }
+    CHECK(diff == 0, "malformed DSML keeps the raw text in an error event");
+    parse_split("a</think>b" EOSS "trailing", 1, 4, 0, &part);
+    T(strcmp(part.content, "b") == 0 && strcmp(part.error, "trailing") == 0);
+    const char *badparam = "x</think>\n\n<" DS "tool_calls>\n<" DS "invoke name=\"f\">\n<" DS "parameter name=\"k\" string=\"maybe\">1</" DS "parameter>\n";
+    parse_split(badparam, 1, 7, 0, &part);
+    T(part.error[0] != 0 && strstr(badparam, part.error) != NULL);
+    /* bad arguments */
+    dsv4_chat_parser *p = (dsv4_chat_parser *)1;
+    T(dsv4_chat_parser_create(2, &p) == DSV4_ERR_INVALID_ARGUMENT && p == NULL);
+    T(dsv4_chat_parser_create(1, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_chat_parser_feed(NULL, "a", 1) == DSV4_ERR_INVALID_ARGUMENT);
+    dsv4_chat_event_type et;
+    T(dsv4_chat_parser_next(NULL, &et, NULL, NULL, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_chat_parser_finish(NULL) == DSV4_ERR_INVALID_ARGUMENT);
+    dsv4_chat_parser_free(NULL);
+    T(dsv4_chat_parser_create(0, &p) == DSV4_OK);
+    T(dsv4_chat_parser_feed(p, NULL, 1) == DSV4_ERR_INVALID_ARGUMENT);
+    dsv4_chat_parser_finish(p);
+    T(dsv4_chat_parser_feed(p, "a", 1) == DSV4_ERR_INVALID_ARGUMENT);
+    dsv4_chat_parser_free(p);
+}
+
 int main(void)
 {
     char p[1024];
@@ -182,6 +346,7 @@ int main(void)
     extra();
     bad();
     fim();
+    parser();
     dsv4_tokenizer_free(tok);
     return test_summary();
 }
