@@ -58,6 +58,118 @@ extern "C" {
  */
 DSV4_API dsv4_status dsv4_chat_render(const char *request_json, size_t len, char **prompt, char **err_msg);
 
+/** A conversation being built by calls (the C form of the request JSON). @since 0.1.0 */
+typedef struct dsv4_chat dsv4_chat;
+
+/** Settings of a conversation. Append-only. @since 0.1.0 */
+typedef enum dsv4_chat_field {
+    DSV4_CHAT_THINKING = 1,         /**< i64 0/1, default 1: thinking mode */
+    DSV4_CHAT_REASONING_EFFORT = 2, /**< i64 dsv4_reasoning_effort */
+    DSV4_CHAT_DROP_THINKING = 3,    /**< i64 0/1, default 1 (forced 0 when tools are present) */
+    DSV4_CHAT_PREFIX = 4,           /**< i64 0/1 on the last assistant message: continue it (no end-of-sentence) */
+    DSV4_CHAT_TOOLS = 100,          /**< JSON array of OpenAI tools ({"type":"function","function":{...}}) */
+    DSV4_CHAT_RESPONSE_FORMAT = 101 /**< JSON object, rendered on the first (system) message */
+} dsv4_chat_field;
+
+/** Values of DSV4_CHAT_REASONING_EFFORT (mapping in dsv4_chat_render). @since 0.1.0 */
+typedef enum dsv4_reasoning_effort {
+    DSV4_EFFORT_DEFAULT = 0, /**< = high in thinking mode */
+    DSV4_EFFORT_NONE = 1,    /**< non-thinking (chat) mode */
+    DSV4_EFFORT_LOW = 2,     /**< = high (the official encoder has high and max) */
+    DSV4_EFFORT_MEDIUM = 3,  /**< = high */
+    DSV4_EFFORT_HIGH = 4,
+    DSV4_EFFORT_MAX = 5      /**< the max-effort paragraph */
+} dsv4_reasoning_effort;
+
+/**
+ * Create an empty conversation.
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (out NULL), DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety one thread per conversation. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_chat_create(dsv4_chat **out);
+
+/** Free a conversation; NULL is a no-op. @since 0.1.0 */
+DSV4_API void dsv4_chat_free(dsv4_chat *chat);
+
+/**
+ * Message of the last failed call on `chat` (empty if none); valid until
+ * the next call on it. @since 0.1.0
+ */
+DSV4_API const char *dsv4_chat_last_error(const dsv4_chat *chat);
+
+/**
+ * Append a message. role: "system", "user", "assistant", "latest_reminder"
+ * or "developer"; content may be NULL (empty); reasoning_content only for
+ * assistant messages (NULL for none). Strings are copied; UTF-8 checked.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL chat/role, unknown role,
+ *         invalid UTF-8, reasoning on a non-assistant message, FIM request);
+ *         DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety one thread per conversation. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_chat_add_message(dsv4_chat *chat, const char *role, const char *content,
+                                           const char *reasoning_content);
+
+/**
+ * Add a tool call to the last message, which must be an assistant message.
+ * @param id  the call id tool results refer to (may be NULL: results then
+ *            follow the calls in order); arguments_json a JSON object.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULLs, no assistant message
+ *         last, arguments not a JSON object, invalid UTF-8); DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety one thread per conversation. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_chat_add_tool_call(dsv4_chat *chat, const char *id, const char *name,
+                                             const char *arguments_json);
+
+/**
+ * Append a tool result (checked against the calls when rendering).
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT, DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety one thread per conversation. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_chat_add_tool_result(dsv4_chat *chat, const char *tool_call_id, const char *content);
+
+/**
+ * Set an integer setting (DSV4_CHAT_THINKING, _REASONING_EFFORT, _DROP_THINKING, _PREFIX).
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (value out of range, PREFIX
+ *         without a last assistant message); DSV4_ERR_UNKNOWN_OPTION.
+ * @threadsafety one thread per conversation. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_chat_set_i64(dsv4_chat *chat, dsv4_chat_field field, int64_t value);
+
+/**
+ * Set a JSON setting (DSV4_CHAT_TOOLS: array; DSV4_CHAT_RESPONSE_FORMAT:
+ * object, needs the system message first). json NULL clears tools.
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT, DSV4_ERR_UNKNOWN_OPTION.
+ * @threadsafety one thread per conversation. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_chat_set_json(dsv4_chat *chat, dsv4_chat_field field, const char *json);
+
+/**
+ * Make this a fill-in-the-middle request (no messages): prefix, and suffix
+ * (NULL for a plain completion of the prefix).
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (NULLs, messages present, invalid UTF-8).
+ * @threadsafety one thread per conversation. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_chat_set_fim(dsv4_chat *chat, const char *prefix, const char *suffix);
+
+/**
+ * Render the prompt string exactly as dsv4_chat_render() does for the
+ * equivalent request JSON.
+ * @param prompt  receives the prompt, to free with dsv4_free().
+ * @return the statuses of dsv4_chat_render(); details in dsv4_chat_last_error().
+ * @threadsafety one thread per conversation. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_chat_render_text(dsv4_chat *chat, char **prompt);
+
+/**
+ * Render and tokenize: the prompt's token ids. *n_ids receives the full
+ * count, also with DSV4_ERR_BUFFER_TOO_SMALL (so cap 0 asks the size).
+ * @return DSV4_OK, DSV4_ERR_BUFFER_TOO_SMALL, and the statuses of
+ *         dsv4_chat_render_text() and dsv4_tokenizer_encode().
+ * @threadsafety one thread per conversation; the tokenizer may be shared. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_chat_render_ids(dsv4_chat *chat, const dsv4_tokenizer *tok, int32_t *ids, size_t cap,
+                                          size_t *n_ids);
+
 /** Incremental parser of generated assistant text. @since 0.1.0 */
 typedef struct dsv4_chat_parser dsv4_chat_parser;
 

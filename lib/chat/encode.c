@@ -248,7 +248,7 @@ static void transition(sbuf *out, const turn *t, size_t nt, size_t i, size_t las
 static dsv4_status render(json_t *req, sbuf *out, dsv4__err *e)
 {
     json_t *pr = json_object_get(req, "prompt");
-    if (pr && !json_object_get(req, "messages")) {
+    if (pr && json_array_size(json_object_get(req, "messages")) == 0) {
         /* completion request: plain prefix, or fill-in-the-middle with a suffix */
         json_t *sf = json_object_get(req, "suffix");
         if (!json_is_string(pr) || (sf && !json_is_null(sf) && !json_is_string(sf)))
@@ -477,6 +477,16 @@ static dsv4_status render(json_t *req, sbuf *out, dsv4__err *e)
     json_decref(synth_sys);
     if (!st && out->oom) st = dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory");
     return st;
+}
+
+dsv4_status dsv4__chat_render_json(json_t *req, char **prompt, dsv4__err *e);
+dsv4_status dsv4__chat_render_json(json_t *req, char **prompt, dsv4__err *e)
+{
+    sbuf out = { 0 };
+    dsv4_status st = render(req, &out, e);
+    if (st) { dsv4__free(out.p); return st; }
+    *prompt = out.p;
+    return DSV4_OK;
 }
 
 dsv4_status dsv4_chat_render(const char *request_json, size_t len, char **prompt, char **err_msg)

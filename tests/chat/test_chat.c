@@ -14,8 +14,81 @@
 
 static dsv4_tokenizer *tok;
 
+static int builder_checked, builder_same;
+
+/* the same request through the C builder; returns 0 if not expressible there */
+static int via_builder(json_t *req, const char *want, json_t *want_ids)
+{
+    json_t *msgs = json_object_get(req, "messages");
+    for (size_t i = 0; i < json_array_size(msgs); i++) {
+        json_t *m = json_array_get(msgs, i);
+        if (json_object_get(m, "task") || json_object_get(m, "title") || (i > 0 && json_object_get(m, "tools")))
+            return 0;
+    }
+    dsv4_chat *c = NULL;
+    if (dsv4_chat_create(&c) != DSV4_OK) return 0;
+    int ok = 1;
+    const char *tm = json_string_value(json_object_get(req, "thinking_mode"));
+    if (tm) ok &= dsv4_chat_set_i64(c, DSV4_CHAT_THINKING, strcmp(tm, "thinking") == 0) == DSV4_OK;
+    const char *re = json_string_value(json_object_get(req, "reasoning_effort"));
+    if (re) ok &= dsv4_chat_set_i64(c, DSV4_CHAT_REASONING_EFFORT, strcmp(re, "max") == 0 ? DSV4_EFFORT_MAX : DSV4_EFFORT_HIGH) == DSV4_OK;
+    json_t *dt = json_object_get(req, "drop_thinking");
+    if (dt) ok &= dsv4_chat_set_i64(c, DSV4_CHAT_DROP_THINKING, json_is_true(dt)) == DSV4_OK;
+    json_t *tools = json_object_get(req, "tools");
+    for (size_t i = 0; i < json_array_size(msgs); i++) {
+        json_t *m = json_array_get(msgs, i);
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if (json_object_get(m, "tools")) tools = json_object_get(m, "tools");
+        if (strcmp(role, "tool") == 0) {
+            ok &= dsv4_chat_add_tool_result(c, json_string_value(json_object_get(m, "tool_call_id")),
+                                            json_string_value(json_object_get(m, "content"))) == DSV4_OK;
+            continue;
+        }
+        ok &= dsv4_chat_add_message(c, role, json_string_value(json_object_get(m, "content")),
+                                    json_string_value(json_object_get(m, "reasoning_content"))) == DSV4_OK;
+        json_t *calls = json_object_get(m, "tool_calls");
+        for (size_t k = 0; k < json_array_size(calls); k++) {
+            json_t *call = json_array_get(calls, k), *fn = json_object_get(call, "function");
+            ok &= dsv4_chat_add_tool_call(c, json_string_value(json_object_get(call, "id")),
+                                          json_string_value(json_object_get(fn, "name")),
+                                          json_string_value(json_object_get(fn, "arguments"))) == DSV4_OK;
+        }
+        json_t *rf = json_object_get(m, "response_format");
+        if (rf) {
+            char *t = json_dumps(rf, JSON_PRESERVE_ORDER);
+            ok &= dsv4_chat_set_json(c, DSV4_CHAT_RESPONSE_FORMAT, t) == DSV4_OK;
+            free(t);
+        }
+        if (json_is_true(json_object_get(m, "prefix")) || json_is_true(json_object_get(m, "wo_eos")))
+            ok &= dsv4_chat_set_i64(c, DSV4_CHAT_PREFIX, 1) == DSV4_OK;
+    }
+    if (tools) {
+        char *t = json_dumps(tools, JSON_PRESERVE_ORDER);
+        ok &= dsv4_chat_set_json(c, DSV4_CHAT_TOOLS, t) == DSV4_OK;
+        free(t);
+    }
+    char *prompt = NULL;
+    ok &= dsv4_chat_render_text(c, &prompt) == DSV4_OK && prompt && strcmp(prompt, want) == 0;
+    if (ok && tok && want_ids) {
+        size_t n = 0;
+        dsv4_status st = dsv4_chat_render_ids(c, tok, NULL, 0, &n);
+        int32_t *ids = malloc((n + 1) * sizeof *ids);
+        ok &= st == DSV4_ERR_BUFFER_TOO_SMALL && n == json_array_size(want_ids) &&
+              dsv4_chat_render_ids(c, tok, ids, n, &n) == DSV4_OK;
+        for (size_t i = 0; ok && i < n; i++) ok = ids[i] == json_integer_value(json_array_get(want_ids, i));
+        free(ids);
+    }
+    if (!ok) printf("  builder: %s\n", dsv4_chat_last_error(c));
+    dsv4_free(prompt);
+    dsv4_chat_free(c);
+    builder_checked++;
+    builder_same += ok;
+    return 1;
+}
+
 static void compare(const char *name, json_t *req, const char *want, json_t *want_ids)
 {
+    via_builder(req, want, want_ids);
     char *s = json_dumps(req, JSON_PRESERVE_ORDER | JSON_COMPACT);
     char *prompt = NULL, *msg = NULL;
     dsv4_status st = dsv4_chat_render(s, strlen(s), &prompt, &msg);
@@ -145,6 +218,40 @@ static void bad(void)
     CHECK(prompt && strstr(prompt, want), "python json.dumps formatting: %s", prompt ? strstr(prompt, "{\"name\"") : "(none)");
     dsv4_free(prompt);
     dsv4_free(msg);
+}
+
+static void builder_misuse(void)
+{
+    dsv4_chat *c = NULL;
+    T(dsv4_chat_create(NULL) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_chat_create(&c) == DSV4_OK);
+    T(dsv4_chat_add_message(c, "robot", "x", NULL) == DSV4_ERR_INVALID_ARGUMENT && strstr(dsv4_chat_last_error(c), "role"));
+    T(dsv4_chat_add_message(c, "user", "\xff", NULL) == DSV4_ERR_INVALID_ARGUMENT && strstr(dsv4_chat_last_error(c), "UTF-8"));
+    T(dsv4_chat_add_message(c, "user", "q", "r") == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_chat_add_tool_call(c, "a", "f", "{}") == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_chat_add_message(c, "user", "q", NULL) == DSV4_OK);
+    T(dsv4_chat_add_message(c, "assistant", NULL, NULL) == DSV4_OK);
+    T(dsv4_chat_add_tool_call(c, "a", "f", "[1]") == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_chat_add_tool_call(c, "a", "f", "{\"x\": 1}") == DSV4_OK);
+    T(dsv4_chat_add_tool_result(c, "zz", "r") == DSV4_OK);
+    char *p = (char *)1;
+    T(dsv4_chat_render_text(c, &p) == DSV4_ERR_INVALID_ARGUMENT && p == NULL && strstr(dsv4_chat_last_error(c), "tool_call_id"));
+    T(dsv4_chat_set_i64(c, DSV4_CHAT_THINKING, 2) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_chat_set_i64(c, (dsv4_chat_field)77, 1) == DSV4_ERR_UNKNOWN_OPTION);
+    T(dsv4_chat_set_json(c, DSV4_CHAT_TOOLS, "{}") == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_chat_set_json(c, DSV4_CHAT_RESPONSE_FORMAT, "{\"type\": \"json_object\"}") == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_chat_set_fim(c, "a", "b") == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_chat_render_text(NULL, &p) == DSV4_ERR_INVALID_ARGUMENT);
+    size_t n;
+    T(dsv4_chat_render_ids(c, NULL, NULL, 0, &n) == DSV4_ERR_INVALID_ARGUMENT);
+    dsv4_chat_free(c);
+    dsv4_chat_free(NULL);
+    T(dsv4_chat_create(&c) == DSV4_OK);
+    T(dsv4_chat_set_fim(c, "def f():\n", "\n") == DSV4_OK);
+    p = NULL;
+    T(dsv4_chat_render_text(c, &p) == DSV4_OK && p && strstr(p, "fim"));
+    dsv4_free(p);
+    dsv4_chat_free(c);
 }
 
 static void fim(void)
@@ -346,6 +453,10 @@ int main(void)
     extra();
     bad();
     fim();
+    CHECK(builder_checked >= 16 && builder_same == builder_checked, "builder: %d of %d cases exact", builder_same,
+          builder_checked);
+    printf("builder: %d of %d cases exact (the others use encoder-internal fields)\n", builder_same, builder_checked);
+    builder_misuse();
     parser();
     dsv4_tokenizer_free(tok);
     return test_summary();
