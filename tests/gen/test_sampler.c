@@ -1,0 +1,189 @@
+/*
+ * tests/gen/test_sampler.c — each sampler stage against a plain reference
+ * computed here on fixed logits; greedy ties; seeded reproducibility; draw
+ * frequencies against the distribution; bad arguments.
+ */
+#include <dsv4/dsv4.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "testutil.h"
+
+#define T(c) CHECK((c), "%s", #c)
+#define N 8
+
+static const float L[N] = { 1.0f, 2.5f, -0.5f, 2.5f, 0.3f, -3.0f, 1.7f, 0.0f };
+
+static void softmax(const double *x, double t, double *p)
+{
+    double m = -INFINITY, s = 0;
+    for (int i = 0; i < N; i++) if (x[i] > m) m = x[i];
+    for (int i = 0; i < N; i++) { p[i] = isinf(x[i]) && x[i] < 0 ? 0 : exp((x[i] - m) / t); s += p[i]; }
+    for (int i = 0; i < N; i++) p[i] /= s;
+}
+
+static void renorm(double *p)
+{
+    double s = 0;
+    for (int i = 0; i < N; i++) s += p[i];
+    for (int i = 0; i < N; i++) p[i] /= s;
+}
+
+static int close_to(const float *got, const double *want, const char *what)
+{
+    double e = 0;
+    for (int i = 0; i < N; i++) e = fmax(e, fabs(got[i] - want[i]));
+    return CHECK(e < 1e-6, "%s: max error %g", what, e);
+}
+
+/* order by probability, ties to the lower id */
+static void sorted(const double *p, int *o)
+{
+    for (int i = 0; i < N; i++) o[i] = i;
+    for (int i = 0; i < N; i++)
+        for (int j = i + 1; j < N; j++)
+            if (p[o[j]] > p[o[i]] || (p[o[j]] == p[o[i]] && o[j] < o[i])) { int t = o[i]; o[i] = o[j]; o[j] = t; }
+}
+
+int main(void)
+{
+    dsv4_sampler *s = NULL;
+    float got[N];
+    double x[N], want[N];
+    for (int i = 0; i < N; i++) x[i] = L[i];
+    T(dsv4_sampler_create(&s) == DSV4_OK);
+    double d;
+    int64_t v;
+    T(dsv4_sampler_get_f64(s, DSV4_SAMPLER_TEMPERATURE, &d) == DSV4_OK && d == 1.0);
+    T(dsv4_sampler_get_f64(s, DSV4_SAMPLER_TOP_P, &d) == DSV4_OK && d == 1.0);
+    T(dsv4_sampler_get_i64(s, DSV4_SAMPLER_PENALTY_LAST_N, &v) == DSV4_OK && v == 64);
+
+    /* defaults: plain softmax */
+    T(dsv4_sampler_probs(s, L, N, got) == DSV4_OK);
+    softmax(x, 1.0, want);
+    close_to(got, want, "softmax");
+    /* temperature */
+    dsv4_sampler_set_f64(s, DSV4_SAMPLER_TEMPERATURE, 0.5);
+    dsv4_sampler_probs(s, L, N, got);
+    softmax(x, 0.5, want);
+    close_to(got, want, "temperature 0.5");
+    /* top-k 3 (ties 1 and 3 both kept, then 6) */
+    dsv4_sampler_set_f64(s, DSV4_SAMPLER_TEMPERATURE, 1.0);
+    dsv4_sampler_set_i64(s, DSV4_SAMPLER_TOP_K, 3);
+    dsv4_sampler_probs(s, L, N, got);
+    softmax(x, 1.0, want);
+    int o[N];
+    sorted(want, o);
+    for (int i = 3; i < N; i++) want[o[i]] = 0;
+    renorm(want);
+    close_to(got, want, "top-k 3");
+    /* top-p 0.75 */
+    dsv4_sampler_set_i64(s, DSV4_SAMPLER_TOP_K, 0);
+    dsv4_sampler_set_f64(s, DSV4_SAMPLER_TOP_P, 0.75);
+    dsv4_sampler_probs(s, L, N, got);
+    softmax(x, 1.0, want);
+    sorted(want, o);
+    double c = 0;
+    int k = 0;
+    while (k < N && c < 0.75) c += want[o[k++]];
+    for (int i = k; i < N; i++) want[o[i]] = 0;
+    renorm(want);
+    close_to(got, want, "top-p 0.75");
+    /* min-p 0.2 */
+    dsv4_sampler_set_f64(s, DSV4_SAMPLER_TOP_P, 1.0);
+    dsv4_sampler_set_f64(s, DSV4_SAMPLER_MIN_P, 0.2);
+    dsv4_sampler_probs(s, L, N, got);
+    softmax(x, 1.0, want);
+    double top = 0;
+    for (int i = 0; i < N; i++) top = fmax(top, want[i]);
+    for (int i = 0; i < N; i++) if (want[i] < 0.2 * top) want[i] = 0;
+    renorm(want);
+    close_to(got, want, "min-p 0.2");
+    dsv4_sampler_set_f64(s, DSV4_SAMPLER_MIN_P, 0);
+    /* penalties over history [2, 2, 5, 1] with last_n 3 -> window [2, 5, 1] */
+    dsv4_sampler_set_f64(s, DSV4_SAMPLER_REPETITION_PENALTY, 1.3);
+    dsv4_sampler_set_f64(s, DSV4_SAMPLER_FREQUENCY_PENALTY, 0.5);
+    dsv4_sampler_set_f64(s, DSV4_SAMPLER_PRESENCE_PENALTY, 0.25);
+    dsv4_sampler_set_i64(s, DSV4_SAMPLER_PENALTY_LAST_N, 3);
+    int hist[] = { 2, 2, 5, 1 };
+    for (int i = 0; i < 4; i++) dsv4_sampler_accept(s, hist[i]);
+    dsv4_sampler_probs(s, L, N, got);
+    double y[N];
+    for (int i = 0; i < N; i++) y[i] = L[i];
+    int win[] = { 2, 5, 1 };
+    for (int i = 0; i < 3; i++) {
+        int t = win[i];
+        y[t] = y[t] > 0 ? y[t] / 1.3 : y[t] * 1.3;
+        y[t] -= 0.5 * 1 + 0.25;
+    }
+    softmax(y, 1.0, want);
+    close_to(got, want, "penalties");
+    dsv4_sampler_reset(s);
+    dsv4_sampler_set_f64(s, DSV4_SAMPLER_REPETITION_PENALTY, 1.0);
+    dsv4_sampler_set_f64(s, DSV4_SAMPLER_FREQUENCY_PENALTY, 0);
+    dsv4_sampler_set_f64(s, DSV4_SAMPLER_PRESENCE_PENALTY, 0);
+    /* logit bias */
+    T(dsv4_sampler_set_logit_bias(s, 6, 10.0f) == DSV4_OK);
+    T(dsv4_sampler_set_logit_bias(s, 1, -INFINITY) == DSV4_OK);
+    dsv4_sampler_probs(s, L, N, got);
+    for (int i = 0; i < N; i++) y[i] = L[i];
+    y[6] += 10;
+    y[1] = -INFINITY;
+    softmax(y, 1.0, want);
+    close_to(got, want, "logit bias");
+    T(got[1] == 0.0f);
+    dsv4_sampler_set_logit_bias(s, 6, 0);
+    dsv4_sampler_set_logit_bias(s, 1, 0);
+    /* greedy: ties go to the lower id */
+    dsv4_sampler_set_f64(s, DSV4_SAMPLER_TEMPERATURE, 0);
+    int32_t tok = -1;
+    T(dsv4_sampler_sample(s, L, N, &tok) == DSV4_OK && tok == 1);
+    dsv4_sampler_set_f64(s, DSV4_SAMPLER_TEMPERATURE, 1.0);
+    /* seeded reproducibility */
+    int32_t a[64], b[64];
+    dsv4_sampler_set_i64(s, DSV4_SAMPLER_SEED, 1234);
+    for (int i = 0; i < 64; i++) dsv4_sampler_sample(s, L, N, &a[i]);
+    dsv4_sampler_reset(s);
+    for (int i = 0; i < 64; i++) dsv4_sampler_sample(s, L, N, &b[i]);
+    T(memcmp(a, b, sizeof a) == 0);
+    dsv4_sampler_set_i64(s, DSV4_SAMPLER_SEED, 1235);
+    for (int i = 0; i < 64; i++) dsv4_sampler_sample(s, L, N, &b[i]);
+    T(memcmp(a, b, sizeof a) != 0);
+    /* draw frequencies follow the distribution */
+    dsv4_sampler_set_f64(s, DSV4_SAMPLER_TOP_P, 0.9);
+    dsv4_sampler_probs(s, L, N, got);
+    int cnt[N] = { 0 };
+    const int draws = 40000;
+    for (int i = 0; i < draws; i++) { dsv4_sampler_sample(s, L, N, &tok); if (tok >= 0 && tok < N) cnt[tok]++; }
+    double worst = 0;
+    for (int i = 0; i < N; i++) worst = fmax(worst, fabs(cnt[i] / (double)draws - got[i]));
+    CHECK(worst < 0.012, "draw frequencies within 0.012 of the distribution (worst %.4f)", worst);
+    for (int i = 0; i < N; i++) if (got[i] == 0) T(cnt[i] == 0);
+
+    /* bad arguments leave the settings unchanged */
+    T(dsv4_sampler_set_f64(s, DSV4_SAMPLER_TEMPERATURE, -1) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_sampler_set_f64(s, DSV4_SAMPLER_TEMPERATURE, NAN) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_sampler_set_f64(s, DSV4_SAMPLER_TOP_P, 0) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_sampler_set_f64(s, DSV4_SAMPLER_TOP_K, 3) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_sampler_set_i64(s, DSV4_SAMPLER_TOP_K, -1) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_sampler_set_i64(s, (dsv4_sampler_param)99, 1) == DSV4_ERR_UNKNOWN_OPTION);
+    T(dsv4_sampler_get_f64(s, DSV4_SAMPLER_TEMPERATURE, &d) == DSV4_OK && d == 1.0);
+    T(dsv4_sampler_set_logit_bias(s, -1, 1) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_sampler_set_logit_bias(s, 1, NAN) == DSV4_ERR_INVALID_ARGUMENT);
+    tok = 7;
+    T(dsv4_sampler_sample(s, L, 0, &tok) == DSV4_ERR_INVALID_ARGUMENT && tok == -1);
+    T(dsv4_sampler_sample(s, NULL, N, &tok) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_sampler_sample(NULL, L, N, &tok) == DSV4_ERR_INVALID_ARGUMENT);
+    float nanl[N];
+    memcpy(nanl, L, sizeof nanl);
+    nanl[3] = NAN;
+    T(dsv4_sampler_sample(s, nanl, N, &tok) == DSV4_ERR_INVALID_ARGUMENT);
+    for (int i = 0; i < N; i++) dsv4_sampler_set_logit_bias(s, i, -INFINITY);
+    T(dsv4_sampler_sample(s, L, N, &tok) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_sampler_accept(s, -3) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_sampler_create(NULL) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_sampler_reset(NULL) == DSV4_ERR_INVALID_ARGUMENT);
+    dsv4_sampler_free(NULL);
+    dsv4_sampler_free(s);
+    return test_summary();
+}
