@@ -5,7 +5,7 @@
 set -eu
 src=$(cd "$(dirname "$0")/../.." && pwd)
 b=${1:-$src/build-abi}
-[ -d "$b/meson-private" ] || meson setup "$b" "$src" --buildtype=debugoptimized >/dev/null
+if [ -d "$b/meson-private" ]; then meson setup --reconfigure "$b" "$src" >/dev/null; else meson setup "$b" "$src" --buildtype=debugoptimized >/dev/null; fi
 ninja -C "$b" >/dev/null
 abidw --no-show-locs --no-comp-dir-path --no-corpus-path \
       --headers-dir "$src/include/dsv4" "$b/libdsv4.so" > "$src/tests/abi/libdsv4.abi"
