@@ -86,6 +86,8 @@ typedef struct dsv4k_weight {
     int64_t n, k;     /* logical rows (outputs) and columns (inputs) */
     const void *w;    /* stored data, row-major */
     const void *s;    /* scales, NULL for BF16/F32 */
+    int64_t row0;     /* a view of rows [row0, row0 + n) of the stored tensor
+                       * (w and s still point at the whole tensor); 0 normally */
 } dsv4k_weight;
 
 /* Dequantise rows [r0, r1) of W into f32 dst[(r - r0) * k + c]. Exact. */

@@ -12,6 +12,7 @@
 static float weight_at(const dsv4k_weight *w, int64_t r, int64_t c)
 {
     int64_t kb = (w->k + 127) / 128;
+    r += w->row0;
     switch (w->fmt) {
     case DSV4K_W_BF16:
         return dsv4k_bf16_to_f32(((const uint16_t *)w->w)[r * w->k + c]);

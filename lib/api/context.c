@@ -1,19 +1,37 @@
 /*
- * lib/api/context.c — contexts and sessions.
- *
- * This development snapshot has no forward pass yet: dsv4_context_create()
- * checks its arguments and then reports DSV4_ERR_UNSUPPORTED with a message
- * saying so, so no session can exist. Every session entry point still checks
- * its arguments and returns a status.
+ * lib/api/context.c — contexts (runtime: threads, scratch, numerics) and
+ * sessions (one conversation's decode state and its last logits).
  */
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 #include "loader/loader.h"
+#include "graph/forward.h"
 
-struct dsv4_context { dsv4__ref ref; };
-struct dsv4_session { dsv4__ref ref; };
+struct dsv4_context {
+    dsv4__ref ref;
+    struct dsv4_model *model;
+    dsv4__rt *rt;
+    int64_t n_ctx;
+    char err[512];
+};
 
-static const char no_forward[] =
-    "the forward pass is not available in this libdsv4 build (development snapshot " DSV4_VERSION_STRING ")";
+struct dsv4_session {
+    dsv4__ref ref;
+    dsv4_context *ctx;
+    dsv4__state *st;
+    float *logits;          /* rows for positions [lg_first, lg_first + lg_n) */
+    int64_t lg_first, lg_n, lg_cap;
+    float *mtp;             /* MTP rows for positions [mtp_first, mtp_first + mtp_n) */
+    int64_t mtp_first, mtp_n, mtp_cap;
+    int has_mtp;
+    char err[512];
+};
+
+static void keep_err(char *dst, const dsv4__err *e)
+{
+    snprintf(dst, 512, "%s", e->msg);
+}
 
 dsv4_status dsv4_context_create(dsv4_model *model, const dsv4_options *opts, dsv4_context **out, char **err_msg)
 {
@@ -30,74 +48,238 @@ dsv4_status dsv4_context_create(dsv4_model *model, const dsv4_options *opts, dsv
                    "max_position_embeddings %lld", (long long)n_ctx, (long long)model->cfg.max_position);
         return dsv4__err_out(&e, err_msg);
     }
-    dsv4__fail(&e, DSV4_ERR_UNSUPPORTED, "dsv4_context_create: %s", no_forward);
-    return dsv4__err_out(&e, err_msg);
+    const dsv4__config *c = &model->cfg;
+    for (int l = 0; l <= c->n_layers; l++)
+        if (c->compress_ratios[l] > 128) {
+            dsv4__fail(&e, DSV4_ERR_UNSUPPORTED, "dsv4_context_create: compress ratio %d of layer %d is above 128",
+                       c->compress_ratios[l], l);
+            return dsv4__err_out(&e, err_msg);
+        }
+    if (c->head_dim > 1024 || c->index_head_dim > 1024 || c->hc_mult > 8) {
+        dsv4__fail(&e, DSV4_ERR_UNSUPPORTED, "dsv4_context_create: head_dim, index_head_dim above 1024 or "
+                   "hc_mult above 8 are not supported");
+        return dsv4__err_out(&e, err_msg);
+    }
+    dsv4__rt_opts o;
+    memset(&o, 0, sizeof o);
+    int64_t threads = dsv4__opt_i64(opts, DSV4_OPT_THREADS);
+    if (threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? n : 1;
+    }
+    if (threads > 256) threads = 256;
+    o.threads = (int32_t)threads;
+    o.n_ctx = n_ctx;
+    int64_t mb = dsv4__opt_i64(opts, DSV4_OPT_MAX_BATCH);
+    o.max_batch = (int32_t)(mb > 65536 ? 65536 : mb);
+    o.numerics = (int32_t)dsv4__opt_i64(opts, DSV4_OPT_NUMERICS);
+    o.revision = (int32_t)dsv4__opt_i64(opts, DSV4_OPT_REVISION);
+    o.use_ref_linear = 0;
+    dsv4_context *ctx = dsv4__calloc(1, sizeof *ctx);
+    if (!ctx) {
+        dsv4__fail(&e, DSV4_ERR_OUT_OF_MEMORY, "dsv4_context_create: out of memory");
+        return dsv4__err_out(&e, err_msg);
+    }
+    dsv4_status st = dsv4__rt_create(model, &o, &ctx->rt, &e);
+    if (st) {
+        dsv4__free(ctx);
+        dsv4__err_prefix(&e, "dsv4_context_create: ");
+        return dsv4__err_out(&e, err_msg);
+    }
+    dsv4__ref_init(&ctx->ref);
+    dsv4__ref_get(&model->ref);
+    ctx->model = model;
+    ctx->n_ctx = n_ctx;
+    *out = ctx;
+    return DSV4_OK;
 }
 
-void dsv4_context_free(dsv4_context *ctx) { (void)ctx; }
+static void context_release(dsv4_context *ctx)
+{
+    if (!dsv4__ref_put(&ctx->ref)) return;
+    dsv4__rt_free(ctx->rt);
+    dsv4__model_release(ctx->model);
+    dsv4__free(ctx);
+}
+
+void dsv4_context_free(dsv4_context *ctx)
+{
+    if (ctx) context_release(ctx);
+}
 
 const char *dsv4_context_last_error(const dsv4_context *ctx)
 {
-    return ctx ? no_forward : "dsv4_context_last_error: ctx is NULL";
+    return ctx ? ctx->err : "dsv4_context_last_error: ctx is NULL";
 }
 
 dsv4_status dsv4_session_create(dsv4_context *ctx, const dsv4_options *opts, dsv4_session **out, char **err_msg)
 {
     dsv4__err e = { 0, "" };
-    (void)opts;
     if (out) *out = NULL;
     if (err_msg) *err_msg = NULL;
     if (!ctx || !out) {
         dsv4__fail(&e, DSV4_ERR_INVALID_ARGUMENT, "dsv4_session_create: %s is NULL", !ctx ? "ctx" : "out");
         return dsv4__err_out(&e, err_msg);
     }
-    dsv4__fail(&e, DSV4_ERR_UNSUPPORTED, "dsv4_session_create: %s", no_forward);
-    return dsv4__err_out(&e, err_msg);
+    int mtp = (int)dsv4__opt_i64(opts, DSV4_OPT_MTP);
+    if (mtp && !ctx->model->has_mtp) {
+        dsv4__fail(&e, DSV4_ERR_NOT_AVAILABLE, "dsv4_session_create: MTP asked for, but the model has no MTP block "
+                   "loaded");
+        keep_err(ctx->err, &e);
+        return dsv4__err_out(&e, err_msg);
+    }
+    if (mtp && ctx->model->cfg.compress_ratios[ctx->model->cfg.n_layers] != 0) {
+        dsv4__fail(&e, DSV4_ERR_UNSUPPORTED, "dsv4_session_create: an MTP block with a compressor is not supported");
+        keep_err(ctx->err, &e);
+        return dsv4__err_out(&e, err_msg);
+    }
+    dsv4_session *s = dsv4__calloc(1, sizeof *s);
+    if (!s) {
+        dsv4__fail(&e, DSV4_ERR_OUT_OF_MEMORY, "dsv4_session_create: out of memory");
+        keep_err(ctx->err, &e);
+        return dsv4__err_out(&e, err_msg);
+    }
+    if (dsv4__state_create(ctx->rt, mtp, &s->st, &e)) {
+        dsv4__free(s);
+        dsv4__err_prefix(&e, "dsv4_session_create: ");
+        keep_err(ctx->err, &e);
+        return dsv4__err_out(&e, err_msg);
+    }
+    dsv4__ref_init(&s->ref);
+    dsv4__ref_get(&ctx->ref);
+    s->ctx = ctx;
+    s->has_mtp = mtp;
+    *out = s;
+    return DSV4_OK;
 }
 
-void dsv4_session_free(dsv4_session *s) { (void)s; }
+void dsv4_session_free(dsv4_session *s)
+{
+    if (!s || !dsv4__ref_put(&s->ref)) return;
+    dsv4__state_free(s->st);
+    dsv4__free(s->logits);
+    dsv4__free(s->mtp);
+    context_release(s->ctx);
+    dsv4__free(s);
+}
 
 const char *dsv4_session_last_error(const dsv4_session *s)
 {
-    return s ? no_forward : "dsv4_session_last_error: session is NULL";
+    return s ? s->err : "dsv4_session_last_error: session is NULL";
+}
+
+static dsv4_status fail(dsv4_session *s, dsv4_status code, const char *fmt, const char *a, long long v)
+{
+    snprintf(s->err, sizeof s->err, fmt, a, v);
+    return code;
+}
+
+/* make room for rows × vocab floats in *buf (capacity *cap rows) */
+static int reserve(float **buf, int64_t *cap, int64_t rows, int64_t vocab)
+{
+    if (rows <= *cap) return 0;
+    float *p = dsv4__realloc(*buf, (size_t)(rows * vocab) * sizeof *p);
+    if (!p) return -1;
+    *buf = p;
+    *cap = rows;
+    return 0;
 }
 
 dsv4_status dsv4_session_eval(dsv4_session *s, const int32_t *tokens, size_t n, uint32_t flags)
 {
-    (void)flags;
-    if (!s || !tokens || n == 0) return DSV4_ERR_INVALID_ARGUMENT;
-    return DSV4_ERR_UNSUPPORTED;
+    if (!s) return DSV4_ERR_INVALID_ARGUMENT;
+    s->err[0] = 0;
+    if (!tokens || n == 0)
+        return fail(s, DSV4_ERR_INVALID_ARGUMENT, "dsv4_session_eval: %s%lld", !tokens ? "tokens is NULL" : "n is ",
+                    (long long)n);
+    if (flags & ~(uint32_t)DSV4_EVAL_ALL_LOGITS)
+        return fail(s, DSV4_ERR_INVALID_ARGUMENT, "dsv4_session_eval: unknown flag bits%s 0x%llx", "",
+                    (long long)flags);
+    const dsv4__config *c = &s->ctx->model->cfg;
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
+            return fail(s, DSV4_ERR_INVALID_ARGUMENT, "dsv4_session_eval: token %s%lld out of range",
+                        "", (long long)tokens[i]);
+    int64_t pos = dsv4__state_pos(s->st);
+    if ((int64_t)n > s->ctx->n_ctx - pos) {
+        snprintf(s->err, sizeof s->err, "dsv4_session_eval: %lld tokens at position %lld exceed the context "
+                 "capacity %lld", (long long)n, (long long)pos, (long long)s->ctx->n_ctx);
+        return DSV4_ERR_CONTEXT_FULL;
+    }
+    int64_t rows = (flags & DSV4_EVAL_ALL_LOGITS) ? (int64_t)n : 1;
+    if (reserve(&s->logits, &s->lg_cap, rows, c->vocab_size) ||
+        (s->has_mtp && reserve(&s->mtp, &s->mtp_cap, (int64_t)n, c->vocab_size))) {
+        snprintf(s->err, sizeof s->err, "dsv4_session_eval: out of memory for the logits of %lld positions",
+                 (long long)n);
+        return DSV4_ERR_OUT_OF_MEMORY;
+    }
+    dsv4__err e = { 0, "" };
+    int64_t n_mtp = 0;
+    dsv4_status st = dsv4__forward(s->st, tokens, (int64_t)n, s->logits, rows, s->has_mtp ? s->mtp : NULL, &n_mtp, &e);
+    if (st) {
+        snprintf(s->err, sizeof s->err, "dsv4_session_eval: %s", e.msg);
+        return st;
+    }
+    s->lg_first = pos + (int64_t)n - rows;
+    s->lg_n = rows;
+    s->mtp_n = n_mtp;
+    s->mtp_first = pos > 0 ? pos - 1 : 0;
+    return DSV4_OK;
+}
+
+static dsv4_status copy_row(const dsv4_session *s, const float *buf, int64_t first, int64_t count, int64_t pos,
+                            float *dst, size_t cap)
+{
+    int64_t V = s->ctx->model->cfg.vocab_size;
+    if (cap < (size_t)V) return DSV4_ERR_BUFFER_TOO_SMALL;
+    if (count == 0) return DSV4_ERR_NOT_AVAILABLE;
+    if (pos == -1) pos = first + count - 1;
+    if (pos < first || pos >= first + count) return DSV4_ERR_NOT_AVAILABLE;
+    memcpy(dst, buf + (pos - first) * V, (size_t)V * sizeof *dst);
+    return DSV4_OK;
 }
 
 dsv4_status dsv4_session_logits(const dsv4_session *s, int64_t pos, float *dst, size_t cap)
 {
-    (void)pos; (void)cap;
-    if (!s || !dst) return DSV4_ERR_INVALID_ARGUMENT;
-    return DSV4_ERR_UNSUPPORTED;
+    if (!s || !dst || pos < -1) return DSV4_ERR_INVALID_ARGUMENT;
+    return copy_row(s, s->logits, s->lg_first, s->lg_n, pos, dst, cap);
 }
 
 dsv4_status dsv4_session_mtp_logits(const dsv4_session *s, int64_t pos, float *dst, size_t cap)
 {
-    (void)pos; (void)cap;
-    if (!s || !dst) return DSV4_ERR_INVALID_ARGUMENT;
-    return DSV4_ERR_UNSUPPORTED;
+    if (!s || !dst || pos < -1) return DSV4_ERR_INVALID_ARGUMENT;
+    if (!s->has_mtp) return DSV4_ERR_NOT_AVAILABLE;
+    return copy_row(s, s->mtp, s->mtp_first, s->mtp_n, pos, dst, cap);
 }
 
 dsv4_status dsv4_session_mtp_draft(dsv4_session *s, int32_t next_token, float *dst, size_t cap)
 {
-    (void)next_token; (void)cap;
     if (!s || !dst) return DSV4_ERR_INVALID_ARGUMENT;
-    return DSV4_ERR_UNSUPPORTED;
+    const dsv4__config *c = &s->ctx->model->cfg;
+    if (next_token < 0 || next_token >= c->vocab_size) return DSV4_ERR_INVALID_ARGUMENT;
+    if (cap < (size_t)c->vocab_size) return DSV4_ERR_BUFFER_TOO_SMALL;
+    if (!s->has_mtp) return DSV4_ERR_NOT_AVAILABLE;
+    if (dsv4__state_pos(s->st) >= s->ctx->n_ctx) return DSV4_ERR_CONTEXT_FULL;
+    dsv4__err e = { 0, "" };
+    dsv4_status st = dsv4__forward_mtp_draft(s->st, next_token, dst, &e);
+    if (st) snprintf(s->err, sizeof s->err, "dsv4_session_mtp_draft: %s", e.msg);
+    return st;
 }
 
-int64_t dsv4_session_position(const dsv4_session *s) { return s ? 0 : -1; }
+int64_t dsv4_session_position(const dsv4_session *s) { return s ? dsv4__state_pos(s->st) : -1; }
 
-dsv4_status dsv4_session_reset(dsv4_session *s) { return s ? DSV4_OK : DSV4_ERR_INVALID_ARGUMENT; }
+dsv4_status dsv4_session_reset(dsv4_session *s)
+{
+    if (!s) return DSV4_ERR_INVALID_ARGUMENT;
+    dsv4__state_reset(s->st);
+    s->lg_n = 0;
+    s->mtp_n = 0;
+    return DSV4_OK;
+}
 
 dsv4_status dsv4_session_memory(const dsv4_session *s, int64_t *reserved_bytes, int64_t *used_bytes)
 {
     if (!s) return DSV4_ERR_INVALID_ARGUMENT;
-    if (reserved_bytes) *reserved_bytes = 0;
-    if (used_bytes) *used_bytes = 0;
+    dsv4__state_memory(s->st, reserved_bytes, used_bytes);
     return DSV4_OK;
 }

@@ -111,7 +111,6 @@ const dsv4__tensor *dsv4__model_tensor(const struct dsv4_model *m, const char *n
 dsv4_status dsv4__weights_bind(struct dsv4_model *m, dsv4__err *e);
 void dsv4__weights_free(struct dsv4__weights *w);
 
-#endif
 
 /* ---- the tensor table a config implies (lib/loader/tensors.c) ---- */
 enum {
@@ -141,3 +140,5 @@ void dsv4__model_release(struct dsv4_model *m);
 dsv4_status dsv4__model_open(const char *dir, const dsv4_options *opts, struct dsv4_model **out, dsv4__err *e);
 /* Read a small file (JSON) whole, NUL-terminated; free with dsv4__free. */
 dsv4_status dsv4__read_file(const char *path, char **out, size_t *len, dsv4__err *e);
+
+#endif

@@ -1,0 +1,74 @@
+/*
+ * kernels/ops.h — the model's operators other than the linear product, as
+ * plain scalar C (kernels/ref/ops.c). They are the reference twins: any
+ * optimised version is tested against them. Spec references are to
+ * ../shared/spec/architecture.md.
+ *
+ * All vectors are f32. Functions never allocate unless stated and never fail.
+ */
+#ifndef DSV4_OPS_H
+#define DSV4_OPS_H
+
+#include <stdint.h>
+
+/* y = w ⊙ x · rsqrt(mean(x²) + eps) (§4.1); w may be NULL (no weight, §4.2).
+ * y may equal x. */
+void dsv4k_rmsnorm_ref(const float *x, const float *w, int64_t n, float eps, float *y);
+
+/* RoPE frequency table (§4.6): f[i] for i < rope_dim/2. YaRN is applied when
+ * orig_len > 0 (factor, beta_fast, beta_slow as in config.json). */
+void dsv4k_rope_freqs(double base, int rope_dim, int64_t orig_len, double factor, double beta_fast,
+                      double beta_slow, float *f);
+
+/* Rotate the interleaved pairs (x[2i], x[2i+1]) of the rope_dim-vector x by
+ * angle fp32(pos)·f[i] (inverse: by the negative angle). In place. */
+void dsv4k_rope_ref(float *x, int rope_dim, int64_t pos, const float *f, int inverse);
+
+/* Sylvester-ordered Hadamard transform of n (a power of two) values scaled
+ * by n^-0.5 (§4.9). In place. */
+void dsv4k_hadamard_ref(float *x, int n);
+
+/*
+ * mHC pre-mix (§5.2 HcPre) for one token: X is hc streams of dim values
+ * (stream-major). fn [(2+hc)·hc][hc·dim], base [(2+hc)·hc], scale [3].
+ * Writes u [dim] (the sublayer input), post [hc], comb [hc·hc] (comb[j·hc+k]
+ * maps source stream j to destination k).
+ */
+void dsv4k_hc_pre_ref(const float *X, int hc, int64_t dim, const float *fn, const float *base,
+                      const float *scale, int iters, float norm_eps, float hc_eps, float *u,
+                      float *post, float *comb);
+
+/* mHC post-mix (§5.2 HcPost): Xo[k] = post[k]·o + Σ_j comb[j·hc+k]·X[j].
+ * Xo must not alias X. */
+void dsv4k_hc_post_ref(const float *X, const float *o, const float *post, const float *comb, int hc,
+                       int64_t dim, float *Xo);
+
+/* Final stream reduction (§5.2 HcHead): fn [hc][hc·dim], base [hc], scale [1]. */
+void dsv4k_hc_head_ref(const float *X, int hc, int64_t dim, const float *fn, const float *base,
+                       const float *scale, float norm_eps, float hc_eps, float *y);
+
+/*
+ * Attention of one query head over n key=value vectors (§5.6): scores
+ * (q·kv_i)·scale, an extra sink logit with a zero value, softmax, weighted
+ * sum. kv[i] points at vector i (d values). out [d].
+ */
+void dsv4k_attn_head_ref(const float *q, const float *const *kv, int64_t n, int64_t d, float scale,
+                         float sink, float *out);
+
+/*
+ * Compressor pooling (§5.4): per channel c < d, softmax over `rows` rows of
+ * g[row·stride + off_row + c] and the weighted sum of v likewise. The row's
+ * feature offset is off[row] (lets the overlapping form read the first half
+ * of previous-block rows and the second half of current-block rows).
+ */
+void dsv4k_compress_pool_ref(const float *v, const float *g, int rows, int64_t stride,
+                             const int64_t *off, int64_t d, float *out);
+
+/* Lightning-indexer score of one query against one key (§5.5):
+ * Σ_h w[h] · relu(q[h]·k), q [heads][d]. */
+float dsv4k_index_score_ref(const float *q, const float *w, int heads, int64_t d, const float *k);
+
+/* PyTorch softplus (threshold 20) */
+float dsv4k_softplus(float x);
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * lib/graph/forward.h — the DeepSeek-V4 forward pass (internal).
+ *
+ * A runtime (one per dsv4_context) owns the worker pool and the scratch
+ * activations of one batch of up to max_batch tokens. A state (one per
+ * dsv4_session) owns the decode state of every layer: the window ring, the
+ * compressors' running states, the compressed entries and indexer keys,
+ * plus the MTP block's window and the last trunk state MTP needs.
+ *
+ * Spec: ../shared/spec/architecture.md §4–§6.
+ */
+#ifndef DSV4_GRAPH_FORWARD_H
+#define DSV4_GRAPH_FORWARD_H
+
+#include "weights.h"
+#include "pool.h"
+
+typedef struct dsv4__rt dsv4__rt;
+typedef struct dsv4__state dsv4__state;
+
+typedef struct dsv4__rt_opts {
+    int32_t threads;       /* >= 1 */
+    int64_t n_ctx;         /* capacity of every state, tokens */
+    int32_t max_batch;     /* largest chunk run at once */
+    int32_t numerics;      /* DSV4_NUMERICS_REFERENCE / _FLOAT */
+    int32_t revision;      /* DSV4_REVISION_CURRENT / _INITIAL */
+    int32_t use_ref_linear; /* 1: every product through the scalar reference (for tests) */
+} dsv4__rt_opts;
+
+dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, dsv4__rt **out, dsv4__err *e);
+void dsv4__rt_free(dsv4__rt *rt);
+
+/* bytes of one stored compressed entry / indexer key under this runtime */
+int64_t dsv4__rt_entry_bytes(const dsv4__rt *rt, int indexer);
+
+dsv4_status dsv4__state_create(dsv4__rt *rt, int with_mtp, dsv4__state **out, dsv4__err *e);
+void dsv4__state_free(dsv4__state *s);
+void dsv4__state_reset(dsv4__state *s);
+int64_t dsv4__state_pos(const dsv4__state *s);
+/* bytes reserved for the full capacity / in use at the current position */
+void dsv4__state_memory(const dsv4__state *s, int64_t *reserved, int64_t *used);
+
+/*
+ * Feed n tokens (any n >= 1; split into chunks of max_batch internally).
+ * logits: NULL, or room for `n_logit_rows` × vocab floats receiving the
+ * logits of the last n_logit_rows positions (1 = last only, n = all).
+ * mtp_logits: NULL, or room for n × vocab floats receiving the MTP rows
+ * computed by this call (*n_mtp_rows set; rows are positions pos0-1 ..
+ * pos0+n-2, the first omitted at position 0). Tokens must already be
+ * validated; capacity must already be checked.
+ */
+dsv4_status dsv4__forward(dsv4__state *s, const int32_t *tokens, int64_t n, float *logits,
+                          int64_t n_logit_rows, float *mtp_logits, int64_t *n_mtp_rows, dsv4__err *e);
+
+/* MTP logits for (trunk state at pos-1, next_token) without advancing. */
+dsv4_status dsv4__forward_mtp_draft(dsv4__state *s, int32_t next_token, float *logits, dsv4__err *e);
+
+#endif
