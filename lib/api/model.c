@@ -144,7 +144,7 @@ static void entry_bytes(const dsv4__config *c, int numerics, int64_t *entry, int
         *entry = (int64_t)c->head_dim * 4;
         *ikey = (int64_t)c->index_head_dim * 4;
     } else {
-        *entry = nope + nope / 64 + (int64_t)c->rope_head_dim * 2;
+        *entry = nope + nope / 64 + (int64_t)c->rope_head_dim * 4;
         *ikey = c->index_head_dim / 2 + c->index_head_dim / 32;
     }
 }

@@ -13,7 +13,10 @@
  * Numerics (spec §4): `float` keeps every activation in f32 with no
  * quantisation; `reference` quantises activations to FP8 before FP8/FP4
  * products, rounds KV to FP8 (current revision), applies the indexer's FP4
- * simulation and stores compressed entries compactly (lossless, §6.1).
+ * simulation and stores compressed entries compactly (lossless, §6.1):
+ * e4m3 codes + E8M0 exponents for the non-RoPE dims, the RoPE dims as f32
+ * (intermediates are f32 here, so bf16 storage of them would be lossy),
+ * indexer keys as packed e2m1 + E8M0.
  */
 #include <math.h>
 #include <pthread.h>
@@ -103,7 +106,7 @@ int64_t dsv4__rt_entry_bytes(const dsv4__rt *rt, int indexer)
     if (indexer)
         return rt->fp4_sim ? c->index_head_dim / 2 + c->index_head_dim / 32 : (int64_t)c->index_head_dim * 4;
     int64_t nope = c->head_dim - c->rope_head_dim;
-    return rt->compact ? nope + nope / 64 + (int64_t)c->rope_head_dim * 2 : (int64_t)c->head_dim * 4;
+    return rt->compact ? nope + nope / 64 + (int64_t)c->rope_head_dim * 4 : (int64_t)c->head_dim * 4;
 }
 
 dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, dsv4__rt **out, dsv4__err *e)
@@ -332,12 +335,7 @@ static const float *entry_get(const dsv4__rt *rt, const lstate *L, int64_t j, fl
         float s = dsv4k_pow2((int)p[nope + b / 64] - 127);
         for (int i = 0; i < 64; i++) buf[b + i] = lut_e4m3[p[b + i]] * s;
     }
-    const uint8_t *r = p + nope + nope / 64;
-    for (int64_t i = 0; i < c->rope_head_dim; i++) {
-        uint16_t h;
-        memcpy(&h, r + 2 * i, 2);
-        buf[nope + i] = dsv4k_bf16_to_f32(h);
-    }
+    memcpy(buf + nope, p + nope + nope / 64, (size_t)c->rope_head_dim * 4);
     return buf;
 }
 
@@ -352,11 +350,7 @@ static void entry_put(const dsv4__rt *rt, lstate *L, int64_t j, float *v)
     }
     uint8_t *p = L->cache + j * dsv4__rt_entry_bytes(rt, 0);
     kv_fp8(v, nope, p);
-    uint8_t *r = p + nope + nope / 64;
-    for (int64_t i = 0; i < c->rope_head_dim; i++) {
-        uint16_t h = dsv4k_f32_to_bf16(v[nope + i]);
-        memcpy(r + 2 * i, &h, 2);
-    }
+    memcpy(p + nope + nope / 64, v + nope, (size_t)c->rope_head_dim * 4);
 }
 
 static const float *key_get(const dsv4__rt *rt, const lstate *L, int64_t j, float *buf)
@@ -389,12 +383,6 @@ static void linear(dsv4__rt *rt, const dsv4k_weight *w, const float *x, int64_t 
     int aq = quantised && rt->aq;
     if (rt->o.use_ref_linear) dsv4k_linear_ref(w, x, m, y, aq);
     else dsv4k_linear(rt->lin, w, x, m, y, aq);
-}
-
-/* round the rope dims of a kv vector to bf16 (reference numerics store them so) */
-static void round_rope_bf16(float *x, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) x[i] = dsv4k_round_bf16(x[i]);
 }
 
 /* ---- compressor (§5.4) --------------------------------------------------------- */
@@ -527,7 +515,6 @@ static void attention(dsv4__rt *rt, const dsv4__layer_w *lw, lstate *ls, const f
         float *kv = rt->KV + t * hd;
         dsv4k_rmsnorm_ref(kv, lw->kv_norm, hd, eps, kv);
         dsv4k_rope_ref(kv + nope, (int)rd, p0 + t, lw->rope, 0);
-        if (rt->aq) round_rope_bf16(kv + nope, rd);
         if (rt->kv_sim) kv_fp8(kv, nope, NULL);
     }
     if (lw->ratio > 0) {
@@ -542,7 +529,6 @@ static void attention(dsv4__rt *rt, const dsv4__layer_w *lw, lstate *ls, const f
             int64_t j = (p + 1) / cw->ratio - 1;
             dsv4k_rmsnorm_ref(e, cw->norm, hd, eps, e);
             dsv4k_rope_ref(e + nope, (int)rd, j * cw->ratio, lw->rope, 0);
-            if (rt->aq) round_rope_bf16(e + nope, rd);
             if (j < ls->cap) entry_put(rt, ls, j, e);
         }
     }

@@ -460,7 +460,8 @@ static void alloc_failures(const char *dir)
 
 static void flash_config(void)
 {
-    /* the real V4-Flash config: KV per token 21*(583+68)/4 + 20*583/128 (spec §6.1) */
+    /* the real V4-Flash config: KV per token 21*(711+68)/4 + 20*711/128 (spec §6.1 compact
+     * layout with the 64 RoPE dims kept as f32, as libdsv4's reference numerics compute them) */
     char *tmp = test_tmpdir("flashcfg");
     char p[1024];
     snprintf(p, sizeof p, "%s/golden/tiny-a/ckpt/config.json", test_shared_dir());
@@ -494,7 +495,7 @@ static void flash_config(void)
     dsv4_model_info_get_i64(in, DSV4_INFO_N_HCA_LAYERS, &hca);
     T(csa == 21 && hca == 20);
     dsv4_model_info_get_i64(in, DSV4_INFO_KV_BYTES_PER_1K, &kv);
-    CHECK(kv == 21 * (583 + 68) * 256 + 20 * 583 * 8, "Flash KV per 1K tokens %lld (%.1f B/token)", (long long)kv,
+    CHECK(kv == 21 * (711 + 68) * 256 + 20 * 711 * 8, "Flash KV per 1K tokens %lld (%.1f B/token)", (long long)kv,
           kv / 1024.0);
     dsv4_model_info_get_i64(in, DSV4_INFO_PARAMS_ACTIVE, &v);
     CHECK(v > 12500000000LL && v < 14000000000LL, "Flash active parameters %lld", (long long)v);
