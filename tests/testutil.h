@@ -30,4 +30,11 @@ char *test_tmpdir(const char *tag);
 /* rm -r of a directory made by test_tmpdir */
 void test_rmtree(const char *dir);
 
+/* Load a little-endian .npy array of kind 'f' (float32) or 'i' (int32),
+ * up to 4 dims: returns malloc'd data (free()), shape/ndim set; NULL on
+ * any error. test_load_npz reads member `name` (without ".npy") of a
+ * stored or deflated .npz. */
+void *test_load_npy(const char *path, char kind, int64_t *shape, int *ndim);
+void *test_load_npz(const char *path, const char *name, char kind, int64_t *shape, int *ndim);
+
 #endif

@@ -54,6 +54,9 @@ struct dsv4__rt {
     float *GL, *SELW, *XE, *GE, *UE, *OE, *ACC;
     int32_t *SEL, *ROWS;
     float *EP, *HN, *HP, *YH, *TMP, *GIN, *GOUT;
+    int32_t *DBG;          /* [B][index_topk] selections, when debugging */
+    dsv4__debug_fn debug;
+    void *debug_user;
     void **allocs;
     int n_allocs;
 };
@@ -160,6 +163,7 @@ dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, 
     BUF(GL, B * E); BUF(SELW, B * K); BUF(XE, B * dim); BUF(GE, B * inter); BUF(UE, B * inter);
     BUF(OE, B * dim); BUF(ACC, B * dim); BUF(SEL, B * K); BUF(ROWS, B * K);
     BUF(EP, B * dim); BUF(HN, B * hc * dim); BUF(HP, B * hc * dim); BUF(YH, B * dim); BUF(TMP, B * max64(dim, K));
+    if (!(rt->DBG = rt_alloc(rt, B * c->index_topk * 4))) goto oom;
     BUF(GIN, B * (H * hd / c->o_groups)); BUF(GOUT, B * c->o_lora_rank);
 #undef BUF
     *out = rt;
@@ -167,6 +171,17 @@ dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, 
 oom:
     dsv4__rt_free(rt);
     return dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "context: out of memory for %d-token scratch", o->max_batch);
+}
+
+void dsv4__rt_set_debug(dsv4__rt *rt, dsv4__debug_fn fn, void *user)
+{
+    rt->debug = fn;
+    rt->debug_user = user;
+}
+
+static int layer_id(const dsv4__rt *rt, const dsv4__layer_w *lw)
+{
+    return lw->is_mtp ? rt->c->n_layers : (int)(lw - rt->w->layers);
 }
 
 /* ---- session state -------------------------------------------------------- */
@@ -478,10 +493,15 @@ static void attn_rows(void *arg, int64_t t0, int64_t t1, int thread)
                 }
                 select_topk(tb->scores, tb->idx, nvis, c->index_topk);
                 qsort(tb->idx, (size_t)c->index_topk, sizeof *tb->idx, cmp_i64);
-                for (int64_t e = 0; e < c->index_topk; e++)
+                for (int64_t e = 0; e < c->index_topk; e++) {
                     tb->kv[n++] = entry_get(rt, ls, tb->idx[e], tb->dec + e * hd);
+                    if (rt->debug) rt->DBG[t * c->index_topk + e] = (int32_t)tb->idx[e];
+                }
             } else {
                 for (int64_t e = 0; e < nvis; e++) tb->kv[n++] = entry_get(rt, ls, e, tb->dec + e * hd);
+                if (rt->debug && r == 4)
+                    for (int64_t e = 0; e < c->index_topk; e++)
+                        rt->DBG[t * c->index_topk + e] = e < nvis ? (int32_t)e : -1;
             }
         }
         for (int64_t h = 0; h < H; h++) {
@@ -565,6 +585,7 @@ static void attention(dsv4__rt *rt, const dsv4__layer_w *lw, lstate *ls, const f
     }
     attn_job job = { rt, lw, ls, T, p0 };
     dsv4k_pool_for(rt->pool, T, 1, attn_rows, &job);
+    if (rt->debug && lw->ratio == 4) rt->debug(rt->debug_user, layer_id(rt, lw), 1, T, p0, rt->DBG, NULL);
     /* the ring keeps the last W raw kv vectors */
     for (int64_t t = T > W ? T - W : 0; t < T; t++)
         memcpy(ls->ring + ((p0 + t) % W) * hd, rt->KV + t * hd, (size_t)hd * 4);
@@ -631,6 +652,7 @@ static void moe(dsv4__rt *rt, const dsv4__layer_w *lw, const float *x, const int
         for (int64_t k = 0; k < K; k++) sum += l[sel[k]];
         for (int64_t k = 0; k < K; k++) rt->SELW[t * K + k] = (float)(c->route_scale * l[sel[k]] / sum);
     }
+    if (rt->debug) rt->debug(rt->debug_user, layer_id(rt, lw), 0, T, 0, rt->SEL, rt->SELW);
     memset(rt->ACC, 0, (size_t)(T * dim) * 4);
     /* experts in id order; each token's sum therefore runs in id order too */
     for (int64_t e = 0; e < E; e++) {

@@ -52,6 +52,17 @@ void dsv4__state_memory(const dsv4__state *s, int64_t *reserved, int64_t *used);
 dsv4_status dsv4__forward(dsv4__state *s, const int32_t *tokens, int64_t n, float *logits,
                           int64_t n_logit_rows, float *mtp_logits, int64_t *n_mtp_rows, dsv4__err *e);
 
+/*
+ * Debug hook (tests): called after each layer's routing with kind 0 —
+ * ids int32 [T][n_active], weights float [T][n_active] — and after each CSA
+ * layer's top-k selection with kind 1 — ids int32 [T][index_topk], -1 where
+ * fewer entries were visible (then all visible ones are listed). layer is
+ * the trunk layer id, n_layers for the MTP block.
+ */
+typedef void (*dsv4__debug_fn)(void *user, int layer, int kind, int64_t T, int64_t p0, const int32_t *ids,
+                               const float *w);
+void dsv4__rt_set_debug(dsv4__rt *rt, dsv4__debug_fn fn, void *user);
+
 /* MTP logits for (trunk state at pos-1, next_token) without advancing. */
 dsv4_status dsv4__forward_mtp_draft(dsv4__state *s, int32_t next_token, float *logits, dsv4__err *e);
 
