@@ -286,7 +286,7 @@ void dsv4__state_memory(const dsv4__state *s, int64_t *reserved, int64_t *used)
 
 /* FP8 simulation of x[0..n) per 64-block (§4.7); with dst, also store codes
  * and E8M0 exponents there (n bytes then n/64 bytes) */
-static void kv_fp8(float *x, int64_t n, uint8_t *dst)
+void dsv4__kv_fp8(float *x, int64_t n, uint8_t *dst)
 {
     float q[64];
     int8_t ex;
@@ -305,7 +305,7 @@ static void kv_fp8(float *x, int64_t n, uint8_t *dst)
 
 /* FP4 simulation of x[0..n) per 32-block (§4.8); with dst, packed codes
  * (n/2 bytes) then E8M0 exponents (n/32 bytes) */
-static void key_fp4(float *x, int64_t n, uint8_t *dst)
+void dsv4__key_fp4(float *x, int64_t n, uint8_t *dst)
 {
     const float c6 = 1.0f / 6.0f, floor_ = 6.0f * dsv4k_pow2(-126);
     for (int64_t b = 0; b < n; b += 32) {
@@ -359,12 +359,12 @@ static void entry_put(const dsv4__rt *rt, lstate *L, int64_t j, float *v)
     const dsv4__config *c = rt->c;
     int64_t hd = c->head_dim, nope = hd - c->rope_head_dim;
     if (!rt->compact) {
-        if (rt->kv_sim) kv_fp8(v, nope, NULL);
+        if (rt->kv_sim) dsv4__kv_fp8(v, nope, NULL);
         memcpy(L->cache + j * hd * 4, v, (size_t)hd * 4);
         return;
     }
     uint8_t *p = L->cache + j * dsv4__rt_entry_bytes(rt, 0);
-    kv_fp8(v, nope, p);
+    dsv4__kv_fp8(v, nope, p);
     memcpy(p + nope + nope / 64, v + nope, (size_t)c->rope_head_dim * 4);
 }
 
@@ -388,7 +388,7 @@ static void key_put(const dsv4__rt *rt, lstate *L, int64_t j, float *v)
 {
     int64_t ihd = rt->c->index_head_dim;
     if (!rt->fp4_sim) { memcpy(L->icache + j * ihd * 4, v, (size_t)ihd * 4); return; }
-    key_fp4(v, ihd, L->icache + j * dsv4__rt_entry_bytes(rt, 1));
+    dsv4__key_fp4(v, ihd, L->icache + j * dsv4__rt_entry_bytes(rt, 1));
 }
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -535,7 +535,7 @@ static void attention(dsv4__rt *rt, const dsv4__layer_w *lw, lstate *ls, const f
         float *kv = rt->KV + t * hd;
         dsv4k_rmsnorm_ref(kv, lw->kv_norm, hd, eps, kv);
         dsv4k_rope_ref(kv + nope, (int)rd, p0 + t, lw->rope, 0);
-        if (rt->kv_sim) kv_fp8(kv, nope, NULL);
+        if (rt->kv_sim) dsv4__kv_fp8(kv, nope, NULL);
     }
     if (lw->ratio > 0) {
         const dsv4__compressor_w *cw = &lw->comp;
@@ -573,7 +573,7 @@ static void attention(dsv4__rt *rt, const dsv4__layer_w *lw, lstate *ls, const f
                 float *q = rt->QI + (t * ih + h) * ihd;
                 dsv4k_rope_ref(q + ihd - rd, (int)rd, p0 + t, lw->rope, 0);
                 dsv4k_hadamard_ref(q, (int)ihd);
-                if (rt->fp4_sim) key_fp4(q, ihd, NULL);
+                if (rt->fp4_sim) dsv4__key_fp4(q, ihd, NULL);
             }
         linear(rt, &lw->iwproj, x, T, rt->WT, 0);
         float ws = (float)(1.0 / sqrt((double)ihd) / sqrt((double)ih));

@@ -52,6 +52,13 @@ void dsv4__state_memory(const dsv4__state *s, int64_t *reserved, int64_t *used);
 dsv4_status dsv4__forward(dsv4__state *s, const int32_t *tokens, int64_t n, float *logits,
                           int64_t n_logit_rows, float *mtp_logits, int64_t *n_mtp_rows, dsv4__err *e);
 
+/* The reference numerics' KV FP8 rounding (spec §4.7, blocks of 64) and the
+ * indexer's FP4 simulation (§4.8, blocks of 32), in place; with dst, also the
+ * compact codes: n e4m3 bytes + n/64 E8M0 bytes, resp. n/2 packed e2m1 bytes
+ * (low nibble first) + n/32 E8M0 bytes. */
+void dsv4__kv_fp8(float *x, int64_t n, uint8_t *dst);
+void dsv4__key_fp4(float *x, int64_t n, uint8_t *dst);
+
 /*
  * Debug hook (tests): called after each layer's routing with kind 0 —
  * ids int32 [T][n_active], weights float [T][n_active] — and after each CSA

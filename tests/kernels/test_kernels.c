@@ -8,8 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kernels.h"
+#include "linear.h"
+#include "ops.h"
 #include "pool.h"
 #include "testutil.h"
+#include "graph/forward.h"
 
 #define T(c) CHECK((c), "%s", #c)
 
@@ -131,8 +134,9 @@ static void linear_case(int fmt, int64_t m, int64_t n, int64_t k, int aq)
         for (int64_t i = 0; i < nb * kb; i++) ((float *)sd)[i] = frand() * 0.01f;
     if (fmt == DSV4K_W_FP4)
         for (int64_t i = 0; i < n * (k / 32); i++) ((uint8_t *)sd)[i] = (uint8_t)(120 + rnd() % 8);
-    dsv4k_weight w = { fmt, n, k, wd, sd };
+    dsv4k_weight w = { fmt, n, k, wd, sd, 0 };
     float *x = malloc((size_t)(m * k) * 4), *y = malloc((size_t)(m * n) * 4), *a = malloc((size_t)k * 4);
+    double *sabs = malloc((size_t)(m * n) * sizeof(double));
     int8_t ex[64];
     for (int64_t i = 0; i < m * k; i++) x[i] = frand() * 3;
     dsv4k_linear_ref(&w, x, m, y, aq);
@@ -148,10 +152,41 @@ static void linear_case(int fmt, int64_t m, int64_t n, int64_t k, int aq)
             double s = 0, sa = 0;
             for (int64_t c = 0; c < k; c++) { double p = (double)a[c] * w_at(&w, j, c); s += p; sa += fabs(p); }
             if (fabs(y[i * n + j] - s) > 1e-6 * sa + 1e-30) bad++;
+            sabs[i * n + j] = sa;
         }
     }
     CHECK(bad == 0, "linear_ref fmt %d m %lld n %lld k %lld aq %d: %d outputs off", fmt, (long long)m, (long long)n,
           (long long)k, aq, bad);
+    /* the optimised twin (2 threads) against the reference, and a row view */
+    dsv4k_pool *pl = dsv4k_pool_create(2);
+    dsv4k_linear_ctx *lc = dsv4k_linear_ctx_create(pl, k, m);
+    float *y2 = malloc((size_t)(m * n) * 4);
+    T(lc && dsv4k_linear(lc, &w, x, m, y2, aq) == 0);
+    double md = 0;
+    for (int64_t i = 0; i < m * n; i++) md = fmax(md, fabs((double)y2[i] - y[i]) / (sabs[i] + 1e-30));
+    CHECK(md < 1e-5, "linear vs linear_ref fmt %d m %lld n %lld k %lld aq %d: rel diff %.3g", fmt, (long long)m,
+          (long long)n, (long long)k, aq, md);
+    if (n > 2) {
+        dsv4k_weight v = w;
+        v.row0 = n / 3;
+        v.n = n - n / 3 - 1;
+        float *yv = malloc((size_t)(m * v.n) * 4);
+        dsv4k_linear_ref(&v, x, m, yv, aq);
+        int same = 1;
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < v.n; j++) same &= yv[i * v.n + j] == y[i * n + v.row0 + j];
+        CHECK(same, "row view [%lld, +%lld) of fmt %d equals the rows of the whole", (long long)v.row0,
+              (long long)v.n, fmt);
+        T(dsv4k_linear(lc, &v, x, m, yv, aq) == 0);
+        free(yv);
+    }
+    dsv4k_linear_ctx *small = dsv4k_linear_ctx_create(pl, k - 1, m);
+    T(small && dsv4k_linear(small, &w, x, m, y2, aq) == -1); /* k above what the context was made for */
+    dsv4k_linear_ctx_free(small);
+    dsv4k_linear_ctx_free(lc);
+    dsv4k_pool_free(pl);
+    free(y2);
+    free(sabs);
     free(wd); free(sd); free(x); free(y); free(a);
 }
 
@@ -203,9 +238,106 @@ static void pool(void)
     dsv4k_pool_free(NULL);
 }
 
+/* operators of kernels/ops.h: properties and independent evaluations */
+static void ops(void)
+{
+    /* RoPE: inverse undoes forward; a pair rotates by pos·f */
+    float f[32], x[64], y[64];
+    dsv4k_rope_freqs(160000, 64, 65536, 16, 32, 1, f);
+    /* YaRN range for base 160000 is dims 15..25 (spec §4.6) */
+    CHECK(f[15] == (float)(1.0 / pow(160000, 30.0 / 64)) && fabsf(f[25] - (float)(1.0 / pow(160000, 50.0 / 64) / 16)) < 1e-12f,
+          "YaRN ramp ends at 15 and 25");
+    for (int i = 0; i < 64; i++) x[i] = y[i] = frand();
+    dsv4k_rope_ref(y, 64, 12345, f, 0);
+    float ang = 12345.0f * f[3];
+    CHECK(fabsf(y[6] - (x[6] * cosf(ang) - x[7] * sinf(ang))) < 1e-5f, "rope rotates interleaved pairs");
+    dsv4k_rope_ref(y, 64, 12345, f, 1);
+    float md = 0;
+    for (int i = 0; i < 64; i++) md = fmaxf(md, fabsf(y[i] - x[i]));
+    CHECK(md < 1e-5f, "inverse rope undoes rope (%g)", md);
+    /* Hadamard vs the explicit Sylvester matrix */
+    float h[128], hx[128];
+    for (int i = 0; i < 128; i++) h[i] = hx[i] = frand();
+    dsv4k_hadamard_ref(hx, 128);
+    md = 0;
+    for (int i = 0; i < 128; i++) {
+        double s = 0;
+        for (int j = 0; j < 128; j++) s += (__builtin_popcount(i & j) & 1 ? -1.0 : 1.0) * h[j];
+        md = fmaxf(md, fabsf((float)(s / sqrt(128.0)) - hx[i]));
+    }
+    CHECK(md < 1e-5f, "hadamard vs matrix (%g)", md);
+    /* mHC: comb is (nearly) doubly stochastic after Sinkhorn, post in (0, 2) */
+    int64_t dim = 128;
+    float *X = malloc(4 * dim * 4), *fn = malloc(24 * 4 * dim * 4), base[24], scale[3] = { 0.7f, 1.2f, 0.9f };
+    float u[128], post[4], comb[16];
+    for (int64_t i = 0; i < 4 * dim; i++) X[i] = frand();
+    for (int64_t i = 0; i < 24 * 4 * dim; i++) fn[i] = frand() * 0.01f;
+    for (int i = 0; i < 24; i++) base[i] = frand() * 0.5f;
+    dsv4k_hc_pre_ref(X, 4, dim, fn, base, scale, 20, 1e-6f, 1e-6f, u, post, comb);
+    float cs = 0, rs = 0;
+    for (int k = 0; k < 4; k++) {
+        float c = 0, r = 0;
+        for (int j = 0; j < 4; j++) { c += comb[j * 4 + k]; r += comb[k * 4 + j]; }
+        cs = fmaxf(cs, fabsf(c - 1));
+        rs = fmaxf(rs, fabsf(r - 1));
+        T(post[k] > 0 && post[k] < 2);
+    }
+    CHECK(cs < 1e-5f && rs < 1e-3f, "sinkhorn: columns sum to 1 (%g), rows nearly (%g)", cs, rs);
+    /* attention: one key gets all the weight against a sink of -inf-like */
+    const float *kv[2] = { X, X + dim };
+    float o[128];
+    dsv4k_attn_head_ref(X, kv, 2, dim, 0.0f, -1e30f, o);
+    md = 0;
+    for (int64_t c = 0; c < dim; c++) md = fmaxf(md, fabsf(o[c] - 0.5f * (X[c] + X[dim + c])));
+    CHECK(md < 1e-6f, "attention with equal scores averages the values (%g)", md);
+    /* compressor pooling with equal gates averages the rows */
+    int64_t off[4] = { 0, 0, 0, 0 };
+    float g[4 * 128] = { 0 };
+    dsv4k_compress_pool_ref(X, g, 4, dim, off, dim, o);
+    md = 0;
+    for (int64_t c = 0; c < dim; c++) md = fmaxf(md, fabsf(o[c] - 0.25f * (X[c] + X[dim + c] + X[2 * dim + c] + X[3 * dim + c])));
+    CHECK(md < 1e-6f, "pooling with equal gates averages (%g)", md);
+    free(X);
+    free(fn);
+}
+
+/* the compact KV codecs equal the simulations and decode back exactly */
+static void kv_codecs(void)
+{
+    float a[448], b[448], c[448];
+    uint8_t code[448 + 7];
+    int bad = 0, bad_dec = 0;
+    for (int rep = 0; rep < 50; rep++) {
+        for (int i = 0; i < 448; i++) a[i] = b[i] = frand() * (float)(1 << (rep % 12)) * (i % 64 == 0 ? 7 : 1);
+        dsv4k_fp8_sim_ref(a, 448, 64);
+        dsv4__kv_fp8(b, 448, code);
+        for (int i = 0; i < 448; i++) {
+            bad += a[i] != b[i];
+            c[i] = dsv4k_e4m3_to_f32(code[i]) * dsv4k_e8m0_to_f32(code[448 + i / 64]);
+            bad_dec += c[i] != b[i];
+        }
+    }
+    CHECK(bad == 0 && bad_dec == 0, "KV FP8 codec: %d differ from fp8_sim_ref, %d decode differently", bad, bad_dec);
+    uint8_t k4[64 + 4];
+    bad = bad_dec = 0;
+    for (int rep = 0; rep < 50; rep++) {
+        for (int i = 0; i < 128; i++) a[i] = b[i] = frand() * (float)(1 << (rep % 9));
+        dsv4k_fp4_sim_ref(a, 128, 32);
+        dsv4__key_fp4(b, 128, k4);
+        for (int i = 0; i < 128; i++) {
+            bad += a[i] != b[i];
+            uint8_t cd = (i & 1) ? (uint8_t)(k4[i / 2] >> 4) : (uint8_t)(k4[i / 2] & 15);
+            bad_dec += dsv4k_e2m1_to_f32(cd) * dsv4k_e8m0_to_f32(k4[64 + i / 32]) != b[i];
+        }
+    }
+    CHECK(bad == 0 && bad_dec == 0, "indexer FP4 codec: %d differ from fp4_sim_ref, %d decode differently", bad, bad_dec);
+}
+
 int main(void)
 {
+    kv_codecs();
     formats();
+    ops();
     int64_t ms[] = { 1, 3, 17 };
     for (int aq = 0; aq <= 1; aq++) {
         for (size_t i = 0; i < 3; i++) {

@@ -8,6 +8,7 @@
 #include <dsv4/dsv4.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -320,6 +321,8 @@ static int32_t abort_progress(void *u, double f) { (void)u; return f > 0.5; }
 static int progress_calls;
 static int32_t count_progress(void *u, double f) { (void)u; (void)f; progress_calls++; return 0; }
 
+static void session_checks(dsv4_model *m, dsv4_context *c);
+
 static void golden_preset(const char *name)
 {
     char dir[1024], cp[1100];
@@ -403,17 +406,19 @@ static void golden_preset(const char *name)
     }
     dsv4_model_info_free(li);
     dsv4_model_info_free(ci);
-    /* this snapshot has no forward pass: a context reports it clearly */
+    /* contexts and sessions on the loaded model */
     if (m) {
         dsv4_context *c = (dsv4_context *)1;
         char *cm = NULL;
         dsv4_status cst = dsv4_context_create(m, NULL, &c, &cm);
-        CHECK(cst == DSV4_ERR_UNSUPPORTED && c == NULL && cm && strstr(cm, "forward pass"),
-              "context_create: status %d, %s", cst, cm ? cm : "(no message)");
+        CHECK(cst == DSV4_OK && c != NULL && cm == NULL, "context_create: status %d, %s", cst, cm ? cm : "(no message)");
         dsv4_free(cm);
+        if (cst == DSV4_OK) session_checks(m, c);
+        dsv4_context_free(c);
         dsv4_options *big = NULL;
         dsv4_options_create(&big);
         dsv4_options_set_i64(big, DSV4_OPT_CONTEXT_LENGTH, (int64_t)1 << 40);
+        c = NULL;
         T(dsv4_context_create(m, big, &c, NULL) == DSV4_ERR_INVALID_ARGUMENT && c == NULL);
         dsv4_options_free(big);
     }
@@ -456,6 +461,68 @@ static void alloc_failures(const char *dir)
         if (n > 200) n += 37; /* sample the long tail */
     }
     CHECK(ok && clean, "allocation failure at every step reports DSV4_ERR_OUT_OF_MEMORY (%d steps)", n);
+}
+
+/* sessions: statuses on misuse, failures leave the session unchanged,
+ * results reproducible, memory reported */
+static void session_checks(dsv4_model *m, dsv4_context *c)
+{
+    dsv4_options *o = NULL;
+    dsv4_options_create(&o);
+    dsv4_options_set_i64(o, DSV4_OPT_MTP, 1);
+    dsv4_session *s = NULL, *s2 = NULL;
+    char *msg = NULL;
+    T(dsv4_session_create(c, o, &s, &msg) == DSV4_OK && s && !msg);
+    T(dsv4_session_create(c, NULL, &s2, NULL) == DSV4_OK && s2);
+    dsv4_options_free(o);
+    if (!s || !s2) { dsv4_session_free(s); dsv4_session_free(s2); return; }
+    dsv4_model_info *in = NULL;
+    int64_t V = 0;
+    dsv4_model_get_info(m, &in);
+    dsv4_model_info_get_i64(in, DSV4_INFO_VOCAB_SIZE, &V);
+    dsv4_model_info_free(in);
+    float *a = calloc((size_t)V, 4), *b = calloc((size_t)V, 4);
+    int32_t tok[5] = { 0, 5, 9, 3, 7 }, bad[2] = { 1, (int32_t)V };
+    T(dsv4_session_logits(s, -1, a, (size_t)V) == DSV4_ERR_NOT_AVAILABLE);
+    T(dsv4_session_mtp_draft(s, 3, a, (size_t)V) == DSV4_ERR_NOT_AVAILABLE);
+    T(dsv4_session_eval(s, bad, 2, 0) == DSV4_ERR_INVALID_ARGUMENT && dsv4_session_position(s) == 0);
+    T(strstr(dsv4_session_last_error(s), "out of range") != NULL);
+    T(dsv4_session_eval(s, tok, 0, 0) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_session_eval(s, NULL, 1, 0) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_session_eval(s, tok, 1, 0x80) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_session_eval(s, tok, 5, 0) == DSV4_OK && dsv4_session_position(s) == 5);
+    T(dsv4_session_logits(s, -1, a, (size_t)V) == DSV4_OK);
+    T(dsv4_session_logits(s, 4, b, (size_t)V) == DSV4_OK && !memcmp(a, b, (size_t)V * 4));
+    T(dsv4_session_logits(s, 3, b, (size_t)V) == DSV4_ERR_NOT_AVAILABLE); /* only the last row was kept */
+    T(dsv4_session_logits(s, -1, a, (size_t)V - 1) == DSV4_ERR_BUFFER_TOO_SMALL);
+    T(dsv4_session_mtp_logits(s, 3, a, (size_t)V) == DSV4_OK);
+    T(dsv4_session_mtp_logits(s2, 3, a, (size_t)V) == DSV4_ERR_NOT_AVAILABLE);  /* no MTP on s2 */
+    /* a draft equals the MTP row computed once the token is fed, and leaves no trace */
+    float *d = calloc((size_t)V, 4);
+    T(dsv4_session_mtp_draft(s, 11, d, (size_t)V) == DSV4_OK && dsv4_session_position(s) == 5);
+    T(dsv4_session_eval(s, (int32_t[]){ 11 }, 1, 0) == DSV4_OK);
+    T(dsv4_session_mtp_logits(s, 4, a, (size_t)V) == DSV4_OK);
+    float dm = 0;
+    for (int64_t v = 0; v < V; v++) dm = fmaxf(dm, fabsf(a[v] - d[v]));
+    CHECK(dm < 1e-5f, "MTP draft vs fed row: %g", dm);
+    free(d);
+    /* the same tokens on another session give the same logits */
+    T(dsv4_session_eval(s2, tok, 5, 0) == DSV4_OK && dsv4_session_eval(s2, (int32_t[]){ 11 }, 1, 0) == DSV4_OK);
+    T(dsv4_session_logits(s, -1, a, (size_t)V) == DSV4_OK && dsv4_session_logits(s2, -1, b, (size_t)V) == DSV4_OK);
+    T(!memcmp(a, b, (size_t)V * 4));
+    int64_t res = 0, used = 0;
+    T(dsv4_session_memory(s, &res, &used) == DSV4_OK && res > 0 && used >= 0 && used <= res);
+    /* reset: back to position 0 and the first results again */
+    T(dsv4_session_reset(s) == DSV4_OK && dsv4_session_position(s) == 0);
+    T(dsv4_session_logits(s, -1, a, (size_t)V) == DSV4_ERR_NOT_AVAILABLE);
+    T(dsv4_session_eval(s, tok, 5, DSV4_EVAL_ALL_LOGITS) == DSV4_OK);
+    T(dsv4_session_eval(s2, (int32_t[]){ 1 }, 1, 0) == DSV4_OK);
+    T(dsv4_session_logits(s, 4, a, (size_t)V) == DSV4_OK && dsv4_session_logits(s, 0, b, (size_t)V) == DSV4_OK);
+    /* a session keeps its context alive */
+    dsv4_session_free(s2);
+    dsv4_session_free(s);
+    free(a);
+    free(b);
 }
 
 static void flash_config(void)
