@@ -3,7 +3,7 @@
 # installs the build dependencies, builds libdsv4, synthesises the tiny demo
 # checkpoint (official format, random weights, real vocabulary size) into
 # models/tiny with the real DeepSeek-V4 tokenizer, loads and validates it,
-# prints what it is and tokenizes a line of text with it.
+# prints what it is, tokenizes a line of text with it and generates text.
 # MODEL_DIR=/path/to/DeepSeek-V4-Flash ./run-demo.sh runs the same on a real
 # download instead of the synthetic model.
 set -euo pipefail
@@ -26,6 +26,8 @@ if [ ! -f "$model/tokenizer.json" ]; then
     python3 tools/dsv4-tokenizer-v4.py "$v3" "$model"
 fi
 build/examples/dsv4-info "$model" --load
-# The text layer on the model's own tokenizer. (Generation needs the forward
-# pass, which this snapshot does not have yet: see README "Status".)
+# The text layer on the model's own tokenizer.
 printf 'Hello from libdsv4! 你好 <think>' | build/examples/dsv4-tokenize "$model/tokenizer.json" encode - --pieces
+# A real generation: prefill the prompt, then sample 32 tokens (the synthetic
+# model's weights are random, so the text is too).
+build/examples/dsv4-generate --tokens 32 --seed 1 "$model" 'The capital of France is'

@@ -210,3 +210,18 @@ float dsv4k_index_score_ref(const float *q, const float *w, int heads, int64_t d
     }
     return (float)s;
 }
+
+float dsv4k_index_score(const float *q, const float *w, int heads, int64_t d, const float *k)
+{
+    float s = 0.0f;
+    for (int h = 0; h < heads; h++) {
+        const float *qh = q + h * d;
+        float acc[16] = { 0 };
+        for (int64_t c = 0; c + 16 <= d; c += 16)
+            for (int j = 0; j < 16; j++) acc[j] += qh[c + j] * k[c + j];
+        float dot = 0.0f;
+        for (int j = 0; j < 16; j++) dot += acc[j];
+        if (dot > 0) s += w[h] * dot;
+    }
+    return s;
+}

@@ -488,7 +488,7 @@ static void attn_rows(void *arg, int64_t t0, int64_t t1, int thread)
             if (r == 4 && nvis > c->index_topk) {
                 const float *qi = rt->QI + t * ih * ihd, *wt = rt->WT + t * ih;
                 for (int64_t e = 0; e < nvis; e++) {
-                    tb->scores[e] = dsv4k_index_score_ref(qi, wt, (int)ih, ihd, key_get(rt, ls, e, tb->key));
+                    tb->scores[e] = dsv4k_index_score(qi, wt, (int)ih, ihd, key_get(rt, ls, e, tb->key));
                     tb->idx[e] = e;
                 }
                 select_topk(tb->scores, tb->idx, nvis, c->index_topk);

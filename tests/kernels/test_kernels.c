@@ -297,6 +297,17 @@ static void ops(void)
     md = 0;
     for (int64_t c = 0; c < dim; c++) md = fmaxf(md, fabsf(o[c] - 0.25f * (X[c] + X[dim + c] + X[2 * dim + c] + X[3 * dim + c])));
     CHECK(md < 1e-6f, "pooling with equal gates averages (%g)", md);
+    /* indexer score: optimised vs reference */
+    float q8[8 * 128], w8[8];
+    for (int i = 0; i < 8 * 128; i++) q8[i] = frand();
+    for (int i = 0; i < 8; i++) w8[i] = frand();
+    md = 0;
+    for (int rep = 0; rep < 20; rep++) {
+        for (int i = 0; i < 128; i++) h[i] = frand();
+        float r = dsv4k_index_score_ref(q8, w8, 8, 128, h), f2 = dsv4k_index_score(q8, w8, 8, 128, h);
+        md = fmaxf(md, fabsf(r - f2) / (1 + fabsf(r)));
+    }
+    CHECK(md < 1e-5f, "index score vs reference (%g)", md);
     free(X);
     free(fn);
 }
