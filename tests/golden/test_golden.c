@@ -167,6 +167,7 @@ static void debug_choices(dsv4_model *m, const char *seqdir, const int32_t *tok,
     dsv4_model_info_get_i64(info, DSV4_INFO_N_LAYERS, &nl);
     dsv4_model_info_get_i64(info, DSV4_INFO_N_ACTIVE_EXPERTS, &K);
     dsv4_model_info_get_i64(info, DSV4_INFO_INDEX_TOPK, &topk);
+    dsv4_model_info_free(info);
     dbg d;
     memset(&d, 0, sizeof d);
     d.T = (int64_t)n;
