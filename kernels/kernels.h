@@ -71,6 +71,11 @@ void dsv4k_fp8_sim_ref(float *x, int64_t n, int block);
  */
 void dsv4k_fp4_sim_ref(float *x, int64_t n, int block);
 
+/* Decode tables (value of every e4m3 byte, e2m1 nibble and E8M0 byte);
+ * valid after dsv4k_tables_init(), which is idempotent and thread-safe. */
+extern float dsv4k_lut_e4m3[256], dsv4k_lut_e2m1[16], dsv4k_lut_e8m0[256];
+void dsv4k_tables_init(void);
+
 /* ---- weights as stored ----------------------------------------------- */
 
 enum dsv4k_wfmt {

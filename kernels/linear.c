@@ -14,17 +14,19 @@
 #include <string.h>
 #include "linear.h"
 
-static float lut_e4m3[256], lut_e2m1[16], lut_e8m0[256];
+float dsv4k_lut_e4m3[256], dsv4k_lut_e2m1[16], dsv4k_lut_e8m0[256];
 static pthread_once_t lut_once = PTHREAD_ONCE_INIT;
 
 static void lut_init(void)
 {
     for (int i = 0; i < 256; i++) {
-        lut_e4m3[i] = dsv4k_e4m3_to_f32((uint8_t)i);
-        lut_e8m0[i] = dsv4k_e8m0_to_f32((uint8_t)i);
+        dsv4k_lut_e4m3[i] = dsv4k_e4m3_to_f32((uint8_t)i);
+        dsv4k_lut_e8m0[i] = dsv4k_e8m0_to_f32((uint8_t)i);
     }
-    for (int i = 0; i < 16; i++) lut_e2m1[i] = dsv4k_e2m1_to_f32((uint8_t)i);
+    for (int i = 0; i < 16; i++) dsv4k_lut_e2m1[i] = dsv4k_e2m1_to_f32((uint8_t)i);
 }
+
+void dsv4k_tables_init(void) { pthread_once(&lut_once, lut_init); }
 
 struct dsv4k_linear_ctx {
     dsv4k_pool *pool;
@@ -37,7 +39,7 @@ struct dsv4k_linear_ctx {
 
 dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64_t max_m)
 {
-    pthread_once(&lut_once, lut_init);
+    dsv4k_tables_init();
     dsv4k_linear_ctx *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->pool = pool;
@@ -82,10 +84,10 @@ static void decode_row(const dsv4k_weight *w, int64_t r, float *dst)
         const uint8_t *p = (const uint8_t *)w->w + r * k;
         int64_t kb = (k + 127) / 128;
         for (int64_t c0 = 0; c0 < k; c0 += 128) {
-            float s = w->fmt == DSV4K_W_FP8 ? lut_e8m0[((const uint8_t *)w->s)[(r / 128) * kb + c0 / 128]]
+            float s = w->fmt == DSV4K_W_FP8 ? dsv4k_lut_e8m0[((const uint8_t *)w->s)[(r / 128) * kb + c0 / 128]]
                                             : ((const float *)w->s)[(r / 128) * kb + c0 / 128];
             int64_t c1 = c0 + 128 < k ? c0 + 128 : k;
-            for (int64_t c = c0; c < c1; c++) dst[c] = lut_e4m3[p[c]] * s;
+            for (int64_t c = c0; c < c1; c++) dst[c] = dsv4k_lut_e4m3[p[c]] * s;
         }
         break;
     }
@@ -93,11 +95,11 @@ static void decode_row(const dsv4k_weight *w, int64_t r, float *dst)
         const uint8_t *p = (const uint8_t *)w->w + r * (k / 2);
         const uint8_t *sc = (const uint8_t *)w->s + r * (k / 32);
         for (int64_t c0 = 0; c0 < k; c0 += 32) {
-            float s = lut_e8m0[sc[c0 / 32]];
+            float s = dsv4k_lut_e8m0[sc[c0 / 32]];
             for (int64_t c = c0; c < c0 + 32; c += 2) {
                 uint8_t b = p[c / 2];
-                dst[c] = lut_e2m1[b & 15] * s;
-                dst[c + 1] = lut_e2m1[b >> 4] * s;
+                dst[c] = dsv4k_lut_e2m1[b & 15] * s;
+                dst[c + 1] = dsv4k_lut_e2m1[b >> 4] * s;
             }
         }
         break;

@@ -74,7 +74,6 @@ dsv4_status dsv4_context_create(dsv4_model *model, const dsv4_options *opts, dsv
     o.max_batch = (int32_t)(mb > 65536 ? 65536 : mb);
     o.numerics = (int32_t)dsv4__opt_i64(opts, DSV4_OPT_NUMERICS);
     o.revision = (int32_t)dsv4__opt_i64(opts, DSV4_OPT_REVISION);
-    o.use_ref_linear = 0;
     dsv4_context *ctx = dsv4__calloc(1, sizeof *ctx);
     if (!ctx) {
         dsv4__fail(&e, DSV4_ERR_OUT_OF_MEMORY, "dsv4_context_create: out of memory");
@@ -168,12 +167,6 @@ const char *dsv4_session_last_error(const dsv4_session *s)
     return s ? s->err : "dsv4_session_last_error: session is NULL";
 }
 
-static dsv4_status fail(dsv4_session *s, dsv4_status code, const char *fmt, const char *a, long long v)
-{
-    snprintf(s->err, sizeof s->err, fmt, a, v);
-    return code;
-}
-
 /* make room for rows × vocab floats in *buf (capacity *cap rows) */
 static int reserve(float **buf, int64_t *cap, int64_t rows, int64_t vocab)
 {
@@ -189,23 +182,22 @@ dsv4_status dsv4_session_eval(dsv4_session *s, const int32_t *tokens, size_t n, 
 {
     if (!s) return DSV4_ERR_INVALID_ARGUMENT;
     s->err[0] = 0;
-    if (!tokens || n == 0)
-        return fail(s, DSV4_ERR_INVALID_ARGUMENT, "dsv4_session_eval: %s%lld", !tokens ? "tokens is NULL" : "n is ",
-                    (long long)n);
-    if (flags & ~(uint32_t)DSV4_EVAL_ALL_LOGITS)
-        return fail(s, DSV4_ERR_INVALID_ARGUMENT, "dsv4_session_eval: unknown flag bits%s 0x%llx", "",
-                    (long long)flags);
+    if (!tokens || n == 0) {
+        snprintf(s->err, sizeof s->err, "dsv4_session_eval: %s", !tokens ? "tokens is NULL" : "n is 0");
+        return DSV4_ERR_INVALID_ARGUMENT;
+    }
+    if (flags & ~(uint32_t)DSV4_EVAL_ALL_LOGITS) {
+        snprintf(s->err, sizeof s->err, "dsv4_session_eval: unknown flag bits 0x%x", (unsigned)flags);
+        return DSV4_ERR_INVALID_ARGUMENT;
+    }
     const dsv4__config *c = &s->ctx->model->cfg;
     for (size_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
-            return fail(s, DSV4_ERR_INVALID_ARGUMENT, "dsv4_session_eval: token %s%lld out of range",
-                        "", (long long)tokens[i]);
+        if (tokens[i] < 0 || tokens[i] >= c->vocab_size) {
+            snprintf(s->err, sizeof s->err, "dsv4_session_eval: token %d at index %zu out of range [0, %d)",
+                     tokens[i], i, c->vocab_size);
+            return DSV4_ERR_INVALID_ARGUMENT;
+        }
     int64_t pos = dsv4__state_pos(s->st);
-    if ((int64_t)n > s->ctx->n_ctx - pos) {
-        snprintf(s->err, sizeof s->err, "dsv4_session_eval: %lld tokens at position %lld exceed the context "
-                 "capacity %lld", (long long)n, (long long)pos, (long long)s->ctx->n_ctx);
-        return DSV4_ERR_CONTEXT_FULL;
-    }
     int64_t rows = (flags & DSV4_EVAL_ALL_LOGITS) ? (int64_t)n : 1;
     if (reserve(&s->logits, &s->lg_cap, rows, c->vocab_size) ||
         (s->has_mtp && reserve(&s->mtp, &s->mtp_cap, (int64_t)n, c->vocab_size))) {

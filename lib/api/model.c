@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "loader/loader.h"
+#include "graph/forward.h"
 
 struct dsv4_model_info {
     dsv4__config cfg;
@@ -139,14 +140,9 @@ static dsv4_layer_type layer_type(const dsv4__config *c, int l)
 /* KV bytes of one stored entry (main) and one indexer key, per numerics */
 static void entry_bytes(const dsv4__config *c, int numerics, int64_t *entry, int64_t *ikey)
 {
-    int64_t nope = c->head_dim - c->rope_head_dim;
-    if (numerics == DSV4_NUMERICS_FLOAT) {
-        *entry = (int64_t)c->head_dim * 4;
-        *ikey = (int64_t)c->index_head_dim * 4;
-    } else {
-        *entry = nope + nope / 64 + (int64_t)c->rope_head_dim * 4;
-        *ikey = c->index_head_dim / 2 + c->index_head_dim / 32;
-    }
+    int compact = numerics != DSV4_NUMERICS_FLOAT;
+    *entry = dsv4__kv_entry_bytes(c, 0, compact);
+    *ikey = dsv4__kv_entry_bytes(c, 1, compact);
 }
 
 static int64_t kv_bytes_at(const dsv4__config *c, int numerics, int64_t n_ctx)

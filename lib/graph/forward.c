@@ -19,7 +19,6 @@
  * indexer keys as packed e2m1 + E8M0.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include "forward.h"
@@ -103,13 +102,16 @@ void dsv4__rt_free(dsv4__rt *rt)
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
+int64_t dsv4__kv_entry_bytes(const dsv4__config *c, int indexer, int compact)
+{
+    int64_t ihd = c->index_head_dim, nope = c->head_dim - c->rope_head_dim;
+    if (indexer) return compact ? ihd / 2 + ihd / 32 : ihd * 4;
+    return compact ? nope + nope / 64 + (int64_t)c->rope_head_dim * 4 : (int64_t)c->head_dim * 4;
+}
+
 int64_t dsv4__rt_entry_bytes(const dsv4__rt *rt, int indexer)
 {
-    const dsv4__config *c = rt->c;
-    if (indexer)
-        return rt->fp4_sim ? c->index_head_dim / 2 + c->index_head_dim / 32 : (int64_t)c->index_head_dim * 4;
-    int64_t nope = c->head_dim - c->rope_head_dim;
-    return rt->compact ? nope + nope / 64 + (int64_t)c->rope_head_dim * 4 : (int64_t)c->head_dim * 4;
+    return dsv4__kv_entry_bytes(rt->c, indexer, indexer ? rt->fp4_sim : rt->compact);
 }
 
 dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, dsv4__rt **out, dsv4__err *e)
@@ -328,17 +330,6 @@ void dsv4__key_fp4(float *x, int64_t n, uint8_t *dst)
     }
 }
 
-static float lut_e4m3[256], lut_e2m1[16];
-static pthread_once_t lut_once = PTHREAD_ONCE_INIT;
-
-static void lut_init(void)
-{
-    for (int i = 0; i < 256; i++) lut_e4m3[i] = dsv4k_e4m3_to_f32((uint8_t)i);
-    for (int i = 0; i < 16; i++) lut_e2m1[i] = dsv4k_e2m1_to_f32((uint8_t)i);
-}
-
-static void luts(void) { pthread_once(&lut_once, lut_init); }
-
 static const float *entry_get(const dsv4__rt *rt, const lstate *L, int64_t j, float *buf)
 {
     const dsv4__config *c = rt->c;
@@ -348,7 +339,7 @@ static const float *entry_get(const dsv4__rt *rt, const lstate *L, int64_t j, fl
     const uint8_t *p = L->cache + j * dsv4__rt_entry_bytes(rt, 0);
     for (int64_t b = 0; b < nope; b += 64) {
         float s = dsv4k_pow2((int)p[nope + b / 64] - 127);
-        for (int i = 0; i < 64; i++) buf[b + i] = lut_e4m3[p[b + i]] * s;
+        for (int i = 0; i < 64; i++) buf[b + i] = dsv4k_lut_e4m3[p[b + i]] * s;
     }
     memcpy(buf + nope, p + nope + nope / 64, (size_t)c->rope_head_dim * 4);
     return buf;
@@ -377,8 +368,8 @@ static const float *key_get(const dsv4__rt *rt, const lstate *L, int64_t j, floa
         float s = dsv4k_pow2((int)p[ihd / 2 + b / 32] - 127);
         for (int64_t i = b; i < b + 32; i += 2) {
             uint8_t byte = p[i / 2];
-            buf[i] = lut_e2m1[byte & 15] * s;
-            buf[i + 1] = lut_e2m1[byte >> 4] * s;
+            buf[i] = dsv4k_lut_e2m1[byte & 15] * s;
+            buf[i + 1] = dsv4k_lut_e2m1[byte >> 4] * s;
         }
     }
     return buf;
@@ -396,8 +387,7 @@ static void key_put(const dsv4__rt *rt, lstate *L, int64_t j, float *v)
 static void linear(dsv4__rt *rt, const dsv4k_weight *w, const float *x, int64_t m, float *y, int quantised)
 {
     int aq = quantised && rt->aq;
-    if (rt->o.use_ref_linear) dsv4k_linear_ref(w, x, m, y, aq);
-    else dsv4k_linear(rt->lin, w, x, m, y, aq);
+    dsv4k_linear(rt->lin, w, x, m, y, aq);
 }
 
 /* ---- compressor (§5.4) --------------------------------------------------------- */
@@ -425,6 +415,34 @@ static int compress_step(const dsv4__compressor_w *cw, float *kvs, float *scs, c
         memcpy(scs, scs + 4 * width, (size_t)(4 * width) * 4);
     }
     return 1;
+}
+
+/* run one compressor (main, or the indexer's) over the chunk's tokens,
+ * storing every entry whose block completes (§5.4, §5.5 step 2) */
+static void compress_chunk(dsv4__rt *rt, const dsv4__layer_w *lw, lstate *ls, int indexer, const float *x,
+                           int64_t T, int64_t p0)
+{
+    const dsv4__compressor_w *cw = indexer ? &lw->icomp : &lw->comp;
+    int64_t d = cw->d, wd = (int64_t)cw->coff * d, rd = rt->c->rope_head_dim;
+    float *V = indexer ? rt->IV : rt->CV, *G = indexer ? rt->IG : rt->CG;
+    float *kvs = indexer ? ls->ikv : ls->ckv, *scs = indexer ? ls->isc : ls->csc;
+    float e[1024];
+    linear(rt, &cw->wkv, x, T, V, 0);
+    linear(rt, &cw->wgate, x, T, G, 0);
+    for (int64_t t = 0; t < T; t++) {
+        int64_t p = p0 + t;
+        if (!compress_step(cw, kvs, scs, V + t * wd, G + t * wd, p, e)) continue;
+        int64_t j = (p + 1) / cw->ratio - 1;
+        dsv4k_rmsnorm_ref(e, cw->norm, d, (float)rt->c->norm_eps, e);
+        dsv4k_rope_ref(e + d - rd, (int)rd, j * cw->ratio, lw->rope, 0);
+        if (j >= ls->cap) continue;
+        if (indexer) {
+            dsv4k_hadamard_ref(e, (int)d);
+            key_put(rt, ls, j, e);
+        } else {
+            entry_put(rt, ls, j, e);
+        }
+    }
 }
 
 /* ---- attention (§5.3–5.6) ---------------------------------------------------- */
@@ -516,7 +534,7 @@ static void attention(dsv4__rt *rt, const dsv4__layer_w *lw, lstate *ls, const f
                       float *out)
 {
     const dsv4__config *c = rt->c;
-    int64_t dim = c->dim, hd = c->head_dim, H = c->n_heads, rd = c->rope_head_dim, qlr = c->q_lora_rank;
+    int64_t hd = c->head_dim, H = c->n_heads, rd = c->rope_head_dim, qlr = c->q_lora_rank;
     int64_t ih = c->index_n_heads, ihd = c->index_head_dim, W = c->window, nope = hd - rd;
     float eps = (float)c->norm_eps;
     /* queries */
@@ -537,36 +555,9 @@ static void attention(dsv4__rt *rt, const dsv4__layer_w *lw, lstate *ls, const f
         dsv4k_rope_ref(kv + nope, (int)rd, p0 + t, lw->rope, 0);
         if (rt->kv_sim) dsv4__kv_fp8(kv, nope, NULL);
     }
-    if (lw->ratio > 0) {
-        const dsv4__compressor_w *cw = &lw->comp;
-        int64_t wd = (int64_t)cw->coff * cw->d;
-        linear(rt, &cw->wkv, x, T, rt->CV, 0);
-        linear(rt, &cw->wgate, x, T, rt->CG, 0);
-        float e[1024];
-        for (int64_t t = 0; t < T; t++) {
-            int64_t p = p0 + t;
-            if (!compress_step(cw, ls->ckv, ls->csc, rt->CV + t * wd, rt->CG + t * wd, p, e)) continue;
-            int64_t j = (p + 1) / cw->ratio - 1;
-            dsv4k_rmsnorm_ref(e, cw->norm, hd, eps, e);
-            dsv4k_rope_ref(e + nope, (int)rd, j * cw->ratio, lw->rope, 0);
-            if (j < ls->cap) entry_put(rt, ls, j, e);
-        }
-    }
+    if (lw->ratio > 0) compress_chunk(rt, lw, ls, 0, x, T, p0);
     if (lw->ratio == 4) {
-        const dsv4__compressor_w *cw = &lw->icomp;
-        int64_t wd = 2 * ihd;
-        linear(rt, &cw->wkv, x, T, rt->IV, 0);
-        linear(rt, &cw->wgate, x, T, rt->IG, 0);
-        float e[1024];
-        for (int64_t t = 0; t < T; t++) {
-            int64_t p = p0 + t;
-            if (!compress_step(cw, ls->ikv, ls->isc, rt->IV + t * wd, rt->IG + t * wd, p, e)) continue;
-            int64_t j = (p + 1) / 4 - 1;
-            dsv4k_rmsnorm_ref(e, cw->norm, ihd, eps, e);
-            dsv4k_rope_ref(e + ihd - rd, (int)rd, j * 4, lw->rope, 0);
-            dsv4k_hadamard_ref(e, (int)ihd);
-            if (j < ls->cap) key_put(rt, ls, j, e);
-        }
+        compress_chunk(rt, lw, ls, 1, x, T, p0);
         linear(rt, &lw->iwq_b, rt->QL, T, rt->QI, 1);
         for (int64_t t = 0; t < T; t++)
             for (int64_t h = 0; h < ih; h++) {
@@ -601,7 +592,6 @@ static void attention(dsv4__rt *rt, const dsv4__layer_w *lw, lstate *ls, const f
         for (int64_t t = 0; t < T; t++) memcpy(rt->Z + t * oz + g * olr, rt->GOUT + t * olr, (size_t)olr * 4);
     }
     linear(rt, &lw->wo_b, rt->Z, T, out, 1);
-    (void)dim;
 }
 
 /* ---- MoE (§5.7) -------------------------------------------------------------------- */
@@ -767,7 +757,6 @@ static void chunk(dsv4__state *s, const int32_t *tok, int64_t T, float *logits, 
     const struct dsv4__weights *w = rt->w;
     int hc = rt->hc;
     int64_t dim = c->dim, width = hc * dim, p0 = s->pos, V = c->vocab_size;
-    luts();
     for (int64_t t = 0; t < T; t++) {
         embed_row(rt, tok[t], rt->X + t * width);
         for (int j = 1; j < hc; j++) memcpy(rt->X + t * width + j * dim, rt->X + t * width, (size_t)dim * 4);
@@ -820,7 +809,6 @@ dsv4_status dsv4__forward_mtp_draft(dsv4__state *s, int32_t next_token, float *l
 {
     if (!s->mtp) return dsv4__fail(e, DSV4_ERR_NOT_AVAILABLE, "MTP is not enabled on this session");
     if (s->pos == 0) return dsv4__fail(e, DSV4_ERR_NOT_AVAILABLE, "MTP draft needs at least one token fed");
-    luts();
     /* the MTP block is window-only: its ring slot for row pos-1 is rewritten
      * when that row is computed for real, so a draft leaves no trace */
     memcpy(s->rt->X2, s->last_x, (size_t)s->rt->hc * s->rt->c->dim * 4);

@@ -24,13 +24,15 @@ typedef struct dsv4__rt_opts {
     int32_t max_batch;     /* largest chunk run at once */
     int32_t numerics;      /* DSV4_NUMERICS_REFERENCE / _FLOAT */
     int32_t revision;      /* DSV4_REVISION_CURRENT / _INITIAL */
-    int32_t use_ref_linear; /* 1: every product through the scalar reference (for tests) */
 } dsv4__rt_opts;
 
 dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, dsv4__rt **out, dsv4__err *e);
 void dsv4__rt_free(dsv4__rt *rt);
 
-/* bytes of one stored compressed entry / indexer key under this runtime */
+/* bytes of one stored compressed entry (indexer 0) or indexer key
+ * (indexer 1): compact (FP8/FP4 codes + E8M0, RoPE dims f32) or f32 */
+int64_t dsv4__kv_entry_bytes(const dsv4__config *c, int indexer, int compact);
+/* the same under this runtime's numerics */
 int64_t dsv4__rt_entry_bytes(const dsv4__rt *rt, int indexer);
 
 dsv4_status dsv4__state_create(dsv4__rt *rt, int with_mtp, dsv4__state **out, dsv4__err *e);
@@ -47,7 +49,8 @@ void dsv4__state_memory(const dsv4__state *s, int64_t *reserved, int64_t *used);
  * mtp_logits: NULL, or room for n × vocab floats receiving the MTP rows
  * computed by this call (*n_mtp_rows set; rows are positions pos0-1 ..
  * pos0+n-2, the first omitted at position 0). Tokens must already be
- * validated; capacity must already be checked.
+ * validated. Returns DSV4_ERR_CONTEXT_FULL, with the state unchanged, when
+ * the tokens do not fit the capacity.
  */
 dsv4_status dsv4__forward(dsv4__state *s, const int32_t *tokens, int64_t n, float *logits,
                           int64_t n_logit_rows, float *mtp_logits, int64_t *n_mtp_rows, dsv4__err *e);
