@@ -100,11 +100,13 @@ void dsv4k_weight_rows_f32_ref(const dsv4k_weight *w, int64_t r0, int64_t r1, fl
 
 /*
  * y[i][j] = Σ_c a[i][c] · W[j][c] for i < m, j < w->n (spec §4.4/§4.5 in
- * exact arithmetic, f32 accumulation). x is f32 [m][k]; y f32 [m][n].
+ * exact arithmetic, f32 accumulation). x is f32 rows of k values ldx apart;
+ * y f32 rows of n values ldy apart (ldx >= k, ldy >= n).
  * aq != 0: each row of x is first quantised by dsv4k_act_quant_fp8_ref with
  * block 128 (the reference's act_quant before FP8/FP4 GEMMs); aq == 0: x is
  * used as is.
  */
-void dsv4k_linear_ref(const dsv4k_weight *w, const float *x, int64_t m, float *y, int aq);
+void dsv4k_linear_ref(const dsv4k_weight *w, const float *x, int64_t ldx, int64_t m, float *y, int64_t ldy,
+                      int aq);
 
 #endif

@@ -125,8 +125,9 @@ typedef struct task {
     dsv4k_linear_ctx *c;
     const dsv4k_weight *w;
     const float *x;
-    int64_t m;
+    int64_t ldx, m;
     float *y;
+    int64_t ldy;
 } task;
 
 static void run(void *arg, int64_t r0, int64_t r1, int thread)
@@ -136,11 +137,12 @@ static void run(void *arg, int64_t r0, int64_t r1, int thread)
     float *row = t->c->rows + thread * t->c->max_k;
     for (int64_t r = r0; r < r1; r++) {
         decode_row(w, r, row);
-        for (int64_t i = 0; i < t->m; i++) t->y[i * w->n + r] = dot(t->x + i * w->k, row, w->k);
+        for (int64_t i = 0; i < t->m; i++) t->y[i * t->ldy + r] = dot(t->x + i * t->ldx, row, w->k);
     }
 }
 
-int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int64_t m, float *y, int aq)
+int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int64_t ldx, int64_t m, float *y,
+                 int64_t ldy, int aq)
 {
     if (m <= 0 || w->n <= 0) return 0;
     if (w->k > c->max_k) return -1;
@@ -149,12 +151,13 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
         if (m > c->max_m) return -1;
         for (int64_t i = 0; i < m; i++) {
             float *a = c->aq + i * w->k;
-            dsv4k_act_quant_fp8_ref(x + i * w->k, w->k, 128, a, c->ex);
+            dsv4k_act_quant_fp8_ref(x + i * ldx, w->k, 128, a, c->ex);
             for (int64_t j = 0; j < w->k; j++) a[j] *= dsv4k_pow2(c->ex[j / 128]);
         }
         in = c->aq;
+        ldx = w->k;
     }
-    task t = { c, w, in, m, y };
+    task t = { c, w, in, ldx, m, y, ldy };
     int64_t grain = w->n / (4 * c->n_threads);
     if (grain < 1) grain = 1;
     dsv4k_pool_for(c->pool, w->n, grain, run, &t);

@@ -21,12 +21,13 @@ dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64
 void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c);
 
 /*
- * y[i][j] = Σ_c a[i][c] · W[j][c], x f32 [m][w->k], y f32 [m][w->n], as
+ * y[i][j] = Σ_c a[i][c] · W[j][c], x f32 [m][w->k] (rows ldx apart), y f32
+ * [m][w->n] (rows ldy apart), as
  * dsv4k_linear_ref (aq != 0: activations quantised per 128-block to e4m3
  * with power-of-two scales first, spec §4.3). Returns 0, or -1 when k or m
  * exceed what the context was created for (y then unchanged).
  */
-int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int64_t m,
-                 float *y, int aq);
+int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int64_t ldx, int64_t m,
+                 float *y, int64_t ldy, int aq);
 
 #endif

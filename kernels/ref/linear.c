@@ -44,7 +44,7 @@ void dsv4k_weight_rows_f32_ref(const dsv4k_weight *w, int64_t r0, int64_t r1, fl
             dst[(r - r0) * w->k + c] = weight_at(w, r, c);
 }
 
-void dsv4k_linear_ref(const dsv4k_weight *w, const float *x, int64_t m, float *y, int aq)
+void dsv4k_linear_ref(const dsv4k_weight *w, const float *x, int64_t ldx, int64_t m, float *y, int64_t ldy, int aq)
 {
     int64_t k = w->k, n = w->n;
     if (m <= 0 || n <= 0) return;
@@ -53,13 +53,14 @@ void dsv4k_linear_ref(const dsv4k_weight *w, const float *x, int64_t m, float *y
     int8_t *ex = malloc((size_t)(k / 128 + 1));
     if (!a || !wr || !ex) {
         /* the reference has no error channel: poison the output instead */
-        for (int64_t i = 0; i < m * n; i++) y[i] = NAN;
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) y[i * ldy + j] = NAN;
         free(a); free(wr); free(ex);
         return;
     }
     /* activations as the product sees them: a = q * 2^e (aq) or x */
     for (int64_t i = 0; i < m; i++) {
-        const float *xi = x + i * k;
+        const float *xi = x + i * ldx;
         float *ai = a + i * k;
         if (aq && k % 128 == 0) {
             dsv4k_act_quant_fp8_ref(xi, k, 128, ai, ex);
@@ -74,7 +75,7 @@ void dsv4k_linear_ref(const dsv4k_weight *w, const float *x, int64_t m, float *y
             const float *ai = a + i * k;
             double acc = 0.0;
             for (int64_t c = 0; c < k; c++) acc += (double)ai[c] * (double)wr[c];
-            y[i * n + j] = (float)acc;
+            y[i * ldy + j] = (float)acc;
         }
     }
     free(a); free(wr); free(ex);

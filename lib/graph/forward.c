@@ -1,14 +1,23 @@
 /*
  * lib/graph/forward.c — the DeepSeek-V4 forward pass (see forward.h).
  *
- * A chunk of T tokens of one session runs layer by layer: the projections
- * of all T tokens are single products (dsv4k_linear), the compressors then
- * consume the tokens in order (emitting compressed entries into the
- * session's cache), and attention runs for all T queries in parallel, each
- * seeing its causal window (raw KV of this chunk or the ring of earlier
- * positions) and the compressed entries complete at its position. The ring
- * is updated once the chunk's attention is done. Decode is the T = 1 case of
- * the same code, so prefill, chunked prefill and decode agree.
+ * The model is one graph (graph.h) built and planned when the runtime is
+ * created, for batches of up to max_batch token rows: embedding, every
+ * block (mHC pre-mix, attention or MoE, mHC post-mix), the final head, then
+ * the MTP block and its head. Generic operators live in graph.c; the ones
+ * that touch session state or route rows are defined here: embedding,
+ * compressors, attention, the window ring, routing, the experts, the MTP
+ * staging and the logit outputs.
+ *
+ * A batch carries spans: runs of consecutive positions of one session each
+ * (one session per span, several sessions per batch). The projections of
+ * all rows are single products; the compressors consume each span's rows in
+ * order (emitting compressed entries into its session's cache); attention
+ * runs for every row in parallel, each seeing its causal window (raw KV of
+ * the batch or its session's ring) and the compressed entries complete at
+ * its position; the ring is updated once attention is done. Decode is the
+ * one-row case of the same graph, so prefill, chunked prefill and decode
+ * agree.
  *
  * Numerics (spec §4): `float` keeps every activation in f32 with no
  * quantisation; `reference` quantises activations to FP8 before FP8/FP4
@@ -22,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "forward.h"
+#include "graph.h"
 #include "linear.h"
 #include "ops.h"
 
@@ -35,6 +45,24 @@ typedef struct thread_buf {
     float *key;            /* one decoded indexer key */
 } thread_buf;
 
+/* consecutive rows [row0, row0 + n) of a row domain: positions p0.. of s */
+typedef struct span {
+    dsv4__state *s;
+    int64_t p0, row0, n;
+    float *out;            /* logits destination (logit domains), or NULL */
+} span;
+
+/* the rows of one domain in the batch being run */
+typedef struct rowset {
+    span *sp;
+    int n_sp;
+    int64_t n;
+    int32_t *sp_of;        /* span of every row */
+    int64_t *pos;          /* position of every row */
+    int32_t *tok;          /* token of every row (TOK), next token (MTP) */
+    int64_t *src;          /* logit domains: the row of TOK / MTP they read */
+} rowset;
+
 struct dsv4__rt {
     const struct dsv4_model *m;
     const dsv4__config *c;
@@ -46,13 +74,10 @@ struct dsv4__rt {
     dsv4k_linear_ctx *lin;
     int64_t max_comp;      /* most compressed entries one query attends */
     thread_buf *tb;
-    /* activations of one chunk (B = max_batch rows) */
-    float *X, *X2, *U, *XN, *POST, *COMB, *AO;
-    float *QL, *Q, *KV, *O, *Z;
-    float *CV, *CG, *IV, *IG, *QI, *WT;
-    float *GL, *SELW, *XE, *GE, *UE, *OE, *ACC;
-    int32_t *SEL, *ROWS;
-    float *EP, *HN, *HP, *YH, *TMP, *GIN, *GOUT;
+    dsv4g_graph g, gd;     /* the model; the MTP draft */
+    uint8_t *arena;
+    rowset rs[DSV4G_N_DOM];
+    dsv4k_weight *wo_views; /* per layer (+MTP), per output group: rows of wo_a */
     int32_t *DBG;          /* [B][index_topk] selections, when debugging */
     dsv4__debug_fn debug;
     void *debug_user;
@@ -95,6 +120,8 @@ void dsv4__rt_free(dsv4__rt *rt)
     if (!rt) return;
     dsv4k_linear_ctx_free(rt->lin);
     dsv4k_pool_free(rt->pool);
+    dsv4g_free(&rt->g);
+    dsv4g_free(&rt->gd);
     for (int i = 0; i < rt->n_allocs; i++) dsv4__free_aligned(rt->allocs[i]);
     dsv4__free(rt->allocs);
     dsv4__free(rt);
@@ -114,6 +141,8 @@ int64_t dsv4__rt_entry_bytes(const dsv4__rt *rt, int indexer)
     return dsv4__kv_entry_bytes(rt->c, indexer, indexer ? rt->fp4_sim : rt->compact);
 }
 
+static int build_graphs(dsv4__rt *rt);
+
 dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, dsv4__rt **out, dsv4__err *e)
 {
     *out = NULL;
@@ -131,12 +160,12 @@ dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, 
     rt->compact = rt->kv_sim;
     rt->shared_clamp = o->revision == DSV4_REVISION_CURRENT;
     rt->hc = c->hc_mult;
-    int64_t B = o->max_batch, hc = c->hc_mult, dim = c->dim, hd = c->head_dim, H = c->n_heads;
-    int64_t ihd = c->index_head_dim, ih = c->index_n_heads, inter = c->moe_inter_dim, E = c->n_routed_experts;
-    int64_t K = c->n_active_experts, qlr = c->q_lora_rank, oz = (int64_t)c->o_groups * c->o_lora_rank;
+    int64_t B = o->max_batch, hd = c->head_dim, H = c->n_heads;
+    int64_t ihd = c->index_head_dim, inter = c->moe_inter_dim, dim = c->dim;
+    int64_t qlr = c->q_lora_rank, oz = (int64_t)c->o_groups * c->o_lora_rank;
     rt->pool = dsv4k_pool_create(o->threads);
     int64_t max_k = max64(max64(max64(dim, qlr), max64(oz, inter)), H * hd / c->o_groups);
-    rt->lin = rt->pool ? dsv4k_linear_ctx_create(rt->pool, max_k, B * hc) : NULL;
+    rt->lin = rt->pool ? dsv4k_linear_ctx_create(rt->pool, max_k, B * rt->hc) : NULL;
     if (!rt->lin) goto oom;
     rt->max_comp = 0;
     for (int l = 0; l <= c->n_layers; l++) {
@@ -156,18 +185,21 @@ dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, 
         b->key = rt_alloc(rt, ihd * 4);
         if (!b->kv || !b->dec || !b->scores || !b->idx || !b->key) goto oom;
     }
-#define BUF(name, n) if (!(rt->name = rt_alloc(rt, (int64_t)(n) * 4))) goto oom
-    BUF(X, B * hc * dim); BUF(X2, B * hc * dim); BUF(U, B * dim); BUF(XN, B * dim);
-    BUF(POST, B * hc); BUF(COMB, B * hc * hc); BUF(AO, B * dim);
-    BUF(QL, B * qlr); BUF(Q, B * H * hd); BUF(KV, B * hd); BUF(O, B * H * hd); BUF(Z, B * oz);
-    BUF(CV, B * 2 * hd); BUF(CG, B * 2 * hd); BUF(IV, B * 2 * ihd); BUF(IG, B * 2 * ihd);
-    BUF(QI, B * ih * ihd); BUF(WT, B * ih);
-    BUF(GL, B * E); BUF(SELW, B * K); BUF(XE, B * dim); BUF(GE, B * inter); BUF(UE, B * inter);
-    BUF(OE, B * dim); BUF(ACC, B * dim); BUF(SEL, B * K); BUF(ROWS, B * K);
-    BUF(EP, B * dim); BUF(HN, B * hc * dim); BUF(HP, B * hc * dim); BUF(YH, B * dim); BUF(TMP, B * max64(dim, K));
+    for (int d = 0; d < DSV4G_N_DOM; d++) {
+        rowset *s = &rt->rs[d];
+        if (!(s->sp = rt_alloc(rt, B * (int64_t)sizeof *s->sp)) || !(s->sp_of = rt_alloc(rt, B * 4)) ||
+            !(s->pos = rt_alloc(rt, B * 8)) || !(s->tok = rt_alloc(rt, B * 4)) || !(s->src = rt_alloc(rt, B * 8)))
+            goto oom;
+    }
     if (!(rt->DBG = rt_alloc(rt, B * c->index_topk * 4))) goto oom;
-    BUF(GIN, B * (H * hd / c->o_groups)); BUF(GOUT, B * c->o_lora_rank);
-#undef BUF
+    if (!(rt->wo_views = rt_alloc(rt, (int64_t)(c->n_layers + 1) * c->o_groups * (int64_t)sizeof(dsv4k_weight))))
+        goto oom;
+    int b = build_graphs(rt);
+    if (b < 0) {
+        dsv4__rt_free(rt);
+        return dsv4__fail(e, DSV4_ERR_INTERNAL, "context: the forward graph is inconsistent");
+    }
+    if (b > 0) goto oom;
     *out = rt;
     return DSV4_OK;
 oom:
@@ -181,9 +213,9 @@ void dsv4__rt_set_debug(dsv4__rt *rt, dsv4__debug_fn fn, void *user)
     rt->debug_user = user;
 }
 
-static int layer_id(const dsv4__rt *rt, const dsv4__layer_w *lw)
+int64_t dsv4__rt_scratch_bytes(const dsv4__rt *rt)
 {
-    return lw->is_mtp ? rt->c->n_layers : (int)(lw - rt->w->layers);
+    return max64(rt->g.arena_bytes, rt->gd.arena_bytes);
 }
 
 /* ---- session state -------------------------------------------------------- */
@@ -382,15 +414,7 @@ static void key_put(const dsv4__rt *rt, lstate *L, int64_t j, float *v)
     dsv4__key_fp4(v, ihd, L->icache + j * dsv4__rt_entry_bytes(rt, 1));
 }
 
-/* ---- helpers ---------------------------------------------------------------- */
-
-static void linear(dsv4__rt *rt, const dsv4k_weight *w, const float *x, int64_t m, float *y, int quantised)
-{
-    int aq = quantised && rt->aq;
-    dsv4k_linear(rt->lin, w, x, m, y, aq);
-}
-
-/* ---- compressor (§5.4) --------------------------------------------------------- */
+/* ---- compressor step, top-k, SwiGLU ------------------------------------------ */
 
 /* consume one token's projections v, g (coff·d each, gate without ape) at
  * position p; returns 1 and writes the pooled entry (d) when a block ends */
@@ -416,43 +440,6 @@ static int compress_step(const dsv4__compressor_w *cw, float *kvs, float *scs, c
     }
     return 1;
 }
-
-/* run one compressor (main, or the indexer's) over the chunk's tokens,
- * storing every entry whose block completes (§5.4, §5.5 step 2) */
-static void compress_chunk(dsv4__rt *rt, const dsv4__layer_w *lw, lstate *ls, int indexer, const float *x,
-                           int64_t T, int64_t p0)
-{
-    const dsv4__compressor_w *cw = indexer ? &lw->icomp : &lw->comp;
-    int64_t d = cw->d, wd = (int64_t)cw->coff * d, rd = rt->c->rope_head_dim;
-    float *V = indexer ? rt->IV : rt->CV, *G = indexer ? rt->IG : rt->CG;
-    float *kvs = indexer ? ls->ikv : ls->ckv, *scs = indexer ? ls->isc : ls->csc;
-    float e[1024];
-    linear(rt, &cw->wkv, x, T, V, 0);
-    linear(rt, &cw->wgate, x, T, G, 0);
-    for (int64_t t = 0; t < T; t++) {
-        int64_t p = p0 + t;
-        if (!compress_step(cw, kvs, scs, V + t * wd, G + t * wd, p, e)) continue;
-        int64_t j = (p + 1) / cw->ratio - 1;
-        dsv4k_rmsnorm_ref(e, cw->norm, d, (float)rt->c->norm_eps, e);
-        dsv4k_rope_ref(e + d - rd, (int)rd, j * cw->ratio, lw->rope, 0);
-        if (j >= ls->cap) continue;
-        if (indexer) {
-            dsv4k_hadamard_ref(e, (int)d);
-            key_put(rt, ls, j, e);
-        } else {
-            entry_put(rt, ls, j, e);
-        }
-    }
-}
-
-/* ---- attention (§5.3–5.6) ---------------------------------------------------- */
-
-typedef struct attn_job {
-    dsv4__rt *rt;
-    const dsv4__layer_w *lw;
-    lstate *ls;
-    int64_t T, p0;
-} attn_job;
 
 static int cmp_score(const float *sc, int64_t a, int64_t b)
 {
@@ -483,119 +470,6 @@ static int cmp_i64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void attn_rows(void *arg, int64_t t0, int64_t t1, int thread)
-{
-    attn_job *j = arg;
-    dsv4__rt *rt = j->rt;
-    const dsv4__config *c = rt->c;
-    const dsv4__layer_w *lw = j->lw;
-    lstate *ls = j->ls;
-    thread_buf *tb = &rt->tb[thread];
-    int64_t hd = c->head_dim, H = c->n_heads, W = c->window, rd = c->rope_head_dim;
-    int64_t ih = c->index_n_heads, ihd = c->index_head_dim;
-    float scale = (float)(1.0 / sqrt((double)hd));
-    for (int64_t t = t0; t < t1; t++) {
-        int64_t p = j->p0 + t, n = 0;
-        int64_t first = p - W + 1 < 0 ? 0 : p - W + 1;
-        for (int64_t q = first; q <= p; q++)
-            tb->kv[n++] = q >= j->p0 ? rt->KV + (q - j->p0) * hd : ls->ring + (q % W) * hd;
-        int r = lw->ratio;
-        if (r > 0) {
-            int64_t nvis = (p + 1) / r;
-            if (nvis > ls->n) nvis = ls->n;   /* cannot happen: entries are emitted first */
-            if (r == 4 && nvis > c->index_topk) {
-                const float *qi = rt->QI + t * ih * ihd, *wt = rt->WT + t * ih;
-                for (int64_t e = 0; e < nvis; e++) {
-                    tb->scores[e] = dsv4k_index_score(qi, wt, (int)ih, ihd, key_get(rt, ls, e, tb->key));
-                    tb->idx[e] = e;
-                }
-                select_topk(tb->scores, tb->idx, nvis, c->index_topk);
-                qsort(tb->idx, (size_t)c->index_topk, sizeof *tb->idx, cmp_i64);
-                for (int64_t e = 0; e < c->index_topk; e++) {
-                    tb->kv[n++] = entry_get(rt, ls, tb->idx[e], tb->dec + e * hd);
-                    if (rt->debug) rt->DBG[t * c->index_topk + e] = (int32_t)tb->idx[e];
-                }
-            } else {
-                for (int64_t e = 0; e < nvis; e++) tb->kv[n++] = entry_get(rt, ls, e, tb->dec + e * hd);
-                if (rt->debug && r == 4)
-                    for (int64_t e = 0; e < c->index_topk; e++)
-                        rt->DBG[t * c->index_topk + e] = e < nvis ? (int32_t)e : -1;
-            }
-        }
-        for (int64_t h = 0; h < H; h++) {
-            float *o = rt->O + (t * H + h) * hd;
-            dsv4k_attn_head_ref(rt->Q + (t * H + h) * hd, tb->kv, n, hd, scale, lw->sink[h], o);
-            dsv4k_rope_ref(o + hd - rd, (int)rd, p, lw->rope, 1);
-        }
-    }
-}
-
-static void attention(dsv4__rt *rt, const dsv4__layer_w *lw, lstate *ls, const float *x, int64_t T, int64_t p0,
-                      float *out)
-{
-    const dsv4__config *c = rt->c;
-    int64_t hd = c->head_dim, H = c->n_heads, rd = c->rope_head_dim, qlr = c->q_lora_rank;
-    int64_t ih = c->index_n_heads, ihd = c->index_head_dim, W = c->window, nope = hd - rd;
-    float eps = (float)c->norm_eps;
-    /* queries */
-    linear(rt, &lw->wq_a, x, T, rt->QL, 1);
-    for (int64_t t = 0; t < T; t++) dsv4k_rmsnorm_ref(rt->QL + t * qlr, lw->q_norm, qlr, eps, rt->QL + t * qlr);
-    linear(rt, &lw->wq_b, rt->QL, T, rt->Q, 1);
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t h = 0; h < H; h++) {
-            float *q = rt->Q + (t * H + h) * hd;
-            dsv4k_rmsnorm_ref(q, NULL, hd, eps, q);
-            dsv4k_rope_ref(q + nope, (int)rd, p0 + t, lw->rope, 0);
-        }
-    /* the one key=value vector per token */
-    linear(rt, &lw->wkv, x, T, rt->KV, 1);
-    for (int64_t t = 0; t < T; t++) {
-        float *kv = rt->KV + t * hd;
-        dsv4k_rmsnorm_ref(kv, lw->kv_norm, hd, eps, kv);
-        dsv4k_rope_ref(kv + nope, (int)rd, p0 + t, lw->rope, 0);
-        if (rt->kv_sim) dsv4__kv_fp8(kv, nope, NULL);
-    }
-    if (lw->ratio > 0) compress_chunk(rt, lw, ls, 0, x, T, p0);
-    if (lw->ratio == 4) {
-        compress_chunk(rt, lw, ls, 1, x, T, p0);
-        linear(rt, &lw->iwq_b, rt->QL, T, rt->QI, 1);
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t h = 0; h < ih; h++) {
-                float *q = rt->QI + (t * ih + h) * ihd;
-                dsv4k_rope_ref(q + ihd - rd, (int)rd, p0 + t, lw->rope, 0);
-                dsv4k_hadamard_ref(q, (int)ihd);
-                if (rt->fp4_sim) dsv4__key_fp4(q, ihd, NULL);
-            }
-        linear(rt, &lw->iwproj, x, T, rt->WT, 0);
-        float ws = (float)(1.0 / sqrt((double)ihd) / sqrt((double)ih));
-        for (int64_t i = 0; i < T * ih; i++) rt->WT[i] *= ws;
-    }
-    if (lw->ratio > 0) {
-        int64_t n_done = (p0 + T) / lw->ratio;
-        ls->n = n_done < ls->cap ? n_done : ls->cap;
-    }
-    attn_job job = { rt, lw, ls, T, p0 };
-    dsv4k_pool_for(rt->pool, T, 1, attn_rows, &job);
-    if (rt->debug && lw->ratio == 4) rt->debug(rt->debug_user, layer_id(rt, lw), 1, T, p0, rt->DBG, NULL);
-    /* the ring keeps the last W raw kv vectors */
-    for (int64_t t = T > W ? T - W : 0; t < T; t++)
-        memcpy(ls->ring + ((p0 + t) % W) * hd, rt->KV + t * hd, (size_t)hd * 4);
-    /* grouped low-rank output (§5.6): group g reads heads [g·H/G, (g+1)·H/G)
-     * and rows [g·olr, (g+1)·olr) of wo_a (used unquantised, as BF16) */
-    int64_t G = c->o_groups, olr = c->o_lora_rank, gin = H * hd / G, oz = G * olr;
-    for (int64_t g = 0; g < G; g++) {
-        dsv4k_weight wg = lw->wo_a;
-        wg.row0 = g * olr;
-        wg.n = olr;
-        for (int64_t t = 0; t < T; t++) memcpy(rt->GIN + t * gin, rt->O + t * H * hd + g * gin, (size_t)gin * 4);
-        linear(rt, &wg, rt->GIN, T, rt->GOUT, 0);
-        for (int64_t t = 0; t < T; t++) memcpy(rt->Z + t * oz + g * olr, rt->GOUT + t * olr, (size_t)olr * 4);
-    }
-    linear(rt, &lw->wo_b, rt->Z, T, out, 1);
-}
-
-/* ---- MoE (§5.7) -------------------------------------------------------------------- */
-
 static float silu(float x) { return (float)((double)x / (1.0 + exp(-(double)x))); }
 
 /* h = w · silu(min(g, lim)) · clamp(u, ±lim) in place of g (lim 0 = none) */
@@ -611,20 +485,180 @@ static void swiglu(float *g, const float *u, int64_t n, float lim, float w)
     }
 }
 
-static void moe(dsv4__rt *rt, const dsv4__layer_w *lw, const float *x, const int32_t *tokens, int64_t T, float *out)
+/* ---- model operators -------------------------------------------------------- */
+
+static dsv4__rt *RT(const dsv4g_run *r) { return r->user; }
+static lstate *span_layer(const span *sp, int64_t layer) { return &sp->s->L[layer]; }
+
+/* X[row] = hc copies of the token's embedding */
+static void op_embed(dsv4g_run *r, const dsv4g_node *n)
 {
+    dsv4__rt *rt = RT(r);
+    const rowset *rs = &rt->rs[n->i[0]];
+    int64_t dim = rt->c->dim, width = r->g->t[n->out[0]].ld;
+    float *X = dsv4g_f32(r, n->out[0]);
+    for (int64_t t = 0; t < rs->n; t++) {
+        dsv4k_weight_rows_f32_ref(&rt->w->embed, rs->tok[t], rs->tok[t] + 1, X + t * width);
+        for (int64_t j = 1; j < n->i[1]; j++) memcpy(X + t * width + j * dim, X + t * width, (size_t)dim * 4);
+    }
+}
+
+static void add_embed(dsv4g_graph *g, int dom, int64_t copies, int32_t X)
+{
+    dsv4g_node *n = dsv4g_node_add(g, op_embed, "embed");
+    dsv4g_out(g, n, X, -1, -1);
+    n->i[0] = dom;
+    n->i[1] = copies;
+}
+
+/* compressor (§5.4, §5.5 step 2): each span's rows in order */
+typedef struct comp_job { dsv4g_run *r; const dsv4g_node *n; } comp_job;
+
+static void comp_spans(void *arg, int64_t a, int64_t b, int thread)
+{
+    comp_job *j = arg;
+    const dsv4g_node *n = j->n;
+    dsv4__rt *rt = RT(j->r);
+    (void)thread;
+    const dsv4__layer_w *lw = n->p[0];
+    int indexer = (int)n->i[1];
+    const dsv4__compressor_w *cw = indexer ? &lw->icomp : &lw->comp;
+    const rowset *rs = &rt->rs[n->i[2]];
+    int64_t d = cw->d, rd = rt->c->rope_head_dim;
+    const float *V = dsv4g_f32(j->r, n->in[0]), *G = dsv4g_f32(j->r, n->in[1]);
+    int64_t ldv = j->r->g->t[n->in[0]].ld, ldg = j->r->g->t[n->in[1]].ld;
+    float e[1024];
+    for (int64_t si = a; si < b; si++) {
+        const span *sp = &rs->sp[si];
+        lstate *ls = span_layer(sp, n->i[0]);
+        float *kvs = indexer ? ls->ikv : ls->ckv, *scs = indexer ? ls->isc : ls->csc;
+        for (int64_t t = 0; t < sp->n; t++) {
+            int64_t p = sp->p0 + t, row = sp->row0 + t;
+            if (!compress_step(cw, kvs, scs, V + row * ldv, G + row * ldg, p, e)) continue;
+            int64_t jj = (p + 1) / cw->ratio - 1;
+            dsv4k_rmsnorm_ref(e, cw->norm, d, (float)rt->c->norm_eps, e);
+            dsv4k_rope_ref(e + d - rd, (int)rd, jj * cw->ratio, lw->rope, 0);
+            if (jj >= ls->cap) continue;
+            if (indexer) {
+                dsv4k_hadamard_ref(e, (int)d);
+                key_put(rt, ls, jj, e);
+            } else {
+                entry_put(rt, ls, jj, e);
+            }
+        }
+        if (!indexer) {
+            int64_t done = (sp->p0 + sp->n) / cw->ratio;
+            ls->n = done < ls->cap ? done : ls->cap;
+        }
+    }
+}
+
+static void op_compress(dsv4g_run *r, const dsv4g_node *n)
+{
+    comp_job j = { r, n };
+    const rowset *rs = &RT(r)->rs[n->i[2]];
+    dsv4k_pool_for(rs->n_sp > 1 ? r->pool : NULL, rs->n_sp, 1, comp_spans, &j);
+}
+
+/* attention (§5.3–5.6) of every row: O [rows][H·hd] from Q, the batch's KV,
+ * the session's ring and compressed entries (CSA: indexer QI, WT first) */
+static void attn_rows(void *arg, int64_t t0, int64_t t1, int thread)
+{
+    comp_job *j = arg;
+    dsv4g_run *r = j->r;
+    const dsv4g_node *n = j->n;
+    dsv4__rt *rt = RT(r);
     const dsv4__config *c = rt->c;
-    int64_t dim = c->dim, E = c->n_routed_experts, K = c->n_active_experts, inter = c->moe_inter_dim;
-    float lim = (float)c->swiglu_limit;
-    linear(rt, &lw->gate, x, T, rt->GL, 0);
-    for (int64_t t = 0; t < T; t++) {
-        float *l = rt->GL + t * E;
+    const dsv4__layer_w *lw = n->p[0];
+    const rowset *rs = &rt->rs[n->i[1]];
+    thread_buf *tb = &rt->tb[thread];
+    int64_t hd = c->head_dim, H = c->n_heads, W = c->window;
+    int64_t ih = c->index_n_heads, ihd = c->index_head_dim;
+    const float *Q = dsv4g_f32(r, n->in[0]), *KV = dsv4g_f32(r, n->in[1]);
+    const float *QI = n->in[2] >= 0 ? dsv4g_f32(r, n->in[2]) : NULL, *WT = n->in[3] >= 0 ? dsv4g_f32(r, n->in[3]) : NULL;
+    float *O = dsv4g_f32(r, n->out[0]);
+    float scale = (float)(1.0 / sqrt((double)hd));
+    for (int64_t t = t0; t < t1; t++) {
+        const span *sp = &rs->sp[rs->sp_of[t]];
+        lstate *ls = span_layer(sp, n->i[0]);
+        int64_t p = rs->pos[t], cnt = 0;
+        int64_t first = p - W + 1 < 0 ? 0 : p - W + 1;
+        for (int64_t q = first; q <= p; q++)
+            tb->kv[cnt++] = q >= sp->p0 ? KV + (sp->row0 + q - sp->p0) * hd : ls->ring + (q % W) * hd;
+        int ratio = lw->ratio;
+        if (ratio > 0) {
+            int64_t nvis = (p + 1) / ratio;
+            if (nvis > ls->n) nvis = ls->n;   /* cannot happen: entries are emitted first */
+            if (ratio == 4 && nvis > c->index_topk) {
+                const float *qi = QI + t * ih * ihd, *wt = WT + t * ih;
+                for (int64_t e = 0; e < nvis; e++) {
+                    const float *k = key_get(rt, ls, e, tb->key);
+                    tb->scores[e] = r->ref ? dsv4k_index_score_ref(qi, wt, (int)ih, ihd, k)
+                                           : dsv4k_index_score(qi, wt, (int)ih, ihd, k);
+                    tb->idx[e] = e;
+                }
+                select_topk(tb->scores, tb->idx, nvis, c->index_topk);
+                qsort(tb->idx, (size_t)c->index_topk, sizeof *tb->idx, cmp_i64);
+                for (int64_t e = 0; e < c->index_topk; e++) {
+                    tb->kv[cnt++] = entry_get(rt, ls, tb->idx[e], tb->dec + e * hd);
+                    if (rt->debug) rt->DBG[t * c->index_topk + e] = (int32_t)tb->idx[e];
+                }
+            } else {
+                for (int64_t e = 0; e < nvis; e++) tb->kv[cnt++] = entry_get(rt, ls, e, tb->dec + e * hd);
+                if (rt->debug && ratio == 4)
+                    for (int64_t e = 0; e < c->index_topk; e++)
+                        rt->DBG[t * c->index_topk + e] = e < nvis ? (int32_t)e : -1;
+            }
+        }
+        for (int64_t h = 0; h < H; h++)
+            dsv4k_attn_head_ref(Q + (t * H + h) * hd, tb->kv, cnt, hd, scale, lw->sink[h], O + (t * H + h) * hd);
+    }
+}
+
+static void op_attend(dsv4g_run *r, const dsv4g_node *n)
+{
+    dsv4__rt *rt = RT(r);
+    const rowset *rs = &rt->rs[n->i[1]];
+    comp_job j = { r, n };
+    dsv4k_pool_for(r->pool, rs->n, 1, attn_rows, &j);
+    const dsv4__layer_w *lw = n->p[0];
+    if (rt->debug && lw->ratio == 4 && rs->n)
+        rt->debug(rt->debug_user, (int)n->i[0], 1, rs->n, rs->n_sp ? rs->sp[0].p0 : 0, rt->DBG, NULL);
+}
+
+/* the ring keeps the last `window` raw KV vectors of each session */
+static void op_ring(dsv4g_run *r, const dsv4g_node *n)
+{
+    dsv4__rt *rt = RT(r);
+    const rowset *rs = &rt->rs[n->i[1]];
+    int64_t hd = rt->c->head_dim, W = rt->c->window;
+    const float *KV = dsv4g_f32(r, n->in[0]);
+    for (int i = 0; i < rs->n_sp; i++) {
+        const span *sp = &rs->sp[i];
+        lstate *ls = span_layer(sp, n->i[0]);
+        for (int64_t t = sp->n > W ? sp->n - W : 0; t < sp->n; t++)
+            memcpy(ls->ring + ((sp->p0 + t) % W) * hd, KV + (sp->row0 + t) * hd, (size_t)hd * 4);
+    }
+}
+
+/* routing (§5.7): scores sqrt(softplus(logit)), the K best of score + bias
+ * (ties to the lower id) or the token's hash row, weights renormalised */
+static void op_route(dsv4g_run *r, const dsv4g_node *n)
+{
+    dsv4__rt *rt = RT(r);
+    const dsv4__config *c = rt->c;
+    const dsv4__layer_w *lw = n->p[0];
+    const rowset *rs = &rt->rs[n->i[1]];
+    int64_t E = c->n_routed_experts, K = c->n_active_experts;
+    float *GL = dsv4g_f32(r, n->in[0]), *SELW = dsv4g_f32(r, n->out[1]);
+    int32_t *SEL = dsv4g_i32(r, n->out[0]);
+    for (int64_t t = 0; t < rs->n; t++) {
+        float *l = GL + t * E;
         for (int64_t e = 0; e < E; e++) l[e] = sqrtf(dsv4k_softplus(l[e]));
-        int32_t *sel = rt->SEL + t * K;
+        int32_t *sel = SEL + t * K;
         if (lw->hash) {
-            for (int64_t k = 0; k < K; k++) sel[k] = lw->tid2eid[(int64_t)tokens[t] * K + k];
+            for (int64_t k = 0; k < K; k++) sel[k] = lw->tid2eid[(int64_t)rs->tok[t] * K + k];
         } else {
-            /* the K largest of score + bias; ties to the lower expert id */
             for (int64_t k = 0; k < K; k++) {
                 int32_t best = -1;
                 float bv = 0;
@@ -640,178 +674,470 @@ static void moe(dsv4__rt *rt, const dsv4__layer_w *lw, const float *x, const int
         }
         double sum = 0.0;
         for (int64_t k = 0; k < K; k++) sum += l[sel[k]];
-        for (int64_t k = 0; k < K; k++) rt->SELW[t * K + k] = (float)(c->route_scale * l[sel[k]] / sum);
+        for (int64_t k = 0; k < K; k++) SELW[t * K + k] = (float)(c->route_scale * l[sel[k]] / sum);
     }
-    if (rt->debug) rt->debug(rt->debug_user, layer_id(rt, lw), 0, T, 0, rt->SEL, rt->SELW);
-    memset(rt->ACC, 0, (size_t)(T * dim) * 4);
-    /* experts in id order; each token's sum therefore runs in id order too */
+    if (rt->debug && rs->n) rt->debug(rt->debug_user, (int)n->i[0], 0, rs->n, 0, SEL, SELW);
+}
+
+/* routed experts (§5.7): rows grouped per expert, in expert id order (so
+ * each row's sum runs in id order too); ACC [rows][dim]; WS workspace
+ * [rows][2·dim + 2·inter] */
+static void op_experts(dsv4g_run *r, const dsv4g_node *n)
+{
+    dsv4__rt *rt = RT(r);
+    const dsv4__config *c = rt->c;
+    const dsv4__layer_w *lw = n->p[0];
+    int64_t dim = c->dim, E = c->n_routed_experts, K = c->n_active_experts, inter = c->moe_inter_dim;
+    int64_t T = dsv4g_rows(r, n->in[0]);
+    const float *x = dsv4g_f32(r, n->in[0]), *SELW = dsv4g_f32(r, n->in[2]);
+    const int32_t *SEL = dsv4g_i32(r, n->in[1]);
+    float *ACC = dsv4g_f32(r, n->out[0]), *WS = dsv4g_f32(r, n->out[1]);
+    float *XE = WS, *GE = XE + T * dim, *UE = GE + T * inter, *OE = UE + T * inter;
+    int32_t *ROWS = (int32_t *)(OE + T * dim);
+    float *WR = (float *)(ROWS + T);
+    float lim = (float)c->swiglu_limit;
+    memset(ACC, 0, (size_t)(T * dim) * 4);
     for (int64_t e = 0; e < E; e++) {
         int64_t m = 0;
         for (int64_t t = 0; t < T; t++)
             for (int64_t k = 0; k < K; k++)
-                if (rt->SEL[t * K + k] == e) {
-                    rt->ROWS[m] = (int32_t)t;
-                    rt->TMP[m] = rt->SELW[t * K + k];
-                    memcpy(rt->XE + m * dim, x + t * dim, (size_t)dim * 4);
+                if (SEL[t * K + k] == e) {
+                    ROWS[m] = (int32_t)t;
+                    WR[m] = SELW[t * K + k];
+                    memcpy(XE + m * dim, x + t * dim, (size_t)dim * 4);
                     m++;
                 }
         if (!m) continue;
-        linear(rt, &lw->w1[e], rt->XE, m, rt->GE, 1);
-        linear(rt, &lw->w3[e], rt->XE, m, rt->UE, 1);
-        for (int64_t i = 0; i < m; i++) swiglu(rt->GE + i * inter, rt->UE + i * inter, inter, lim, rt->TMP[i]);
-        linear(rt, &lw->w2[e], rt->GE, m, rt->OE, 1);
+        dsv4g_linear_exec(r, &lw->w1[e], XE, dim, m, GE, inter, r->aq);
+        dsv4g_linear_exec(r, &lw->w3[e], XE, dim, m, UE, inter, r->aq);
+        for (int64_t i = 0; i < m; i++) swiglu(GE + i * inter, UE + i * inter, inter, lim, WR[i]);
+        dsv4g_linear_exec(r, &lw->w2[e], GE, inter, m, OE, dim, r->aq);
         for (int64_t i = 0; i < m; i++) {
-            float *acc = rt->ACC + rt->ROWS[i] * dim;
-            const float *o = rt->OE + i * dim;
+            float *acc = ACC + ROWS[i] * dim;
+            const float *o = OE + i * dim;
             for (int64_t d = 0; d < dim; d++) acc[d] += o[d];
         }
     }
-    linear(rt, &lw->sw1, x, T, rt->GE, 1);
-    linear(rt, &lw->sw3, x, T, rt->UE, 1);
-    for (int64_t t = 0; t < T; t++)
-        swiglu(rt->GE + t * inter, rt->UE + t * inter, inter, rt->shared_clamp ? lim : 0.0f, 1.0f);
-    linear(rt, &lw->sw2, rt->GE, T, rt->OE, 1);
-    for (int64_t i = 0; i < T * dim; i++) out[i] = rt->ACC[i] + rt->OE[i];
 }
 
-/* ---- block with hyper-connections (§5.2) ---------------------------------------- */
-
-static void block(dsv4__rt *rt, const dsv4__layer_w *lw, lstate *ls, float *X, const int32_t *tokens, int64_t T,
-                  int64_t p0)
+/* g = silu(min(g, lim)) · clamp(u, ±lim) (lim 0: no clamp) */
+static void op_swiglu(dsv4g_run *r, const dsv4g_node *n)
 {
-    const dsv4__config *c = rt->c;
-    int hc = rt->hc;
-    int64_t dim = c->dim, width = hc * dim;
-    float eps = (float)c->norm_eps, hc_eps = (float)c->hc_eps;
-    for (int site = 0; site < 2; site++) {
-        for (int64_t t = 0; t < T; t++) {
-            dsv4k_hc_pre_ref(X + t * width, hc, dim, lw->hc_fn[site], lw->hc_base[site], lw->hc_scale[site],
-                             c->hc_sinkhorn_iters, eps, hc_eps, rt->U + t * dim, rt->POST + t * hc,
-                             rt->COMB + t * hc * hc);
-            dsv4k_rmsnorm_ref(rt->U + t * dim, site ? lw->ffn_norm : lw->attn_norm, dim, eps, rt->XN + t * dim);
-        }
-        if (site == 0) attention(rt, lw, ls, rt->XN, T, p0, rt->AO);
-        else moe(rt, lw, rt->XN, tokens, T, rt->AO);
-        for (int64_t t = 0; t < T; t++) {
-            dsv4k_hc_post_ref(X + t * width, rt->AO + t * dim, rt->POST + t * hc, rt->COMB + t * hc * hc, hc, dim,
-                              rt->X2 + t * width);
-            memcpy(X + t * width, rt->X2 + t * width, (size_t)width * 4);
-        }
+    int64_t rows = dsv4g_rows(r, n->in[0]), cols = r->g->t[n->in[0]].cols;
+    float *g = dsv4g_f32(r, n->in[0]);
+    const float *u = dsv4g_f32(r, n->in[1]);
+    for (int64_t t = 0; t < rows; t++) swiglu(g + t * cols, u + t * cols, cols, n->f[0], 1.0f);
+}
+
+/* the rows of X a logit domain reads */
+static void op_gather(dsv4g_run *r, const dsv4g_node *n)
+{
+    const rowset *rs = &RT(r)->rs[n->i[0]];
+    int64_t w = r->g->t[n->in[0]].ld;
+    const float *X = dsv4g_f32(r, n->in[0]);
+    float *Y = dsv4g_f32(r, n->out[0]);
+    for (int64_t i = 0; i < rs->n; i++) memcpy(Y + i * w, X + rs->src[i] * w, (size_t)w * 4);
+}
+
+/* logits of each span of a logit domain straight into its destination */
+static void op_head(dsv4g_run *r, const dsv4g_node *n)
+{
+    dsv4__rt *rt = RT(r);
+    const rowset *rs = &rt->rs[n->i[0]];
+    const float *Y = dsv4g_f32(r, n->in[0]);
+    int64_t dim = rt->c->dim, V = rt->c->vocab_size;
+    for (int i = 0; i < rs->n_sp; i++) {
+        const span *sp = &rs->sp[i];
+        if (sp->out) dsv4g_linear_exec(r, &rt->w->head, Y + sp->row0 * dim, dim, sp->n, sp->out, V, 0);
     }
 }
 
-/* logits of rows of streams X: head · norm(HcHead(X)) */
-static void logits_of(dsv4__rt *rt, const float *X, int64_t rows, const float *fn, const float *base,
-                      const float *scale, const float *norm, float *logits)
+/* MTP input rows (§5.8) of each session: its trunk streams at positions
+ * first .. first+m-1 (the saved row at p0-1, then the batch's rows) */
+static void op_mtp_stage(dsv4g_run *r, const dsv4g_node *n)
 {
-    const dsv4__config *c = rt->c;
-    int64_t dim = c->dim, width = rt->hc * dim;
-    for (int64_t t = 0; t < rows; t++) {
-        dsv4k_hc_head_ref(X + t * width, rt->hc, dim, fn, base, scale, (float)c->norm_eps, (float)c->hc_eps,
-                          rt->YH + t * dim);
-        dsv4k_rmsnorm_ref(rt->YH + t * dim, norm, dim, (float)c->norm_eps, rt->YH + t * dim);
+    dsv4__rt *rt = RT(r);
+    const rowset *tr = &rt->rs[DSV4G_TOK], *mr = &rt->rs[DSV4G_MTP];
+    int64_t w = r->g->t[n->in[0]].ld;
+    const float *X = dsv4g_f32(r, n->in[0]);
+    float *Hs = dsv4g_f32(r, n->out[0]);
+    for (int i = 0; i < mr->n_sp; i++) {
+        const span *ms = &mr->sp[i];
+        const span *ts = NULL;
+        for (int k = 0; k < tr->n_sp; k++)
+            if (tr->sp[k].s == ms->s) ts = &tr->sp[k];
+        int64_t o = 0;
+        if (ts->p0 > 0) memcpy(Hs + ms->row0 * w, ms->s->last_x, (size_t)w * 4), o = 1;
+        for (int64_t t = 0; t + o < ms->n; t++)
+            memcpy(Hs + (ms->row0 + o + t) * w, X + (ts->row0 + t) * w, (size_t)w * 4);
     }
-    linear(rt, &rt->w->head, rt->YH, rows, logits, 0);
+    /* every session keeps its last trunk row for the next batch */
+    for (int k = 0; k < tr->n_sp; k++)
+        memcpy(tr->sp[k].s->last_x, X + (tr->sp[k].row0 + tr->sp[k].n - 1) * w, (size_t)w * 4);
 }
 
-static void embed_row(const dsv4__rt *rt, int32_t tok, float *dst)
+/* the draft's single MTP row: the saved trunk row at pos-1 */
+static void op_draft_stage(dsv4g_run *r, const dsv4g_node *n)
 {
-    const dsv4k_weight *e = &rt->w->embed;
-    dsv4k_weight_rows_f32_ref(e, tok, tok + 1, dst);
+    const rowset *mr = &RT(r)->rs[DSV4G_MTP];
+    int64_t w = r->g->t[n->out[0]].ld;
+    memcpy(dsv4g_f32(r, n->out[0]), mr->sp[0].s->last_x, (size_t)w * 4);
 }
 
-/* MTP rows (§5.8) for positions first..first+m-1: trunk streams H (m rows),
- * next tokens nxt (m); logits to out (m × vocab) */
-static void mtp_rows(dsv4__state *s, const float *Hs, const int32_t *nxt, int64_t m, int64_t first, float *out)
+/* Z[row][j] = EP[row] + HP[row·hc + j] for every stream j */
+static void op_mtp_mix(dsv4g_run *r, const dsv4g_node *n)
 {
-    dsv4__rt *rt = s->rt;
-    const struct dsv4__weights *w = rt->w;
-    const dsv4__config *c = rt->c;
-    int hc = rt->hc;
-    int64_t dim = c->dim, width = hc * dim;
-    float eps = (float)c->norm_eps;
-    for (int64_t t = 0; t < m; t++) {
-        embed_row(rt, nxt[t], rt->TMP + t * dim);
-        dsv4k_rmsnorm_ref(rt->TMP + t * dim, w->enorm, dim, eps, rt->TMP + t * dim);
-        for (int j = 0; j < hc; j++)
-            dsv4k_rmsnorm_ref(Hs + t * width + j * dim, w->hnorm, dim, eps, rt->HN + (t * hc + j) * dim);
-    }
-    linear(rt, &w->e_proj, rt->TMP, m, rt->EP, 1);
-    linear(rt, &w->h_proj, rt->HN, m * hc, rt->HP, 1);
-    float *Z = rt->X;  /* the trunk is done with X for this chunk */
-    for (int64_t t = 0; t < m; t++)
-        for (int j = 0; j < hc; j++)
+    int64_t rows = dsv4g_rows(r, n->in[0]), dim = r->g->t[n->in[0]].cols, hc = n->i[0];
+    const float *EP = dsv4g_f32(r, n->in[0]), *HP = dsv4g_f32(r, n->in[1]);
+    float *Z = dsv4g_f32(r, n->out[0]);
+    for (int64_t t = 0; t < rows; t++)
+        for (int64_t j = 0; j < hc; j++)
             for (int64_t d = 0; d < dim; d++)
-                Z[t * width + j * dim + d] = rt->EP[t * dim + d] + rt->HP[(t * hc + j) * dim + d];
-    block(rt, w->mtp, &s->L[c->n_layers], Z, NULL, m, first);
-    if (out) logits_of(rt, Z, m, w->mtp_hc_fn, w->mtp_hc_base, w->mtp_hc_scale, w->mtp_norm, out);
+                Z[(t * hc + j) * dim + d] = EP[t * dim + d] + HP[(t * hc + j) * dim + d];
 }
 
-/* ---- top level ---------------------------------------------------------------------- */
+/* ---- the graph ----------------------------------------------------------------- */
 
-static void chunk(dsv4__state *s, const int32_t *tok, int64_t T, float *logits, int64_t n_logit_rows,
-                  float *mtp_logits, int64_t *n_mtp)
+static int32_t F(dsv4g_graph *g, const char *name, int dom, int64_t mult, int64_t cols)
 {
-    dsv4__rt *rt = s->rt;
+    return dsv4g_new(g, name, DSV4G_F32, dom, mult, cols);
+}
+
+/* attention sublayer (§5.3–5.6) of layer `li` on rows x [dom][dim] → out */
+static int32_t build_attention(dsv4__rt *rt, dsv4g_graph *g, int li, const dsv4__layer_w *lw, int dom, int32_t x)
+{
+    const dsv4__config *c = rt->c;
+    int64_t hd = c->head_dim, H = c->n_heads, rd = c->rope_head_dim, qlr = c->q_lora_rank, nope = hd - rd;
+    int64_t ih = c->index_n_heads, ihd = c->index_head_dim, dim = c->dim;
+    float eps = (float)c->norm_eps;
+    /* queries: low rank, per-head norm without weight, rope */
+    int32_t QL = F(g, "q_lora", dom, 1, qlr), Q = F(g, "q", dom, 1, H * hd);
+    dsv4g_linear(g, &lw->wq_a, x, QL, 1);
+    dsv4g_rmsnorm(g, QL, lw->q_norm, eps, QL);
+    dsv4g_linear(g, &lw->wq_b, QL, Q, 1);
+    dsv4g_rmsnorm(g, dsv4g_view(g, Q, dom, H, hd, hd, 0), NULL, eps, dsv4g_view(g, Q, dom, H, hd, hd, 0));
+    dsv4g_rope(g, dsv4g_view(g, Q, dom, H, rd, hd, nope), lw->rope, 0);
+    /* the one key=value vector per row */
+    int32_t KV = F(g, "kv", dom, 1, hd);
+    dsv4g_linear(g, &lw->wkv, x, KV, 1);
+    dsv4g_rmsnorm(g, KV, lw->kv_norm, eps, KV);
+    dsv4g_rope(g, dsv4g_view(g, KV, dom, 1, rd, hd, nope), lw->rope, 0);
+    dsv4g_sim(g, dsv4g_view(g, KV, dom, 1, nope, hd, 0), 0);
+    int32_t QI = -1, WT = -1;
+    for (int ix = 0; ix < (lw->ratio == 4 ? 2 : lw->ratio > 0); ix++) {
+        const dsv4__compressor_w *cw = ix ? &lw->icomp : &lw->comp;
+        int64_t wd = (int64_t)cw->coff * cw->d;
+        int32_t CV = F(g, "comp_kv", dom, 1, wd), CG = F(g, "comp_gate", dom, 1, wd);
+        dsv4g_linear(g, &cw->wkv, x, CV, 0);
+        dsv4g_linear(g, &cw->wgate, x, CG, 0);
+        dsv4g_node *n = dsv4g_node_add(g, op_compress, ix ? "compress_indexer" : "compress");
+        dsv4g_in(g, n, CV, CG, -1, -1, -1);
+        n->p[0] = lw;
+        n->i[0] = li; n->i[1] = ix; n->i[2] = dom;
+    }
+    if (lw->ratio == 4) {
+        /* indexer queries and head weights (§5.5) */
+        QI = F(g, "index_q", dom, 1, ih * ihd);
+        WT = F(g, "index_w", dom, 1, ih);
+        dsv4g_linear(g, &lw->iwq_b, QL, QI, 1);
+        int32_t QIh = dsv4g_view(g, QI, dom, ih, ihd, ihd, 0);
+        dsv4g_rope(g, dsv4g_view(g, QI, dom, ih, rd, ihd, ihd - rd), lw->rope, 0);
+        dsv4g_hadamard(g, QIh);
+        dsv4g_sim(g, QIh, 1);
+        dsv4g_linear(g, &lw->iwproj, x, WT, 0);
+        dsv4g_scale(g, WT, (float)(1.0 / sqrt((double)ihd) / sqrt((double)ih)));
+    }
+    int32_t O = F(g, "attn_o", dom, 1, H * hd);
+    dsv4g_node *n = dsv4g_node_add(g, op_attend, "attend");
+    dsv4g_in(g, n, Q, KV, QI, WT, -1);
+    dsv4g_out(g, n, O, -1, -1);
+    n->p[0] = lw;
+    n->i[0] = li; n->i[1] = dom;
+    dsv4g_rope(g, dsv4g_view(g, O, dom, H, rd, hd, nope), lw->rope, 1);
+    n = dsv4g_node_add(g, op_ring, "ring_store");
+    dsv4g_in(g, n, KV, -1, -1, -1, -1);
+    n->i[0] = li; n->i[1] = dom;
+    /* grouped low-rank output (§5.6): group q reads heads [q·H/G, (q+1)·H/G)
+     * and rows [q·olr, (q+1)·olr) of wo_a (used unquantised, as BF16) */
+    int64_t G = c->o_groups, olr = c->o_lora_rank, gin = H * hd / G;
+    int32_t Z = F(g, "o_lora", dom, 1, G * olr), out = F(g, "attn_out", dom, 1, dim);
+    for (int64_t q = 0; q < G; q++) {
+        dsv4k_weight *wv = &rt->wo_views[(int64_t)li * G + q];
+        *wv = lw->wo_a;
+        wv->row0 = q * olr;
+        wv->n = olr;
+        dsv4g_linear(g, wv, dsv4g_view(g, O, dom, 1, gin, H * hd, q * gin), dsv4g_view(g, Z, dom, 1, olr, G * olr, q * olr), 0);
+    }
+    dsv4g_linear(g, &lw->wo_b, Z, out, 1);
+    return out;
+}
+
+/* MoE sublayer (§5.7) */
+static int32_t build_moe(dsv4__rt *rt, dsv4g_graph *g, int li, const dsv4__layer_w *lw, int dom, int32_t x)
+{
+    const dsv4__config *c = rt->c;
+    int64_t dim = c->dim, E = c->n_routed_experts, K = c->n_active_experts, inter = c->moe_inter_dim;
+    int32_t GL = F(g, "gate_logits", dom, 1, E), SEL = dsv4g_new(g, "experts", DSV4G_I32, dom, 1, K);
+    int32_t SELW = F(g, "expert_w", dom, 1, K);
+    dsv4g_linear(g, &lw->gate, x, GL, 0);
+    dsv4g_node *n = dsv4g_node_add(g, op_route, "route");
+    dsv4g_in(g, n, GL, -1, -1, -1, -1);
+    dsv4g_out(g, n, SEL, SELW, -1);
+    n->p[0] = lw;
+    n->i[0] = li; n->i[1] = dom;
+    int32_t ACC = F(g, "routed_out", dom, 1, dim), WS = F(g, "expert_ws", dom, 1, 2 * dim + 2 * inter + 2);
+    n = dsv4g_node_add(g, op_experts, "experts");
+    dsv4g_in(g, n, x, SEL, SELW, -1, -1);
+    dsv4g_out(g, n, ACC, WS, -1);
+    n->p[0] = lw;
+    int32_t SG = F(g, "shared_gate", dom, 1, inter), SU = F(g, "shared_up", dom, 1, inter);
+    int32_t SO = F(g, "shared_out", dom, 1, dim), out = F(g, "ffn_out", dom, 1, dim);
+    dsv4g_linear(g, &lw->sw1, x, SG, 1);
+    dsv4g_linear(g, &lw->sw3, x, SU, 1);
+    n = dsv4g_node_add(g, op_swiglu, "swiglu");
+    dsv4g_in(g, n, SG, SU, -1, -1, -1);
+    dsv4g_out(g, n, SG, -1, -1);
+    n->f[0] = rt->shared_clamp ? (float)c->swiglu_limit : 0.0f;
+    dsv4g_linear(g, &lw->sw2, SG, SO, 1);
+    dsv4g_add(g, ACC, SO, out);
+    return out;
+}
+
+/* one block with hyper-connections (§5.2): streams X [dom][hc·dim] → new X */
+static int32_t build_block(dsv4__rt *rt, dsv4g_graph *g, int li, const dsv4__layer_w *lw, int dom, int32_t X)
+{
+    const dsv4__config *c = rt->c;
+    int hc = rt->hc;
+    int64_t dim = c->dim;
+    float eps = (float)c->norm_eps;
+    for (int site = 0; site < 2; site++) {
+        int32_t U = F(g, "hc_in", dom, 1, dim), POST = F(g, "hc_post", dom, 1, hc);
+        int32_t COMB = F(g, "hc_comb", dom, 1, (int64_t)hc * hc), XN = F(g, "normed", dom, 1, dim);
+        dsv4g_hc_pre(g, X, lw->hc_fn[site], lw->hc_base[site], lw->hc_scale[site], hc, c->hc_sinkhorn_iters, eps,
+                     (float)c->hc_eps, U, POST, COMB);
+        dsv4g_rmsnorm(g, U, site ? lw->ffn_norm : lw->attn_norm, eps, XN);
+        int32_t AO = site ? build_moe(rt, g, li, lw, dom, XN) : build_attention(rt, g, li, lw, dom, XN);
+        int32_t X2 = F(g, "streams", dom, 1, hc * dim);
+        dsv4g_hc_post(g, X, AO, POST, COMB, hc, X2);
+        X = X2;
+    }
+    return X;
+}
+
+/* final stream reduction, norm and LM head of the rows of logit domain ldom */
+static void build_head(dsv4__rt *rt, dsv4g_graph *g, int32_t X, int ldom, const float *fn, const float *base,
+                       const float *scale, const float *norm)
+{
+    const dsv4__config *c = rt->c;
+    int64_t dim = c->dim;
+    int32_t XL = F(g, "logit_streams", ldom, 1, rt->hc * dim), YH = F(g, "head_in", ldom, 1, dim);
+    dsv4g_node *n = dsv4g_node_add(g, op_gather, "gather");
+    dsv4g_in(g, n, X, -1, -1, -1, -1);
+    dsv4g_out(g, n, XL, -1, -1);
+    n->i[0] = ldom;
+    dsv4g_hc_head(g, XL, fn, base, scale, rt->hc, (float)c->norm_eps, (float)c->hc_eps, YH);
+    dsv4g_rmsnorm(g, YH, norm, (float)c->norm_eps, YH);
+    n = dsv4g_node_add(g, op_head, "head");
+    dsv4g_in(g, n, YH, -1, -1, -1, -1);
+    n->i[0] = ldom;
+}
+
+/* the MTP block (§5.8) on staged trunk rows Hs [MTP][hc·dim] */
+static void build_mtp(dsv4__rt *rt, dsv4g_graph *g, int32_t Hs)
+{
+    const struct dsv4__weights *w = rt->w;
+    const dsv4__config *c = rt->c;
+    int hc = rt->hc;
+    int64_t dim = c->dim;
+    float eps = (float)c->norm_eps;
+    int32_t Em = F(g, "mtp_embed", DSV4G_MTP, 1, dim), HN = F(g, "mtp_hnorm", DSV4G_MTP, hc, dim);
+    int32_t EP = F(g, "mtp_eproj", DSV4G_MTP, 1, dim), HP = F(g, "mtp_hproj", DSV4G_MTP, hc, dim);
+    int32_t Z = F(g, "mtp_streams", DSV4G_MTP, 1, hc * dim);
+    add_embed(g, DSV4G_MTP, 1, Em);
+    dsv4g_rmsnorm(g, Em, w->enorm, eps, Em);
+    dsv4g_rmsnorm(g, dsv4g_view(g, Hs, DSV4G_MTP, hc, dim, dim, 0), w->hnorm, eps, HN);
+    dsv4g_linear(g, &w->e_proj, Em, EP, 1);
+    dsv4g_linear(g, &w->h_proj, HN, HP, 1);
+    dsv4g_node *n = dsv4g_node_add(g, op_mtp_mix, "mtp_mix");
+    dsv4g_in(g, n, EP, HP, -1, -1, -1);
+    dsv4g_out(g, n, Z, -1, -1);
+    n->i[0] = hc;
+    Z = build_block(rt, g, c->n_layers, w->mtp, DSV4G_MTP, Z);
+    build_head(rt, g, Z, DSV4G_MTP_LOGIT, w->mtp_hc_fn, w->mtp_hc_base, w->mtp_hc_scale, w->mtp_norm);
+}
+
+/* 0, 1 out of memory, -1 inconsistent */
+static int build_graphs(dsv4__rt *rt)
+{
     const dsv4__config *c = rt->c;
     const struct dsv4__weights *w = rt->w;
-    int hc = rt->hc;
-    int64_t dim = c->dim, width = hc * dim, p0 = s->pos, V = c->vocab_size;
-    for (int64_t t = 0; t < T; t++) {
-        embed_row(rt, tok[t], rt->X + t * width);
-        for (int j = 1; j < hc; j++) memcpy(rt->X + t * width + j * dim, rt->X + t * width, (size_t)dim * 4);
+    int64_t B = rt->o.max_batch, width = (int64_t)rt->hc * c->dim;
+    int64_t full[DSV4G_N_DOM] = { B, B, B, B, 1 }, one[DSV4G_N_DOM] = { 0, 1, 0, 1, 1 };
+    dsv4g_graph *g = &rt->g;
+    dsv4g_init(g, full);
+    int32_t X = F(g, "streams", DSV4G_TOK, 1, width);
+    add_embed(g, DSV4G_TOK, rt->hc, X);
+    for (int l = 0; l < c->n_layers; l++) X = build_block(rt, g, l, &w->layers[l], DSV4G_TOK, X);
+    build_head(rt, g, X, DSV4G_LOGIT, w->hc_head_fn, w->hc_head_base, w->hc_head_scale, w->norm);
+    int32_t Hs = F(g, "mtp_in", DSV4G_MTP, 1, width);
+    dsv4g_node *n = dsv4g_node_add(g, op_mtp_stage, "mtp_stage");
+    dsv4g_in(g, n, X, -1, -1, -1, -1);
+    dsv4g_out(g, n, Hs, -1, -1);
+    if (w->mtp) build_mtp(rt, g, Hs);
+    dsv4g_graph *d = &rt->gd;
+    dsv4g_init(d, one);
+    if (w->mtp) {
+        Hs = F(d, "mtp_in", DSV4G_MTP, 1, width);
+        n = dsv4g_node_add(d, op_draft_stage, "draft_stage");
+        dsv4g_out(d, n, Hs, -1, -1);
+        build_mtp(rt, d, Hs);
     }
-    for (int l = 0; l < c->n_layers; l++) block(rt, &w->layers[l], &s->L[l], rt->X, tok, T, p0);
-    if (logits && n_logit_rows > 0) {
-        int64_t r = n_logit_rows < T ? n_logit_rows : T;
-        logits_of(rt, rt->X + (T - r) * width, r, w->hc_head_fn, w->hc_head_base, w->hc_head_scale, w->norm,
-                  logits + (n_logit_rows - r) * V);
+    if (g->failed || d->failed) return 1;
+    if (dsv4g_plan(g) || dsv4g_plan(d)) return -1;
+    rt->arena = rt_alloc(rt, dsv4__rt_scratch_bytes(rt));
+    return rt->arena ? 0 : 1;
+}
+
+/* ---- running batches ------------------------------------------------------------------ */
+
+static void run_graph(dsv4__rt *rt, const dsv4g_graph *g)
+{
+    dsv4g_run r;
+    memset(&r, 0, sizeof r);
+    r.g = g;
+    r.arena = rt->arena;
+    r.pool = rt->pool;
+    r.lin = rt->lin;
+    r.ref = rt->o.ref_ops;
+    r.aq = rt->aq;
+    r.kv_sim = rt->kv_sim;
+    r.fp4_sim = rt->fp4_sim;
+    r.user = rt;
+    for (int d = 0; d < DSV4G_FIXED; d++) {
+        r.dom_n[d] = rt->rs[d].n;
+        r.pos[d] = rt->rs[d].pos;
     }
-    /* keep the trunk streams MTP needs: rows p0-1 .. p0+T-1 */
-    float *Hs = rt->X2;  /* [T + 1][width] staging: previous last row, then this chunk */
-    int64_t m = 0, first = p0 > 0 ? p0 - 1 : 0;
-    if (s->mtp) {
-        if (p0 > 0) memcpy(Hs, s->last_x, (size_t)width * 4);
-        int64_t off = p0 > 0 ? 1 : 0;
-        for (int64_t t = 0; t < T - 1; t++) memcpy(Hs + (t + off) * width, rt->X + t * width, (size_t)width * 4);
-        m = T - 1 + off;
+    r.dom_n[DSV4G_FIXED] = 1;
+    dsv4g_exec(&r);
+}
+
+static void rs_clear(rowset *rs) { rs->n = 0; rs->n_sp = 0; }
+
+/* append rows p0 .. p0+n-1 of session s to a rowset */
+static span *rs_push(rowset *rs, dsv4__state *s, int64_t p0, int64_t n, float *out)
+{
+    span *sp = &rs->sp[rs->n_sp];
+    *sp = (span){ s, p0, rs->n, n, out };
+    for (int64_t i = 0; i < n; i++) {
+        rs->sp_of[rs->n + i] = rs->n_sp;
+        rs->pos[rs->n + i] = p0 + i;
     }
-    memcpy(s->last_x, rt->X + (T - 1) * width, (size_t)width * 4);
-    s->pos = p0 + T;
-    if (s->mtp && m > 0) {
-        mtp_rows(s, Hs, tok + (p0 > 0 ? 0 : 1), m, first, mtp_logits ? mtp_logits + *n_mtp * V : NULL);
-        *n_mtp += m;
+    rs->n_sp++;
+    rs->n += n;
+    return sp;
+}
+
+/* one part of a request inside a batch */
+typedef struct part {
+    dsv4__req *q;
+    int64_t i, n;          /* tokens [i, i+n) of the request */
+} part;
+
+/* run one batch of parts (distinct sessions, total <= max_batch rows) */
+static void run_batch(dsv4__rt *rt, const part *pt, int n_parts)
+{
+    int64_t V = rt->c->vocab_size;
+    rowset *tr = &rt->rs[DSV4G_TOK], *lr = &rt->rs[DSV4G_LOGIT];
+    rowset *mr = &rt->rs[DSV4G_MTP], *ml = &rt->rs[DSV4G_MTP_LOGIT];
+    rs_clear(tr); rs_clear(lr); rs_clear(mr); rs_clear(ml);
+    for (int k = 0; k < n_parts; k++) {
+        const part *p = &pt[k];
+        dsv4__req *q = p->q;
+        dsv4__state *s = q->s;
+        int64_t p0 = s->pos;
+        span *ts = rs_push(tr, s, p0, p->n, NULL);
+        memcpy(tr->tok + ts->row0, q->tokens + p->i, (size_t)p->n * 4);
+        /* logit rows wanted from this part: those among the request's last n_logit_rows */
+        int64_t after = q->n - (p->i + p->n), want = q->n_logit_rows - after;
+        if (want > p->n) want = p->n;
+        if (q->logits && want > 0) {
+            span *ls = rs_push(lr, s, p0 + p->n - want, want, q->logits + (q->n_logit_rows - after - want) * V);
+            for (int64_t i = 0; i < want; i++) lr->src[ls->row0 + i] = ts->row0 + p->n - want + i;
+        }
+        if (s->mtp) {
+            /* MTP rows at positions first .. p0+n-2: trunk row, next token */
+            int64_t o = p0 > 0, m = p->n - 1 + o, first = p0 - o;
+            if (m <= 0) continue;
+            span *ms = rs_push(mr, s, first, m, NULL);
+            memcpy(mr->tok + ms->row0, q->tokens + p->i + 1 - o, (size_t)m * 4);
+            if (q->mtp_logits) {
+                span *mo = rs_push(ml, s, first, m, q->mtp_logits + q->n_mtp * V);
+                for (int64_t i = 0; i < m; i++) ml->src[mo->row0 + i] = ms->row0 + i;
+            }
+            q->n_mtp += m;
+        }
     }
+    run_graph(rt, &rt->g);
+    for (int k = 0; k < n_parts; k++) pt[k].q->s->pos += pt[k].n;
+}
+
+dsv4_status dsv4__forward_batch(dsv4__rt *rt, dsv4__req *reqs, int n_reqs, dsv4__err *e)
+{
+    int64_t B = rt->o.max_batch;
+    for (int i = 0; i < n_reqs; i++) {
+        dsv4__req *q = &reqs[i];
+        q->n_mtp = 0;
+        if (q->s->rt != rt)
+            return dsv4__fail(e, DSV4_ERR_INVALID_ARGUMENT, "batch: a session of another context");
+        for (int j = 0; j < i; j++)
+            if (reqs[j].s == q->s) return dsv4__fail(e, DSV4_ERR_INVALID_ARGUMENT, "batch: a session appears twice");
+        if (q->n < 1) return dsv4__fail(e, DSV4_ERR_INVALID_ARGUMENT, "batch: a request without tokens");
+        if (q->s->pos + q->n > rt->o.n_ctx)
+            return dsv4__fail(e, DSV4_ERR_CONTEXT_FULL, "context full: position %lld + %lld tokens exceeds the "
+                              "capacity %lld", (long long)q->s->pos, (long long)q->n, (long long)rt->o.n_ctx);
+    }
+    /* fill batches of up to B rows, request by request */
+    part pt[64];
+    int np = 0;
+    int64_t rows = 0;
+    for (int i = 0; i < n_reqs; i++) {
+        for (int64_t done = 0; done < reqs[i].n;) {
+            int64_t take = reqs[i].n - done < B - rows ? reqs[i].n - done : B - rows;
+            pt[np++] = (part){ &reqs[i], done, take };
+            rows += take;
+            done += take;
+            if (rows == B || np == 64) {
+                run_batch(rt, pt, np);
+                np = 0;
+                rows = 0;
+            }
+        }
+    }
+    if (np) run_batch(rt, pt, np);
+    return DSV4_OK;
 }
 
 dsv4_status dsv4__forward(dsv4__state *s, const int32_t *tokens, int64_t n, float *logits, int64_t n_logit_rows,
                           float *mtp_logits, int64_t *n_mtp_rows, dsv4__err *e)
 {
-    dsv4__rt *rt = s->rt;
-    int64_t V = rt->c->vocab_size, B = rt->o.max_batch, n_mtp = 0;
-    if (s->pos + n > rt->o.n_ctx)
-        return dsv4__fail(e, DSV4_ERR_CONTEXT_FULL, "context full: position %lld + %lld tokens exceeds the "
-                          "capacity %lld", (long long)s->pos, (long long)n, (long long)rt->o.n_ctx);
-    for (int64_t i = 0; i < n; i += B) {
-        int64_t T = n - i < B ? n - i : B;
-        /* logits rows wanted from this chunk: those among the last n_logit_rows of the call */
-        int64_t want = n_logit_rows - (n - (i + T));
-        if (want > T) want = T;
-        float *dst = NULL;
-        if (logits && want > 0) dst = logits + (n_logit_rows - (n - i - T) - want) * V;
-        chunk(s, tokens + i, T, dst, want > 0 ? want : 0, mtp_logits, &n_mtp);
-    }
-    if (n_mtp_rows) *n_mtp_rows = n_mtp;
-    return DSV4_OK;
+    dsv4__req q = { s, tokens, n, logits, n_logit_rows, mtp_logits, 0 };
+    dsv4_status st = dsv4__forward_batch(s->rt, &q, 1, e);
+    if (st == DSV4_OK && n_mtp_rows) *n_mtp_rows = q.n_mtp;
+    return st;
 }
 
 dsv4_status dsv4__forward_mtp_draft(dsv4__state *s, int32_t next_token, float *logits, dsv4__err *e)
 {
+    dsv4__rt *rt = s->rt;
     if (!s->mtp) return dsv4__fail(e, DSV4_ERR_NOT_AVAILABLE, "MTP is not enabled on this session");
     if (s->pos == 0) return dsv4__fail(e, DSV4_ERR_NOT_AVAILABLE, "MTP draft needs at least one token fed");
     /* the MTP block is window-only: its ring slot for row pos-1 is rewritten
      * when that row is computed for real, so a draft leaves no trace */
-    memcpy(s->rt->X2, s->last_x, (size_t)s->rt->hc * s->rt->c->dim * 4);
-    mtp_rows(s, s->rt->X2, &next_token, 1, s->pos - 1, logits);
+    for (int d = 0; d < DSV4G_FIXED; d++) rs_clear(&rt->rs[d]);
+    span *ms = rs_push(&rt->rs[DSV4G_MTP], s, s->pos - 1, 1, NULL);
+    rt->rs[DSV4G_MTP].tok[ms->row0] = next_token;
+    span *mo = rs_push(&rt->rs[DSV4G_MTP_LOGIT], s, s->pos - 1, 1, logits);
+    rt->rs[DSV4G_MTP_LOGIT].src[mo->row0] = 0;
+    run_graph(rt, &rt->gd);
     return DSV4_OK;
 }

@@ -1,8 +1,8 @@
 /*
  * lib/graph/forward.h — the DeepSeek-V4 forward pass (internal).
  *
- * A runtime (one per dsv4_context) owns the worker pool and the scratch
- * activations of one batch of up to max_batch tokens. A state (one per
+ * A runtime (one per dsv4_context) owns the worker pool, the model graph
+ * (graph.h) and its planned scratch for batches of up to max_batch rows. A state (one per
  * dsv4_session) owns the decode state of every layer: the window ring, the
  * compressors' running states, the compressed entries and indexer keys,
  * plus the MTP block's window and the last trunk state MTP needs.
@@ -24,6 +24,7 @@ typedef struct dsv4__rt_opts {
     int32_t max_batch;     /* largest chunk run at once */
     int32_t numerics;      /* DSV4_NUMERICS_REFERENCE / _FLOAT */
     int32_t revision;      /* DSV4_REVISION_CURRENT / _INITIAL */
+    int32_t ref_ops;       /* scalar reference operators throughout (tests) */
 } dsv4__rt_opts;
 
 dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, dsv4__rt **out, dsv4__err *e);
@@ -52,6 +53,28 @@ void dsv4__state_memory(const dsv4__state *s, int64_t *reserved, int64_t *used);
  * validated. Returns DSV4_ERR_CONTEXT_FULL, with the state unchanged, when
  * the tokens do not fit the capacity.
  */
+/*
+ * One request of a batch: n tokens for session s (distinct sessions of one
+ * runtime per batch); logits / mtp_logits as for dsv4__forward; n_mtp is
+ * set to the MTP rows written. The requests' tokens are run together, in
+ * batches of up to max_batch rows, so weights are read once per batch for
+ * all sessions. Returns DSV4_ERR_CONTEXT_FULL (no state changed) when any
+ * request does not fit its session.
+ */
+typedef struct dsv4__req {
+    dsv4__state *s;
+    const int32_t *tokens;
+    int64_t n;
+    float *logits;
+    int64_t n_logit_rows;
+    float *mtp_logits;
+    int64_t n_mtp;
+} dsv4__req;
+dsv4_status dsv4__forward_batch(dsv4__rt *rt, dsv4__req *reqs, int n_reqs, dsv4__err *e);
+
+/* bytes of the planned scratch arena */
+int64_t dsv4__rt_scratch_bytes(const dsv4__rt *rt);
+
 dsv4_status dsv4__forward(dsv4__state *s, const int32_t *tokens, int64_t n, float *logits,
                           int64_t n_logit_rows, float *mtp_logits, int64_t *n_mtp_rows, dsv4__err *e);
 

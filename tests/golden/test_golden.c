@@ -174,7 +174,7 @@ static void debug_choices(dsv4_model *m, const char *seqdir, const int32_t *tok,
     d.K = K;
     d.topk_n = topk;
     d.n_layers = nl;
-    dsv4__rt_opts o = { 2, (int64_t)n, (int32_t)n, DSV4_NUMERICS_FLOAT, DSV4_REVISION_CURRENT };
+    dsv4__rt_opts o = { 2, (int64_t)n, (int32_t)n, DSV4_NUMERICS_FLOAT, DSV4_REVISION_CURRENT, 0 };
     dsv4__rt *rt = NULL;
     dsv4__state *st = NULL;
     dsv4__err e = { 0, "" };

@@ -139,7 +139,7 @@ static void linear_case(int fmt, int64_t m, int64_t n, int64_t k, int aq)
     double *sabs = malloc((size_t)(m * n) * sizeof(double));
     int8_t ex[64];
     for (int64_t i = 0; i < m * k; i++) x[i] = frand() * 3;
-    dsv4k_linear_ref(&w, x, m, y, aq);
+    dsv4k_linear_ref(&w, x, k, m, y, n, aq);
     int bad = 0;
     for (int64_t i = 0; i < m; i++) {
         if (aq) {
@@ -161,7 +161,7 @@ static void linear_case(int fmt, int64_t m, int64_t n, int64_t k, int aq)
     dsv4k_pool *pl = dsv4k_pool_create(2);
     dsv4k_linear_ctx *lc = dsv4k_linear_ctx_create(pl, k, m);
     float *y2 = malloc((size_t)(m * n) * 4);
-    T(lc && dsv4k_linear(lc, &w, x, m, y2, aq) == 0);
+    T(lc && dsv4k_linear(lc, &w, x, k, m, y2, n, aq) == 0);
     double md = 0;
     for (int64_t i = 0; i < m * n; i++) md = fmax(md, fabs((double)y2[i] - y[i]) / (sabs[i] + 1e-30));
     CHECK(md < 1e-5, "linear vs linear_ref fmt %d m %lld n %lld k %lld aq %d: rel diff %.3g", fmt, (long long)m,
@@ -171,17 +171,34 @@ static void linear_case(int fmt, int64_t m, int64_t n, int64_t k, int aq)
         v.row0 = n / 3;
         v.n = n - n / 3 - 1;
         float *yv = malloc((size_t)(m * v.n) * 4);
-        dsv4k_linear_ref(&v, x, m, yv, aq);
+        dsv4k_linear_ref(&v, x, k, m, yv, v.n, aq);
         int same = 1;
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < v.n; j++) same &= yv[i * v.n + j] == y[i * n + v.row0 + j];
         CHECK(same, "row view [%lld, +%lld) of fmt %d equals the rows of the whole", (long long)v.row0,
               (long long)v.n, fmt);
-        T(dsv4k_linear(lc, &v, x, m, yv, aq) == 0);
+        /* strided: the view's rows of the first m-1 inputs, read with a
+         * stride of k+5, written into columns [row0, row0+v.n) of rows n+3 apart */
+        int64_t lx = k + 5, ly = n + 3;
+        float *xs = malloc((size_t)(m * lx) * 4), *ys = malloc((size_t)(m * ly) * 4);
+        for (int64_t i = 0; i < m; i++) memcpy(xs + i * lx, x + i * k, (size_t)k * 4);
+        for (int64_t i = 0; i < m * ly; i++) ys[i] = -7.0f;
+        T(dsv4k_linear(lc, &v, xs, lx, m - 1, ys + v.row0, ly, aq) == 0);
+        double sd2 = 0;
+        int kept = 1;
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < ly; j++) {
+                int in = i < m - 1 && j >= v.row0 && j < v.row0 + v.n;
+                if (!in) kept &= ys[i * ly + j] == -7.0f;
+                else sd2 = fmax(sd2, fabs((double)ys[i * ly + j] - y[i * n + j]) / (sabs[i * n + j] + 1e-30));
+            }
+        CHECK(kept && sd2 < 1e-5, "strided linear (ldx %lld, ldy %lld) on a row view: rel diff %.3g, other "
+              "values untouched %d", (long long)lx, (long long)ly, sd2, kept);
+        free(xs); free(ys);
         free(yv);
     }
     dsv4k_linear_ctx *small = dsv4k_linear_ctx_create(pl, k - 1, m);
-    T(small && dsv4k_linear(small, &w, x, m, y2, aq) == -1); /* k above what the context was made for */
+    T(small && dsv4k_linear(small, &w, x, k, m, y2, n, aq) == -1); /* k above what the context was made for */
     dsv4k_linear_ctx_free(small);
     dsv4k_linear_ctx_free(lc);
     dsv4k_pool_free(pl);
