@@ -229,6 +229,95 @@ static void debug_choices(dsv4_model *m, const char *seqdir, const int32_t *tok,
     dsv4__rt_free(rt);
 }
 
+/* ---- several sessions in one batch; reference operators ------------------------ */
+
+/* run the internal forward of one or two requests; logits of every row */
+static int internal_run(dsv4__rt *rt, dsv4__state **st, const int32_t **tok, const int64_t *n, int nr, float **lg,
+                        float **mtp)
+{
+    dsv4__req q[2];
+    for (int i = 0; i < nr; i++) q[i] = (dsv4__req){ st[i], tok[i], n[i], lg[i], n[i], mtp[i], 0 };
+    dsv4__err e = { 0, "" };
+    int ok = dsv4__forward_batch(rt, q, nr, &e) == DSV4_OK;
+    CHECK(ok, "forward_batch: %s", e.msg);
+    return ok;
+}
+
+/*
+ * Session A (the sequence) and session B (the sequence rotated by 5) run
+ * alone, then together: A first fed 10 tokens alone, then one batch with A's
+ * remaining tokens and all of B, in internal batches of 16 rows (so spans of
+ * both sessions share batches). Every row's arithmetic is independent of the
+ * other rows, so the logits must be identical. Then the whole forward with
+ * the scalar reference operators against the optimised ones.
+ */
+static void batch_checks(dsv4_model *m, const char *preset, const int32_t *tok, size_t n, int64_t V)
+{
+    int32_t *tb = malloc(n * sizeof *tb);
+    for (size_t i = 0; i < n; i++) tb[i] = tok[(i + 5) % n];
+    size_t rows = n * (size_t)V;
+    float *la = malloc(rows * 4), *lb = malloc(rows * 4), *ma = malloc(rows * 4), *mb = malloc(rows * 4);
+    float *la2 = malloc(rows * 4), *lb2 = malloc(rows * 4), *ma2 = malloc(rows * 4), *mb2 = malloc(rows * 4);
+    dsv4__rt_opts o = { 2, 2 * (int64_t)n, 16, DSV4_NUMERICS_REFERENCE, DSV4_REVISION_CURRENT, 0 };
+    dsv4__rt *rt = NULL;
+    dsv4__state *st[4] = { 0 };
+    dsv4__err e = { 0, "" };
+    int ok = dsv4__rt_create(m, &o, &rt, &e) == DSV4_OK;
+    for (int i = 0; ok && i < 4; i++) ok = dsv4__state_create(rt, 1, &st[i], &e) == DSV4_OK;
+    CHECK(ok, "internal runtime: %s", e.msg);
+    int64_t N = (int64_t)n;
+    if (ok) {
+        const int32_t *ta[1] = { tok }, *tbb[1] = { tb };
+        float *l1[1] = { la }, *m1[1] = { ma }, *l2[1] = { lb }, *m2[1] = { mb };
+        ok = internal_run(rt, &st[0], ta, &N, 1, l1, m1) && internal_run(rt, &st[1], tbb, &N, 1, l2, m2);
+    }
+    if (ok) {
+        int64_t first = 10, ns[2] = { N - 10, N };
+        const int32_t *ta[1] = { tok }, *tt[2] = { tok + 10, tb };
+        float *l1[1] = { la2 }, *m1[1] = { ma2 };
+        ok = internal_run(rt, &st[2], ta, &first, 1, l1, m1);
+        float *l2[2] = { la2 + 10 * V, lb2 }, *m2[2] = { ma2 + 9 * V, mb2 };
+        dsv4__state *pair[2] = { st[2], st[3] };
+        ok = ok && internal_run(rt, pair, tt, ns, 2, l2, m2);
+    }
+    if (ok) {
+        int same = !memcmp(la, la2, rows * 4) && !memcmp(lb, lb2, rows * 4) &&
+                   !memcmp(ma, ma2, (rows - (size_t)V) * 4) && !memcmp(mb, mb2, (rows - (size_t)V) * 4);
+        CHECK(same, "%s: two sessions in shared batches give the logits (and MTP logits) of separate runs", preset);
+        CHECK(dsv4__state_pos(st[2]) == N && dsv4__state_pos(st[3]) == N, "positions advanced per session");
+        dsv4__req dup[2] = { { st[0], tok, 1, NULL, 0, NULL, 0 }, { st[0], tok, 1, NULL, 0, NULL, 0 } };
+        CHECK(dsv4__forward_batch(rt, dup, 2, &e) == DSV4_ERR_INVALID_ARGUMENT, "a session twice in one batch "
+              "is refused");
+    }
+    for (int i = 0; i < 4; i++) dsv4__state_free(st[i]);
+    dsv4__rt_free(rt);
+    /* reference operators throughout vs the optimised ones (float numerics) */
+    for (int ref = 0; ref < 2; ref++) {
+        dsv4__rt_opts ro = { 2, N, 64, DSV4_NUMERICS_FLOAT, DSV4_REVISION_CURRENT, ref };
+        dsv4__state *s = NULL;
+        rt = NULL;
+        ok = dsv4__rt_create(m, &ro, &rt, &e) == DSV4_OK && dsv4__state_create(rt, 1, &s, &e) == DSV4_OK;
+        const int32_t *ta[1] = { tok };
+        float *l1[1] = { ref ? la2 : la }, *m1[1] = { ref ? ma2 : ma };
+        ok = ok && internal_run(rt, &s, ta, &N, 1, l1, m1);
+        dsv4__state_free(s);
+        dsv4__rt_free(rt);
+        if (!ok) break;
+    }
+    if (ok) {
+        double md = 0;
+        int agree = 1;
+        for (size_t i = 0; i < rows; i++) md = fmax(md, fabs((double)la[i] - la2[i]));
+        for (size_t i = 0; i + (size_t)V < rows; i++) md = fmax(md, fabs((double)ma[i] - ma2[i]));
+        for (size_t t = 0; t < n; t++) agree &= argmax(la + t * V, V) == argmax(la2 + t * V, V);
+        CHECK(md <= 1e-4 && agree, "%s: optimised vs reference operators: max|d| %.3g (<= 1e-4), argmax %s", preset,
+              md, agree ? "equal" : "differs");
+        printf("  %s optimised vs reference operators    max|d| %.3g\n", preset, md);
+    }
+    free(tb);
+    free(la); free(lb); free(ma); free(mb); free(la2); free(lb2); free(ma2); free(mb2);
+}
+
 static void sequence(dsv4_model *m, const char *preset, const char *seqdir, const char *seq)
 {
     char path[1200];
@@ -339,6 +428,7 @@ static void sequence(dsv4_model *m, const char *preset, const char *seqdir, cons
     free(rl);
     free(rm);
     debug_choices(m, seqdir, tok, n);
+    if (!strcmp(seq, "short")) batch_checks(m, preset, tok, n, V);
     free(gl);
     free(gm);
     free(tok);
