@@ -65,8 +65,7 @@ void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c)
     free(c);
 }
 
-/* decode row r of w into dst[k] (exact) */
-static void decode_row(const dsv4k_weight *w, int64_t r, float *dst)
+void dsv4k_decode_row(const dsv4k_weight *w, int64_t r, float *dst)
 {
     int64_t k = w->k;
     r += w->row0;
@@ -136,7 +135,7 @@ static void run(void *arg, int64_t r0, int64_t r1, int thread)
     const dsv4k_weight *w = t->w;
     float *row = t->c->rows + thread * t->c->max_k;
     for (int64_t r = r0; r < r1; r++) {
-        decode_row(w, r, row);
+        dsv4k_decode_row(w, r, row);
         for (int64_t i = 0; i < t->m; i++) t->y[i * t->ldy + r] = dot(t->x + i * t->ldx, row, w->k);
     }
 }

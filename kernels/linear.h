@@ -30,4 +30,8 @@ void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c);
 int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int64_t ldx, int64_t m,
                  float *y, int64_t ldy, int aq);
 
+/* decode row r (of the view: row0 + r of the stored tensor) of w to f32
+ * dst[k], exactly */
+void dsv4k_decode_row(const dsv4k_weight *w, int64_t r, float *dst);
+
 #endif

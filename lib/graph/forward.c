@@ -72,6 +72,7 @@ struct dsv4__rt {
     int hc;
     dsv4k_pool *pool;
     dsv4k_linear_ctx *lin;
+    dsv4k_gemm *gemm;      /* oneDNN route for many rows (NULL: unavailable) */
     int64_t max_comp;      /* most compressed entries one query attends */
     thread_buf *tb;
     dsv4g_graph g, gd;     /* the model; the MTP draft */
@@ -119,6 +120,7 @@ void dsv4__rt_free(dsv4__rt *rt)
 {
     if (!rt) return;
     dsv4k_linear_ctx_free(rt->lin);
+    dsv4k_gemm_free(rt->gemm);
     dsv4k_pool_free(rt->pool);
     dsv4g_free(&rt->g);
     dsv4g_free(&rt->gd);
@@ -167,6 +169,8 @@ dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, 
     int64_t max_k = max64(max64(max64(dim, qlr), max64(oz, inter)), H * hd / c->o_groups);
     rt->lin = rt->pool ? dsv4k_linear_ctx_create(rt->pool, max_k, B * rt->hc) : NULL;
     if (!rt->lin) goto oom;
+    /* products of max_batch rows of hc streams at most (the MTP h_proj) */
+    if (B * rt->hc >= DSV4G_GEMM_MIN_ROWS) rt->gemm = dsv4k_gemm_create(rt->pool, o->threads, max_k, B * rt->hc);
     rt->max_comp = 0;
     for (int l = 0; l <= c->n_layers; l++) {
         int r = c->compress_ratios[l];
@@ -1008,6 +1012,7 @@ static void run_graph(dsv4__rt *rt, const dsv4g_graph *g)
     r.arena = rt->arena;
     r.pool = rt->pool;
     r.lin = rt->lin;
+    r.gemm = rt->gemm;
     r.ref = rt->o.ref_ops;
     r.aq = rt->aq;
     r.kv_sim = rt->kv_sim;

@@ -239,8 +239,12 @@ void dsv4g_linear_exec(dsv4g_run *r, const dsv4k_weight *w, const float *x, int6
                        int64_t ldy, int aq)
 {
     if (m <= 0) return;
-    if (r->ref || dsv4k_linear(r->lin, w, x, ldx, m, y, ldy, aq) != 0)
+    if (r->ref) {
         dsv4k_linear_ref(w, x, ldx, m, y, ldy, aq);
+        return;
+    }
+    if (r->gemm && m >= DSV4G_GEMM_MIN_ROWS && dsv4k_gemm_run(r->gemm, w, x, ldx, m, y, ldy, aq) == 0) return;
+    if (dsv4k_linear(r->lin, w, x, ldx, m, y, ldy, aq) != 0) dsv4k_linear_ref(w, x, ldx, m, y, ldy, aq);
 }
 
 static void op_linear(dsv4g_run *r, const dsv4g_node *n)

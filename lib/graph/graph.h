@@ -25,6 +25,7 @@
 
 #include <stdint.h>
 #include "linear.h"
+#include "gemm/gemm.h"
 #include "pool.h"
 
 enum { DSV4G_F32 = 0, DSV4G_I32 = 1 };
@@ -71,6 +72,7 @@ struct dsv4g_run {
     uint8_t *arena;
     dsv4k_pool *pool;
     dsv4k_linear_ctx *lin;
+    dsv4k_gemm *gemm;                  /* NULL: no oneDNN route */
     int64_t dom_n[DSV4G_N_DOM];        /* row counts of this run (<= dom_max) */
     const int64_t *pos[DSV4G_N_DOM];   /* position of every batch row, per domain */
     int ref;                           /* scalar reference operators throughout */
@@ -126,6 +128,10 @@ void dsv4g_hc_pre(dsv4g_graph *g, int32_t X, const float *fn, const float *base,
 void dsv4g_hc_post(dsv4g_graph *g, int32_t X, int32_t o, int32_t post, int32_t comb, int hc, int32_t Xo);
 void dsv4g_hc_head(dsv4g_graph *g, int32_t X, const float *fn, const float *base, const float *scale, int hc,
                    float eps, float hc_eps, int32_t y);
+/* products of at least this many rows go through oneDNN (fewer: the
+ * row-decoding kernel, which reads each weight once for all rows) */
+#define DSV4G_GEMM_MIN_ROWS 16
+
 /* shared helpers for operators defined elsewhere */
 void dsv4g_linear_exec(dsv4g_run *r, const dsv4k_weight *w, const float *x, int64_t ldx, int64_t m, float *y,
                        int64_t ldy, int aq);

@@ -248,7 +248,8 @@ static int internal_run(dsv4__rt *rt, dsv4__state **st, const int32_t **tok, con
  * alone, then together: A first fed 10 tokens alone, then one batch with A's
  * remaining tokens and all of B, in internal batches of 16 rows (so spans of
  * both sessions share batches). Every row's arithmetic is independent of the
- * other rows, so the logits must be identical. Then the whole forward with
+ * other rows up to the summation order of the batched products, so the
+ * logits must agree to 1e-5 (float numerics). Then the whole forward with
  * the scalar reference operators against the optimised ones.
  */
 static void batch_checks(dsv4_model *m, const char *preset, const int32_t *tok, size_t n, int64_t V)
@@ -258,7 +259,7 @@ static void batch_checks(dsv4_model *m, const char *preset, const int32_t *tok, 
     size_t rows = n * (size_t)V;
     float *la = malloc(rows * 4), *lb = malloc(rows * 4), *ma = malloc(rows * 4), *mb = malloc(rows * 4);
     float *la2 = malloc(rows * 4), *lb2 = malloc(rows * 4), *ma2 = malloc(rows * 4), *mb2 = malloc(rows * 4);
-    dsv4__rt_opts o = { 2, 2 * (int64_t)n, 16, DSV4_NUMERICS_REFERENCE, DSV4_REVISION_CURRENT, 0 };
+    dsv4__rt_opts o = { 2, 2 * (int64_t)n, 16, DSV4_NUMERICS_FLOAT, DSV4_REVISION_CURRENT, 0 };
     dsv4__rt *rt = NULL;
     dsv4__state *st[4] = { 0 };
     dsv4__err e = { 0, "" };
@@ -281,9 +282,17 @@ static void batch_checks(dsv4_model *m, const char *preset, const int32_t *tok, 
         ok = ok && internal_run(rt, pair, tt, ns, 2, l2, m2);
     }
     if (ok) {
-        int same = !memcmp(la, la2, rows * 4) && !memcmp(lb, lb2, rows * 4) &&
-                   !memcmp(ma, ma2, (rows - (size_t)V) * 4) && !memcmp(mb, mb2, (rows - (size_t)V) * 4);
-        CHECK(same, "%s: two sessions in shared batches give the logits (and MTP logits) of separate runs", preset);
+        double md = 0;
+        int agree = 1;
+        for (size_t i = 0; i < rows; i++)
+            md = fmax(md, fmax(fabs((double)la[i] - la2[i]), fabs((double)lb[i] - lb2[i])));
+        for (size_t i = 0; i + (size_t)V < rows; i++)
+            md = fmax(md, fmax(fabs((double)ma[i] - ma2[i]), fabs((double)mb[i] - mb2[i])));
+        for (size_t t = 0; t < n; t++)
+            agree &= argmax(la + t * V, V) == argmax(la2 + t * V, V) && argmax(lb + t * V, V) == argmax(lb2 + t * V, V);
+        CHECK(md <= 1e-5 && agree, "%s: two sessions in shared batches give the logits (and MTP logits) of separate "
+              "runs: max|d| %.3g (<= 1e-5), argmax %s", preset, md, agree ? "equal" : "differs");
+        printf("  %s two sessions batched vs alone       max|d| %.3g\n", preset, md);
         CHECK(dsv4__state_pos(st[2]) == N && dsv4__state_pos(st[3]) == N, "positions advanced per session");
         dsv4__req dup[2] = { { st[0], tok, 1, NULL, 0, NULL, 0 }, { st[0], tok, 1, NULL, 0, NULL, 0 } };
         CHECK(dsv4__forward_batch(rt, dup, 2, &e) == DSV4_ERR_INVALID_ARGUMENT, "a session twice in one batch "

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "kernels.h"
 #include "linear.h"
+#include "gemm/gemm.h"
 #include "ops.h"
 #include "pool.h"
 #include "testutil.h"
@@ -197,6 +198,41 @@ static void linear_case(int fmt, int64_t m, int64_t n, int64_t k, int aq)
         free(xs); free(ys);
         free(yv);
     }
+    /* the oneDNN route: blocks of 64 output rows (max_k large), ragged last
+     * block, a strided output view, the primitive cache reused */
+    dsv4k_gemm *gm = dsv4k_gemm_create(pl, 2, 8192, m);
+    if (CHECK(gm != NULL, "oneDNN matmul available")) {
+        float *y3 = malloc((size_t)(m * n) * 4);
+        T(dsv4k_gemm_run(gm, &w, x, k, m, y3, n, aq) == 0);
+        double mg = 0;
+        for (int64_t i = 0; i < m * n; i++) mg = fmax(mg, fabs((double)y3[i] - y[i]) / (sabs[i] + 1e-30));
+        int cached = dsv4k_gemm_cached(gm);
+        T(dsv4k_gemm_run(gm, &w, x, k, m, y3, n, aq) == 0 && dsv4k_gemm_cached(gm) == cached);
+        CHECK(mg < 1e-5, "oneDNN gemm vs linear_ref fmt %d m %lld n %lld k %lld aq %d: rel diff %.3g (%d primitives)",
+              fmt, (long long)m, (long long)n, (long long)k, aq, mg, cached);
+        if (n > 2) {
+            int64_t ly = n + 3, r0 = n / 3, nv = n - n / 3 - 1;
+            dsv4k_weight v = w;
+            v.row0 = r0;
+            v.n = nv;
+            float *ys = malloc((size_t)(m * ly) * 4);
+            for (int64_t i = 0; i < m * ly; i++) ys[i] = -7.0f;
+            T(dsv4k_gemm_run(gm, &v, x, k, m, ys + r0, ly, aq) == 0);
+            double sd2 = 0;
+            int kept = 1;
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t j = 0; j < ly; j++) {
+                    if (j < r0 || j >= r0 + nv) kept &= ys[i * ly + j] == -7.0f;
+                    else sd2 = fmax(sd2, fabs((double)ys[i * ly + j] - y[i * n + j]) / (sabs[i * n + j] + 1e-30));
+                }
+            CHECK(kept && sd2 < 1e-5, "oneDNN gemm on a row view into strided output: rel diff %.3g, rest kept %d",
+                  sd2, kept);
+            free(ys);
+        }
+        T(dsv4k_gemm_run(gm, &w, x, k, m + 1, y3, n, aq) == -1); /* more rows than it was made for */
+        free(y3);
+    }
+    dsv4k_gemm_free(gm);
     dsv4k_linear_ctx *small = dsv4k_linear_ctx_create(pl, k - 1, m);
     T(small && dsv4k_linear(small, &w, x, k, m, y2, n, aq) == -1); /* k above what the context was made for */
     dsv4k_linear_ctx_free(small);
@@ -374,6 +410,7 @@ int main(void)
             linear_case(DSV4K_W_FP4, ms[i], 33, 128, aq);
             linear_case(DSV4K_W_BF16, ms[i], 7, aq ? 128 : 67, aq);
             linear_case(DSV4K_W_F32, ms[i], 1, aq ? 256 : 31, aq);
+            if (i == 2) linear_case(DSV4K_W_FP4, 40, 300, 512, aq); /* several blocks of the oneDNN route */
         }
     }
     pool();
