@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "linear.h"
+#include "x86/gemv.h"
 
 float dsv4k_lut_e4m3[256], dsv4k_lut_e2m1[16], dsv4k_lut_e8m0[256];
 static pthread_once_t lut_once = PTHREAD_ONCE_INIT;
@@ -28,13 +29,18 @@ static void lut_init(void)
 
 void dsv4k_tables_init(void) { pthread_once(&lut_once, lut_init); }
 
+/* most activation rows the AVX2 FP4 kernel takes in one call */
+#define SPLIT_M 64
+
 struct dsv4k_linear_ctx {
     dsv4k_pool *pool;
     int n_threads;
     int64_t max_k, max_m;
     float *rows;     /* n_threads × max_k: one decoded weight row per thread */
     float *aq;       /* max_m × max_k: quantised activations */
+    float *xs;       /* SPLIT_M × max_k: activations split even/odd (FP4 kernel) */
     int8_t *ex;      /* exponents of one row */
+    int use_simd;  /* dsv4k_linear_set_isa */
 };
 
 dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64_t max_m)
@@ -46,21 +52,26 @@ dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64
     c->n_threads = dsv4k_pool_threads(pool);
     c->max_k = max_k;
     c->max_m = max_m;
+    c->use_simd = 1;
     c->rows = malloc((size_t)(c->n_threads * max_k) * sizeof(float));
     c->aq = malloc((size_t)(max_m * max_k) * sizeof(float));
+    c->xs = malloc((size_t)((max_m < SPLIT_M ? max_m : SPLIT_M) * max_k) * sizeof(float));
     c->ex = malloc((size_t)(max_k / 128 + 1));
-    if (!c->rows || !c->aq || !c->ex) {
+    if (!c->rows || !c->aq || !c->xs || !c->ex) {
         dsv4k_linear_ctx_free(c);
         return NULL;
     }
     return c;
 }
 
+void dsv4k_linear_set_isa(dsv4k_linear_ctx *c, int simd) { c->use_simd = simd; }
+
 void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c)
 {
     if (!c) return;
     free(c->rows);
     free(c->aq);
+    free(c->xs);
     free(c->ex);
     free(c);
 }
@@ -129,6 +140,13 @@ typedef struct task {
     int64_t ldy;
 } task;
 
+static void run_avx2(void *arg, int64_t r0, int64_t r1, int thread)
+{
+    task *t = arg;
+    (void)thread;
+    dsv4k_rows_avx2(t->w, r0, r1, t->x, t->ldx, t->m, t->y, t->ldy);
+}
+
 static void run(void *arg, int64_t r0, int64_t r1, int thread)
 {
     task *t = arg;
@@ -159,6 +177,17 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
     task t = { c, w, in, ldx, m, y, ldy };
     int64_t grain = w->n / (4 * c->n_threads);
     if (grain < 1) grain = 1;
-    dsv4k_pool_for(c->pool, w->n, grain, run, &t);
+    dsv4k_task_fn fn = run;
+    if (c->use_simd && dsv4k_have_avx2() && (w->fmt == DSV4K_W_BF16 ? w->k % 16 == 0 :
+                                             w->fmt == DSV4K_W_FP4 ? w->k % 32 == 0 && m <= SPLIT_M :
+                                             w->fmt != DSV4K_W_F32 && w->k % 128 == 0)) {
+        if (w->fmt == DSV4K_W_FP4) {
+            for (int64_t i = 0; i < m; i++) dsv4k_split_even_odd(t.x + i * t.ldx, w->k, c->xs + i * w->k);
+            t.x = c->xs;
+            t.ldx = w->k;
+        }
+        fn = run_avx2;
+    }
+    dsv4k_pool_for(c->pool, w->n, grain, fn, &t);
     return 0;
 }

@@ -3,8 +3,10 @@
  * (BF16, F32, FP8 e4m3 with 128×128 block scales, FP4 e2m1 with 1×32 scales).
  *
  * dsv4k_linear() is the optimised twin of dsv4k_linear_ref() (kernels.h):
- * same result up to f32 accumulation order. It decodes weight rows exactly
- * to f32 and splits the output rows over the pool (kernels/linear.c).
+ * same result up to f32 accumulation order. It splits the output rows over
+ * the pool; each row is decoded exactly to f32, in AVX2 registers where
+ * the CPU allows (kernels/x86/gemv_avx2.c), else through lookup tables
+ * (kernels/linear.c).
  */
 #ifndef DSV4_LINEAR_H
 #define DSV4_LINEAR_H
@@ -19,6 +21,9 @@ typedef struct dsv4k_linear_ctx dsv4k_linear_ctx;
  * (serial). NULL on failure. */
 dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64_t max_m);
 void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c);
+/* simd = 0: the portable kernel only (tests, benchmarks); 1 (default):
+ * the AVX2 kernels where the CPU has them */
+void dsv4k_linear_set_isa(dsv4k_linear_ctx *c, int simd);
 
 /*
  * y[i][j] = Σ_c a[i][c] · W[j][c], x f32 [m][w->k] (rows ldx apart), y f32

@@ -82,6 +82,7 @@ struct dsv4__rt {
     int32_t *DBG;          /* [B][index_topk] selections, when debugging */
     dsv4__debug_fn debug;
     void *debug_user;
+    int64_t *prof_ns;      /* per node of g, when profiling */
     void **allocs;
     int n_allocs;
 };
@@ -216,6 +217,10 @@ void dsv4__rt_set_debug(dsv4__rt *rt, dsv4__debug_fn fn, void *user)
     rt->debug = fn;
     rt->debug_user = user;
 }
+
+const dsv4g_graph *dsv4__rt_graph(const dsv4__rt *rt) { return &rt->g; }
+
+void dsv4__rt_set_profile(dsv4__rt *rt, int64_t *ns_per_node) { rt->prof_ns = ns_per_node; }
 
 int64_t dsv4__rt_scratch_bytes(const dsv4__rt *rt)
 {
@@ -416,6 +421,39 @@ static void key_put(const dsv4__rt *rt, lstate *L, int64_t j, float *v)
     int64_t ihd = rt->c->index_head_dim;
     if (!rt->fp4_sim) { memcpy(L->icache + j * ihd * 4, v, (size_t)ihd * 4); return; }
     dsv4__key_fp4(v, ihd, L->icache + j * dsv4__rt_entry_bytes(rt, 1));
+}
+
+void dsv4__state_fill_synthetic(dsv4__state *s, int64_t pos, uint32_t seed)
+{
+    dsv4__rt *rt = s->rt;
+    const dsv4__config *c = rt->c;
+    int64_t hd = c->head_dim, ihd = c->index_head_dim, W = c->window;
+    if (pos > rt->o.n_ctx) pos = rt->o.n_ctx;
+    uint32_t st = seed * 2654435761u + 1;
+#define RND() (st = st * 1664525u + 1013904223u, st >> 8)
+#define RF() ((float)(RND() & 0xffff) / 32768.0f - 1.0f)
+    float *v = dsv4__malloc(sizeof(float) * (size_t)(hd > ihd ? hd : ihd));
+    for (int l = 0; v && l < c->n_layers; l++) {
+        lstate *L = &s->L[l];
+        int r = c->compress_ratios[l];
+        for (int64_t i = 0; i < W * hd; i++) L->ring[i] = RF();
+        if (r <= 0) continue;
+        int64_t n = pos / r < L->cap ? pos / r : L->cap;
+        for (int64_t j = 0; j < n; j++) {
+            for (int64_t i = 0; i < hd; i++) v[i] = RF();
+            entry_put(rt, L, j, v);
+            if (r == 4) {
+                for (int64_t i = 0; i < ihd; i++) v[i] = RF();
+                key_put(rt, L, j, v);
+            }
+        }
+        L->n = n;
+    }
+#undef RND
+#undef RF
+    dsv4__free(v);
+    for (int64_t i = 0; i < (int64_t)c->hc_mult * c->dim; i++) s->last_x[i] = 0.0f;
+    s->pos = pos;
 }
 
 /* ---- compressor step, top-k, SwiGLU ------------------------------------------ */
@@ -915,6 +953,8 @@ static int32_t build_block(dsv4__rt *rt, dsv4g_graph *g, int li, const dsv4__lay
     int64_t dim = c->dim;
     float eps = (float)c->norm_eps;
     for (int site = 0; site < 2; site++) {
+        g->tag_layer = li;
+        g->tag_part = site ? DSV4G_PART_FFN : DSV4G_PART_ATTN;
         int32_t U = F(g, "hc_in", dom, 1, dim), POST = F(g, "hc_post", dom, 1, hc);
         int32_t COMB = F(g, "hc_comb", dom, 1, (int64_t)hc * hc), XN = F(g, "normed", dom, 1, dim);
         dsv4g_hc_pre(g, X, lw->hc_fn[site], lw->hc_base[site], lw->hc_scale[site], hc, c->hc_sinkhorn_iters, eps,
@@ -925,6 +965,8 @@ static int32_t build_block(dsv4__rt *rt, dsv4g_graph *g, int li, const dsv4__lay
         dsv4g_hc_post(g, X, AO, POST, COMB, hc, X2);
         X = X2;
     }
+    g->tag_layer = -1;
+    g->tag_part = DSV4G_PART_OTHER;
     return X;
 }
 
@@ -935,6 +977,7 @@ static void build_head(dsv4__rt *rt, dsv4g_graph *g, int32_t X, int ldom, const 
     const dsv4__config *c = rt->c;
     int64_t dim = c->dim;
     int32_t XL = F(g, "logit_streams", ldom, 1, rt->hc * dim), YH = F(g, "head_in", ldom, 1, dim);
+    g->tag_part = DSV4G_PART_HEAD;
     dsv4g_node *n = dsv4g_node_add(g, op_gather, "gather");
     dsv4g_in(g, n, X, -1, -1, -1, -1);
     dsv4g_out(g, n, XL, -1, -1);
@@ -944,6 +987,7 @@ static void build_head(dsv4__rt *rt, dsv4g_graph *g, int32_t X, int ldom, const 
     n = dsv4g_node_add(g, op_head, "head");
     dsv4g_in(g, n, YH, -1, -1, -1, -1);
     n->i[0] = ldom;
+    g->tag_part = DSV4G_PART_OTHER;
 }
 
 /* the MTP block (§5.8) on staged trunk rows Hs [MTP][hc·dim] */
@@ -1018,6 +1062,7 @@ static void run_graph(dsv4__rt *rt, const dsv4g_graph *g)
     r.kv_sim = rt->kv_sim;
     r.fp4_sim = rt->fp4_sim;
     r.user = rt;
+    r.prof_ns = g == &rt->g ? rt->prof_ns : NULL;
     for (int d = 0; d < DSV4G_FIXED; d++) {
         r.dom_n[d] = rt->rs[d].n;
         r.pos[d] = rt->rs[d].pos;

@@ -40,6 +40,9 @@ dsv4_status dsv4__state_create(dsv4__rt *rt, int with_mtp, dsv4__state **out, ds
 void dsv4__state_free(dsv4__state *s);
 void dsv4__state_reset(dsv4__state *s);
 int64_t dsv4__state_pos(const dsv4__state *s);
+/* benchmarks: pretend pos tokens were fed (random window rings, compressed
+ * entries and indexer keys; compressor running states left as they are) */
+void dsv4__state_fill_synthetic(dsv4__state *s, int64_t pos, uint32_t seed);
 /* bytes reserved for the full capacity / in use at the current position */
 void dsv4__state_memory(const dsv4__state *s, int64_t *reserved, int64_t *used);
 
@@ -71,6 +74,13 @@ typedef struct dsv4__req {
     int64_t n_mtp;
 } dsv4__req;
 dsv4_status dsv4__forward_batch(dsv4__rt *rt, dsv4__req *reqs, int n_reqs, dsv4__err *e);
+
+/* the model graph (bench: node tags), and per-node time accounting: with
+ * ns_per_node (room for every node of the graph, zeroed by the caller),
+ * every run adds each node's wall time to its slot; NULL stops */
+struct dsv4g_graph;
+const struct dsv4g_graph *dsv4__rt_graph(const dsv4__rt *rt);
+void dsv4__rt_set_profile(dsv4__rt *rt, int64_t *ns_per_node);
 
 /* bytes of the planned scratch arena */
 int64_t dsv4__rt_scratch_bytes(const dsv4__rt *rt);

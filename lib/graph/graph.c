@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "graph.h"
 #include "core/core.h"
 #include "ops.h"
@@ -16,6 +17,7 @@ void dsv4g_init(dsv4g_graph *g, const int64_t dom_max[DSV4G_N_DOM])
     memset(g, 0, sizeof *g);
     for (int d = 0; d < DSV4G_N_DOM; d++) g->dom_max[d] = dom_max[d];
     g->dom_max[DSV4G_FIXED] = 1;
+    g->tag_layer = -1;
 }
 
 void dsv4g_free(dsv4g_graph *g)
@@ -69,6 +71,8 @@ dsv4g_node *dsv4g_node_add(dsv4g_graph *g, dsv4g_op fn, const char *name)
     memset(n, 0, sizeof *n);
     n->fn = fn;
     n->name = name;
+    n->layer = g->tag_layer;
+    n->part = g->tag_part;
     for (int i = 0; i < DSV4G_MAX_IN; i++) n->in[i] = -1;
     n->out[0] = n->out[1] = n->out[2] = -1;
     return n;
@@ -186,9 +190,24 @@ int64_t dsv4g_row_pos(const dsv4g_run *r, int32_t t, int64_t row)
     return r->pos[x->dom][row / x->mult];
 }
 
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 void dsv4g_exec(dsv4g_run *r)
 {
-    for (int32_t i = 0; i < r->g->n_n; i++) r->g->n[i].fn(r, &r->g->n[i]);
+    if (!r->prof_ns) {
+        for (int32_t i = 0; i < r->g->n_n; i++) r->g->n[i].fn(r, &r->g->n[i]);
+        return;
+    }
+    for (int32_t i = 0; i < r->g->n_n; i++) {
+        int64_t t0 = now_ns();
+        r->g->n[i].fn(r, &r->g->n[i]);
+        r->prof_ns[i] += now_ns() - t0;
+    }
 }
 
 /* ---- row-parallel operators --------------------------------------------------------- */

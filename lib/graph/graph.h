@@ -54,7 +54,12 @@ struct dsv4g_node {
     int64_t i[4];                      /* integer parameters */
     float f[2];                        /* float parameters */
     const void *p[3];                  /* weights, tables, model objects */
+    int32_t layer;                     /* tag (profiling): layer id, -1 none */
+    int32_t part;                      /* tag: DSV4G_PART_* */
 };
+
+/* what a node belongs to (set from the graph's current tag when added) */
+enum { DSV4G_PART_OTHER = 0, DSV4G_PART_ATTN = 1, DSV4G_PART_FFN = 2, DSV4G_PART_HEAD = 3 };
 
 typedef struct dsv4g_graph {
     dsv4g_tensor *t;
@@ -64,6 +69,7 @@ typedef struct dsv4g_graph {
     int64_t dom_max[DSV4G_N_DOM];      /* row counts planned for */
     int64_t arena_bytes;               /* after dsv4g_plan */
     int failed;                        /* an allocation failed while building */
+    int32_t tag_layer, tag_part;       /* given to nodes as they are added */
 } dsv4g_graph;
 
 /* one run of a graph */
@@ -79,6 +85,7 @@ struct dsv4g_run {
     int aq;                            /* activation quantisation (reference numerics) */
     int kv_sim, fp4_sim;               /* KV FP8 rounding, indexer FP4 simulation */
     void *user;                        /* the model-level runner */
+    int64_t *prof_ns;                  /* NULL, or per node: nanoseconds added by each run */
 };
 
 void dsv4g_init(dsv4g_graph *g, const int64_t dom_max[DSV4G_N_DOM]);

@@ -10,6 +10,7 @@
 #include "kernels.h"
 #include "linear.h"
 #include "gemm/gemm.h"
+#include "x86/gemv.h"
 #include "ops.h"
 #include "pool.h"
 #include "testutil.h"
@@ -165,8 +166,15 @@ static void linear_case(int fmt, int64_t m, int64_t n, int64_t k, int aq)
     T(lc && dsv4k_linear(lc, &w, x, k, m, y2, n, aq) == 0);
     double md = 0;
     for (int64_t i = 0; i < m * n; i++) md = fmax(md, fabs((double)y2[i] - y[i]) / (sabs[i] + 1e-30));
-    CHECK(md < 1e-5, "linear vs linear_ref fmt %d m %lld n %lld k %lld aq %d: rel diff %.3g", fmt, (long long)m,
-          (long long)n, (long long)k, aq, md);
+    CHECK(md < 1e-5, "linear vs linear_ref fmt %d m %lld n %lld k %lld aq %d (%s): rel diff %.3g", fmt, (long long)m,
+          (long long)n, (long long)k, aq, dsv4k_have_avx2() ? "AVX2 where it applies" : "portable", md);
+    /* the portable kernel as well, where AVX2 took the case above */
+    dsv4k_linear_set_isa(lc, 0);
+    T(dsv4k_linear(lc, &w, x, k, m, y2, n, aq) == 0);
+    md = 0;
+    for (int64_t i = 0; i < m * n; i++) md = fmax(md, fabs((double)y2[i] - y[i]) / (sabs[i] + 1e-30));
+    CHECK(md < 1e-5, "portable linear vs linear_ref fmt %d: rel diff %.3g", fmt, md);
+    dsv4k_linear_set_isa(lc, 1);
     if (n > 2) {
         dsv4k_weight v = w;
         v.row0 = n / 3;

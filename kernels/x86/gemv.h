@@ -1,0 +1,27 @@
+/*
+ * kernels/x86/gemv.h — AVX2 twins of the reference product's row loop
+ * (kernels/x86/gemv_avx2.c), used by dsv4k_linear when the CPU has AVX2,
+ * FMA and F16C.
+ */
+#ifndef DSV4_GEMV_H
+#define DSV4_GEMV_H
+
+#include "kernels.h"
+
+/* 1 when the AVX2 kernels can run on this CPU */
+int dsv4k_have_avx2(void);
+
+/*
+ * y[i][r] = Σ_c x[i][c] · W[r][c] for rows r in [r0, r1) of the view w and
+ * i < m; x rows ldx apart, y rows ldy apart. For FP4 weights x must be
+ * given split per 32-block (dsv4k_split_even_odd). Returns 0, or -1 for a
+ * format or width it does not take (k % 16 for BF16, % 128 for FP8, % 32
+ * for FP4, F32 weights): then nothing is written.
+ */
+int dsv4k_rows_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, int64_t ldx, int64_t m,
+                    float *y, int64_t ldy);
+
+/* per block of 32 of x[0..k): the 16 even elements, then the 16 odd ones */
+void dsv4k_split_even_odd(const float *x, int64_t k, float *dst);
+
+#endif

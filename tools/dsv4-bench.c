@@ -1,0 +1,534 @@
+/*
+ * dsv4-bench — speed of libdsv4 on this machine, against the limits measured
+ * in the same run (never a test: machines are shared and noisy).
+ *
+ *   dsv4-bench --model DIR [--synth DSV4-SYNTH] [--threads N] [--steps N]
+ *              [--quick] [--json FILE]
+ *
+ * DIR: a checkpoint at real widths, normally the flash-slice synthetic
+ * (`dsv4-synth --preset flash-slice --layers 4 --out DIR`: SWA, SWA, CSA,
+ * HCA). With --synth and no DIR/config.json, the slice is written first; the
+ * full V4-Flash config (for projections) is written beside it.
+ *
+ * Prints, and writes as JSON:
+ *  - streaming-read bandwidth (sum over 1 GiB, all threads, best of 5);
+ *  - per weight format, the m = 1 product's weight GB/s, timed alternately
+ *    with the read-sum over the same buffers (fraction of the same moment);
+ *  - decode: time per token per layer type (attention SWA/CSA/HCA, MoE,
+ *    head), weight bytes read per token, GB/s and fraction of the bandwidth,
+ *    projected full V4-Flash tokens/s at that fraction of the measured
+ *    bandwidth, and at 460 GB/s and 186 GB/s;
+ *  - prefill: tokens/s and GFLOP/s for 512- and 4096-token prompts, against
+ *    oneDNN's f32 GEMM peak measured in the same run;
+ *  - long context: one CSA and one HCA layer's decode time at 1K .. 1M
+ *    positions (state filled synthetically), with KV bytes;
+ *  - routing and sampling overheads per token;
+ * and states pass/fail against the targets of the performance issue.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <immintrin.h>
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <dsv4/dsv4.h>
+#include <dsv4/dsv4_sampler.h>
+#include "loader/loader.h"
+#include "graph/forward.h"
+#include "graph/graph.h"
+#include "linear.h"
+#include "pool.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static FILE *js;           /* JSON output */
+static int js_first = 1;
+
+static void jnum(const char *key, double v)
+{
+    fprintf(js, "%s\n  \"%s\": %.6g", js_first ? "{" : ",", key, isfinite(v) ? v : -1.0);
+    js_first = 0;
+}
+
+/* ---- streaming read --------------------------------------------------------- */
+
+typedef struct rd_job { const uint64_t *p; int64_t n; uint64_t sum[64]; } rd_job;
+
+__attribute__((target("avx512f"))) static uint64_t sum512(const uint64_t *p, int64_t n)
+{
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_add_epi64(a0, _mm512_load_si512(p + i));
+        a1 = _mm512_add_epi64(a1, _mm512_load_si512(p + i + 8));
+        a2 = _mm512_add_epi64(a2, _mm512_load_si512(p + i + 16));
+        a3 = _mm512_add_epi64(a3, _mm512_load_si512(p + i + 24));
+        a4 = _mm512_add_epi64(a4, _mm512_load_si512(p + i + 32));
+        a5 = _mm512_add_epi64(a5, _mm512_load_si512(p + i + 40));
+        a6 = _mm512_add_epi64(a6, _mm512_load_si512(p + i + 48));
+        a7 = _mm512_add_epi64(a7, _mm512_load_si512(p + i + 56));
+    }
+    a0 = _mm512_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)),
+                          _mm512_add_epi64(_mm512_add_epi64(a4, a5), _mm512_add_epi64(a6, a7)));
+    uint64_t s = (uint64_t)_mm512_reduce_add_epi64(a0);
+    for (; i < n; i++) s += p[i];
+    return s;
+}
+
+static uint64_t sum_plain(const uint64_t *p, int64_t n)
+{
+    uint64_t s[8] = { 0 };
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) s[j] += p[i + j];
+    for (; i < n; i++) s[0] += p[i];
+    return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+}
+
+static int have_avx512;
+
+static void rd_task(void *arg, int64_t a, int64_t b, int thread)
+{
+    rd_job *j = arg;
+    int64_t chunk = j->n / 64, lo = a * chunk, hi = b == 64 ? j->n : b * chunk;
+    j->sum[thread] += have_avx512 ? sum512(j->p + lo, hi - lo) : sum_plain(j->p + lo, hi - lo);
+}
+
+/* GB/s of one read over n_bytes (64-byte aligned) */
+static double read_once(dsv4k_pool *pool, const void *p, int64_t n_bytes)
+{
+    rd_job j;
+    memset(&j, 0, sizeof j);
+    j.p = p;
+    j.n = n_bytes / 8;
+    double t = now();
+    dsv4k_pool_for(pool, 64, 32, rd_task, &j);
+    t = now() - t;
+    volatile uint64_t sink = j.sum[0] + j.sum[1];
+    (void)sink;
+    return (double)n_bytes / t / 1e9;
+}
+
+static void *big_alloc(size_t n)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 2 << 20, n)) return NULL;
+    madvise(p, n, MADV_HUGEPAGE);
+    memset(p, 1, n);
+    return p;
+}
+
+/* ---- kernels at m = 1 ----------------------------------------------------------- */
+
+static int64_t wbytes(const dsv4k_weight *w)
+{
+    int64_t nb = (w->n + 127) / 128, kb = (w->k + 127) / 128;
+    switch (w->fmt) {
+    case DSV4K_W_BF16: return w->n * w->k * 2;
+    case DSV4K_W_F32: return w->n * w->k * 4;
+    case DSV4K_W_FP8: return w->n * w->k + nb * kb;
+    case DSV4K_W_FP8_F32S: return w->n * w->k + nb * kb * 4;
+    case DSV4K_W_FP4: return w->n * w->k / 2 + w->n * (w->k / 32);
+    }
+    return 0;
+}
+
+typedef struct kres { const char *name; double gbs, frac; } kres;
+
+/* copies of one matrix shape filling ~768 MB, products alternated with reads */
+static kres kernel_bench(dsv4k_pool *pool, dsv4k_linear_ctx *lc, const char *name, int fmt, int64_t n, int64_t k,
+                         int reps)
+{
+    kres r = { name, 0, 0 };
+    dsv4k_weight w0 = { fmt, n, k, NULL, NULL, 0 };
+    int64_t per = wbytes(&w0), wb = fmt == DSV4K_W_FP4 ? n * k / 2 : fmt == DSV4K_W_BF16 ? n * k * 2 : n * k;
+    int64_t copies = (768LL << 20) / per;
+    if (copies < 2) copies = 2;
+    int64_t sb = per - wb;
+    uint8_t *buf = big_alloc((size_t)(copies * per));
+    float *x = malloc((size_t)k * 4), *y = malloc((size_t)n * 4);
+    if (!buf || !x || !y) { free(buf); free(x); free(y); return r; }
+    /* valid codes: e4m3 without NaN, scales near 1, bf16 small */
+    for (int64_t i = 0; i < copies * per; i++) buf[i] = (uint8_t)(i * 2654435761u >> 13) & 0x77;
+    for (int64_t c = 0; c < copies; c++) {
+        uint8_t *s = buf + c * per + wb;
+        for (int64_t i = 0; i < sb; i++) s[i] = (uint8_t)(fmt == DSV4K_W_FP8_F32S ? 0 : 120 + i % 8);
+    }
+    for (int64_t i = 0; i < k; i++) x[i] = (float)((i % 17) - 8) * 0.125f;
+    double best = 0, best_rd = 0, best_ratio = 0;
+    for (int rep = 0; rep < reps; rep++) {
+        double t = now();
+        for (int64_t c = 0; c < copies; c++) {
+            dsv4k_weight w = w0;
+            w.w = buf + c * per;
+            w.s = sb ? buf + c * per + wb : NULL;
+            dsv4k_linear(lc, &w, x, k, 1, y, n, 1);
+        }
+        t = now() - t;
+        double g = (double)(copies * per) / t / 1e9, rd = read_once(pool, buf, copies * per);
+        if (g > best) best = g;
+        if (rd > best_rd) best_rd = rd;
+        if (g / rd > best_ratio) best_ratio = g / rd;
+    }
+    r.gbs = best;
+    r.frac = best_ratio;
+    free(buf); free(x); free(y);
+    return r;
+}
+
+/* ---- oneDNN f32 GEMM peak ------------------------------------------------------------ */
+
+static double dnnl_peak(int64_t M, int64_t K, int64_t N, dnnl_data_type_t dt, int threads)
+{
+    dnnl_engine_t eng;
+    dnnl_stream_t str;
+    if (dnnl_engine_create(&eng, dnnl_cpu, 0) != dnnl_success) return 0;
+    dnnl_stream_create(&str, eng, dnnl_stream_default_flags);
+    dnnl_memory_desc_t a, b, c;
+    dnnl_dims_t da = { M, K }, db = { K, N }, dc = { M, N };
+    dnnl_memory_desc_init_by_tag(&a, 2, da, dt, dnnl_ab);
+    dnnl_memory_desc_init_by_tag(&b, 2, db, dt, dnnl_ab);
+    dnnl_memory_desc_init_by_tag(&c, 2, dc, dnnl_f32, dnnl_ab);
+    dnnl_matmul_desc_t md;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t p = NULL;
+    double best = 0;
+    if (dnnl_matmul_desc_init(&md, &a, &b, NULL, &c) == dnnl_success &&
+        dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL) == dnnl_success &&
+        dnnl_primitive_create(&p, pd) == dnnl_success) {
+        dnnl_memory_t ma, mb, mc;
+        dnnl_memory_create(&ma, &a, eng, DNNL_MEMORY_ALLOCATE);
+        dnnl_memory_create(&mb, &b, eng, DNNL_MEMORY_ALLOCATE);
+        dnnl_memory_create(&mc, &c, eng, DNNL_MEMORY_ALLOCATE);
+        void *pa, *pb;
+        dnnl_memory_get_data_handle(ma, &pa);
+        dnnl_memory_get_data_handle(mb, &pb);
+        memset(pa, 0, (size_t)(M * K) * (dt == dnnl_f32 ? 4 : 2));
+        memset(pb, 0, (size_t)(K * N) * (dt == dnnl_f32 ? 4 : 2));
+        dnnl_exec_arg_t args[3] = { { DNNL_ARG_SRC, ma }, { DNNL_ARG_WEIGHTS, mb }, { DNNL_ARG_DST, mc } };
+        omp_set_num_threads(threads);
+        for (int rep = 0; rep < 6; rep++) {
+            double t = now();
+            dnnl_primitive_execute(p, str, 3, args);
+            dnnl_stream_wait(str);
+            t = now() - t;
+            double g = 2.0 * (double)M * (double)K * (double)N / t / 1e9;
+            if (rep && g > best) best = g;
+        }
+        dnnl_memory_destroy(ma); dnnl_memory_destroy(mb); dnnl_memory_destroy(mc);
+    }
+    if (p) dnnl_primitive_destroy(p);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    dnnl_stream_destroy(str);
+    dnnl_engine_destroy(eng);
+    return best;
+}
+
+/* ---- model runs ------------------------------------------------------------------------ */
+
+static int64_t layer_weight_bytes(const dsv4__layer_w *lw, int64_t active)
+{
+    int64_t b = wbytes(&lw->wq_a) + wbytes(&lw->wq_b) + wbytes(&lw->wkv) + wbytes(&lw->wo_a) + wbytes(&lw->wo_b);
+    if (lw->ratio > 0) b += wbytes(&lw->comp.wkv) + wbytes(&lw->comp.wgate);
+    if (lw->ratio == 4) b += wbytes(&lw->icomp.wkv) + wbytes(&lw->icomp.wgate) + wbytes(&lw->iwq_b) + wbytes(&lw->iwproj);
+    b += wbytes(&lw->gate) + wbytes(&lw->sw1) + wbytes(&lw->sw2) + wbytes(&lw->sw3);
+    b += active * (wbytes(&lw->w1[0]) + wbytes(&lw->w2[0]) + wbytes(&lw->w3[0]));
+    return b;
+}
+
+static const char *kind_name(int r) { return r == 0 ? "swa" : r == 4 ? "csa" : "hca"; }
+
+static int make_rt(dsv4_model *m, int threads, int64_t n_ctx, int max_batch, dsv4__rt **rt, dsv4__state **st)
+{
+    dsv4__rt_opts o = { threads, n_ctx, max_batch, DSV4_NUMERICS_REFERENCE, DSV4_REVISION_CURRENT, 0 };
+    dsv4__err e = { 0, "" };
+    *rt = NULL;
+    *st = NULL;
+    if (dsv4__rt_create(m, &o, rt, &e) != DSV4_OK || dsv4__state_create(*rt, 0, st, &e) != DSV4_OK) {
+        fprintf(stderr, "dsv4-bench: %s\n", e.msg);
+        dsv4__rt_free(*rt);
+        return -1;
+    }
+    return 0;
+}
+
+static void tokens(int32_t *t, int64_t n, int64_t V, uint32_t seed)
+{
+    for (int64_t i = 0; i < n; i++) { seed = seed * 1103515245u + 12345u; t[i] = (int32_t)((seed >> 8) % (uint32_t)V); }
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = NULL, *synth = NULL, *jpath = NULL;
+    int threads = 2, steps = 8, quick = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--model") && v) dir = argv[++i];
+        else if (!strcmp(a, "--synth") && v) synth = argv[++i];
+        else if (!strcmp(a, "--json") && v) jpath = argv[++i];
+        else if (!strcmp(a, "--threads") && v) threads = atoi(argv[++i]);
+        else if (!strcmp(a, "--steps") && v) steps = atoi(argv[++i]);
+        else if (!strcmp(a, "--quick")) quick = 1;
+        else {
+            fprintf(stderr, "usage: dsv4-bench --model DIR [--synth DSV4-SYNTH] [--threads N] [--steps N] "
+                            "[--quick] [--json FILE]\n");
+            return 2;
+        }
+    }
+    if (!dir || threads < 1 || threads > 256 || steps < 1) {
+        fprintf(stderr, "dsv4-bench: --model DIR is required (threads 1..256, steps >= 1)\n");
+        return 2;
+    }
+    char path[4096], cmd[8192];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (stat(path, &sb) != 0) {
+        if (!synth) { fprintf(stderr, "dsv4-bench: %s missing (give --synth to write a flash-slice)\n", path); return 1; }
+        snprintf(cmd, sizeof cmd, "'%s' --preset flash-slice --layers 4 --out '%s'", synth, dir);
+        printf("writing the flash-slice checkpoint: %s\n", cmd);
+        if (system(cmd) != 0) return 1;
+    }
+    char full[4096];
+    snprintf(full, sizeof full, "%s.flash-config", dir);
+    snprintf(path, sizeof path, "%s/config.json", full);
+    if (stat(path, &sb) != 0 && synth) {
+        snprintf(cmd, sizeof cmd, "'%s' --config-only flash --out '%s' >/dev/null", synth, full);
+        if (system(cmd) != 0) fprintf(stderr, "dsv4-bench: could not write the full Flash config\n");
+    }
+    js = jpath ? fopen(jpath, "w") : NULL;
+    if (!js) js = fopen("/dev/null", "w");
+    have_avx512 = __builtin_cpu_supports("avx512f");
+    dsv4k_tables_init();
+    dsv4k_pool *pool = dsv4k_pool_create(threads);
+    jnum("threads", threads);
+
+    /* 1. bandwidth */
+    size_t bw_bytes = (size_t)1 << 30;
+    void *bwbuf = big_alloc(bw_bytes);
+    double bw = 0;
+    for (int i = 0; bwbuf && i < 5; i++) bw = fmax(bw, read_once(pool, bwbuf, (int64_t)bw_bytes));
+    free(bwbuf);
+    printf("streaming read (1 GiB, %d threads, best of 5): %.1f GB/s\n", threads, bw);
+    jnum("bandwidth_gbs", bw);
+
+    /* 2. m = 1 products per weight format at real widths */
+    dsv4k_linear_ctx *lc = dsv4k_linear_ctx_create(pool, 8192, 1);
+    kres kr[4] = {
+        kernel_bench(pool, lc, "fp4_expert_2048x4096", DSV4K_W_FP4, 2048, 4096, quick ? 2 : 4),
+        kernel_bench(pool, lc, "fp8_4096x8192", DSV4K_W_FP8, 4096, 8192, quick ? 2 : 4),
+        kernel_bench(pool, lc, "bf16_4096x4096", DSV4K_W_BF16, 4096, 4096, quick ? 2 : 4),
+        kernel_bench(pool, lc, "fp8_32768x1024", DSV4K_W_FP8, 32768, 1024, quick ? 2 : 4),
+    };
+    int kern_pass = 1;
+    for (int i = 0; i < 4; i++) {
+        printf("kernel %-22s m=1: %6.1f GB/s of weights, %5.1f %% of the same-moment read  [target 90 %%: %s]\n",
+               kr[i].name, kr[i].gbs, 100 * kr[i].frac, kr[i].frac >= 0.9 ? "pass" : "FAIL");
+        char key[96];
+        snprintf(key, sizeof key, "kernel_%s_gbs", kr[i].name);
+        jnum(key, kr[i].gbs);
+        snprintf(key, sizeof key, "kernel_%s_frac", kr[i].name);
+        jnum(key, kr[i].frac);
+        kern_pass &= kr[i].frac >= 0.9;
+    }
+    dsv4k_linear_ctx_free(lc);
+
+    /* 3. decode on the model */
+    dsv4_model *m = NULL;
+    char *err = NULL;
+    if (dsv4_model_load(dir, NULL, &m, &err) != DSV4_OK) {
+        fprintf(stderr, "dsv4-bench: %s\n", err ? err : "load failed");
+        dsv4_free(err);
+        return 1;
+    }
+    const dsv4__config *c = &m->cfg;
+    const struct dsv4__weights *W = m->weights;
+    int64_t V = c->vocab_size, K = c->n_active_experts;
+    printf("model %s: dim %d, %d layers (", dir, c->dim, c->n_layers);
+    for (int l = 0; l < c->n_layers; l++) printf("%s%s", l ? " " : "", kind_name(c->compress_ratios[l]));
+    printf("), %d experts (%d active), vocab %lld\n", c->n_routed_experts, c->n_active_experts, (long long)V);
+    dsv4__rt *rt;
+    dsv4__state *st;
+    int32_t *tok = malloc(4096 * sizeof *tok);
+    float *lg = malloc((size_t)V * 4);
+    if (make_rt(m, threads, 8192, 512, &rt, &st)) return 1;
+    const dsv4g_graph *g = dsv4__rt_graph(rt);
+    int64_t *prof = calloc((size_t)g->n_n, sizeof *prof);
+    dsv4__err e = { 0, "" };
+    tokens(tok, 4096, V, 7);
+    dsv4__forward(st, tok, 64, NULL, 0, NULL, NULL, &e);
+    dsv4__rt_set_profile(rt, prof);
+    double t = now();
+    for (int i = 0; i < steps; i++) dsv4__forward(st, tok + 64 + i, 1, lg, 1, NULL, NULL, &e);
+    double step = (now() - t) / steps;
+    dsv4__rt_set_profile(rt, NULL);
+    double attn_t[3] = { 0 }, ffn_t = 0, head_t = 0, other_t = 0, route_t = 0;
+    int n_kind[3] = { 0 };
+    for (int l = 0; l < c->n_layers; l++) n_kind[c->compress_ratios[l] == 0 ? 0 : c->compress_ratios[l] == 4 ? 1 : 2]++;
+    for (int32_t i = 0; i < g->n_n; i++) {
+        const dsv4g_node *nd = &g->n[i];
+        double s = (double)prof[i] / 1e9 / steps;
+        if (!strcmp(nd->name, "route")) route_t += s;
+        if (nd->part == DSV4G_PART_ATTN && nd->layer >= 0 && nd->layer < c->n_layers) {
+            int r = c->compress_ratios[nd->layer];
+            attn_t[r == 0 ? 0 : r == 4 ? 1 : 2] += s;
+        } else if (nd->part == DSV4G_PART_FFN && nd->layer < c->n_layers) ffn_t += s;
+        else if (nd->part == DSV4G_PART_HEAD) head_t += s;
+        else other_t += s;
+    }
+    int64_t bytes = wbytes(&W->head) + c->dim * 2;
+    for (int l = 0; l < c->n_layers; l++) bytes += layer_weight_bytes(&W->layers[l], K);
+    double gbs = (double)bytes / step / 1e9, frac = gbs / bw;
+    printf("decode (%d steps after 64 tokens, reference numerics): %.2f ms/token, %.1f MB of weights/token, "
+           "%.1f GB/s = %.1f %% of the bandwidth  [target 80 %%: %s]\n", steps, 1e3 * step, bytes / 1e6, gbs,
+           100 * frac, frac >= 0.8 ? "pass" : "FAIL");
+    const char *kn[3] = { "swa", "csa", "hca" };
+    for (int k = 0; k < 3; k++) {
+        if (!n_kind[k]) continue;
+        printf("  attention %s: %.3f ms per layer\n", kn[k], 1e3 * attn_t[k] / n_kind[k]);
+        char key[64];
+        snprintf(key, sizeof key, "decode_attn_%s_ms", kn[k]);
+        jnum(key, 1e3 * attn_t[k] / n_kind[k]);
+    }
+    printf("  moe: %.3f ms per layer (routing %.1f us per layer)\n  head: %.3f ms\n  other: %.3f ms\n",
+           1e3 * ffn_t / c->n_layers, 1e6 * route_t / c->n_layers, 1e3 * head_t, 1e3 * other_t);
+    jnum("decode_moe_ms", 1e3 * ffn_t / c->n_layers);
+    jnum("decode_head_ms", 1e3 * head_t);
+    jnum("decode_ms_per_token", 1e3 * step);
+    jnum("decode_weight_bytes_per_token", (double)bytes);
+    jnum("decode_gbs", gbs);
+    jnum("decode_frac", frac);
+    jnum("routing_us_per_layer", 1e6 * route_t / c->n_layers);
+    dsv4_model_info *fi = NULL;
+    int64_t full_bytes = 0;
+    if (dsv4_model_info_from_dir(full, NULL, &fi, NULL) == DSV4_OK) {
+        dsv4_model_info_get_i64(fi, DSV4_INFO_BYTES_PER_TOKEN, &full_bytes);
+        dsv4_model_info_free(fi);
+    }
+    if (full_bytes > 0) {
+        double here = frac * bw * 1e9 / (double)full_bytes;
+        printf("full V4-Flash (%.2f GB of weights per token): %.2f tok/s at %.1f %% of the %.1f GB/s measured; "
+               "%.1f tok/s at 460 GB/s, %.1f at 186 GB/s\n", full_bytes / 1e9, here, 100 * frac, bw,
+               frac * 460e9 / (double)full_bytes, frac * 186e9 / (double)full_bytes);
+        jnum("flash_bytes_per_token", (double)full_bytes);
+        jnum("flash_tok_s_here", here);
+        jnum("flash_tok_s_460", frac * 460e9 / (double)full_bytes);
+        jnum("flash_tok_s_186", frac * 186e9 / (double)full_bytes);
+    }
+
+    /* sampling overhead */
+    dsv4_sampler *smp = NULL;
+    if (dsv4_sampler_create(&smp) == DSV4_OK) {
+        dsv4_sampler_set_f64(smp, DSV4_SAMPLER_TOP_P, 0.95);
+        int32_t out;
+        t = now();
+        for (int i = 0; i < 20; i++) dsv4_sampler_sample(smp, lg, (size_t)V, &out);
+        double ts = (now() - t) / 20;
+        printf("sampling (temperature 1, top-p 0.95, %lld logits): %.1f us/token\n", (long long)V, 1e6 * ts);
+        printf("constraint masks: not measured (constrained decoding is not implemented yet)\n");
+        jnum("sampling_us", 1e6 * ts);
+        dsv4_sampler_free(smp);
+    }
+
+    /* 4. prefill */
+    double peak = dnnl_peak(512, 4096, 4096, dnnl_f32, threads), peak16 = dnnl_peak(512, 4096, 4096, dnnl_bf16, threads);
+    printf("oneDNN GEMM peak (M=512, K=N=4096): f32 %.1f GFLOP/s, bf16 %.1f GFLOP/s\n", peak, peak16);
+    jnum("onednn_f32_gflops", peak);
+    jnum("onednn_bf16_gflops", peak16);
+    int64_t pl[2] = { 512, 4096 };
+    for (int i = 0; i < (quick ? 1 : 2); i++) {
+        dsv4__state_reset(st);
+        t = now();
+        dsv4__forward(st, tok, pl[i], lg, 1, NULL, NULL, &e);
+        double dt = now() - t;
+        /* products only: 2 · Σ weights used per token (embedding, head once) */
+        double flop = 0;
+        for (int l = 0; l < c->n_layers; l++) {
+            const dsv4__layer_w *lw = &W->layers[l];
+            const dsv4k_weight *ws[] = { &lw->wq_a, &lw->wq_b, &lw->wkv, &lw->wo_a, &lw->wo_b, &lw->gate, &lw->sw1,
+                                         &lw->sw2, &lw->sw3, &lw->comp.wkv, &lw->comp.wgate, &lw->icomp.wkv,
+                                         &lw->icomp.wgate, &lw->iwq_b, &lw->iwproj };
+            int nw = lw->ratio == 4 ? 15 : lw->ratio > 0 ? 11 : 9;
+            for (int k = 0; k < nw; k++) flop += 2.0 * (double)ws[k]->n * (double)ws[k]->k;
+            flop += 2.0 * K * 3 * (double)lw->w1[0].n * (double)lw->w1[0].k;
+        }
+        flop *= (double)pl[i];
+        flop += 2.0 * (double)W->head.n * (double)W->head.k;
+        double gf = flop / dt / 1e9;
+        printf("prefill %lld tokens: %.1f tok/s, %.1f GFLOP/s of products = %.1f %% of the f32 peak  "
+               "[target 60 %%: %s]\n", (long long)pl[i], pl[i] / dt, gf, 100 * gf / peak,
+               gf >= 0.6 * peak ? "pass" : "FAIL");
+        char key[64];
+        snprintf(key, sizeof key, "prefill_%lld_tok_s", (long long)pl[i]);
+        jnum(key, pl[i] / dt);
+        snprintf(key, sizeof key, "prefill_%lld_gflops", (long long)pl[i]);
+        jnum(key, gf);
+    }
+    dsv4__state_free(st);
+    dsv4__rt_free(rt);
+    free(prof);
+
+    /* 5. long context: one decode step at synthetic positions */
+    int64_t ctxs[5] = { 1024, 16384, 65536, 262144, 1048576 };
+    int nctx = quick ? 3 : 5;
+    double at1k[3] = { 0 }, at64k[3] = { 0 };
+    if (make_rt(m, threads, ctxs[nctx - 1] + 16, 16, &rt, &st) == 0) {
+        g = dsv4__rt_graph(rt);
+        prof = calloc((size_t)g->n_n, sizeof *prof);
+        for (int ci = 0; ci < nctx; ci++) {
+            dsv4__state_fill_synthetic(st, ctxs[ci], 11);
+            memset(prof, 0, (size_t)g->n_n * sizeof *prof);
+            dsv4__rt_set_profile(rt, prof);
+            int reps = 3;
+            t = now();
+            for (int i = 0; i < reps; i++) dsv4__forward(st, tok + i, 1, lg, 1, NULL, NULL, &e);
+            double whole = (now() - t) / reps;
+            dsv4__rt_set_profile(rt, NULL);
+            double lt[3] = { 0 };
+            for (int32_t i = 0; i < g->n_n; i++) {
+                const dsv4g_node *nd = &g->n[i];
+                if (nd->part != DSV4G_PART_ATTN || nd->layer < 0 || nd->layer >= c->n_layers) continue;
+                int r = c->compress_ratios[nd->layer];
+                lt[r == 0 ? 0 : r == 4 ? 1 : 2] += (double)prof[i] / 1e9 / reps;
+            }
+            int64_t used = 0;
+            dsv4__state_memory(st, NULL, &used);
+            printf("context %7lld: step %.2f ms; attention per layer: csa %.3f ms, hca %.3f ms; KV %.1f MB\n",
+                   (long long)ctxs[ci], 1e3 * whole, n_kind[1] ? 1e3 * lt[1] / n_kind[1] : 0,
+                   n_kind[2] ? 1e3 * lt[2] / n_kind[2] : 0, used / 1e6);
+            char key[64];
+            snprintf(key, sizeof key, "ctx_%lld_step_ms", (long long)ctxs[ci]);
+            jnum(key, 1e3 * whole);
+            snprintf(key, sizeof key, "ctx_%lld_csa_ms", (long long)ctxs[ci]);
+            jnum(key, n_kind[1] ? 1e3 * lt[1] / n_kind[1] : 0);
+            snprintf(key, sizeof key, "ctx_%lld_hca_ms", (long long)ctxs[ci]);
+            jnum(key, n_kind[2] ? 1e3 * lt[2] / n_kind[2] : 0);
+            snprintf(key, sizeof key, "ctx_%lld_kv_bytes", (long long)ctxs[ci]);
+            jnum(key, (double)used);
+            if (ci == 0) at1k[0] = whole;
+            if (ctxs[ci] == 65536) at64k[0] = whole;
+        }
+        if (at64k[0] > 0)
+            printf("step at 64K / step at 1K: %.2f  [target <= 1.25: %s]\n", at64k[0] / at1k[0],
+                   at64k[0] <= 1.25 * at1k[0] ? "pass" : "FAIL");
+        dsv4__state_free(st);
+        dsv4__rt_free(rt);
+        free(prof);
+    }
+    printf("kernels at >= 90 %% of bandwidth: %s\n", kern_pass ? "pass" : "FAIL");
+    fprintf(js, "\n}\n");
+    fclose(js);
+    free(tok);
+    free(lg);
+    dsv4_model_free(m);
+    dsv4k_pool_free(pool);
+    return 0;
+}
