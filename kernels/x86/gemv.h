@@ -21,6 +21,13 @@ int dsv4k_have_avx2(void);
 int dsv4k_rows_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, int64_t ldx, int64_t m,
                     float *y, int64_t ldy);
 
+/* twin of dsv4k_index_score_ref (d a multiple of 8) */
+float dsv4k_index_score_avx2(const float *q, const float *w, int heads, int64_t d, const float *k);
+
+/* an indexer key stored as d/2 packed e2m1 bytes (low nibble first) then
+ * d/32 E8M0 bytes, decoded to f32 dst[d] (d a multiple of 32); exact */
+void dsv4k_key_fp4_decode_avx2(const uint8_t *p, int64_t d, float *dst);
+
 /* per block of 32 of x[0..k): the 16 even elements, then the 16 odd ones */
 void dsv4k_split_even_odd(const float *x, int64_t k, float *dst);
 

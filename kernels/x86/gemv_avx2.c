@@ -15,7 +15,9 @@
  *    with a 16-entry table of high bytes decodes 16 nibbles; the even and
  *    odd elements meet activations split the same way once per call
  *    (dsv4k_split_even_odd); each block of 32 gets its E8M0 scale once.
- * Compiled with target attributes; callers check dsv4k_have_avx2() first.
+ * Also the lightning indexer's score (8 heads per pass) and its FP4 key
+ * decoding. Compiled with target attributes; callers check
+ * dsv4k_have_avx2() first.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -68,12 +70,43 @@ TGT static inline float hsum(__m256 v)
 
 /* ---- BF16 ------------------------------------------------------------------ */
 
+/* one activation row: four independent accumulators, so the FMA latency
+ * does not bound the loop */
+TGT static float dot1_bf16(const uint16_t *p, const float *x, int64_t k)
+{
+    __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+    int64_t c = 0;
+    for (; c + 32 <= k; c += 32) {
+        __m256i h0 = _mm256_loadu_si256((const __m256i *)(p + c)), h1 = _mm256_loadu_si256((const __m256i *)(p + c + 16));
+        c0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(h0)), 16)),
+                             _mm256_loadu_ps(x + c), c0);
+        c1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(h0, 1)), 16)),
+                             _mm256_loadu_ps(x + c + 8), c1);
+        c2 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(h1)), 16)),
+                             _mm256_loadu_ps(x + c + 16), c2);
+        c3 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(h1, 1)), 16)),
+                             _mm256_loadu_ps(x + c + 24), c3);
+    }
+    for (; c < k; c += 16) {
+        __m256i h = _mm256_loadu_si256((const __m256i *)(p + c));
+        c0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(h)), 16)),
+                             _mm256_loadu_ps(x + c), c0);
+        c1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1)), 16)),
+                             _mm256_loadu_ps(x + c + 8), c1);
+    }
+    return hsum(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)));
+}
+
 TGT static void rows_bf16(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, int64_t ldx, int64_t m,
                           float *y, int64_t ldy)
 {
     int64_t k = w->k;
     for (int64_t r = r0; r < r1; r++) {
         const uint16_t *p = (const uint16_t *)w->w + (w->row0 + r) * k;
+        if (m == 1) {
+            y[r] = dot1_bf16(p, x, k);
+            continue;
+        }
         for (int64_t i0 = 0; i0 < m; i0 += 4) {
             int64_t mi = m - i0 < 4 ? m - i0 : 4;
             const float *x0 = x + i0 * ldx;
@@ -93,14 +126,59 @@ TGT static void rows_bf16(const dsv4k_weight *w, int64_t r0, int64_t r1, const f
 
 /* ---- FP8 e4m3, 128×128 block scales ------------------------------------------ */
 
+/* 16 e4m3 bytes -> two vectors of f32 values × 2^-8 (exact) */
+#define E4M3X16(ptr, lo, hi)                                                                              \
+    do {                                                                                                  \
+        __m256i b_ = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(ptr)));                      \
+        __m256i h_ = _mm256_or_si256(_mm256_and_si256(_mm256_slli_epi16(b_, 8), sgn),                     \
+                                     _mm256_and_si256(_mm256_slli_epi16(b_, 7), em));                     \
+        (lo) = _mm256_cvtph_ps(_mm256_castsi256_si128(h_));                                               \
+        (hi) = _mm256_cvtph_ps(_mm256_extracti128_si256(h_, 1));                                          \
+    } while (0)
+
+/* one activation row, one row of weights: per 128-block four independent
+ * partial sums, scaled into two alternating totals */
+TGT static float dot1_fp8(const uint8_t *p, const float *sc, const float *x, int64_t k)
+{
+    const __m256i sgn = _mm256_set1_epi16((short)0x8000), em = _mm256_set1_epi16(0x3f80);
+    __m256 t0 = _mm256_setzero_ps(), t1 = t0;
+    for (int64_t c0 = 0; c0 < k; c0 += 128) {
+        __m256 c_0 = _mm256_setzero_ps(), c_1 = c_0, c_2 = c_0, c_3 = c_0, w0, w1, w2, w3;
+        for (int64_t c = c0; c < c0 + 128; c += 32) {
+            E4M3X16(p + c, w0, w1);
+            E4M3X16(p + c + 16, w2, w3);
+            c_0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + c), c_0);
+            c_1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + c + 8), c_1);
+            c_2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + c + 16), c_2);
+            c_3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + c + 24), c_3);
+        }
+        __m256 bs = _mm256_add_ps(_mm256_add_ps(c_0, c_1), _mm256_add_ps(c_2, c_3));
+        if ((c0 / 128) & 1) t1 = _mm256_fmadd_ps(bs, _mm256_set1_ps(sc[c0 / 128]), t1);
+        else t0 = _mm256_fmadd_ps(bs, _mm256_set1_ps(sc[c0 / 128]), t0);
+    }
+    return hsum(_mm256_add_ps(t0, t1));
+}
+
 TGT static void rows_fp8(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, int64_t ldx, int64_t m,
                          float *y, int64_t ldy)
 {
     int64_t k = w->k, kb = (k + 127) / 128;
     const __m256i sgn = _mm256_set1_epi16((short)0x8000), em = _mm256_set1_epi16(0x3f80);
+    float scb[64];  /* one row-block's scales × 2^8 (k <= 8192) */
+    int64_t cur = -1;
     for (int64_t r = r0; r < r1; r++) {
         int64_t rr = w->row0 + r;
         const uint8_t *p = (const uint8_t *)w->w + rr * k;
+        if (m == 1 && kb <= 64) {
+            if (rr / 128 != cur) {
+                cur = rr / 128;
+                for (int64_t b = 0; b < kb; b++)
+                    scb[b] = 256.0f * (w->fmt == DSV4K_W_FP8 ? dsv4k_lut_e8m0[((const uint8_t *)w->s)[cur * kb + b]]
+                                                             : ((const float *)w->s)[cur * kb + b]);
+            }
+            y[r] = dot1_fp8(p, scb, x, k);
+            continue;
+        }
         for (int64_t i0 = 0; i0 < m; i0 += 4) {
             int64_t mi = m - i0 < 4 ? m - i0 : 4;
             const float *x0 = x + i0 * ldx;
@@ -140,6 +218,67 @@ void dsv4k_split_even_odd(const float *x, int64_t k, float *dst)
 static const uint8_t e2m1_f16_hi[16] = { 0x00, 0x38, 0x3c, 0x3e, 0x40, 0x42, 0x44, 0x46,
                                          0x80, 0xb8, 0xbc, 0xbe, 0xc0, 0xc2, 0xc4, 0xc6 };
 
+/* magnitudes of the e2m1 codes 0..7 */
+static const float e2m1_mag[8] = { 0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f };
+
+/* 8 packed bytes (16 e2m1 codes) -> the 8 even and the 8 odd values (exact):
+ * vpermps picks the magnitude from the low 3 bits, bit 3 becomes the sign */
+#define E2M1X16(ptr, ev, od)                                                                         \
+    do {                                                                                             \
+        __m256i b_ = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(ptr)));                  \
+        (ev) = _mm256_xor_ps(_mm256_permutevar8x32_ps(mag, b_),                                      \
+                             _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(b_, 28), sbit))); \
+        (od) = _mm256_xor_ps(_mm256_permutevar8x32_ps(mag, _mm256_srli_epi32(b_, 4)),                \
+                             _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(b_, 24), sbit))); \
+    } while (0)
+
+/* E8M0 bytes -> f32 2^(e-127) for n bytes (n a multiple of 8): the byte in
+ * the f32 exponent field; 0 (2^-127, subnormal) fixed up; 255 (NaN) stays
+ * as the table has it */
+TGT static void e8m0_row(const uint8_t *sc, int64_t n, float *dst)
+{
+    for (int64_t i = 0; i < n; i += 8) {
+        __m256i e = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sc + i)));
+        __m256i f = _mm256_slli_epi32(e, 23);
+        __m256i zero = _mm256_cmpeq_epi32(e, _mm256_setzero_si256()), nan = _mm256_cmpeq_epi32(e, _mm256_set1_epi32(255));
+        f = _mm256_blendv_epi8(f, _mm256_set1_epi32(0x00400000), zero);
+        f = _mm256_blendv_epi8(f, _mm256_set1_epi32(0x7fc00000), nan);
+        _mm256_storeu_si256((__m256i *)(dst + i), f);
+    }
+}
+
+/* one activation row: per 32-block two chains of two products, scaled into
+ * two alternating totals (scales given as f32) */
+TGT static float dot1_fp4(const uint8_t *p, const float *sf, const float *xs, int64_t k)
+{
+    const __m256 mag = _mm256_loadu_ps(e2m1_mag);
+    const __m256i sbit = _mm256_set1_epi32((int)0x80000000u);
+    __m256 t0 = _mm256_setzero_ps(), t1 = t0;
+    const float *xe = xs + k;
+    for (; xs + 64 <= xe; xs += 64, p += 32, sf += 2) {
+        __m256 e0, o0, e1, o1, e2, o2, e3, o3;
+        E2M1X16(p, e0, o0);
+        E2M1X16(p + 8, e1, o1);
+        E2M1X16(p + 16, e2, o2);
+        E2M1X16(p + 24, e3, o3);
+        __m256 s0 = _mm256_fmadd_ps(e1, _mm256_loadu_ps(xs + 8), _mm256_mul_ps(e0, _mm256_loadu_ps(xs)));
+        __m256 s1 = _mm256_fmadd_ps(o1, _mm256_loadu_ps(xs + 24), _mm256_mul_ps(o0, _mm256_loadu_ps(xs + 16)));
+        __m256 s2 = _mm256_fmadd_ps(e3, _mm256_loadu_ps(xs + 40), _mm256_mul_ps(e2, _mm256_loadu_ps(xs + 32)));
+        __m256 s3 = _mm256_fmadd_ps(o3, _mm256_loadu_ps(xs + 56), _mm256_mul_ps(o2, _mm256_loadu_ps(xs + 48)));
+        t0 = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), _mm256_broadcast_ss(sf), t0);
+        t1 = _mm256_fmadd_ps(_mm256_add_ps(s2, s3), _mm256_broadcast_ss(sf + 1), t1);
+    }
+    if (xs < xe) {
+        __m256 e0, o0, e1, o1;
+        E2M1X16(p, e0, o0);
+        E2M1X16(p + 8, e1, o1);
+        __m256 s0 = _mm256_fmadd_ps(e1, _mm256_loadu_ps(xs + 8), _mm256_mul_ps(e0, _mm256_loadu_ps(xs)));
+        __m256 s1 = _mm256_fmadd_ps(o1, _mm256_loadu_ps(xs + 24), _mm256_mul_ps(o0, _mm256_loadu_ps(xs + 16)));
+        t0 = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), _mm256_broadcast_ss(sf), t0);
+    }
+    return hsum(_mm256_add_ps(t0, t1));
+}
+
 TGT static void rows_fp4(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *xs, int64_t ldx, int64_t m,
                          float *y, int64_t ldy)
 {
@@ -149,6 +288,16 @@ TGT static void rows_fp4(const dsv4k_weight *w, int64_t r0, int64_t r1, const fl
         int64_t rr = w->row0 + r;
         const uint8_t *p = (const uint8_t *)w->w + rr * (k / 2);
         const uint8_t *sc = (const uint8_t *)w->s + rr * (k / 32);
+        if (m == 1 && k <= 8192) {
+            float sf[256];
+            if ((k / 32) % 8 == 0) {
+                e8m0_row(sc, k / 32, sf);
+            } else {
+                for (int64_t b = 0; b < k / 32; b++) sf[b] = dsv4k_lut_e8m0[sc[b]];
+            }
+            y[r] = dot1_fp4(p, sf, xs, k);
+            continue;
+        }
         for (int64_t i0 = 0; i0 < m; i0 += 4) {
             int64_t mi = m - i0 < 4 ? m - i0 : 4;
             const float *x0 = xs + i0 * ldx;
@@ -190,4 +339,53 @@ int dsv4k_rows_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *
         return 0;
     }
     return -1;
+}
+
+/* ---- lightning indexer ------------------------------------------------------------ */
+
+TGT float dsv4k_index_score_avx2(const float *q, const float *w, int heads, int64_t d, const float *k)
+{
+    /* 8 heads at a time: 8 dot products, reduced together, relu, weighted */
+    __m256 tot = _mm256_setzero_ps();
+    int h = 0;
+    for (; h + 8 <= heads; h += 8) {
+        __m256 acc[8];
+        for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+        for (int64_t c = 0; c < d; c += 8) {
+            __m256 kv = _mm256_loadu_ps(k + c);
+            for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (h + j) * d + c), kv, acc[j]);
+        }
+        /* transpose-reduce: lane j of s = Σ acc[j] */
+        __m256 s01 = _mm256_hadd_ps(acc[0], acc[1]), s23 = _mm256_hadd_ps(acc[2], acc[3]);
+        __m256 s45 = _mm256_hadd_ps(acc[4], acc[5]), s67 = _mm256_hadd_ps(acc[6], acc[7]);
+        __m256 s0123 = _mm256_hadd_ps(s01, s23), s4567 = _mm256_hadd_ps(s45, s67);
+        __m256 lo = _mm256_permute2f128_ps(s0123, s4567, 0x20), hi = _mm256_permute2f128_ps(s0123, s4567, 0x31);
+        __m256 dots = _mm256_add_ps(lo, hi);  /* lane j: the dot of head h + j */
+        dots = _mm256_max_ps(dots, _mm256_setzero_ps());
+        tot = _mm256_fmadd_ps(dots, _mm256_loadu_ps(w + h), tot);
+    }
+    float s = hsum(tot);
+    for (; h < heads; h++) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t c = 0; c < d; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * d + c), _mm256_loadu_ps(k + c), acc);
+        float dot = hsum(acc);
+        if (dot > 0) s += w[h] * dot;
+    }
+    return s;
+}
+
+TGT void dsv4k_key_fp4_decode_avx2(const uint8_t *p, int64_t d, float *dst)
+{
+    const __m128i tab = _mm_loadu_si128((const __m128i *)e2m1_f16_hi), m4 = _mm_set1_epi8(15), z = _mm_setzero_si128();
+    for (int64_t b = 0; b < d; b += 32) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(p + b / 2));
+        __m128i ev = _mm_shuffle_epi8(tab, _mm_and_si128(v, m4));
+        __m128i od = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(v, 4), m4));
+        __m128i il0 = _mm_unpacklo_epi8(ev, od), il1 = _mm_unpackhi_epi8(ev, od); /* natural order */
+        __m256 sv = _mm256_set1_ps(dsv4k_lut_e8m0[p[d / 2 + b / 32]]);
+        _mm256_storeu_ps(dst + b, _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpacklo_epi8(z, il0)), sv));
+        _mm256_storeu_ps(dst + b + 8, _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpackhi_epi8(z, il0)), sv));
+        _mm256_storeu_ps(dst + b + 16, _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpacklo_epi8(z, il1)), sv));
+        _mm256_storeu_ps(dst + b + 24, _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpackhi_epi8(z, il1)), sv));
+    }
 }

@@ -34,6 +34,7 @@
 #include "graph.h"
 #include "linear.h"
 #include "ops.h"
+#include "x86/gemv.h"
 
 /* ---- runtime ------------------------------------------------------------ */
 
@@ -69,6 +70,7 @@ struct dsv4__rt {
     const struct dsv4__weights *w;
     dsv4__rt_opts o;
     int aq, kv_sim, fp4_sim, shared_clamp, compact;
+    int simd;              /* AVX2 indexer kernels (not with ref_ops) */
     int hc;
     dsv4k_pool *pool;
     dsv4k_linear_ctx *lin;
@@ -163,6 +165,7 @@ dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, 
     rt->compact = rt->kv_sim;
     rt->shared_clamp = o->revision == DSV4_REVISION_CURRENT;
     rt->hc = c->hc_mult;
+    rt->simd = !o->ref_ops && dsv4k_have_avx2() && c->index_head_dim % 32 == 0;
     int64_t B = o->max_batch, hd = c->head_dim, H = c->n_heads;
     int64_t ihd = c->index_head_dim, inter = c->moe_inter_dim, dim = c->dim;
     int64_t qlr = c->q_lora_rank, oz = (int64_t)c->o_groups * c->o_lora_rank;
@@ -405,6 +408,10 @@ static const float *key_get(const dsv4__rt *rt, const lstate *L, int64_t j, floa
     int64_t ihd = rt->c->index_head_dim;
     if (!rt->fp4_sim) return (const float *)(L->icache + j * ihd * 4);
     const uint8_t *p = L->icache + j * dsv4__rt_entry_bytes(rt, 1);
+    if (rt->simd) {
+        dsv4k_key_fp4_decode_avx2(p, ihd, buf);
+        return buf;
+    }
     for (int64_t b = 0; b < ihd; b += 32) {
         float s = dsv4k_pow2((int)p[ihd / 2 + b / 32] - 127);
         for (int64_t i = b; i < b + 32; i += 2) {
@@ -635,8 +642,9 @@ static void attn_rows(void *arg, int64_t t0, int64_t t1, int thread)
                 const float *qi = QI + t * ih * ihd, *wt = WT + t * ih;
                 for (int64_t e = 0; e < nvis; e++) {
                     const float *k = key_get(rt, ls, e, tb->key);
-                    tb->scores[e] = r->ref ? dsv4k_index_score_ref(qi, wt, (int)ih, ihd, k)
-                                           : dsv4k_index_score(qi, wt, (int)ih, ihd, k);
+                    tb->scores[e] = r->ref     ? dsv4k_index_score_ref(qi, wt, (int)ih, ihd, k)
+                                    : rt->simd ? dsv4k_index_score_avx2(qi, wt, (int)ih, ihd, k)
+                                               : dsv4k_index_score(qi, wt, (int)ih, ihd, k);
                     tb->idx[e] = e;
                 }
                 select_topk(tb->scores, tb->idx, nvis, c->index_topk);

@@ -369,6 +369,19 @@ static void ops(void)
         md = fmaxf(md, fabsf(r - f2) / (1 + fabsf(r)));
     }
     CHECK(md < 1e-5f, "index score vs reference (%g)", md);
+    if (dsv4k_have_avx2()) {
+        /* 12 heads: one pass of 8 and 4 single heads */
+        float q12[12 * 128], w12[12];
+        for (int i = 0; i < 12 * 128; i++) q12[i] = frand();
+        for (int i = 0; i < 12; i++) w12[i] = frand();
+        md = 0;
+        for (int rep = 0; rep < 50; rep++) {
+            for (int i = 0; i < 128; i++) h[i] = frand();
+            float r = dsv4k_index_score_ref(q12, w12, 12, 128, h), f2 = dsv4k_index_score_avx2(q12, w12, 12, 128, h);
+            md = fmaxf(md, fabsf(r - f2) / (1 + fabsf(r)));
+        }
+        CHECK(md < 1e-5f, "AVX2 index score vs reference (%g)", md);
+    }
     free(X);
     free(fn);
 }
@@ -403,6 +416,17 @@ static void kv_codecs(void)
         }
     }
     CHECK(bad == 0 && bad_dec == 0, "indexer FP4 codec: %d differ from fp4_sim_ref, %d decode differently", bad, bad_dec);
+    if (dsv4k_have_avx2()) {
+        dsv4k_tables_init();
+        int bad_avx = 0;
+        for (int rep = 0; rep < 50; rep++) {
+            for (int i = 0; i < 128; i++) b[i] = frand() * (float)(1 << (rep % 9));
+            dsv4__key_fp4(b, 128, k4);
+            dsv4k_key_fp4_decode_avx2(k4, 128, c);
+            for (int i = 0; i < 128; i++) bad_avx += c[i] != b[i];
+        }
+        CHECK(bad_avx == 0, "AVX2 FP4 key decoding = the simulated values (%d differ)", bad_avx);
+    }
 }
 
 int main(void)
@@ -419,6 +443,11 @@ int main(void)
             linear_case(DSV4K_W_BF16, ms[i], 7, aq ? 128 : 67, aq);
             linear_case(DSV4K_W_F32, ms[i], 1, aq ? 256 : 31, aq);
             if (i == 2) linear_case(DSV4K_W_FP4, 40, 300, 512, aq); /* several blocks of the oneDNN route */
+            if (i == 0 && !aq) {
+                linear_case(DSV4K_W_FP4, 1, 9, 96, aq);      /* a 32-block after the last pair */
+                linear_case(DSV4K_W_BF16, 1, 5, 48, aq);     /* a 16-tail after the 32-steps */
+            }
+            if (i == 0) linear_case(DSV4K_W_FP8, 1, 300, 1152, aq); /* 3 row blocks, 9 column blocks */
         }
     }
     pool();
