@@ -28,6 +28,11 @@ float dsv4k_index_score_avx2(const float *q, const float *w, int heads, int64_t 
  * d/32 E8M0 bytes, decoded to f32 dst[d] (d a multiple of 32); exact */
 void dsv4k_key_fp4_decode_avx2(const uint8_t *p, int64_t d, float *dst);
 
+/* twin of dsv4k_attn_head_ref in f32 (d a multiple of 8); sc: room for n
+ * scores */
+void dsv4k_attn_head_avx2(const float *q, const float *const *kv, int64_t n, int64_t d, float scale, float sink,
+                          float *out, float *sc);
+
 /* per block of 32 of x[0..k): the 16 even elements, then the 16 odd ones */
 void dsv4k_split_even_odd(const float *x, int64_t k, float *dst);
 

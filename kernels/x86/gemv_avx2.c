@@ -20,6 +20,7 @@
  * dsv4k_have_avx2() first.
  */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 #include "gemv.h"
 
@@ -387,5 +388,50 @@ TGT void dsv4k_key_fp4_decode_avx2(const uint8_t *p, int64_t d, float *dst)
         _mm256_storeu_ps(dst + b + 8, _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpackhi_epi8(z, il0)), sv));
         _mm256_storeu_ps(dst + b + 16, _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpacklo_epi8(z, il1)), sv));
         _mm256_storeu_ps(dst + b + 24, _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpackhi_epi8(z, il1)), sv));
+    }
+}
+
+/* ---- attention of one head ------------------------------------------------------------ */
+
+TGT void dsv4k_attn_head_avx2(const float *q, const float *const *kv, int64_t n, int64_t d, float scale, float sink,
+                              float *out, float *sc)
+{
+    float mx = sink;
+    for (int64_t i = 0; i < n; i++) {
+        const float *k = kv[i];
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int64_t c = 0;
+        for (; c + 32 <= d; c += 32) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(k + c), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + c + 8), _mm256_loadu_ps(k + c + 8), a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q + c + 16), _mm256_loadu_ps(k + c + 16), a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q + c + 24), _mm256_loadu_ps(k + c + 24), a3);
+        }
+        for (; c < d; c += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(k + c), a0);
+        float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) * scale;
+        sc[i] = s;
+        if (s > mx) mx = s;
+    }
+    float den = expf(sink - mx);
+    for (int64_t i = 0; i < n; i++) {
+        sc[i] = expf(sc[i] - mx);
+        den += sc[i];
+    }
+    for (int64_t c = 0; c < d; c += 32) {
+        int64_t w = d - c < 32 ? d - c : 32;
+        __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
+        for (int64_t i = 0; i < n; i++) {
+            __m256 p = _mm256_set1_ps(sc[i]);
+            const float *k = kv[i] + c;
+            o0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(k), o0);
+            if (w > 8) o1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(k + 8), o1);
+            if (w > 16) o2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(k + 16), o2);
+            if (w > 24) o3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(k + 24), o3);
+        }
+        __m256 inv = _mm256_set1_ps(1.0f / den);
+        _mm256_storeu_ps(out + c, _mm256_mul_ps(o0, inv));
+        if (w > 8) _mm256_storeu_ps(out + c + 8, _mm256_mul_ps(o1, inv));
+        if (w > 16) _mm256_storeu_ps(out + c + 16, _mm256_mul_ps(o2, inv));
+        if (w > 24) _mm256_storeu_ps(out + c + 24, _mm256_mul_ps(o3, inv));
     }
 }

@@ -250,10 +250,51 @@ static dsv4_status distribution(dsv4_sampler *s, const float *logits, size_t n, 
     int need_sort = (s->top_k > 0 && (size_t)s->top_k < n) || s->top_p < 1.0;
     size_t keep = n;
     if (need_sort) {
+        /* Only the tokens at or above a power of two τ are sorted: the
+         * largest τ below which no token of the kept set can lie (the tokens
+         * >= τ number top_k or more and hold top_p of the mass), found from a
+         * histogram of the probabilities' binary exponents. Every other token
+         * is below all of them, so the sorted prefix — and the kept set — is
+         * the one a full sort gives. */
         int32_t *o = s->order;
-        for (size_t i = 0; i < n; i++) o[i] = (int32_t)i;
+        double bmass[256] = { 0 };
+        size_t bcnt[256] = { 0 }, m = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!(p[i] > 0)) continue;
+            uint32_t bits;
+            memcpy(&bits, &p[i], 4);
+            bmass[(bits >> 23) & 255] += p[i];
+            bcnt[(bits >> 23) & 255]++;
+        }
+        int e = 255;
+        double cm = 0;
+        size_t cc = 0;
+        for (; e > 0; e--) {
+            cm += bmass[e];
+            cc += bcnt[e];
+            int enough_k = !(s->top_k > 0 && (size_t)s->top_k < n) || cc >= (size_t)s->top_k;
+            int enough_p = !(s->top_p < 1.0) || cm >= s->top_p + 1e-6; /* margin over summation order */
+            if (enough_k && enough_p) break;
+        }
+        float tau = 0;
+        if (e > 0) {
+            uint32_t tb = (uint32_t)e << 23;
+            memcpy(&tau, &tb, 4);
+        }
+        for (size_t i = 0; i < n; i++)
+            if (p[i] > 0 && p[i] >= tau) o[m++] = (int32_t)i;
+        if (m < n) {
+            /* the rest (below τ or zero) after them, in id order; x, no longer
+             * needed, serves as the membership flags */
+            char *in = (char *)s->work;
+            size_t q = m;
+            memset(in, 0, n);
+            for (size_t i = 0; i < m; i++) in[o[i]] = 1;
+            for (size_t i = 0; i < n; i++)
+                if (!in[i]) o[q++] = (int32_t)i;
+        }
         tl_keys = p;
-        qsort(o, n, sizeof *o, by_prob_desc);
+        qsort(o, m, sizeof *o, by_prob_desc);
         if (s->top_k > 0 && (size_t)s->top_k < keep) keep = (size_t)s->top_k;
         if (s->top_p < 1.0) {
             double c = 0;

@@ -44,6 +44,7 @@ typedef struct thread_buf {
     float *scores;         /* indexer scores [n_ctx/4 + 1] */
     int64_t *idx;          /* [n_ctx/4 + 1] */
     float *key;            /* one decoded indexer key */
+    float *att;            /* attention scores of one head [window + max_comp] */
 } thread_buf;
 
 /* consecutive rows [row0, row0 + n) of a row domain: positions p0.. of s */
@@ -70,7 +71,7 @@ struct dsv4__rt {
     const struct dsv4__weights *w;
     dsv4__rt_opts o;
     int aq, kv_sim, fp4_sim, shared_clamp, compact;
-    int simd;              /* AVX2 indexer kernels (not with ref_ops) */
+    int simd;              /* AVX2 indexer and attention kernels (not with ref_ops) */
     int hc;
     dsv4k_pool *pool;
     dsv4k_linear_ctx *lin;
@@ -165,7 +166,7 @@ dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, 
     rt->compact = rt->kv_sim;
     rt->shared_clamp = o->revision == DSV4_REVISION_CURRENT;
     rt->hc = c->hc_mult;
-    rt->simd = !o->ref_ops && dsv4k_have_avx2() && c->index_head_dim % 32 == 0;
+    rt->simd = !o->ref_ops && dsv4k_have_avx2() && c->index_head_dim % 32 == 0 && c->head_dim % 8 == 0;
     int64_t B = o->max_batch, hd = c->head_dim, H = c->n_heads;
     int64_t ihd = c->index_head_dim, inter = c->moe_inter_dim, dim = c->dim;
     int64_t qlr = c->q_lora_rank, oz = (int64_t)c->o_groups * c->o_lora_rank;
@@ -191,7 +192,8 @@ dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, 
         b->scores = rt_alloc(rt, (o->n_ctx / 4 + 1) * 4);
         b->idx = rt_alloc(rt, (o->n_ctx / 4 + 1) * 8);
         b->key = rt_alloc(rt, ihd * 4);
-        if (!b->kv || !b->dec || !b->scores || !b->idx || !b->key) goto oom;
+        b->att = rt_alloc(rt, (c->window + rt->max_comp) * 4);
+        if (!b->kv || !b->dec || !b->scores || !b->idx || !b->key || !b->att) goto oom;
     }
     for (int d = 0; d < DSV4G_N_DOM; d++) {
         rowset *s = &rt->rs[d];
@@ -660,8 +662,13 @@ static void attn_rows(void *arg, int64_t t0, int64_t t1, int thread)
                         rt->DBG[t * c->index_topk + e] = e < nvis ? (int32_t)e : -1;
             }
         }
-        for (int64_t h = 0; h < H; h++)
-            dsv4k_attn_head_ref(Q + (t * H + h) * hd, tb->kv, cnt, hd, scale, lw->sink[h], O + (t * H + h) * hd);
+        for (int64_t h = 0; h < H; h++) {
+            if (rt->simd)
+                dsv4k_attn_head_avx2(Q + (t * H + h) * hd, tb->kv, cnt, hd, scale, lw->sink[h], O + (t * H + h) * hd,
+                                     tb->att);
+            else
+                dsv4k_attn_head_ref(Q + (t * H + h) * hd, tb->kv, cnt, hd, scale, lw->sink[h], O + (t * H + h) * hd);
+        }
     }
 }
 

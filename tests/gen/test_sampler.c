@@ -45,6 +45,62 @@ static void sorted(const double *p, int *o)
             if (p[o[j]] > p[o[i]] || (p[o[j]] == p[o[i]] && o[j] < o[i])) { int t = o[i]; o[i] = o[j]; o[j] = t; }
 }
 
+/* a large vocabulary: top-p and top-k against a full sort (the sampler
+ * sorts only the tokens above a threshold) */
+static const double *lk;
+static int by_desc(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return lk[x] > lk[y] ? -1 : lk[x] < lk[y] ? 1 : (x > y) - (x < y);
+}
+
+static void large_vocab(void)
+{
+    enum { V = 50000 };
+    float *lg = malloc(V * sizeof *lg), *got = malloc(V * sizeof *got);
+    double *p = malloc(V * sizeof *p);
+    int *o = malloc(V * sizeof *o);
+    uint32_t st = 5;
+    dsv4_sampler *s = NULL;
+    T(dsv4_sampler_create(&s) == DSV4_OK);
+    for (int rep = 0; rep < 6; rep++) {
+        double spread = rep < 3 ? 2.0 : 8.0;
+        for (int i = 0; i < V; i++) {
+            st = st * 1664525u + 1013904223u;
+            lg[i] = (float)(spread * ((st >> 8) / 16777216.0 - 0.5));
+            if (i % 97 == 0) lg[i] = lg[i - (i > 0)]; /* some ties */
+        }
+        double topp = rep % 3 == 0 ? 0.5 : rep % 3 == 1 ? 0.9 : 0.999;
+        int topk = rep % 2 ? 40 : 0;
+        dsv4_sampler_set_f64(s, DSV4_SAMPLER_TOP_P, topp);
+        dsv4_sampler_set_i64(s, DSV4_SAMPLER_TOP_K, topk);
+        dsv4_sampler_probs(s, lg, V, got);
+        double mx = lg[0], sum = 0;
+        for (int i = 0; i < V; i++) mx = fmax(mx, lg[i]);
+        for (int i = 0; i < V; i++) sum += p[i] = exp(lg[i] - mx);
+        for (int i = 0; i < V; i++) { p[i] /= sum; p[i] = (float)p[i]; o[i] = i; }
+        lk = p;
+        qsort(o, V, sizeof *o, by_desc);
+        int keep = topk ? topk : V;
+        double c = 0;
+        int k = 0;
+        while (k < keep && c < topp) c += p[o[k++]];
+        for (int i = k; i < V; i++) p[o[i]] = 0;
+        double z = 0;
+        for (int i = 0; i < V; i++) z += p[i];
+        int same_set = 1;
+        double md = 0;
+        for (int i = 0; i < V; i++) {
+            same_set &= (got[i] > 0) == (p[i] > 0);
+            md = fmax(md, fabs(got[i] - p[i] / z));
+        }
+        CHECK(same_set && md < 1e-6, "vocabulary %d, top-p %.3f, top-k %d: kept set of a full sort (%d tokens), "
+              "max |d| %.2g", V, topp, topk, k, md);
+    }
+    dsv4_sampler_free(s);
+    free(lg); free(got); free(p); free(o);
+}
+
 int main(void)
 {
     dsv4_sampler *s = NULL;
@@ -185,5 +241,6 @@ int main(void)
     T(dsv4_sampler_reset(NULL) == DSV4_ERR_INVALID_ARGUMENT);
     dsv4_sampler_free(NULL);
     dsv4_sampler_free(s);
+    large_vocab();
     return test_summary();
 }

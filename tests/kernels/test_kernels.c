@@ -381,6 +381,19 @@ static void ops(void)
             md = fmaxf(md, fabsf(r - f2) / (1 + fabsf(r)));
         }
         CHECK(md < 1e-5f, "AVX2 index score vs reference (%g)", md);
+        /* attention of one head: 37 and 1 keys, d 136 (a ragged 32-step) */
+        const float *kvp[37];
+        float kvs[37 * 136], qa[136], oa[136], ob[136], scr[37];
+        for (int i = 0; i < 37 * 136; i++) kvs[i] = frand();
+        for (int i = 0; i < 136; i++) qa[i] = frand();
+        for (int i = 0; i < 37; i++) kvp[i] = kvs + i * 136;
+        md = 0;
+        for (int nk = 1; nk <= 37; nk += 36) {
+            dsv4k_attn_head_ref(qa, kvp, nk, 136, 0.3f, 0.7f, oa);
+            dsv4k_attn_head_avx2(qa, kvp, nk, 136, 0.3f, 0.7f, ob, scr);
+            for (int i = 0; i < 136; i++) md = fmaxf(md, fabsf(oa[i] - ob[i]));
+        }
+        CHECK(md < 1e-5f, "AVX2 attention head vs reference (%g)", md);
     }
     free(X);
     free(fn);
