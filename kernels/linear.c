@@ -64,6 +64,16 @@ dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64
     return c;
 }
 
+void dsv4k_act_quant_dq(const float *x, int64_t k, float *out, int8_t *ex, int simd)
+{
+    if (simd && dsv4k_have_avx2()) {
+        dsv4k_act_quant_dq_avx2(x, k, out);
+        return;
+    }
+    dsv4k_act_quant_fp8_ref(x, k, 128, out, ex);
+    for (int64_t j = 0; j < k; j++) out[j] *= dsv4k_pow2(ex[j / 128]);
+}
+
 void dsv4k_linear_set_isa(dsv4k_linear_ctx *c, int simd) { c->use_simd = simd; }
 
 void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c)
@@ -166,11 +176,7 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
     const float *in = x;
     if (aq && w->k % 128 == 0) {
         if (m > c->max_m) return -1;
-        for (int64_t i = 0; i < m; i++) {
-            float *a = c->aq + i * w->k;
-            dsv4k_act_quant_fp8_ref(x + i * ldx, w->k, 128, a, c->ex);
-            for (int64_t j = 0; j < w->k; j++) a[j] *= dsv4k_pow2(c->ex[j / 128]);
-        }
+        for (int64_t i = 0; i < m; i++) dsv4k_act_quant_dq(x + i * ldx, w->k, c->aq + i * w->k, c->ex, c->use_simd);
         in = c->aq;
         ldx = w->k;
     }

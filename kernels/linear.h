@@ -35,6 +35,12 @@ void dsv4k_linear_set_isa(dsv4k_linear_ctx *c, int simd);
 int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int64_t ldx, int64_t m,
                  float *y, int64_t ldy, int aq);
 
+/* the activations an FP8/FP4 product sees (spec §4.3): x[0..k) (k a
+ * multiple of 128) quantised per 128 to e4m3 with power-of-two scales, given
+ * dequantised in out; ex: k/128 bytes of scratch; simd: AVX2 where the CPU
+ * has it (bit-identical) */
+void dsv4k_act_quant_dq(const float *x, int64_t k, float *out, int8_t *ex, int simd);
+
 /* decode row r (of the view: row0 + r of the stored tensor) of w to f32
  * dst[k], exactly */
 void dsv4k_decode_row(const dsv4k_weight *w, int64_t r, float *dst);

@@ -480,7 +480,8 @@ int main(int argc, char **argv)
     /* 4. prefill */
     if (RUN("prefill")) {
     double peak = dnnl_peak(512, 4096, 4096, dnnl_f32, threads), peak16 = dnnl_peak(512, 4096, 4096, dnnl_bf16, threads);
-    printf("oneDNN GEMM peak (M=512, K=N=4096): f32 %.1f GFLOP/s, bf16 %.1f GFLOP/s\n", peak, peak16);
+    if (peak16 > 0) printf("oneDNN GEMM peak (M=512, K=N=4096): f32 %.1f GFLOP/s, bf16 %.1f GFLOP/s\n", peak, peak16);
+    else printf("oneDNN GEMM peak (M=512, K=N=4096): f32 %.1f GFLOP/s (bf16 matmul not available on this CPU)\n", peak);
     jnum("onednn_f32_gflops", peak);
     jnum("onednn_bf16_gflops", peak16);
     int64_t pl[2] = { 512, 4096 };

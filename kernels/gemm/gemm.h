@@ -3,7 +3,7 @@
  * matmul primitives (kernels/gemm/onednn.c).
  *
  * oneDNN 2.6 takes no FP8/FP4, so weights are dequantised exactly to f32 a
- * block of output rows at a time (on the context's pool) and multiplied by
+ * block of output rows at a time (by oneDNN's OpenMP threads) and multiplied by
  * an f32 matmul; primitives are created once per shape (M is a run-time
  * dimension) and cached. Same contract as dsv4k_linear (linear.h); results
  * agree with dsv4k_linear_ref up to f32 summation order.
@@ -12,13 +12,13 @@
 #define DSV4_GEMM_H
 
 #include "kernels.h"
-#include "pool.h"
 
 typedef struct dsv4k_gemm dsv4k_gemm;
 
 /* weights of up to max_k inputs, up to max_m activation rows; threads: the
- * OpenMP threads oneDNN may use. NULL when oneDNN is unusable or on failure. */
-dsv4k_gemm *dsv4k_gemm_create(dsv4k_pool *pool, int threads, int64_t max_k, int64_t max_m);
+ * OpenMP threads oneDNN (and the weight decoding) may use. NULL when oneDNN
+ * is unusable or on failure. */
+dsv4k_gemm *dsv4k_gemm_create(int threads, int64_t max_k, int64_t max_m);
 void dsv4k_gemm_free(dsv4k_gemm *g);
 
 /* as dsv4k_linear; returns 0, or -1 when k or m exceed the sizes given at

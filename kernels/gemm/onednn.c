@@ -2,8 +2,8 @@
  * kernels/gemm/onednn.c — the oneDNN matmul route for products of many
  * activation rows (see gemm.h).
  *
- * For each block of NB output rows: the pool decodes the weight rows to f32
- * (exact, dsv4k_decode_row), then one f32 matmul computes
+ * For each block of NB output rows: OpenMP threads decode the weight rows
+ * to f32 (exact, dsv4k_decode_row), then one f32 matmul computes
  * y[:, n0:n0+NB] = x · blockᵀ with the weights read through strides (the
  * block is [NB][k] row-major, i.e. B = blockᵀ with strides {1, k}). M is a
  * run-time dimension, so one primitive serves every batch size of a shape.
@@ -24,7 +24,6 @@ typedef struct prim {
 } prim;
 
 struct dsv4k_gemm {
-    dsv4k_pool *pool;
     int threads;
     int64_t max_k, max_m, nb;
     dnnl_engine_t eng;
@@ -48,12 +47,11 @@ void dsv4k_gemm_free(dsv4k_gemm *g)
     free(g);
 }
 
-dsv4k_gemm *dsv4k_gemm_create(dsv4k_pool *pool, int threads, int64_t max_k, int64_t max_m)
+dsv4k_gemm *dsv4k_gemm_create(int threads, int64_t max_k, int64_t max_m)
 {
     dsv4k_tables_init();
     dsv4k_gemm *g = calloc(1, sizeof *g);
     if (!g) return NULL;
-    g->pool = pool;
     g->threads = threads > 0 ? threads : 1;
     g->max_k = max_k;
     g->max_m = max_m;
@@ -107,19 +105,6 @@ static prim *get_prim(dsv4k_gemm *g, int64_t k, int64_t nb, int64_t ldx, int64_t
     return p;
 }
 
-typedef struct dec_job {
-    const dsv4k_weight *w;
-    int64_t n0;
-    float *blk;
-} dec_job;
-
-static void dec_rows(void *arg, int64_t a, int64_t b, int thread)
-{
-    dec_job *j = arg;
-    (void)thread;
-    for (int64_t r = a; r < b; r++) dsv4k_decode_row(j->w, j->n0 + r, j->blk + r * j->w->k);
-}
-
 static int mem(dnnl_memory_t *out, const dnnl_memory_desc_t *md, int64_t m, dnnl_engine_t eng, void *ptr)
 {
     dnnl_memory_desc_t d = *md;
@@ -134,11 +119,7 @@ int dsv4k_gemm_run(dsv4k_gemm *g, const dsv4k_weight *w, const float *x, int64_t
     if (m <= 0 || n <= 0) return 0;
     if (k > g->max_k || m > g->max_m) return -1;
     if (aq && k % 128 == 0) {
-        for (int64_t i = 0; i < m; i++) {
-            float *a = g->aq + i * k;
-            dsv4k_act_quant_fp8_ref(x + i * ldx, k, 128, a, g->ex);
-            for (int64_t j = 0; j < k; j++) a[j] *= dsv4k_pow2(g->ex[j / 128]);
-        }
+        for (int64_t i = 0; i < m; i++) dsv4k_act_quant_dq(x + i * ldx, k, g->aq + i * k, g->ex, 1);
         x = g->aq;
         ldx = k;
     }
@@ -147,8 +128,11 @@ int dsv4k_gemm_run(dsv4k_gemm *g, const dsv4k_weight *w, const float *x, int64_t
         int64_t nb = n - n0 < g->nb ? n - n0 : g->nb;
         prim *p = get_prim(g, k, nb, ldx, ldy);
         if (!p) return -1;
-        dec_job j = { w, n0, g->blk };
-        dsv4k_pool_for(g->pool, nb, 16, dec_rows, &j);
+        /* decoded by oneDNN's own OpenMP threads: they are awake between
+         * the products anyway, and the pool's workers would compete with
+         * them for the cores while they spin */
+#pragma omp parallel for num_threads(g->threads) schedule(static)
+        for (int64_t r = 0; r < nb; r++) dsv4k_decode_row(w, n0 + r, g->blk + r * k);
         dnnl_memory_t ms = NULL, mw = NULL, md = NULL;
         int bad = mem(&ms, &p->src, m, g->eng, (void *)x) || mem(&mw, &p->wei, m, g->eng, g->blk) ||
                   mem(&md, &p->dst, m, g->eng, y + n0);

@@ -33,6 +33,11 @@ void dsv4k_key_fp4_decode_avx2(const uint8_t *p, int64_t d, float *dst);
 void dsv4k_attn_head_avx2(const float *q, const float *const *kv, int64_t n, int64_t d, float scale, float sink,
                           float *out, float *sc);
 
+/* the activation quantisation of dsv4k_act_quant_fp8_ref (blocks of 128, n a
+ * multiple of 128) with the result given dequantised: out = q · 2^e, bit
+ * for bit */
+void dsv4k_act_quant_dq_avx2(const float *x, int64_t n, float *out);
+
 /* per block of 32 of x[0..k): the 16 even elements, then the 16 odd ones */
 void dsv4k_split_even_odd(const float *x, int64_t k, float *dst);
 

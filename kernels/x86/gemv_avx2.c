@@ -435,3 +435,34 @@ TGT void dsv4k_attn_head_avx2(const float *q, const float *const *kv, int64_t n,
         if (w > 24) _mm256_storeu_ps(out + c + 24, _mm256_mul_ps(o3, inv));
     }
 }
+
+/* ---- activation quantisation ----------------------------------------------------------- */
+
+TGT void dsv4k_act_quant_dq_avx2(const float *x, int64_t n, float *out)
+{
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 lo = _mm256_set1_ps(-448.0f), hi = _mm256_set1_ps(448.0f);
+    for (int64_t b0 = 0; b0 < n; b0 += 128) {
+        __m256 mx = _mm256_setzero_ps();
+        for (int i = 0; i < 128; i += 8) mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(x + b0 + i), absm));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        amax = amax > 1e-4f ? amax : 1e-4f;
+        int e = dsv4k_log2_ceil(amax * (1.0f / 448.0f));
+        const __m256 inv = _mm256_set1_ps(dsv4k_pow2(-e)), sc = _mm256_set1_ps(dsv4k_pow2(e));
+        for (int i = 0; i < 128; i += 8) {
+            __m256 y = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + b0 + i), inv), lo), hi);
+            __m256 a = _mm256_and_ps(y, absm);
+            /* quantum 2^q, q = max(floor(log2 a) - 3, -9) */
+            __m256i q = _mm256_max_epi32(_mm256_sub_epi32(_mm256_srli_epi32(_mm256_castps_si256(a), 23),
+                                                          _mm256_set1_epi32(130)), _mm256_set1_epi32(-9));
+            __m256 down = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_sub_epi32(_mm256_set1_epi32(127), q), 23));
+            __m256 up = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_set1_epi32(127), q), 23));
+            __m256 r = _mm256_mul_ps(_mm256_round_ps(_mm256_mul_ps(a, down), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), up);
+            r = _mm256_or_ps(r, _mm256_andnot_ps(absm, y)); /* the sign of y */
+            _mm256_storeu_ps(out + b0 + i, _mm256_mul_ps(r, sc));
+        }
+    }
+}

@@ -175,7 +175,7 @@ dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, 
     rt->lin = rt->pool ? dsv4k_linear_ctx_create(rt->pool, max_k, B * rt->hc) : NULL;
     if (!rt->lin) goto oom;
     /* products of max_batch rows of hc streams at most (the MTP h_proj) */
-    if (B * rt->hc >= DSV4G_GEMM_MIN_ROWS) rt->gemm = dsv4k_gemm_create(rt->pool, o->threads, max_k, B * rt->hc);
+    if (B * rt->hc >= DSV4G_GEMM_MIN_ROWS) rt->gemm = dsv4k_gemm_create(o->threads, max_k, B * rt->hc);
     rt->max_comp = 0;
     for (int l = 0; l <= c->n_layers; l++) {
         int r = c->compress_ratios[l];
