@@ -3,7 +3,8 @@
 # installs the build dependencies, builds libdsv4, synthesises the tiny demo
 # checkpoint (official format, random weights, real vocabulary size) into
 # models/tiny with the real DeepSeek-V4 tokenizer, loads and validates it,
-# prints what it is, tokenizes a line of text with it and generates text.
+# prints what it is, tokenizes a line of text with it, generates text and
+# answers a chat question with thinking on (dsv4-cli).
 # MODEL_DIR=/path/to/DeepSeek-V4-Flash ./run-demo.sh runs the same on a real
 # download instead of the synthetic model.
 set -euo pipefail
@@ -31,3 +32,7 @@ printf 'Hello from libdsv4! 你好 <think>' | build/examples/dsv4-tokenize "$mod
 # A real generation: prefill the prompt, then sample 32 tokens (the synthetic
 # model's weights are random, so the text is too).
 build/examples/dsv4-generate --tokens 32 --seed 1 "$model" 'The capital of France is'
+# A chat answer through the generation API, streamed as it is produced: the
+# reasoning first (dimmed on a terminal), then the answer, then a line of
+# timings on stderr. Random weights again: the words are gibberish.
+build/examples/dsv4-cli --max-tokens 48 --seed 1 --effort high "$model" 'Explain what a mixture-of-experts model is.'

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# test_cli.sh CLI SYNTH — end-to-end checks of dsv4-cli: one-shot answers,
+# determinism, JSON mode, tool calls, interactive turns with prefix reuse,
+# and the error paths (exit 2 for usage, 1 for runtime, a message each).
+#
+# The model is a tiny synthetic checkpoint with the real vocabulary size
+# (dsv4-synth, written to a temporary directory) so that the real
+# DeepSeek-V4 tokenizer of the shared data fits it; its weights are random,
+# so the checks are about structure, never about the words.
+# Ends with "N passed, N failed"; exits nonzero when a check failed.
+set -u
+cli=$1
+synth=$2
+shared=${DSV4_SHARED_DIR:-$(cd "$(dirname "$0")/../../.." && pwd)/shared}
+tok=$shared/tokenizers/deepseek-v4/tokenizer.json
+golden=$shared/golden/tiny-a/ckpt
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/dsv4-cli-test.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() {
+    fail=$((fail + 1))
+    echo "FAIL $1"
+    shift
+    for l in "$@"; do printf '     %s\n' "$l"; done
+}
+# run NAME STATUS ARGS...: run the CLI (stdin from /dev/null unless $input
+# is set), stdout to $tmp/out, stderr to $tmp/err; check the exit status.
+run() {
+    local name=$1 want=$2 st
+    shift 2
+    if [ -n "${input:-}" ]; then
+        printf '%s' "$input" | "$cli" "$@" >"$tmp/out" 2>"$tmp/err"
+    else
+        "$cli" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+    fi
+    st=$?
+    if [ "$st" -eq "$want" ]; then
+        ok "$name (exit $st)"
+        return 0
+    fi
+    bad "$name: exit $st, expected $want" "$(tail -n 5 "$tmp/err")"
+    return 1
+}
+# expect NAME FILE REGEX: FILE has a line matching REGEX (grep -E)
+expect() {
+    if grep -Eq -- "$3" "$2"; then ok "$1"; else bad "$1: no match for /$3/ in $(basename "$2")" "$(tail -n 5 "$2")"; fi
+}
+# pycheck NAME FILE CODE: python3 CODE with sys.argv[1] = FILE succeeds
+pycheck() {
+    local msg
+    if msg=$(python3 -c "$3" "$2" 2>&1); then ok "$1"; else bad "$1" "$msg" "$(head -c 600 "$2")"; fi
+}
+
+if [ ! -f "$tok" ]; then
+    bad "shared data: no tokenizer at $tok (set DSV4_SHARED_DIR)"
+    echo "$pass passed, $fail failed"
+    exit 1
+fi
+model=$tmp/model
+if ! "$synth" --preset tiny --out "$model" --seed 7 >"$tmp/synth.log" 2>&1; then
+    bad "dsv4-synth --preset tiny" "$(tail -n 5 "$tmp/synth.log")"
+    echo "$pass passed, $fail failed"
+    exit 1
+fi
+common=(--tokenizer "$tok" --threads 2)
+
+# --- usage and the error paths ----------------------------------------------
+run "--help" 0 --help && expect "--help lists the flags" "$tmp/out" '--think-budget'
+run "--version" 0 --version && expect "--version names the library" "$tmp/out" 'libdsv4 [0-9]+\.[0-9]+'
+run "unknown flag" 2 --no-such-flag "$model" hi && expect "unknown flag: message" "$tmp/err" "unknown option '--no-such-flag'"
+run "bad number" 2 --max-tokens 0 "$model" hi && expect "bad number: message" "$tmp/err" 'bad value for --max-tokens'
+run "bad effort" 2 --effort extreme "$model" hi && expect "bad effort: message" "$tmp/err" 'bad value for --effort'
+run "missing value" 2 "$model" hi --seed && expect "missing value: message" "$tmp/err" '--seed needs a value'
+run "no model dir" 2 && expect "no model dir: message" "$tmp/err" 'missing MODEL_DIR'
+run "two prompts" 2 -p a "$model" b && expect "two prompts: message" "$tmp/err" 'give the prompt once'
+run "missing model dir" 1 "${common[@]}" "$tmp/no-such-model" hi &&
+    expect "missing model dir: message" "$tmp/err" 'no-such-model.*No such file'
+run "model dir without tokenizer" 1 "$model" hi && expect "no tokenizer: message" "$tmp/err" 'no tokenizer.json.*--tokenizer'
+run "missing prompt file" 1 "${common[@]}" -f "$tmp/nope.txt" "$model" &&
+    expect "missing prompt file: message" "$tmp/err" 'cannot open .*nope.txt'
+printf '{"type": "object", ' >"$tmp/broken.json"
+run "broken schema file" 1 "${common[@]}" --schema "$tmp/broken.json" "$model" hi &&
+    expect "broken schema: message" "$tmp/err" 'schema .*broken.json'
+echo '{"type": "function"}' >"$tmp/notarray.json"
+run "tools not an array" 1 "${common[@]}" --tools "$tmp/notarray.json" "$model" hi &&
+    expect "tools not an array: message" "$tmp/err" 'expected a JSON array'
+if [ -f "$golden/config.json" ]; then
+    # the golden checkpoints' 512-token vocabulary does not fit the real tokenizer
+    run "golden model with the real tokenizer" 1 "${common[@]}" --quiet "$golden" hi &&
+        expect "vocabulary mismatch: message" "$tmp/err" 'vocabulary of 512'
+fi
+
+# --- one-shot ------------------------------------------------------------------
+if run "one-shot" 0 "${common[@]}" --max-tokens 8 --seed 1 "$model" 'Hello, who are you?'; then
+    cp "$tmp/out" "$tmp/first.out"
+    expect "stats line" "$tmp/err" '^prompt: [0-9]+ tokens \([0-9]+ cached\) in [0-9.]+ s, [0-9.]+ tok/s \| decode: [0-9]+ tokens \([0-9]+ reasoning\) in [0-9.]+ s, [0-9.]+ tok/s \| finish: (stop|length)$'
+    expect "loading line (stderr not a terminal)" "$tmp/err" '^loading .* \.\.\. done'
+    expect "reasoning header (thinking by default, stdout not a terminal)" "$tmp/out" '^\[reasoning\]$'
+    if run "one-shot again, same seed" 0 "${common[@]}" --max-tokens 8 --seed 1 "$model" 'Hello, who are you?'; then
+        if cmp -s "$tmp/first.out" "$tmp/out"; then ok "same seed, same output"; else
+            bad "same seed, different output" "$(head -c 300 "$tmp/first.out")" "$(head -c 300 "$tmp/out")"; fi
+    fi
+fi
+run "--hide-reasoning --quiet" 0 "${common[@]}" --max-tokens 6 --seed 1 --hide-reasoning --quiet "$model" hi &&
+    if grep -q '\[reasoning\]' "$tmp/out" || [ -s "$tmp/err" ]; then
+        bad "--hide-reasoning --quiet printed reasoning or stderr" "$(head -c 300 "$tmp/out")" "$(head -c 300 "$tmp/err")"
+    else ok "--hide-reasoning --quiet: no reasoning, nothing on stderr"; fi
+echo 'Tell me about the sea.' >"$tmp/prompt.txt"
+run "prompt from -f FILE" 0 "${common[@]}" --max-tokens 4 --no-think --quiet -f "$tmp/prompt.txt" "$model"
+input='Tell me about the sea.' run "prompt from stdin (-)" 0 "${common[@]}" --max-tokens 4 --no-think --quiet "$model" -
+
+# --- the response JSON -----------------------------------------------------------
+if run "--raw-json --no-think" 0 "${common[@]}" --max-tokens 8 --seed 1 --no-think --raw-json --quiet "$model" hi; then
+    pycheck "raw JSON: a chat completion with usage" "$tmp/out" '
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["object"] == "chat.completion", r["object"]
+m = r["choices"][0]["message"]
+assert m["role"] == "assistant" and isinstance(m["content"], str)
+assert "reasoning_content" not in m or not m["reasoning_content"], "reasoning without thinking"
+assert r["choices"][0]["finish_reason"] in ("stop", "length")
+assert r["usage"]["completion_tokens"] <= 8'
+fi
+if run "--json --raw-json" 0 "${common[@]}" --max-tokens 96 --seed 1 --no-think --json --raw-json --quiet "$model" \
+    'Reply with a JSON object.'; then
+    pycheck "--json: the content parses as a JSON object" "$tmp/out" '
+import json, sys
+r = json.load(open(sys.argv[1]))
+c = r["choices"][0]["message"]["content"]
+assert isinstance(json.loads(c), dict), c'
+fi
+cat >"$tmp/schema.json" <<'EOF'
+{"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}, "sunny": {"type": "boolean"}},
+ "required": ["city", "sunny"], "additionalProperties": false}
+EOF
+if run "--schema --raw-json" 0 "${common[@]}" --max-tokens 64 --seed 1 --no-think --schema "$tmp/schema.json" \
+    --raw-json --quiet "$model" 'Weather?'; then
+    pycheck "--schema: the content follows the schema" "$tmp/out" '
+import json, sys
+r = json.load(open(sys.argv[1]))
+v = json.loads(r["choices"][0]["message"]["content"])
+assert set(v) == {"city", "sunny"} and v["city"] in ("Paris", "Rome") and isinstance(v["sunny"], bool), v'
+fi
+cat >"$tmp/tools.json" <<'EOF'
+[{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+  "parameters": {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}},
+                 "required": ["city"]}}}]
+EOF
+if run "--tools --tool-choice NAME (streamed)" 0 "${common[@]}" --max-tokens 64 --seed 1 --no-think \
+    --tools "$tmp/tools.json" --tool-choice get_weather --quiet "$model" 'Weather in Paris?'; then
+    expect "tool call printed" "$tmp/out" '^\[tool call #0\] get_weather\(\{.*\}\)$'
+fi
+if run "--tools --tool-choice NAME --raw-json" 0 "${common[@]}" --max-tokens 64 --seed 1 --no-think \
+    --tools "$tmp/tools.json" --tool-choice get_weather --raw-json --quiet "$model" 'Weather in Paris?'; then
+    pycheck "tool call in the response JSON" "$tmp/out" '
+import json, sys
+r = json.load(open(sys.argv[1]))
+ch = r["choices"][0]
+calls = ch["message"]["tool_calls"]
+# "length" too: the generator may have closed the calls early for lack of
+# an allowed token with nonzero probability (random weights)
+assert ch["finish_reason"] in ("tool_calls", "length"), ch["finish_reason"]
+assert calls and all(c["function"]["name"] == "get_weather" for c in calls), calls
+assert json.loads(calls[0]["function"]["arguments"])["city"] in ("Paris", "Rome"), calls'
+fi
+run "--tool-choice without --tools" 2 "${common[@]}" --tool-choice auto "$model" hi
+
+# --- interactive ---------------------------------------------------------------
+input=$'Hello there.\nAnd a second question?\n/reset\nAfter the reset.\n/exit\nnot read\n' \
+    run "interactive: three turns, /reset, /exit" 0 "${common[@]}" --max-tokens 4 --seed 1 --no-think "$model"
+n=$(grep -c '^prompt: ' "$tmp/err")
+if [ "$n" -eq 3 ]; then ok "interactive: three answers"; else bad "interactive: $n answers, expected 3" "$(cat "$tmp/err")"; fi
+# the second turn starts with the first: the generator reuses those tokens
+second=$(grep '^prompt: ' "$tmp/err" | sed -n 2p)
+cached=$(printf '%s' "$second" | sed -E 's/^prompt: [0-9]+ tokens \(([0-9]+) cached\).*/\1/')
+if [ -n "$cached" ] && [ "$cached" -gt 0 ] 2>/dev/null; then ok "interactive: second turn reuses $cached cached tokens"; else
+    bad "interactive: second turn reused no tokens" "$second"; fi
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
