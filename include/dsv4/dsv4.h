@@ -585,9 +585,10 @@ DSV4_API dsv4_status dsv4_session_memory(const dsv4_session *session, int64_t *r
 }
 #endif
 
-/* The tokenizer, the chat layer and the sampler live in their own headers, part of this one. */
+/* The tokenizer, the chat layer, the sampler and generation live in their own headers, part of this one. */
 #include "dsv4/dsv4_text.h"
 #include "dsv4/dsv4_chat.h"
 #include "dsv4/dsv4_sampler.h"
+#include "dsv4/dsv4_gen.h"
 
 #endif /* LIBDSV4_DSV4_H */

@@ -79,7 +79,7 @@ DSV4_API dsv4_status dsv4_sampler_set_logit_bias(dsv4_sampler *sampler, int32_t 
  * The distribution the sampler would draw from for these logits (all
  * stages applied; zero for removed tokens), into probs[n_vocab].
  * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULLs, n_vocab 0 or above
- *         2^31, a NaN logit, or every token removed); DSV4_ERR_OUT_OF_MEMORY.
+ *         2^31, a NaN logit, or every token removed); DSV4_ERR_OUT_OF_MEMORY; DSV4_ERR_ABORTED (a user callback failed).
  * @threadsafety one thread per sampler. @since 0.1.0
  */
 DSV4_API dsv4_status dsv4_sampler_probs(dsv4_sampler *sampler, const float *logits, size_t n_vocab, float *probs);
@@ -105,6 +105,39 @@ DSV4_API dsv4_status dsv4_sampler_accept(dsv4_sampler *sampler, int32_t token);
  * biases stay). @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT. @since 0.1.0
  */
 DSV4_API dsv4_status dsv4_sampler_reset(dsv4_sampler *sampler);
+
+/**
+ * A user-supplied sampler stage (all members optional). Size-versioned:
+ * set struct_size to sizeof(dsv4_sampler_callbacks) as compiled by the
+ * caller; members are only ever appended, and ones beyond struct_size are
+ * taken as NULL. The table is copied on registration; every callback runs
+ * on the thread calling the sampler. A nonzero return fails the call with
+ * DSV4_ERR_ABORTED.
+ * @since 0.1.0
+ */
+typedef struct dsv4_sampler_callbacks {
+    uint32_t struct_size;
+    /** Change logits in place (after the logit bias and penalties, before
+     *  temperature and truncation); -INFINITY removes a token. */
+    int32_t (*apply)(void *user, float *logits, size_t n_vocab);
+    /** Choose the token from the final distribution (instead of the seeded
+     *  draw); the choice must have nonzero probability. */
+    int32_t (*select)(void *user, const float *probs, size_t n_vocab, int32_t *token);
+    /** A token was accepted (dsv4_sampler_accept). */
+    void (*accept)(void *user, int32_t token);
+    /** The sampler was reset. */
+    void (*reset)(void *user);
+} dsv4_sampler_callbacks;
+
+/**
+ * Register (or with cb NULL remove) a user stage. `user` is passed to every
+ * callback and never freed by the library.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL sampler, struct_size
+ *         below the first member's end or above 64 KiB).
+ * @threadsafety one thread per sampler. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_sampler_set_callbacks(dsv4_sampler *sampler, const dsv4_sampler_callbacks *cb,
+                                                void *user);
 
 #ifdef __cplusplus
 }

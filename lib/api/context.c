@@ -275,3 +275,8 @@ dsv4_status dsv4_session_memory(const dsv4_session *s, int64_t *reserved_bytes, 
     dsv4__state_memory(s->st, reserved_bytes, used_bytes);
     return DSV4_OK;
 }
+
+/* For the generator (lib/gen): keep a session alive, and its geometry. */
+void dsv4__session_retain(dsv4_session *s) { dsv4__ref_get(&s->ref); }
+int64_t dsv4__session_vocab(const dsv4_session *s) { return s->ctx->model->cfg.vocab_size; }
+int64_t dsv4__session_capacity(const dsv4_session *s) { return s->ctx->n_ctx; }

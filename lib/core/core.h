@@ -75,6 +75,11 @@ static inline bool dsv4__ref_put(dsv4__ref *r) { return atomic_fetch_sub(&r->cou
 /* CPU features (DSV4_CPU_* bits), detected once. */
 uint32_t dsv4__cpu_features(void);
 
+/* Sessions, for the generator (lib/api/context.c). */
+void dsv4__session_retain(dsv4_session *s);
+int64_t dsv4__session_vocab(const dsv4_session *s);
+int64_t dsv4__session_capacity(const dsv4_session *s);
+
 #define DSV4__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

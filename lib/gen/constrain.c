@@ -706,7 +706,12 @@ static int step(sim *s, int b)
                     F->u.n.k = b != '0';
                     break;
                 case N_ZERO: return 0; /* no leading zeros */
-                case N_INT: F->u.n.k++; break;
+                case N_INT:
+                    /* at most 18 integer digits: an integer then fits int64,
+                     * which parsers such as jansson require of integers */
+                    if (F->u.n.k >= 18) return 0;
+                    F->u.n.k++;
+                    break;
                 case N_DOT: F->st = N_FRAC; break;
                 case N_E: case N_ESIGN: F->st = N_EXP; /* fall through */
                 case N_EXP: {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/core.h"
+#include "gen/sampler_int.h"
 
 typedef struct { int32_t token; float bias; } bias_entry;
 
@@ -16,6 +17,8 @@ struct dsv4_sampler {
     size_t n_bias, cap_bias;
     int32_t *hist;
     size_t n_hist, cap_hist;
+    dsv4_sampler_callbacks cb; /* user stage; zeroed when none */
+    void *cb_user;
     /* scratch */
     float *work;
     int32_t *order;
@@ -171,6 +174,27 @@ dsv4_status dsv4_sampler_accept(dsv4_sampler *s, int32_t token)
         s->cap_hist = c;
     }
     s->hist[s->n_hist++] = token;
+    if (s->cb.accept) s->cb.accept(s->cb_user, token);
+    return DSV4_OK;
+}
+
+dsv4_status dsv4_sampler_set_callbacks(dsv4_sampler *s, const dsv4_sampler_callbacks *cb, void *user)
+{
+    if (!s) return DSV4_ERR_INVALID_ARGUMENT;
+    if (!cb) {
+        memset(&s->cb, 0, sizeof s->cb);
+        s->cb_user = NULL;
+        return DSV4_OK;
+    }
+    if (cb->struct_size < sizeof(uint32_t) || cb->struct_size > 65536) return DSV4_ERR_INVALID_ARGUMENT;
+    /* members the caller's (older) table does not have stay NULL; members a
+     * newer caller has beyond ours are ignored */
+    dsv4_sampler_callbacks c;
+    memset(&c, 0, sizeof c);
+    memcpy(&c, cb, cb->struct_size < sizeof c ? cb->struct_size : sizeof c);
+    c.struct_size = (uint32_t)sizeof c;
+    s->cb = c;
+    s->cb_user = user;
     return DSV4_OK;
 }
 
@@ -179,6 +203,7 @@ dsv4_status dsv4_sampler_reset(dsv4_sampler *s)
     if (!s) return DSV4_ERR_INVALID_ARGUMENT;
     s->n_hist = 0;
     reseed(s);
+    if (s->cb.reset) s->cb.reset(s->cb_user);
     return DSV4_OK;
 }
 
@@ -228,6 +253,9 @@ static dsv4_status distribution(dsv4_sampler *s, const float *logits, size_t n, 
             x[t] = v;
         }
     }
+    if (s->cb.apply && s->cb.apply(s->cb_user, x, n) != 0) return DSV4_ERR_ABORTED;
+    for (size_t i = 0; i < n; i++)
+        if (isnan(x[i])) return DSV4_ERR_INVALID_ARGUMENT;
     /* greedy choice (lowest id on ties) */
     size_t best = 0;
     for (size_t i = 1; i < n; i++) if (x[i] > x[best]) best = i;
@@ -324,6 +352,43 @@ dsv4_status dsv4_sampler_probs(dsv4_sampler *s, const float *logits, size_t n, f
     return distribution(s, logits, n, probs, &g);
 }
 
+double dsv4__sampler_uniform(dsv4_sampler *s)
+{
+    return (double)(next64(s) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+int dsv4__sampler_is_greedy(const dsv4_sampler *s) { return s->temperature == 0 && !s->cb.select; }
+
+dsv4_status dsv4__sampler_dist(dsv4_sampler *s, const float *logits, size_t n, float *p, int32_t *greedy)
+{
+    return distribution(s, logits, n, p, greedy);
+}
+
+dsv4_status dsv4__sampler_pick(dsv4_sampler *s, const float *p, size_t n, int32_t *token)
+{
+    *token = -1;
+    if (s->cb.select) {
+        int32_t t = -1;
+        if (s->cb.select(s->cb_user, p, n, &t) != 0) return DSV4_ERR_ABORTED;
+        if (t < 0 || (size_t)t >= n || !(p[t] > 0)) return DSV4_ERR_INVALID_ARGUMENT;
+        *token = t;
+        return DSV4_OK;
+    }
+    double mass = 0;
+    for (size_t i = 0; i < n; i++) mass += p[i] > 0 ? p[i] : 0;
+    if (!(mass > 0)) return DSV4_ERR_INVALID_ARGUMENT;
+    double u = dsv4__sampler_uniform(s) * mass, c = 0;
+    size_t last = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!(p[i] > 0)) continue;
+        last = i;
+        c += p[i];
+        if (u < c) { *token = (int32_t)i; return DSV4_OK; }
+    }
+    *token = (int32_t)last; /* rounding at the top end */
+    return DSV4_OK;
+}
+
 dsv4_status dsv4_sampler_sample(dsv4_sampler *s, const float *logits, size_t n, int32_t *token)
 {
     if (token) *token = -1;
@@ -332,21 +397,10 @@ dsv4_status dsv4_sampler_sample(dsv4_sampler *s, const float *logits, size_t n, 
     if (!p) return DSV4_ERR_OUT_OF_MEMORY;
     int32_t g = 0;
     dsv4_status st = distribution(s, logits, n, p, &g);
-    if (st) { dsv4__free(p); return st; }
-    if (s->temperature == 0) {
-        *token = g;
-    } else {
-        double u = (double)(next64(s) >> 11) * (1.0 / 9007199254740992.0), c = 0;
-        size_t last = 0;
-        *token = -1;
-        for (size_t i = 0; i < n; i++) {
-            if (p[i] <= 0) continue;
-            last = i;
-            c += p[i];
-            if (u < c) { *token = (int32_t)i; break; }
-        }
-        if (*token < 0) *token = (int32_t)last; /* rounding at the top end */
+    if (!st) {
+        if (s->temperature == 0 && !s->cb.select) *token = g;
+        else st = dsv4__sampler_pick(s, p, n, token);
     }
     dsv4__free(p);
-    return DSV4_OK;
+    return st;
 }

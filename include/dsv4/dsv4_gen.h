@@ -1,0 +1,353 @@
+/*
+ * libdsv4 — generation (included by dsv4.h; do not include directly).
+ *
+ * A generator turns a session into "the assistant's answer, streamed": it
+ * feeds a prompt (reusing the session's tokens that already match it),
+ * samples with its own sampler chain, enforces the thinking budget and the
+ * output constraints (JSON, JSON schema, DSML tool calls), detokenizes,
+ * splits reasoning / content / tool calls, applies stop strings, and hands
+ * out events one at a time. Nothing is pushed at the caller: every event is
+ * pulled with dsv4_gen_next() (or prepared in bounded slices with
+ * dsv4_gen_step() and collected with dsv4_gen_poll()); a callback is
+ * optional.
+ *
+ * Typical use:
+ *
+ *     dsv4_gen *g;
+ *     dsv4_gen_create(session, tok, &g);
+ *     dsv4_gen_start_request(g, request_json, len);   // or dsv4_gen_start(g, ids, n)
+ *     for (;;) {
+ *         dsv4_gen_event_type t; const char *d; size_t n;
+ *         if (dsv4_gen_next(g, &t, NULL, &d, &n) != DSV4_OK || t == DSV4_GEN_EVENT_STOP) break;
+ *         if (t == DSV4_GEN_EVENT_CONTENT) fwrite(d, 1, n, stdout);
+ *     }
+ *     dsv4_gen_free(g);
+ *
+ * Thread safety: one thread at a time per generator (and per context, as
+ * for sessions), except dsv4_gen_cancel(), which any thread may call at any
+ * time while the generator exists.
+ */
+#ifndef LIBDSV4_DSV4_GEN_H
+#define LIBDSV4_DSV4_GEN_H
+#ifndef LIBDSV4_DSV4_H
+#error "include <dsv4/dsv4.h> instead"
+#endif
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A generator bound to one session. @since 0.1.0 */
+typedef struct dsv4_gen dsv4_gen;
+
+/** Integer settings of a generator (dsv4_gen_set_i64). Append-only. @since 0.1.0 */
+typedef enum dsv4_gen_param {
+    /** completion tokens at most (reasoning included), >= 1; default 4096 */
+    DSV4_GEN_MAX_TOKENS = 1,
+    /** dsv4_reasoning_effort; sets the default thinking budget: low 1024,
+     *  medium 8192, high and max none (only MAX_TOKENS bounds it), none 0.
+     *  The prompt switch itself is the chat encoder's (dsv4_chat_render). */
+    DSV4_GEN_REASONING_EFFORT = 2,
+    /** reasoning tokens at most (the "</think>" that closes them not
+     *  counted), -1 = none (default; the effort's budget applies), 0 =
+     *  close the thinking block at once. The last freely chosen reasoning
+     *  token ends on a whole UTF-8 character, then "\n\n" and "</think>" are
+     *  forced (only "</think>" for budgets 0 and 1) and the answer follows. */
+    DSV4_GEN_REASONING_BUDGET = 3,
+    /** -1 (default): thinking when the prompt ends with "<think>", 0: the
+     *  output is content only (chat mode: "<think>"/"</think>" are never
+     *  emitted), 1: the output starts as reasoning */
+    DSV4_GEN_THINKING = 4,
+    /** dsv4_response_format, default DSV4_RESPONSE_TEXT */
+    DSV4_GEN_RESPONSE_FORMAT = 5,
+    /** dsv4_tool_choice, default AUTO when tools are set, else NONE */
+    DSV4_GEN_TOOL_CHOICE = 6,
+    /** 0/1, default 0: record the log-probability of each chosen token */
+    DSV4_GEN_LOGPROBS = 7,
+    /** 0..20, default 0: alternatives recorded per token (implies LOGPROBS) */
+    DSV4_GEN_TOP_LOGPROBS = 8,
+    /** 0/1, default 1: keep the session's tokens that are a prefix of the
+     *  new prompt instead of re-feeding them (reported as cached tokens) */
+    DSV4_GEN_REUSE_PREFIX = 9
+} dsv4_gen_param;
+
+/** Values of DSV4_GEN_RESPONSE_FORMAT. @since 0.1.0 */
+typedef enum dsv4_response_format {
+    DSV4_RESPONSE_TEXT = 0,
+    DSV4_RESPONSE_JSON_OBJECT = 1, /**< content is one JSON object, guaranteed to parse */
+    DSV4_RESPONSE_JSON_SCHEMA = 2  /**< content follows the schema set with dsv4_gen_set_json_schema() */
+} dsv4_response_format;
+
+/** Values of DSV4_GEN_TOOL_CHOICE. @since 0.1.0 */
+typedef enum dsv4_tool_choice {
+    DSV4_TOOLS_NONE = 0,     /**< no tool calls (the DSML token is banned) */
+    DSV4_TOOLS_AUTO = 1,     /**< text, optionally followed by tool calls */
+    DSV4_TOOLS_REQUIRED = 2  /**< the answer is tool calls (named: see dsv4_gen_set_tools) */
+} dsv4_tool_choice;
+
+/** Events of dsv4_gen_next(). Append-only. @since 0.1.0 */
+typedef enum dsv4_gen_event_type {
+    DSV4_GEN_EVENT_NONE = 0,            /**< dsv4_gen_poll(): nothing queued */
+    DSV4_GEN_EVENT_REASONING = 1,       /**< data: reasoning_content bytes (valid UTF-8) */
+    DSV4_GEN_EVENT_CONTENT = 2,         /**< data: content bytes (valid UTF-8 unless the model wrote otherwise) */
+    DSV4_GEN_EVENT_TOOL_CALL_START = 3, /**< index: call number from 0; data: function name */
+    DSV4_GEN_EVENT_TOOL_CALL_ARGS = 4,  /**< index; data: next piece of the arguments JSON */
+    DSV4_GEN_EVENT_TOOL_CALL_END = 5,   /**< index: the call is complete */
+    DSV4_GEN_EVENT_STOP = 6             /**< index: the dsv4_finish_reason; the last event */
+} dsv4_gen_event_type;
+
+/** Why a generation ended. Append-only. @since 0.1.0 */
+typedef enum dsv4_finish_reason {
+    DSV4_FINISH_NONE = 0,       /**< not finished */
+    DSV4_FINISH_STOP = 1,       /**< end-of-sentence token or a stop string */
+    DSV4_FINISH_LENGTH = 2,     /**< MAX_TOKENS reached, or the context is full */
+    DSV4_FINISH_TOOL_CALLS = 3, /**< the answer ended with tool calls */
+    DSV4_FINISH_ERROR = 4,      /**< a step failed: see dsv4_gen_last_error() */
+    DSV4_FINISH_CANCELLED = 5   /**< dsv4_gen_cancel() */
+} dsv4_finish_reason;
+
+/** Counters of dsv4_gen_usage(). Append-only. @since 0.1.0 */
+typedef enum dsv4_usage_key {
+    DSV4_USAGE_PROMPT_TOKENS = 1,     /**< prompt length */
+    DSV4_USAGE_CACHED_TOKENS = 2,     /**< prompt tokens the session already held */
+    DSV4_USAGE_COMPLETION_TOKENS = 3, /**< tokens generated (reasoning included) */
+    DSV4_USAGE_REASONING_TOKENS = 4,  /**< of which reasoning ("</think>" included) */
+    DSV4_USAGE_PROMPT_NS = 5,         /**< nanoseconds spent feeding the prompt */
+    DSV4_USAGE_DECODE_NS = 6          /**< nanoseconds spent generating */
+} dsv4_usage_key;
+
+/**
+ * Optional callback: called with each event as dsv4_gen_next(),
+ * dsv4_gen_step() or dsv4_gen_poll() produces it, on the calling thread,
+ * before the event is handed out. data is valid during the call only.
+ */
+typedef void (*dsv4_gen_event_fn)(void *user, dsv4_gen_event_type type, int32_t index, const char *data,
+                                  size_t len);
+
+/**
+ * Create a generator on a session. Takes a reference to the session (it
+ * stays alive until the generator is freed); the tokenizer is borrowed and
+ * must outlive the generator. Only ids both the model and the tokenizer
+ * know are ever generated.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULLs); DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety one thread per context. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_gen_create(dsv4_session *session, const dsv4_tokenizer *tok, dsv4_gen **out);
+
+/** Free a generator (NULL is a no-op); the session keeps its tokens. @since 0.1.0 */
+DSV4_API void dsv4_gen_free(dsv4_gen *gen);
+
+/**
+ * Message of the last failed call on this generator; "" when none. Owned by
+ * the generator, valid until its next call. @since 0.1.0
+ */
+DSV4_API const char *dsv4_gen_last_error(const dsv4_gen *gen);
+
+/**
+ * The generator's sampler (owned by it, freed with it): configure it with
+ * dsv4_sampler_set_*(). Its history is reset at each start.
+ * @return the sampler, NULL for NULL. @since 0.1.0
+ */
+DSV4_API dsv4_sampler *dsv4_gen_sampler(dsv4_gen *gen);
+
+/**
+ * Set an integer setting; applies from the next start.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL, value out of range,
+ *         JSON_SCHEMA without a schema); DSV4_ERR_UNKNOWN_OPTION. On failure
+ *         nothing changes.
+ * @threadsafety one thread per generator. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_gen_set_i64(dsv4_gen *gen, dsv4_gen_param key, int64_t value);
+
+/** Read an integer setting. @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT, DSV4_ERR_UNKNOWN_OPTION. @since 0.1.0 */
+DSV4_API dsv4_status dsv4_gen_get_i64(const dsv4_gen *gen, dsv4_gen_param key, int64_t *value);
+
+/**
+ * Add a stop string (1..256 bytes, at most 16): content ends before its
+ * first occurrence (finish reason stop). Content that could be the start of
+ * a stop string is held back until decided. NULL clears the list.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (length, count); DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety one thread per generator. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_gen_add_stop(dsv4_gen *gen, const char *stop, size_t len);
+
+/**
+ * Constrain the content to a JSON schema (subset: type, properties,
+ * required, additionalProperties, enum, const, items; see docs/constraints.md)
+ * and set DSV4_GEN_RESPONSE_FORMAT to JSON_SCHEMA. NULL clears it (format
+ * back to TEXT). The schema is copied.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (malformed schema);
+ *         DSV4_ERR_UNSUPPORTED (a keyword outside the subset, named in the
+ *         message); DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety one thread per generator. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_gen_set_json_schema(dsv4_gen *gen, const char *schema, size_t len);
+
+/**
+ * Tools the answer may call (OpenAI "tools" array JSON; copied): tool calls
+ * are then kept valid DSML (names and parameters from these definitions,
+ * string="false" values valid JSON), so every emitted call parses. Sets
+ * DSV4_GEN_TOOL_CHOICE to AUTO, or to REQUIRED with `forced_name` non-NULL
+ * (every call names that tool). NULL tools clears them. The tools must
+ * also be in the prompt (dsv4_chat_render does that).
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (not an array of functions,
+ *         forced_name not among them); DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety one thread per generator. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_gen_set_tools(dsv4_gen *gen, const char *tools_json, size_t len,
+                                        const char *forced_name);
+
+/** Set or clear (fn NULL) the event callback. @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT. @since 0.1.0 */
+DSV4_API dsv4_status dsv4_gen_set_callback(dsv4_gen *gen, dsv4_gen_event_fn fn, void *user);
+
+/**
+ * Start generating after a prompt: the session's tokens that are a prefix
+ * of it are kept (DSV4_GEN_REUSE_PREFIX), otherwise the session is reset;
+ * the rest is fed now. Any previous generation on this generator ends.
+ * @param prompt  n >= 1 token ids (borrowed for the call).
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL, n 0, id out of range,
+ *         JSON and tool settings that cannot be combined);
+ *         DSV4_ERR_CONTEXT_FULL (the prompt does not fit, nothing fed);
+ *         DSV4_ERR_ABORTED (cancelled while feeding); and the statuses of
+ *         dsv4_session_eval().
+ * @threadsafety one thread per context. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_gen_start(dsv4_gen *gen, const int32_t *prompt, size_t n);
+
+/**
+ * Start from an OpenAI-style chat-completions request (JSON): the prompt is
+ * rendered as dsv4_chat_render() does ("messages", or "prompt" / "suffix"
+ * for completion and fill-in-the-middle), and the request's generation
+ * fields set the generator: "model" (ignored), "stream", "stream_options"
+ * {"include_usage"}, "max_tokens" / "max_completion_tokens", "temperature",
+ * "top_p", "top_k", "min_p", "seed", "frequency_penalty",
+ * "presence_penalty", "repetition_penalty", "logit_bias", "stop" (string
+ * or array of up to 16), "response_format" ({"type": "text" |
+ * "json_object" | "json_schema", "json_schema": {"schema": ...}}), "tools",
+ * "tool_choice" ("none" | "auto" | "required" | {"type": "function",
+ * "function": {"name": ...}}), "logprobs", "top_logprobs",
+ * "thinking_budget" (libdsv4: reasoning tokens at most), "n" (1 only), and
+ * the prompt fields of dsv4_chat_render(). Unlike the official service,
+ * temperature, top_p and the penalties apply in thinking mode too.
+ * Unknown fields and wrong types are errors (the message names the field).
+ * Settings not in the request keep the generator's values.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (bad request: see
+ *         dsv4_gen_last_error()); DSV4_ERR_BAD_FORMAT (not JSON);
+ *         DSV4_ERR_UNSUPPORTED (schema keyword outside the subset); and the
+ *         statuses of dsv4_gen_start().
+ * @threadsafety one thread per context. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_gen_start_request(dsv4_gen *gen, const char *request_json, size_t len);
+
+/**
+ * The next event, generating tokens until one is ready. After STOP, further
+ * calls return STOP again.
+ * @param type   receives the event type (never NONE).
+ * @param index  optional: tool-call index, or the finish reason for STOP, else -1.
+ * @param data   optional: the event's bytes (NUL-terminated), owned by the
+ *               generator, valid until its next call.
+ * @param len    optional: their length.
+ * @return DSV4_OK (also when the generation ended with an error: STOP with
+ *         DSV4_FINISH_ERROR); DSV4_ERR_INVALID_ARGUMENT (NULL, or no
+ *         generation started).
+ * @threadsafety one thread per context. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_gen_next(dsv4_gen *gen, dsv4_gen_event_type *type, int32_t *index, const char **data,
+                                   size_t *len);
+
+/**
+ * Generate up to `max_tokens` tokens (>= 1) or until `max_seconds` (> 0;
+ * 0 = no limit) has passed (checked between tokens), or the generation
+ * ends; the events are queued for dsv4_gen_poll(). For game loops: bounded
+ * work per frame.
+ * @param n_tokens  optional: tokens generated by this call.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT.
+ * @threadsafety one thread per context. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_gen_step(dsv4_gen *gen, int32_t max_tokens, double max_seconds, int32_t *n_tokens);
+
+/**
+ * The next queued event without generating (type NONE when none is
+ * queued). Arguments as dsv4_gen_next().
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT.
+ * @threadsafety one thread per generator. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_gen_poll(dsv4_gen *gen, dsv4_gen_event_type *type, int32_t *index, const char **data,
+                                   size_t *len);
+
+/**
+ * Ask the generation to stop: the token being computed is finished, then
+ * STOP with DSV4_FINISH_CANCELLED (a prompt being fed stops between
+ * chunks: dsv4_gen_start returns DSV4_ERR_ABORTED). Cleared by the next start.
+ * @threadsafety any thread, any time while the generator exists; also
+ *               async-signal-safe (one lock-free atomic store), so a SIGINT
+ *               handler may call it. @since 0.1.0
+ */
+DSV4_API void dsv4_gen_cancel(dsv4_gen *gen);
+
+/** The finish reason (DSV4_FINISH_NONE while running); -1 for NULL. @since 0.1.0 */
+DSV4_API int32_t dsv4_gen_finish_reason(const dsv4_gen *gen);
+
+/** A usage counter of the current generation; -1 for NULL or an unknown key. @since 0.1.0 */
+DSV4_API int64_t dsv4_gen_usage(const dsv4_gen *gen, dsv4_usage_key key);
+
+/** Tokens generated so far (reasoning included); -1 for NULL. @since 0.1.0 */
+DSV4_API int64_t dsv4_gen_n_tokens(const dsv4_gen *gen);
+
+/**
+ * The i-th generated token and, with DSV4_GEN_LOGPROBS, its natural-log
+ * probability under the model's distribution (log-softmax of the logits,
+ * before the sampler's stages and the constraints) and the most likely
+ * alternatives under it (up to DSV4_GEN_TOP_LOGPROBS).
+ * @param token, logprob   optional outputs.
+ * @param top_ids, top_logprobs  optional arrays of `cap` entries.
+ * @param n_top  optional: alternatives written (<= cap, <= TOP_LOGPROBS).
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL gen, i out of range);
+ *         DSV4_ERR_NOT_AVAILABLE (logprobs were not recorded).
+ * @threadsafety one thread per generator. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_gen_token(const dsv4_gen *gen, int64_t i, int32_t *token, float *logprob,
+                                    int32_t *top_ids, float *top_logprobs, size_t cap, size_t *n_top);
+
+/**
+ * The chat-completion response JSON of the generation so far (complete
+ * after STOP): {"id","object":"chat.completion","created","model",
+ * "choices":[{"index":0,"message":{"role":"assistant","content",
+ * "reasoning_content"?,"tool_calls"?},"logprobs"?,"finish_reason"}],
+ * "usage":{...}}. A fill-in-the-middle or "prompt" request gives the
+ * completion form ("text_completion", choices[].text).
+ * @param json  receives the text, to free with dsv4_free().
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT, DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety one thread per generator. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_gen_response_json(const dsv4_gen *gen, char **json);
+
+/**
+ * Streaming form: the next "chat.completion.chunk" JSON (what follows
+ * "data: " in a server-sent event), generating as needed. The first chunk
+ * carries the role; reasoning, content and tool-call events each give a
+ * delta chunk; the last chunk carries the finish reason (and usage when the
+ * request asked for it or was not a request). After it, *chunk is NULL (the
+ * "[DONE]" marker).
+ * @param chunk  receives the text (dsv4_free()) or NULL at the end.
+ * @return as dsv4_gen_next(); DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety one thread per context. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_gen_next_chunk(dsv4_gen *gen, char **chunk);
+
+/**
+ * One call: start the request, generate to the end, return the response
+ * JSON (as dsv4_gen_response_json()).
+ * @return the statuses of dsv4_gen_start_request(); DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety one thread per context. @since 0.1.0
+ */
+DSV4_API dsv4_status dsv4_gen_complete(dsv4_gen *gen, const char *request_json, size_t len, char **response_json);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

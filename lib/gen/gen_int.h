@@ -1,0 +1,131 @@
+/*
+ * lib/gen/gen_int.h — the generator's state, shared by gen.c (the token
+ * loop and events) and request.c (request JSON in, response JSON out).
+ * Internal.
+ */
+#ifndef DSV4_GEN_GEN_INT_H
+#define DSV4_GEN_GEN_INT_H
+
+#include <stdatomic.h>
+#include "core/core.h"
+#include "gen/constrain.h"
+
+#define DSV4__GEN_MAX_STOPS 16
+#define DSV4__GEN_MAX_STOP_LEN 256
+#define DSV4__GEN_MAX_TOP 20
+
+typedef struct dsv4__sbuf {
+    char *p;
+    size_t n, cap;
+} dsv4__sbuf;
+int dsv4__sbuf_add(dsv4__sbuf *b, const char *s, size_t n); /* 0 ok, -1 out of memory; keeps p NUL-terminated */
+void dsv4__sbuf_free(dsv4__sbuf *b);
+
+typedef struct dsv4__gen_event {
+    int32_t type, index;
+    char *data;
+    size_t len;
+} dsv4__gen_event;
+
+typedef struct dsv4__gen_call {
+    char *name;
+    dsv4__sbuf args;
+    int done;
+} dsv4__gen_call;
+
+struct dsv4_gen {
+    dsv4_session *sess;
+    const dsv4_tokenizer *tok;
+    int64_t n_vocab;      /* ids the generator may choose: min(model, tokenizer) */
+    int64_t model_vocab;
+    dsv4_sampler *sampler;
+    char err[512];
+    atomic_int cancel;
+
+    /* settings */
+    int64_t max_tokens, effort, budget, thinking_opt, resp_fmt, tool_choice, logprobs, top_logprobs, reuse;
+    int tool_choice_set;
+    char *schema;
+    size_t schema_len;
+    char *tools;
+    size_t tools_len;
+    char *forced_name;
+    char *stops[DSV4__GEN_MAX_STOPS];
+    size_t stop_len[DSV4__GEN_MAX_STOPS];
+    int n_stops;
+    dsv4_gen_event_fn cb;
+    void *cb_user;
+
+    /* special ids (-1 when the tokenizer or the model lacks them) */
+    int32_t eos, think_open, think_close, dsml;
+    /* per-id flag: 1 = a control token never generated inside JSON/DSML text */
+    uint8_t *control;
+    /* token piece cache: offsets into one byte pool */
+    uint32_t *piece_off;
+    char *piece_pool;
+
+    /* tokens the session holds, as fed through this generator (valid when
+     * the session's position equals n_hist) */
+    int32_t *hist;
+    size_t n_hist, cap_hist;
+
+    /* the generation */
+    int started, ended, finish;
+    int thinking;       /* the output started as reasoning */
+    int in_reasoning;
+    int utf8_need;      /* continuation bytes the reasoning text still needs */
+    int32_t pending;    /* chosen, not yet fed to the session; -1 none */
+    int forcing_len;    /* output being closed: 1 for lack of tokens, 2 as nothing else is allowed */
+    int tight;          /* choosing with few tokens left: check completions */
+    int utf8_strict;    /* choosing the last free reasoning token: whole characters only */
+    int64_t rem_after;  /* tokens left after the one being chosen */
+    int32_t forced[8];
+    int n_forced, i_forced;
+    int64_t n_gen, n_reason, prompt_tokens, cached, prompt_ns, decode_ns;
+    float *logits, *probs, *work;
+    uint8_t *allowed_cache; /* scratch for full masks */
+    dsv4_detok *detok;
+    dsv4_chat_parser *parser;
+    dsv4__cons *cons;   /* constraint of the content part, NULL for none */
+    int cons_kind;      /* 0 none, 1 JSON, 2 DSML */
+
+    /* events */
+    dsv4__gen_event *q;
+    size_t q_head, q_n, q_cap;
+    char *cur;          /* data of the event handed out last */
+    dsv4__sbuf hold;    /* content held back for stop strings */
+    int stopped_by_string;
+
+    /* logprobs: per generated token */
+    int32_t *tok_ids;
+    float *tok_lp;
+    int32_t *top_ids;
+    float *top_lp;
+    uint8_t *n_top;
+    size_t cap_toks;
+
+    /* the message so far */
+    dsv4__sbuf reasoning, content;
+    dsv4__gen_call *calls;
+    size_t n_calls, cap_calls;
+
+    /* request bookkeeping (request.c) */
+    int from_request, is_completion, include_usage, stream;
+    char *model_name;
+    char id[48];
+    int64_t created;
+    int chunk_state;    /* 0 role chunk due, 1 deltas, 2 done */
+};
+
+/* gen.c */
+dsv4_status dsv4__gen_fail(dsv4_gen *g, dsv4_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* piece bytes of a token (cached) */
+const char *dsv4__gen_piece(const dsv4_gen *g, int32_t id, size_t *len);
+
+/* request.c */
+typedef struct dsv4__gen_req dsv4__gen_req;
+dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, int32_t **ids, size_t *n_ids);
+/* copy with invalid UTF-8 replaced by U+FFFD; *out_len its length (NULs kept) */
+char *dsv4__gen_utf8_clean(const char *s, size_t n, size_t *out_len);
+
+#endif
