@@ -232,8 +232,10 @@ DSV4_API dsv4_status dsv4_gen_start(dsv4_gen *gen, const int32_t *prompt, size_t
  * "thinking_budget" (libdsv4: reasoning tokens at most), "n" (1 only), and
  * the prompt fields of dsv4_chat_render(). Unlike the official service,
  * temperature, top_p and the penalties apply in thinking mode too.
- * Unknown fields and wrong types are errors (the message names the field).
- * Settings not in the request keep the generator's values.
+ * Unknown fields and wrong types are errors (the message names the field),
+ * and leave the generator unchanged. The request is self-contained: the
+ * settings it does not give take their defaults (sampler settings and logit
+ * biases included; the sampler's user callbacks stay).
  * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (bad request: see
  *         dsv4_gen_last_error()); DSV4_ERR_BAD_FORMAT (not JSON);
  *         DSV4_ERR_UNSUPPORTED (schema keyword outside the subset); and the

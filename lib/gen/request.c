@@ -10,6 +10,7 @@
 #include <time.h>
 #include "core/core.h"
 #include "gen/gen_int.h"
+#include "gen/sampler_int.h"
 
 /* ------------------------------------------------------------------------ */
 /* request                                                                   */
@@ -232,8 +233,18 @@ dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, i
         if (st) { dsv4__gen_fail(g, st, "request: %s", e.msg); goto out; }
     }
 
-    /* apply */
+    /* apply: the request is self-contained, so what it does not say takes
+     * the defaults (a server may reuse one generator for many requests) */
     dsv4_sampler *sp = g->sampler;
+    dsv4__sampler_defaults(sp);
+    g->max_tokens = 4096;
+    g->budget = -1;
+    g->effort = DSV4_EFFORT_DEFAULT;
+    g->logprobs = g->top_logprobs = 0;
+    g->resp_fmt = DSV4_RESPONSE_TEXT;
+    dsv4_gen_add_stop(g, NULL, 0);
+    dsv4_gen_set_tools(g, NULL, 0, NULL);
+    dsv4_gen_set_json_schema(g, NULL, 0);
     if (s.has_temp) dsv4_sampler_set_f64(sp, DSV4_SAMPLER_TEMPERATURE, s.temp);
     if (s.has_top_p) dsv4_sampler_set_f64(sp, DSV4_SAMPLER_TOP_P, s.top_p);
     if (s.has_top_k) dsv4_sampler_set_i64(sp, DSV4_SAMPLER_TOP_K, s.top_k);
@@ -261,7 +272,6 @@ dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, i
     if (s.has_logprobs) g->logprobs = s.logprobs;
     if (s.top_lp_has) g->top_logprobs = s.top_lp;
     if (stop && !json_is_null(stop)) {
-        dsv4_gen_add_stop(g, NULL, 0);
         if (json_is_string(stop)) st = dsv4_gen_add_stop(g, json_string_value(stop), json_string_length(stop));
         else {
             size_t k;
@@ -277,10 +287,9 @@ dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, i
     } else if (s.fmt >= 0) {
         g->resp_fmt = s.fmt;
     }
-    if (tools && !json_is_null(tools)) {
-        if ((st = dsv4_gen_set_tools(g, tools_txt, tools_txt ? strlen(tools_txt) : 0, s.forced))) goto out;
-        if (!tools_txt) dsv4_gen_set_tools(g, NULL, 0, NULL);
-        if (s.tool_choice >= 0 && tools_txt) g->tool_choice = s.tool_choice;
+    if (tools_txt) {
+        if ((st = dsv4_gen_set_tools(g, tools_txt, strlen(tools_txt), s.forced))) goto out;
+        if (s.tool_choice >= 0) g->tool_choice = s.tool_choice;
     }
     g->from_request = 1;
     g->stream = s.stream;

@@ -352,6 +352,21 @@ dsv4_status dsv4_sampler_probs(dsv4_sampler *s, const float *logits, size_t n, f
     return distribution(s, logits, n, probs, &g);
 }
 
+void dsv4__sampler_defaults(dsv4_sampler *s)
+{
+    s->temperature = 1.0;
+    s->top_p = 1.0;
+    s->min_p = 0;
+    s->rep = 1.0;
+    s->freq = s->pres = 0;
+    s->top_k = 0;
+    s->last_n = 64;
+    s->seed = 0;
+    s->n_bias = 0;
+    s->n_hist = 0;
+    reseed(s);
+}
+
 double dsv4__sampler_uniform(dsv4_sampler *s)
 {
     return (double)(next64(s) >> 11) * (1.0 / 9007199254740992.0);

@@ -13,6 +13,8 @@ dsv4_status dsv4__sampler_dist(dsv4_sampler *s, const float *logits, size_t n, f
 /* Draw from p (need not sum to 1; zeros never chosen) with the seeded
  * generator, or the user's select callback. */
 dsv4_status dsv4__sampler_pick(dsv4_sampler *s, const float *p, size_t n, int32_t *token);
+/* Default settings, no logit biases, empty history (user callbacks stay). */
+void dsv4__sampler_defaults(dsv4_sampler *s);
 /* A uniform double in [0, 1) from the seeded generator. */
 double dsv4__sampler_uniform(dsv4_sampler *s);
 /* 1 when the choice is the argmax (temperature 0, no select callback). */

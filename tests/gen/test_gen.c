@@ -682,6 +682,20 @@ static void test_requests(rig *b)
         CHECK(st == bad[i].st && strstr(dsv4_gen_last_error(g), bad[i].word) && mt == 77,
               "bad request %zu: status %d, message \"%s\"", i, st, dsv4_gen_last_error(g));
     }
+    /* requests are self-contained: nothing carries over from the previous one */
+    const char *r6 = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"temperature\":0.2,\"stop\":\"zz\","
+                     "\"response_format\":{\"type\":\"json_object\"},\"max_tokens\":3}";
+    const char *r7 = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}";
+    double temp = 0;
+    int64_t fmt = -1, mt2 = 0;
+    dsv4_gen_start_request(g, r6, strlen(r6));
+    dsv4_sampler_get_f64(dsv4_gen_sampler(g), DSV4_SAMPLER_TEMPERATURE, &temp);
+    CHECK(temp == 0.2, "request temperature applied");
+    CHECK(dsv4_gen_start_request(g, r7, strlen(r7)) == DSV4_OK, "plain request");
+    dsv4_sampler_get_f64(dsv4_gen_sampler(g), DSV4_SAMPLER_TEMPERATURE, &temp);
+    dsv4_gen_get_i64(g, DSV4_GEN_RESPONSE_FORMAT, &fmt);
+    dsv4_gen_get_i64(g, DSV4_GEN_MAX_TOKENS, &mt2);
+    CHECK(temp == 1.0 && fmt == DSV4_RESPONSE_TEXT && mt2 == 4096, "defaults for what a request does not say");
     char *none = (char *)1;
     CHECK(dsv4_gen_complete(g, NULL, 0, &none) == DSV4_ERR_INVALID_ARGUMENT && none == NULL, "NULL request");
     dsv4_gen_free(g);
