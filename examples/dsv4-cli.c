@@ -202,7 +202,7 @@ static void print_usage(FILE *f)
             "  --effort LEVEL          none|low|medium|high|max (none = no thinking)\n"
             "  --no-think              answer without thinking\n"
             "  --think-budget N        reasoning tokens at most\n"
-            "sampling (temperature, top-p: no effect in thinking mode):\n"
+            "sampling (applied in thinking mode too):\n"
             "  --temperature X  --top-p X  --top-k N  --seed N\n"
             "  --max-tokens N          tokens per answer, reasoning included (default %d)\n"
             "  --stop STR              end the answer at STR (repeatable, at most %d)\n"
