@@ -33,6 +33,7 @@ printf 'Hello from libdsv4! 你好 <think>' | build/examples/dsv4-tokenize "$mod
 # model's weights are random, so the text is too).
 build/examples/dsv4-generate --tokens 32 --seed 1 "$model" 'The capital of France is'
 # A chat answer through the generation API, streamed as it is produced: the
-# reasoning first (dimmed on a terminal), then the answer, then a line of
+# reasoning first (dimmed on a terminal; at most 24 tokens here), then the
+# answer, then a line of
 # timings on stderr. Random weights again: the words are gibberish.
-build/examples/dsv4-cli --max-tokens 48 --seed 1 --effort high "$model" 'Explain what a mixture-of-experts model is.'
+build/examples/dsv4-cli --max-tokens 64 --think-budget 24 --seed 1 --effort high "$model" 'Explain what a mixture-of-experts model is.'
