@@ -131,8 +131,9 @@ TGT static void rows_bf16(const dsv4k_weight *w, int64_t r0, int64_t r1, const f
 #define E4M3X16(ptr, lo, hi)                                                                              \
     do {                                                                                                  \
         __m256i b_ = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(ptr)));                      \
-        __m256i h_ = _mm256_or_si256(_mm256_and_si256(_mm256_slli_epi16(b_, 8), sgn),                     \
-                                     _mm256_and_si256(_mm256_slli_epi16(b_, 7), em));                     \
+        /* byte to the high half, arithmetic shift right by one (exponent and  \
+         * mantissa into the f16 places), clear the copy of the sign in bit 14 */ \
+        __m256i h_ = _mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(b_, 8), 1), em);                \
         (lo) = _mm256_cvtph_ps(_mm256_castsi256_si128(h_));                                               \
         (hi) = _mm256_cvtph_ps(_mm256_extracti128_si256(h_, 1));                                          \
     } while (0)
@@ -141,7 +142,7 @@ TGT static void rows_bf16(const dsv4k_weight *w, int64_t r0, int64_t r1, const f
  * partial sums, scaled into two alternating totals */
 TGT static float dot1_fp8(const uint8_t *p, const float *sc, const float *x, int64_t k)
 {
-    const __m256i sgn = _mm256_set1_epi16((short)0x8000), em = _mm256_set1_epi16(0x3f80);
+    const __m256i em = _mm256_set1_epi16((short)0xbfff);
     __m256 t0 = _mm256_setzero_ps(), t1 = t0;
     for (int64_t c0 = 0; c0 < k; c0 += 128) {
         __m256 c_0 = _mm256_setzero_ps(), c_1 = c_0, c_2 = c_0, c_3 = c_0, w0, w1, w2, w3;
@@ -219,18 +220,24 @@ void dsv4k_split_even_odd(const float *x, int64_t k, float *dst)
 static const uint8_t e2m1_f16_hi[16] = { 0x00, 0x38, 0x3c, 0x3e, 0x40, 0x42, 0x44, 0x46,
                                          0x80, 0xb8, 0xbc, 0xbe, 0xc0, 0xc2, 0xc4, 0xc6 };
 
-/* magnitudes of the e2m1 codes 0..7 */
-static const float e2m1_mag[8] = { 0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f };
+/* magnitudes of the e2m1 codes 0..7, each with the code's bits pre-xored
+ * into bits 28..30: xoring the code shifted left by 28 (sign bit landing in
+ * bit 31) then restores the magnitude and applies the sign in one step */
+#define E2M1_MAGX(v, i) ((v) ^ ((uint32_t)(i) << 28))
+static const uint32_t e2m1_mag_bits[8] = {
+    E2M1_MAGX(0x00000000u, 0), E2M1_MAGX(0x3f000000u, 1), E2M1_MAGX(0x3f800000u, 2), E2M1_MAGX(0x3fc00000u, 3),
+    E2M1_MAGX(0x40000000u, 4), E2M1_MAGX(0x40400000u, 5), E2M1_MAGX(0x40800000u, 6), E2M1_MAGX(0x40c00000u, 7),
+};
 
 /* 8 packed bytes (16 e2m1 codes) -> the 8 even and the 8 odd values (exact):
- * vpermps picks the magnitude from the low 3 bits, bit 3 becomes the sign */
-#define E2M1X16(ptr, ev, od)                                                                         \
-    do {                                                                                             \
-        __m256i b_ = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(ptr)));                  \
-        (ev) = _mm256_xor_ps(_mm256_permutevar8x32_ps(mag, b_),                                      \
-                             _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(b_, 28), sbit))); \
-        (od) = _mm256_xor_ps(_mm256_permutevar8x32_ps(mag, _mm256_srli_epi32(b_, 4)),                \
-                             _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(b_, 24), sbit))); \
+ * vpermps picks the (pre-xored) magnitude from the low 3 bits of the code,
+ * code << 28 undoes the pre-xor and moves bit 3 into the sign */
+#define E2M1X16(ptr, ev, od)                                                                              \
+    do {                                                                                                  \
+        __m256i b_ = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(ptr)));                       \
+        __m256i h_ = _mm256_srli_epi32(b_, 4);                                                            \
+        (ev) = _mm256_xor_ps(_mm256_permutevar8x32_ps(mag, b_), _mm256_castsi256_ps(_mm256_slli_epi32(b_, 28))); \
+        (od) = _mm256_xor_ps(_mm256_permutevar8x32_ps(mag, h_), _mm256_castsi256_ps(_mm256_slli_epi32(h_, 28))); \
     } while (0)
 
 /* E8M0 bytes -> f32 2^(e-127) for n bytes (n a multiple of 8): the byte in
@@ -252,8 +259,7 @@ TGT static void e8m0_row(const uint8_t *sc, int64_t n, float *dst)
  * two alternating totals (scales given as f32) */
 TGT static float dot1_fp4(const uint8_t *p, const float *sf, const float *xs, int64_t k)
 {
-    const __m256 mag = _mm256_loadu_ps(e2m1_mag);
-    const __m256i sbit = _mm256_set1_epi32((int)0x80000000u);
+    const __m256 mag = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)e2m1_mag_bits));
     __m256 t0 = _mm256_setzero_ps(), t1 = t0;
     const float *xe = xs + k;
     for (; xs + 64 <= xe; xs += 64, p += 32, sf += 2) {
