@@ -14,6 +14,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #include "gemm.h"
 #include "linear.h"
+#include "x86/gemv.h"
 
 #define CACHE 64
 
@@ -124,6 +125,7 @@ int dsv4k_gemm_run(dsv4k_gemm *g, const dsv4k_weight *w, const float *x, int64_t
         ldx = k;
     }
     omp_set_num_threads(g->threads);
+    int simd = dsv4k_have_avx2();
     for (int64_t n0 = 0; n0 < n; n0 += g->nb) {
         int64_t nb = n - n0 < g->nb ? n - n0 : g->nb;
         prim *p = get_prim(g, k, nb, ldx, ldy);
@@ -132,7 +134,8 @@ int dsv4k_gemm_run(dsv4k_gemm *g, const dsv4k_weight *w, const float *x, int64_t
          * the products anyway, and the pool's workers would compete with
          * them for the cores while they spin */
 #pragma omp parallel for num_threads(g->threads) schedule(static)
-        for (int64_t r = 0; r < nb; r++) dsv4k_decode_row(w, n0 + r, g->blk + r * k);
+        for (int64_t r = 0; r < nb; r++)
+            if (!simd || dsv4k_decode_row_avx2(w, n0 + r, g->blk + r * k) != 0) dsv4k_decode_row(w, n0 + r, g->blk + r * k);
         dnnl_memory_t ms = NULL, mw = NULL, md = NULL;
         int bad = mem(&ms, &p->src, m, g->eng, (void *)x) || mem(&mw, &p->wei, m, g->eng, g->blk) ||
                   mem(&md, &p->dst, m, g->eng, y + n0);

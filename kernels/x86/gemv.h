@@ -21,6 +21,11 @@ int dsv4k_have_avx2(void);
 int dsv4k_rows_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, int64_t ldx, int64_t m,
                     float *y, int64_t ldy);
 
+/* twin of dsv4k_decode_row (row r of the view, k values into dst), bit for
+ * bit; returns -1 (nothing written) for a format, width or block scale it
+ * does not take (scales outside 2^±100 stay with the portable decoder) */
+int dsv4k_decode_row_avx2(const dsv4k_weight *w, int64_t r, float *dst);
+
 /* twin of dsv4k_index_score_ref (d a multiple of 8) */
 float dsv4k_index_score_avx2(const float *q, const float *w, int heads, int64_t d, const float *k);
 

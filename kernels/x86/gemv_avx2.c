@@ -348,6 +348,73 @@ int dsv4k_rows_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *
     return -1;
 }
 
+/* ---- exact row decoding (for the oneDNN route's weight blocks) --------------------- */
+
+TGT int dsv4k_decode_row_avx2(const dsv4k_weight *w, int64_t r, float *dst)
+{
+    int64_t k = w->k;
+    r += w->row0;
+    switch (w->fmt) {
+    case DSV4K_W_BF16: {
+        if (k % 16) return -1;
+        const uint16_t *p = (const uint16_t *)w->w + r * k;
+        for (int64_t c = 0; c < k; c += 8) {
+            __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p + c)));
+            _mm256_storeu_ps(dst + c, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+        }
+        return 0;
+    }
+    case DSV4K_W_FP8:
+    case DSV4K_W_FP8_F32S: {
+        if (k % 128) return -1;
+        const uint8_t *p = (const uint8_t *)w->w + r * k;
+        int64_t kb = k / 128;
+        const __m256i em = _mm256_set1_epi16((short)0xbfff);
+        for (int64_t c0 = 0; c0 < k; c0 += 128) {
+            float s = w->fmt == DSV4K_W_FP8 ? dsv4k_lut_e8m0[((const uint8_t *)w->s)[(r / 128) * kb + c0 / 128]]
+                                            : ((const float *)w->s)[(r / 128) * kb + c0 / 128];
+            /* value × 2^-8 (exact in f16) times s · 2^8: exact while s · 2^8
+             * and the products stay normal, i.e. s within 2^±100 */
+            if (!(fabsf(s) >= 0x1p-100f && fabsf(s) <= 0x1p100f)) return -1;
+            __m256 sv = _mm256_set1_ps(s * 256.0f);
+            for (int64_t c = c0; c < c0 + 128; c += 16) {
+                /* e4m3 NaN (S.1111.111) has no f16 twin here: the portable decoder takes the row */
+                __m128i raw = _mm_loadu_si128((const __m128i *)(p + c)), x7f = _mm_set1_epi8(0x7f);
+                if (_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_and_si128(raw, x7f), x7f))) return -1;
+                __m256 lo, hi;
+                E4M3X16(p + c, lo, hi);
+                _mm256_storeu_ps(dst + c, _mm256_mul_ps(lo, sv));
+                _mm256_storeu_ps(dst + c + 8, _mm256_mul_ps(hi, sv));
+            }
+        }
+        return 0;
+    }
+    case DSV4K_W_FP4: {
+        if (k % 32) return -1;
+        const uint8_t *p = (const uint8_t *)w->w + r * (k / 2);
+        const uint8_t *sc = (const uint8_t *)w->s + r * (k / 32);
+        const __m128i tab = _mm_loadu_si128((const __m128i *)e2m1_f16_hi), m4 = _mm_set1_epi8(15), z = _mm_setzero_si128();
+        for (int64_t c = 0; c < k; c += 32) {
+            float s = dsv4k_lut_e8m0[sc[c / 32]];
+            if (!(s >= 0x1p-100f && s <= 0x1p100f)) return -1;
+            __m256 sv = _mm256_set1_ps(s);
+            __m128i v = _mm_loadu_si128((const __m128i *)(p + c / 2));
+            __m128i ev = _mm_shuffle_epi8(tab, _mm_and_si128(v, m4));
+            __m128i od = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(v, 4), m4));
+            /* natural order: low nibble (even weight) first */
+            __m128i n0 = _mm_unpacklo_epi8(ev, od), n1 = _mm_unpackhi_epi8(ev, od);
+            _mm256_storeu_ps(dst + c, _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpacklo_epi8(z, n0)), sv));
+            _mm256_storeu_ps(dst + c + 8, _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpackhi_epi8(z, n0)), sv));
+            _mm256_storeu_ps(dst + c + 16, _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpacklo_epi8(z, n1)), sv));
+            _mm256_storeu_ps(dst + c + 24, _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpackhi_epi8(z, n1)), sv));
+        }
+        return 0;
+    }
+    default:
+        return -1;
+    }
+}
+
 /* ---- lightning indexer ------------------------------------------------------------ */
 
 TGT float dsv4k_index_score_avx2(const float *q, const float *w, int heads, int64_t d, const float *k)
