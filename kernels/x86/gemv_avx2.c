@@ -165,7 +165,7 @@ TGT static void rows_fp8(const dsv4k_weight *w, int64_t r0, int64_t r1, const fl
                          float *y, int64_t ldy)
 {
     int64_t k = w->k, kb = (k + 127) / 128;
-    const __m256i sgn = _mm256_set1_epi16((short)0x8000), em = _mm256_set1_epi16(0x3f80);
+    const __m256i em = _mm256_set1_epi16((short)0xbfff); /* for E4M3X16 */
     float scb[64];  /* one row-block's scales × 2^8 (k <= 8192) */
     int64_t cur = -1;
     for (int64_t r = r0; r < r1; r++) {
@@ -189,11 +189,8 @@ TGT static void rows_fp8(const dsv4k_weight *w, int64_t r0, int64_t r1, const fl
                 float s = w->fmt == DSV4K_W_FP8 ? dsv4k_lut_e8m0[((const uint8_t *)w->s)[(rr / 128) * kb + c0 / 128]]
                                                 : ((const float *)w->s)[(rr / 128) * kb + c0 / 128];
                 for (int64_t c = c0; c < c0 + 128; c += 16) {
-                    __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(p + c)));
-                    __m256i h = _mm256_or_si256(_mm256_and_si256(_mm256_slli_epi16(b, 8), sgn),
-                                                _mm256_and_si256(_mm256_slli_epi16(b, 7), em));
-                    __m256 lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
-                    __m256 hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+                    __m256 lo, hi;
+                    E4M3X16(p + c, lo, hi);
                     ACC4(lo, c);
                     ACC4(hi, c + 8);
                 }

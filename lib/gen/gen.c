@@ -781,7 +781,7 @@ static int allowed(dsv4_gen *g, int32_t t)
 }
 
 /* The log-softmax of the logits for the chosen token and its top rivals. */
-static dsv4_status record(dsv4_gen *g, int32_t t, int forced)
+static dsv4_status record(dsv4_gen *g, int32_t t)
 {
     size_t i = (size_t)g->n_gen;
     if (i >= g->cap_toks) {
@@ -795,26 +795,22 @@ static dsv4_status record(dsv4_gen *g, int32_t t, int forced)
         uint8_t *nt = dsv4__realloc(g->n_top, c);
         if (!nt) return DSV4_ERR_OUT_OF_MEMORY;
         g->n_top = nt;
-        if (g->logprobs || g->top_logprobs) {
-            int32_t *ti = dsv4__realloc(g->top_ids, c * DSV4__GEN_MAX_TOP * sizeof *ti);
-            if (!ti) return DSV4_ERR_OUT_OF_MEMORY;
-            g->top_ids = ti;
-            float *tl = dsv4__realloc(g->top_lp, c * DSV4__GEN_MAX_TOP * sizeof *tl);
-            if (!tl) return DSV4_ERR_OUT_OF_MEMORY;
-            g->top_lp = tl;
-        }
         g->cap_toks = c;
     }
     g->tok_ids[i] = t;
     g->n_top[i] = 0;
     g->tok_lp[i] = 0;
     if (!(g->logprobs || g->top_logprobs)) return DSV4_OK;
-    if (!g->top_ids) {
-        g->top_ids = dsv4__malloc(g->cap_toks * DSV4__GEN_MAX_TOP * sizeof *g->top_ids);
-        g->top_lp = dsv4__malloc(g->cap_toks * DSV4__GEN_MAX_TOP * sizeof *g->top_lp);
-        if (!g->top_ids || !g->top_lp) return DSV4_ERR_OUT_OF_MEMORY;
+    if (g->cap_top < g->cap_toks) {
+        /* alternatives only for generations that ask for them */
+        int32_t *ti = dsv4__realloc(g->top_ids, g->cap_toks * DSV4__GEN_MAX_TOP * sizeof *ti);
+        if (!ti) return DSV4_ERR_OUT_OF_MEMORY;
+        g->top_ids = ti;
+        float *tl = dsv4__realloc(g->top_lp, g->cap_toks * DSV4__GEN_MAX_TOP * sizeof *tl);
+        if (!tl) return DSV4_ERR_OUT_OF_MEMORY;
+        g->top_lp = tl;
+        g->cap_top = g->cap_toks;
     }
-    (void)forced;
     /* the model's own distribution: log-softmax of the raw logits */
     const float *x = g->logits;
     size_t n = (size_t)g->n_vocab;
@@ -907,17 +903,6 @@ static int64_t remaining(const dsv4_gen *g)
     return r < ctx ? r : ctx;
 }
 
-/* Bytes needed to complete constrained content from a fresh start. */
-static size_t fresh_completion(dsv4_gen *g)
-{
-    if (!g->cons) return 0;
-    dsv4__cons *c = dsv4__cons_clone(g->cons);
-    if (!c) return 16;
-    int64_t n = completion_tokens(g, c);
-    dsv4__cons_free(c);
-    return (size_t)n;
-}
-
 static dsv4_status force_think_end(dsv4_gen *g, int with_newlines)
 {
     g->n_forced = g->i_forced = 0;
@@ -930,10 +915,9 @@ static dsv4_status force_think_end(dsv4_gen *g, int with_newlines)
     return DSV4_OK;
 }
 
-/* Decide the next token. *forced: it did not come from the sampler. */
-static dsv4_status next_token(dsv4_gen *g, int32_t *t, int *forced)
+/* Decide the next token. */
+static dsv4_status next_token(dsv4_gen *g, int32_t *t)
 {
-    *forced = 1;
     if (g->i_forced < g->n_forced) {
         *t = g->forced[g->i_forced++];
         return DSV4_OK;
@@ -952,7 +936,7 @@ static dsv4_status next_token(dsv4_gen *g, int32_t *t, int *forced)
         /* constrained content must still fit: </think>, the shortest
          * completion (at most one token per byte) and EOS */
         if (g->cons) {
-            int64_t need = 1 + (int64_t)fresh_completion(g) + 1;
+            int64_t need = 1 + completion_tokens(g, g->cons) + 1; /* the constraint is still unfed */
             if (rem <= need + 1 + nl) {
                 close = 1;
                 newlines = rem > need + nl;
@@ -980,7 +964,6 @@ static dsv4_status next_token(dsv4_gen *g, int32_t *t, int *forced)
             return *t >= 0 ? DSV4_OK : DSV4_ERR_NOT_AVAILABLE;
         }
     }
-    *forced = 0;
     g->tight = 0;
     if (g->cons && !g->in_reasoning) {
         size_t need = dsv4__cons_completion(g->cons, NULL, 0);
@@ -995,15 +978,13 @@ static dsv4_status next_token(dsv4_gen *g, int32_t *t, int *forced)
         /* no token ends the character: close the reasoning now */
         force_think_end(g, 1);
         *t = g->forced[g->i_forced++];
-        *forced = 1;
         return DSV4_OK;
     }
     if (st == DSV4_ERR_NOT_AVAILABLE && g->cons && !g->in_reasoning) {
         /* the model's distribution has no allowed token at all (e.g. a tiny
          * vocabulary): close the output (not a length stop) */
         g->forcing_len = 2;
-        *forced = 1;
-        return next_token(g, t, forced);
+        return next_token(g, t);
     }
     return st;
 }
@@ -1041,11 +1022,10 @@ static dsv4_status step_one(dsv4_gen *g)
     if (remaining(g) <= 0) { finish(g, DSV4_FINISH_LENGTH); return DSV4_OK; }
 
     int32_t t = -1;
-    int forced = 0;
-    st = next_token(g, &t, &forced);
+    st = next_token(g, &t);
     if (st == DSV4_ERR_NOT_AVAILABLE) return dsv4__gen_fail(g, DSV4_ERR_INTERNAL, "no token satisfies the output constraint");
     if (st) return dsv4__gen_fail(g, st, "sampling: %s", dsv4_status_string(st));
-    st = record(g, t, forced);
+    st = record(g, t);
     if (st) return st;
     st = dsv4_sampler_accept(g->sampler, t);
     if (st) return st;

@@ -102,7 +102,7 @@ struct dsv4_gen {
     int32_t *top_ids;
     float *top_lp;
     uint8_t *n_top;
-    size_t cap_toks;
+    size_t cap_toks, cap_top; /* entries allocated (top_ids/top_lp: cap_top) */
 
     /* the message so far */
     dsv4__sbuf reasoning, content;
@@ -123,7 +123,6 @@ dsv4_status dsv4__gen_fail(dsv4_gen *g, dsv4_status code, const char *fmt, ...) 
 const char *dsv4__gen_piece(const dsv4_gen *g, int32_t id, size_t *len);
 
 /* request.c */
-typedef struct dsv4__gen_req dsv4__gen_req;
 dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, int32_t **ids, size_t *n_ids);
 /* copy with invalid UTF-8 replaced by U+FFFD; *out_len its length (NULs kept) */
 char *dsv4__gen_utf8_clean(const char *s, size_t n, size_t *out_len);

@@ -88,7 +88,6 @@ dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, i
         if (k == DSV4__ARRAY_LEN(known_fields)) { st = BAD("request: unknown field \"%.60s\"", key); goto out; }
     }
     int has;
-    double d;
     int64_t i64;
     /* staged settings */
     struct {
@@ -119,7 +118,6 @@ dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, i
     if ((st = int_field(g, req, "top_logprobs", 0, 20, &s.top_lp, &s.top_lp_has))) goto out;
     if ((st = int_field(g, req, "thinking_budget", -1, INT32_MAX, &s.budget, &s.has_budget))) goto out;
     if ((st = int_field(g, req, "n", 1, 1, &i64, &has))) goto out;
-    (void)d;
     json_t *so = json_object_get(req, "stream_options");
     if (so && !json_is_null(so)) {
         if (!json_is_object(so)) { st = BAD("request: \"stream_options\" must be an object"); goto out; }
