@@ -40,7 +40,7 @@ struct dsv4k_linear_ctx {
     float *aq;       /* max_m × max_k: quantised activations */
     float *xs;       /* SPLIT_M × max_k: activations split even/odd (FP4 kernel) */
     int8_t *ex;      /* exponents of one row */
-    int use_simd;  /* dsv4k_linear_set_isa */
+    int isa;       /* highest kernel set allowed: DSV4K_ISA_* (dsv4k_linear_set_isa) */
 };
 
 dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64_t max_m)
@@ -52,7 +52,7 @@ dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64
     c->n_threads = dsv4k_pool_threads(pool);
     c->max_k = max_k;
     c->max_m = max_m;
-    c->use_simd = 1;
+    c->isa = DSV4K_ISA_BEST;
     c->rows = malloc((size_t)(c->n_threads * max_k) * sizeof(float));
     c->aq = malloc((size_t)(max_m * max_k) * sizeof(float));
     c->xs = malloc((size_t)((max_m < SPLIT_M ? max_m : SPLIT_M) * max_k) * sizeof(float));
@@ -74,7 +74,7 @@ void dsv4k_act_quant_dq(const float *x, int64_t k, float *out, int8_t *ex, int s
     for (int64_t j = 0; j < k; j++) out[j] *= dsv4k_pow2(ex[j / 128]);
 }
 
-void dsv4k_linear_set_isa(dsv4k_linear_ctx *c, int simd) { c->use_simd = simd; }
+void dsv4k_linear_set_isa(dsv4k_linear_ctx *c, int isa) { c->isa = isa; }
 
 void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c)
 {
@@ -157,6 +157,13 @@ static void run_avx2(void *arg, int64_t r0, int64_t r1, int thread)
     dsv4k_rows_avx2(t->w, r0, r1, t->x, t->ldx, t->m, t->y, t->ldy);
 }
 
+static void run_avx512(void *arg, int64_t r0, int64_t r1, int thread)
+{
+    task *t = arg;
+    (void)thread;
+    dsv4k_rows_avx512(t->w, r0, r1, t->x, t->ldx, t->m, t->y, t->ldy);
+}
+
 static void run(void *arg, int64_t r0, int64_t r1, int thread)
 {
     task *t = arg;
@@ -176,7 +183,7 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
     const float *in = x;
     if (aq && w->k % 128 == 0) {
         if (m > c->max_m) return -1;
-        for (int64_t i = 0; i < m; i++) dsv4k_act_quant_dq(x + i * ldx, w->k, c->aq + i * w->k, c->ex, c->use_simd);
+        for (int64_t i = 0; i < m; i++) dsv4k_act_quant_dq(x + i * ldx, w->k, c->aq + i * w->k, c->ex, c->isa > 0);
         in = c->aq;
         ldx = w->k;
     }
@@ -184,15 +191,25 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
     int64_t grain = w->n / (4 * c->n_threads);
     if (grain < 1) grain = 1;
     dsv4k_task_fn fn = run;
-    if (c->use_simd && dsv4k_have_avx2() && (w->fmt == DSV4K_W_BF16 ? w->k % 16 == 0 :
-                                             w->fmt == DSV4K_W_FP4 ? w->k % 32 == 0 && m <= SPLIT_M :
-                                             w->fmt != DSV4K_W_F32 && w->k % 128 == 0)) {
-        if (w->fmt == DSV4K_W_FP4) {
+    int split = 0;
+    if (c->isa >= DSV4K_ISA_AVX512 && dsv4k_have_avx512() &&
+        (w->fmt == DSV4K_W_BF16 || w->fmt == DSV4K_W_FP4 ? w->k % 32 == 0 && m <= SPLIT_M
+                                                         : w->fmt != DSV4K_W_F32 && w->k % 128 == 0)) {
+        split = w->fmt != DSV4K_W_FP8 && w->fmt != DSV4K_W_FP8_F32S;
+        fn = run_avx512;
+    } else if (c->isa >= DSV4K_ISA_AVX2 && dsv4k_have_avx2() &&
+               (w->fmt == DSV4K_W_BF16 ? w->k % 16 == 0 :
+                w->fmt == DSV4K_W_FP4 ? w->k % 32 == 0 && m <= SPLIT_M :
+                w->fmt != DSV4K_W_F32 && w->k % 128 == 0)) {
+        split = w->fmt == DSV4K_W_FP4;
+        fn = run_avx2;
+    }
+    if (fn != run) {
+        if (split) {
             for (int64_t i = 0; i < m; i++) dsv4k_split_even_odd(t.x + i * t.ldx, w->k, c->xs + i * w->k);
             t.x = c->xs;
             t.ldx = w->k;
         }
-        fn = run_avx2;
     }
     dsv4k_pool_for(c->pool, w->n, grain, fn, &t);
     return 0;

@@ -4,9 +4,9 @@
  *
  * dsv4k_linear() is the optimised twin of dsv4k_linear_ref() (kernels.h):
  * same result up to f32 accumulation order. It splits the output rows over
- * the pool; each row is decoded exactly to f32, in AVX2 registers where
- * the CPU allows (kernels/x86/gemv_avx2.c), else through lookup tables
- * (kernels/linear.c).
+ * the pool; each row is decoded exactly to f32, in AVX-512 or AVX2
+ * registers where the CPU allows (kernels/x86/gemv_avx512.c, gemv_avx2.c),
+ * else through lookup tables (kernels/linear.c).
  */
 #ifndef DSV4_LINEAR_H
 #define DSV4_LINEAR_H
@@ -21,9 +21,11 @@ typedef struct dsv4k_linear_ctx dsv4k_linear_ctx;
  * (serial). NULL on failure. */
 dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64_t max_m);
 void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c);
-/* simd = 0: the portable kernel only (tests, benchmarks); 1 (default):
- * the AVX2 kernels where the CPU has them */
-void dsv4k_linear_set_isa(dsv4k_linear_ctx *c, int simd);
+/* the highest kernel set the context may use (tests, benchmarks): the
+ * portable kernel, AVX2, or AVX-512 (each only where the CPU has it);
+ * default DSV4K_ISA_BEST */
+enum { DSV4K_ISA_PORTABLE = 0, DSV4K_ISA_AVX2 = 1, DSV4K_ISA_AVX512 = 2, DSV4K_ISA_BEST = 2 };
+void dsv4k_linear_set_isa(dsv4k_linear_ctx *c, int isa);
 
 /*
  * y[i][j] = Σ_c a[i][c] · W[j][c], x f32 [m][w->k] (rows ldx apart), y f32

@@ -5,7 +5,7 @@
 set -eu
 pkgs="build-essential g++ meson ninja-build pkg-config python3 python3-numpy
       libdnnl-dev libjansson-dev libzstd-dev zlib1g-dev libpcre2-dev
-      abigail-tools ca-certificates"
+      abigail-tools ca-certificates libsimde-dev"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

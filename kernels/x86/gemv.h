@@ -21,6 +21,21 @@ int dsv4k_have_avx2(void);
 int dsv4k_rows_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, int64_t ldx, int64_t m,
                     float *y, int64_t ldy);
 
+/* 1 when the AVX-512 (F, BW, VL) kernels can run: CPU and OS */
+int dsv4k_have_avx512(void);
+
+/*
+ * The AVX-512 twin of dsv4k_rows_avx2 (kernels/x86/gemv_avx512.c): same
+ * contract, except that BF16 weights also want x split per 32-block
+ * (dsv4k_split_even_odd) and k % 32. Returns -1 (nothing written) for a
+ * format or width it does not take. The _emul twin is the same code built
+ * on SIMDe's portable intrinsics; only tests link it.
+ */
+int dsv4k_rows_avx512(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, int64_t ldx, int64_t m,
+                      float *y, int64_t ldy);
+int dsv4k_rows_avx512_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, int64_t ldx, int64_t m,
+                           float *y, int64_t ldy);
+
 /* twin of dsv4k_decode_row (row r of the view, k values into dst), bit for
  * bit; returns -1 (nothing written) for a format, width or block scale it
  * does not take (scales outside 2^±100 stay with the portable decoder) */
