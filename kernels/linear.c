@@ -198,10 +198,10 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
         split = w->fmt != DSV4K_W_FP8 && w->fmt != DSV4K_W_FP8_F32S;
         fn = run_avx512;
     } else if (c->isa >= DSV4K_ISA_AVX2 && dsv4k_have_avx2() &&
-               (w->fmt == DSV4K_W_BF16 ? w->k % 16 == 0 :
-                w->fmt == DSV4K_W_FP4 ? w->k % 32 == 0 && m <= SPLIT_M :
+               (w->fmt == DSV4K_W_FP4 ? w->k % 32 == 0 && m <= SPLIT_M :
+                w->fmt == DSV4K_W_BF16 ? w->k % 16 == 0 && (w->k % 32 || m <= SPLIT_M) :
                 w->fmt != DSV4K_W_F32 && w->k % 128 == 0)) {
-        split = w->fmt == DSV4K_W_FP4;
+        split = w->fmt == DSV4K_W_FP4 || (w->fmt == DSV4K_W_BF16 && w->k % 32 == 0);
         fn = run_avx2;
     }
     if (fn != run) {

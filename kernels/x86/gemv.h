@@ -13,8 +13,9 @@ int dsv4k_have_avx2(void);
 
 /*
  * y[i][r] = Σ_c x[i][c] · W[r][c] for rows r in [r0, r1) of the view w and
- * i < m; x rows ldx apart, y rows ldy apart. For FP4 weights x must be
- * given split per 32-block (dsv4k_split_even_odd). Returns 0, or -1 for a
+ * i < m; x rows ldx apart, y rows ldy apart. For FP4 weights, and for
+ * BF16 weights when k % 32 == 0, x must be given split per 32-block
+ * (dsv4k_split_even_odd). Returns 0, or -1 for a
  * format or width it does not take (k % 16 for BF16, % 128 for FP8, % 32
  * for FP4, F32 weights): then nothing is written.
  */
@@ -26,8 +27,8 @@ int dsv4k_have_avx512(void);
 
 /*
  * The AVX-512 twin of dsv4k_rows_avx2 (kernels/x86/gemv_avx512.c): same
- * contract, except that BF16 weights also want x split per 32-block
- * (dsv4k_split_even_odd) and k % 32. Returns -1 (nothing written) for a
+ * contract, except that BF16 weights need k % 32 (x split as for
+ * dsv4k_rows_avx2). Returns -1 (nothing written) for a
  * format or width it does not take. The _emul twin is the same code built
  * on SIMDe's portable intrinsics; only tests link it.
  */
