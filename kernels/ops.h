@@ -38,6 +38,16 @@ void dsv4k_hc_pre_ref(const float *X, int hc, int64_t dim, const float *fn, cons
                       const float *scale, int iters, float norm_eps, float hc_eps, float *u,
                       float *post, float *comb);
 
+/* the same with the stream mix (the (2+hc)·hc dot products over hc·dim
+ * values, the bulk of the work) through the AVX2 twin when simd and the CPU
+ * has it; the rest is shared with the reference */
+void dsv4k_hc_pre(const float *X, int hc, int64_t dim, const float *fn, const float *base, const float *scale,
+                  int iters, float norm_eps, float hc_eps, float *u, float *post, float *comb, int simd);
+
+/* the stream mix of HcPre / HcHead: m[o] = (f32)(fn[o] · X) · r for rows o,
+ * r the f32-rounded inverse RMS of X[0..width); sums in double */
+void dsv4k_hc_mix_ref(const float *X, int64_t width, const float *fn, int rows, float norm_eps, double *m);
+
 /* mHC post-mix (§5.2 HcPost): Xo[k] = post[k]·o + Σ_j comb[j·hc+k]·X[j].
  * Xo must not alias X. */
 void dsv4k_hc_post_ref(const float *X, const float *o, const float *post, const float *comb, int hc,
@@ -46,6 +56,9 @@ void dsv4k_hc_post_ref(const float *X, const float *o, const float *post, const 
 /* Final stream reduction (§5.2 HcHead): fn [hc][hc·dim], base [hc], scale [1]. */
 void dsv4k_hc_head_ref(const float *X, int hc, int64_t dim, const float *fn, const float *base,
                        const float *scale, float norm_eps, float hc_eps, float *y);
+/* the same, the mix as for dsv4k_hc_pre */
+void dsv4k_hc_head(const float *X, int hc, int64_t dim, const float *fn, const float *base, const float *scale,
+                   float norm_eps, float hc_eps, float *y, int simd);
 
 /*
  * Attention of one query head over n key=value vectors (§5.6): scores

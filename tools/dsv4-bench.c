@@ -3,7 +3,8 @@
  * in the same run (never a test: machines are shared and noisy).
  *
  *   dsv4-bench --model DIR [--synth DSV4-SYNTH] [--threads N] [--steps N]
- *              [--quick] [--json FILE]
+ *              [--quick] [--nodes] [--json FILE]
+ *   --nodes: after the decode figures, the graph nodes taking the most time
  *
  * DIR: a checkpoint at real widths, normally the flash-slice synthetic
  * (`dsv4-synth --preset flash-slice --layers 4 --out DIR`: SWA, SWA, CSA,
@@ -210,6 +211,35 @@ static kres kernel_bench(dsv4k_pool *pool, dsv4k_linear_ctx *lc, const char *nam
     return r;
 }
 
+/* ---- per-node decode profile (--nodes) ---------------------------------------------- */
+
+static int show_nodes;
+static const int64_t *node_prof;
+
+static int by_time(const void *a, const void *b)
+{
+    int64_t x = node_prof[*(const int32_t *)a], y = node_prof[*(const int32_t *)b];
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* the 40 slowest nodes of a decode step, with their layer and part */
+static void print_nodes(const dsv4g_graph *g, const int64_t *prof, int steps)
+{
+    int32_t *ix = malloc((size_t)g->n_n * sizeof *ix);
+    if (!ix) return;
+    for (int32_t i = 0; i < g->n_n; i++) ix[i] = i;
+    node_prof = prof;
+    qsort(ix, (size_t)g->n_n, sizeof *ix, by_time);
+    const char *pn[4] = { "other", "attn", "ffn", "head" };
+    printf("  slowest nodes (ms per token):\n");
+    for (int32_t j = 0; j < g->n_n && j < 40; j++) {
+        const dsv4g_node *nd = &g->n[ix[j]];
+        printf("    %8.3f  layer %2d %-5s %s\n", (double)prof[ix[j]] / 1e6 / steps, nd->layer,
+               nd->part >= 0 && nd->part < 4 ? pn[nd->part] : "?", nd->name);
+    }
+    free(ix);
+}
+
 /* ---- oneDNN f32 GEMM peak ------------------------------------------------------------ */
 
 static double dnnl_peak(int64_t M, int64_t K, int64_t N, dnnl_data_type_t dt, int threads)
@@ -332,6 +362,7 @@ int main(int argc, char **argv)
 {
     const char *dir = NULL, *synth = NULL, *jpath = NULL;
     int threads = 2, steps = 8, quick = 0;
+    show_nodes = 0;
     const char *only = "";
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
@@ -342,10 +373,11 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--threads") && v) threads = atoi(argv[++i]);
         else if (!strcmp(a, "--steps") && v) steps = atoi(argv[++i]);
         else if (!strcmp(a, "--quick")) quick = 1;
+        else if (!strcmp(a, "--nodes")) show_nodes = 1;
         else if (!strcmp(a, "--only") && v) only = argv[++i];
         else {
             fprintf(stderr, "usage: dsv4-bench --model DIR [--synth DSV4-SYNTH] [--threads N] [--steps N] "
-                            "[--quick] [--only kernels|decode|prefill|context] [--json FILE]\n");
+                            "[--quick] [--nodes] [--only kernels|decode|prefill|context] [--json FILE]\n");
             return 2;
         }
     }
@@ -466,6 +498,7 @@ int main(int argc, char **argv)
     printf("decode (%d steps after 64 tokens, reference numerics): %.2f ms/token, %.1f MB of weights/token, "
            "%.1f GB/s = %.1f %% of the bandwidth  [target 80 %%: %s]\n", steps, 1e3 * step, bytes / 1e6, gbs,
            100 * frac, frac >= 0.8 ? "pass" : "FAIL");
+    if (show_nodes) print_nodes(g, prof, steps);
     const char *kn[3] = { "swa", "csa", "hca" };
     for (int k = 0; k < 3; k++) {
         if (!n_kind[k]) continue;

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stddef.h>
 #include "ops.h"
+#include "x86/gemv.h"
 
 float dsv4k_softplus(float x) { return x > 20.0f ? x : (float)log1p(exp((double)x)); }
 
@@ -67,7 +68,7 @@ void dsv4k_hadamard_ref(float *x, int n)
 }
 
 /* m[o] = (F[o]·x) · rsqrt(mean(x²) + eps) for o < rows */
-static void hc_mix(const float *X, int64_t width, const float *fn, int rows, float norm_eps, double *m)
+void dsv4k_hc_mix_ref(const float *X, int64_t width, const float *fn, int rows, float norm_eps, double *m)
 {
     double ss = 0.0;
     for (int64_t i = 0; i < width; i++) ss += (double)X[i] * X[i];
@@ -80,13 +81,26 @@ static void hc_mix(const float *X, int64_t width, const float *fn, int rows, flo
     }
 }
 
+/* the mix through the AVX2 twin where it applies (simd), else the reference */
+static void hc_mix(const float *X, int64_t width, const float *fn, int rows, float norm_eps, double *m, int simd)
+{
+    if (simd && width % 8 == 0 && dsv4k_have_avx2()) dsv4k_hc_mix_avx2(X, width, fn, rows, norm_eps, m);
+    else dsv4k_hc_mix_ref(X, width, fn, rows, norm_eps, m);
+}
+
 void dsv4k_hc_pre_ref(const float *X, int hc, int64_t dim, const float *fn, const float *base,
                       const float *scale, int iters, float norm_eps, float hc_eps, float *u,
                       float *post, float *comb)
 {
+    dsv4k_hc_pre(X, hc, dim, fn, base, scale, iters, norm_eps, hc_eps, u, post, comb, 0);
+}
+
+void dsv4k_hc_pre(const float *X, int hc, int64_t dim, const float *fn, const float *base, const float *scale,
+                  int iters, float norm_eps, float hc_eps, float *u, float *post, float *comb, int simd)
+{
     double m[64];
     int rows = (2 + hc) * hc;
-    hc_mix(X, hc * dim, fn, rows, norm_eps, m);
+    hc_mix(X, hc * dim, fn, rows, norm_eps, m, simd);
     float pre[8];
     for (int j = 0; j < hc; j++) {
         pre[j] = sigmoidf_((float)m[j] * scale[0] + base[j]) + hc_eps;
@@ -138,9 +152,15 @@ void dsv4k_hc_post_ref(const float *X, const float *o, const float *post, const 
 void dsv4k_hc_head_ref(const float *X, int hc, int64_t dim, const float *fn, const float *base,
                        const float *scale, float norm_eps, float hc_eps, float *y)
 {
+    dsv4k_hc_head(X, hc, dim, fn, base, scale, norm_eps, hc_eps, y, 0);
+}
+
+void dsv4k_hc_head(const float *X, int hc, int64_t dim, const float *fn, const float *base, const float *scale,
+                   float norm_eps, float hc_eps, float *y, int simd)
+{
     double m[8];
     float w[8];
-    hc_mix(X, hc * dim, fn, hc, norm_eps, m);
+    hc_mix(X, hc * dim, fn, hc, norm_eps, m, simd);
     for (int j = 0; j < hc; j++) w[j] = sigmoidf_((float)m[j] * scale[0] + base[j]) + hc_eps;
     for (int64_t c = 0; c < dim; c++) {
         double acc = 0.0;

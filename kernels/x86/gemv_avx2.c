@@ -592,3 +592,56 @@ TGT void dsv4k_act_quant_dq_avx2(const float *x, int64_t n, float *out)
         }
     }
 }
+
+/* ---- mHC stream mix ------------------------------------------------------------------ */
+
+TGT static inline double hsum_pd(__m256d v)
+{
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+TGT void dsv4k_hc_mix_avx2(const float *X, int64_t width, const float *fn, int rows, float norm_eps, double *m)
+{
+    __m256d q0 = _mm256_setzero_pd(), q1 = q0;
+    for (int64_t i = 0; i < width; i += 8) {
+        __m256 x = _mm256_loadu_ps(X + i);
+        __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(x)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+        q0 = _mm256_fmadd_pd(lo, lo, q0);
+        q1 = _mm256_fmadd_pd(hi, hi, q1);
+    }
+    double ss = hsum_pd(_mm256_add_pd(q0, q1));
+    double r = (double)(float)(1.0 / sqrt(ss / (double)width + (double)norm_eps));
+    int o = 0;
+    for (; o + 4 <= rows; o += 4) {
+        const float *f0 = fn + (int64_t)o * width, *f1 = f0 + width, *f2 = f1 + width, *f3 = f2 + width;
+        __m256d a[8];
+        for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_pd();
+        for (int64_t i = 0; i < width; i += 8) {
+            __m256 x = _mm256_loadu_ps(X + i);
+            __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(x)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+#define HC_ROW(j, f)                                                                                   \
+    do {                                                                                               \
+        __m256 v_ = _mm256_loadu_ps((f) + i);                                                          \
+        a[2 * (j)] = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v_)), lo, a[2 * (j)]);     \
+        a[2 * (j) + 1] = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v_, 1)), hi, a[2 * (j) + 1]); \
+    } while (0)
+            HC_ROW(0, f0);
+            HC_ROW(1, f1);
+            HC_ROW(2, f2);
+            HC_ROW(3, f3);
+#undef HC_ROW
+        }
+        for (int j = 0; j < 4; j++) m[o + j] = (double)(float)hsum_pd(_mm256_add_pd(a[2 * j], a[2 * j + 1])) * r;
+    }
+    for (; o < rows; o++) {
+        const float *f = fn + (int64_t)o * width;
+        __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+        for (int64_t i = 0; i < width; i += 8) {
+            __m256 x = _mm256_loadu_ps(X + i), v = _mm256_loadu_ps(f + i);
+            a0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_castps256_ps128(x)), a0);
+            a1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), a1);
+        }
+        m[o] = (double)(float)hsum_pd(_mm256_add_pd(a0, a1)) * r;
+    }
+}

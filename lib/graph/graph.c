@@ -365,9 +365,9 @@ void dsv4g_add(dsv4g_graph *g, int32_t a, int32_t b, int32_t y)
 static void hc_pre_row(dsv4g_run *r, const dsv4g_node *n, int64_t i)
 {
     int hc = (int)n->i[0];
-    dsv4k_hc_pre_ref(row_f32(r, n->in[0], i), hc, r->g->t[n->in[0]].cols / hc, n->p[0], n->p[1], n->p[2],
-                     (int)n->i[1], n->f[0], n->f[1], row_f32(r, n->out[0], i), row_f32(r, n->out[1], i),
-                     row_f32(r, n->out[2], i));
+    dsv4k_hc_pre(row_f32(r, n->in[0], i), hc, r->g->t[n->in[0]].cols / hc, n->p[0], n->p[1], n->p[2], (int)n->i[1],
+                 n->f[0], n->f[1], row_f32(r, n->out[0], i), row_f32(r, n->out[1], i), row_f32(r, n->out[2], i),
+                 !r->ref);
 }
 static void op_hc_pre(dsv4g_run *r, const dsv4g_node *n) { for_rows(r, n, dsv4g_rows(r, n->in[0]), hc_pre_row); }
 
@@ -401,8 +401,8 @@ void dsv4g_hc_post(dsv4g_graph *g, int32_t X, int32_t o, int32_t post, int32_t c
 static void hc_head_row(dsv4g_run *r, const dsv4g_node *n, int64_t i)
 {
     int hc = (int)n->i[0];
-    dsv4k_hc_head_ref(row_f32(r, n->in[0], i), hc, r->g->t[n->in[0]].cols / hc, n->p[0], n->p[1], n->p[2], n->f[0],
-                      n->f[1], row_f32(r, n->out[0], i));
+    dsv4k_hc_head(row_f32(r, n->in[0], i), hc, r->g->t[n->in[0]].cols / hc, n->p[0], n->p[1], n->p[2], n->f[0],
+                  n->f[1], row_f32(r, n->out[0], i), !r->ref);
 }
 static void op_hc_head(dsv4g_run *r, const dsv4g_node *n) { for_rows(r, n, dsv4g_rows(r, n->in[0]), hc_head_row); }
 

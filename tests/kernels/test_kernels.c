@@ -404,6 +404,30 @@ static void ops(void)
         T(post[k] > 0 && post[k] < 2);
     }
     CHECK(cs < 1e-5f && rs < 1e-3f, "sinkhorn: columns sum to 1 (%g), rows nearly (%g)", cs, rs);
+    /* the AVX2 stream mix against the reference: 24 rows (4 per pass) and
+     * 7 (a 3-row remainder), the whole HcPre and HcHead on top */
+    if (dsv4k_have_avx2()) {
+        double m1[24], m2[24];
+        for (int rows = 24; rows >= 7; rows -= 17) {
+            dsv4k_hc_mix_ref(X, 4 * dim, fn, rows, 1e-6f, m1);
+            dsv4k_hc_mix_avx2(X, 4 * dim, fn, rows, 1e-6f, m2);
+            double mm = 0;
+            for (int j = 0; j < rows; j++) mm = fmax(mm, fabs(m1[j] - m2[j]) / (fabs(m1[j]) + 1e-30));
+            CHECK(mm < 1e-6, "hc mix AVX2 vs reference, %d rows: rel diff %.3g", rows, mm);
+        }
+        float u2[128], post2[4], comb2[16], y1[128], y2[128];
+        dsv4k_hc_pre(X, 4, dim, fn, base, scale, 20, 1e-6f, 1e-6f, u2, post2, comb2, 1);
+        double dd = 0;
+        for (int c = 0; c < 128; c++) dd = fmax(dd, fabs((double)u2[c] - u[c]));
+        for (int j = 0; j < 4; j++) dd = fmax(dd, fabs((double)post2[j] - post[j]));
+        for (int j = 0; j < 16; j++) dd = fmax(dd, fabs((double)comb2[j] - comb[j]));
+        CHECK(dd < 1e-5, "HcPre with the AVX2 mix vs the reference: max diff %.3g", dd);
+        dsv4k_hc_head_ref(X, 4, dim, fn, base, scale, 1e-6f, 1e-6f, y1);
+        dsv4k_hc_head(X, 4, dim, fn, base, scale, 1e-6f, 1e-6f, y2, 1);
+        dd = 0;
+        for (int c = 0; c < 128; c++) dd = fmax(dd, fabs((double)y2[c] - y1[c]));
+        CHECK(dd < 1e-5, "HcHead with the AVX2 mix vs the reference: max diff %.3g", dd);
+    }
     /* attention: one key gets all the weight against a sink of -inf-like */
     const float *kv[2] = { X, X + dim };
     float o[128];
