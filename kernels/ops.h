@@ -52,6 +52,10 @@ void dsv4k_hc_mix_ref(const float *X, int64_t width, const float *fn, int rows, 
  * Xo must not alias X. */
 void dsv4k_hc_post_ref(const float *X, const float *o, const float *post, const float *comb, int hc,
                        int64_t dim, float *Xo);
+/* the same through the AVX2 twin (identical results) when simd and the CPU
+ * has it */
+void dsv4k_hc_post(const float *X, const float *o, const float *post, const float *comb, int hc, int64_t dim,
+                   float *Xo, int simd);
 
 /* Final stream reduction (§5.2 HcHead): fn [hc][hc·dim], base [hc], scale [1]. */
 void dsv4k_hc_head_ref(const float *X, int hc, int64_t dim, const float *fn, const float *base,

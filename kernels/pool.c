@@ -1,14 +1,29 @@
 /*
  * kernels/pool.c — the context's worker pool (see pool.h).
  *
- * A loop is published under the mutex with a generation counter; workers
- * wake on a condition variable, take chunks through an atomic cursor, and
- * the last one to finish signals the caller, which also takes chunks.
+ * A loop is published by bumping a generation counter; workers watch it
+ * for a short spin, then sleep on a condition variable; they take chunks
+ * through an atomic cursor, and the last one to finish tells the caller
+ * (which also takes chunks, then spins briefly before sleeping itself).
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include "pool.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+/* pause instructions a thread spends watching for the next loop (workers)
+ * or for the workers to finish (caller) before it sleeps on the condition
+ * variable: about 0.1-0.3 ms, far less than a oneDNN product, far more than
+ * the gap between two loops of a decode step, where a futex wake-up would
+ * cost tens of microseconds per loop */
+#define SPIN_PAUSES 4096
 
 struct dsv4k_pool {
     int n_threads;                 /* including the caller */
@@ -16,14 +31,17 @@ struct dsv4k_pool {
     pthread_t *tids;
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
-    uint64_t gen;                  /* bumped per loop */
-    int quit;
-    /* the current loop */
+    atomic_ullong gen;             /* bumped per loop (under mu) */
+    atomic_int quit;
+    int sleepers;                  /* workers waiting on wake (under mu) */
+    int caller_waits;              /* the caller waits on done (under mu) */
+    atomic_int spin;               /* pauses before sleeping (dsv4k_pool_set_spin) */
+    /* the current loop: written before gen is bumped, read after */
     dsv4k_task_fn fn;
     void *arg;
     int64_t n, chunk;
     atomic_llong next;
-    int busy;                      /* workers still inside the loop */
+    atomic_int busy;               /* workers still inside the loop */
 };
 
 typedef struct { dsv4k_pool *p; int id; } worker_arg;
@@ -43,18 +61,27 @@ static void *worker(void *varg)
     worker_arg wa = *(worker_arg *)varg;
     free(varg);
     dsv4k_pool *p = wa.p;
-    uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
+    unsigned long long seen = 0;
     for (;;) {
-        while (!p->quit && p->gen == seen) pthread_cond_wait(&p->wake, &p->mu);
-        if (p->quit) break;
-        seen = p->gen;
-        pthread_mutex_unlock(&p->mu);
+        /* spin a little, then sleep until the generation moves */
+        for (int i = 0, sp = atomic_load(&p->spin); i < sp && atomic_load(&p->gen) == seen && !atomic_load(&p->quit); i++) CPU_RELAX();
+        if (atomic_load(&p->gen) == seen && !atomic_load(&p->quit)) {
+            pthread_mutex_lock(&p->mu);
+            p->sleepers++;
+            while (!atomic_load(&p->quit) && atomic_load(&p->gen) == seen) pthread_cond_wait(&p->wake, &p->mu);
+            p->sleepers--;
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->quit)) break;
+        seen = atomic_load(&p->gen);
         run_chunks(p, wa.id);
-        pthread_mutex_lock(&p->mu);
-        if (--p->busy == 0) pthread_cond_signal(&p->done);
+        if (atomic_fetch_sub(&p->busy, 1) == 1) {
+            /* the last one out wakes the caller if it went to sleep */
+            pthread_mutex_lock(&p->mu);
+            if (p->caller_waits) pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -66,6 +93,10 @@ dsv4k_pool *dsv4k_pool_create(int n_threads)
     if (!p) return NULL;
     p->n_threads = n_threads;
     atomic_init(&p->next, 0);
+    atomic_init(&p->gen, 0);
+    atomic_init(&p->quit, 0);
+    atomic_init(&p->busy, 0);
+    atomic_init(&p->spin, SPIN_PAUSES);
     if (pthread_mutex_init(&p->mu, NULL)) { free(p); return NULL; }
     if (pthread_cond_init(&p->wake, NULL)) {
         pthread_mutex_destroy(&p->mu); free(p); return NULL;
@@ -93,7 +124,7 @@ void dsv4k_pool_free(dsv4k_pool *p)
 {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->quit = 1;
+    atomic_store(&p->quit, 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->n_started; i++) pthread_join(p->tids[i], NULL);
@@ -121,15 +152,25 @@ void dsv4k_pool_for(dsv4k_pool *p, int64_t n, int64_t grain, dsv4k_task_fn fn, v
     /* about 4 chunks per thread for balance, never below the grain */
     int64_t chunk = (n + 4 * t - 1) / (4 * t);
     if (chunk < grain) chunk = grain;
-    pthread_mutex_lock(&p->mu);
     p->fn = fn; p->arg = arg; p->n = n; p->chunk = chunk;
     atomic_store(&p->next, 0);
-    p->busy = p->n_started;
-    p->gen++;
-    pthread_cond_broadcast(&p->wake);
+    atomic_store(&p->busy, p->n_started);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add(&p->gen, 1); /* publishes the loop (sequentially consistent) */
+    if (p->sleepers) pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     run_chunks(p, 0);
-    pthread_mutex_lock(&p->mu);
-    while (p->busy > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    for (int i = 0, sp = atomic_load(&p->spin); i < sp && atomic_load(&p->busy) > 0; i++) CPU_RELAX();
+    if (atomic_load(&p->busy) > 0) {
+        pthread_mutex_lock(&p->mu);
+        p->caller_waits = 1;
+        while (atomic_load(&p->busy) > 0) pthread_cond_wait(&p->done, &p->mu);
+        p->caller_waits = 0;
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+void dsv4k_pool_set_spin(dsv4k_pool *p, int pauses)
+{
+    if (p) atomic_store(&p->spin, pauses < 0 ? SPIN_PAUSES : pauses);
 }

@@ -1,9 +1,11 @@
 /*
  * kernels/pool.h — the worker thread pool owned by a context.
  *
- * The caller's thread takes part in every parallel loop. Workers sleep (not
- * spin) between loops, so that oneDNN's OpenMP threads, which run on the
- * caller's thread between our loops, do not compete with them for the cores.
+ * The caller's thread takes part in every parallel loop. Between loops the
+ * workers spin for a fraction of a millisecond (a decode step runs loops
+ * back to back, and a futex wake-up per loop would cost more than many of
+ * the loops), then sleep, so that oneDNN's OpenMP threads, which run on the
+ * caller's thread between our loops, get the cores for their products.
  */
 #ifndef DSV4_POOL_H
 #define DSV4_POOL_H
@@ -24,5 +26,9 @@ int dsv4k_pool_threads(const dsv4k_pool *pool);
  * dsv4k_pool_for on the same pool. */
 typedef void (*dsv4k_task_fn)(void *arg, int64_t begin, int64_t end, int thread);
 void dsv4k_pool_for(dsv4k_pool *pool, int64_t n, int64_t grain, dsv4k_task_fn fn, void *arg);
+
+/* pauses a thread spins before sleeping (0: sleep at once; < 0: the
+ * default); for benchmarks and callers that must not burn CPU */
+void dsv4k_pool_set_spin(dsv4k_pool *pool, int pauses);
 
 #endif

@@ -222,7 +222,8 @@ static int by_time(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* the 40 slowest nodes of a decode step, with their layer and part */
+/* the 25 slowest nodes of a run, with their layer and part, then the time
+ * per operator name (those above 0.1 ms per step) */
 static void print_nodes(const dsv4g_graph *g, const int64_t *prof, int steps)
 {
     int32_t *ix = malloc((size_t)g->n_n * sizeof *ix);
@@ -232,10 +233,23 @@ static void print_nodes(const dsv4g_graph *g, const int64_t *prof, int steps)
     qsort(ix, (size_t)g->n_n, sizeof *ix, by_time);
     const char *pn[4] = { "other", "attn", "ffn", "head" };
     printf("  slowest nodes (ms per token):\n");
-    for (int32_t j = 0; j < g->n_n && j < 40; j++) {
+    for (int32_t j = 0; j < g->n_n && j < 25; j++) {
         const dsv4g_node *nd = &g->n[ix[j]];
         printf("    %8.3f  layer %2d %-5s %s\n", (double)prof[ix[j]] / 1e6 / steps, nd->layer,
                nd->part >= 0 && nd->part < 4 ? pn[nd->part] : "?", nd->name);
+    }
+    /* totals per operator name */
+    printf("  per operator (ms):\n");
+    for (int32_t j = 0; j < g->n_n; j++) {
+        const char *nm = g->n[j].name;
+        int first = 1;
+        for (int32_t q = 0; q < j && first; q++) first = strcmp(g->n[q].name, nm) != 0;
+        if (!first) continue;
+        int64_t tot = 0;
+        int cnt = 0;
+        for (int32_t q = j; q < g->n_n; q++)
+            if (!strcmp(g->n[q].name, nm)) { tot += prof[q]; cnt++; }
+        if (tot >= 100000 * (int64_t)steps) printf("    %8.3f  %-14s (%d nodes)\n", (double)tot / 1e6 / steps, nm, cnt);
     }
     free(ix);
 }
@@ -395,8 +409,11 @@ int main(int argc, char **argv)
         if (system(cmd) != 0) return 1;
     }
     char full[4096];
-    snprintf(full, sizeof full, "%s.flash-config", dir);
-    snprintf(path, sizeof path, "%s/config.json", full);
+    if (snprintf(full, sizeof full, "%s.flash-config", dir) >= (int)sizeof full - 16) {
+        fprintf(stderr, "dsv4-bench: model path too long\n");
+        return 1;
+    }
+    snprintf(path, sizeof path, "%.4000s/config.json", full);
     if (stat(path, &sb) != 0 && synth) {
         snprintf(cmd, sizeof cmd, "'%s' --config-only flash --out '%s' >/dev/null", synth, full);
         if (system(cmd) != 0) fprintf(stderr, "dsv4-bench: could not write the full Flash config\n");
@@ -469,17 +486,37 @@ int main(int argc, char **argv)
     double t;
     int n_kind[3] = { 0 };
     for (int l = 0; l < c->n_layers; l++) n_kind[c->compress_ratios[l] == 0 ? 0 : c->compress_ratios[l] == 4 ? 1 : 2]++;
+    /* the embedding rows of every token used read once: a cold page of the
+     * mapping is a disk read, not decode or prefill work */
+    {
+        volatile uint32_t touch = 0;
+        int64_t erow = wbytes(&W->embed) / W->embed.n;
+        for (int i = 0; i < 4096; i++)
+            for (int64_t b = 0; b < erow; b += 64) touch += ((const uint8_t *)W->embed.w)[tok[i] * erow + b];
+    }
     if (RUN("decode")) {
     dsv4__forward(st, tok, 64, NULL, 0, NULL, NULL, &e);
     /* two untimed steps: pages of the mapping touched, oneDNN's OpenMP
      * threads (used by the 64-row products) back to sleep */
     dsv4__forward(st, tok + 64, 1, lg, 1, NULL, NULL, &e);
     dsv4__forward(st, tok + 65, 1, lg, 1, NULL, NULL, &e);
-    dsv4__rt_set_profile(rt, prof);
-    t = now();
-    for (int i = 0; i < steps; i++) dsv4__forward(st, tok + 66 + i, 1, lg, 1, NULL, NULL, &e);
-    double step = (now() - t) / steps;
-    dsv4__rt_set_profile(rt, NULL);
+    /* alternating steps: the pool's workers spinning briefly between loops
+     * (the default; profiled) and sleeping at once */
+    double t_spin = 0, t_sleep = 0;
+    dsv4k_pool *rpool = dsv4__rt_pool(rt);
+    for (int i = 0; i < 2 * steps; i++) {
+        int spin = i % 2 == 0;
+        dsv4k_pool_set_spin(rpool, spin ? -1 : 0);
+        if (spin) dsv4__rt_set_profile(rt, prof);
+        t = now();
+        dsv4__forward(st, tok + 66 + i, 1, lg, 1, NULL, NULL, &e);
+        t = now() - t;
+        dsv4__rt_set_profile(rt, NULL);
+        if (spin) t_spin += t;
+        else t_sleep += t;
+    }
+    dsv4k_pool_set_spin(rpool, -1);
+    double step = t_spin / steps;
     double attn_t[3] = { 0 }, ffn_t = 0, head_t = 0, other_t = 0, route_t = 0;
     for (int32_t i = 0; i < g->n_n; i++) {
         const dsv4g_node *nd = &g->n[i];
@@ -511,7 +548,10 @@ int main(int argc, char **argv)
            1e3 * ffn_t / c->n_layers, 1e6 * route_t / c->n_layers, 1e3 * head_t, 1e3 * other_t);
     jnum("decode_moe_ms", 1e3 * ffn_t / c->n_layers);
     jnum("decode_head_ms", 1e3 * head_t);
+    printf("  pool waiting: spin then sleep (default) %.2f ms/token, sleep at once %.2f ms/token (alternating steps)\n",
+           1e3 * step, 1e3 * t_sleep / steps);
     jnum("decode_ms_per_token", 1e3 * step);
+    jnum("decode_ms_per_token_pool_sleeping", 1e3 * t_sleep / steps);
     jnum("decode_weight_bytes_per_token", (double)bytes);
     jnum("decode_gbs", gbs);
     jnum("decode_frac", frac);
@@ -571,9 +611,18 @@ int main(int argc, char **argv)
     int64_t pl[2] = { 512, 4096 };
     for (int i = 0; i < (quick ? 1 : 2); i++) {
         dsv4__state_reset(st);
+        if (show_nodes && i == 0) {
+            memset(prof, 0, (size_t)g->n_n * sizeof *prof);
+            dsv4__rt_set_profile(rt, prof);
+        }
         t = now();
         dsv4__forward(st, tok, pl[i], lg, 1, NULL, NULL, &e);
         double dt = now() - t;
+        dsv4__rt_set_profile(rt, NULL);
+        if (show_nodes && i == 0) {
+            printf("prefill %lld tokens, per node (ms for the whole prompt):\n", (long long)pl[i]);
+            print_nodes(g, prof, 1);
+        }
         /* products only: 2 · Σ weights used per token (embedding, head once) */
         double flop = 0;
         for (int l = 0; l < c->n_layers; l++) {

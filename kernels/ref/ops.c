@@ -138,6 +138,13 @@ void dsv4k_hc_pre(const float *X, int hc, int64_t dim, const float *fn, const fl
     }
 }
 
+void dsv4k_hc_post(const float *X, const float *o, const float *post, const float *comb, int hc, int64_t dim,
+                   float *Xo, int simd)
+{
+    if (simd && dim % 8 == 0 && dsv4k_have_avx2()) dsv4k_hc_post_avx2(X, o, post, comb, hc, dim, Xo);
+    else dsv4k_hc_post_ref(X, o, post, comb, hc, dim, Xo);
+}
+
 void dsv4k_hc_post_ref(const float *X, const float *o, const float *post, const float *comb, int hc,
                        int64_t dim, float *Xo)
 {

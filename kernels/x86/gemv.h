@@ -63,6 +63,10 @@ void dsv4k_act_quant_dq_avx2(const float *x, int64_t n, float *out);
  * double sums of exact f32 products, four rows per pass over X */
 void dsv4k_hc_mix_avx2(const float *X, int64_t width, const float *fn, int rows, float norm_eps, double *m);
 
+/* twin of dsv4k_hc_post_ref for dim % 8 == 0, bit for bit */
+void dsv4k_hc_post_avx2(const float *X, const float *o, const float *post, const float *comb, int hc, int64_t dim,
+                        float *Xo);
+
 /* per block of 32 of x[0..k): the 16 even elements, then the 16 odd ones */
 void dsv4k_split_even_odd(const float *x, int64_t k, float *dst);
 

@@ -645,3 +645,25 @@ TGT void dsv4k_hc_mix_avx2(const float *X, int64_t width, const float *fn, int r
         m[o] = (double)(float)hsum_pd(_mm256_add_pd(a0, a1)) * r;
     }
 }
+
+/* twin of dsv4k_hc_post_ref: the same double sums in the same order (the
+ * f32 products are exact in double, so fused and separate steps agree) */
+TGT void dsv4k_hc_post_avx2(const float *X, const float *o, const float *post, const float *comb, int hc, int64_t dim,
+                            float *Xo)
+{
+    for (int k = 0; k < hc; k++) {
+        __m256d pk = _mm256_set1_pd((double)post[k]);
+        for (int64_t c = 0; c < dim; c += 8) {
+            __m256 ov = _mm256_loadu_ps(o + c);
+            __m256d a0 = _mm256_mul_pd(pk, _mm256_cvtps_pd(_mm256_castps256_ps128(ov)));
+            __m256d a1 = _mm256_mul_pd(pk, _mm256_cvtps_pd(_mm256_extractf128_ps(ov, 1)));
+            for (int j = 0; j < hc; j++) {
+                __m256d cj = _mm256_set1_pd((double)comb[j * hc + k]);
+                __m256 xv = _mm256_loadu_ps(X + j * dim + c);
+                a0 = _mm256_fmadd_pd(cj, _mm256_cvtps_pd(_mm256_castps256_ps128(xv)), a0);
+                a1 = _mm256_fmadd_pd(cj, _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1)), a1);
+            }
+            _mm256_storeu_ps(Xo + k * dim + c, _mm256_set_m128(_mm256_cvtpd_ps(a1), _mm256_cvtpd_ps(a0)));
+        }
+    }
+}

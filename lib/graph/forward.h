@@ -81,6 +81,8 @@ dsv4_status dsv4__forward_batch(dsv4__rt *rt, dsv4__req *reqs, int n_reqs, dsv4_
 struct dsv4g_graph;
 const struct dsv4g_graph *dsv4__rt_graph(const dsv4__rt *rt);
 void dsv4__rt_set_profile(dsv4__rt *rt, int64_t *ns_per_node);
+/* the runtime's worker pool (bench) */
+dsv4k_pool *dsv4__rt_pool(dsv4__rt *rt);
 
 /* bytes of the planned scratch arena */
 int64_t dsv4__rt_scratch_bytes(const dsv4__rt *rt);

@@ -385,8 +385,8 @@ void dsv4g_hc_pre(dsv4g_graph *g, int32_t X, const float *fn, const float *base,
 static void hc_post_row(dsv4g_run *r, const dsv4g_node *n, int64_t i)
 {
     int hc = (int)n->i[0];
-    dsv4k_hc_post_ref(row_f32(r, n->in[0], i), row_f32(r, n->in[1], i), row_f32(r, n->in[2], i),
-                      row_f32(r, n->in[3], i), hc, r->g->t[n->in[0]].cols / hc, row_f32(r, n->out[0], i));
+    dsv4k_hc_post(row_f32(r, n->in[0], i), row_f32(r, n->in[1], i), row_f32(r, n->in[2], i), row_f32(r, n->in[3], i),
+                  hc, r->g->t[n->in[0]].cols / hc, row_f32(r, n->out[0], i), !r->ref);
 }
 static void op_hc_post(dsv4g_run *r, const dsv4g_node *n) { for_rows(r, n, dsv4g_rows(r, n->in[0]), hc_post_row); }
 

@@ -427,6 +427,12 @@ static void ops(void)
         dd = 0;
         for (int c = 0; c < 128; c++) dd = fmax(dd, fabs((double)y2[c] - y1[c]));
         CHECK(dd < 1e-5, "HcHead with the AVX2 mix vs the reference: max diff %.3g", dd);
+        /* HcPost: bit for bit */
+        float *Xo1 = malloc(4 * dim * 4), *Xo2 = malloc(4 * dim * 4);
+        dsv4k_hc_post_ref(X, u, post, comb, 4, dim, Xo1);
+        dsv4k_hc_post(X, u, post, comb, 4, dim, Xo2, 1);
+        CHECK(!memcmp(Xo1, Xo2, 4 * dim * 4), "HcPost AVX2 equals the reference bit for bit");
+        free(Xo1); free(Xo2);
     }
     /* attention: one key gets all the weight against a sink of -inf-like */
     const float *kv[2] = { X, X + dim };
