@@ -660,6 +660,8 @@ int main(int argc, char **argv)
         prof = calloc((size_t)g->n_n, sizeof *prof);
         for (int ci = 0; ci < nctx; ci++) {
             dsv4__state_fill_synthetic(st, ctxs[ci], 11);
+            /* one untimed step: pages of the mapping and of the new state touched */
+            dsv4__forward(st, tok + 8, 1, lg, 1, NULL, NULL, &e);
             memset(prof, 0, (size_t)g->n_n * sizeof *prof);
             dsv4__rt_set_profile(rt, prof);
             int reps = 3;

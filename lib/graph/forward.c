@@ -612,65 +612,119 @@ static void op_compress(dsv4g_run *r, const dsv4g_node *n)
     dsv4k_pool_for(rs->n_sp > 1 ? r->pool : NULL, rs->n_sp, 1, comp_spans, &j);
 }
 
-/* attention (§5.3–5.6) of every row: O [rows][H·hd] from Q, the batch's KV,
- * the session's ring and compressed entries (CSA: indexer QI, WT first) */
-static void attn_rows(void *arg, int64_t t0, int64_t t1, int thread)
+/* attention (§5.3–5.6) of one row t: O [rows][H·hd] from Q, the batch's KV,
+ * the session's ring and compressed entries (CSA: indexer QI, WT first).
+ * The row's lists live in the buffers of thread `owner`; the three loops
+ * inside (indexer scores over the entries, decoding of the chosen entries,
+ * the heads) run on `pool` when given (a single row, as in decode, would
+ * otherwise leave every other core idle), else on the calling thread. The
+ * results are the same either way. */
+typedef struct att_job {
+    dsv4g_run *r;
+    const dsv4g_node *n;
+    int64_t t, cnt, base;   /* row; vectors listed; where the compressed ones start */
+    const lstate *ls;
+    thread_buf *own;
+    int topk;               /* entries come from own->idx */
+} att_job;
+
+static void att_scores(void *arg, int64_t e0, int64_t e1, int thread)
 {
-    comp_job *j = arg;
-    dsv4g_run *r = j->r;
-    const dsv4g_node *n = j->n;
+    att_job *j = arg;
+    dsv4__rt *rt = RT(j->r);
+    const dsv4__config *c = rt->c;
+    int64_t ih = c->index_n_heads, ihd = c->index_head_dim;
+    const float *qi = dsv4g_f32(j->r, j->n->in[2]) + j->t * ih * ihd, *wt = dsv4g_f32(j->r, j->n->in[3]) + j->t * ih;
+    float *kb = rt->tb[thread].key;
+    for (int64_t e = e0; e < e1; e++) {
+        const float *k = key_get(rt, j->ls, e, kb);
+        j->own->scores[e] = j->r->ref ? dsv4k_index_score_ref(qi, wt, (int)ih, ihd, k)
+                            : rt->simd ? dsv4k_index_score_avx2(qi, wt, (int)ih, ihd, k)
+                                       : dsv4k_index_score(qi, wt, (int)ih, ihd, k);
+        j->own->idx[e] = e;
+    }
+}
+
+static void att_entries(void *arg, int64_t i0, int64_t i1, int thread)
+{
+    att_job *j = arg;
+    dsv4__rt *rt = RT(j->r);
+    int64_t hd = rt->c->head_dim;
+    (void)thread;
+    for (int64_t i = i0; i < i1; i++)
+        j->own->kv[j->base + i] = entry_get(rt, j->ls, j->topk ? j->own->idx[i] : i, j->own->dec + i * hd);
+}
+
+static void att_heads(void *arg, int64_t h0, int64_t h1, int thread)
+{
+    att_job *j = arg;
+    dsv4__rt *rt = RT(j->r);
+    const dsv4__config *c = rt->c;
+    const dsv4__layer_w *lw = j->n->p[0];
+    int64_t hd = c->head_dim, H = c->n_heads;
+    const float *Q = dsv4g_f32(j->r, j->n->in[0]);
+    float *O = dsv4g_f32(j->r, j->n->out[0]);
+    float scale = (float)(1.0 / sqrt((double)hd));
+    for (int64_t h = h0; h < h1; h++) {
+        const float *q = Q + (j->t * H + h) * hd;
+        float *o = O + (j->t * H + h) * hd;
+        if (rt->simd) dsv4k_attn_head_avx2(q, j->own->kv, j->cnt, hd, scale, lw->sink[h], o, rt->tb[thread].att);
+        else dsv4k_attn_head_ref(q, j->own->kv, j->cnt, hd, scale, lw->sink[h], o);
+    }
+}
+
+/* fn over [0, n) on the pool, or on the calling thread */
+static void att_loop(dsv4k_pool *pool, int64_t n, int64_t grain, dsv4k_task_fn fn, att_job *j, int thread)
+{
+    if (pool) dsv4k_pool_for(pool, n, grain, fn, j);
+    else if (n > 0) fn(j, 0, n, thread);
+}
+
+static void attn_row(dsv4g_run *r, const dsv4g_node *n, int64_t t, int thread, dsv4k_pool *pool)
+{
     dsv4__rt *rt = RT(r);
     const dsv4__config *c = rt->c;
     const dsv4__layer_w *lw = n->p[0];
     const rowset *rs = &rt->rs[n->i[1]];
     thread_buf *tb = &rt->tb[thread];
-    int64_t hd = c->head_dim, H = c->n_heads, W = c->window;
-    int64_t ih = c->index_n_heads, ihd = c->index_head_dim;
-    const float *Q = dsv4g_f32(r, n->in[0]), *KV = dsv4g_f32(r, n->in[1]);
-    const float *QI = n->in[2] >= 0 ? dsv4g_f32(r, n->in[2]) : NULL, *WT = n->in[3] >= 0 ? dsv4g_f32(r, n->in[3]) : NULL;
-    float *O = dsv4g_f32(r, n->out[0]);
-    float scale = (float)(1.0 / sqrt((double)hd));
-    for (int64_t t = t0; t < t1; t++) {
-        const span *sp = &rs->sp[rs->sp_of[t]];
-        lstate *ls = span_layer(sp, n->i[0]);
-        int64_t p = rs->pos[t], cnt = 0;
-        int64_t first = p - W + 1 < 0 ? 0 : p - W + 1;
-        for (int64_t q = first; q <= p; q++)
-            tb->kv[cnt++] = q >= sp->p0 ? KV + (sp->row0 + q - sp->p0) * hd : ls->ring + (q % W) * hd;
-        int ratio = lw->ratio;
-        if (ratio > 0) {
-            int64_t nvis = (p + 1) / ratio;
-            if (nvis > ls->n) nvis = ls->n;   /* cannot happen: entries are emitted first */
-            if (ratio == 4 && nvis > c->index_topk) {
-                const float *qi = QI + t * ih * ihd, *wt = WT + t * ih;
-                for (int64_t e = 0; e < nvis; e++) {
-                    const float *k = key_get(rt, ls, e, tb->key);
-                    tb->scores[e] = r->ref     ? dsv4k_index_score_ref(qi, wt, (int)ih, ihd, k)
-                                    : rt->simd ? dsv4k_index_score_avx2(qi, wt, (int)ih, ihd, k)
-                                               : dsv4k_index_score(qi, wt, (int)ih, ihd, k);
-                    tb->idx[e] = e;
-                }
-                select_topk(tb->scores, tb->idx, nvis, c->index_topk);
-                qsort(tb->idx, (size_t)c->index_topk, sizeof *tb->idx, cmp_i64);
-                for (int64_t e = 0; e < c->index_topk; e++) {
-                    tb->kv[cnt++] = entry_get(rt, ls, tb->idx[e], tb->dec + e * hd);
-                    if (rt->debug) rt->DBG[t * c->index_topk + e] = (int32_t)tb->idx[e];
-                }
-            } else {
-                for (int64_t e = 0; e < nvis; e++) tb->kv[cnt++] = entry_get(rt, ls, e, tb->dec + e * hd);
-                if (rt->debug && ratio == 4)
-                    for (int64_t e = 0; e < c->index_topk; e++)
-                        rt->DBG[t * c->index_topk + e] = e < nvis ? (int32_t)e : -1;
-            }
-        }
-        for (int64_t h = 0; h < H; h++) {
-            if (rt->simd)
-                dsv4k_attn_head_avx2(Q + (t * H + h) * hd, tb->kv, cnt, hd, scale, lw->sink[h], O + (t * H + h) * hd,
-                                     tb->att);
-            else
-                dsv4k_attn_head_ref(Q + (t * H + h) * hd, tb->kv, cnt, hd, scale, lw->sink[h], O + (t * H + h) * hd);
+    int64_t hd = c->head_dim, W = c->window;
+    const float *KV = dsv4g_f32(r, n->in[1]);
+    const span *sp = &rs->sp[rs->sp_of[t]];
+    lstate *ls = span_layer(sp, n->i[0]);
+    int64_t p = rs->pos[t], cnt = 0;
+    int64_t first = p - W + 1 < 0 ? 0 : p - W + 1;
+    for (int64_t q = first; q <= p; q++)
+        tb->kv[cnt++] = q >= sp->p0 ? KV + (sp->row0 + q - sp->p0) * hd : ls->ring + (q % W) * hd;
+    att_job j = { r, n, t, 0, cnt, ls, tb, 0 };
+    int ratio = lw->ratio;
+    if (ratio > 0) {
+        int64_t nvis = (p + 1) / ratio;
+        if (nvis > ls->n) nvis = ls->n;   /* cannot happen: entries are emitted first */
+        if (ratio == 4 && nvis > c->index_topk) {
+            att_loop(pool, nvis, 64, att_scores, &j, thread);
+            select_topk(tb->scores, tb->idx, nvis, c->index_topk);
+            qsort(tb->idx, (size_t)c->index_topk, sizeof *tb->idx, cmp_i64);
+            j.topk = 1;
+            att_loop(pool, c->index_topk, 16, att_entries, &j, thread);
+            cnt += c->index_topk;
+            if (rt->debug)
+                for (int64_t e = 0; e < c->index_topk; e++) rt->DBG[t * c->index_topk + e] = (int32_t)tb->idx[e];
+        } else {
+            att_loop(pool, nvis, 16, att_entries, &j, thread);
+            cnt += nvis;
+            if (rt->debug && ratio == 4)
+                for (int64_t e = 0; e < c->index_topk; e++)
+                    rt->DBG[t * c->index_topk + e] = e < nvis ? (int32_t)e : -1;
         }
     }
+    j.cnt = cnt;
+    att_loop(pool, c->n_heads, 1, att_heads, &j, thread);
+}
+
+static void attn_rows(void *arg, int64_t t0, int64_t t1, int thread)
+{
+    comp_job *j = arg;
+    for (int64_t t = t0; t < t1; t++) attn_row(j->r, j->n, t, thread, NULL);
 }
 
 static void op_attend(dsv4g_run *r, const dsv4g_node *n)
@@ -678,7 +732,12 @@ static void op_attend(dsv4g_run *r, const dsv4g_node *n)
     dsv4__rt *rt = RT(r);
     const rowset *rs = &rt->rs[n->i[1]];
     comp_job j = { r, n };
-    dsv4k_pool_for(r->pool, rs->n, 1, attn_rows, &j);
+    if (rs->n < dsv4k_pool_threads(r->pool)) {
+        /* fewer rows than threads: each row over the whole pool */
+        for (int64_t t = 0; t < rs->n; t++) attn_row(r, n, t, 0, r->pool);
+    } else {
+        dsv4k_pool_for(r->pool, rs->n, 1, attn_rows, &j);
+    }
     const dsv4__layer_w *lw = n->p[0];
     if (rt->debug && lw->ratio == 4 && rs->n)
         rt->debug(rt->debug_user, (int)n->i[0], 1, rs->n, rs->n_sp ? rs->sp[0].p0 : 0, rt->DBG, NULL);
