@@ -40,6 +40,8 @@ struct dsv4k_linear_ctx {
     float *aq;       /* max_m × max_k: quantised activations */
     float *xs;       /* SPLIT_M × max_k: activations split even/odd (FP4 kernel) */
     int8_t *ex;      /* exponents of one row */
+    float *xsc;      /* max_k/32 block scales (integer FP4 kernel) */
+    int intq;        /* integer FP4 kernel allowed (dsv4k_linear_set_intq) */
     int isa;       /* highest kernel set allowed: DSV4K_ISA_* (dsv4k_linear_set_isa) */
 };
 
@@ -53,11 +55,13 @@ dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64
     c->max_k = max_k;
     c->max_m = max_m;
     c->isa = DSV4K_ISA_BEST;
+    c->intq = 1;
     c->rows = malloc((size_t)(c->n_threads * max_k) * sizeof(float));
     c->aq = malloc((size_t)(max_m * max_k) * sizeof(float));
     c->xs = malloc((size_t)((max_m < SPLIT_M ? max_m : SPLIT_M) * max_k) * sizeof(float));
     c->ex = malloc((size_t)(max_k / 128 + 1));
-    if (!c->rows || !c->aq || !c->xs || !c->ex) {
+    c->xsc = malloc((size_t)(max_k / 32 + 1) * sizeof(float));
+    if (!c->rows || !c->aq || !c->xs || !c->ex || !c->xsc) {
         dsv4k_linear_ctx_free(c);
         return NULL;
     }
@@ -67,7 +71,7 @@ dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64
 void dsv4k_act_quant_dq(const float *x, int64_t k, float *out, int8_t *ex, int simd)
 {
     if (simd && dsv4k_have_avx2()) {
-        dsv4k_act_quant_dq_avx2(x, k, out);
+        dsv4k_act_quant_dq_avx2(x, k, out, ex);
         return;
     }
     dsv4k_act_quant_fp8_ref(x, k, 128, out, ex);
@@ -75,6 +79,7 @@ void dsv4k_act_quant_dq(const float *x, int64_t k, float *out, int8_t *ex, int s
 }
 
 void dsv4k_linear_set_isa(dsv4k_linear_ctx *c, int isa) { c->isa = isa; }
+void dsv4k_linear_set_intq(dsv4k_linear_ctx *c, int on) { c->intq = on; }
 
 void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c)
 {
@@ -83,6 +88,7 @@ void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c)
     free(c->aq);
     free(c->xs);
     free(c->ex);
+    free(c->xsc);
     free(c);
 }
 
@@ -164,6 +170,13 @@ static void run_avx512(void *arg, int64_t r0, int64_t r1, int thread)
     dsv4k_rows_avx512(t->w, r0, r1, t->x, t->ldx, t->m, t->y, t->ldy);
 }
 
+static void run_fp4q(void *arg, int64_t r0, int64_t r1, int thread)
+{
+    task *t = arg;
+    (void)thread;
+    dsv4k_rows_fp4q_avx2(t->w, r0, r1, (const int16_t *)t->x, t->c->xsc, t->y);
+}
+
 static void run(void *arg, int64_t r0, int64_t r1, int thread)
 {
     task *t = arg;
@@ -180,6 +193,18 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
 {
     if (m <= 0 || w->n <= 0) return 0;
     if (w->k > c->max_k) return -1;
+    int64_t grain = w->n / (4 * c->n_threads);
+    if (grain < 1) grain = 1;
+    if (c->intq && aq && m == 1 && c->max_m >= 1 && w->fmt == DSV4K_W_FP4 && w->k % 128 == 0 && c->isa >= DSV4K_ISA_AVX2 &&
+        dsv4k_have_avx2() && !(c->isa >= DSV4K_ISA_AVX512 && dsv4k_have_avx512())) {
+        /* one row of a FP4 product in reference numerics on AVX2: integer
+         * products of 2·e2m1 and the e4m3 activations (see gemv.h) */
+        dsv4k_act_quant_dq(x, w->k, c->aq, c->ex, 1);
+        dsv4k_fp4q_prepare(c->aq, c->ex, w->k, (int16_t *)c->xs, c->xsc);
+        task tq = { c, w, c->xs, w->k, 1, y, ldy };
+        dsv4k_pool_for(c->pool, w->n, grain, run_fp4q, &tq);
+        return 0;
+    }
     const float *in = x;
     if (aq && w->k % 128 == 0) {
         if (m > c->max_m) return -1;
@@ -188,8 +213,6 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
         ldx = w->k;
     }
     task t = { c, w, in, ldx, m, y, ldy };
-    int64_t grain = w->n / (4 * c->n_threads);
-    if (grain < 1) grain = 1;
     dsv4k_task_fn fn = run;
     int split = 0;
     if (c->isa >= DSV4K_ISA_AVX512 && dsv4k_have_avx512() &&

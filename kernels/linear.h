@@ -26,6 +26,10 @@ void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c);
  * default DSV4K_ISA_BEST */
 enum { DSV4K_ISA_PORTABLE = 0, DSV4K_ISA_AVX2 = 1, DSV4K_ISA_AVX512 = 2, DSV4K_ISA_BEST = 2 };
 void dsv4k_linear_set_isa(dsv4k_linear_ctx *c, int isa);
+/* on (default): a single activation row of an FP4 product in reference
+ * numerics (aq) on the AVX2 level takes the integer kernel
+ * (dsv4k_rows_fp4q_avx2); off: the f32 one (tests, benchmarks) */
+void dsv4k_linear_set_intq(dsv4k_linear_ctx *c, int on);
 
 /*
  * y[i][j] = Σ_c a[i][c] · W[j][c], x f32 [m][w->k] (rows ldx apart), y f32
@@ -39,7 +43,7 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
 
 /* the activations an FP8/FP4 product sees (spec §4.3): x[0..k) (k a
  * multiple of 128) quantised per 128 to e4m3 with power-of-two scales, given
- * dequantised in out; ex: k/128 bytes of scratch; simd: AVX2 where the CPU
+ * dequantised in out; ex: the k/128 block exponents; simd: AVX2 where the CPU
  * has it (bit-identical) */
 void dsv4k_act_quant_dq(const float *x, int64_t k, float *out, int8_t *ex, int simd);
 

@@ -441,21 +441,33 @@ int main(int argc, char **argv)
     dsv4k_linear_ctx *lc = dsv4k_linear_ctx_create(pool, 8192, 1);
     int kern_pass = 1;
     if (RUN("kernels")) {
-    kres kr[4] = {
-        kernel_bench(pool, lc, "fp4_expert_2048x4096", DSV4K_W_FP4, 2048, 4096, quick ? 2 : 4),
+    /* FP4 twice over: the default kernel (on AVX2 the integer one, the
+     * activations being e4m3 in reference numerics) and the f32 one,
+     * alternating, best of each */
+    kres f4[2] = { { "fp4_expert_2048x4096", 0, 0 }, { "fp4_expert_2048x4096_f32kernel", 0, 0 } };
+    for (int rep = 0; rep < 2; rep++)
+        for (int v = 0; v < 2; v++) {
+            dsv4k_linear_set_intq(lc, v == 0);
+            kres q = kernel_bench(pool, lc, f4[v].name, DSV4K_W_FP4, 2048, 4096, quick ? 1 : 2);
+            if (q.frac > f4[v].frac) f4[v] = q;
+        }
+    dsv4k_linear_set_intq(lc, 1);
+    kres kr[5] = {
+        f4[0],
         kernel_bench(pool, lc, "fp8_4096x8192", DSV4K_W_FP8, 4096, 8192, quick ? 2 : 4),
         kernel_bench(pool, lc, "bf16_4096x4096", DSV4K_W_BF16, 4096, 4096, quick ? 2 : 4),
         kernel_bench(pool, lc, "fp8_32768x1024", DSV4K_W_FP8, 32768, 1024, quick ? 2 : 4),
+        f4[1],
     };
-    for (int i = 0; i < 4; i++) {
-        printf("kernel %-22s m=1: %6.1f GB/s of weights, %5.1f %% of the same-moment read  [target 90 %%: %s]\n",
+    for (int i = 0; i < 5; i++) {
+        printf("kernel %-30s m=1: %6.1f GB/s of weights, %5.1f %% of the same-moment read  [target 90 %%: %s]\n",
                kr[i].name, kr[i].gbs, 100 * kr[i].frac, kr[i].frac >= 0.9 ? "pass" : "FAIL");
         char key[96];
         snprintf(key, sizeof key, "kernel_%s_gbs", kr[i].name);
         jnum(key, kr[i].gbs);
         snprintf(key, sizeof key, "kernel_%s_frac", kr[i].name);
         jnum(key, kr[i].frac);
-        kern_pass &= kr[i].frac >= 0.9;
+        if (i < 4) kern_pass &= kr[i].frac >= 0.9;
     }
     }
     dsv4k_linear_ctx_free(lc);

@@ -56,8 +56,8 @@ void dsv4k_attn_head_avx2(const float *q, const float *const *kv, int64_t n, int
 
 /* the activation quantisation of dsv4k_act_quant_fp8_ref (blocks of 128, n a
  * multiple of 128) with the result given dequantised: out = q · 2^e, bit
- * for bit */
-void dsv4k_act_quant_dq_avx2(const float *x, int64_t n, float *out);
+ * for bit; the exponents e to ex[n/128] when ex is not NULL */
+void dsv4k_act_quant_dq_avx2(const float *x, int64_t n, float *out, int8_t *ex);
 
 /* twin of dsv4k_hc_mix_ref (kernels/ops.h) for width % 8 == 0: the same
  * double sums of exact f32 products, four rows per pass over X */
@@ -66,6 +66,21 @@ void dsv4k_hc_mix_avx2(const float *X, int64_t width, const float *fn, int rows,
 /* twin of dsv4k_hc_post_ref for dim % 8 == 0, bit for bit */
 void dsv4k_hc_post_avx2(const float *X, const float *o, const float *post, const float *comb, int hc, int64_t dim,
                         float *Xo);
+
+/*
+ * FP4 rows against one activation row quantised to e4m3 per 128 (reference
+ * numerics): dsv4k_fp4q_prepare turns the quantised values dq (e4m3 values
+ * × 2^ex, as dsv4k_act_quant_dq gives them; k a multiple of 128) and the
+ * block exponents ex into two int16
+ * planes pl [2k] (per 32-block: the low 9 bits of q·2^9 then the rest, each
+ * even elements first) and per-block scales xsc [k/32] = 2^(ex-10);
+ * dsv4k_rows_fp4q_avx2 then computes y[r] for rows [r0, r1) of w with
+ * integer products (exact block sums; only the f32 sum over blocks rounds),
+ * the same value as the f32 kernels up to summation order.
+ */
+void dsv4k_fp4q_prepare(const float *dq, const int8_t *ex, int64_t k, int16_t *pl, float *xsc);
+void dsv4k_rows_fp4q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const int16_t *pl, const float *xsc,
+                          float *y);
 
 /* per block of 32 of x[0..k): the 16 even elements, then the 16 odd ones */
 void dsv4k_split_even_odd(const float *x, int64_t k, float *dst);

@@ -564,7 +564,7 @@ TGT void dsv4k_attn_head_avx2(const float *q, const float *const *kv, int64_t n,
 
 /* ---- activation quantisation ----------------------------------------------------------- */
 
-TGT void dsv4k_act_quant_dq_avx2(const float *x, int64_t n, float *out)
+TGT void dsv4k_act_quant_dq_avx2(const float *x, int64_t n, float *out, int8_t *ex)
 {
     const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 lo = _mm256_set1_ps(-448.0f), hi = _mm256_set1_ps(448.0f);
@@ -577,6 +577,7 @@ TGT void dsv4k_act_quant_dq_avx2(const float *x, int64_t n, float *out)
         float amax = _mm_cvtss_f32(m4);
         amax = amax > 1e-4f ? amax : 1e-4f;
         int e = dsv4k_log2_ceil(amax * (1.0f / 448.0f));
+        if (ex) ex[b0 / 128] = (int8_t)e;
         const __m256 inv = _mm256_set1_ps(dsv4k_pow2(-e)), sc = _mm256_set1_ps(dsv4k_pow2(e));
         for (int i = 0; i < 128; i += 8) {
             __m256 y = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + b0 + i), inv), lo), hi);
@@ -665,5 +666,59 @@ TGT void dsv4k_hc_post_avx2(const float *X, const float *o, const float *post, c
             }
             _mm256_storeu_ps(Xo + k * dim + c, _mm256_set_m128(_mm256_cvtpd_ps(a1), _mm256_cvtpd_ps(a0)));
         }
+    }
+}
+
+/* ---- FP4 rows against e4m3-quantised activations, in integers ------------------------ */
+
+/* twice the e2m1 values, as int8 */
+static const int8_t e2m1_x2[16] = { 0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12 };
+
+void dsv4k_fp4q_prepare(const float *dq, const int8_t *ex, int64_t k, int16_t *pl, float *xsc)
+{
+    for (int64_t b = 0; b < k; b += 32) {
+        /* dq = e4m3 value · 2^e, so dq · 2^(9-e) is an integer, |a| <= 229376 */
+        float up = ldexpf(1.0f, 9 - ex[b / 128]);
+        for (int i = 0; i < 16; i++) {
+            /* element order within the block: the 16 even, then the 16 odd */
+            int32_t ae = (int32_t)(dq[b + 2 * i] * up), ao = (int32_t)(dq[b + 2 * i + 1] * up);
+            pl[2 * b + i] = (int16_t)(ae & 511);
+            pl[2 * b + 16 + i] = (int16_t)(ao & 511);
+            pl[2 * b + 32 + i] = (int16_t)(ae >> 9);
+            pl[2 * b + 48 + i] = (int16_t)(ao >> 9);
+        }
+        xsc[b / 32] = ldexpf(1.0f, ex[b / 128] - 10);
+    }
+}
+
+/* per 32-block: 2·e2m1 as int16 (vpshufb, vpmovsxbw) times the low and the
+ * high plane of the activation integers (vpmaddwd), the two sums joined in
+ * int32 — exact: at most 4 · 229376 · 12 < 2^24 per lane — then converted
+ * and scaled once (weight scale × activation scale × 2^-10, a power of two) */
+TGT void dsv4k_rows_fp4q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const int16_t *pl, const float *xsc,
+                              float *y)
+{
+    int64_t k = w->k;
+    const __m128i tab = _mm_loadu_si128((const __m128i *)e2m1_x2), m4 = _mm_set1_epi8(15);
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t rr = w->row0 + r;
+        const uint8_t *p = (const uint8_t *)w->w + rr * (k / 2);
+        const uint8_t *sc = (const uint8_t *)w->s + rr * (k / 32);
+        __m256 t0 = _mm256_setzero_ps(), t1 = t0;
+        for (int64_t b = 0; b < k / 32; b++) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(p + 16 * b));
+            __m256i we = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(tab, _mm_and_si128(v, m4)));
+            __m256i wo = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(v, 4), m4)));
+            const int16_t *lo = pl + 64 * b, *hi = lo + 32;
+            __m256i l = _mm256_add_epi32(_mm256_madd_epi16(we, _mm256_loadu_si256((const __m256i *)lo)),
+                                         _mm256_madd_epi16(wo, _mm256_loadu_si256((const __m256i *)(lo + 16))));
+            __m256i h = _mm256_add_epi32(_mm256_madd_epi16(we, _mm256_loadu_si256((const __m256i *)hi)),
+                                         _mm256_madd_epi16(wo, _mm256_loadu_si256((const __m256i *)(hi + 16))));
+            __m256 bv = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_slli_epi32(h, 9), l));
+            __m256 sv = _mm256_set1_ps(dsv4k_lut_e8m0[sc[b]] * xsc[b]);
+            if (b & 1) t1 = _mm256_fmadd_ps(bv, sv, t1);
+            else t0 = _mm256_fmadd_ps(bv, sv, t0);
+        }
+        y[r] = hsum(_mm256_add_ps(t0, t1));
     }
 }

@@ -232,6 +232,14 @@ static void linear_case(int fmt, int64_t m, int64_t n, int64_t k, int aq)
         for (int64_t i = 0; i < m * n; i++) md = fmax(md, fabs((double)y2[i] - y[i]) / (sabs[i] + 1e-30));
         CHECK(md < 1e-5, "AVX2 linear vs linear_ref fmt %d m %lld k %lld aq %d: rel diff %.3g", fmt, (long long)m,
               (long long)k, aq, md);
+        /* and the f32 FP4 kernel where the integer one took the case */
+        dsv4k_linear_set_intq(lc, 0);
+        T(dsv4k_linear(lc, &w, x, k, m, y2, n, aq) == 0);
+        md = 0;
+        for (int64_t i = 0; i < m * n; i++) md = fmax(md, fabs((double)y2[i] - y[i]) / (sabs[i] + 1e-30));
+        CHECK(md < 1e-5, "AVX2 linear (f32 FP4 kernel) vs linear_ref fmt %d m %lld aq %d: rel diff %.3g", fmt,
+              (long long)m, aq, md);
+        dsv4k_linear_set_intq(lc, 1);
     }
     dsv4k_linear_set_isa(lc, DSV4K_ISA_BEST);
     rows512_case(&w, x, m, aq, y, sabs);
@@ -499,8 +507,9 @@ static void ops(void)
             }
             dsv4k_act_quant_fp8_ref(xa, 1024, 128, qa1, exa);
             for (int i = 0; i < 1024; i++) qa1[i] *= dsv4k_pow2(exa[i / 128]);
-            dsv4k_act_quant_dq_avx2(xa, 1024, qa2);
-            bad += memcmp(qa1, qa2, sizeof qa1) != 0;
+            int8_t exb[8];
+            dsv4k_act_quant_dq_avx2(xa, 1024, qa2, exb);
+            bad += memcmp(qa1, qa2, sizeof qa1) != 0 || memcmp(exa, exb, 8) != 0;
         }
         CHECK(bad == 0, "AVX2 activation quantisation = reference bit for bit (%d of 200 differ)", bad);
     }
@@ -628,6 +637,7 @@ int main(void)
                 linear_case(DSV4K_W_BF16, 1, 5, 96, aq);     /* a 32-block after the 64-steps */
             }
             if (i == 0) linear_case(DSV4K_W_FP8, 1, 300, 1152, aq); /* 3 row blocks, 9 column blocks */
+            if (i == 0 && aq) linear_case(DSV4K_W_FP4, 1, 70, 1024, aq); /* the integer FP4 kernel, 32 blocks */
         }
     }
     pool();
