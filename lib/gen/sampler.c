@@ -215,6 +215,36 @@ static int by_prob_desc(const void *a, const void *b)
     return px > py ? -1 : px < py ? 1 : (x < y ? -1 : x > y);
 }
 
+/* o[0..m) (ids in ascending order, p[id] in (0, 1]) sorted by p descending,
+ * ties keeping ascending ids: a stable LSD radix sort over three 11-bit
+ * digits of 0x3f800000 - bits(p) (which orders as -p); tmp: room for m ids.
+ * The order of qsort with by_prob_desc, in linear time. */
+static void sort_by_prob_desc(const float *p, int32_t *o, size_t m, int32_t *tmp)
+{
+    size_t cnt[2048];
+    for (int pass = 0; pass < 3; pass++) {
+        int sh = 11 * pass;
+        memset(cnt, 0, sizeof cnt);
+        for (size_t i = 0; i < m; i++) {
+            uint32_t b;
+            memcpy(&b, &p[o[i]], 4);
+            cnt[((0x3f800000u - b) >> sh) & 2047]++;
+        }
+        size_t at = 0;
+        for (int d = 0; d < 2048; d++) {
+            size_t c = cnt[d];
+            cnt[d] = at;
+            at += c;
+        }
+        for (size_t i = 0; i < m; i++) {
+            uint32_t b;
+            memcpy(&b, &p[o[i]], 4);
+            tmp[cnt[((0x3f800000u - b) >> sh) & 2047]++] = o[i];
+        }
+        memcpy(o, tmp, m * sizeof *o);
+    }
+}
+
 /* all stages; p receives the final distribution; returns the greedy token too */
 static dsv4_status distribution(dsv4_sampler *s, const float *logits, size_t n, float *p, int32_t *greedy)
 {
@@ -321,8 +351,12 @@ static dsv4_status distribution(dsv4_sampler *s, const float *logits, size_t n, 
             for (size_t i = 0; i < n; i++)
                 if (!in[i]) o[q++] = (int32_t)i;
         }
-        tl_keys = p;
-        qsort(o, m, sizeof *o, by_prob_desc);
+        if (m > 256) {
+            sort_by_prob_desc(p, o, m, (int32_t *)s->work);
+        } else {
+            tl_keys = p;
+            qsort(o, m, sizeof *o, by_prob_desc);
+        }
         if (s->top_k > 0 && (size_t)s->top_k < keep) keep = (size_t)s->top_k;
         if (s->top_p < 1.0) {
             double c = 0;
