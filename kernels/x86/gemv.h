@@ -45,6 +45,22 @@ int dsv4k_decode_row_avx2(const dsv4k_weight *w, int64_t r, float *dst);
 /* twin of dsv4k_index_score_ref (d a multiple of 8) */
 float dsv4k_index_score_avx2(const float *q, const float *w, int heads, int64_t d, const float *k);
 
+/*
+ * The indexer score of dsv4k_index_score_ref in integers, for FP4-simulated
+ * queries and keys (reference numerics, spec §4.8): every query block of 32
+ * is n · 2^e with integer |n| <= 12, every key value 2·e2m1 · 2^(E-128), so
+ * each block's dot product is an exact integer (vpmaddubsw over 16 heads at
+ * once: the heads sit in the lanes, a key pair is broadcast), scaled once;
+ * only the f32 sums over blocks and heads round. heads % 16 == 0, d % 32 ==
+ * 0, d <= 512. dsv4k_index_q4_prepare fills buf (dsv4k_index_q4_bytes) from
+ * the f32 query [heads][d]; it returns -1 when a block is not of that form
+ * (then use the f32 kernels). key: the stored form of
+ * dsv4k_key_fp4_decode_avx2.
+ */
+int64_t dsv4k_index_q4_bytes(int heads, int64_t d);
+int dsv4k_index_q4_prepare(const float *q, int heads, int64_t d, void *buf);
+float dsv4k_index_score_q4_avx2(const void *qbuf, const float *w, int heads, int64_t d, const uint8_t *key);
+
 /* an indexer key stored as d/2 packed e2m1 bytes (low nibble first) then
  * d/32 E8M0 bytes, decoded to f32 dst[d] (d a multiple of 32); exact */
 void dsv4k_key_fp4_decode_avx2(const uint8_t *p, int64_t d, float *dst);

@@ -722,3 +722,95 @@ TGT void dsv4k_rows_fp4q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, con
         y[r] = hsum(_mm256_add_ps(t0, t1));
     }
 }
+
+/* ---- lightning indexer in integers (FP4-simulated queries and keys) ---------------- */
+
+int64_t dsv4k_index_q4_bytes(int heads, int64_t d)
+{
+    /* pairs [heads/16][d/2][16][2] int8, corrections [heads/16][d/32][16]
+     * int16, scales [heads/16][d/32][16] f32 */
+    return (int64_t)heads * d + (int64_t)heads * (d / 32) * 2 + (int64_t)heads * (d / 32) * 4;
+}
+
+int dsv4k_index_q4_prepare(const float *q, int heads, int64_t d, void *buf)
+{
+    if (heads % 16 || d % 32) return -1;
+    int8_t *qp = buf;
+    int16_t *corr = (int16_t *)(qp + (int64_t)heads * d);
+    float *sq = (float *)(corr + (int64_t)heads * (d / 32));
+    int64_t nb = d / 32;
+    for (int h = 0; h < heads; h++) {
+        int g = h / 16, l = h % 16;
+        for (int64_t b = 0; b < nb; b++) {
+            const float *v = q + (int64_t)h * d + 32 * b;
+            float amax = 0;
+            for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(v[i]));
+            /* the block's values as integers n · 2^e, |n| <= 12: e from the
+             * e2m1 grid (quantum 1/2 of the scale 2^ceil(log2(amax/6))) */
+            int e = amax > 0 ? dsv4k_log2_ceil(amax / 6.0f) - 1 : 0;
+            if (!(amax < 0x1p100f) || e < -120) return -1;
+            float down = ldexpf(1.0f, -e);
+            int sum = 0;
+            for (int i = 0; i < 32; i++) {
+                float n = v[i] * down;
+                if (n != rintf(n) || fabsf(n) > 12.0f) return -1; /* not an FP4-simulated block */
+                int ni = (int)n;
+                qp[(((int64_t)g * (d / 2) + 16 * b + i / 2) * 16 + l) * 2 + (i & 1)] = (int8_t)ni;
+                sum += ni;
+            }
+            corr[((int64_t)g * nb + b) * 16 + l] = (int16_t)(12 * sum);
+            sq[((int64_t)g * nb + b) * 16 + l] = ldexpf(1.0f, e);
+        }
+    }
+    return 0;
+}
+
+/* twice the e2m1 value plus 12 (0..24), by code */
+static const uint8_t e2m1_x2p12[16] = { 12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0 };
+
+TGT float dsv4k_index_score_q4_avx2(const void *qbuf, const float *w, int heads, int64_t d, const uint8_t *key)
+{
+    const int8_t *qp = qbuf;
+    const int16_t *corr = (const int16_t *)(qp + (int64_t)heads * d);
+    const float *sq = (const float *)(corr + (int64_t)heads * (d / 32));
+    int64_t nb = d / 32;
+    /* the key as unsigned 2·e2m1 + 12 in natural order, and its block scales 2^(E-128) */
+    uint8_t kb[512];
+    float ks[16];
+    const __m128i tab = _mm_loadu_si128((const __m128i *)e2m1_x2p12), m4 = _mm_set1_epi8(15);
+    for (int64_t b = 0; b < nb; b++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(key + 16 * b));
+        __m128i lo = _mm_shuffle_epi8(tab, _mm_and_si128(v, m4));
+        __m128i hi = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(v, 4), m4));
+        _mm_storeu_si128((__m128i *)(kb + 32 * b), _mm_unpacklo_epi8(lo, hi));
+        _mm_storeu_si128((__m128i *)(kb + 32 * b + 16), _mm_unpackhi_epi8(lo, hi));
+        ks[b] = dsv4k_lut_e8m0[key[d / 2 + b]] * 0.5f;
+    }
+    __m256 tot = _mm256_setzero_ps();
+    for (int g = 0; g < heads / 16; g++) {
+        __m256 d0 = _mm256_setzero_ps(), d1 = d0; /* heads 16g..16g+7, 16g+8..16g+15 */
+        const int8_t *qg = qp + (int64_t)g * d * 16;
+        for (int64_t b = 0; b < nb; b++) {
+            __m256i acc = _mm256_setzero_si256();
+            for (int j = 0; j < 16; j++) {
+                uint16_t kw;
+                memcpy(&kw, kb + 32 * b + 2 * j, 2);
+                acc = _mm256_add_epi16(acc, _mm256_maddubs_epi16(_mm256_set1_epi16((short)kw),
+                                                                 _mm256_loadu_si256((const __m256i *)(qg + (16 * b + j) * 32))));
+            }
+            /* Σ n_q · (n_k + 12) - 12 Σ n_q = Σ n_q · n_k, |.| <= 4608 */
+            acc = _mm256_sub_epi16(acc, _mm256_loadu_si256((const __m256i *)(corr + ((int64_t)g * nb + b) * 16)));
+            __m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc)));
+            __m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc, 1)));
+            __m256 kv = _mm256_set1_ps(ks[b]);
+            const float *sg = sq + ((int64_t)g * nb + b) * 16;
+            d0 = _mm256_fmadd_ps(f0, _mm256_mul_ps(_mm256_loadu_ps(sg), kv), d0);
+            d1 = _mm256_fmadd_ps(f1, _mm256_mul_ps(_mm256_loadu_ps(sg + 8), kv), d1);
+        }
+        d0 = _mm256_max_ps(d0, _mm256_setzero_ps());
+        d1 = _mm256_max_ps(d1, _mm256_setzero_ps());
+        tot = _mm256_fmadd_ps(d0, _mm256_loadu_ps(w + 16 * g), tot);
+        tot = _mm256_fmadd_ps(d1, _mm256_loadu_ps(w + 16 * g + 8), tot);
+    }
+    return hsum(tot);
+}

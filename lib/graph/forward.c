@@ -45,6 +45,7 @@ typedef struct thread_buf {
     int64_t *idx;          /* [n_ctx/4 + 1] */
     float *key;            /* one decoded indexer key */
     float *att;            /* attention scores of one head [window + max_comp] */
+    void *q4;              /* one indexer query in integers (dsv4k_index_q4_prepare) */
 } thread_buf;
 
 /* consecutive rows [row0, row0 + n) of a row domain: positions p0.. of s */
@@ -193,7 +194,8 @@ dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, 
         b->idx = rt_alloc(rt, (o->n_ctx / 4 + 1) * 8);
         b->key = rt_alloc(rt, ihd * 4);
         b->att = rt_alloc(rt, (c->window + rt->max_comp) * 4);
-        if (!b->kv || !b->dec || !b->scores || !b->idx || !b->key || !b->att) goto oom;
+        b->q4 = rt_alloc(rt, dsv4k_index_q4_bytes((int)c->index_n_heads, ihd) + 64);
+        if (!b->kv || !b->dec || !b->scores || !b->idx || !b->key || !b->att || !b->q4) goto oom;
     }
     for (int d = 0; d < DSV4G_N_DOM; d++) {
         rowset *s = &rt->rs[d];
@@ -626,6 +628,7 @@ typedef struct att_job {
     const lstate *ls;
     thread_buf *own;
     int topk;               /* entries come from own->idx */
+    int q4;                 /* the indexer query is in own->q4: integer scores */
 } att_job;
 
 static void att_scores(void *arg, int64_t e0, int64_t e1, int thread)
@@ -636,6 +639,14 @@ static void att_scores(void *arg, int64_t e0, int64_t e1, int thread)
     int64_t ih = c->index_n_heads, ihd = c->index_head_dim;
     const float *qi = dsv4g_f32(j->r, j->n->in[2]) + j->t * ih * ihd, *wt = dsv4g_f32(j->r, j->n->in[3]) + j->t * ih;
     float *kb = rt->tb[thread].key;
+    if (j->q4) {
+        int64_t eb = dsv4__rt_entry_bytes(rt, 1);
+        for (int64_t e = e0; e < e1; e++) {
+            j->own->scores[e] = dsv4k_index_score_q4_avx2(j->own->q4, wt, (int)ih, ihd, j->ls->icache + e * eb);
+            j->own->idx[e] = e;
+        }
+        return;
+    }
     for (int64_t e = e0; e < e1; e++) {
         const float *k = key_get(rt, j->ls, e, kb);
         j->own->scores[e] = j->r->ref ? dsv4k_index_score_ref(qi, wt, (int)ih, ihd, k)
@@ -695,12 +706,16 @@ static void attn_row(dsv4g_run *r, const dsv4g_node *n, int64_t t, int thread, d
     int64_t first = p - W + 1 < 0 ? 0 : p - W + 1;
     for (int64_t q = first; q <= p; q++)
         tb->kv[cnt++] = q >= sp->p0 ? KV + (sp->row0 + q - sp->p0) * hd : ls->ring + (q % W) * hd;
-    att_job j = { r, n, t, 0, cnt, ls, tb, 0 };
+    att_job j = { r, n, t, 0, cnt, ls, tb, 0, 0 };
     int ratio = lw->ratio;
     if (ratio > 0) {
         int64_t nvis = (p + 1) / ratio;
         if (nvis > ls->n) nvis = ls->n;   /* cannot happen: entries are emitted first */
         if (ratio == 4 && nvis > c->index_topk) {
+            /* FP4-simulated query and keys (reference numerics): integer scores */
+            int64_t ih = c->index_n_heads, ihd = c->index_head_dim;
+            if (rt->simd && rt->fp4_sim && !r->ref && ih % 16 == 0 && ihd % 32 == 0 && ihd <= 512)
+                j.q4 = dsv4k_index_q4_prepare(dsv4g_f32(r, n->in[2]) + t * ih * ihd, (int)ih, ihd, tb->q4) == 0;
             att_loop(pool, nvis, 64, att_scores, &j, thread);
             select_topk(tb->scores, tb->idx, nvis, c->index_topk);
             qsort(tb->idx, (size_t)c->index_topk, sizeof *tb->idx, cmp_i64);

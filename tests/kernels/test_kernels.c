@@ -468,6 +468,43 @@ static void ops(void)
     }
     CHECK(md < 1e-5f, "index score vs reference (%g)", md);
     if (dsv4k_have_avx2()) {
+        /* integer indexer score on FP4-simulated queries and stored keys:
+         * 64 heads × 128 (the model's shape) and 16 × 64, against the
+         * reference on the same simulated values */
+        int hs[2] = { 64, 16 };
+        int64_t ds[2] = { 128, 64 };
+        for (int v = 0; v < 2; v++) {
+            int H = hs[v];
+            int64_t D = ds[v];
+            float *qf = malloc((size_t)(H * D) * 4), *wf = malloc((size_t)H * 4), kf[128];
+            uint8_t kc[64 + 4];
+            void *qb = malloc((size_t)dsv4k_index_q4_bytes(H, D));
+            for (int64_t i = 0; i < H * D; i++) qf[i] = frand() * (i % 96 == 5 ? 40.0f : 1.0f);
+            for (int64_t i = 0; i < 32; i++) qf[i] = 0; /* an all-zero block */
+            for (int i = 0; i < H; i++) wf[i] = frand();
+            dsv4k_fp4_sim_ref(qf, H * D, 32);
+            int prep = dsv4k_index_q4_prepare(qf, H, D, qb);
+            double worst = 0;
+            for (int rep = 0; rep < 40 && prep == 0; rep++) {
+                for (int64_t i = 0; i < D; i++) kf[i] = frand() * (rep % 7 == 3 ? 1e-3f : 2.0f);
+                dsv4__key_fp4(kf, D, kc);
+                double sa = 0;
+                for (int h2 = 0; h2 < H; h2++) {
+                    double dt = 0;
+                    for (int64_t c = 0; c < D; c++) dt += (double)qf[h2 * D + c] * kf[c];
+                    sa += fabs(wf[h2] * dt);
+                }
+                float r = dsv4k_index_score_ref(qf, wf, H, D, kf), f2 = dsv4k_index_score_q4_avx2(qb, wf, H, D, kc);
+                worst = fmax(worst, fabs((double)r - f2) / (sa + 1e-30));
+            }
+            CHECK(prep == 0 && worst < 1e-6, "integer index score, %d heads × %lld: rel diff %.3g", H, (long long)D,
+                  worst);
+            qf[7] = 0.3f; /* not on the FP4 grid of its block */
+            CHECK(dsv4k_index_q4_prepare(qf, H, D, qb) == -1, "a query off the FP4 grid is refused");
+            free(qf); free(wf); free(qb);
+        }
+    }
+    if (dsv4k_have_avx2()) {
         /* 12 heads: one pass of 8 and 4 single heads */
         float q12[12 * 128], w12[12];
         for (int i = 0; i < 12 * 128; i++) q12[i] = frand();
