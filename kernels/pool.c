@@ -6,6 +6,7 @@
  * through an atomic cursor, and the last one to finish tells the caller
  * (which also takes chunks, then spins briefly before sleeping itself).
  */
+#include <omp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@ struct dsv4k_pool {
     int sleepers;                  /* workers waiting on wake (under mu) */
     int caller_waits;              /* the caller waits on done (under mu) */
     atomic_int spin;               /* pauses before sleeping (dsv4k_pool_set_spin) */
+    int omp;                       /* loops on OpenMP's threads (dsv4k_pool_set_omp) */
     /* the current loop: written before gen is bumped, read after */
     dsv4k_task_fn fn;
     void *arg;
@@ -152,6 +154,21 @@ void dsv4k_pool_for(dsv4k_pool *p, int64_t n, int64_t grain, dsv4k_task_fn fn, v
     /* about 4 chunks per thread for balance, never below the grain */
     int64_t chunk = (n + 4 * t - 1) / (4 * t);
     if (chunk < grain) chunk = grain;
+    if (p->omp) {
+        /* the same chunks on OpenMP's team; our workers stay asleep */
+        atomic_llong next;
+        atomic_init(&next, 0);
+#pragma omp parallel num_threads(t)
+        {
+            int th = omp_get_thread_num();
+            for (;;) {
+                int64_t b = atomic_fetch_add(&next, chunk);
+                if (b >= n) break;
+                fn(arg, b, b + chunk < n ? b + chunk : n, th);
+            }
+        }
+        return;
+    }
     p->fn = fn; p->arg = arg; p->n = n; p->chunk = chunk;
     atomic_store(&p->next, 0);
     atomic_store(&p->busy, p->n_started);
@@ -173,4 +190,9 @@ void dsv4k_pool_for(dsv4k_pool *p, int64_t n, int64_t grain, dsv4k_task_fn fn, v
 void dsv4k_pool_set_spin(dsv4k_pool *p, int pauses)
 {
     if (p) atomic_store(&p->spin, pauses < 0 ? SPIN_PAUSES : pauses);
+}
+
+void dsv4k_pool_set_omp(dsv4k_pool *p, int on)
+{
+    if (p) p->omp = on != 0;
 }

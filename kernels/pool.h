@@ -31,4 +31,13 @@ void dsv4k_pool_for(dsv4k_pool *pool, int64_t n, int64_t grain, dsv4k_task_fn fn
  * default); for benchmarks and callers that must not burn CPU */
 void dsv4k_pool_set_spin(dsv4k_pool *pool, int pauses);
 
+/* on: loops run on OpenMP's team (the threads oneDNN's products use, as
+ * many as the pool has, thread = omp_get_thread_num()) while the pool's
+ * workers stay asleep. For batches that alternate our loops with oneDNN
+ * products: OpenMP's idle threads spin for milliseconds after a product and
+ * would compete for the cores with a second set of threads. Off (the
+ * default): the pool's own workers, whose wake-up is cheaper for the short
+ * loops of a decode step. Set only between loops. */
+void dsv4k_pool_set_omp(dsv4k_pool *pool, int on);
+
 #endif

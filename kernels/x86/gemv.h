@@ -65,10 +65,12 @@ float dsv4k_index_score_q4_avx2(const void *qbuf, const float *w, int heads, int
  * d/32 E8M0 bytes, decoded to f32 dst[d] (d a multiple of 32); exact */
 void dsv4k_key_fp4_decode_avx2(const uint8_t *p, int64_t d, float *dst);
 
-/* twin of dsv4k_attn_head_ref in f32 (d a multiple of 8); sc: room for n
- * scores */
-void dsv4k_attn_head_avx2(const float *q, const float *const *kv, int64_t n, int64_t d, float scale, float sink,
-                          float *out, float *sc);
+/* twin of dsv4k_attn_head_ref for every head of a row over the same n
+ * vectors, in f32: for h in [0, nh), out[h·ldo .. +d) is head h's output
+ * for the query q + h·ldq and sink[h] (d a multiple of 8); sc: room for
+ * nh·(n + 1) floats. Each vector is read once per 4 heads. */
+void dsv4k_attn_heads_avx2(const float *q, int64_t ldq, int64_t nh, const float *const *kv, int64_t n, int64_t d,
+                           float scale, const float *sink, float *out, int64_t ldo, float *sc);
 
 /* the activation quantisation of dsv4k_act_quant_fp8_ref (blocks of 128, n a
  * multiple of 128) with the result given dequantised: out = q · 2^e, bit

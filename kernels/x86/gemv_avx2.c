@@ -519,46 +519,168 @@ TGT void dsv4k_key_fp4_decode_avx2(const uint8_t *p, int64_t d, float *dst)
 
 /* ---- attention of one head ------------------------------------------------------------ */
 
-TGT void dsv4k_attn_head_avx2(const float *q, const float *const *kv, int64_t n, int64_t d, float scale, float sink,
-                              float *out, float *sc)
+/* e^x for x in [-87.3, 88.3] (smaller x give 2^-126) within 2 ulp:
+ * 2^n · p(r), r = x - n·ln 2 in two parts, p of degree 7 */
+TGT static inline __m256 exp256(__m256 x)
 {
-    float mx = sink;
-    for (int64_t i = 0; i < n; i++) {
-        const float *k = kv[i];
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        int64_t c = 0;
-        for (; c + 32 <= d; c += 32) {
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(k + c), a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + c + 8), _mm256_loadu_ps(k + c + 8), a1);
-            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q + c + 16), _mm256_loadu_ps(k + c + 16), a2);
-            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q + c + 24), _mm256_loadu_ps(k + c + 24), a3);
-        }
-        for (; c < d; c += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(k + c), a0);
-        float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) * scale;
-        sc[i] = s;
-        if (s > mx) mx = s;
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.33654f)), _mm256_set1_ps(88.37626f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* Several heads over the same vectors (every head of a row attends the same
+ * list): the scores of up to 4 heads × 2 vectors at once, each vector loaded
+ * once for the 4 heads; the weighted sums of up to 4 heads over 16 columns
+ * at once. Vectors are taken in blocks of ATT_EB so a block stays in the
+ * core's cache while every head passes over it. */
+#define ATT_EB 64
+
+/* scores of 4 heads × 2 vectors (the accumulators in registers) */
+TGT static void att_dots42(const float *q, int64_t ldq, const float *k0, const float *k1, int64_t d, float scale,
+                           float *sc, int64_t lds)
+{
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    for (int64_t c = 0; c < d; c += 8) {
+        __m256 v0 = _mm256_loadu_ps(k0 + c), v1 = _mm256_loadu_ps(k1 + c), qv;
+        qv = _mm256_loadu_ps(q + c);
+        a00 = _mm256_fmadd_ps(qv, v0, a00); a01 = _mm256_fmadd_ps(qv, v1, a01);
+        qv = _mm256_loadu_ps(q + ldq + c);
+        a10 = _mm256_fmadd_ps(qv, v0, a10); a11 = _mm256_fmadd_ps(qv, v1, a11);
+        qv = _mm256_loadu_ps(q + 2 * ldq + c);
+        a20 = _mm256_fmadd_ps(qv, v0, a20); a21 = _mm256_fmadd_ps(qv, v1, a21);
+        qv = _mm256_loadu_ps(q + 3 * ldq + c);
+        a30 = _mm256_fmadd_ps(qv, v0, a30); a31 = _mm256_fmadd_ps(qv, v1, a31);
     }
-    float den = expf(sink - mx);
-    for (int64_t i = 0; i < n; i++) {
-        sc[i] = expf(sc[i] - mx);
-        den += sc[i];
+    sc[0] = hsum(a00) * scale; sc[1] = hsum(a01) * scale;
+    sc[lds] = hsum(a10) * scale; sc[lds + 1] = hsum(a11) * scale;
+    sc[2 * lds] = hsum(a20) * scale; sc[2 * lds + 1] = hsum(a21) * scale;
+    sc[3 * lds] = hsum(a30) * scale; sc[3 * lds + 1] = hsum(a31) * scale;
+}
+
+/* the score of one head and one vector */
+TGT static float att_dot1(const float *q, const float *k, int64_t d, float scale)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int64_t c = 0;
+    for (; c + 16 <= d; c += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(k + c), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + c + 8), _mm256_loadu_ps(k + c + 8), a1);
     }
-    for (int64_t c = 0; c < d; c += 32) {
-        int64_t w = d - c < 32 ? d - c : 32;
-        __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
-        for (int64_t i = 0; i < n; i++) {
-            __m256 p = _mm256_set1_ps(sc[i]);
-            const float *k = kv[i] + c;
-            o0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(k), o0);
-            if (w > 8) o1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(k + 8), o1);
-            if (w > 16) o2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(k + 16), o2);
-            if (w > 24) o3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(k + 24), o3);
+    if (c < d) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(k + c), a0);
+    return hsum(_mm256_add_ps(a0, a1)) * scale;
+}
+
+/* o[h][c0 .. c0+16) += Σ_i p[h][i] · kv[i][c0 ..] for 4 heads, i in [0, ne) */
+TGT static void att_wsum4(const float *p, int64_t ldp, const float *const *kv, int64_t ne, int64_t c0, float *o,
+                          int64_t ldo)
+{
+    float *o0 = o + c0, *o1 = o0 + ldo, *o2 = o1 + ldo, *o3 = o2 + ldo;
+    __m256 a00 = _mm256_loadu_ps(o0), a01 = _mm256_loadu_ps(o0 + 8), a10 = _mm256_loadu_ps(o1),
+           a11 = _mm256_loadu_ps(o1 + 8), a20 = _mm256_loadu_ps(o2), a21 = _mm256_loadu_ps(o2 + 8),
+           a30 = _mm256_loadu_ps(o3), a31 = _mm256_loadu_ps(o3 + 8);
+    for (int64_t i = 0; i < ne; i++) {
+        const float *k = kv[i] + c0;
+        __m256 v0 = _mm256_loadu_ps(k), v1 = _mm256_loadu_ps(k + 8), pw;
+        pw = _mm256_broadcast_ss(p + i);
+        a00 = _mm256_fmadd_ps(pw, v0, a00); a01 = _mm256_fmadd_ps(pw, v1, a01);
+        pw = _mm256_broadcast_ss(p + ldp + i);
+        a10 = _mm256_fmadd_ps(pw, v0, a10); a11 = _mm256_fmadd_ps(pw, v1, a11);
+        pw = _mm256_broadcast_ss(p + 2 * ldp + i);
+        a20 = _mm256_fmadd_ps(pw, v0, a20); a21 = _mm256_fmadd_ps(pw, v1, a21);
+        pw = _mm256_broadcast_ss(p + 3 * ldp + i);
+        a30 = _mm256_fmadd_ps(pw, v0, a30); a31 = _mm256_fmadd_ps(pw, v1, a31);
+    }
+    _mm256_storeu_ps(o0, a00); _mm256_storeu_ps(o0 + 8, a01);
+    _mm256_storeu_ps(o1, a10); _mm256_storeu_ps(o1 + 8, a11);
+    _mm256_storeu_ps(o2, a20); _mm256_storeu_ps(o2 + 8, a21);
+    _mm256_storeu_ps(o3, a30); _mm256_storeu_ps(o3 + 8, a31);
+}
+
+/* o[c0 .. c0+8) += Σ_i p[i] · kv[i][c0 ..] for one head */
+TGT static void att_wsum1(const float *p, const float *const *kv, int64_t ne, int64_t c0, float *o)
+{
+    __m256 a0 = _mm256_loadu_ps(o + c0), a1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 2 <= ne; i += 2) {
+        a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + i), _mm256_loadu_ps(kv[i] + c0), a0);
+        a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + i + 1), _mm256_loadu_ps(kv[i + 1] + c0), a1);
+    }
+    if (i < ne) a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + i), _mm256_loadu_ps(kv[i] + c0), a0);
+    _mm256_storeu_ps(o + c0, _mm256_add_ps(a0, a1));
+}
+
+TGT void dsv4k_attn_heads_avx2(const float *q, int64_t ldq, int64_t nh, const float *const *kv, int64_t n, int64_t d,
+                               float scale, const float *sink, float *out, int64_t ldo, float *sc)
+{
+    float *den = sc + nh * n;
+    /* scores, vector block by vector block */
+    for (int64_t e0 = 0; e0 < n; e0 += ATT_EB) {
+        int64_t e1 = e0 + ATT_EB < n ? e0 + ATT_EB : n;
+        int64_t h = 0;
+        for (; h + 4 <= nh; h += 4) {
+            int64_t i = e0;
+            for (; i + 2 <= e1; i += 2) att_dots42(q + h * ldq, ldq, kv[i], kv[i + 1], d, scale, sc + h * n + i, n);
+            for (int64_t g = h; i < e1 && g < h + 4; g++) sc[g * n + i] = att_dot1(q + g * ldq, kv[i], d, scale);
         }
-        __m256 inv = _mm256_set1_ps(1.0f / den);
-        _mm256_storeu_ps(out + c, _mm256_mul_ps(o0, inv));
-        if (w > 8) _mm256_storeu_ps(out + c + 8, _mm256_mul_ps(o1, inv));
-        if (w > 16) _mm256_storeu_ps(out + c + 16, _mm256_mul_ps(o2, inv));
-        if (w > 24) _mm256_storeu_ps(out + c + 24, _mm256_mul_ps(o3, inv));
+        for (; h < nh; h++)
+            for (int64_t i = e0; i < e1; i++) sc[h * n + i] = att_dot1(q + h * ldq, kv[i], d, scale);
+    }
+    /* softmax with the sink (exponentials 8 at a time) */
+    for (int64_t h = 0; h < nh; h++) {
+        float *s = sc + h * n, mx = sink[h];
+        __m256 vm = _mm256_set1_ps(mx), vs = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(s + i));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vm), _mm256_extractf128_ps(vm, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        mx = _mm_cvtss_f32(m4);
+        for (; i < n; i++) mx = s[i] > mx ? s[i] : mx;
+        vm = _mm256_set1_ps(mx);
+        for (i = 0; i + 8 <= n; i += 8) {
+            __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm));
+            _mm256_storeu_ps(s + i, e);
+            vs = _mm256_add_ps(vs, e);
+        }
+        float dn = expf(sink[h] - mx) + hsum(vs);
+        for (; i < n; i++) {
+            s[i] = expf(s[i] - mx);
+            dn += s[i];
+        }
+        den[h] = dn;
+        memset(out + h * ldo, 0, (size_t)d * sizeof(float));
+    }
+    /* weighted sums, vector block by vector block */
+    for (int64_t e0 = 0; e0 < n; e0 += ATT_EB) {
+        int64_t ne = n - e0 < ATT_EB ? n - e0 : ATT_EB;
+        /* column chunk outer: its lines of the block's vectors stay in
+         * the first-level cache while every head passes over them */
+        int64_t c = 0, h4 = nh & ~(int64_t)3;
+        for (; c + 16 <= d; c += 16) {
+            for (int64_t h = 0; h < h4; h += 4) att_wsum4(sc + h * n + e0, n, kv + e0, ne, c, out + h * ldo, ldo);
+            for (int64_t h = h4; h < nh; h++) {
+                att_wsum1(sc + h * n + e0, kv + e0, ne, c, out + h * ldo);
+                att_wsum1(sc + h * n + e0, kv + e0, ne, c + 8, out + h * ldo);
+            }
+        }
+        if (c < d)
+            for (int64_t h = 0; h < nh; h++) att_wsum1(sc + h * n + e0, kv + e0, ne, c, out + h * ldo);
+    }
+    for (int64_t h = 0; h < nh; h++) {
+        __m256 inv = _mm256_set1_ps(1.0f / den[h]);
+        for (int64_t c = 0; c < d; c += 8)
+            _mm256_storeu_ps(out + h * ldo + c, _mm256_mul_ps(_mm256_loadu_ps(out + h * ldo + c), inv));
     }
 }
 

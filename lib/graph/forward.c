@@ -44,7 +44,7 @@ typedef struct thread_buf {
     float *scores;         /* indexer scores [n_ctx/4 + 1] */
     int64_t *idx;          /* [n_ctx/4 + 1] */
     float *key;            /* one decoded indexer key */
-    float *att;            /* attention scores of one head [window + max_comp] */
+    float *att;            /* attention scores of the heads [n_heads][window + max_comp + 1] */
     void *q4;              /* one indexer query in integers (dsv4k_index_q4_prepare) */
 } thread_buf;
 
@@ -193,7 +193,7 @@ dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, 
         b->scores = rt_alloc(rt, (o->n_ctx / 4 + 1) * 4);
         b->idx = rt_alloc(rt, (o->n_ctx / 4 + 1) * 8);
         b->key = rt_alloc(rt, ihd * 4);
-        b->att = rt_alloc(rt, (c->window + rt->max_comp) * 4);
+        b->att = rt_alloc(rt, c->n_heads * (c->window + rt->max_comp + 1) * 4);
         b->q4 = rt_alloc(rt, dsv4k_index_q4_bytes((int)c->index_n_heads, ihd) + 64);
         if (!b->kv || !b->dec || !b->scores || !b->idx || !b->key || !b->att || !b->q4) goto oom;
     }
@@ -676,12 +676,14 @@ static void att_heads(void *arg, int64_t h0, int64_t h1, int thread)
     const float *Q = dsv4g_f32(j->r, j->n->in[0]);
     float *O = dsv4g_f32(j->r, j->n->out[0]);
     float scale = (float)(1.0 / sqrt((double)hd));
-    for (int64_t h = h0; h < h1; h++) {
-        const float *q = Q + (j->t * H + h) * hd;
-        float *o = O + (j->t * H + h) * hd;
-        if (rt->simd) dsv4k_attn_head_avx2(q, j->own->kv, j->cnt, hd, scale, lw->sink[h], o, rt->tb[thread].att);
-        else dsv4k_attn_head_ref(q, j->own->kv, j->cnt, hd, scale, lw->sink[h], o);
+    if (rt->simd) {
+        /* the heads together, each vector read once per 4 heads */
+        dsv4k_attn_heads_avx2(Q + (j->t * H + h0) * hd, hd, h1 - h0, j->own->kv, j->cnt, hd, scale, lw->sink + h0,
+                              O + (j->t * H + h0) * hd, hd, rt->tb[thread].att);
+        return;
     }
+    for (int64_t h = h0; h < h1; h++)
+        dsv4k_attn_head_ref(Q + (j->t * H + h) * hd, j->own->kv, j->cnt, hd, scale, lw->sink[h], O + (j->t * H + h) * hd);
 }
 
 /* fn over [0, n) on the pool, or on the calling thread */
@@ -733,7 +735,7 @@ static void attn_row(dsv4g_run *r, const dsv4g_node *n, int64_t t, int thread, d
         }
     }
     j.cnt = cnt;
-    att_loop(pool, c->n_heads, 1, att_heads, &j, thread);
+    att_loop(pool, c->n_heads, 4, att_heads, &j, thread);
 }
 
 static void attn_rows(void *arg, int64_t t0, int64_t t1, int thread)
@@ -1217,7 +1219,12 @@ static void run_batch(dsv4__rt *rt, const part *pt, int n_parts)
             q->n_mtp += m;
         }
     }
+    /* a batch whose products go to oneDNN runs all its loops on OpenMP's
+     * threads too (one set of threads on the cores, see pool.h) */
+    int omp = rt->gemm && tr->n >= DSV4G_GEMM_MIN_ROWS;
+    dsv4k_pool_set_omp(rt->pool, omp);
     run_graph(rt, &rt->g);
+    dsv4k_pool_set_omp(rt->pool, 0);
     for (int k = 0; k < n_parts; k++) pt[k].q->s->pos += pt[k].n;
 }
 

@@ -516,19 +516,42 @@ static void ops(void)
             md = fmaxf(md, fabsf(r - f2) / (1 + fabsf(r)));
         }
         CHECK(md < 1e-5f, "AVX2 index score vs reference (%g)", md);
-        /* attention of one head: 37 and 1 keys, d 136 (a ragged 32-step) */
-        const float *kvp[37];
-        float kvs[37 * 136], qa[136], oa[136], ob[136], scr[37];
-        for (int i = 0; i < 37 * 136; i++) kvs[i] = frand();
-        for (int i = 0; i < 136; i++) qa[i] = frand();
-        for (int i = 0; i < 37; i++) kvp[i] = kvs + i * 136;
-        md = 0;
-        for (int nk = 1; nk <= 37; nk += 36) {
-            dsv4k_attn_head_ref(qa, kvp, nk, 136, 0.3f, 0.7f, oa);
-            dsv4k_attn_head_avx2(qa, kvp, nk, 136, 0.3f, 0.7f, ob, scr);
-            for (int i = 0; i < 136; i++) md = fmaxf(md, fabsf(oa[i] - ob[i]));
+        float oa2[512];
+        /* every head of a row at once: 1, 4, 7 and 11 heads (blocks of 4
+         * and ragged ones), 1, 2, 65 and 150 vectors (blocks of 64, an odd
+         * one), d 136 (a ragged 16-column step) and 512; heads apart by a
+         * stride larger than d; sharply peaked scores */
+        {
+            int hs[4] = { 1, 4, 7, 11 }, ns[4] = { 1, 2, 65, 150 }, ds[2] = { 136, 512 };
+            float *kvh = malloc(150 * 512 * sizeof *kvh), *qh = malloc(11 * 520 * sizeof *qh);
+            float *oh = malloc(11 * 520 * sizeof *oh), *scr2 = malloc(11 * 151 * sizeof *scr2), sk[11];
+            const float *kvq[150];
+            float mh = 0;
+            for (int i = 0; i < 150 * 512; i++) kvh[i] = frand();
+            for (int i = 0; i < 11 * 520; i++) qh[i] = frand() * (i % 520 == 3 ? 40.0f : 1.0f);
+            for (int i = 0; i < 11; i++) sk[i] = frand();
+            for (int di = 0; di < 2; di++)
+                for (int hi = 0; hi < 4; hi++)
+                    for (int ni = 0; ni < 4; ni++) {
+                        int64_t D = ds[di];
+                        /* the vectors in a scattered order */
+                        for (int i = 0; i < ns[ni]; i++) kvq[i] = kvh + (int64_t)((i * 37) % 150) * D;
+                        for (int i = 0; i < 11 * 520; i++) oh[i] = NAN;
+                        dsv4k_attn_heads_avx2(qh, 520, hs[hi], kvq, ns[ni], D, 0.05f, sk, oh, 520, scr2);
+                        for (int hh = 0; hh < hs[hi]; hh++) {
+                            dsv4k_attn_head_ref(qh + hh * 520, kvq, ns[ni], D, 0.05f, sk[hh], oa2);
+                            for (int64_t c = 0; c < D; c++) {
+                                float dd = fabsf(oa2[c] - oh[hh * 520 + c]);
+                                mh = dd == dd ? fmaxf(mh, dd) : INFINITY;
+                            }
+                            /* the columns past d and the heads past nh untouched */
+                            if (oh[hh * 520 + D] == oh[hh * 520 + D]) mh = INFINITY;
+                        }
+                        if (hs[hi] < 11 && oh[hs[hi] * 520] == oh[hs[hi] * 520]) mh = INFINITY;
+                    }
+            CHECK(mh < 2e-5f, "AVX2 attention of several heads at once vs reference (%g)", mh);
+            free(kvh); free(qh); free(oh); free(scr2);
         }
-        CHECK(md < 1e-5f, "AVX2 attention head vs reference (%g)", md);
         /* activation quantisation, bit for bit: blocks of ordinary, tiny,
          * huge, zero and mixed-magnitude values, ties */
         float xa[1024], qa1[1024], qa2[1024];
