@@ -319,11 +319,11 @@ static void linear_case(int fmt, int64_t m, int64_t n, int64_t k, int aq)
     free(wd); free(sd); free(x); free(y); free(a);
 }
 
-typedef struct { atomic_llong sum; atomic_int calls; int64_t n; atomic_int bad; } pool_arg;
+typedef struct { atomic_llong sum; atomic_int calls; int64_t n; atomic_int bad; int threads; } pool_arg;
 static void pool_task(void *varg, int64_t b, int64_t e, int thread)
 {
     pool_arg *p = varg;
-    if (b < 0 || e > p->n || b >= e || thread < 0) atomic_fetch_add(&p->bad, 1);
+    if (b < 0 || e > p->n || b >= e || thread < 0 || (p->threads && thread >= p->threads)) atomic_fetch_add(&p->bad, 1);
     long long s = 0;
     for (int64_t i = b; i < e; i++) s += i;
     atomic_fetch_add(&p->sum, s);
@@ -332,19 +332,23 @@ static void pool_task(void *varg, int64_t b, int64_t e, int thread)
 
 static void pool(void)
 {
-    for (int t = 1; t <= 4; t++) {
+    /* the pool's own workers, then OpenMP's team (dsv4k_pool_set_omp) */
+    for (int tm = 0; tm < 8; tm++) {
+        int t = 1 + tm % 4, omp = tm / 4;
         dsv4k_pool *pl = dsv4k_pool_create(t);
         T(pl != NULL && dsv4k_pool_threads(pl) == t);
+        dsv4k_pool_set_omp(pl, omp);
         int64_t sizes[] = { 0, 1, 2, 3, 7, 100, 1000, 100003 };
         for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
             for (int64_t grain = 1; grain <= 64; grain *= 8) {
                 pool_arg a;
                 atomic_init(&a.sum, 0); atomic_init(&a.calls, 0); atomic_init(&a.bad, 0);
                 a.n = sizes[i];
+                a.threads = t;
                 dsv4k_pool_for(pl, a.n, grain, pool_task, &a);
                 CHECK(atomic_load(&a.sum) == a.n * (a.n - 1) / 2 && atomic_load(&a.bad) == 0 &&
                       (a.n > 0 || atomic_load(&a.calls) == 0),
-                      "pool %d threads n %lld grain %lld", t, (long long)a.n, (long long)grain);
+                      "pool %d threads%s n %lld grain %lld", t, omp ? " (OpenMP)" : "", (long long)a.n, (long long)grain);
             }
         }
         /* many tiny loops back to back */
@@ -353,15 +357,20 @@ static void pool(void)
             pool_arg a;
             atomic_init(&a.sum, 0); atomic_init(&a.calls, 0); atomic_init(&a.bad, 0);
             a.n = 5;
+            a.threads = t;
             dsv4k_pool_for(pl, 5, 1, pool_task, &a);
-            ok = atomic_load(&a.sum) == 10;
+            ok = atomic_load(&a.sum) == 10 && atomic_load(&a.bad) == 0;
+            /* switching between the two sets of threads between loops */
+            if (r % 100 == 99) dsv4k_pool_set_omp(pl, (r / 100 + omp) % 2);
         }
-        CHECK(ok, "pool %d threads: 2000 tiny loops", t);
+        CHECK(ok, "pool %d threads%s: 2000 tiny loops", t, omp ? " (OpenMP)" : "");
         dsv4k_pool_free(pl);
     }
     pool_arg a;
     atomic_init(&a.sum, 0); atomic_init(&a.calls, 0); atomic_init(&a.bad, 0);
     a.n = 10;
+    a.threads = 1;
+    dsv4k_pool_set_omp(NULL, 1);
     dsv4k_pool_for(NULL, 10, 1, pool_task, &a);
     T(atomic_load(&a.sum) == 45 && dsv4k_pool_threads(NULL) == 1);
     dsv4k_pool_free(NULL);
