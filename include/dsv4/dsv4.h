@@ -196,6 +196,15 @@ typedef enum dsv4_option {
      *  the forward pass at once; longer inputs are processed in chunks of
      *  this size (results are the same). */
     DSV4_OPT_MAX_BATCH = 104,
+    /** context, i64 0 .. 1048576, default 4096: pause instructions a worker
+     *  thread (and the calling thread, waiting for the workers) spends
+     *  watching for the next parallel loop before it sleeps. Between the
+     *  short loops of a decode step a sleep and wake-up costs more than the
+     *  loop; 0 sleeps at once: the least CPU used while waiting, for apps
+     *  that share the cores (games, UIs), at some decode speed. Products of
+     *  16 rows or more run on OpenMP's threads, which follow
+     *  OMP_WAIT_POLICY instead (docs/THREADS.md). @since 0.1.0 */
+    DSV4_OPT_WORKER_SPIN = 105,
     /** session, i64 0/1, default 0: keep the MTP block's state in step with
      *  the session so that MTP logits can be read (model must have MTP). */
     DSV4_OPT_MTP = 200
@@ -451,7 +460,7 @@ DSV4_API dsv4_status dsv4_model_info_to_json(const dsv4_model_info *info, char *
  * context capacity of its sessions. Holds a reference to the model.
  * @param opts  NULL for defaults; reads DSV4_OPT_THREADS,
  *              DSV4_OPT_CONTEXT_LENGTH, DSV4_OPT_NUMERICS, DSV4_OPT_REVISION,
- *              DSV4_OPT_MAX_BATCH and the log callback.
+ *              DSV4_OPT_MAX_BATCH, DSV4_OPT_WORKER_SPIN and the log callback.
  * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (NULL, context length above the
  *         model's maximum), DSV4_ERR_OUT_OF_MEMORY, DSV4_ERR_UNSUPPORTED.
  * @threadsafety any thread; the model may be shared. @since 0.1.0

@@ -82,9 +82,11 @@ dsv4_status dsv4_context_create(dsv4_model *model, const dsv4_options *opts, dsv
     dsv4_status st = dsv4__rt_create(model, &o, &ctx->rt, &e);
     if (st) {
         dsv4__free(ctx);
-        dsv4__err_prefix(&e, "dsv4_context_create: ");
+        dsv4__err_prefix(&e, "dsv4_context_create");
         return dsv4__err_out(&e, err_msg);
     }
+    /* the pool's waiting (DSV4_OPT_WORKER_SPIN; OpenMP's follows its own settings) */
+    dsv4k_pool_set_spin(dsv4__rt_pool(ctx->rt), (int)dsv4__opt_i64(opts, DSV4_OPT_WORKER_SPIN));
     dsv4__ref_init(&ctx->ref);
     dsv4__ref_get(&model->ref);
     ctx->model = model;
@@ -140,7 +142,7 @@ dsv4_status dsv4_session_create(dsv4_context *ctx, const dsv4_options *opts, dsv
     }
     if (dsv4__state_create(ctx->rt, mtp, &s->st, &e)) {
         dsv4__free(s);
-        dsv4__err_prefix(&e, "dsv4_session_create: ");
+        dsv4__err_prefix(&e, "dsv4_session_create");
         keep_err(ctx->err, &e);
         return dsv4__err_out(&e, err_msg);
     }

@@ -29,7 +29,9 @@ void dsv4__err_prefix(dsv4__err *e, const char *fmt, ...)
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     memcpy(old, e->msg, sizeof old);
-    snprintf(e->msg, sizeof e->msg, "%s: %s", pre, old);
+    /* a message longer than the buffer is cut (the start says where) */
+    if (snprintf(e->msg, sizeof e->msg, "%s: %s", pre, old) >= (int)sizeof e->msg)
+        e->msg[sizeof e->msg - 1] = '\0';
 }
 
 dsv4_status dsv4__err_out(const dsv4__err *e, char **err_msg)
@@ -148,6 +150,7 @@ static const struct opt_desc {
     {DSV4_OPT_REVISION, 5, DSV4_REVISION_CURRENT, 0, 2},
     {DSV4_OPT_MAX_BATCH, 6, 256, 1, 1 << 20},
     {DSV4_OPT_MTP, 7, 0, 0, 1},
+    {DSV4_OPT_WORKER_SPIN, 8, 4096, 0, 1 << 20},
 };
 
 static const struct opt_desc *opt_find(dsv4_option key)
