@@ -909,7 +909,53 @@ TGT float dsv4k_index_score_q4_avx2(const void *qbuf, const float *w, int heads,
         ks[b] = dsv4k_lut_e8m0[key[d / 2 + b]] * 0.5f;
     }
     __m256 tot = _mm256_setzero_ps();
-    for (int g = 0; g < heads / 16; g++) {
+    int g = 0;
+    /* 4 groups of 16 heads per pass: each broadcast key pair serves all 4
+     * (the same sums in the same order as the one-group loop below) */
+    for (; g + 4 <= heads / 16; g += 4) {
+        __m256 d00 = _mm256_setzero_ps(), d01 = d00, d10 = d00, d11 = d00, d20 = d00, d21 = d00, d30 = d00,
+               d31 = d00;
+        const int8_t *q0 = qp + (int64_t)g * d * 16, *q1 = q0 + d * 16, *q2 = q1 + d * 16, *q3 = q2 + d * 16;
+        for (int64_t b = 0; b < nb; b++) {
+            __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+            for (int j = 0; j < 16; j++) {
+                uint16_t kw;
+                memcpy(&kw, kb + 32 * b + 2 * j, 2);
+                __m256i kv2 = _mm256_set1_epi16((short)kw);
+                int64_t o = (16 * b + j) * 32;
+                a0 = _mm256_add_epi16(a0, _mm256_maddubs_epi16(kv2, _mm256_loadu_si256((const __m256i *)(q0 + o))));
+                a1 = _mm256_add_epi16(a1, _mm256_maddubs_epi16(kv2, _mm256_loadu_si256((const __m256i *)(q1 + o))));
+                a2 = _mm256_add_epi16(a2, _mm256_maddubs_epi16(kv2, _mm256_loadu_si256((const __m256i *)(q2 + o))));
+                a3 = _mm256_add_epi16(a3, _mm256_maddubs_epi16(kv2, _mm256_loadu_si256((const __m256i *)(q3 + o))));
+            }
+            __m256 kv = _mm256_set1_ps(ks[b]);
+#define Q4_GROUP(a, gi, e0, e1)                                                                                  \
+    do {                                                                                                         \
+        a = _mm256_sub_epi16(a, _mm256_loadu_si256((const __m256i *)(corr + ((int64_t)(g + gi) * nb + b) * 16))); \
+        const float *sg = sq + ((int64_t)(g + gi) * nb + b) * 16;                                                \
+        e0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(a))),               \
+                             _mm256_mul_ps(_mm256_loadu_ps(sg), kv), e0);                                         \
+        e1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(a, 1))),          \
+                             _mm256_mul_ps(_mm256_loadu_ps(sg + 8), kv), e1);                                     \
+    } while (0)
+            Q4_GROUP(a0, 0, d00, d01);
+            Q4_GROUP(a1, 1, d10, d11);
+            Q4_GROUP(a2, 2, d20, d21);
+            Q4_GROUP(a3, 3, d30, d31);
+#undef Q4_GROUP
+        }
+        const __m256 z = _mm256_setzero_ps();
+        const float *wg = w + 16 * g;
+        tot = _mm256_fmadd_ps(_mm256_max_ps(d00, z), _mm256_loadu_ps(wg), tot);
+        tot = _mm256_fmadd_ps(_mm256_max_ps(d01, z), _mm256_loadu_ps(wg + 8), tot);
+        tot = _mm256_fmadd_ps(_mm256_max_ps(d10, z), _mm256_loadu_ps(wg + 16), tot);
+        tot = _mm256_fmadd_ps(_mm256_max_ps(d11, z), _mm256_loadu_ps(wg + 24), tot);
+        tot = _mm256_fmadd_ps(_mm256_max_ps(d20, z), _mm256_loadu_ps(wg + 32), tot);
+        tot = _mm256_fmadd_ps(_mm256_max_ps(d21, z), _mm256_loadu_ps(wg + 40), tot);
+        tot = _mm256_fmadd_ps(_mm256_max_ps(d30, z), _mm256_loadu_ps(wg + 48), tot);
+        tot = _mm256_fmadd_ps(_mm256_max_ps(d31, z), _mm256_loadu_ps(wg + 56), tot);
+    }
+    for (; g < heads / 16; g++) {
         __m256 d0 = _mm256_setzero_ps(), d1 = d0; /* heads 16g..16g+7, 16g+8..16g+15 */
         const int8_t *qg = qp + (int64_t)g * d * 16;
         for (int64_t b = 0; b < nb; b++) {

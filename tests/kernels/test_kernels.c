@@ -478,11 +478,12 @@ static void ops(void)
     CHECK(md < 1e-5f, "index score vs reference (%g)", md);
     if (dsv4k_have_avx2()) {
         /* integer indexer score on FP4-simulated queries and stored keys:
-         * 64 heads × 128 (the model's shape) and 16 × 64, against the
-         * reference on the same simulated values */
-        int hs[2] = { 64, 16 };
-        int64_t ds[2] = { 128, 64 };
-        for (int v = 0; v < 2; v++) {
+         * 64 heads × 128 (the model's shape), 16 × 64 and 80 × 128 (4
+         * groups of 16 heads per pass, then one), against the reference on
+         * the same simulated values */
+        int hs[3] = { 64, 16, 80 };
+        int64_t ds[3] = { 128, 64, 128 };
+        for (int v = 0; v < 3; v++) {
             int H = hs[v];
             int64_t D = ds[v];
             float *qf = malloc((size_t)(H * D) * 4), *wf = malloc((size_t)H * 4), kf[128];
