@@ -154,23 +154,14 @@ void dsv4k_pool_for(dsv4k_pool *p, int64_t n, int64_t grain, dsv4k_task_fn fn, v
     /* about 4 chunks per thread for balance, never below the grain */
     int64_t chunk = (n + 4 * t - 1) / (4 * t);
     if (chunk < grain) chunk = grain;
-    if (p->omp) {
-        /* the same chunks on OpenMP's team; our workers stay asleep */
-        atomic_llong next;
-        atomic_init(&next, 0);
-#pragma omp parallel num_threads(t)
-        {
-            int th = omp_get_thread_num();
-            for (;;) {
-                int64_t b = atomic_fetch_add(&next, chunk);
-                if (b >= n) break;
-                fn(arg, b, b + chunk < n ? b + chunk : n, th);
-            }
-        }
-        return;
-    }
     p->fn = fn; p->arg = arg; p->n = n; p->chunk = chunk;
     atomic_store(&p->next, 0);
+    if (p->omp) {
+        /* the same chunks on OpenMP's team; our workers stay asleep */
+#pragma omp parallel num_threads(t)
+        run_chunks(p, omp_get_thread_num());
+        return;
+    }
     atomic_store(&p->busy, p->n_started);
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add(&p->gen, 1); /* publishes the loop (sequentially consistent) */

@@ -42,6 +42,14 @@ TGT static inline float hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+TGT static inline float hmax(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
 /* up to 4 activation rows share every decoded weight vector */
 #define ACC4(wv, off)                                                                     \
     do {                                                                                  \
@@ -642,10 +650,7 @@ TGT void dsv4k_attn_heads_avx2(const float *q, int64_t ldq, int64_t nh, const fl
         __m256 vm = _mm256_set1_ps(mx), vs = _mm256_setzero_ps();
         int64_t i = 0;
         for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(s + i));
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vm), _mm256_extractf128_ps(vm, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        mx = _mm_cvtss_f32(m4);
+        mx = hmax(vm);
         for (; i < n; i++) mx = s[i] > mx ? s[i] : mx;
         vm = _mm256_set1_ps(mx);
         for (i = 0; i + 8 <= n; i += 8) {
@@ -693,10 +698,7 @@ TGT void dsv4k_act_quant_dq_avx2(const float *x, int64_t n, float *out, int8_t *
     for (int64_t b0 = 0; b0 < n; b0 += 128) {
         __m256 mx = _mm256_setzero_ps();
         for (int i = 0; i < 128; i += 8) mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(x + b0 + i), absm));
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        float amax = _mm_cvtss_f32(m4);
+        float amax = hmax(mx);
         amax = amax > 1e-4f ? amax : 1e-4f;
         int e = dsv4k_log2_ceil(amax * (1.0f / 448.0f));
         if (ex) ex[b0 / 128] = (int8_t)e;
@@ -890,6 +892,21 @@ int dsv4k_index_q4_prepare(const float *q, int heads, int64_t d, void *buf)
 /* twice the e2m1 value plus 12 (0..24), by code */
 static const uint8_t e2m1_x2p12[16] = { 12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0 };
 
+/* block b of head group g: the integer sums a of the 16 heads corrected
+ * (Σ n_q · (n_k + 12) - 12 Σ n_q = Σ n_q · n_k, |.| <= 4608), scaled by the
+ * query scales and the key's kv, added to e0 (heads 0-7) and e1 (8-15) */
+TGT static inline __attribute__((always_inline)) void q4_block(__m256i a, const int16_t *corr, const float *sq, int g,
+                                                               int64_t nb, int64_t b, __m256 kv, __m256 *e0,
+                                                               __m256 *e1)
+{
+    a = _mm256_sub_epi16(a, _mm256_loadu_si256((const __m256i *)(corr + ((int64_t)g * nb + b) * 16)));
+    const float *sg = sq + ((int64_t)g * nb + b) * 16;
+    *e0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(a))),
+                          _mm256_mul_ps(_mm256_loadu_ps(sg), kv), *e0);
+    *e1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(a, 1))),
+                          _mm256_mul_ps(_mm256_loadu_ps(sg + 8), kv), *e1);
+}
+
 TGT float dsv4k_index_score_q4_avx2(const void *qbuf, const float *w, int heads, int64_t d, const uint8_t *key)
 {
     const int8_t *qp = qbuf;
@@ -929,20 +946,10 @@ TGT float dsv4k_index_score_q4_avx2(const void *qbuf, const float *w, int heads,
                 a3 = _mm256_add_epi16(a3, _mm256_maddubs_epi16(kv2, _mm256_loadu_si256((const __m256i *)(q3 + o))));
             }
             __m256 kv = _mm256_set1_ps(ks[b]);
-#define Q4_GROUP(a, gi, e0, e1)                                                                                  \
-    do {                                                                                                         \
-        a = _mm256_sub_epi16(a, _mm256_loadu_si256((const __m256i *)(corr + ((int64_t)(g + gi) * nb + b) * 16))); \
-        const float *sg = sq + ((int64_t)(g + gi) * nb + b) * 16;                                                \
-        e0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(a))),               \
-                             _mm256_mul_ps(_mm256_loadu_ps(sg), kv), e0);                                         \
-        e1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(a, 1))),          \
-                             _mm256_mul_ps(_mm256_loadu_ps(sg + 8), kv), e1);                                     \
-    } while (0)
-            Q4_GROUP(a0, 0, d00, d01);
-            Q4_GROUP(a1, 1, d10, d11);
-            Q4_GROUP(a2, 2, d20, d21);
-            Q4_GROUP(a3, 3, d30, d31);
-#undef Q4_GROUP
+            q4_block(a0, corr, sq, g, nb, b, kv, &d00, &d01);
+            q4_block(a1, corr, sq, g + 1, nb, b, kv, &d10, &d11);
+            q4_block(a2, corr, sq, g + 2, nb, b, kv, &d20, &d21);
+            q4_block(a3, corr, sq, g + 3, nb, b, kv, &d30, &d31);
         }
         const __m256 z = _mm256_setzero_ps();
         const float *wg = w + 16 * g;
@@ -966,14 +973,7 @@ TGT float dsv4k_index_score_q4_avx2(const void *qbuf, const float *w, int heads,
                 acc = _mm256_add_epi16(acc, _mm256_maddubs_epi16(_mm256_set1_epi16((short)kw),
                                                                  _mm256_loadu_si256((const __m256i *)(qg + (16 * b + j) * 32))));
             }
-            /* Σ n_q · (n_k + 12) - 12 Σ n_q = Σ n_q · n_k, |.| <= 4608 */
-            acc = _mm256_sub_epi16(acc, _mm256_loadu_si256((const __m256i *)(corr + ((int64_t)g * nb + b) * 16)));
-            __m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc)));
-            __m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc, 1)));
-            __m256 kv = _mm256_set1_ps(ks[b]);
-            const float *sg = sq + ((int64_t)g * nb + b) * 16;
-            d0 = _mm256_fmadd_ps(f0, _mm256_mul_ps(_mm256_loadu_ps(sg), kv), d0);
-            d1 = _mm256_fmadd_ps(f1, _mm256_mul_ps(_mm256_loadu_ps(sg + 8), kv), d1);
+            q4_block(acc, corr, sq, g, nb, b, _mm256_set1_ps(ks[b]), &d0, &d1);
         }
         d0 = _mm256_max_ps(d0, _mm256_setzero_ps());
         d1 = _mm256_max_ps(d1, _mm256_setzero_ps());
