@@ -38,10 +38,11 @@ struct dsv4k_linear_ctx {
     int64_t max_k, max_m;
     float *rows;     /* n_threads × max_k: one decoded weight row per thread */
     float *aq;       /* max_m × max_k: quantised activations */
-    float *xs;       /* SPLIT_M × max_k: activations split even/odd (FP4 kernel) */
+    float *xs;       /* SPLIT_M × max_k: activations split even/odd (FP4 kernel), or
+                      * the scaled activation row of the FP8 kernel (dsv4k_fp8q_prepare) */
     int8_t *ex;      /* exponents of one row */
-    float *xsc;      /* max_k/32 block scales (integer FP4 kernel) */
-    int intq;        /* integer FP4 kernel allowed (dsv4k_linear_set_intq) */
+    void *q4;        /* one prepared activation row of the integer FP4 kernel */
+    int intq;        /* e4m3-activation kernels allowed (dsv4k_linear_set_intq) */
     int isa;       /* highest kernel set allowed: DSV4K_ISA_* (dsv4k_linear_set_isa) */
 };
 
@@ -60,8 +61,8 @@ dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64
     c->aq = malloc((size_t)(max_m * max_k) * sizeof(float));
     c->xs = malloc((size_t)((max_m < SPLIT_M ? max_m : SPLIT_M) * max_k) * sizeof(float));
     c->ex = malloc((size_t)(max_k / 128 + 1));
-    c->xsc = malloc((size_t)(max_k / 32 + 1) * sizeof(float));
-    if (!c->rows || !c->aq || !c->xs || !c->ex || !c->xsc) {
+    c->q4 = malloc((size_t)dsv4k_fp4q_bytes(max_k / 128 * 128) + 1);
+    if (!c->rows || !c->aq || !c->xs || !c->ex || !c->q4) {
         dsv4k_linear_ctx_free(c);
         return NULL;
     }
@@ -88,7 +89,7 @@ void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c)
     free(c->aq);
     free(c->xs);
     free(c->ex);
-    free(c->xsc);
+    free(c->q4);
     free(c);
 }
 
@@ -174,7 +175,14 @@ static void run_fp4q(void *arg, int64_t r0, int64_t r1, int thread)
 {
     task *t = arg;
     (void)thread;
-    dsv4k_rows_fp4q_avx2(t->w, r0, r1, (const int16_t *)t->x, t->c->xsc, t->y);
+    dsv4k_rows_fp4q_avx2(t->w, r0, r1, t->c->q4, t->y);
+}
+
+static void run_fp8q(void *arg, int64_t r0, int64_t r1, int thread)
+{
+    task *t = arg;
+    (void)thread;
+    dsv4k_rows_fp8q_avx2(t->w, r0, r1, t->c->aq, t->x, t->c->ex, t->y);
 }
 
 static void run(void *arg, int64_t r0, int64_t r1, int thread)
@@ -200,9 +208,22 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
         /* one row of a FP4 product in reference numerics on AVX2: integer
          * products of 2·e2m1 and the e4m3 activations (see gemv.h) */
         dsv4k_act_quant_dq(x, w->k, c->aq, c->ex, 1);
-        dsv4k_fp4q_prepare(c->aq, c->ex, w->k, (int16_t *)c->xs, c->xsc);
+        if (dsv4k_fp4q_prepare(c->aq, c->ex, w->k, c->q4) == 0) {
+            task tq = { c, w, NULL, w->k, 1, y, ldy };
+            dsv4k_pool_for(c->pool, w->n, grain, run_fp4q, &tq);
+            return 0;
+        }
+        /* a value that is not finite: the f32 kernels carry it through */
+    }
+    if (c->intq && aq && m == 1 && c->max_m >= 1 && (w->fmt == DSV4K_W_FP8 || w->fmt == DSV4K_W_FP8_F32S) &&
+        w->k % 128 == 0 && w->k <= 8192 && c->isa >= DSV4K_ISA_AVX2 && dsv4k_have_avx2() &&
+        !(c->isa >= DSV4K_ISA_AVX512 && dsv4k_have_avx512())) {
+        /* one row of a FP8 product in reference numerics on AVX2: weights
+         * decoded by integer operations against the e4m3 values × 2^110 */
+        dsv4k_act_quant_dq(x, w->k, c->aq, c->ex, 1);
+        dsv4k_fp8q_prepare(c->aq, c->ex, w->k, c->xs);
         task tq = { c, w, c->xs, w->k, 1, y, ldy };
-        dsv4k_pool_for(c->pool, w->n, grain, run_fp4q, &tq);
+        dsv4k_pool_for(c->pool, w->n, grain, run_fp8q, &tq);
         return 0;
     }
     const float *in = x;

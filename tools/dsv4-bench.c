@@ -14,7 +14,7 @@
  * Prints, and writes as JSON:
  *  - streaming-read bandwidth (sum over 1 GiB, all threads, best of 5);
  *  - per weight format, the m = 1 product's weight GB/s, timed alternately
- *    with the read-sum over the same buffers (fraction of the same moment);
+ *    with the read-sum over the same buffers (the best of each, as a fraction);
  *  - decode: time per token per layer type (attention SWA/CSA/HCA, MoE,
  *    head), weight bytes read per token, GB/s and fraction of the bandwidth,
  *    projected full V4-Flash tokens/s at that fraction of the measured
@@ -190,7 +190,7 @@ static kres kernel_bench(dsv4k_pool *pool, dsv4k_linear_ctx *lc, const char *nam
         for (int64_t i = 0; i < sb; i++) s[i] = (uint8_t)(fmt == DSV4K_W_FP8_F32S ? 0 : 120 + i % 8);
     }
     for (int64_t i = 0; i < k; i++) x[i] = (float)((i % 17) - 8) * 0.125f;
-    double best = 0, best_rd = 0, best_ratio = 0;
+    double best = 0, best_rd = 0;
     for (int rep = 0; rep < reps; rep++) {
         double t = now();
         for (int64_t c = 0; c < copies; c++) {
@@ -203,10 +203,11 @@ static kres kernel_bench(dsv4k_pool *pool, dsv4k_linear_ctx *lc, const char *nam
         double g = (double)(copies * per) / t / 1e9, rd = read_once(pool, buf, copies * per);
         if (g > best) best = g;
         if (rd > best_rd) best_rd = rd;
-        if (g / rd > best_ratio) best_ratio = g / rd;
     }
     r.gbs = best;
-    r.frac = best_ratio;
+    /* best against best: a ratio per repetition is lifted by a read that a
+     * neighbour slowed down, so the largest of those would flatter */
+    r.frac = best_rd > 0 ? best / best_rd : 0;
     free(buf); free(x); free(y);
     return r;
 }
@@ -449,7 +450,7 @@ int main(int argc, char **argv)
         for (int v = 0; v < 2; v++) {
             dsv4k_linear_set_intq(lc, v == 0);
             kres q = kernel_bench(pool, lc, f4[v].name, DSV4K_W_FP4, 2048, 4096, quick ? 1 : 2);
-            if (q.frac > f4[v].frac) f4[v] = q;
+            if (q.gbs > f4[v].gbs) f4[v] = q;
         }
     dsv4k_linear_set_intq(lc, 1);
     kres kr[5] = {
@@ -460,7 +461,7 @@ int main(int argc, char **argv)
         f4[1],
     };
     for (int i = 0; i < 5; i++) {
-        printf("kernel %-30s m=1: %6.1f GB/s of weights, %5.1f %% of the same-moment read  [target 90 %%: %s]\n",
+        printf("kernel %-30s m=1: %6.1f GB/s of weights, %5.1f %% of the read timed alternately  [target 90 %%: %s]\n",
                kr[i].name, kr[i].gbs, 100 * kr[i].frac, kr[i].frac >= 0.9 ? "pass" : "FAIL");
         char key[96];
         snprintf(key, sizeof key, "kernel_%s_gbs", kr[i].name);

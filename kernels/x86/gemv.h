@@ -87,18 +87,38 @@ void dsv4k_hc_post_avx2(const float *X, const float *o, const float *post, const
 
 /*
  * FP4 rows against one activation row quantised to e4m3 per 128 (reference
- * numerics): dsv4k_fp4q_prepare turns the quantised values dq (e4m3 values
- * × 2^ex, as dsv4k_act_quant_dq gives them; k a multiple of 128) and the
- * block exponents ex into two int16
- * planes pl [2k] (per 32-block: the low 9 bits of q·2^9 then the rest, each
- * even elements first) and per-block scales xsc [k/32] = 2^(ex-10);
- * dsv4k_rows_fp4q_avx2 then computes y[r] for rows [r0, r1) of w with
- * integer products (exact block sums; only the f32 sum over blocks rounds),
- * the same value as the f32 kernels up to summation order.
+ * numerics), in integers. dsv4k_fp4q_prepare turns the quantised values dq
+ * (e4m3 values × 2^ex, as dsv4k_act_quant_dq gives them; k a multiple of
+ * 128) and the block exponents ex into buf (dsv4k_fp4q_bytes(k) bytes): each
+ * value times 2^(9-ex) as three signed 7-bit digits in planes of bytes, sums
+ * for the +12 offset and per-block scales. It returns -1 when an input is
+ * not finite (then use the f32 kernels; buf is partly written).
+ * dsv4k_rows_fp4q_avx2 then computes y[r] for rows [r0, r1) of w: the
+ * weights as unsigned 2·e2m1 + 12 bytes meet the digit planes in vpmaddubsw,
+ * so every 8 products sum exactly in integers (rounded once if the sum
+ * passes 2^24, which needs 8 products near the largest); only the f32 sums
+ * over those round. The same value as the f32 kernels up to summation order.
  */
-void dsv4k_fp4q_prepare(const float *dq, const int8_t *ex, int64_t k, int16_t *pl, float *xsc);
-void dsv4k_rows_fp4q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const int16_t *pl, const float *xsc,
-                          float *y);
+int64_t dsv4k_fp4q_bytes(int64_t k);
+int dsv4k_fp4q_prepare(const float *dq, const int8_t *ex, int64_t k, void *buf);
+void dsv4k_rows_fp4q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
+
+/*
+ * FP8 rows (E8M0 or F32 block scales, k a multiple of 128, k <= 8192)
+ * against one activation row quantised to e4m3 per 128 (reference
+ * numerics): dsv4k_fp8q_prepare writes xp[k] = dq · 2^(110-ex), the e4m3
+ * values × 2^110 (exact); dsv4k_rows_fp8q_avx2 decodes each weight byte to
+ * its value × 2^-120 in three integer operations (subnormal codes to f32
+ * subnormals) so every product is exact, and scales each 128-block by
+ * S · 2^(10+ex). Row blocks whose scale S · 2^(10+ex) lies outside
+ * 2^±100 (or is not finite) go through the f32 kernel with dq. Same value
+ * as dsv4k_rows_avx2 on dq, bit for bit where the fast form runs (same
+ * products, same order). Returns -1 (nothing written) for a format or width
+ * it does not take.
+ */
+void dsv4k_fp8q_prepare(const float *dq, const int8_t *ex, int64_t k, float *xp);
+int dsv4k_rows_fp8q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *dq, const float *xp,
+                         const int8_t *ex, float *y);
 
 /* per block of 32 of x[0..k): the 16 even elements, then the 16 odd ones */
 void dsv4k_split_even_odd(const float *x, int64_t k, float *dst);

@@ -265,6 +265,77 @@ TGT static void rows_fp8(const dsv4k_weight *w, int64_t r0, int64_t r1, const fl
     }
 }
 
+/*
+ * FP8 against activations quantised to e4m3 (reference numerics, m = 1):
+ * sign-extending a byte to 32 bits, shifting it left by 20 and keeping the
+ * sign and the 7 low bits gives the f32 whose value is the e4m3 value ×
+ * 2^-120, exactly — the subnormal codes become f32 subnormals, which the
+ * FMA takes at full speed. Three integer operations per 8 weights and no
+ * conversion instruction. The activations come as q · 2^110 (q the e4m3
+ * value): every product is then exact and normal (2^-28 .. 2^8), and each
+ * 128-block's sum is scaled by S · 2^(10+ex).
+ */
+#define E4M3X8(ptr)                                                                                       \
+    _mm256_castsi256_ps(                                                                                  \
+        _mm256_and_si256(_mm256_slli_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(ptr))), 20), msk))
+
+TGT static float dot1_fp8q(const uint8_t *p, const float *sc, const float *x, int64_t k)
+{
+    const __m256i msk = _mm256_set1_epi32((int)0x87f00000u);
+    __m256 t0 = _mm256_setzero_ps(), t1 = t0;
+    for (int64_t c0 = 0; c0 < k; c0 += 128) {
+        __m256 c_0 = _mm256_setzero_ps(), c_1 = c_0, c_2 = c_0, c_3 = c_0;
+        for (int64_t c = c0; c < c0 + 128; c += 32) {
+            c_0 = _mm256_fmadd_ps(E4M3X8(p + c), _mm256_loadu_ps(x + c), c_0);
+            c_1 = _mm256_fmadd_ps(E4M3X8(p + c + 8), _mm256_loadu_ps(x + c + 8), c_1);
+            c_2 = _mm256_fmadd_ps(E4M3X8(p + c + 16), _mm256_loadu_ps(x + c + 16), c_2);
+            c_3 = _mm256_fmadd_ps(E4M3X8(p + c + 24), _mm256_loadu_ps(x + c + 24), c_3);
+        }
+        __m256 bs = _mm256_add_ps(_mm256_add_ps(c_0, c_1), _mm256_add_ps(c_2, c_3));
+        if ((c0 / 128) & 1) t1 = _mm256_fmadd_ps(bs, _mm256_set1_ps(sc[c0 / 128]), t1);
+        else t0 = _mm256_fmadd_ps(bs, _mm256_set1_ps(sc[c0 / 128]), t0);
+    }
+    return hsum(_mm256_add_ps(t0, t1));
+}
+
+void dsv4k_fp8q_prepare(const float *dq, const int8_t *ex, int64_t k, float *xp)
+{
+    for (int64_t b = 0; b < k; b += 128) {
+        /* dq · 2^-ex = q exactly (ex in [-22, 120]: the scale is normal),
+         * then q · 2^110 */
+        float f = ldexpf(1.0f, -ex[b / 128]);
+        for (int i = 0; i < 128; i++) xp[b + i] = dq[b + i] * f * 0x1p110f;
+    }
+}
+
+TGT int dsv4k_rows_fp8q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *dq, const float *xp,
+                             const int8_t *ex, float *y)
+{
+    int64_t k = w->k, kb = k / 128;
+    if ((w->fmt != DSV4K_W_FP8 && w->fmt != DSV4K_W_FP8_F32S) || k % 128 || kb > 64) return -1;
+    float sq[64], sf[64]; /* one row block's scales: for dot1_fp8q, and × 2^8 for dot1_fp8 */
+    int64_t cur = -1;
+    int fast = 0;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t rr = w->row0 + r;
+        if (rr / 128 != cur) {
+            cur = rr / 128;
+            fast = 1;
+            for (int64_t b = 0; b < kb; b++) {
+                float s = w->fmt == DSV4K_W_FP8 ? dsv4k_lut_e8m0[((const uint8_t *)w->s)[cur * kb + b]]
+                                                : ((const float *)w->s)[cur * kb + b];
+                sf[b] = 256.0f * s;
+                sq[b] = s * ldexpf(1.0f, 10 + ex[b]);
+                /* far from overflow and underflow, or the f32 kernel */
+                fast &= fabsf(sq[b]) >= 0x1p-100f && fabsf(sq[b]) <= 0x1p100f;
+            }
+        }
+        const uint8_t *p = (const uint8_t *)w->w + rr * k;
+        y[r] = fast ? dot1_fp8q(p, sq, xp, k) : dot1_fp8(p, sf, dq, k);
+    }
+    return 0;
+}
+
 /* ---- FP4 e2m1, E8M0 per 32 --------------------------------------------------------- */
 
 void dsv4k_split_even_odd(const float *x, int64_t k, float *dst)
@@ -795,53 +866,135 @@ TGT void dsv4k_hc_post_avx2(const float *X, const float *o, const float *post, c
 
 /* ---- FP4 rows against e4m3-quantised activations, in integers ------------------------ */
 
-/* twice the e2m1 values, as int8 */
-static const int8_t e2m1_x2[16] = { 0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12 };
+/* twice the e2m1 value plus 12 (0..24), by code */
+static const uint8_t e2m1_x2p12[16] = { 12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0 };
 
-void dsv4k_fp4q_prepare(const float *dq, const int8_t *ex, int64_t k, int16_t *pl, float *xsc)
+/*
+ * Prepared activation (dsv4k_fp4q_prepare), per chunk c of 64 elements:
+ *   planes at 192·c: digit 0 of the 32 even elements, of the 32 odd ones,
+ *     then digit 1 (even, odd), then digit 2 (even, odd), int8 each;
+ *   at 3k: corrections int32 [k/8]: 12 · Σ a over elements 8l .. 8l+7;
+ *   then scales f32 [k/128]: 2^(ex-10) per activation block of 128.
+ * a = q·2^(9-ex) is the e4m3 value times 2^9, an integer with |a| <= 448·2^9,
+ * written a = d0 + 128·d1 + 16384·d2 with d0, d1 in [-64, 63], |d2| <= 14.
+ */
+int64_t dsv4k_fp4q_bytes(int64_t k) { return 3 * k + k / 2 + k / 32; }
+
+/* the 32 bytes (as int32 lanes of a[0..3], elements 0..31 of a chunk half)
+ * packed and split: even elements to the low 16 bytes, odd to the high */
+TGT static inline __m256i pack_split(__m256i a0, __m256i a1, __m256i a2, __m256i a3)
 {
-    for (int64_t b = 0; b < k; b += 32) {
-        /* dq = e4m3 value · 2^e, so dq · 2^(9-e) is an integer, |a| <= 229376 */
-        float up = ldexpf(1.0f, 9 - ex[b / 128]);
-        for (int i = 0; i < 16; i++) {
-            /* element order within the block: the 16 even, then the 16 odd */
-            int32_t ae = (int32_t)(dq[b + 2 * i] * up), ao = (int32_t)(dq[b + 2 * i + 1] * up);
-            pl[2 * b + i] = (int16_t)(ae & 511);
-            pl[2 * b + 16 + i] = (int16_t)(ao & 511);
-            pl[2 * b + 32 + i] = (int16_t)(ae >> 9);
-            pl[2 * b + 48 + i] = (int16_t)(ao >> 9);
-        }
-        xsc[b / 32] = ldexpf(1.0f, ex[b / 128] - 10);
-    }
+    __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(a0, a1), _mm256_packs_epi32(a2, a3));
+    b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)); /* natural order */
+    b = _mm256_shuffle_epi8(b, _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8,
+                                                10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+    return _mm256_permute4x64_epi64(b, 0xd8);
 }
 
-/* per 32-block: 2·e2m1 as int16 (vpshufb, vpmovsxbw) times the low and the
- * high plane of the activation integers (vpmaddwd), the two sums joined in
- * int32 — exact: at most 4 · 229376 · 12 < 2^24 per lane — then converted
- * and scaled once (weight scale × activation scale × 2^-10, a power of two) */
-TGT void dsv4k_rows_fp4q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const int16_t *pl, const float *xsc,
-                              float *y)
+TGT int dsv4k_fp4q_prepare(const float *dq, const int8_t *ex, int64_t k, void *buf)
+{
+    int8_t *pl = buf;
+    int32_t *corr = (int32_t *)(pl + 3 * k);
+    float *xs = (float *)(corr + k / 8);
+    const __m256i c64 = _mm256_set1_epi32(64), c127 = _mm256_set1_epi32(127), bad = _mm256_set1_epi32(INT32_MIN);
+    __m256i any_bad = _mm256_setzero_si256();
+    for (int64_t c = 0; c < k / 64; c++) {
+        int e = ex[c / 2];
+        __m256 up = _mm256_set1_ps(ldexpf(1.0f, 9 - e));
+        __m256i a[8], d[3][8];
+        for (int g = 0; g < 8; g++) {
+            /* exact: dq = e4m3 value · 2^e; NaN and infinities become INT32_MIN */
+            a[g] = _mm256_cvttps_epi32(_mm256_mul_ps(_mm256_loadu_ps(dq + 64 * c + 8 * g), up));
+            any_bad = _mm256_or_si256(any_bad, _mm256_cmpeq_epi32(a[g], bad));
+            __m256i d0 = _mm256_sub_epi32(_mm256_and_si256(_mm256_add_epi32(a[g], c64), c127), c64);
+            __m256i r = _mm256_srai_epi32(_mm256_sub_epi32(a[g], d0), 7);
+            __m256i d1 = _mm256_sub_epi32(_mm256_and_si256(_mm256_add_epi32(r, c64), c127), c64);
+            d[0][g] = d0;
+            d[1][g] = d1;
+            d[2][g] = _mm256_srai_epi32(_mm256_sub_epi32(r, d1), 7);
+        }
+        for (int p = 0; p < 3; p++) {
+            __m256i x = pack_split(d[p][0], d[p][1], d[p][2], d[p][3]), y = pack_split(d[p][4], d[p][5], d[p][6], d[p][7]);
+            _mm256_storeu_si256((__m256i *)(pl + 192 * c + 64 * p), _mm256_permute2x128_si256(x, y, 0x20));
+            _mm256_storeu_si256((__m256i *)(pl + 192 * c + 64 * p + 32), _mm256_permute2x128_si256(x, y, 0x31));
+        }
+        /* lane g of the sums: Σ a[g] (|.| <= 8 · 229376, no overflow) */
+        __m256i s0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+        __m256i s1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
+        __m256i s = _mm256_add_epi32(_mm256_permute2x128_si256(s0, s1, 0x20), _mm256_permute2x128_si256(s0, s1, 0x31));
+        _mm256_storeu_si256((__m256i *)(corr + 8 * c), _mm256_mullo_epi32(s, _mm256_set1_epi32(12)));
+        if (c % 2 == 0) xs[c / 2] = ldexpf(1.0f, e - 10);
+    }
+    return _mm256_testz_si256(any_bad, any_bad) ? 0 : -1;
+}
+
+/* no scale byte of the row is 0 or 255, so 2^(E-127) is the float with
+ * exponent field E (the two others are 2^-127, a subnormal, and NaN) */
+TGT static int plain_scales(const uint8_t *sc, int64_t n)
+{
+    __m256i z = _mm256_setzero_si256(), ones = _mm256_set1_epi8(-1), hit = z;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(sc + i));
+        hit = _mm256_or_si256(hit, _mm256_or_si256(_mm256_cmpeq_epi8(v, z), _mm256_cmpeq_epi8(v, ones)));
+    }
+    int odd = !_mm256_testz_si256(hit, hit);
+    for (; i < n; i++) odd |= sc[i] == 0 || sc[i] == 255;
+    return !odd;
+}
+
+/* Σ (2·e2m1 + 12) · a over each 8 elements of chunk p (64 weights as 32
+ * bytes) against its prepared planes q, less the corrections: the exact
+ * Σ 2·e2m1 · a per lane (lanes 0-3: the first block of 32, 4-7: the second) */
+TGT static inline __m256i fp4q_chunk(const uint8_t *p, const int8_t *q, const int32_t *corr, __m256i tab, __m256i m4)
+{
+    __m256i v = _mm256_loadu_si256((const __m256i *)p);
+    __m256i lo = _mm256_shuffle_epi8(tab, _mm256_and_si256(v, m4));
+    __m256i hi = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+    const __m256i *pq = (const __m256i *)q;
+    __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256(pq)),
+                                  _mm256_maddubs_epi16(hi, _mm256_loadu_si256(pq + 1)));
+    __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256(pq + 2)),
+                                  _mm256_maddubs_epi16(hi, _mm256_loadu_si256(pq + 3)));
+    __m256i p2 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256(pq + 4)),
+                                  _mm256_maddubs_epi16(hi, _mm256_loadu_si256(pq + 5)));
+    __m256i s = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(p0, _mm256_set1_epi16(1)),
+                                                  _mm256_madd_epi16(p1, _mm256_set1_epi16(128))),
+                                 _mm256_madd_epi16(p2, _mm256_set1_epi16(16384)));
+    return _mm256_sub_epi32(s, _mm256_loadu_si256((const __m256i *)corr));
+}
+
+TGT void dsv4k_rows_fp4q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y)
 {
     int64_t k = w->k;
-    const __m128i tab = _mm_loadu_si128((const __m128i *)e2m1_x2), m4 = _mm_set1_epi8(15);
+    const int8_t *pl = buf;
+    const int32_t *corr = (const int32_t *)(pl + 3 * k);
+    const float *xs = (const float *)(corr + k / 8);
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)e2m1_x2p12));
+    const __m256i m4 = _mm256_set1_epi8(15);
+    const __m256i lo4 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), hi4 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
     for (int64_t r = r0; r < r1; r++) {
         int64_t rr = w->row0 + r;
         const uint8_t *p = (const uint8_t *)w->w + rr * (k / 2);
         const uint8_t *sc = (const uint8_t *)w->s + rr * (k / 32);
+        int plain = plain_scales(sc, k / 32);
         __m256 t0 = _mm256_setzero_ps(), t1 = t0;
-        for (int64_t b = 0; b < k / 32; b++) {
-            __m128i v = _mm_loadu_si128((const __m128i *)(p + 16 * b));
-            __m256i we = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(tab, _mm_and_si128(v, m4)));
-            __m256i wo = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(v, 4), m4)));
-            const int16_t *lo = pl + 64 * b, *hi = lo + 32;
-            __m256i l = _mm256_add_epi32(_mm256_madd_epi16(we, _mm256_loadu_si256((const __m256i *)lo)),
-                                         _mm256_madd_epi16(wo, _mm256_loadu_si256((const __m256i *)(lo + 16))));
-            __m256i h = _mm256_add_epi32(_mm256_madd_epi16(we, _mm256_loadu_si256((const __m256i *)hi)),
-                                         _mm256_madd_epi16(wo, _mm256_loadu_si256((const __m256i *)(hi + 16))));
-            __m256 bv = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_slli_epi32(h, 9), l));
-            __m256 sv = _mm256_set1_ps(dsv4k_lut_e8m0[sc[b]] * xsc[b]);
-            if (b & 1) t1 = _mm256_fmadd_ps(bv, sv, t1);
-            else t0 = _mm256_fmadd_ps(bv, sv, t0);
+        for (int64_t j = 0; j < k / 128; j++) {
+            /* the 4 block scales of this activation block, times its scale */
+            __m128 s4;
+            if (plain) {
+                int32_t b4;
+                memcpy(&b4, sc + 4 * j, 4);
+                s4 = _mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(b4)), 23));
+            } else {
+                s4 = _mm_setr_ps(dsv4k_lut_e8m0[sc[4 * j]], dsv4k_lut_e8m0[sc[4 * j + 1]], dsv4k_lut_e8m0[sc[4 * j + 2]],
+                                 dsv4k_lut_e8m0[sc[4 * j + 3]]);
+            }
+            __m256 s8 = _mm256_castps128_ps256(_mm_mul_ps(s4, _mm_set1_ps(xs[j])));
+            __m256i a = fp4q_chunk(p + 64 * j, pl + 384 * j, corr + 16 * j, tab, m4);
+            __m256i b = fp4q_chunk(p + 64 * j + 32, pl + 384 * j + 192, corr + 16 * j + 8, tab, m4);
+            t0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), _mm256_permutevar8x32_ps(s8, lo4), t0);
+            t1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(b), _mm256_permutevar8x32_ps(s8, hi4), t1);
         }
         y[r] = hsum(_mm256_add_ps(t0, t1));
     }
@@ -889,8 +1042,6 @@ int dsv4k_index_q4_prepare(const float *q, int heads, int64_t d, void *buf)
     return 0;
 }
 
-/* twice the e2m1 value plus 12 (0..24), by code */
-static const uint8_t e2m1_x2p12[16] = { 12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0 };
 
 /* block b of head group g: the integer sums a of the 16 heads corrected
  * (Σ n_q · (n_k + 12) - 12 Σ n_q = Σ n_q · n_k, |.| <= 4608), scaled by the

@@ -232,12 +232,12 @@ static void linear_case(int fmt, int64_t m, int64_t n, int64_t k, int aq)
         for (int64_t i = 0; i < m * n; i++) md = fmax(md, fabs((double)y2[i] - y[i]) / (sabs[i] + 1e-30));
         CHECK(md < 1e-5, "AVX2 linear vs linear_ref fmt %d m %lld k %lld aq %d: rel diff %.3g", fmt, (long long)m,
               (long long)k, aq, md);
-        /* and the f32 FP4 kernel where the integer one took the case */
+        /* and the f32 kernels where those for e4m3 activations took the case */
         dsv4k_linear_set_intq(lc, 0);
         T(dsv4k_linear(lc, &w, x, k, m, y2, n, aq) == 0);
         md = 0;
         for (int64_t i = 0; i < m * n; i++) md = fmax(md, fabs((double)y2[i] - y[i]) / (sabs[i] + 1e-30));
-        CHECK(md < 1e-5, "AVX2 linear (f32 FP4 kernel) vs linear_ref fmt %d m %lld aq %d: rel diff %.3g", fmt,
+        CHECK(md < 1e-5, "AVX2 linear (f32 kernels) vs linear_ref fmt %d m %lld aq %d: rel diff %.3g", fmt,
               (long long)m, aq, md);
         dsv4k_linear_set_intq(lc, 1);
     }
@@ -683,6 +683,144 @@ static void decode_rows(void)
     }
 }
 
+/*
+ * The integer FP4 kernel (prepare + rows) against the reference product on
+ * activations that reach every digit: random rows; blocks spanning 2^-20 ..
+ * 1 (subnormal e4m3 values and zeros, all three digits); blocks of one sign at the
+ * largest values against rows of the largest weights (lane sums past 2^24);
+ * blocks scaled by 1e30 and 1e-30; a zero block; rows with the scale bytes
+ * 0 (2^-127) and 255 (NaN). A prepared value that is not finite is refused.
+ */
+static void fp4q(void)
+{
+    if (!dsv4k_have_avx2()) return;
+    const int64_t n = 24, k = 1024;
+    uint8_t *wd = malloc((size_t)(n * k / 2)), *sd = malloc((size_t)(n * k / 32));
+    for (int64_t i = 0; i < n * k / 2; i++) wd[i] = (uint8_t)rnd();
+    for (int64_t i = 0; i < n * k / 32; i++) sd[i] = (uint8_t)(118 + rnd() % 16);
+    for (int64_t i = 0; i < k / 2; i++) wd[3 * (k / 2) + i] = 0x77; /* row 3: every weight +6 */
+    for (int64_t i = 0; i < k / 2; i++) wd[4 * (k / 2) + i] = 0xff; /* row 4: every weight -6 */
+    sd[5 * (k / 32) + 7] = 0;                                       /* row 5: one scale 2^-127 */
+    sd[6 * (k / 32) + 30] = 255;                                    /* row 6: one NaN scale */
+    dsv4k_weight w = { DSV4K_W_FP4, n, k, wd, sd, 0 };
+    float *x = malloc((size_t)k * 4), *y = malloc((size_t)n * 4), *yr = malloc((size_t)n * 4);
+    float *dq = malloc((size_t)k * 4), *a = malloc((size_t)k * 4);
+    int8_t ex[64];
+    void *buf = malloc((size_t)dsv4k_fp4q_bytes(k));
+    for (int kind = 0; kind < 3; kind++) {
+        for (int64_t i = 0; i < k; i++) {
+            int blk = (int)(i / 128);
+            float v = frand() * 3;
+            if (kind == 1 || blk == 1) v = ldexpf(frand() > 0 ? 1.0f : -1.0f, -(int)(rnd() % 21)) * (1 + frand() / 2);
+            if (kind == 2 || blk == 2) v = 448.0f - (float)(rnd() % 3) * 16; /* one sign, near the largest */
+            if (blk == 3) v *= 1e30f;
+            if (blk == 4) v *= 1e-30f;
+            if (blk == 5) v = 0;
+            x[i] = v;
+        }
+        dsv4k_act_quant_dq(x, k, dq, ex, 1);
+        T(dsv4k_fp4q_prepare(dq, ex, k, buf) == 0);
+        for (int64_t r = 0; r < n; r++) y[r] = -7.0f;
+        dsv4k_rows_fp4q_avx2(&w, 0, n / 2, buf, y);
+        dsv4k_rows_fp4q_avx2(&w, n / 2, n, buf, y);
+        dsv4k_linear_ref(&w, x, k, 1, yr, n, 1);
+        dsv4k_act_quant_fp8_ref(x, k, 128, a, ex);
+        int bad = 0;
+        for (int64_t r = 0; r < n; r++) {
+            double sa = 0;
+            for (int64_t c = 0; c < k; c++) sa += fabs((double)ldexpf(a[c], ex[c / 128]) * w_at(&w, r, c));
+            if (isnan(yr[r]) ? !isnan(y[r]) : !(fabs((double)y[r] - yr[r]) <= 1e-6 * sa)) bad++;
+        }
+        CHECK(bad == 0 && isnan(y[6]), "integer FP4 kernel vs linear_ref, activations of kind %d: %d rows off", kind,
+              bad);
+    }
+    /* a prepared value that is not finite is refused (dsv4k_linear then
+     * takes the f32 kernels) */
+    for (int t = 0; t < 2; t++) {
+        dsv4k_act_quant_dq(x, k, dq, ex, 1);
+        dq[200 + t] = t ? INFINITY : NAN;
+        CHECK(dsv4k_fp4q_prepare(dq, ex, k, buf) == -1, "a %s value is refused by the integer kernel",
+              t ? "infinite" : "NaN");
+    }
+    /* a NaN activation: the quantisation clamps it (to -448, as the
+     * reference's fmaxf does), and dsv4k_linear agrees with the reference */
+    dsv4k_pool *pl = dsv4k_pool_create(2);
+    dsv4k_linear_ctx *lc = dsv4k_linear_ctx_create(pl, k, 1);
+    x[200] = NAN;
+    T(lc && dsv4k_linear(lc, &w, x, k, 1, y, n, 1) == 0);
+    dsv4k_linear_ref(&w, x, k, 1, yr, n, 1);
+    int same = 1;
+    for (int64_t r = 0; r < n; r++)
+        same &= isnan(yr[r]) ? isnan(y[r]) : fabs((double)y[r] - yr[r]) <= 1e-5 * fabs((double)yr[r]) + 1e-30;
+    CHECK(same, "dsv4k_linear with a NaN activation agrees with the reference");
+    dsv4k_linear_ctx_free(lc);
+    dsv4k_pool_free(pl);
+    free(wd); free(sd); free(x); free(y); free(yr); free(dq); free(a); free(buf);
+}
+
+/*
+ * The FP8 kernel for e4m3 activations against the f32 kernel on the same
+ * quantised row, bit for bit: every byte code (subnormal ones included),
+ * E8M0 and F32 block scales, row blocks whose scales send it back to the
+ * f32 kernel (E8M0 0, 255, 250, 3; F32 1e30, 1e-30, NaN), activation blocks
+ * spanning 2^-20 .. 1, scaled by 1e30 and 1e-30, and zero; rows [r0, r1)
+ * across row blocks; and against the reference product.
+ */
+static void fp8q(void)
+{
+    if (!dsv4k_have_avx2()) return;
+    const int64_t n = 128 * 5 + 9, k = 1024, nb = 6, kb = k / 128;
+    uint8_t *wd = malloc((size_t)(n * k));
+    for (int64_t i = 0; i < n * k; i++) wd[i] = (uint8_t)(i < 256 ? i : rnd()); /* row 0: every code */
+    for (int64_t i = 0; i < n * k; i++) if ((wd[i] & 0x7f) == 0x7f) wd[i] = (uint8_t)(wd[i] & 0x80); /* no NaN */
+    uint8_t se[6 * 8];
+    float sf[6 * 8];
+    for (int64_t i = 0; i < nb * kb; i++) { se[i] = (uint8_t)(118 + rnd() % 12); sf[i] = frand() * 0.01f; }
+    se[1 * kb + 2] = 0; se[2 * kb + 5] = 255; se[3 * kb + 1] = 250; se[4 * kb + 7] = 3;
+    sf[1 * kb + 2] = 1e30f; sf[2 * kb + 5] = 1e-30f; sf[3 * kb + 1] = NAN;
+    float *x = malloc((size_t)k * 4), *dq = malloc((size_t)k * 4), *xp = malloc((size_t)k * 4);
+    float *y = malloc((size_t)n * 4), *y2 = malloc((size_t)n * 4), *yr = malloc((size_t)n * 4);
+    int8_t ex[8];
+    for (int f = 0; f < 2; f++) {
+        dsv4k_weight w = { f ? DSV4K_W_FP8_F32S : DSV4K_W_FP8, n, k, wd, f ? (const void *)sf : (const void *)se, 0 };
+        for (int kind = 0; kind < 2; kind++) {
+            for (int64_t i = 0; i < k; i++) {
+                int blk = (int)(i / 128);
+                float v = frand() * 3;
+                if (kind == 1 || blk == 1) v = ldexpf(frand() > 0 ? 1.0f : -1.0f, -(int)(rnd() % 21)) * (1 + frand() / 2);
+                if (blk == 3) v *= 1e30f;
+                if (blk == 4) v *= 1e-30f;
+                if (blk == 5) v = 0;
+                x[i] = v;
+            }
+            dsv4k_act_quant_dq(x, k, dq, ex, 1);
+            dsv4k_fp8q_prepare(dq, ex, k, xp);
+            for (int64_t r = 0; r < n; r++) y[r] = y2[r] = -7.0f;
+            int rc = dsv4k_rows_fp8q_avx2(&w, 0, 200, dq, xp, ex, y) | dsv4k_rows_fp8q_avx2(&w, 200, n, dq, xp, ex, y);
+            T(dsv4k_rows_avx2(&w, 0, n, dq, k, 1, y2, n) == 0);
+            int diff = 0, bad = 0;
+            for (int64_t r = 0; r < n; r++)
+                diff += memcmp(&y[r], &y2[r], 4) != 0 && !(isnan(y[r]) && isnan(y2[r]));
+            dsv4k_linear_ref(&w, x, k, 1, yr, n, 1);
+            for (int64_t r = 0; r < n; r++) {
+                double sa = 0;
+                for (int64_t c = 0; c < k; c++) sa += fabs((double)dq[c] * w_at(&w, r, c));
+                /* overflow (E8M0 250): not finite in both, inf - inf may be NaN in one */
+                if (!isfinite(yr[r]) ? isfinite(y[r]) : !(fabs((double)y[r] - yr[r]) <= 1e-6 * sa))
+                    bad++;
+            }
+            CHECK(rc == 0 && diff == 0 && bad == 0,
+                  "FP8 kernel for e4m3 activations, %s scales, kind %d: %d rows differ from the f32 kernel, %d from "
+                  "the reference", f ? "F32" : "E8M0", kind, diff, bad);
+        }
+    }
+    dsv4k_weight w4 = { DSV4K_W_FP4, 1, k, wd, se, 0 }, w5 = { DSV4K_W_FP8, 1, 1000, wd, se, 0 };
+    y[0] = -7.0f;
+    CHECK(dsv4k_rows_fp8q_avx2(&w4, 0, 1, dq, xp, ex, y) == -1 && dsv4k_rows_fp8q_avx2(&w5, 0, 1, dq, xp, ex, y) == -1 &&
+              y[0] == -7.0f, "the FP8 kernel for e4m3 activations declines FP4 and k %% 128 != 0, writing nothing");
+    free(wd); free(x); free(dq); free(xp); free(y); free(y2); free(yr);
+}
+
 int main(void)
 {
 #ifndef DSV4K_HAVE_EMUL512
@@ -710,6 +848,8 @@ int main(void)
             if (i == 0 && aq) linear_case(DSV4K_W_FP4, 1, 70, 1024, aq); /* the integer FP4 kernel, 32 blocks */
         }
     }
+    fp4q();
+    fp8q();
     pool();
     return test_summary();
 }
