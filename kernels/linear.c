@@ -178,6 +178,20 @@ static void run_fp4q(void *arg, int64_t r0, int64_t r1, int thread)
     dsv4k_rows_fp4q_avx2(t->w, r0, r1, t->c->q4, t->y);
 }
 
+static void run_fp4q512(void *arg, int64_t r0, int64_t r1, int thread)
+{
+    task *t = arg;
+    (void)thread;
+    dsv4k_rows_fp4q_avx512(t->w, r0, r1, t->c->q4, t->y);
+}
+
+static void run_fp8q512(void *arg, int64_t r0, int64_t r1, int thread)
+{
+    task *t = arg;
+    (void)thread;
+    dsv4k_rows_fp8q_avx512(t->w, r0, r1, t->c->aq, t->x, t->c->ex, t->y);
+}
+
 static void run_fp8q(void *arg, int64_t r0, int64_t r1, int thread)
 {
     task *t = arg;
@@ -203,28 +217,25 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
     if (w->k > c->max_k) return -1;
     int64_t grain = w->n / (4 * c->n_threads);
     if (grain < 1) grain = 1;
-    if (c->intq && aq && m == 1 && c->max_m >= 1 && w->fmt == DSV4K_W_FP4 && w->k % 128 == 0 && c->isa >= DSV4K_ISA_AVX2 &&
-        dsv4k_have_avx2() && !(c->isa >= DSV4K_ISA_AVX512 && dsv4k_have_avx512())) {
-        /* one row of a FP4 product in reference numerics on AVX2: integer
-         * products of 2·e2m1 and the e4m3 activations (see gemv.h) */
-        dsv4k_act_quant_dq(x, w->k, c->aq, c->ex, 1);
-        if (dsv4k_fp4q_prepare(c->aq, c->ex, w->k, c->q4) == 0) {
-            task tq = { c, w, NULL, w->k, 1, y, ldy };
-            dsv4k_pool_for(c->pool, w->n, grain, run_fp4q, &tq);
+    int on512 = c->isa >= DSV4K_ISA_AVX512 && dsv4k_have_avx512();
+    if (c->intq && aq && m == 1 && c->max_m >= 1 && w->k % 128 == 0 && c->isa >= DSV4K_ISA_AVX2 && dsv4k_have_avx2()) {
+        /* one activation row in reference numerics: the kernels made for
+         * e4m3 activations (see gemv.h), on AVX-512 where the CPU has it */
+        if (w->fmt == DSV4K_W_FP4) {
+            dsv4k_act_quant_dq(x, w->k, c->aq, c->ex, 1);
+            if (dsv4k_fp4q_prepare(c->aq, c->ex, w->k, c->q4) == 0) {
+                task tq = { c, w, NULL, w->k, 1, y, ldy };
+                dsv4k_pool_for(c->pool, w->n, grain, on512 ? run_fp4q512 : run_fp4q, &tq);
+                return 0;
+            }
+            /* a value that is not finite: the f32 kernels carry it through */
+        } else if ((w->fmt == DSV4K_W_FP8 || w->fmt == DSV4K_W_FP8_F32S) && w->k <= 8192) {
+            dsv4k_act_quant_dq(x, w->k, c->aq, c->ex, 1);
+            dsv4k_fp8q_prepare(c->aq, c->ex, w->k, c->xs);
+            task tq = { c, w, c->xs, w->k, 1, y, ldy };
+            dsv4k_pool_for(c->pool, w->n, grain, on512 ? run_fp8q512 : run_fp8q, &tq);
             return 0;
         }
-        /* a value that is not finite: the f32 kernels carry it through */
-    }
-    if (c->intq && aq && m == 1 && c->max_m >= 1 && (w->fmt == DSV4K_W_FP8 || w->fmt == DSV4K_W_FP8_F32S) &&
-        w->k % 128 == 0 && w->k <= 8192 && c->isa >= DSV4K_ISA_AVX2 && dsv4k_have_avx2() &&
-        !(c->isa >= DSV4K_ISA_AVX512 && dsv4k_have_avx512())) {
-        /* one row of a FP8 product in reference numerics on AVX2: weights
-         * decoded by integer operations against the e4m3 values × 2^110 */
-        dsv4k_act_quant_dq(x, w->k, c->aq, c->ex, 1);
-        dsv4k_fp8q_prepare(c->aq, c->ex, w->k, c->xs);
-        task tq = { c, w, c->xs, w->k, 1, y, ldy };
-        dsv4k_pool_for(c->pool, w->n, grain, run_fp8q, &tq);
-        return 0;
     }
     const float *in = x;
     if (aq && w->k % 128 == 0) {

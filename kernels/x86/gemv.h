@@ -120,6 +120,17 @@ void dsv4k_fp8q_prepare(const float *dq, const int8_t *ex, int64_t k, float *xp)
 int dsv4k_rows_fp8q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *dq, const float *xp,
                          const int8_t *ex, float *y);
 
+/* the AVX-512 (F, BW) twins of dsv4k_rows_fp4q_avx2 and
+ * dsv4k_rows_fp8q_avx2: same prepared activations, same contracts (the FP8
+ * one bit for bit the AVX-512 f32 kernel's result); _emul: built on SIMDe,
+ * tests only */
+void dsv4k_rows_fp4q_avx512(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
+int dsv4k_rows_fp8q_avx512(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *dq, const float *xp,
+                           const int8_t *ex, float *y);
+void dsv4k_rows_fp4q_avx512_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
+int dsv4k_rows_fp8q_avx512_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *dq, const float *xp,
+                                const int8_t *ex, float *y);
+
 /* per block of 32 of x[0..k): the 16 even elements, then the 16 odd ones */
 void dsv4k_split_even_odd(const float *x, int64_t k, float *dst);
 

@@ -870,9 +870,11 @@ TGT void dsv4k_hc_post_avx2(const float *X, const float *o, const float *post, c
 static const uint8_t e2m1_x2p12[16] = { 12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0 };
 
 /*
- * Prepared activation (dsv4k_fp4q_prepare), per chunk c of 64 elements:
- *   planes at 192·c: digit 0 of the 32 even elements, of the 32 odd ones,
- *     then digit 1 (even, odd), then digit 2 (even, odd), int8 each;
+ * Prepared activation (dsv4k_fp4q_prepare), per block j of 128 elements
+ * (two chunks of 64, h = 0, 1):
+ *   planes at 384·j + 128·p for digit p: the 32 even elements of chunk 0,
+ *     of chunk 1, then the 32 odd elements of chunk 0, of chunk 1, int8
+ *     each (a 64-byte vector holds one parity of both chunks);
  *   at 3k: corrections int32 [k/8]: 12 · Σ a over elements 8l .. 8l+7;
  *   then scales f32 [k/128]: 2^(ex-10) per activation block of 128.
  * a = q·2^(9-ex) is the e4m3 value times 2^9, an integer with |a| <= 448·2^9,
@@ -915,8 +917,9 @@ TGT int dsv4k_fp4q_prepare(const float *dq, const int8_t *ex, int64_t k, void *b
         }
         for (int p = 0; p < 3; p++) {
             __m256i x = pack_split(d[p][0], d[p][1], d[p][2], d[p][3]), y = pack_split(d[p][4], d[p][5], d[p][6], d[p][7]);
-            _mm256_storeu_si256((__m256i *)(pl + 192 * c + 64 * p), _mm256_permute2x128_si256(x, y, 0x20));
-            _mm256_storeu_si256((__m256i *)(pl + 192 * c + 64 * p + 32), _mm256_permute2x128_si256(x, y, 0x31));
+            int8_t *dst = pl + 384 * (c / 2) + 128 * p + 32 * (c % 2);
+            _mm256_storeu_si256((__m256i *)dst, _mm256_permute2x128_si256(x, y, 0x20));
+            _mm256_storeu_si256((__m256i *)(dst + 64), _mm256_permute2x128_si256(x, y, 0x31));
         }
         /* lane g of the sums: Σ a[g] (|.| <= 8 · 229376, no overflow) */
         __m256i s0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
@@ -951,13 +954,13 @@ TGT static inline __m256i fp4q_chunk(const uint8_t *p, const int8_t *q, const in
     __m256i v = _mm256_loadu_si256((const __m256i *)p);
     __m256i lo = _mm256_shuffle_epi8(tab, _mm256_and_si256(v, m4));
     __m256i hi = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
-    const __m256i *pq = (const __m256i *)q;
+    const __m256i *pq = (const __m256i *)q; /* digit p: even at pq + 4p, odd at pq + 4p + 2 */
     __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256(pq)),
-                                  _mm256_maddubs_epi16(hi, _mm256_loadu_si256(pq + 1)));
-    __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256(pq + 2)),
-                                  _mm256_maddubs_epi16(hi, _mm256_loadu_si256(pq + 3)));
-    __m256i p2 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256(pq + 4)),
-                                  _mm256_maddubs_epi16(hi, _mm256_loadu_si256(pq + 5)));
+                                  _mm256_maddubs_epi16(hi, _mm256_loadu_si256(pq + 2)));
+    __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256(pq + 4)),
+                                  _mm256_maddubs_epi16(hi, _mm256_loadu_si256(pq + 6)));
+    __m256i p2 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256(pq + 8)),
+                                  _mm256_maddubs_epi16(hi, _mm256_loadu_si256(pq + 10)));
     __m256i s = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(p0, _mm256_set1_epi16(1)),
                                                   _mm256_madd_epi16(p1, _mm256_set1_epi16(128))),
                                  _mm256_madd_epi16(p2, _mm256_set1_epi16(16384)));
@@ -992,7 +995,7 @@ TGT void dsv4k_rows_fp4q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, con
             }
             __m256 s8 = _mm256_castps128_ps256(_mm_mul_ps(s4, _mm_set1_ps(xs[j])));
             __m256i a = fp4q_chunk(p + 64 * j, pl + 384 * j, corr + 16 * j, tab, m4);
-            __m256i b = fp4q_chunk(p + 64 * j + 32, pl + 384 * j + 192, corr + 16 * j + 8, tab, m4);
+            __m256i b = fp4q_chunk(p + 64 * j + 32, pl + 384 * j + 32, corr + 16 * j + 8, tab, m4);
             t0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), _mm256_permutevar8x32_ps(s8, lo4), t0);
             t1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(b), _mm256_permutevar8x32_ps(s8, hi4), t1);
         }

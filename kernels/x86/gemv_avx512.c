@@ -18,7 +18,10 @@
  *  - FP8 e4m3: as in the AVX2 kernels (an f16 equal to the value × 2^-8,
  *    widened by vcvtph2ps), 32 codes per pass.
  * Activations for FP4 and BF16 come split per 32-block into the 16 even and
- * the 16 odd elements (dsv4k_split_even_odd).
+ * the 16 odd elements (dsv4k_split_even_odd). For one activation row in
+ * reference numerics, the twins of the AVX2 kernels made for e4m3
+ * activations (dsv4k_rows_fp4q_avx512: vpmaddubsw over 128 weights per
+ * step; dsv4k_rows_fp8q_avx512: three integer operations per 16 weights).
  *
  * The file is built twice. The library compiles it with target attributes
  * and calls it when the CPU and the OS have AVX-512 (dsv4k_have_avx512).
@@ -61,6 +64,25 @@ static __m512i ld_u8x32_epi16(const uint8_t *p)
     return _mm512_loadu_si512(t);
 }
 
+static __m512i ld_s8x16_epi32(const uint8_t *p)
+{
+    int32_t t[16];
+    for (int i = 0; i < 16; i++) t[i] = (int8_t)p[i];
+    return _mm512_loadu_si512(t);
+}
+
+/* SIMDe 0.7's alias of _mm512_madd_epi16 takes the masked form's 4 arguments */
+#define madd16(a, b) simde_mm512_madd_epi16(a, b)
+
+static __m512 cvt_i32_ps(__m512i v)
+{
+    int32_t t[16];
+    float f[16];
+    _mm512_storeu_si512(t, v);
+    for (int i = 0; i < 16; i++) f[i] = (float)t[i];
+    return _mm512_loadu_ps(f);
+}
+
 static float f16_to_f32(uint16_t h)
 {
     int e = (h >> 10) & 31, m = h & 1023;
@@ -88,6 +110,9 @@ static float hsum16(__m512 v)
 #else
 #define ld_u8x16_epi32(p) _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p)))
 #define ld_u8x32_epi16(p) _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(p)))
+#define ld_s8x16_epi32(p) _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p)))
+#define madd16(a, b) _mm512_madd_epi16(a, b)
+#define cvt_i32_ps(v) _mm512_cvtepi32_ps(v)
 #define cvtph16(h) _mm512_cvtph_ps(h)
 #define hsum16(v) _mm512_reduce_add_ps(v)
 
@@ -327,6 +352,116 @@ TGT static void rows_fp4(const dsv4k_weight *w, int64_t r0, int64_t r1, const fl
             }
             STORE4(a0, a1, a2, a3);
         }
+    }
+}
+
+/* ---- kernels for e4m3 activations (reference numerics, one row; see gemv.h) ---- */
+
+/* 16 e4m3 bytes -> their values × 2^-120 as f32 (subnormal codes become f32
+ * subnormals): sign-extended, shifted left by 20, sign and 7 low bits kept */
+#define E4M3X16Q(ptr) _mm512_castsi512_ps(_mm512_and_si512(_mm512_slli_epi32(ld_s8x16_epi32(ptr), 20), msk))
+
+TGT static float dot1_fp8q(const uint8_t *p, const float *sc, const float *x, int64_t k)
+{
+    const __m512i msk = _mm512_set1_epi32((int)0x87f00000u);
+    __m512 t0 = _mm512_setzero_ps(), t1 = t0;
+    for (int64_t c0 = 0; c0 < k; c0 += 128) {
+        __m512 c_0 = _mm512_setzero_ps(), c_1 = c_0, c_2 = c_0, c_3 = c_0;
+        for (int64_t c = c0; c < c0 + 128; c += 64) {
+            c_0 = _mm512_fmadd_ps(E4M3X16Q(p + c), _mm512_loadu_ps(x + c), c_0);
+            c_1 = _mm512_fmadd_ps(E4M3X16Q(p + c + 16), _mm512_loadu_ps(x + c + 16), c_1);
+            c_2 = _mm512_fmadd_ps(E4M3X16Q(p + c + 32), _mm512_loadu_ps(x + c + 32), c_2);
+            c_3 = _mm512_fmadd_ps(E4M3X16Q(p + c + 48), _mm512_loadu_ps(x + c + 48), c_3);
+        }
+        __m512 bs = _mm512_add_ps(_mm512_add_ps(c_0, c_1), _mm512_add_ps(c_2, c_3));
+        if ((c0 / 128) & 1) t1 = _mm512_fmadd_ps(bs, _mm512_set1_ps(sc[c0 / 128]), t1);
+        else t0 = _mm512_fmadd_ps(bs, _mm512_set1_ps(sc[c0 / 128]), t0);
+    }
+    return hsum16(_mm512_add_ps(t0, t1));
+}
+
+TGT int K512(dsv4k_rows_fp8q_avx512)(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *dq, const float *xp,
+                                     const int8_t *ex, float *y)
+{
+    int64_t k = w->k, kb = k / 128;
+    if ((w->fmt != DSV4K_W_FP8 && w->fmt != DSV4K_W_FP8_F32S) || k % 128 || kb > 64) return -1;
+    float sq[64], sf[64]; /* one row block's scales: for dot1_fp8q, and × 2^8 for dot1_fp8 */
+    int64_t cur = -1;
+    int fast = 0;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t rr = w->row0 + r;
+        if (rr / 128 != cur) {
+            cur = rr / 128;
+            fast = 1;
+            for (int64_t b = 0; b < kb; b++) {
+                float s = fp8_scale(w, rr, b, kb);
+                sf[b] = 256.0f * s;
+                sq[b] = s * ldexpf(1.0f, 10 + ex[b]);
+                fast &= fabsf(sq[b]) >= 0x1p-100f && fabsf(sq[b]) <= 0x1p100f;
+            }
+        }
+        const uint8_t *p = (const uint8_t *)w->w + rr * k;
+        y[r] = fast ? dot1_fp8q(p, sq, xp, k) : dot1_fp8(p, sf, dq, k);
+    }
+    return 0;
+}
+
+/* twice the e2m1 value plus 12 (0..24), by code */
+static const uint8_t e2m1_x2p12[16] = { 12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0 };
+
+/* no scale byte of the row is 0 or 255 (see the AVX2 twin) */
+TGT static int plain_scales(const uint8_t *sc, int64_t n)
+{
+    const __m512i z = _mm512_setzero_si512(), ones = _mm512_set1_epi8(-1);
+    int64_t i = 0;
+    int odd = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512i v = _mm512_loadu_si512((const void *)(sc + i));
+        odd |= (_mm512_cmpeq_epi8_mask(v, z) | _mm512_cmpeq_epi8_mask(v, ones)) != 0;
+    }
+    for (; i < n; i++) odd |= sc[i] == 0 || sc[i] == 255;
+    return !odd;
+}
+
+TGT void K512(dsv4k_rows_fp4q_avx512)(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y)
+{
+    int64_t k = w->k;
+    const int8_t *pl = buf;
+    const int32_t *corr = (const int32_t *)(pl + 3 * k);
+    const float *xs = (const float *)(corr + k / 8);
+    uint8_t t64[64];
+    for (int i = 0; i < 64; i++) t64[i] = e2m1_x2p12[i % 16];
+    const __m512i tab = _mm512_loadu_si512(t64), m4 = _mm512_set1_epi8(15);
+    const __m512i one = _mm512_set1_epi16(1), c128 = _mm512_set1_epi16(128), c16k = _mm512_set1_epi16(16384);
+    const __m512i bidx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t rr = w->row0 + r;
+        const uint8_t *p = (const uint8_t *)w->w + rr * (k / 2);
+        const uint8_t *sc = (const uint8_t *)w->s + rr * (k / 32);
+        int plain = plain_scales(sc, k / 32);
+        __m512 t0 = _mm512_setzero_ps(), t1 = t0;
+        for (int64_t j = 0; j < k / 128; j++) {
+            /* 128 weights: 64 bytes; lanes 4b..4b+3 of the sums are block b */
+            __m512i v = _mm512_loadu_si512((const void *)(p + 64 * j));
+            __m512i lo = _mm512_shuffle_epi8(tab, _mm512_and_si512(v, m4));
+            __m512i hi = _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+            const int8_t *q = pl + 384 * j;
+            __m512i p0 = _mm512_add_epi16(_mm512_maddubs_epi16(lo, _mm512_loadu_si512((const void *)q)),
+                                          _mm512_maddubs_epi16(hi, _mm512_loadu_si512((const void *)(q + 64))));
+            __m512i p1 = _mm512_add_epi16(_mm512_maddubs_epi16(lo, _mm512_loadu_si512((const void *)(q + 128))),
+                                          _mm512_maddubs_epi16(hi, _mm512_loadu_si512((const void *)(q + 192))));
+            __m512i p2 = _mm512_add_epi16(_mm512_maddubs_epi16(lo, _mm512_loadu_si512((const void *)(q + 256))),
+                                          _mm512_maddubs_epi16(hi, _mm512_loadu_si512((const void *)(q + 320))));
+            __m512i sum = _mm512_add_epi32(_mm512_add_epi32(madd16(p0, one), madd16(p1, c128)), madd16(p2, c16k));
+            sum = _mm512_sub_epi32(sum, _mm512_loadu_si512((const void *)(corr + 16 * j)));
+            float s4[4];
+            for (int b = 0; b < 4; b++)
+                s4[b] = (plain ? dsv4k_bits_f32((uint32_t)sc[4 * j + b] << 23) : dsv4k_lut_e8m0[sc[4 * j + b]]) * xs[j];
+            __m512 sv = _mm512_permutexvar_ps(bidx, _mm512_castps128_ps512(_mm_loadu_ps(s4)));
+            if (j & 1) t1 = _mm512_fmadd_ps(cvt_i32_ps(sum), sv, t1);
+            else t0 = _mm512_fmadd_ps(cvt_i32_ps(sum), sv, t0);
+        }
+        y[r] = hsum16(_mm512_add_ps(t0, t1));
     }
 }
 

@@ -691,9 +691,18 @@ static void decode_rows(void)
  * blocks scaled by 1e30 and 1e-30; a zero block; rows with the scale bytes
  * 0 (2^-127) and 255 (NaN). A prepared value that is not finite is refused.
  */
+typedef void (*fp4q_fn)(const dsv4k_weight *, int64_t, int64_t, const void *, float *);
+typedef int (*fp8q_fn)(const dsv4k_weight *, int64_t, int64_t, const float *, const float *, const int8_t *, float *);
+static const char *fp4q_names[3] = { "AVX2", "AVX-512 (SIMDe emulation)", "AVX-512 (native)" };
+
 static void fp4q(void)
 {
     if (!dsv4k_have_avx2()) return;
+    fp4q_fn fp4q_fns[3] = { dsv4k_rows_fp4q_avx2, NULL, NULL };
+#ifdef DSV4K_HAVE_EMUL512
+    fp4q_fns[1] = dsv4k_rows_fp4q_avx512_emul;
+#endif
+    if (dsv4k_have_avx512()) fp4q_fns[2] = dsv4k_rows_fp4q_avx512;
     const int64_t n = 24, k = 1024;
     uint8_t *wd = malloc((size_t)(n * k / 2)), *sd = malloc((size_t)(n * k / 32));
     for (int64_t i = 0; i < n * k / 2; i++) wd[i] = (uint8_t)rnd();
@@ -721,18 +730,23 @@ static void fp4q(void)
         dsv4k_act_quant_dq(x, k, dq, ex, 1);
         T(dsv4k_fp4q_prepare(dq, ex, k, buf) == 0);
         for (int64_t r = 0; r < n; r++) y[r] = -7.0f;
-        dsv4k_rows_fp4q_avx2(&w, 0, n / 2, buf, y);
-        dsv4k_rows_fp4q_avx2(&w, n / 2, n, buf, y);
         dsv4k_linear_ref(&w, x, k, 1, yr, n, 1);
         dsv4k_act_quant_fp8_ref(x, k, 128, a, ex);
-        int bad = 0;
-        for (int64_t r = 0; r < n; r++) {
-            double sa = 0;
-            for (int64_t c = 0; c < k; c++) sa += fabs((double)ldexpf(a[c], ex[c / 128]) * w_at(&w, r, c));
-            if (isnan(yr[r]) ? !isnan(y[r]) : !(fabs((double)y[r] - yr[r]) <= 1e-6 * sa)) bad++;
+        for (int v = 0; v < 3; v++) {
+            fp4q_fn fn = fp4q_fns[v];
+            if (!fn) continue;
+            for (int64_t r = 0; r < n; r++) y[r] = -7.0f;
+            fn(&w, 0, n / 2, buf, y);
+            fn(&w, n / 2, n, buf, y);
+            int bad = 0;
+            for (int64_t r = 0; r < n; r++) {
+                double sa = 0;
+                for (int64_t c = 0; c < k; c++) sa += fabs((double)ldexpf(a[c], ex[c / 128]) * w_at(&w, r, c));
+                if (isnan(yr[r]) ? !isnan(y[r]) : !(fabs((double)y[r] - yr[r]) <= 1e-6 * sa)) bad++;
+            }
+            CHECK(bad == 0 && isnan(y[6]), "integer FP4 kernel (%s) vs linear_ref, activations of kind %d: %d rows off",
+                  fp4q_names[v], kind, bad);
         }
-        CHECK(bad == 0 && isnan(y[6]), "integer FP4 kernel vs linear_ref, activations of kind %d: %d rows off", kind,
-              bad);
     }
     /* a prepared value that is not finite is refused (dsv4k_linear then
      * takes the f32 kernels) */
@@ -769,6 +783,16 @@ static void fp4q(void)
 static void fp8q(void)
 {
     if (!dsv4k_have_avx2()) return;
+    fp8q_fn fp8q_fns[3] = { dsv4k_rows_fp8q_avx2, NULL, NULL };
+    rows_fn f32_fns[3] = { dsv4k_rows_avx2, NULL, NULL };
+#ifdef DSV4K_HAVE_EMUL512
+    fp8q_fns[1] = dsv4k_rows_fp8q_avx512_emul;
+    f32_fns[1] = dsv4k_rows_avx512_emul;
+#endif
+    if (dsv4k_have_avx512()) {
+        fp8q_fns[2] = dsv4k_rows_fp8q_avx512;
+        f32_fns[2] = dsv4k_rows_avx512;
+    }
     const int64_t n = 128 * 5 + 9, k = 1024, nb = 6, kb = k / 128;
     uint8_t *wd = malloc((size_t)(n * k));
     for (int64_t i = 0; i < n * k; i++) wd[i] = (uint8_t)(i < 256 ? i : rnd()); /* row 0: every code */
@@ -795,29 +819,36 @@ static void fp8q(void)
             }
             dsv4k_act_quant_dq(x, k, dq, ex, 1);
             dsv4k_fp8q_prepare(dq, ex, k, xp);
-            for (int64_t r = 0; r < n; r++) y[r] = y2[r] = -7.0f;
-            int rc = dsv4k_rows_fp8q_avx2(&w, 0, 200, dq, xp, ex, y) | dsv4k_rows_fp8q_avx2(&w, 200, n, dq, xp, ex, y);
-            T(dsv4k_rows_avx2(&w, 0, n, dq, k, 1, y2, n) == 0);
-            int diff = 0, bad = 0;
-            for (int64_t r = 0; r < n; r++)
-                diff += memcmp(&y[r], &y2[r], 4) != 0 && !(isnan(y[r]) && isnan(y2[r]));
             dsv4k_linear_ref(&w, x, k, 1, yr, n, 1);
-            for (int64_t r = 0; r < n; r++) {
-                double sa = 0;
-                for (int64_t c = 0; c < k; c++) sa += fabs((double)dq[c] * w_at(&w, r, c));
-                /* overflow (E8M0 250): not finite in both, inf - inf may be NaN in one */
-                if (!isfinite(yr[r]) ? isfinite(y[r]) : !(fabs((double)y[r] - yr[r]) <= 1e-6 * sa))
-                    bad++;
+            for (int v = 0; v < 3; v++) {
+                if (!fp8q_fns[v]) continue;
+                for (int64_t r = 0; r < n; r++) y[r] = y2[r] = -7.0f;
+                int rc = fp8q_fns[v](&w, 0, 200, dq, xp, ex, y) | fp8q_fns[v](&w, 200, n, dq, xp, ex, y);
+                T(f32_fns[v](&w, 0, n, dq, k, 1, y2, n) == 0);
+                int diff = 0, bad = 0;
+                for (int64_t r = 0; r < n; r++)
+                    diff += memcmp(&y[r], &y2[r], 4) != 0 && !(isnan(y[r]) && isnan(y2[r]));
+                for (int64_t r = 0; r < n; r++) {
+                    double sa = 0;
+                    for (int64_t c = 0; c < k; c++) sa += fabs((double)dq[c] * w_at(&w, r, c));
+                    /* overflow (E8M0 250): not finite in both, inf - inf may be NaN in one */
+                    if (!isfinite(yr[r]) ? isfinite(y[r]) : !(fabs((double)y[r] - yr[r]) <= 1e-6 * sa))
+                        bad++;
+                }
+                CHECK(rc == 0 && diff == 0 && bad == 0,
+                      "FP8 kernel for e4m3 activations (%s), %s scales, kind %d: %d rows differ from the f32 kernel, "
+                      "%d from the reference", fp4q_names[v], f ? "F32" : "E8M0", kind, diff, bad);
             }
-            CHECK(rc == 0 && diff == 0 && bad == 0,
-                  "FP8 kernel for e4m3 activations, %s scales, kind %d: %d rows differ from the f32 kernel, %d from "
-                  "the reference", f ? "F32" : "E8M0", kind, diff, bad);
         }
     }
     dsv4k_weight w4 = { DSV4K_W_FP4, 1, k, wd, se, 0 }, w5 = { DSV4K_W_FP8, 1, 1000, wd, se, 0 };
     y[0] = -7.0f;
-    CHECK(dsv4k_rows_fp8q_avx2(&w4, 0, 1, dq, xp, ex, y) == -1 && dsv4k_rows_fp8q_avx2(&w5, 0, 1, dq, xp, ex, y) == -1 &&
-              y[0] == -7.0f, "the FP8 kernel for e4m3 activations declines FP4 and k %% 128 != 0, writing nothing");
+    for (int v = 0; v < 3; v++)
+        if (fp8q_fns[v])
+            CHECK(fp8q_fns[v](&w4, 0, 1, dq, xp, ex, y) == -1 && fp8q_fns[v](&w5, 0, 1, dq, xp, ex, y) == -1 &&
+                      y[0] == -7.0f,
+                  "the FP8 kernel for e4m3 activations (%s) declines FP4 and k %% 128 != 0, writing nothing",
+                  fp4q_names[v]);
     free(wd); free(x); free(dq); free(xp); free(y); free(y2); free(yr);
 }
 
