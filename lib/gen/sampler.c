@@ -259,10 +259,15 @@ static dsv4_status distribution(dsv4_sampler *s, const float *logits, size_t n, 
         s->cap_work = n;
     }
     float *x = s->work;
+    /* the passes over the vocabulary are written without branches on the
+     * values (copies, flags, selects), so they cost the same whatever the
+     * distribution; sums keep their order, so results are unchanged */
+    int bad = 0;
     for (size_t i = 0; i < n; i++) {
-        if (isnan(logits[i])) return DSV4_ERR_INVALID_ARGUMENT;
+        bad |= logits[i] != logits[i];
         x[i] = logits[i];
     }
+    if (bad) return DSV4_ERR_INVALID_ARGUMENT;
     for (size_t i = 0; i < s->n_bias; i++)
         if ((size_t)s->bias[i].token < n) x[s->bias[i].token] += s->bias[i].bias;
     /* penalties over the last N accepted tokens */
@@ -284,11 +289,14 @@ static dsv4_status distribution(dsv4_sampler *s, const float *logits, size_t n, 
         }
     }
     if (s->cb.apply && s->cb.apply(s->cb_user, x, n) != 0) return DSV4_ERR_ABORTED;
-    for (size_t i = 0; i < n; i++)
-        if (isnan(x[i])) return DSV4_ERR_INVALID_ARGUMENT;
     /* greedy choice (lowest id on ties) */
     size_t best = 0;
-    for (size_t i = 1; i < n; i++) if (x[i] > x[best]) best = i;
+    bad = x[0] != x[0];
+    for (size_t i = 1; i < n; i++) {
+        bad |= x[i] != x[i];
+        if (x[i] > x[best]) best = i;
+    }
+    if (bad) return DSV4_ERR_INVALID_ARGUMENT;
     if (x[best] == -INFINITY) return DSV4_ERR_INVALID_ARGUMENT;
     *greedy = (int32_t)best;
     if (s->temperature == 0) {
@@ -315,14 +323,23 @@ static dsv4_status distribution(dsv4_sampler *s, const float *logits, size_t n, 
          * is below all of them, so the sorted prefix — and the kept set — is
          * the one a full sort gives. */
         int32_t *o = s->order;
-        double bmass[256] = { 0 };
-        size_t bcnt[256] = { 0 }, m = 0;
+        /* four interleaved histograms: consecutive tokens of one binade do
+         * not wait on each other's sums (bucket 0: zeros and subnormals,
+         * never needed: τ is a normal power of two) */
+        double bm4[4][256] = { { 0 } };
+        size_t bc4[4][256] = { { 0 } }, m = 0;
         for (size_t i = 0; i < n; i++) {
-            if (!(p[i] > 0)) continue;
             uint32_t bits;
             memcpy(&bits, &p[i], 4);
-            bmass[(bits >> 23) & 255] += p[i];
-            bcnt[(bits >> 23) & 255]++;
+            unsigned b = (bits >> 23) & 255;
+            bm4[i & 3][b] += p[i];
+            bc4[i & 3][b]++;
+        }
+        double bmass[256];
+        size_t bcnt[256];
+        for (int b = 0; b < 256; b++) {
+            bmass[b] = (bm4[0][b] + bm4[1][b]) + (bm4[2][b] + bm4[3][b]);
+            bcnt[b] = bc4[0][b] + bc4[1][b] + bc4[2][b] + bc4[3][b];
         }
         int e = 255;
         double cm = 0;
@@ -339,8 +356,10 @@ static dsv4_status distribution(dsv4_sampler *s, const float *logits, size_t n, 
             uint32_t tb = (uint32_t)e << 23;
             memcpy(&tau, &tb, 4);
         }
-        for (size_t i = 0; i < n; i++)
-            if (p[i] > 0 && p[i] >= tau) o[m++] = (int32_t)i;
+        for (size_t i = 0; i < n; i++) {
+            o[m] = (int32_t)i;
+            m += p[i] > 0 && p[i] >= tau;
+        }
         if (m < n) {
             /* the rest (below τ or zero) after them, in id order; x, no longer
              * needed, serves as the membership flags */
@@ -348,8 +367,10 @@ static dsv4_status distribution(dsv4_sampler *s, const float *logits, size_t n, 
             size_t q = m;
             memset(in, 0, n);
             for (size_t i = 0; i < m; i++) in[o[i]] = 1;
-            for (size_t i = 0; i < n; i++)
-                if (!in[i]) o[q++] = (int32_t)i;
+            for (size_t i = 0; i < n; i++) {
+                o[q] = (int32_t)i;
+                q += !in[i];
+            }
         }
         if (m > 256) {
             sort_by_prob_desc(p, o, m, (int32_t *)s->work);
@@ -371,7 +392,8 @@ static dsv4_status distribution(dsv4_sampler *s, const float *logits, size_t n, 
     }
     if (s->min_p > 0) {
         float top = p[best] > 0 ? p[best] : 0;
-        for (size_t i = 0; i < n; i++) if (p[i] < (float)(s->min_p * top)) p[i] = 0;
+        float thr = (float)(s->min_p * top);
+        for (size_t i = 0; i < n; i++) p[i] = p[i] < thr ? 0 : p[i];
     }
     sum = 0;
     for (size_t i = 0; i < n; i++) sum += p[i];
@@ -428,10 +450,13 @@ dsv4_status dsv4__sampler_pick(dsv4_sampler *s, const float *p, size_t n, int32_
     if (!(mass > 0)) return DSV4_ERR_INVALID_ARGUMENT;
     double u = dsv4__sampler_uniform(s) * mass, c = 0;
     size_t last = 0;
+    /* adding 0 for the tokens left out keeps c, and u < c cannot turn true
+     * there (it would have at the token before), so the token is the one of
+     * the loop over kept tokens alone */
     for (size_t i = 0; i < n; i++) {
-        if (!(p[i] > 0)) continue;
-        last = i;
-        c += p[i];
+        int kept = p[i] > 0;
+        last = kept ? i : last;
+        c += kept ? p[i] : 0;
         if (u < c) { *token = (int32_t)i; return DSV4_OK; }
     }
     *token = (int32_t)last; /* rounding at the top end */

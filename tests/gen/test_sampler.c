@@ -156,6 +156,14 @@ int main(void)
     for (int i = 0; i < N; i++) if (want[i] < 0.2 * top) want[i] = 0;
     renorm(want);
     close_to(got, want, "min-p 0.2");
+    /* min-p 1 keeps every token tied with the top one (p < min_p · top drops) */
+    {
+        float tl[4] = { 1.0f, 3.0f, 3.0f, -2.0f };
+        float tp[4];
+        dsv4_sampler_set_f64(s, DSV4_SAMPLER_MIN_P, 1.0);
+        CHECK(dsv4_sampler_probs(s, tl, 4, tp) == DSV4_OK && tp[1] == 0.5f && tp[2] == 0.5f && tp[0] == 0 && tp[3] == 0,
+              "min-p 1 keeps the two tied top tokens at 1/2 each (%g %g %g %g)", tp[0], tp[1], tp[2], tp[3]);
+    }
     dsv4_sampler_set_f64(s, DSV4_SAMPLER_MIN_P, 0);
     /* penalties over history [2, 2, 5, 1] with last_n 3 -> window [2, 5, 1] */
     dsv4_sampler_set_f64(s, DSV4_SAMPLER_REPETITION_PENALTY, 1.3);
