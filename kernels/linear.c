@@ -42,6 +42,8 @@ struct dsv4k_linear_ctx {
                       * the scaled activation row of the FP8 kernel (dsv4k_fp8q_prepare) */
     int8_t *ex;      /* exponents of one row */
     void *q4;        /* one prepared activation row of the integer FP4 kernel */
+    int16_t *sh;     /* max_k/128 block shifts of the FP8 kernel's activation row */
+    const float *fx; /* that row unscaled (the FP8 kernel's fallback rows) */
     int intq;        /* e4m3-activation kernels allowed (dsv4k_linear_set_intq) */
     int isa;       /* highest kernel set allowed: DSV4K_ISA_* (dsv4k_linear_set_isa) */
 };
@@ -62,7 +64,8 @@ dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64
     c->xs = malloc((size_t)((max_m < SPLIT_M ? max_m : SPLIT_M) * max_k) * sizeof(float));
     c->ex = malloc((size_t)(max_k / 128 + 1));
     c->q4 = malloc((size_t)dsv4k_fp4q_bytes(max_k / 128 * 128) + 1);
-    if (!c->rows || !c->aq || !c->xs || !c->ex || !c->q4) {
+    c->sh = malloc((size_t)(max_k / 128 + 1) * sizeof(int16_t));
+    if (!c->rows || !c->aq || !c->xs || !c->ex || !c->q4 || !c->sh) {
         dsv4k_linear_ctx_free(c);
         return NULL;
     }
@@ -90,6 +93,7 @@ void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c)
     free(c->xs);
     free(c->ex);
     free(c->q4);
+    free(c->sh);
     free(c);
 }
 
@@ -189,14 +193,14 @@ static void run_fp8q512(void *arg, int64_t r0, int64_t r1, int thread)
 {
     task *t = arg;
     (void)thread;
-    dsv4k_rows_fp8q_avx512(t->w, r0, r1, t->c->aq, t->x, t->c->ex, t->y);
+    dsv4k_rows_fp8q_avx512(t->w, r0, r1, t->c->fx, t->x, t->c->sh, t->y);
 }
 
 static void run_fp8q(void *arg, int64_t r0, int64_t r1, int thread)
 {
     task *t = arg;
     (void)thread;
-    dsv4k_rows_fp8q_avx2(t->w, r0, r1, t->c->aq, t->x, t->c->ex, t->y);
+    dsv4k_rows_fp8q_avx2(t->w, r0, r1, t->c->fx, t->x, t->c->sh, t->y);
 }
 
 static void run(void *arg, int64_t r0, int64_t r1, int thread)
@@ -218,10 +222,11 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
     int64_t grain = w->n / (4 * c->n_threads);
     if (grain < 1) grain = 1;
     int on512 = c->isa >= DSV4K_ISA_AVX512 && dsv4k_have_avx512();
-    if (c->intq && aq && m == 1 && c->max_m >= 1 && w->k % 128 == 0 && c->isa >= DSV4K_ISA_AVX2 && dsv4k_have_avx2()) {
-        /* one activation row in reference numerics: the kernels made for
-         * e4m3 activations (see gemv.h), on AVX-512 where the CPU has it */
-        if (w->fmt == DSV4K_W_FP4) {
+    if (c->intq && m == 1 && c->max_m >= 1 && w->k % 128 == 0 && c->isa >= DSV4K_ISA_AVX2 && dsv4k_have_avx2()) {
+        /* one activation row: the kernels with integer weight decoding (see
+         * gemv.h), on AVX-512 where the CPU has it; FP4 in reference
+         * numerics only (its activations must be e4m3) */
+        if (w->fmt == DSV4K_W_FP4 && aq) {
             dsv4k_act_quant_dq(x, w->k, c->aq, c->ex, 1);
             if (dsv4k_fp4q_prepare(c->aq, c->ex, w->k, c->q4) == 0) {
                 task tq = { c, w, NULL, w->k, 1, y, ldy };
@@ -230,11 +235,22 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
             }
             /* a value that is not finite: the f32 kernels carry it through */
         } else if ((w->fmt == DSV4K_W_FP8 || w->fmt == DSV4K_W_FP8_F32S) && w->k <= 8192) {
-            dsv4k_act_quant_dq(x, w->k, c->aq, c->ex, 1);
-            dsv4k_fp8q_prepare(c->aq, c->ex, w->k, c->xs);
-            task tq = { c, w, c->xs, w->k, 1, y, ldy };
-            dsv4k_pool_for(c->pool, w->n, grain, on512 ? run_fp8q512 : run_fp8q, &tq);
-            return 0;
+            int ok = 1;
+            if (aq) {
+                dsv4k_act_quant_dq(x, w->k, c->aq, c->ex, 1);
+                dsv4k_fp8q_prepare(c->aq, c->ex, w->k, c->xs, c->sh);
+                c->fx = c->aq;
+            } else {
+                /* refused for subnormal or non-finite values and extreme
+                 * ranges: the f32 kernel below takes those */
+                ok = dsv4k_fp8x_prepare(x, w->k, c->xs, c->sh) == 0;
+                c->fx = x;
+            }
+            if (ok) {
+                task tq = { c, w, c->xs, w->k, 1, y, ldy };
+                dsv4k_pool_for(c->pool, w->n, grain, on512 ? run_fp8q512 : run_fp8q, &tq);
+                return 0;
+            }
         }
     }
     const float *in = x;

@@ -26,9 +26,9 @@ void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c);
  * default DSV4K_ISA_BEST */
 enum { DSV4K_ISA_PORTABLE = 0, DSV4K_ISA_AVX2 = 1, DSV4K_ISA_AVX512 = 2, DSV4K_ISA_BEST = 2 };
 void dsv4k_linear_set_isa(dsv4k_linear_ctx *c, int isa);
-/* on (default): a single activation row of an FP4 or FP8 product in
- * reference numerics (aq) on the AVX2 or AVX-512 level takes the kernels
- * made for e4m3 activations (dsv4k_rows_fp4q_avx2/_avx512,
+/* on (default): a single activation row of an FP8 product, or of an FP4
+ * product in reference numerics (aq), on the AVX2 or AVX-512 level takes
+ * the kernels with integer weight decoding (dsv4k_rows_fp4q_avx2/_avx512,
  * dsv4k_rows_fp8q_avx2/_avx512); off: the f32 ones (tests, benchmarks) */
 void dsv4k_linear_set_intq(dsv4k_linear_ctx *c, int on);
 

@@ -105,31 +105,38 @@ void dsv4k_rows_fp4q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const v
 
 /*
  * FP8 rows (E8M0 or F32 block scales, k a multiple of 128, k <= 8192)
- * against one activation row quantised to e4m3 per 128 (reference
- * numerics): dsv4k_fp8q_prepare writes xp[k] = dq · 2^(110-ex), the e4m3
- * values × 2^110 (exact); dsv4k_rows_fp8q_avx2 decodes each weight byte to
- * its value × 2^-120 in three integer operations (subnormal codes to f32
- * subnormals) so every product is exact, and scales each 128-block by
- * S · 2^(10+ex). Row blocks whose scale S · 2^(10+ex) lies outside
- * 2^±100 (or is not finite) go through the f32 kernel with dq. Same value
- * as dsv4k_rows_avx2 on dq, bit for bit where the fast form runs (same
- * products, same order). Returns -1 (nothing written) for a format or width
- * it does not take.
+ * against one activation row whose 128-blocks are scaled by powers of two:
+ * dsv4k_rows_fp8q_avx2 decodes each weight byte to its value × 2^-120 in
+ * three integer operations (subnormal codes to f32 subnormals) and
+ * multiplies xp = x · 2^sh[block]; each 128-block's sum is scaled by
+ * S · 2^(120 - sh). The products are exact and normal when every nonzero
+ * |xp| lies in [2^3, 2^101] — the preparations see to that:
+ *  - dsv4k_fp8q_prepare: x quantised to e4m3 (dq, ex as dsv4k_act_quant_dq
+ *    gives them; reference numerics): xp = q · 2^110, sh = 110 - ex;
+ *  - dsv4k_fp8x_prepare: any f32 x (float numerics, or the unquantised
+ *    products): per block the smallest nonzero magnitude to [2^3, 2^4) by
+ *    exponent arithmetic; returns -1 (use the f32 kernel) when a block holds
+ *    a subnormal or non-finite value or spans more than 2^97.
+ * Row blocks whose scale S · 2^(120-sh) lies outside 2^±120 (or is not
+ * finite) go through the f32 kernel with x. The same value as
+ * dsv4k_rows_avx2 on x (bit for bit while its products are normal too).
+ * Returns -1 (nothing written) for a format or width it does not take.
  */
-void dsv4k_fp8q_prepare(const float *dq, const int8_t *ex, int64_t k, float *xp);
-int dsv4k_rows_fp8q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *dq, const float *xp,
-                         const int8_t *ex, float *y);
+void dsv4k_fp8q_prepare(const float *dq, const int8_t *ex, int64_t k, float *xp, int16_t *sh);
+int dsv4k_fp8x_prepare(const float *x, int64_t k, float *xp, int16_t *sh);
+int dsv4k_rows_fp8q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, const float *xp,
+                         const int16_t *sh, float *y);
 
 /* the AVX-512 (F, BW) twins of dsv4k_rows_fp4q_avx2 and
  * dsv4k_rows_fp8q_avx2: same prepared activations, same contracts (the FP8
  * one bit for bit the AVX-512 f32 kernel's result); _emul: built on SIMDe,
  * tests only */
 void dsv4k_rows_fp4q_avx512(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
-int dsv4k_rows_fp8q_avx512(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *dq, const float *xp,
-                           const int8_t *ex, float *y);
+int dsv4k_rows_fp8q_avx512(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, const float *xp,
+                           const int16_t *sh, float *y);
 void dsv4k_rows_fp4q_avx512_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
-int dsv4k_rows_fp8q_avx512_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *dq, const float *xp,
-                                const int8_t *ex, float *y);
+int dsv4k_rows_fp8q_avx512_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, const float *xp,
+                                const int16_t *sh, float *y);
 
 /* per block of 32 of x[0..k): the 16 even elements, then the 16 odd ones */
 void dsv4k_split_even_odd(const float *x, int64_t k, float *dst);

@@ -298,18 +298,58 @@ TGT static float dot1_fp8q(const uint8_t *p, const float *sc, const float *x, in
     return hsum(_mm256_add_ps(t0, t1));
 }
 
-void dsv4k_fp8q_prepare(const float *dq, const int8_t *ex, int64_t k, float *xp)
+void dsv4k_fp8q_prepare(const float *dq, const int8_t *ex, int64_t k, float *xp, int16_t *sh)
 {
     for (int64_t b = 0; b < k; b += 128) {
         /* dq · 2^-ex = q exactly (ex in [-22, 120]: the scale is normal),
          * then q · 2^110 */
         float f = ldexpf(1.0f, -ex[b / 128]);
         for (int i = 0; i < 128; i++) xp[b + i] = dq[b + i] * f * 0x1p110f;
+        sh[b / 128] = (int16_t)(110 - ex[b / 128]);
     }
 }
 
-TGT int dsv4k_rows_fp8q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *dq, const float *xp,
-                             const int8_t *ex, float *y)
+TGT int dsv4k_fp8x_prepare(const float *x, int64_t k, float *xp, int16_t *sh)
+{
+    const __m256i ef = _mm256_set1_epi32(0x7f800000), mag = _mm256_set1_epi32(0x7fffffff);
+    const __m256i z = _mm256_setzero_si256(), all = _mm256_set1_epi32(255 << 23);
+    for (int64_t b = 0; b < k; b += 128) {
+        __m256i emax = z, emin = all, odd = z;
+        for (int i = 0; i < 128; i += 8) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x + b + i));
+            __m256i e = _mm256_and_si256(v, ef), zero_e = _mm256_cmpeq_epi32(e, z);
+            /* a subnormal (exponent field 0, not zero) or a value that is not finite */
+            odd = _mm256_or_si256(odd, _mm256_andnot_si256(_mm256_cmpeq_epi32(_mm256_and_si256(v, mag), z), zero_e));
+            odd = _mm256_or_si256(odd, _mm256_cmpeq_epi32(e, ef));
+            emax = _mm256_max_epi32(emax, e);
+            emin = _mm256_min_epi32(emin, _mm256_blendv_epi8(e, all, zero_e));
+        }
+        if (!_mm256_testz_si256(odd, odd)) return -1;
+        int32_t t[16];
+        _mm256_storeu_si256((__m256i *)t, emax);
+        _mm256_storeu_si256((__m256i *)(t + 8), emin);
+        int hi = 0, lo = 255;
+        for (int i = 0; i < 8; i++) {
+            hi = t[i] >> 23 > hi ? t[i] >> 23 : hi;
+            lo = t[8 + i] >> 23 < lo ? t[8 + i] >> 23 : lo;
+        }
+        /* the smallest value to 2^3 .. 2^4 (so every product with a
+         * nonzero weight × 2^-120 stays normal), the largest below 2^101 */
+        int s = lo == 255 ? 110 : 130 - lo; /* all zero: any s keeps them; 110 keeps S · 2^(120-s) near S */
+        if (lo != 255 && hi + s > 127 + 100) return -1;
+        __m256i add = _mm256_set1_epi32(s << 23);
+        for (int i = 0; i < 128; i += 8) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x + b + i));
+            __m256i nz = _mm256_xor_si256(_mm256_cmpeq_epi32(_mm256_and_si256(v, mag), z), _mm256_set1_epi32(-1));
+            _mm256_storeu_si256((__m256i *)(xp + b + i), _mm256_add_epi32(v, _mm256_and_si256(add, nz)));
+        }
+        sh[b / 128] = (int16_t)s;
+    }
+    return 0;
+}
+
+TGT int dsv4k_rows_fp8q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, const float *xp,
+                             const int16_t *sh, float *y)
 {
     int64_t k = w->k, kb = k / 128;
     if ((w->fmt != DSV4K_W_FP8 && w->fmt != DSV4K_W_FP8_F32S) || k % 128 || kb > 64) return -1;
@@ -325,13 +365,14 @@ TGT int dsv4k_rows_fp8q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, cons
                 float s = w->fmt == DSV4K_W_FP8 ? dsv4k_lut_e8m0[((const uint8_t *)w->s)[cur * kb + b]]
                                                 : ((const float *)w->s)[cur * kb + b];
                 sf[b] = 256.0f * s;
-                sq[b] = s * ldexpf(1.0f, 10 + ex[b]);
+                /* 2^120 undoes the weights' 2^-120, 2^-sh the activations' scaling */
+                sq[b] = s * ldexpf(1.0f, 120 - sh[b]);
                 /* far from overflow and underflow, or the f32 kernel */
-                fast &= fabsf(sq[b]) >= 0x1p-100f && fabsf(sq[b]) <= 0x1p100f;
+                fast &= fabsf(sq[b]) >= 0x1p-120f && fabsf(sq[b]) <= 0x1p120f;
             }
         }
         const uint8_t *p = (const uint8_t *)w->w + rr * k;
-        y[r] = fast ? dot1_fp8q(p, sq, xp, k) : dot1_fp8(p, sf, dq, k);
+        y[r] = fast ? dot1_fp8q(p, sq, xp, k) : dot1_fp8(p, sf, x, k);
     }
     return 0;
 }

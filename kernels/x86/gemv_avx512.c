@@ -380,8 +380,8 @@ TGT static float dot1_fp8q(const uint8_t *p, const float *sc, const float *x, in
     return hsum16(_mm512_add_ps(t0, t1));
 }
 
-TGT int K512(dsv4k_rows_fp8q_avx512)(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *dq, const float *xp,
-                                     const int8_t *ex, float *y)
+TGT int K512(dsv4k_rows_fp8q_avx512)(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, const float *xp,
+                                     const int16_t *sh, float *y)
 {
     int64_t k = w->k, kb = k / 128;
     if ((w->fmt != DSV4K_W_FP8 && w->fmt != DSV4K_W_FP8_F32S) || k % 128 || kb > 64) return -1;
@@ -396,12 +396,12 @@ TGT int K512(dsv4k_rows_fp8q_avx512)(const dsv4k_weight *w, int64_t r0, int64_t 
             for (int64_t b = 0; b < kb; b++) {
                 float s = fp8_scale(w, rr, b, kb);
                 sf[b] = 256.0f * s;
-                sq[b] = s * ldexpf(1.0f, 10 + ex[b]);
-                fast &= fabsf(sq[b]) >= 0x1p-100f && fabsf(sq[b]) <= 0x1p100f;
+                sq[b] = s * ldexpf(1.0f, 120 - sh[b]);
+                fast &= fabsf(sq[b]) >= 0x1p-120f && fabsf(sq[b]) <= 0x1p120f;
             }
         }
         const uint8_t *p = (const uint8_t *)w->w + rr * k;
-        y[r] = fast ? dot1_fp8q(p, sq, xp, k) : dot1_fp8(p, sf, dq, k);
+        y[r] = fast ? dot1_fp8q(p, sq, xp, k) : dot1_fp8(p, sf, x, k);
     }
     return 0;
 }

@@ -692,7 +692,7 @@ static void decode_rows(void)
  * 0 (2^-127) and 255 (NaN). A prepared value that is not finite is refused.
  */
 typedef void (*fp4q_fn)(const dsv4k_weight *, int64_t, int64_t, const void *, float *);
-typedef int (*fp8q_fn)(const dsv4k_weight *, int64_t, int64_t, const float *, const float *, const int8_t *, float *);
+typedef int (*fp8q_fn)(const dsv4k_weight *, int64_t, int64_t, const float *, const float *, const int16_t *, float *);
 static const char *fp4q_names[3] = { "AVX2", "AVX-512 (SIMDe emulation)", "AVX-512 (native)" };
 
 static void fp4q(void)
@@ -773,12 +773,16 @@ static void fp4q(void)
 }
 
 /*
- * The FP8 kernel for e4m3 activations against the f32 kernel on the same
- * quantised row, bit for bit: every byte code (subnormal ones included),
- * E8M0 and F32 block scales, row blocks whose scales send it back to the
- * f32 kernel (E8M0 0, 255, 250, 3; F32 1e30, 1e-30, NaN), activation blocks
- * spanning 2^-20 .. 1, scaled by 1e30 and 1e-30, and zero; rows [r0, r1)
- * across row blocks; and against the reference product.
+ * The FP8 kernel with integer weight decoding against the f32 kernel on the
+ * same activation row, bit for bit, and against the reference product:
+ * every byte code (subnormal ones included), E8M0 and F32 block scales, row
+ * blocks whose scales send it back to the f32 kernel (E8M0 0, 255, 250, 3;
+ * F32 1e30, 1e-30, NaN), rows [r0, r1) across row blocks; activations
+ * quantised to e4m3 (dsv4k_fp8q_prepare) and as they are
+ * (dsv4k_fp8x_prepare), with blocks spanning 2^-20 .. 1, scaled by 1e30 and
+ * 1e-30, and zero. dsv4k_fp8x_prepare refuses subnormal and non-finite
+ * values and blocks spanning more than 2^97; dsv4k_linear then agrees with
+ * the reference through the f32 kernel.
  */
 static void fp8q(void)
 {
@@ -805,25 +809,41 @@ static void fp8q(void)
     float *x = malloc((size_t)k * 4), *dq = malloc((size_t)k * 4), *xp = malloc((size_t)k * 4);
     float *y = malloc((size_t)n * 4), *y2 = malloc((size_t)n * 4), *yr = malloc((size_t)n * 4);
     int8_t ex[8];
+    int16_t sh[8];
     for (int f = 0; f < 2; f++) {
         dsv4k_weight w = { f ? DSV4K_W_FP8_F32S : DSV4K_W_FP8, n, k, wd, f ? (const void *)sf : (const void *)se, 0 };
-        for (int kind = 0; kind < 2; kind++) {
+        for (int kind = 0; kind < 4; kind++) {
+            int aq = kind < 2;
             for (int64_t i = 0; i < k; i++) {
                 int blk = (int)(i / 128);
                 float v = frand() * 3;
-                if (kind == 1 || blk == 1) v = ldexpf(frand() > 0 ? 1.0f : -1.0f, -(int)(rnd() % 21)) * (1 + frand() / 2);
+                if (kind % 2 == 1 || blk == 1) v = ldexpf(frand() > 0 ? 1.0f : -1.0f, -(int)(rnd() % 21)) * (1 + frand() / 2);
                 if (blk == 3) v *= 1e30f;
                 if (blk == 4) v *= 1e-30f;
                 if (blk == 5) v = 0;
                 x[i] = v;
             }
-            dsv4k_act_quant_dq(x, k, dq, ex, 1);
-            dsv4k_fp8q_prepare(dq, ex, k, xp);
-            dsv4k_linear_ref(&w, x, k, 1, yr, n, 1);
+            if (aq) {
+                dsv4k_act_quant_dq(x, k, dq, ex, 1);
+                dsv4k_fp8q_prepare(dq, ex, k, xp, sh);
+            } else {
+                memcpy(dq, x, (size_t)k * 4);
+                T(dsv4k_fp8x_prepare(x, k, xp, sh) == 0);
+                /* xp = x · 2^sh exactly (zeros stay zero), the smallest nonzero of a block in [2^3, 2^4) */
+                int off = 0;
+                for (int64_t i = 0; i < k; i++) off += xp[i] != ldexpf(x[i], sh[i / 128]);
+                for (int64_t b = 0; b < k / 128; b++) {
+                    float lo = INFINITY;
+                    for (int i = 0; i < 128; i++) if (xp[128 * b + i] != 0) lo = fminf(lo, fabsf(xp[128 * b + i]));
+                    off += lo != INFINITY && !(lo >= 8.0f && lo < 16.0f);
+                }
+                CHECK(off == 0, "dsv4k_fp8x_prepare, kind %d: %d values or blocks not as specified", kind, off);
+            }
+            dsv4k_linear_ref(&w, x, k, 1, yr, n, aq);
             for (int v = 0; v < 3; v++) {
                 if (!fp8q_fns[v]) continue;
                 for (int64_t r = 0; r < n; r++) y[r] = y2[r] = -7.0f;
-                int rc = fp8q_fns[v](&w, 0, 200, dq, xp, ex, y) | fp8q_fns[v](&w, 200, n, dq, xp, ex, y);
+                int rc = fp8q_fns[v](&w, 0, 200, dq, xp, sh, y) | fp8q_fns[v](&w, 200, n, dq, xp, sh, y);
                 T(f32_fns[v](&w, 0, n, dq, k, 1, y2, n) == 0);
                 int diff = 0, bad = 0;
                 for (int64_t r = 0; r < n; r++)
@@ -836,18 +856,47 @@ static void fp8q(void)
                         bad++;
                 }
                 CHECK(rc == 0 && diff == 0 && bad == 0,
-                      "FP8 kernel for e4m3 activations (%s), %s scales, kind %d: %d rows differ from the f32 kernel, "
-                      "%d from the reference", fp4q_names[v], f ? "F32" : "E8M0", kind, diff, bad);
+                      "FP8 kernel with integer decoding (%s), %s scales, activations %s, kind %d: %d rows differ "
+                      "from the f32 kernel, %d from the reference", fp4q_names[v], f ? "F32" : "E8M0",
+                      aq ? "e4m3" : "f32", kind, diff, bad);
             }
         }
+    }
+    /* refusals of dsv4k_fp8x_prepare, and dsv4k_linear (float numerics) through the f32 kernel */
+    {
+        dsv4k_weight w = { DSV4K_W_FP8, n, k, wd, se, 0 };
+        dsv4k_pool *pl = dsv4k_pool_create(2);
+        dsv4k_linear_ctx *lc = dsv4k_linear_ctx_create(pl, k, 1);
+        const char *what[5] = { "none", "a subnormal", "NaN", "an infinity", "a block spanning 2^98" };
+        for (int t = 0; t < 5; t++) {
+            for (int64_t i = 0; i < k; i++) x[i] = frand() * 3;
+            if (t == 1) x[300] = 1e-40f;
+            if (t == 2) x[300] = NAN;
+            if (t == 3) x[300] = INFINITY;
+            if (t == 4) { x[300] = 0x1p60f; x[301] = 0x1p-38f; }
+            CHECK((dsv4k_fp8x_prepare(x, k, xp, sh) == 0) == (t == 0), "dsv4k_fp8x_prepare with %s: %s", what[t],
+                  t ? "refused" : "taken");
+            T(lc && dsv4k_linear(lc, &w, x, k, 1, y, n, 0) == 0);
+            dsv4k_linear_ref(&w, x, k, 1, yr, n, 0);
+            int bad = 0;
+            for (int64_t r = 0; r < n; r++) {
+                double sa = 0;
+                for (int64_t c = 0; c < k; c++) sa += fabs((double)x[c] * w_at(&w, r, c));
+                if (!isfinite(yr[r]) ? isfinite(y[r]) : !(fabs((double)y[r] - yr[r]) <= 1e-6 * sa + 1e-37)) bad++;
+            }
+            CHECK(bad == 0, "dsv4k_linear (float numerics) with %s agrees with the reference (%d rows off)", what[t],
+                  bad);
+        }
+        dsv4k_linear_ctx_free(lc);
+        dsv4k_pool_free(pl);
     }
     dsv4k_weight w4 = { DSV4K_W_FP4, 1, k, wd, se, 0 }, w5 = { DSV4K_W_FP8, 1, 1000, wd, se, 0 };
     y[0] = -7.0f;
     for (int v = 0; v < 3; v++)
         if (fp8q_fns[v])
-            CHECK(fp8q_fns[v](&w4, 0, 1, dq, xp, ex, y) == -1 && fp8q_fns[v](&w5, 0, 1, dq, xp, ex, y) == -1 &&
+            CHECK(fp8q_fns[v](&w4, 0, 1, dq, xp, sh, y) == -1 && fp8q_fns[v](&w5, 0, 1, dq, xp, sh, y) == -1 &&
                       y[0] == -7.0f,
-                  "the FP8 kernel for e4m3 activations (%s) declines FP4 and k %% 128 != 0, writing nothing",
+                  "the FP8 kernel with integer decoding (%s) declines FP4 and k %% 128 != 0, writing nothing",
                   fp4q_names[v]);
     free(wd); free(x); free(dq); free(xp); free(y); free(y2); free(yr);
 }
