@@ -337,7 +337,7 @@ TGT int dsv4k_fp8x_prepare(const float *x, int64_t k, float *xp, int16_t *sh)
          * nonzero weight × 2^-120 stays normal), the largest below 2^101 */
         int s = lo == 255 ? 110 : 130 - lo; /* all zero: any s keeps them; 110 keeps S · 2^(120-s) near S */
         if (lo != 255 && hi + s > 127 + 100) return -1;
-        __m256i add = _mm256_set1_epi32(s << 23);
+        __m256i add = _mm256_set1_epi32((int32_t)((uint32_t)s << 23)); /* s may be negative */
         for (int i = 0; i < 128; i += 8) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(x + b + i));
             __m256i nz = _mm256_xor_si256(_mm256_cmpeq_epi32(_mm256_and_si256(v, mag), z), _mm256_set1_epi32(-1));

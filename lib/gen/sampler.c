@@ -253,7 +253,9 @@ static dsv4_status distribution(dsv4_sampler *s, const float *logits, size_t n, 
         float *w = dsv4__realloc(s->work, n * sizeof *w);
         if (!w) return DSV4_ERR_OUT_OF_MEMORY;
         s->work = w;
-        int32_t *o = dsv4__realloc(s->order, n * sizeof *o);
+        /* one more than n: the branch-free compaction below writes each id
+         * before it knows whether it keeps it */
+        int32_t *o = dsv4__realloc(s->order, (n + 1) * sizeof *o);
         if (!o) return DSV4_ERR_OUT_OF_MEMORY;
         s->order = o;
         s->cap_work = n;
