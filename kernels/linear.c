@@ -44,7 +44,7 @@ struct dsv4k_linear_ctx {
     void *q4;        /* one prepared activation row of the integer FP4 kernel */
     int16_t *sh;     /* max_k/128 block shifts of the FP8 kernel's activation row */
     const float *fx; /* that row unscaled (the FP8 kernel's fallback rows) */
-    int intq;        /* e4m3-activation kernels allowed (dsv4k_linear_set_intq) */
+    int intq;        /* kernels with integer weight decoding allowed (dsv4k_linear_set_intq) */
     int isa;       /* highest kernel set allowed: DSV4K_ISA_* (dsv4k_linear_set_isa) */
 };
 

@@ -442,7 +442,7 @@ int main(int argc, char **argv)
     dsv4k_linear_ctx *lc = dsv4k_linear_ctx_create(pool, 8192, 1);
     int kern_pass = 1;
     if (RUN("kernels")) {
-    /* FP4 twice over: the default kernel (on AVX2 the integer one, the
+    /* FP4 twice over: the default kernel (the integer one on AVX2 and AVX-512, the
      * activations being e4m3 in reference numerics) and the f32 one,
      * alternating, best of each */
     kres f4[2] = { { "fp4_expert_2048x4096", 0, 0 }, { "fp4_expert_2048x4096_f32kernel", 0, 0 } };
