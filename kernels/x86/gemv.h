@@ -100,6 +100,8 @@ void dsv4k_hc_post_avx2(const float *X, const float *o, const float *post, const
  * over those round. The same value as the f32 kernels up to summation order.
  */
 int64_t dsv4k_fp4q_bytes(int64_t k);
+/* 2·e2m1 + 12 (0..24) by code: the unsigned weights of the integer kernels */
+extern const uint8_t dsv4k_e2m1_x2p12[16];
 int dsv4k_fp4q_prepare(const float *dq, const int8_t *ex, int64_t k, void *buf);
 void dsv4k_rows_fp4q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
 
@@ -123,6 +125,10 @@ void dsv4k_rows_fp4q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const v
  * Returns -1 (nothing written) for a format or width it does not take.
  */
 void dsv4k_fp8q_prepare(const float *dq, const int8_t *ex, int64_t k, float *xp, int16_t *sh);
+/* row block rb's scales for both twins: sq[b] = S · 2^(120 - sh[b]) (the
+ * fast form), sf[b] = S · 2^8 (the f32 kernel's); returns 1 when every sq
+ * lies in 2^±120 (the fast form may run), else 0 */
+int dsv4k_fp8q_block_scales(const dsv4k_weight *w, int64_t rb, const int16_t *sh, float *sq, float *sf);
 int dsv4k_fp8x_prepare(const float *x, int64_t k, float *xp, int16_t *sh);
 int dsv4k_rows_fp8q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, const float *xp,
                          const int16_t *sh, float *y);

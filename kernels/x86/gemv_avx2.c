@@ -348,6 +348,22 @@ TGT int dsv4k_fp8x_prepare(const float *x, int64_t k, float *xp, int16_t *sh)
     return 0;
 }
 
+int dsv4k_fp8q_block_scales(const dsv4k_weight *w, int64_t rb, const int16_t *sh, float *sq, float *sf)
+{
+    int64_t kb = w->k / 128;
+    int fast = 1;
+    for (int64_t b = 0; b < kb; b++) {
+        float s = w->fmt == DSV4K_W_FP8 ? dsv4k_lut_e8m0[((const uint8_t *)w->s)[rb * kb + b]]
+                                        : ((const float *)w->s)[rb * kb + b];
+        sf[b] = 256.0f * s;
+        /* 2^120 undoes the weights' 2^-120, 2^-sh the activations' scaling */
+        sq[b] = s * ldexpf(1.0f, 120 - sh[b]);
+        /* far from overflow and underflow, or the f32 kernel */
+        fast &= fabsf(sq[b]) >= 0x1p-120f && fabsf(sq[b]) <= 0x1p120f;
+    }
+    return fast;
+}
+
 TGT int dsv4k_rows_fp8q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, const float *xp,
                              const int16_t *sh, float *y)
 {
@@ -360,16 +376,7 @@ TGT int dsv4k_rows_fp8q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, cons
         int64_t rr = w->row0 + r;
         if (rr / 128 != cur) {
             cur = rr / 128;
-            fast = 1;
-            for (int64_t b = 0; b < kb; b++) {
-                float s = w->fmt == DSV4K_W_FP8 ? dsv4k_lut_e8m0[((const uint8_t *)w->s)[cur * kb + b]]
-                                                : ((const float *)w->s)[cur * kb + b];
-                sf[b] = 256.0f * s;
-                /* 2^120 undoes the weights' 2^-120, 2^-sh the activations' scaling */
-                sq[b] = s * ldexpf(1.0f, 120 - sh[b]);
-                /* far from overflow and underflow, or the f32 kernel */
-                fast &= fabsf(sq[b]) >= 0x1p-120f && fabsf(sq[b]) <= 0x1p120f;
-            }
+            fast = dsv4k_fp8q_block_scales(w, cur, sh, sq, sf);
         }
         const uint8_t *p = (const uint8_t *)w->w + rr * k;
         y[r] = fast ? dot1_fp8q(p, sq, xp, k) : dot1_fp8(p, sf, x, k);
@@ -907,8 +914,7 @@ TGT void dsv4k_hc_post_avx2(const float *X, const float *o, const float *post, c
 
 /* ---- FP4 rows against e4m3-quantised activations, in integers ------------------------ */
 
-/* twice the e2m1 value plus 12 (0..24), by code */
-static const uint8_t e2m1_x2p12[16] = { 12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0 };
+const uint8_t dsv4k_e2m1_x2p12[16] = { 12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0 };
 
 /*
  * Prepared activation (dsv4k_fp4q_prepare), per block j of 128 elements
@@ -1014,7 +1020,7 @@ TGT void dsv4k_rows_fp4q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, con
     const int8_t *pl = buf;
     const int32_t *corr = (const int32_t *)(pl + 3 * k);
     const float *xs = (const float *)(corr + k / 8);
-    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)e2m1_x2p12));
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)dsv4k_e2m1_x2p12));
     const __m256i m4 = _mm256_set1_epi8(15);
     const __m256i lo4 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), hi4 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
     for (int64_t r = r0; r < r1; r++) {
@@ -1111,7 +1117,7 @@ TGT float dsv4k_index_score_q4_avx2(const void *qbuf, const float *w, int heads,
     /* the key as unsigned 2·e2m1 + 12 in natural order, and its block scales 2^(E-128) */
     uint8_t kb[512];
     float ks[16];
-    const __m128i tab = _mm_loadu_si128((const __m128i *)e2m1_x2p12), m4 = _mm_set1_epi8(15);
+    const __m128i tab = _mm_loadu_si128((const __m128i *)dsv4k_e2m1_x2p12), m4 = _mm_set1_epi8(15);
     for (int64_t b = 0; b < nb; b++) {
         __m128i v = _mm_loadu_si128((const __m128i *)(key + 16 * b));
         __m128i lo = _mm_shuffle_epi8(tab, _mm_and_si128(v, m4));

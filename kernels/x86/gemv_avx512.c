@@ -392,13 +392,7 @@ TGT int K512(dsv4k_rows_fp8q_avx512)(const dsv4k_weight *w, int64_t r0, int64_t 
         int64_t rr = w->row0 + r;
         if (rr / 128 != cur) {
             cur = rr / 128;
-            fast = 1;
-            for (int64_t b = 0; b < kb; b++) {
-                float s = fp8_scale(w, rr, b, kb);
-                sf[b] = 256.0f * s;
-                sq[b] = s * ldexpf(1.0f, 120 - sh[b]);
-                fast &= fabsf(sq[b]) >= 0x1p-120f && fabsf(sq[b]) <= 0x1p120f;
-            }
+            fast = dsv4k_fp8q_block_scales(w, cur, sh, sq, sf);
         }
         const uint8_t *p = (const uint8_t *)w->w + rr * k;
         y[r] = fast ? dot1_fp8q(p, sq, xp, k) : dot1_fp8(p, sf, x, k);
@@ -406,8 +400,6 @@ TGT int K512(dsv4k_rows_fp8q_avx512)(const dsv4k_weight *w, int64_t r0, int64_t 
     return 0;
 }
 
-/* twice the e2m1 value plus 12 (0..24), by code */
-static const uint8_t e2m1_x2p12[16] = { 12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0 };
 
 /* no scale byte of the row is 0 or 255 (see the AVX2 twin) */
 TGT static int plain_scales(const uint8_t *sc, int64_t n)
@@ -430,7 +422,7 @@ TGT void K512(dsv4k_rows_fp4q_avx512)(const dsv4k_weight *w, int64_t r0, int64_t
     const int32_t *corr = (const int32_t *)(pl + 3 * k);
     const float *xs = (const float *)(corr + k / 8);
     uint8_t t64[64];
-    for (int i = 0; i < 64; i++) t64[i] = e2m1_x2p12[i % 16];
+    for (int i = 0; i < 64; i++) t64[i] = dsv4k_e2m1_x2p12[i % 16];
     const __m512i tab = _mm512_loadu_si512(t64), m4 = _mm512_set1_epi8(15);
     const __m512i one = _mm512_set1_epi16(1), c128 = _mm512_set1_epi16(128), c16k = _mm512_set1_epi16(16384);
     const __m512i bidx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
