@@ -48,6 +48,11 @@ struct dsv4k_linear_ctx {
     int isa;       /* highest kernel set allowed: DSV4K_ISA_* (dsv4k_linear_set_isa) */
 };
 
+/* activation buffers start on a cache line: the 64-byte loads of the
+ * AVX-512 kernels then never straddle two (measured: unaligned planes cost
+ * the FP4 VNNI kernel a fifth of its speed) */
+static void *alloc64(size_t n) { return aligned_alloc(64, (n + 64) / 64 * 64); }
+
 dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64_t max_m)
 {
     dsv4k_tables_init();
@@ -60,10 +65,10 @@ dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64
     c->isa = DSV4K_ISA_BEST;
     c->intq = 1;
     c->rows = malloc((size_t)(c->n_threads * max_k) * sizeof(float));
-    c->aq = malloc((size_t)(max_m * max_k) * sizeof(float));
-    c->xs = malloc((size_t)((max_m < SPLIT_M ? max_m : SPLIT_M) * max_k) * sizeof(float));
+    c->aq = alloc64((size_t)(max_m * max_k) * sizeof(float));
+    c->xs = alloc64((size_t)((max_m < SPLIT_M ? max_m : SPLIT_M) * max_k) * sizeof(float));
     c->ex = malloc((size_t)(max_k / 128 + 1));
-    c->q4 = malloc((size_t)dsv4k_fp4q_bytes(max_k / 128 * 128) + 1);
+    c->q4 = alloc64((size_t)dsv4k_fp4q_bytes(max_k / 128 * 128));
     c->sh = malloc((size_t)(max_k / 128 + 1) * sizeof(int16_t));
     if (!c->rows || !c->aq || !c->xs || !c->ex || !c->q4 || !c->sh) {
         dsv4k_linear_ctx_free(c);
@@ -186,7 +191,10 @@ static void run_fp4q512(void *arg, int64_t r0, int64_t r1, int thread)
 {
     task *t = arg;
     (void)thread;
-    dsv4k_rows_fp4q_avx512(t->w, r0, r1, t->c->q4, t->y);
+    if (t->c->isa >= DSV4K_ISA_AVX512X && dsv4k_have_avx512vnni())
+        dsv4k_rows_fp4q_avx512vnni(t->w, r0, r1, t->c->q4, t->y);
+    else
+        dsv4k_rows_fp4q_avx512(t->w, r0, r1, t->c->q4, t->y);
 }
 
 static void run_fp8q512(void *arg, int64_t r0, int64_t r1, int thread)

@@ -22,9 +22,10 @@ typedef struct dsv4k_linear_ctx dsv4k_linear_ctx;
 dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64_t max_m);
 void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c);
 /* the highest kernel set the context may use (tests, benchmarks): the
- * portable kernel, AVX2, or AVX-512 (each only where the CPU has it);
- * default DSV4K_ISA_BEST */
-enum { DSV4K_ISA_PORTABLE = 0, DSV4K_ISA_AVX2 = 1, DSV4K_ISA_AVX512 = 2, DSV4K_ISA_BEST = 2 };
+ * portable kernel, AVX2, AVX-512 (F/BW/VL), or AVX-512 with its VNNI, VBMI
+ * and BF16 extensions (each only where the CPU has it); default
+ * DSV4K_ISA_BEST */
+enum { DSV4K_ISA_PORTABLE = 0, DSV4K_ISA_AVX2 = 1, DSV4K_ISA_AVX512 = 2, DSV4K_ISA_AVX512X = 3, DSV4K_ISA_BEST = 3 };
 void dsv4k_linear_set_isa(dsv4k_linear_ctx *c, int isa);
 /* on (default): a single activation row of an FP8 product, or of an FP4
  * product in reference numerics (aq), on the AVX2 or AVX-512 level takes

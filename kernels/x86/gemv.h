@@ -140,6 +140,12 @@ int dsv4k_rows_fp8q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const fl
 void dsv4k_rows_fp4q_avx512(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
 int dsv4k_rows_fp8q_avx512(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, const float *xp,
                            const int16_t *sh, float *y);
+/* 1 when the VNNI twin below can run (AVX-512 F/BW/VL plus VNNI and VBMI) */
+int dsv4k_have_avx512vnni(void);
+/* dsv4k_rows_fp4q_avx512 on VNNI (vpermb decoding, vpdpbusd sums): same
+ * prepared activations and contract, bit for bit the same result */
+void dsv4k_rows_fp4q_avx512vnni(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
+void dsv4k_rows_fp4q_avx512vnni_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
 void dsv4k_rows_fp4q_avx512_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
 int dsv4k_rows_fp8q_avx512_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, const float *xp,
                                 const int16_t *sh, float *y);

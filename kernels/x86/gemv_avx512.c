@@ -457,6 +457,138 @@ TGT void K512(dsv4k_rows_fp4q_avx512)(const dsv4k_weight *w, int64_t r0, int64_t
     }
 }
 
+/* ---- VNNI (vpdpbusd) twins for CPUs with AVX512-VNNI ---------------------------- */
+
+#ifdef DSV4K_EMULATE_AVX512
+#define TGTV
+#else
+#define TGTV __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")))
+
+int dsv4k_have_avx512vnni(void)
+{
+    static int have = -1;
+    if (have < 0)
+        have = dsv4k_have_avx512() && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
+    return have;
+}
+#endif
+
+/*
+ * The FP4 row kernel of e4m3 activations on VNNI: vpermb decodes 64 codes
+ * at once against a 64-byte table holding the 16 values 2·e2m1 + 12 four
+ * times (its index is the low 6 bits of each byte, so neither nibble needs
+ * masking: the low nibble's table entry ignores the 2 bits above it, and
+ * the high nibble is a 16-bit shift away); vpdpbusd multiplies those
+ * unsigned bytes by one signed digit plane and adds each 4 products into
+ * an int32 lane — exactly (no 16-bit intermediate as in vpmaddubsw), so
+ * 128 weights cost 6 vpdpbusd for the 3 digit planes. Lane l of a
+ * 128-block's sums holds elements 8l .. 8l+7 (even ones from the low
+ * nibbles, odd ones from the high), so lanes 4b .. 4b+3 are 32-block b,
+ * whose E8M0 byte is spread over them by one vpshufb of the broadcast
+ * 4 bytes and moved into the f32 exponent field. Two rows per pass share
+ * every activation plane load. Same sums as dsv4k_rows_fp4q_avx512 (the
+ * block sums are exact integers either way; only the f32 total rounds).
+ */
+#define FP4V_PLANES(v, lo, hi)                                                             \
+    do {                                                                                   \
+        (lo) = _mm512_permutexvar_epi8((v), tab);                                          \
+        (hi) = _mm512_permutexvar_epi8(_mm512_srli_epi16((v), 4), tab);                    \
+    } while (0)
+
+/* Σ over the 3 planes (digit weights 1, 128, 16384) of lo·even + hi·odd
+ * less the corrections, by Horner's rule: the top plane's sums shifted by 7
+ * take the middle plane's, shifted again the low plane's (exact: every
+ * partial value is an int32 well inside range) */
+#define FP4V_SUM(lo, hi, q, cr, out)                                                                        \
+    do {                                                                                                    \
+        __m512i s_ = _mm512_dpbusd_epi32(_mm512_setzero_si512(), (lo), _mm512_loadu_si512((const void *)((q) + 256))); \
+        s_ = _mm512_dpbusd_epi32(s_, (hi), _mm512_loadu_si512((const void *)((q) + 320)));                  \
+        s_ = _mm512_dpbusd_epi32(_mm512_slli_epi32(s_, 7), (lo), _mm512_loadu_si512((const void *)((q) + 128))); \
+        s_ = _mm512_dpbusd_epi32(s_, (hi), _mm512_loadu_si512((const void *)((q) + 192)));                  \
+        s_ = _mm512_dpbusd_epi32(_mm512_slli_epi32(s_, 7), (lo), _mm512_loadu_si512((const void *)(q)));    \
+        s_ = _mm512_dpbusd_epi32(s_, (hi), _mm512_loadu_si512((const void *)((q) + 64)));                   \
+        (out) = _mm512_sub_epi32(s_, _mm512_loadu_si512((const void *)(cr)));                               \
+    } while (0)
+
+/* the f32 scale of each lane: 2^(E-127) of its block's byte (plain rows:
+ * no byte 0 or 255) times the activation block's xs */
+TGTV static inline __m512 fp4v_scales(const uint8_t *sc4, __m512i spread, float xs)
+{
+    uint32_t b4;
+    memcpy(&b4, sc4, 4);
+    __m512i e = _mm512_shuffle_epi8(_mm512_set1_epi32((int)b4), spread);
+    return _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(e, 23)), _mm512_set1_ps(xs));
+}
+
+TGTV static inline __m512 fp4v_scales_lut(const uint8_t *sc4, float xs)
+{
+    float s4[4];
+    for (int b = 0; b < 4; b++) s4[b] = dsv4k_lut_e8m0[sc4[b]] * xs;
+    return _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
+                                 _mm512_castps128_ps512(_mm_loadu_ps(s4)));
+}
+
+/* one row (any scale bytes) */
+TGTV static inline float fp4v_row(const uint8_t *p, const uint8_t *sc, int64_t kb, const int8_t *pl,
+                                  const int32_t *corr, const float *xs, __m512i tab, __m512i spread)
+{
+    int plain = plain_scales(sc, 4 * kb);
+    __m512 t0 = _mm512_setzero_ps(), t1 = t0;
+    for (int64_t j = 0; j < kb; j++) {
+        __m512i lo, hi, s;
+        FP4V_PLANES(_mm512_loadu_si512((const void *)(p + 64 * j)), lo, hi);
+        FP4V_SUM(lo, hi, pl + 384 * j, corr + 16 * j, s);
+        __m512 sv = plain ? fp4v_scales(sc + 4 * j, spread, xs[j]) : fp4v_scales_lut(sc + 4 * j, xs[j]);
+        if (j & 1) t1 = _mm512_fmadd_ps(cvt_i32_ps(s), sv, t1);
+        else t0 = _mm512_fmadd_ps(cvt_i32_ps(s), sv, t0);
+    }
+    return hsum16(_mm512_add_ps(t0, t1));
+}
+
+TGTV void K512(dsv4k_rows_fp4q_avx512vnni)(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y)
+{
+    int64_t k = w->k, kb = k / 128;
+    const int8_t *pl = buf;
+    const int32_t *corr = (const int32_t *)(pl + 3 * k);
+    const float *xs = (const float *)(corr + k / 8);
+    uint8_t t64[64], sp[64];
+    for (int i = 0; i < 64; i++) {
+        t64[i] = dsv4k_e2m1_x2p12[i % 16];
+        /* lane l (of 16) takes byte l/4 of the broadcast word in its low byte */
+        sp[i] = (uint8_t)(i % 4 == 0 ? i / 16 : 0x80);
+    }
+    const __m512i tab = _mm512_loadu_si512(t64), spread = _mm512_loadu_si512(sp);
+    for (int64_t r = r0; r < r1; r += 2) {
+        int64_t rr = w->row0 + r;
+        const uint8_t *p0 = (const uint8_t *)w->w + rr * (k / 2), *p1 = p0 + k / 2;
+        const uint8_t *sc0 = (const uint8_t *)w->s + rr * (k / 32), *sc1 = sc0 + k / 32;
+        if (r + 1 == r1 || !plain_scales(sc0, k / 16)) { /* the two rows' bytes lie back to back */
+            y[r] = fp4v_row(p0, sc0, kb, pl, corr, xs, tab, spread);
+            if (r + 1 < r1) y[r + 1] = fp4v_row(p1, sc1, kb, pl, corr, xs, tab, spread);
+            continue;
+        }
+        __m512 t0 = _mm512_setzero_ps(), t1 = t0, u0 = t0, u1 = t0;
+        for (int64_t j = 0; j < kb; j++) {
+            const int8_t *q = pl + 384 * j;
+            __m512i lo0, hi0, lo1, hi1, s0, s1;
+            FP4V_PLANES(_mm512_loadu_si512((const void *)(p0 + 64 * j)), lo0, hi0);
+            FP4V_PLANES(_mm512_loadu_si512((const void *)(p1 + 64 * j)), lo1, hi1);
+            FP4V_SUM(lo0, hi0, q, corr + 16 * j, s0);
+            FP4V_SUM(lo1, hi1, q, corr + 16 * j, s1);
+            __m512 v0 = fp4v_scales(sc0 + 4 * j, spread, xs[j]), v1 = fp4v_scales(sc1 + 4 * j, spread, xs[j]);
+            if (j & 1) {
+                t1 = _mm512_fmadd_ps(cvt_i32_ps(s0), v0, t1);
+                u1 = _mm512_fmadd_ps(cvt_i32_ps(s1), v1, u1);
+            } else {
+                t0 = _mm512_fmadd_ps(cvt_i32_ps(s0), v0, t0);
+                u0 = _mm512_fmadd_ps(cvt_i32_ps(s1), v1, u0);
+            }
+        }
+        y[r] = hsum16(_mm512_add_ps(t0, t1));
+        y[r + 1] = hsum16(_mm512_add_ps(u0, u1));
+    }
+}
+
 int K512(dsv4k_rows_avx512)(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, int64_t ldx, int64_t m,
                             float *y, int64_t ldy)
 {

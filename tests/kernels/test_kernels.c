@@ -693,16 +693,19 @@ static void decode_rows(void)
  */
 typedef void (*fp4q_fn)(const dsv4k_weight *, int64_t, int64_t, const void *, float *);
 typedef int (*fp8q_fn)(const dsv4k_weight *, int64_t, int64_t, const float *, const float *, const int16_t *, float *);
-static const char *fp4q_names[3] = { "AVX2", "AVX-512 (SIMDe emulation)", "AVX-512 (native)" };
+static const char *fp4q_names[5] = { "AVX2", "AVX-512 (SIMDe emulation)", "AVX-512 (native)",
+                                      "AVX-512 VNNI (SIMDe emulation)", "AVX-512 VNNI (native)" };
 
 static void fp4q(void)
 {
     if (!dsv4k_have_avx2()) return;
-    fp4q_fn fp4q_fns[3] = { dsv4k_rows_fp4q_avx2, NULL, NULL };
+    fp4q_fn fp4q_fns[5] = { dsv4k_rows_fp4q_avx2, NULL, NULL, NULL, NULL };
 #ifdef DSV4K_HAVE_EMUL512
     fp4q_fns[1] = dsv4k_rows_fp4q_avx512_emul;
+    fp4q_fns[3] = dsv4k_rows_fp4q_avx512vnni_emul;
 #endif
     if (dsv4k_have_avx512()) fp4q_fns[2] = dsv4k_rows_fp4q_avx512;
+    if (dsv4k_have_avx512vnni()) fp4q_fns[4] = dsv4k_rows_fp4q_avx512vnni;
     const int64_t n = 24, k = 1024;
     uint8_t *wd = malloc((size_t)(n * k / 2)), *sd = malloc((size_t)(n * k / 32));
     for (int64_t i = 0; i < n * k / 2; i++) wd[i] = (uint8_t)rnd();
@@ -732,12 +735,21 @@ static void fp4q(void)
         for (int64_t r = 0; r < n; r++) y[r] = -7.0f;
         dsv4k_linear_ref(&w, x, k, 1, yr, n, 1);
         dsv4k_act_quant_fp8_ref(x, k, 128, a, ex);
-        for (int v = 0; v < 3; v++) {
+        float yv[5][24];
+        for (int v = 0; v < 5; v++) {
             fp4q_fn fn = fp4q_fns[v];
             if (!fn) continue;
             for (int64_t r = 0; r < n; r++) y[r] = -7.0f;
-            fn(&w, 0, n / 2, buf, y);
+            /* odd splits too: the VNNI kernel takes rows in pairs */
+            fn(&w, 0, 5, buf, y);
+            fn(&w, 5, n / 2, buf, y);
             fn(&w, n / 2, n, buf, y);
+            memcpy(yv[v], y, sizeof(float) * (size_t)n);
+            if (v >= 3 && fp4q_fns[v - 2]) {
+                int same = 1;
+                for (int64_t r = 0; r < n; r++) same &= memcmp(&y[r], &yv[v - 2][r], 4) == 0;
+                CHECK(same, "%s bit for bit %s, activations of kind %d", fp4q_names[v], fp4q_names[v - 2], kind);
+            }
             int bad = 0;
             for (int64_t r = 0; r < n; r++) {
                 double sa = 0;
