@@ -485,9 +485,9 @@ int dsv4k_have_avx512vnni(void)
  * 128-block's sums holds elements 8l .. 8l+7 (even ones from the low
  * nibbles, odd ones from the high), so lanes 4b .. 4b+3 are 32-block b,
  * whose E8M0 byte is spread over them by one vpshufb of the broadcast
- * 4 bytes and moved into the f32 exponent field. Two rows per pass share
- * every activation plane load. Same sums as dsv4k_rows_fp4q_avx512 (the
- * block sums are exact integers either way; only the f32 total rounds).
+ * 4 bytes and moved into the f32 exponent field. Same sums as
+ * dsv4k_rows_fp4q_avx512, bit for bit (the block sums are exact integers
+ * either way; the f32 total is summed in the same order).
  */
 #define FP4V_PLANES(v, lo, hi)                                                             \
     do {                                                                                   \
@@ -558,34 +558,11 @@ TGTV void K512(dsv4k_rows_fp4q_avx512vnni)(const dsv4k_weight *w, int64_t r0, in
         sp[i] = (uint8_t)(i % 4 == 0 ? i / 16 : 0x80);
     }
     const __m512i tab = _mm512_loadu_si512(t64), spread = _mm512_loadu_si512(sp);
-    for (int64_t r = r0; r < r1; r += 2) {
+    /* one row per pass: two rows sharing the plane loads measured slower */
+    for (int64_t r = r0; r < r1; r++) {
         int64_t rr = w->row0 + r;
-        const uint8_t *p0 = (const uint8_t *)w->w + rr * (k / 2), *p1 = p0 + k / 2;
-        const uint8_t *sc0 = (const uint8_t *)w->s + rr * (k / 32), *sc1 = sc0 + k / 32;
-        if (r + 1 == r1 || !plain_scales(sc0, k / 16)) { /* the two rows' bytes lie back to back */
-            y[r] = fp4v_row(p0, sc0, kb, pl, corr, xs, tab, spread);
-            if (r + 1 < r1) y[r + 1] = fp4v_row(p1, sc1, kb, pl, corr, xs, tab, spread);
-            continue;
-        }
-        __m512 t0 = _mm512_setzero_ps(), t1 = t0, u0 = t0, u1 = t0;
-        for (int64_t j = 0; j < kb; j++) {
-            const int8_t *q = pl + 384 * j;
-            __m512i lo0, hi0, lo1, hi1, s0, s1;
-            FP4V_PLANES(_mm512_loadu_si512((const void *)(p0 + 64 * j)), lo0, hi0);
-            FP4V_PLANES(_mm512_loadu_si512((const void *)(p1 + 64 * j)), lo1, hi1);
-            FP4V_SUM(lo0, hi0, q, corr + 16 * j, s0);
-            FP4V_SUM(lo1, hi1, q, corr + 16 * j, s1);
-            __m512 v0 = fp4v_scales(sc0 + 4 * j, spread, xs[j]), v1 = fp4v_scales(sc1 + 4 * j, spread, xs[j]);
-            if (j & 1) {
-                t1 = _mm512_fmadd_ps(cvt_i32_ps(s0), v0, t1);
-                u1 = _mm512_fmadd_ps(cvt_i32_ps(s1), v1, u1);
-            } else {
-                t0 = _mm512_fmadd_ps(cvt_i32_ps(s0), v0, t0);
-                u0 = _mm512_fmadd_ps(cvt_i32_ps(s1), v1, u0);
-            }
-        }
-        y[r] = hsum16(_mm512_add_ps(t0, t1));
-        y[r + 1] = hsum16(_mm512_add_ps(u0, u1));
+        y[r] = fp4v_row((const uint8_t *)w->w + rr * (k / 2), (const uint8_t *)w->s + rr * (k / 32), kb, pl, corr,
+                        xs, tab, spread);
     }
 }
 
