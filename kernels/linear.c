@@ -42,6 +42,7 @@ struct dsv4k_linear_ctx {
                       * the scaled activation row of the FP8 kernel (dsv4k_fp8q_prepare) */
     int8_t *ex;      /* exponents of one row */
     void *q4;        /* one prepared activation row of the integer FP4 kernel */
+    void *q4v;       /* the same for the VNNI kernel's second form (dsv4k_fp4v_prepare) */
     int16_t *sh;     /* max_k/128 block shifts of the FP8 kernel's activation row */
     const float *fx; /* that row unscaled (the FP8 kernel's fallback rows) */
     int intq;        /* kernels with integer weight decoding allowed (dsv4k_linear_set_intq) */
@@ -69,8 +70,9 @@ dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64
     c->xs = alloc64((size_t)((max_m < SPLIT_M ? max_m : SPLIT_M) * max_k) * sizeof(float));
     c->ex = malloc((size_t)(max_k / 128 + 1));
     c->q4 = alloc64((size_t)dsv4k_fp4q_bytes(max_k / 128 * 128));
+    c->q4v = alloc64((size_t)dsv4k_fp4v_bytes(max_k / 512 * 512));
     c->sh = malloc((size_t)(max_k / 128 + 1) * sizeof(int16_t));
-    if (!c->rows || !c->aq || !c->xs || !c->ex || !c->q4 || !c->sh) {
+    if (!c->rows || !c->aq || !c->xs || !c->ex || !c->q4 || !c->q4v || !c->sh) {
         dsv4k_linear_ctx_free(c);
         return NULL;
     }
@@ -98,6 +100,7 @@ void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c)
     free(c->xs);
     free(c->ex);
     free(c->q4);
+    free(c->q4v);
     free(c->sh);
     free(c);
 }
@@ -197,6 +200,13 @@ static void run_fp4q512(void *arg, int64_t r0, int64_t r1, int thread)
         dsv4k_rows_fp4q_avx512(t->w, r0, r1, t->c->q4, t->y);
 }
 
+static void run_fp4v(void *arg, int64_t r0, int64_t r1, int thread)
+{
+    task *t = arg;
+    (void)thread;
+    dsv4k_rows_fp4v_avx512vnni(t->w, r0, r1, t->c->q4v, t->y);
+}
+
 static void run_fp8q512(void *arg, int64_t r0, int64_t r1, int thread)
 {
     task *t = arg;
@@ -236,6 +246,12 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
          * numerics only (its activations must be e4m3) */
         if (w->fmt == DSV4K_W_FP4 && aq) {
             dsv4k_act_quant_dq(x, w->k, c->aq, c->ex, 1);
+            if (w->k % 512 == 0 && c->isa >= DSV4K_ISA_AVX512X && dsv4k_have_avx512vnni() &&
+                dsv4k_fp4v_prepare(c->aq, c->ex, w->k, c->q4v) == 0) {
+                task tq = { c, w, NULL, w->k, 1, y, ldy };
+                dsv4k_pool_for(c->pool, w->n, grain, run_fp4v, &tq);
+                return 0;
+            }
             if (dsv4k_fp4q_prepare(c->aq, c->ex, w->k, c->q4) == 0) {
                 task tq = { c, w, NULL, w->k, 1, y, ldy };
                 dsv4k_pool_for(c->pool, w->n, grain, on512 ? run_fp4q512 : run_fp4q, &tq);

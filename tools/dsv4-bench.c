@@ -212,6 +212,34 @@ static kres kernel_bench(dsv4k_pool *pool, dsv4k_linear_ctx *lc, const char *nam
     return r;
 }
 
+/* one thread, one matrix of about 512 KB (resident in a core's L2), the
+ * product repeated: the core's compute ceiling for the format in weight
+ * GB/s (best of 7; a neighbour can only slow it down) */
+static double kernel_hot(dsv4k_linear_ctx *lc1, int fmt, int64_t k)
+{
+    dsv4k_weight w = { fmt, 0, k, NULL, NULL, 0 };
+    double bpw = fmt == DSV4K_W_FP4 ? 0.5 : fmt == DSV4K_W_BF16 ? 2 : 1;
+    w.n = (int64_t)((512 << 10) / (bpw * (double)k)) / 64 * 64;
+    if (w.n < 64) w.n = 64;
+    int64_t per = wbytes(&w), wb = (int64_t)(bpw * (double)(w.n * k));
+    uint8_t *buf = NULL;
+    float *x = malloc((size_t)k * 4), *y = malloc((size_t)w.n * 4);
+    if (posix_memalign((void **)&buf, 64, (size_t)per) || !x || !y) { free(buf); free(x); free(y); return 0; }
+    for (int64_t i = 0; i < per; i++) buf[i] = i < wb ? (uint8_t)(i * 2654435761u >> 13) & 0x77 : (uint8_t)(120 + i % 8);
+    for (int64_t i = 0; i < k; i++) x[i] = (float)((i % 17) - 8) * 0.125f;
+    w.w = buf;
+    w.s = per > wb ? buf + wb : NULL;
+    double best = 0;
+    for (int rep = 0; rep < 7; rep++) {
+        double t = now();
+        for (int i = 0; i < 64; i++) dsv4k_linear(lc1, &w, x, k, 1, y, w.n, 1);
+        t = now() - t;
+        best = fmax(best, 64.0 * (double)per / t / 1e9);
+    }
+    free(buf); free(x); free(y);
+    return best;
+}
+
 /* ---- per-node decode profile (--nodes) ---------------------------------------------- */
 
 static int show_nodes;
@@ -469,6 +497,77 @@ int main(int argc, char **argv)
         snprintf(key, sizeof key, "kernel_%s_frac", kr[i].name);
         jnum(key, kr[i].frac);
         if (i < 4) kern_pass &= kr[i].frac >= 0.9;
+    }
+    /* per core: the same products on one thread against a one-thread read
+     * (from memory), and each format's compute ceiling in cache */
+    dsv4k_pool *pool1 = dsv4k_pool_create(1);
+    dsv4k_linear_ctx *lc1 = dsv4k_linear_ctx_create(pool1, 8192, 1);
+    void *bw1buf = big_alloc((size_t)1 << 29);
+    double bw1 = 0;
+    for (int i = 0; bw1buf && i < 3; i++) bw1 = fmax(bw1, read_once(pool1, bw1buf, (int64_t)1 << 29));
+    free(bw1buf);
+    printf("per core: streaming read (512 MiB, 1 thread) %.1f GB/s\n", bw1);
+    jnum("bandwidth_1t_gbs", bw1);
+    const int fmts[3] = { DSV4K_W_FP4, DSV4K_W_FP8, DSV4K_W_BF16 };
+    const int64_t ks[3] = { 4096, 4096, 4096 };
+    double hot[3];
+    for (int i = 0; i < 4 && lc1; i++) {
+        kres q = kernel_bench(pool1, lc1, kr[i].name, kr[i].name[1] == 'p' && kr[i].name[2] == '4' ? DSV4K_W_FP4
+                                                     : kr[i].name[0] == 'b' ? DSV4K_W_BF16 : DSV4K_W_FP8,
+                              i == 0 ? 2048 : i == 1 ? 4096 : i == 2 ? 4096 : 32768, i == 0 ? 4096 : i == 1 ? 8192
+                                                                                 : i == 2 ? 4096 : 1024, 1);
+        printf("per core: kernel %-30s %6.1f GB/s, %5.1f %% of the one-thread read\n", kr[i].name, q.gbs, 100 * q.frac);
+        char key[96];
+        snprintf(key, sizeof key, "kernel_%s_1t_gbs", kr[i].name);
+        jnum(key, q.gbs);
+    }
+    const char *fname[3] = { "fp4", "fp8", "bf16" };
+    for (int f = 0; f < 3; f++) {
+        hot[f] = lc1 ? kernel_hot(lc1, fmts[f], ks[f]) : 0;
+        printf("per core, in cache (compute ceiling): %-4s %6.1f GB/s of weights\n", fname[f], hot[f]);
+        char key[64];
+        snprintf(key, sizeof key, "kernel_%s_hot_1t_gbs", fname[f]);
+        jnum(key, hot[f]);
+    }
+    dsv4k_linear_ctx_free(lc1);
+    dsv4k_pool_free(pool1);
+    /* V4-Flash per token on other machines: the bytes of each format (routed
+     * experts FP4, the head BF16, the rest FP8 and its scales) at the lower of
+     * the bandwidth roofline (each format at the fraction of the read its
+     * kernel reaches here) and the cores' compute ceilings measured here */
+    dsv4_model_info *pi = NULL;
+    if (dsv4_model_info_from_dir(full, NULL, &pi, NULL) == DSV4_OK) {
+        int64_t L = 0, E = 0, D = 0, I = 0, V = 0, B = 0;
+        dsv4_model_info_get_i64(pi, DSV4_INFO_N_LAYERS, &L);
+        dsv4_model_info_get_i64(pi, DSV4_INFO_N_ACTIVE_EXPERTS, &E);
+        dsv4_model_info_get_i64(pi, DSV4_INFO_HIDDEN_SIZE, &D);
+        dsv4_model_info_get_i64(pi, DSV4_INFO_MOE_INTER_SIZE, &I);
+        dsv4_model_info_get_i64(pi, DSV4_INFO_VOCAB_SIZE, &V);
+        dsv4_model_info_get_i64(pi, DSV4_INFO_BYTES_PER_TOKEN, &B);
+        dsv4_model_info_free(pi);
+        double by[3];
+        by[0] = (double)L * (double)E * 3.0 * (double)D * (double)I * (0.5 + 1.0 / 32);
+        by[2] = (double)V * (double)D * 2;
+        by[1] = (double)B - by[0] - by[2];
+        double fr[3] = { kr[0].frac, fmin(kr[1].frac, kr[3].frac), kr[2].frac };
+        const int cores[3] = { 96, 32, 16 };
+        const double mbw[3] = { 460, 186, 80 };
+        if (by[1] > 0 && hot[0] > 0 && hot[1] > 0 && hot[2] > 0 && fr[0] > 0 && fr[1] > 0 && fr[2] > 0) {
+            printf("V4-Flash projection (%.2f GB per token: FP4 experts %.2f, FP8 %.2f, BF16 head %.2f; many-core "
+                   "scaling not measured here):\n", B / 1e9, by[0] / 1e9, by[1] / 1e9, by[2] / 1e9);
+            for (int mch = 0; mch < 3; mch++) {
+                double tm = 0, tc = 0;
+                for (int f = 0; f < 3; f++) {
+                    tm += by[f] / (mbw[mch] * 1e9 * fmin(fr[f], 1.0));
+                    tc += by[f] / ((double)cores[mch] * hot[f] * 1e9);
+                }
+                printf("  %2d cores, %3.0f GB/s: %5.1f tok/s (%s-bound: memory %.1f ms, compute %.1f ms per token)\n",
+                       cores[mch], mbw[mch], 1 / fmax(tm, tc), tm >= tc ? "memory" : "compute", 1e3 * tm, 1e3 * tc);
+                char key[64];
+                snprintf(key, sizeof key, "flash_tok_s_%dc_%.0fgbs", cores[mch], mbw[mch]);
+                jnum(key, 1 / fmax(tm, tc));
+            }
+        }
     }
     }
     dsv4k_linear_ctx_free(lc);

@@ -146,6 +146,21 @@ int dsv4k_have_avx512vnni(void);
  * prepared activations and contract, bit for bit the same result */
 void dsv4k_rows_fp4q_avx512vnni(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
 void dsv4k_rows_fp4q_avx512vnni_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
+/*
+ * The VNNI kernel's second form (k a multiple of 512; see gemv_avx512.c):
+ * dsv4k_fp4v_prepare fills buf (dsv4k_fp4v_bytes(k)) from the same dq and
+ * ex as dsv4k_fp4q_prepare — digits of the block integers over their
+ * common power of two, base 256, two planes where they suffice — and
+ * returns -1 (buf partly written) for k % 512 or a value that is not
+ * finite; dsv4k_rows_fp4v_avx512vnni then computes rows [r0, r1). Exact
+ * integer sums per 32-block as the first form; only the f32 total rounds
+ * (in another order). _emul: built on SIMDe, tests only.
+ */
+int64_t dsv4k_fp4v_bytes(int64_t k);
+int dsv4k_fp4v_prepare(const float *dq, const int8_t *ex, int64_t k, void *buf);
+int dsv4k_fp4v_prepare_emul(const float *dq, const int8_t *ex, int64_t k, void *buf);
+void dsv4k_rows_fp4v_avx512vnni(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
+void dsv4k_rows_fp4v_avx512vnni_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
 void dsv4k_rows_fp4q_avx512_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
 int dsv4k_rows_fp8q_avx512_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, const float *xp,
                                 const int16_t *sh, float *y);

@@ -99,6 +99,31 @@ static __m512 cvtph16(__m256i h)
     return _mm512_loadu_ps(f);
 }
 
+/* x86's conversion: NaN and out-of-range values give INT32_MIN */
+static __m512i cvtt_ps_i32(__m512 v)
+{
+    float f[16];
+    int32_t t[16];
+    _mm512_storeu_ps(f, v);
+    for (int i = 0; i < 16; i++) t[i] = f[i] >= -2147483648.0f && f[i] < 2147483648.0f ? (int32_t)f[i] : INT32_MIN;
+    return _mm512_loadu_si512(t);
+}
+
+static __m512i srai32(__m512i v, int n)
+{
+    int32_t t[16];
+    _mm512_storeu_si512(t, v);
+    for (int i = 0; i < 16; i++) t[i] = n > 31 ? (t[i] < 0 ? -1 : 0) : t[i] >> n;
+    return _mm512_loadu_si512(t);
+}
+
+static __m512i cvt_u8x16_epi32(__m128i b)
+{
+    uint8_t u[16];
+    _mm_storeu_si128((__m128i *)u, b);
+    return ld_u8x16_epi32(u);
+}
+
 static float hsum16(__m512 v)
 {
     float t[16];
@@ -115,6 +140,9 @@ static float hsum16(__m512 v)
 #define cvt_i32_ps(v) _mm512_cvtepi32_ps(v)
 #define cvtph16(h) _mm512_cvtph_ps(h)
 #define hsum16(v) _mm512_reduce_add_ps(v)
+#define cvtt_ps_i32(v) _mm512_cvttps_epi32(v)
+#define srai32(v, n) _mm512_sra_epi32((v), _mm_cvtsi32_si128(n))
+#define cvt_u8x16_epi32(b) _mm512_cvtepu8_epi32(b)
 
 int dsv4k_have_avx512(void)
 {
@@ -563,6 +591,190 @@ TGTV void K512(dsv4k_rows_fp4q_avx512vnni)(const dsv4k_weight *w, int64_t r0, in
         int64_t rr = w->row0 + r;
         y[r] = fp4v_row((const uint8_t *)w->w + rr * (k / 2), (const uint8_t *)w->s + rr * (k / 32), kb, pl, corr,
                         xs, tab, spread);
+    }
+}
+
+/*
+ * The second form (dsv4k_fp4v_prepare, dsv4k_rows_fp4v_avx512vnni; k a
+ * multiple of 512). vpdpbusd has no 16-bit intermediate, so the digits may
+ * use the whole signed byte: each 128-block's integers a = q·2^(9-ex) are
+ * first divided by their common power of two 2^tz (exact: tz is the lowest
+ * set bit of their OR), then written a' = d0 + 256·d1 (+ 65536·d2): most
+ * blocks need two planes, not three (those whose a' lie within ±2^15,
+ * i.e. whose nonzero values span less than about 12 binades), and the
+ * kernel takes the plane count per block. Four blocks' lane sums are then
+ * folded by one transposition (unpack, add) into one vector whose lane
+ * 4g + i is 32-block g of block i, so the corrections, the E8M0 scales
+ * (16 bytes, one vpshufb, one widening) and the activation scales are
+ * applied once per 512 weights instead of once per 128.
+ *
+ * Buffer (dsv4k_fp4v_bytes): per block j at 384·j the digit planes as in
+ * the first form (plane p at +128·p: 64 even elements, then 64 odd); then
+ * int32 corrections 12·Σa' per 32-block and float scales 2^(ex-10+tz), both
+ * [k/32] in the transposed order (index 16·G + 4·g + i for block 4G + i,
+ * 32-block g); then the plane count per block, uint8 [k/128].
+ */
+#ifndef DSV4K_EMULATE_AVX512
+int64_t dsv4k_fp4v_bytes(int64_t k) { return 3 * k + 8 * (k / 32) + k / 128; }
+#endif
+
+#ifdef DSV4K_EMULATE_AVX512
+static int32_t hsum_i32(__m512i v)
+{
+    int32_t t[16], s = 0;
+    _mm512_storeu_si512(t, v);
+    for (int i = 0; i < 16; i++) s += t[i];
+    return s;
+}
+static uint32_t hor_i32(__m512i v)
+{
+    uint32_t t[16], s = 0;
+    _mm512_storeu_si512(t, v);
+    for (int i = 0; i < 16; i++) s |= t[i];
+    return s;
+}
+#else
+#define hsum_i32(v) _mm512_reduce_add_epi32(v)
+#define hor_i32(v) ((uint32_t)_mm512_reduce_or_epi32(v))
+#endif
+
+/* the even (ev = 1: elements 0, 2, ..) or odd elements of 32 int32 lanes
+ * (a, b) as 16 bytes (each value fits a signed byte) */
+TGT static inline __m128i fp4v_pick(__m512i a, __m512i b, __m512i idx)
+{
+    return _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(a, idx, b));
+}
+
+TGT int K512(dsv4k_fp4v_prepare)(const float *dq, const int8_t *ex, int64_t k, void *buf)
+{
+    if (k % 512) return -1;
+    int8_t *pl = buf;
+    int32_t *corr = (int32_t *)(pl + 3 * k);
+    float *xs = (float *)(corr + k / 32);
+    uint8_t *np = (uint8_t *)(xs + k / 32);
+    const __m512i bad = _mm512_set1_epi32(INT32_MIN);
+    const __m512i ev_i = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od_i = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    for (int64_t j = 0; j < k / 128; j++) {
+        __m512 up = _mm512_set1_ps(ldexpf(1.0f, 9 - ex[j]));
+        __m512i a[8], d[3][8], any = _mm512_setzero_si512(), hi = any;
+        int nonfinite = 0;
+        for (int v = 0; v < 8; v++) {
+            /* exact: dq = e4m3 value · 2^ex; NaN and infinities become INT32_MIN */
+            a[v] = cvtt_ps_i32(_mm512_mul_ps(_mm512_loadu_ps(dq + 128 * j + 16 * v), up));
+            nonfinite |= _mm512_cmpeq_epi32_mask(a[v], bad) != 0;
+            any = _mm512_or_si512(any, a[v]);
+        }
+        if (nonfinite) return -1;
+        uint32_t o = hor_i32(any);
+        int tz = o ? __builtin_ctz(o) : 0;
+        for (int v = 0; v < 8; v++) {
+            __m512i x = srai32(a[v], tz);
+            a[v] = x;
+            /* d0: the low byte as a signed value; d1, d2 likewise of the rest */
+            __m512i d0 = srai32(_mm512_slli_epi32(x, 24), 24);
+            __m512i r = srai32(_mm512_sub_epi32(x, d0), 8);
+            __m512i d1 = srai32(_mm512_slli_epi32(r, 24), 24);
+            d[0][v] = d0;
+            d[1][v] = d1;
+            d[2][v] = srai32(_mm512_sub_epi32(r, d1), 8);
+            hi = _mm512_or_si512(hi, d[2][v]);
+        }
+        int n = hor_i32(hi) ? 3 : 2;
+        np[j] = (uint8_t)n;
+        for (int p = 0; p < n; p++) {
+            int8_t *dst = pl + 384 * j + 128 * p;
+            for (int h = 0; h < 4; h++) {
+                _mm_storeu_si128((__m128i *)(dst + 16 * h), fp4v_pick(d[p][2 * h], d[p][2 * h + 1], ev_i));
+                _mm_storeu_si128((__m128i *)(dst + 64 + 16 * h), fp4v_pick(d[p][2 * h], d[p][2 * h + 1], od_i));
+            }
+        }
+        /* 32-block g of block j = 4G + i at 16·G + 4·g + i */
+        int64_t G = j / 4, i = j % 4;
+        for (int g = 0; g < 4; g++) corr[16 * G + 4 * g + i] = 12 * hsum_i32(_mm512_add_epi32(a[2 * g], a[2 * g + 1]));
+        float s = ldexpf(1.0f, ex[j] - 10 + tz);
+        for (int g = 0; g < 4; g++) xs[16 * G + 4 * g + i] = s;
+    }
+    return 0;
+}
+
+/* the lane sums (16 lanes: lanes 4b .. 4b+3 are 32-block b) of one
+ * 128-block of n planes, base 256, by Horner's rule */
+#define FP4V2_SUM(lo, hi, q, n, out)                                                                      \
+    do {                                                                                                  \
+        __m512i s_ = _mm512_setzero_si512();                                                              \
+        if ((n) == 3) {                                                                                   \
+            s_ = _mm512_dpbusd_epi32(s_, (lo), _mm512_loadu_si512((const void *)((q) + 256)));            \
+            s_ = _mm512_slli_epi32(_mm512_dpbusd_epi32(s_, (hi), _mm512_loadu_si512((const void *)((q) + 320))), 8); \
+        }                                                                                                 \
+        s_ = _mm512_dpbusd_epi32(s_, (lo), _mm512_loadu_si512((const void *)((q) + 128)));                \
+        s_ = _mm512_slli_epi32(_mm512_dpbusd_epi32(s_, (hi), _mm512_loadu_si512((const void *)((q) + 192))), 8); \
+        s_ = _mm512_dpbusd_epi32(s_, (lo), _mm512_loadu_si512((const void *)(q)));                        \
+        (out) = _mm512_dpbusd_epi32(s_, (hi), _mm512_loadu_si512((const void *)((q) + 64)));              \
+    } while (0)
+
+TGTV void K512(dsv4k_rows_fp4v_avx512vnni)(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y)
+{
+    int64_t k = w->k, ng = k / 512;
+    const int8_t *pl = buf;
+    const int32_t *corr = (const int32_t *)(pl + 3 * k);
+    const float *xs = (const float *)(corr + k / 32);
+    const uint8_t *np = (const uint8_t *)(xs + k / 32);
+    uint8_t t64[64], tr[16];
+    for (int i = 0; i < 64; i++) t64[i] = dsv4k_e2m1_x2p12[i % 16];
+    for (int g = 0; g < 4; g++)
+        for (int i = 0; i < 4; i++) tr[4 * g + i] = (uint8_t)(4 * i + g); /* the scale bytes transposed */
+    const __m512i tab = _mm512_loadu_si512(t64);
+    const __m128i trv = _mm_loadu_si128((const __m128i *)tr);
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t rr = w->row0 + r;
+        const uint8_t *p = (const uint8_t *)w->w + rr * (k / 2);
+        const uint8_t *sc = (const uint8_t *)w->s + rr * (k / 32);
+        int plain = plain_scales(sc, k / 32);
+        __m512 t0 = _mm512_setzero_ps(), t1 = t0;
+        for (int64_t G = 0; G < ng; G++) {
+            __m512i S0, S1, S2, S3, lo, hi;
+            const uint8_t *pj = p + 256 * G;
+            const int8_t *qj = pl + 1536 * G;
+            uint32_t n4;
+            memcpy(&n4, np + 4 * G, 4);
+            if (n4 == 0x02020202u) { /* the common case: four blocks of two planes, unrolled */
+                FP4V_PLANES(_mm512_loadu_si512((const void *)pj), lo, hi);
+                FP4V2_SUM(lo, hi, qj, 2, S0);
+                FP4V_PLANES(_mm512_loadu_si512((const void *)(pj + 64)), lo, hi);
+                FP4V2_SUM(lo, hi, qj + 384, 2, S1);
+                FP4V_PLANES(_mm512_loadu_si512((const void *)(pj + 128)), lo, hi);
+                FP4V2_SUM(lo, hi, qj + 768, 2, S2);
+                FP4V_PLANES(_mm512_loadu_si512((const void *)(pj + 192)), lo, hi);
+                FP4V2_SUM(lo, hi, qj + 1152, 2, S3);
+            } else {
+                FP4V_PLANES(_mm512_loadu_si512((const void *)pj), lo, hi);
+                FP4V2_SUM(lo, hi, qj, np[4 * G], S0);
+                FP4V_PLANES(_mm512_loadu_si512((const void *)(pj + 64)), lo, hi);
+                FP4V2_SUM(lo, hi, qj + 384, np[4 * G + 1], S1);
+                FP4V_PLANES(_mm512_loadu_si512((const void *)(pj + 128)), lo, hi);
+                FP4V2_SUM(lo, hi, qj + 768, np[4 * G + 2], S2);
+                FP4V_PLANES(_mm512_loadu_si512((const void *)(pj + 192)), lo, hi);
+                FP4V2_SUM(lo, hi, qj + 1152, np[4 * G + 3], S3);
+            }
+            __m512i u0 = _mm512_add_epi32(_mm512_unpacklo_epi32(S0, S1), _mm512_unpackhi_epi32(S0, S1));
+            __m512i u1 = _mm512_add_epi32(_mm512_unpacklo_epi32(S2, S3), _mm512_unpackhi_epi32(S2, S3));
+            __m512i R = _mm512_add_epi32(_mm512_unpacklo_epi64(u0, u1), _mm512_unpackhi_epi64(u0, u1));
+            R = _mm512_sub_epi32(R, _mm512_loadu_si512((const void *)(corr + 16 * G)));
+            __m512 sv;
+            if (plain) {
+                __m128i b = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(sc + 16 * G)), trv);
+                sv = _mm512_castsi512_ps(_mm512_slli_epi32(cvt_u8x16_epi32(b), 23));
+            } else {
+                float f[16];
+                for (int l = 0; l < 16; l++) f[l] = dsv4k_lut_e8m0[sc[16 * G + tr[l]]];
+                sv = _mm512_loadu_ps(f);
+            }
+            sv = _mm512_mul_ps(sv, _mm512_loadu_ps(xs + 16 * G));
+            if (G & 1) t1 = _mm512_fmadd_ps(cvt_i32_ps(R), sv, t1);
+            else t0 = _mm512_fmadd_ps(cvt_i32_ps(R), sv, t0);
+        }
+        y[r] = hsum16(_mm512_add_ps(t0, t1));
     }
 }
 

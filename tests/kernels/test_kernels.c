@@ -760,6 +760,69 @@ static void fp4q(void)
                   fp4q_names[v], kind, bad);
         }
     }
+    /* the second VNNI form (own preparation: base-256 digits over each
+     * block's common power of two, 2 or 3 planes, transposed scaling) */
+    {
+        typedef int (*prep_fn)(const float *, const int8_t *, int64_t, void *);
+        prep_fn preps[2] = { NULL, NULL };
+        fp4q_fn rows[2] = { NULL, NULL };
+        const char *nm[2] = { "SIMDe emulation", "native" };
+#ifdef DSV4K_HAVE_EMUL512
+        preps[0] = dsv4k_fp4v_prepare_emul;
+        rows[0] = dsv4k_rows_fp4v_avx512vnni_emul;
+#endif
+        if (dsv4k_have_avx512vnni()) {
+            preps[1] = dsv4k_fp4v_prepare;
+            rows[1] = dsv4k_rows_fp4v_avx512vnni;
+        }
+        void *vb = malloc((size_t)dsv4k_fp4v_bytes(k));
+        int seen[4] = { 0 };
+        for (int kind = 0; kind < 4; kind++) {
+            for (int64_t i = 0; i < k; i++) {
+                int blk = (int)(i / 128);
+                float v = frand() * 3;
+                if (kind == 1 || blk == 1) v = ldexpf(frand() > 0 ? 1.0f : -1.0f, -(int)(rnd() % 21)) * (1 + frand() / 2);
+                if (kind == 2 || blk == 2) v = 448.0f - (float)(rnd() % 3) * 16;
+                if (kind == 3 && blk >= 3) v = (float)(int)(frand() * 64) * 0.25f; /* few binades, common factor */
+                if (blk == 3) v *= 1e30f;
+                if (blk == 4) v *= 1e-30f;
+                if (blk == 5) v = 0;
+                x[i] = v;
+            }
+            dsv4k_act_quant_dq(x, k, dq, ex, 1);
+            dsv4k_linear_ref(&w, x, k, 1, yr, n, 1);
+            dsv4k_act_quant_fp8_ref(x, k, 128, a, ex);
+            int8_t ex2[64];
+            dsv4k_act_quant_dq(x, k, dq, ex2, 1);
+            for (int f = 0; f < 2; f++) {
+                if (!preps[f]) continue;
+                T(preps[f](dq, ex2, k, vb) == 0);
+                const uint8_t *np = (const uint8_t *)vb + 3 * k + 8 * (k / 32);
+                for (int64_t j = 0; j < k / 128; j++) seen[np[j] & 3] = 1;
+                for (int64_t r = 0; r < n; r++) y[r] = -7.0f;
+                rows[f](&w, 0, 7, vb, y);
+                rows[f](&w, 7, n, vb, y);
+                int bad = 0;
+                for (int64_t r = 0; r < n; r++) {
+                    double sa = 0;
+                    for (int64_t c = 0; c < k; c++) sa += fabs((double)ldexpf(a[c], ex[c / 128]) * w_at(&w, r, c));
+                    if (isnan(yr[r]) ? !isnan(y[r]) : !(fabs((double)y[r] - yr[r]) <= 1e-6 * sa)) bad++;
+                }
+                CHECK(bad == 0 && isnan(y[6]), "FP4 VNNI second form (%s) vs linear_ref, activations of kind %d: %d rows off",
+                      nm[f], kind, bad);
+            }
+        }
+        if (preps[0] || preps[1]) {
+            CHECK(seen[2] && seen[3], "blocks of two and of three digit planes both occurred (%d %d)", seen[2], seen[3]);
+            prep_fn pf = preps[1] ? preps[1] : preps[0];
+            CHECK(pf(dq, ex, 640, vb) == -1, "the second form refuses k %% 512 != 0");
+            dq[300] = NAN;
+            CHECK(pf(dq, ex, k, vb) == -1, "the second form refuses a NaN value");
+            dq[300] = INFINITY;
+            CHECK(pf(dq, ex, k, vb) == -1, "the second form refuses an infinite value");
+        }
+        free(vb);
+    }
     /* a prepared value that is not finite is refused (dsv4k_linear then
      * takes the f32 kernels) */
     for (int t = 0; t < 2; t++) {
