@@ -43,6 +43,7 @@ struct dsv4k_linear_ctx {
     int8_t *ex;      /* exponents of one row */
     void *q4;        /* one prepared activation row of the integer FP4 kernel */
     void *q4v;       /* the same for the VNNI kernel's second form (dsv4k_fp4v_prepare) */
+    void *b16;       /* one activation row as bf16 words for the FP8 vdpbf16ps kernel */
     int16_t *sh;     /* max_k/128 block shifts of the FP8 kernel's activation row */
     const float *fx; /* that row unscaled (the FP8 kernel's fallback rows) */
     int intq;        /* kernels with integer weight decoding allowed (dsv4k_linear_set_intq) */
@@ -71,8 +72,9 @@ dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64
     c->ex = malloc((size_t)(max_k / 128 + 1));
     c->q4 = alloc64((size_t)dsv4k_fp4q_bytes(max_k / 128 * 128));
     c->q4v = alloc64((size_t)dsv4k_fp4v_bytes(max_k / 512 * 512));
+    c->b16 = alloc64((size_t)dsv4k_fp8b_bytes(max_k));
     c->sh = malloc((size_t)(max_k / 128 + 1) * sizeof(int16_t));
-    if (!c->rows || !c->aq || !c->xs || !c->ex || !c->q4 || !c->q4v || !c->sh) {
+    if (!c->rows || !c->aq || !c->xs || !c->ex || !c->q4 || !c->q4v || !c->b16 || !c->sh) {
         dsv4k_linear_ctx_free(c);
         return NULL;
     }
@@ -101,6 +103,7 @@ void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c)
     free(c->ex);
     free(c->q4);
     free(c->q4v);
+    free(c->b16);
     free(c->sh);
     free(c);
 }
@@ -207,6 +210,13 @@ static void run_fp4v(void *arg, int64_t r0, int64_t r1, int thread)
     dsv4k_rows_fp4v_avx512vnni(t->w, r0, r1, t->c->q4v, t->y);
 }
 
+static void run_fp8b(void *arg, int64_t r0, int64_t r1, int thread)
+{
+    task *t = arg;
+    (void)thread;
+    dsv4k_rows_fp8b_avx512bf16(t->w, r0, r1, t->c->aq, t->c->b16, t->y);
+}
+
 static void run_fp8q512(void *arg, int64_t r0, int64_t r1, int thread)
 {
     task *t = arg;
@@ -262,6 +272,12 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
             int ok = 1;
             if (aq) {
                 dsv4k_act_quant_dq(x, w->k, c->aq, c->ex, 1);
+                if (c->isa >= DSV4K_ISA_AVX512X && dsv4k_have_avx512bf16() &&
+                    dsv4k_fp8b_prepare(c->aq, c->ex, w->k, c->b16) == 0) {
+                    task tq = { c, w, NULL, w->k, 1, y, ldy };
+                    dsv4k_pool_for(c->pool, w->n, grain, run_fp8b, &tq);
+                    return 0;
+                }
                 dsv4k_fp8q_prepare(c->aq, c->ex, w->k, c->xs, c->sh);
                 c->fx = c->aq;
             } else {

@@ -161,6 +161,28 @@ int dsv4k_fp4v_prepare(const float *dq, const int8_t *ex, int64_t k, void *buf);
 int dsv4k_fp4v_prepare_emul(const float *dq, const int8_t *ex, int64_t k, void *buf);
 void dsv4k_rows_fp4v_avx512vnni(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
 void dsv4k_rows_fp4v_avx512vnni_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
+/*
+ * FP8 rows against one activation row quantised to e4m3 per 128 (reference
+ * numerics) by vdpbf16ps (AVX512-BF16 with VBMI; see gemv_avx512.c): exact
+ * products, f32 sums in another order than the f32 kernels (each
+ * vdpbf16ps adds two products to its lane, rounding as f32 additions do).
+ * dsv4k_fp8b_prepare fills buf (dsv4k_fp8b_bytes(k)) from dq and ex as
+ * dsv4k_act_quant_dq gives them; -1 (use another kernel) for k % 128, a
+ * value that is not finite or a block exponent outside ±100. The rows
+ * kernel takes dq as x too: row blocks with a scale outside 2^±100 (or not
+ * finite) go through the f32 kernel with it, as the reference's products
+ * may overflow where a block sum scaled once does not. It returns -1
+ * (nothing written) for a format or width it does not take (FP8 with E8M0
+ * or F32 scales, k <= 8192). _emul: SIMDe, tests only.
+ */
+int dsv4k_have_avx512bf16(void);
+int64_t dsv4k_fp8b_bytes(int64_t k);
+int dsv4k_fp8b_prepare(const float *dq, const int8_t *ex, int64_t k, void *buf);
+int dsv4k_fp8b_prepare_emul(const float *dq, const int8_t *ex, int64_t k, void *buf);
+int dsv4k_rows_fp8b_avx512bf16(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, const void *buf,
+                                float *y);
+int dsv4k_rows_fp8b_avx512bf16_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, const void *buf,
+                                     float *y);
 void dsv4k_rows_fp4q_avx512_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
 int dsv4k_rows_fp8q_avx512_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, const float *xp,
                                 const int16_t *sh, float *y);

@@ -778,6 +778,155 @@ TGTV void K512(dsv4k_rows_fp4v_avx512vnni)(const dsv4k_weight *w, int64_t r0, in
     }
 }
 
+/* ---- FP8 by vdpbf16ps (AVX512-BF16 and VBMI; reference numerics) ----------- */
+
+#ifdef DSV4K_EMULATE_AVX512
+#define TGTB
+#else
+#define TGTB __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512bf16,avx2,fma,f16c")))
+
+int dsv4k_have_avx512bf16(void)
+{
+    static int have = -1;
+    if (have < 0)
+        have = dsv4k_have_avx512() && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vbmi");
+    return have;
+}
+
+int64_t dsv4k_fp8b_bytes(int64_t k) { return 2 * k + 256; }
+#endif
+
+/*
+ * Every e4m3 value is a bf16 value (a subnormal code 2^-9·m becomes a normal
+ * bf16), and so is every activation of reference numerics, q·2^ex with q
+ * e4m3; their products have at most 8 significant bits, exact in f32. So
+ * vdpbf16ps multiplies them exactly and only its f32 sums round. A weight
+ * byte becomes its bf16 by two vpermt2b over 128-entry tables (the high
+ * and the low byte of the magnitude's bf16, indexed by the byte's low 7
+ * bits), the sign bit or-ed back into the high byte, and the two byte
+ * vectors interleaved into words: 64 weights in 5 operations, against 16
+ * for the f32 decoding. The interleave puts bytes 0-7 of each 16 in the
+ * first word vector and 8-15 in the second; dsv4k_fp8b_prepare lays the
+ * activation words out in that order.
+ *
+ * Buffer: the activation as bf16 words [k] in kernel order, then the four
+ * tables (64 bytes each). Refused (-1) for a value that is
+ * not finite or a block exponent outside ±100 (products could leave the
+ * f32 normal range, where vdpbf16ps flushes), and k % 128.
+ */
+TGT int K512(dsv4k_fp8b_prepare)(const float *dq, const int8_t *ex, int64_t k, void *buf)
+{
+    if (k % 128) return -1;
+    uint16_t *a16 = buf;
+    uint8_t *tb = (uint8_t *)(a16 + k);
+    for (int64_t j = 0; j < k / 128; j++)
+        if (ex[j] < -100 || ex[j] > 100) return -1;
+    for (int m = 0; m < 128; m++) {
+        float v = dsv4k_lut_e4m3[m];
+        uint32_t u = dsv4k_f32_bits(v);
+        uint16_t h = m == 127 ? 0x7fc0 : (uint16_t)(u >> 16);
+        tb[m] = (uint8_t)(h >> 8);        /* high bytes: tables 0, 1 */
+        tb[128 + m] = (uint8_t)(h & 255); /* low bytes: tables 2, 3 */
+    }
+    /* words 2i+1 of (F0, F1) are the bf16 of k_i (exact: the values are
+     * bf16 values); A = k0-7, k16-23, k8-15, k24-31 */
+    int16_t ia[32];
+    for (int i = 0; i < 8; i++) {
+        ia[i] = (int16_t)(2 * i + 1);
+        ia[8 + i] = (int16_t)(32 + 2 * i + 1);
+        ia[16 + i] = (int16_t)(2 * (8 + i) + 1);
+        ia[24 + i] = (int16_t)(32 + 2 * (8 + i) + 1);
+    }
+    const __m512i idx = _mm512_loadu_si512(ia);
+    __m512i bad = _mm512_setzero_si512();
+    for (int64_t c = 0; c < k; c += 64) {
+        __m512 f0 = _mm512_loadu_ps(dq + c), f1 = _mm512_loadu_ps(dq + c + 16);
+        __m512 f2 = _mm512_loadu_ps(dq + c + 32), f3 = _mm512_loadu_ps(dq + c + 48);
+        /* x - x is NaN exactly for NaN and infinities */
+        __m512i z01 = _mm512_or_si512(_mm512_castps_si512(_mm512_sub_ps(f0, f0)), _mm512_castps_si512(_mm512_sub_ps(f1, f1)));
+        __m512i z23 = _mm512_or_si512(_mm512_castps_si512(_mm512_sub_ps(f2, f2)), _mm512_castps_si512(_mm512_sub_ps(f3, f3)));
+        bad = _mm512_or_si512(bad, _mm512_or_si512(z01, z23));
+        __m512i A = _mm512_permutex2var_epi16(_mm512_castps_si512(f0), idx, _mm512_castps_si512(f1));
+        __m512i B = _mm512_permutex2var_epi16(_mm512_castps_si512(f2), idx, _mm512_castps_si512(f3));
+        _mm512_storeu_si512((void *)(a16 + c), _mm512_shuffle_i32x4(A, B, 0x44));
+        _mm512_storeu_si512((void *)(a16 + c + 32), _mm512_shuffle_i32x4(A, B, 0xee));
+    }
+    /* x - x is +0 for finite x: any other bit pattern marks NaN or infinity */
+    uint32_t t[16];
+    _mm512_storeu_si512(t, bad);
+    for (int i = 0; i < 16; i++)
+        if (t[i]) return -1;
+    return 0;
+}
+
+#ifdef DSV4K_EMULATE_AVX512
+#define DPBF16(acc, a, b) _mm512_dpbf16_ps((acc), (__m512bh)(a), (__m512bh)(b))
+#else
+#define DPBF16(acc, a, b) _mm512_dpbf16_ps((acc), (__m512bh)(a), (__m512bh)(b))
+#endif
+
+/* 64 e4m3 bytes -> their bf16 words, in the two vectors' order above */
+#define E4M3_BF16X64(ptr, w0, w1)                                                                          \
+    do {                                                                                                   \
+        __m512i v_ = _mm512_loadu_si512((const void *)(ptr));                                              \
+        __m512i h_ = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(th0, v_, th1), v_, sgn, 0xf8);     \
+        __m512i l_ = _mm512_permutex2var_epi8(tl0, v_, tl1);                                               \
+        (w0) = _mm512_unpacklo_epi8(l_, h_);                                                               \
+        (w1) = _mm512_unpackhi_epi8(l_, h_);                                                               \
+    } while (0)
+
+TGTB int K512(dsv4k_rows_fp8b_avx512bf16)(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x,
+                                          const void *buf, float *y)
+{
+    int64_t k = w->k, kb = k / 128;
+    if ((w->fmt != DSV4K_W_FP8 && w->fmt != DSV4K_W_FP8_F32S) || k % 128 || kb > 64) return -1;
+    const uint16_t *a16 = buf;
+    const uint8_t *tb = (const uint8_t *)(a16 + k);
+    const __m512i th0 = _mm512_loadu_si512((const void *)tb), th1 = _mm512_loadu_si512((const void *)(tb + 64));
+    const __m512i tl0 = _mm512_loadu_si512((const void *)(tb + 128)), tl1 = _mm512_loadu_si512((const void *)(tb + 192));
+    const __m512i sgn = _mm512_set1_epi8((char)0x80);
+    const __m512i em = _mm512_set1_epi16((short)0xbfff); /* for the f32 kernel's E4M3X32 */
+    (void)em;
+    float sc[64], sf[64]; /* one row block's scales (the activation words carry their 2^ex); × 2^8 */
+    int64_t cur = -1;
+    int fast = 1;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t rr = w->row0 + r;
+        if (rr / 128 != cur) {
+            cur = rr / 128;
+            fast = 1;
+            for (int64_t b = 0; b < kb; b++) {
+                sc[b] = fp8_scale(w, rr, b, kb);
+                sf[b] = 256.0f * sc[b];
+                /* a block sum scaled at the end may stay finite where the
+                 * reference's scaled products overflow (or it may leave the
+                 * normal range): such row blocks take the f32 kernel */
+                fast &= fabsf(sc[b]) >= 0x1p-100f && fabsf(sc[b]) <= 0x1p100f;
+            }
+        }
+        const uint8_t *p = (const uint8_t *)w->w + rr * k;
+        if (!fast) {
+            y[r] = dot1_fp8(p, sf, x, k);
+            continue;
+        }
+        __m512 t0 = _mm512_setzero_ps(), t1 = t0;
+        for (int64_t j = 0; j < kb; j++) {
+            __m512i w0, w1, w2, w3;
+            const uint16_t *a = a16 + 128 * j;
+            E4M3_BF16X64(p + 128 * j, w0, w1);
+            E4M3_BF16X64(p + 128 * j + 64, w2, w3);
+            __m512 s0 = DPBF16(_mm512_setzero_ps(), w0, _mm512_loadu_si512((const void *)a));
+            __m512 s1 = DPBF16(_mm512_setzero_ps(), w2, _mm512_loadu_si512((const void *)(a + 64)));
+            s0 = DPBF16(s0, w1, _mm512_loadu_si512((const void *)(a + 32)));
+            s1 = DPBF16(s1, w3, _mm512_loadu_si512((const void *)(a + 96)));
+            if (j & 1) t1 = _mm512_fmadd_ps(_mm512_add_ps(s0, s1), _mm512_set1_ps(sc[j]), t1);
+            else t0 = _mm512_fmadd_ps(_mm512_add_ps(s0, s1), _mm512_set1_ps(sc[j]), t0);
+        }
+        y[r] = hsum16(_mm512_add_ps(t0, t1));
+    }
+    return 0;
+}
+
 int K512(dsv4k_rows_avx512)(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, int64_t ldx, int64_t m,
                             float *y, int64_t ldy)
 {

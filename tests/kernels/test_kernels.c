@@ -935,6 +935,61 @@ static void fp8q(void)
                       "from the f32 kernel, %d from the reference", fp4q_names[v], f ? "F32" : "E8M0",
                       aq ? "e4m3" : "f32", kind, diff, bad);
             }
+            /* the vdpbf16ps kernel (AVX512-BF16; reference numerics only):
+             * exact products, its own f32 summation order */
+            typedef int (*fp8b_prep)(const float *, const int8_t *, int64_t, void *);
+            typedef int (*fp8b_rows)(const dsv4k_weight *, int64_t, int64_t, const float *, const void *, float *);
+            fp8b_prep bp[2] = { NULL, NULL };
+            fp8b_rows br[2] = { NULL, NULL };
+#ifdef DSV4K_HAVE_EMUL512
+            bp[0] = dsv4k_fp8b_prepare_emul;
+            br[0] = dsv4k_rows_fp8b_avx512bf16_emul;
+#endif
+            if (dsv4k_have_avx512bf16()) {
+                bp[1] = dsv4k_fp8b_prepare;
+                br[1] = dsv4k_rows_fp8b_avx512bf16;
+            }
+            for (int v = 0; v < 2 && aq; v++) {
+                if (!bp[v]) continue;
+                void *bb = malloc((size_t)dsv4k_fp8b_bytes(k));
+                T(bp[v](dq, ex, k, bb) == 0);
+                for (int64_t r = 0; r < n; r++) y[r] = -7.0f;
+                int rc = br[v](&w, 0, 131, dq, bb, y) | br[v](&w, 131, n, dq, bb, y);
+                int bad = 0;
+                for (int64_t r = 0; r < n; r++) {
+                    double sa = 0;
+                    for (int64_t c = 0; c < k; c++) sa += fabs((double)dq[c] * w_at(&w, r, c));
+                    if (!isfinite(yr[r]) ? isfinite(y[r]) : !(fabs((double)y[r] - yr[r]) <= 1e-6 * sa)) bad++;
+                }
+                CHECK(rc == 0 && bad == 0, "FP8 kernel by vdpbf16ps (%s), %s scales, kind %d: %d rows off the reference",
+                      v ? "native" : "SIMDe emulation", f ? "F32" : "E8M0", kind, bad);
+                free(bb);
+            }
+        }
+    }
+    /* the vdpbf16ps kernel's preparation refuses what it cannot keep exact */
+    {
+        int (*pf)(const float *, const int8_t *, int64_t, void *) = NULL;
+#ifdef DSV4K_HAVE_EMUL512
+        pf = dsv4k_fp8b_prepare_emul;
+#endif
+        if (dsv4k_have_avx512bf16()) pf = dsv4k_fp8b_prepare;
+        if (pf) {
+            void *bb = malloc((size_t)dsv4k_fp8b_bytes(k));
+            for (int64_t i = 0; i < k; i++) x[i] = frand() * 3;
+            dsv4k_act_quant_dq(x, k, dq, ex, 1);
+            CHECK(pf(dq, ex, k, bb) == 0, "dsv4k_fp8b_prepare takes ordinary activations");
+            CHECK(pf(dq, ex, 1000, bb) == -1, "dsv4k_fp8b_prepare refuses k %% 128 != 0");
+            ex[3] = 101;
+            CHECK(pf(dq, ex, k, bb) == -1, "dsv4k_fp8b_prepare refuses a block exponent above 100");
+            ex[3] = -101;
+            CHECK(pf(dq, ex, k, bb) == -1, "dsv4k_fp8b_prepare refuses a block exponent below -100");
+            dsv4k_act_quant_dq(x, k, dq, ex, 1);
+            dq[777] = NAN;
+            CHECK(pf(dq, ex, k, bb) == -1, "dsv4k_fp8b_prepare refuses NaN");
+            dq[777] = -INFINITY;
+            CHECK(pf(dq, ex, k, bb) == -1, "dsv4k_fp8b_prepare refuses an infinity");
+            free(bb);
         }
     }
     /* refusals of dsv4k_fp8x_prepare, and dsv4k_linear (float numerics) through the f32 kernel */
