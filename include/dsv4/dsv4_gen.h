@@ -254,10 +254,14 @@ DSV4_API dsv4_status dsv4_gen_start(dsv4_gen *gen, const int32_t *prompt, size_t
  * and leave the generator unchanged. The request is self-contained: the
  * settings it does not give take their defaults (sampler settings and logit
  * biases included; the sampler's user callbacks stay).
- * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (bad request: see
- *         dsv4_gen_last_error()); DSV4_ERR_BAD_FORMAT (not JSON);
- *         DSV4_ERR_UNSUPPORTED (schema keyword outside the subset); and the
- *         statuses of dsv4_gen_start().
+ * The request is parsed once, its prompt encoded once and its output
+ * constraint compiled once.
+ * @param request_json  the request bytes (need not be NUL-terminated), at
+ *                      most 1 GiB; borrowed for the call.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL, above 1 GiB, bad
+ *         request: see dsv4_gen_last_error()); DSV4_ERR_BAD_FORMAT (not
+ *         JSON); DSV4_ERR_UNSUPPORTED (schema keyword outside the subset);
+ *         DSV4_ERR_OUT_OF_MEMORY; and the statuses of dsv4_gen_start().
  * @threadsafety one thread per context. @since 0.1.0
  */
 DSV4_API dsv4_status dsv4_gen_start_request(dsv4_gen *gen, const char *request_json, size_t len);

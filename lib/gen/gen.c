@@ -1077,7 +1077,7 @@ static dsv4_status step_one(dsv4_gen *g)
         return dsv4__gen_fail(g, DSV4_ERR_NOT_AVAILABLE,
                               "sampling: the sampler removed every token (logit bias, penalties, user stage or min-p)");
     if (st == DSV4_ERR_NOT_AVAILABLE) return dsv4__gen_fail(g, DSV4_ERR_INTERNAL, "no token satisfies the output constraint");
-    if (st) return dsv4__gen_fail(g, st, "sampling: %s", dsv4_status_string(st));
+    if (st) return g->err[0] ? st : dsv4__gen_fail(g, st, "sampling: %s", dsv4_status_string(st)); /* keep a named cause */
     st = record(g, t);
     if (st) return st;
     st = dsv4_sampler_accept(g->sampler, t);

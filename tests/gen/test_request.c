@@ -181,6 +181,14 @@ static int32_t remove_all(void *u, float *x, size_t n)
     return 0;
 }
 
+static int32_t select_removed(void *u, const float *p, size_t n, int32_t *t)
+{
+    (void)u;
+    for (size_t i = 0; i < n; i++) if (!(p[i] > 0)) { *t = (int32_t)i; return 0; }
+    *t = -5;
+    return 0;
+}
+
 static void test_sampler_empty(rig *b, dsv4_tokenizer *tok)
 {
     /* the sampler alone: "nothing to draw from" is its own status */
@@ -222,6 +230,15 @@ static void test_sampler_empty(rig *b, dsv4_tokenizer *tok)
               (fin == DSV4_FINISH_ERROR && !strstr(dsv4_gen_last_error(g), "output constraint")),
           "constrained: closed or named, never 'no token satisfies the output constraint' (%d: %s)", fin,
           dsv4_gen_last_error(g));
+    /* a select callback choosing a removed token: the generation names it */
+    memset(&cb, 0, sizeof cb);
+    cb.struct_size = sizeof cb;
+    cb.select = select_removed;
+    dsv4_sampler_set_callbacks(dsv4_gen_sampler(g), &cb, NULL);
+    CHECK(dsv4_gen_start_request(g, req, strlen(req)) == DSV4_OK, "start");
+    fin = -1;
+    CHECK(run_to_stop(g, &fin) == 0 && fin == DSV4_FINISH_ERROR && strstr(dsv4_gen_last_error(g), "user stage chose"),
+          "a select callback choosing a removed token is named (%d: %s)", fin, dsv4_gen_last_error(g));
     dsv4_gen_free(g);
 }
 
