@@ -14,6 +14,16 @@
  *    Options are set through typed setters keyed by append-only enums.
  *  - Enum values and status codes are explicit, append-only and never
  *    renumbered. 0 means "default" wherever an enum is an option value.
+ *    Every enumerated type at the boundary is a fixed-width integer typedef
+ *    (int32_t; uint32_t for flag sets), its values named constants of an
+ *    enum beside it, so that every binding sees the same 4 bytes.
+ *  - Stability: every declaration is stable within the ABI major (SONAME)
+ *    unless marked DSV4_EXPERIMENTAL_API and "@experimental" in its
+ *    comment. Experimental declarations are seen only when the includer
+ *    defines DSV4_ENABLE_EXPERIMENTAL first; they are exported in their own
+ *    symbol version node (DSV4_EXPERIMENTAL) and may change or go away in
+ *    any release (docs/ABI.md). Deprecated names are hidden when
+ *    DSV4_NO_DEPRECATED is defined.
  *  - Ownership: create/load is paired with free; free(NULL) is a no-op.
  *    A child keeps its parent alive (session -> context -> model), so the
  *    objects may be freed in any order. Inputs are copied before a call
@@ -45,6 +55,11 @@ extern "C" {
 #else
 #  define DSV4_API
 #endif
+
+/* Marks an exported function of the experimental tier (not yet stable:
+ * see the rules above and docs/ABI.md). Declared inside
+ * "#ifdef DSV4_ENABLE_EXPERIMENTAL" blocks only. @since 0.1.0 */
+#define DSV4_EXPERIMENTAL_API DSV4_API
 
 /* ------------------------------------------------------------------------ */
 /* Versions                                                                  */
@@ -92,7 +107,8 @@ DSV4_API uint32_t dsv4_abi_version(void);
 /** Result of every fallible call. Fixed width for FFI. @since 0.1.0 */
 typedef int32_t dsv4_status;
 
-enum {
+/** The values of dsv4_status. @since 0.1.0 */
+enum dsv4_status_code {
     DSV4_OK                   = 0,  /**< success */
     DSV4_ERR_INVALID_ARGUMENT = 1,  /**< NULL pointer, bad enum, value out of range */
     DSV4_ERR_OUT_OF_MEMORY    = 2,  /**< an allocation or mapping failed */
@@ -174,7 +190,9 @@ typedef struct dsv4_model_info dsv4_model_info;
  * ignores them. Values are checked when set.
  * @since 0.1.0
  */
-typedef enum dsv4_option {
+typedef int32_t dsv4_option;
+/** The values of dsv4_option (explicit; never renumbered). @since 0.1.0 */
+enum dsv4_option_value {
     /** model load, i64 0/1, default 1: also bind the MTP (next-token
      *  prediction) block when the checkpoint has one. 0 skips its tensors. */
     DSV4_OPT_LOAD_MTP = 1,
@@ -208,10 +226,12 @@ typedef enum dsv4_option {
     /** session, i64 0/1, default 0: keep the MTP block's state in step with
      *  the session so that MTP logits can be read (model must have MTP). */
     DSV4_OPT_MTP = 200
-} dsv4_option;
+};
 
 /** Values of DSV4_OPT_NUMERICS. @since 0.1.0 */
-typedef enum dsv4_numerics {
+typedef int32_t dsv4_numerics;
+/** The values of dsv4_numerics (explicit; never renumbered). @since 0.1.0 */
+enum dsv4_numerics_value {
     DSV4_NUMERICS_DEFAULT   = 0, /**< = DSV4_NUMERICS_REFERENCE */
     /** The official numerics: activations quantised to FP8 (FP4 in the
      *  indexer) before the quantised products with power-of-two scales,
@@ -220,17 +240,19 @@ typedef enum dsv4_numerics {
     /** Activation quantisation off (identity), weights exactly as stored,
      *  all intermediate values in float32. For verification. */
     DSV4_NUMERICS_FLOAT     = 2
-} dsv4_numerics;
+};
 
 /** Values of DSV4_OPT_REVISION. @since 0.1.0 */
-typedef enum dsv4_revision {
+typedef int32_t dsv4_revision;
+/** The values of dsv4_revision (explicit; never renumbered). @since 0.1.0 */
+enum dsv4_revision_value {
     DSV4_REVISION_DEFAULT = 0, /**< = DSV4_REVISION_CURRENT */
     /** Current official revision: shared-expert SwiGLU clamp on, KV FP8
      *  rounding on. */
     DSV4_REVISION_CURRENT = 1,
     /** Initial release: no shared-expert clamp, KV FP8 rounding a no-op. */
     DSV4_REVISION_INITIAL = 2
-} dsv4_revision;
+};
 
 /** Log levels. @since 0.1.0 */
 enum {
@@ -343,23 +365,29 @@ DSV4_API void dsv4_model_free(dsv4_model *model);
 /* ------------------------------------------------------------------------ */
 
 /** Model variants recognised by their configuration. @since 0.1.0 */
-typedef enum dsv4_variant {
+typedef int32_t dsv4_variant;
+/** The values of dsv4_variant (explicit; never renumbered). @since 0.1.0 */
+enum dsv4_variant_value {
     DSV4_VARIANT_CUSTOM     = 0, /**< the DeepSeek-V4 architecture at other sizes */
     DSV4_VARIANT_FLASH      = 1, /**< DeepSeek-V4-Flash */
     DSV4_VARIANT_PRO        = 2, /**< DeepSeek-V4-Pro */
     DSV4_VARIANT_FLASH_BASE = 3, /**< DeepSeek-V4-Flash-Base (FP8 experts) */
     DSV4_VARIANT_FLASH_0731 = 4  /**< the DeepSeek-V4-Flash-0731 trunk */
-} dsv4_variant;
+};
 
 /** Attention type of a layer. @since 0.1.0 */
-typedef enum dsv4_layer_type {
+typedef int32_t dsv4_layer_type;
+/** The values of dsv4_layer_type (explicit; never renumbered). @since 0.1.0 */
+enum dsv4_layer_type_value {
     DSV4_LAYER_SWA = 1, /**< sliding window only */
     DSV4_LAYER_CSA = 2, /**< compressed (ratio 4, overlapping) with top-k indexer */
     DSV4_LAYER_HCA = 3  /**< heavily compressed (any other ratio), dense over entries */
-} dsv4_layer_type;
+};
 
 /** Integer facts of dsv4_model_info_get_i64(). @since 0.1.0 */
-typedef enum dsv4_info_key {
+typedef int32_t dsv4_info_key;
+/** The values of dsv4_info_key (explicit; never renumbered). @since 0.1.0 */
+enum dsv4_info_key_value {
     DSV4_INFO_VARIANT            = 1,  /**< dsv4_variant */
     DSV4_INFO_VOCAB_SIZE         = 2,
     DSV4_INFO_HIDDEN_SIZE        = 3,
@@ -389,7 +417,7 @@ typedef enum dsv4_info_key {
     DSV4_INFO_KV_BYTES_PER_1K    = 27, /**< KV bytes per 1024 tokens of context, reference numerics */
     DSV4_INFO_HAS_MTP            = 28, /**< 1 when the MTP block is present (and loaded) */
     DSV4_INFO_WEIGHTS_LOADED     = 29  /**< 1 for info of a loaded model, 0 for config-only info */
-} dsv4_info_key;
+};
 
 /**
  * Read facts from a checkpoint directory's config.json alone, without

@@ -62,24 +62,28 @@ DSV4_API dsv4_status dsv4_chat_render(const char *request_json, size_t len, char
 typedef struct dsv4_chat dsv4_chat;
 
 /** Settings of a conversation. Append-only. @since 0.1.0 */
-typedef enum dsv4_chat_field {
+typedef int32_t dsv4_chat_field;
+/** The values of dsv4_chat_field (explicit; never renumbered). @since 0.1.0 */
+enum dsv4_chat_field_value {
     DSV4_CHAT_THINKING = 1,         /**< i64 0/1, default 1: thinking mode */
     DSV4_CHAT_REASONING_EFFORT = 2, /**< i64 dsv4_reasoning_effort */
     DSV4_CHAT_DROP_THINKING = 3,    /**< i64 0/1, default 1 (forced 0 when tools are present) */
     DSV4_CHAT_PREFIX = 4,           /**< i64 0/1 on the last assistant message: continue it (no end-of-sentence) */
     DSV4_CHAT_TOOLS = 100,          /**< JSON array of OpenAI tools ({"type":"function","function":{...}}) */
     DSV4_CHAT_RESPONSE_FORMAT = 101 /**< JSON object, rendered on the first (system) message */
-} dsv4_chat_field;
+};
 
 /** Values of DSV4_CHAT_REASONING_EFFORT (mapping in dsv4_chat_render). @since 0.1.0 */
-typedef enum dsv4_reasoning_effort {
+typedef int32_t dsv4_reasoning_effort;
+/** The values of dsv4_reasoning_effort (explicit; never renumbered). @since 0.1.0 */
+enum dsv4_reasoning_effort_value {
     DSV4_EFFORT_DEFAULT = 0, /**< = high in thinking mode */
     DSV4_EFFORT_NONE = 1,    /**< non-thinking (chat) mode */
     DSV4_EFFORT_LOW = 2,     /**< = high (the official encoder has high and max) */
     DSV4_EFFORT_MEDIUM = 3,  /**< = high */
     DSV4_EFFORT_HIGH = 4,
     DSV4_EFFORT_MAX = 5      /**< the max-effort paragraph */
-} dsv4_reasoning_effort;
+};
 
 /**
  * Create an empty conversation.
@@ -174,7 +178,9 @@ DSV4_API dsv4_status dsv4_chat_render_ids(dsv4_chat *chat, const dsv4_tokenizer 
 typedef struct dsv4_chat_parser dsv4_chat_parser;
 
 /** Events of dsv4_chat_parser_next(). Append-only. @since 0.1.0 */
-typedef enum dsv4_chat_event_type {
+typedef int32_t dsv4_chat_event_type;
+/** The values of dsv4_chat_event_type (explicit; never renumbered). @since 0.1.0 */
+enum dsv4_chat_event_type_value {
     DSV4_CHAT_EVENT_NONE = 0,            /**< nothing ready yet: feed more bytes (or finish) */
     DSV4_CHAT_EVENT_REASONING = 1,       /**< data: reasoning_content bytes */
     DSV4_CHAT_EVENT_CONTENT = 2,         /**< data: content bytes */
@@ -183,7 +189,7 @@ typedef enum dsv4_chat_event_type {
     DSV4_CHAT_EVENT_TOOL_CALL_END = 5,   /**< index: the call's arguments are complete */
     DSV4_CHAT_EVENT_ERROR = 6,           /**< data: raw text that is not valid DSML, kept verbatim */
     DSV4_CHAT_EVENT_END = 7              /**< the message ended (end-of-sentence token or finish) */
-} dsv4_chat_event_type;
+};
 
 /**
  * Create a parser for one assistant message. In thinking mode (`thinking`

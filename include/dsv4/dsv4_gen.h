@@ -44,7 +44,9 @@ extern "C" {
 typedef struct dsv4_gen dsv4_gen;
 
 /** Integer settings of a generator (dsv4_gen_set_i64). Append-only. @since 0.1.0 */
-typedef enum dsv4_gen_param {
+typedef int32_t dsv4_gen_param;
+/** The values of dsv4_gen_param (explicit; never renumbered). @since 0.1.0 */
+enum dsv4_gen_param_value {
     /** completion tokens at most (reasoning included), >= 1; default 4096 */
     DSV4_GEN_MAX_TOKENS = 1,
     /** dsv4_reasoning_effort; sets the default thinking budget: low 1024,
@@ -72,24 +74,30 @@ typedef enum dsv4_gen_param {
     /** 0/1, default 1: keep the session's tokens that are a prefix of the
      *  new prompt instead of re-feeding them (reported as cached tokens) */
     DSV4_GEN_REUSE_PREFIX = 9
-} dsv4_gen_param;
+};
 
 /** Values of DSV4_GEN_RESPONSE_FORMAT. @since 0.1.0 */
-typedef enum dsv4_response_format {
+typedef int32_t dsv4_response_format;
+/** The values of dsv4_response_format (explicit; never renumbered). @since 0.1.0 */
+enum dsv4_response_format_value {
     DSV4_RESPONSE_TEXT = 0,
     DSV4_RESPONSE_JSON_OBJECT = 1, /**< content is one JSON object, guaranteed to parse */
     DSV4_RESPONSE_JSON_SCHEMA = 2  /**< content follows the schema set with dsv4_gen_set_json_schema() */
-} dsv4_response_format;
+};
 
 /** Values of DSV4_GEN_TOOL_CHOICE. @since 0.1.0 */
-typedef enum dsv4_tool_choice {
+typedef int32_t dsv4_tool_choice;
+/** The values of dsv4_tool_choice (explicit; never renumbered). @since 0.1.0 */
+enum dsv4_tool_choice_value {
     DSV4_TOOLS_NONE = 0,     /**< no tool calls (the DSML token is banned) */
     DSV4_TOOLS_AUTO = 1,     /**< text, optionally followed by tool calls */
     DSV4_TOOLS_REQUIRED = 2  /**< the answer is tool calls (named: see dsv4_gen_set_tools) */
-} dsv4_tool_choice;
+};
 
 /** Events of dsv4_gen_next(). Append-only. @since 0.1.0 */
-typedef enum dsv4_gen_event_type {
+typedef int32_t dsv4_gen_event_type;
+/** The values of dsv4_gen_event_type (explicit; never renumbered). @since 0.1.0 */
+enum dsv4_gen_event_type_value {
     DSV4_GEN_EVENT_NONE = 0,            /**< dsv4_gen_poll(): nothing queued */
     DSV4_GEN_EVENT_REASONING = 1,       /**< data: reasoning_content bytes (valid UTF-8) */
     DSV4_GEN_EVENT_CONTENT = 2,         /**< data: content bytes (valid UTF-8 unless the model wrote otherwise) */
@@ -97,27 +105,31 @@ typedef enum dsv4_gen_event_type {
     DSV4_GEN_EVENT_TOOL_CALL_ARGS = 4,  /**< index; data: next piece of the arguments JSON */
     DSV4_GEN_EVENT_TOOL_CALL_END = 5,   /**< index: the call is complete */
     DSV4_GEN_EVENT_STOP = 6             /**< index: the dsv4_finish_reason; the last event */
-} dsv4_gen_event_type;
+};
 
 /** Why a generation ended. Append-only. @since 0.1.0 */
-typedef enum dsv4_finish_reason {
+typedef int32_t dsv4_finish_reason;
+/** The values of dsv4_finish_reason (explicit; never renumbered). @since 0.1.0 */
+enum dsv4_finish_reason_value {
     DSV4_FINISH_NONE = 0,       /**< not finished */
     DSV4_FINISH_STOP = 1,       /**< end-of-sentence token or a stop string */
     DSV4_FINISH_LENGTH = 2,     /**< MAX_TOKENS reached, or the context is full */
     DSV4_FINISH_TOOL_CALLS = 3, /**< the answer ended with tool calls */
     DSV4_FINISH_ERROR = 4,      /**< a step failed: see dsv4_gen_last_error() */
     DSV4_FINISH_CANCELLED = 5   /**< dsv4_gen_cancel() */
-} dsv4_finish_reason;
+};
 
 /** Counters of dsv4_gen_usage(). Append-only. @since 0.1.0 */
-typedef enum dsv4_usage_key {
+typedef int32_t dsv4_usage_key;
+/** The values of dsv4_usage_key (explicit; never renumbered). @since 0.1.0 */
+enum dsv4_usage_key_value {
     DSV4_USAGE_PROMPT_TOKENS = 1,     /**< prompt length */
     DSV4_USAGE_CACHED_TOKENS = 2,     /**< prompt tokens the session already held */
     DSV4_USAGE_COMPLETION_TOKENS = 3, /**< tokens generated (reasoning included) */
     DSV4_USAGE_REASONING_TOKENS = 4,  /**< of which reasoning ("</think>" included) */
     DSV4_USAGE_PROMPT_NS = 5,         /**< nanoseconds spent feeding the prompt */
     DSV4_USAGE_DECODE_NS = 6          /**< nanoseconds spent generating */
-} dsv4_usage_key;
+};
 
 /**
  * Optional callback: called with each event as dsv4_gen_next(),
@@ -128,16 +140,22 @@ typedef void (*dsv4_gen_event_fn)(void *user, dsv4_gen_event_type type, int32_t 
                                   size_t len);
 
 /**
- * Create a generator on a session. Takes a reference to the session (it
- * stays alive until the generator is freed); the tokenizer is borrowed and
- * must outlive the generator. Only ids both the model and the tokenizer
+ * Create a generator on a session. Takes a reference to the session and
+ * one to the tokenizer (both stay alive until the generator is freed, so
+ * they may be freed before it). Only ids both the model and the tokenizer
  * know are ever generated.
+ * @param[out] out the generator, freed with dsv4_gen_free(); NULL on failure.
  * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULLs); DSV4_ERR_OUT_OF_MEMORY.
- * @threadsafety one thread per context. @since 0.1.0
+ * @threadsafety one thread per context; the tokenizer may be shared. @since 0.1.0
  */
 DSV4_API dsv4_status dsv4_gen_create(dsv4_session *session, const dsv4_tokenizer *tok, dsv4_gen **out);
 
-/** Free a generator (NULL is a no-op); the session keeps its tokens. @since 0.1.0 */
+/**
+ * Free a generator (NULL is a no-op), releasing its session and tokenizer
+ * references and its sampler (whose user stage is released); the session
+ * keeps its tokens.
+ * @threadsafety one thread per context. @since 0.1.0
+ */
 DSV4_API void dsv4_gen_free(dsv4_gen *gen);
 
 /**
@@ -236,10 +254,14 @@ DSV4_API dsv4_status dsv4_gen_start(dsv4_gen *gen, const int32_t *prompt, size_t
  * and leave the generator unchanged. The request is self-contained: the
  * settings it does not give take their defaults (sampler settings and logit
  * biases included; the sampler's user callbacks stay).
- * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (bad request: see
- *         dsv4_gen_last_error()); DSV4_ERR_BAD_FORMAT (not JSON);
- *         DSV4_ERR_UNSUPPORTED (schema keyword outside the subset); and the
- *         statuses of dsv4_gen_start().
+ * The request is parsed once, its prompt encoded once and its output
+ * constraint compiled once.
+ * @param request_json  the request bytes (need not be NUL-terminated), at
+ *                      most 1 GiB; borrowed for the call.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL, above 1 GiB, bad
+ *         request: see dsv4_gen_last_error()); DSV4_ERR_BAD_FORMAT (not
+ *         JSON); DSV4_ERR_UNSUPPORTED (schema keyword outside the subset);
+ *         DSV4_ERR_OUT_OF_MEMORY; and the statuses of dsv4_gen_start().
  * @threadsafety one thread per context. @since 0.1.0
  */
 DSV4_API dsv4_status dsv4_gen_start_request(dsv4_gen *gen, const char *request_json, size_t len);

@@ -34,35 +34,49 @@ extern "C" {
 typedef struct dsv4_tokenizer dsv4_tokenizer;
 
 /** Flags for dsv4_tokenizer_encode(). @since 0.1.0 */
-typedef enum dsv4_encode_flag {
+typedef uint32_t dsv4_encode_flag;
+/** The values of dsv4_encode_flag (explicit; never renumbered). @since 0.1.0 */
+enum dsv4_encode_flag_value {
     /** Put the BOS token id before the text's ids. */
     DSV4_ENCODE_ADD_BOS = 1u << 0,
     /** Do not match added/special tokens in the text: "<think>" is encoded
      *  as plain text (for untrusted input). Default: they are matched, as
      *  the reference tokenizer does. */
     DSV4_ENCODE_NO_SPECIAL = 1u << 1
-} dsv4_encode_flag;
+};
 
-/** Named special tokens (text-protocol §1.2). @since 0.1.0 */
-typedef enum dsv4_special_token {
-    DSV4_TOKEN_BOS = 0,         /**< <｜begin▁of▁sentence｜> */
-    DSV4_TOKEN_EOS,             /**< <｜end▁of▁sentence｜> */
-    DSV4_TOKEN_PAD,             /**< <｜▁pad▁｜> */
-    DSV4_TOKEN_USER,            /**< <｜User｜> */
-    DSV4_TOKEN_ASSISTANT,       /**< <｜Assistant｜> */
-    DSV4_TOKEN_THINK_BEGIN,     /**< <think> */
-    DSV4_TOKEN_THINK_END,       /**< </think> */
-    DSV4_TOKEN_DSML,            /**< ｜DSML｜ */
-    DSV4_TOKEN_DSML_OPEN,       /**< <dsml: */
-    DSV4_TOKEN_DSML_CLOSE,      /**< </dsml: */
-    DSV4_TOKEN_FIM_BEGIN,       /**< <｜fim▁begin｜> */
-    DSV4_TOKEN_FIM_HOLE,        /**< <｜fim▁hole｜> */
-    DSV4_TOKEN_FIM_END,         /**< <｜fim▁end｜> */
-    DSV4_TOKEN_LATEST_REMINDER, /**< <｜latest_reminder｜> */
-    DSV4_TOKEN_EOT,             /**< <|EOT|> (legacy) */
-    DSV4_TOKEN_COUNT_           /**< number of names; not a token */
-} dsv4_special_token;
-
+/**
+ * Named special tokens (text-protocol §1.2), for dsv4_tokenizer_special_id().
+ * New names are appended with the next free value (from 16: 15 is the
+ * deprecated count below and never names a token). @since 0.1.0
+ */
+typedef int32_t dsv4_special_token;
+/** The values of dsv4_special_token (explicit; never renumbered). @since 0.1.0 */
+enum dsv4_special_token_value {
+    DSV4_TOKEN_BOS = 0,              /**< <｜begin▁of▁sentence｜> */
+    DSV4_TOKEN_EOS = 1,              /**< <｜end▁of▁sentence｜> */
+    DSV4_TOKEN_PAD = 2,              /**< <｜▁pad▁｜> */
+    DSV4_TOKEN_USER = 3,             /**< <｜User｜> */
+    DSV4_TOKEN_ASSISTANT = 4,        /**< <｜Assistant｜> */
+    DSV4_TOKEN_THINK_BEGIN = 5,      /**< <think> */
+    DSV4_TOKEN_THINK_END = 6,        /**< </think> */
+    DSV4_TOKEN_DSML = 7,             /**< ｜DSML｜ */
+    DSV4_TOKEN_DSML_OPEN = 8,        /**< <dsml: */
+    DSV4_TOKEN_DSML_CLOSE = 9,       /**< </dsml: */
+    DSV4_TOKEN_FIM_BEGIN = 10,       /**< <｜fim▁begin｜> */
+    DSV4_TOKEN_FIM_HOLE = 11,        /**< <｜fim▁hole｜> */
+    DSV4_TOKEN_FIM_END = 12,         /**< <｜fim▁end｜> */
+    DSV4_TOKEN_LATEST_REMINDER = 13, /**< <｜latest_reminder｜> */
+    DSV4_TOKEN_EOT = 14              /**< <|EOT|> (legacy) */
+#ifndef DSV4_NO_DEPRECATED
+    /** Deprecated since 0.1.0 (hidden when DSV4_NO_DEPRECATED is defined):
+     *  frozen at 15, the number of names in 0.1.0; it does not grow when
+     *  names are appended (they take 16, 17, ...), so it is no loop bound.
+     *  dsv4_tokenizer_special_id() gives -1 for it. Removed with the next
+     *  ABI major. */
+    , DSV4_TOKEN_COUNT_ = 15
+#endif
+};
 /**
  * Load a tokenizer.json (BPE model, Split/ByteLevel pre-tokenizers,
  * ByteLevel decoder). `opts` may be NULL (only its log settings are used).
@@ -76,7 +90,14 @@ typedef enum dsv4_special_token {
 DSV4_API dsv4_status dsv4_tokenizer_load(const char *path, const dsv4_options *opts,
                                          dsv4_tokenizer **out, char **err_msg);
 
-/** Free a tokenizer (NULL is a no-op). No other call may use it concurrently. @since 0.1.0 */
+/**
+ * Release the caller's reference to a tokenizer (NULL is a no-op). The
+ * generators and detokenizers created with it hold references of their
+ * own, so they stay usable and the objects may be freed in any order; the
+ * memory goes with the last reference.
+ * @threadsafety any thread, but not concurrently with the caller's own
+ *               other calls on this handle. @since 0.1.0
+ */
 DSV4_API void dsv4_tokenizer_free(dsv4_tokenizer *tok);
 
 /**
@@ -146,15 +167,21 @@ DSV4_API int dsv4_tokenizer_is_special(const dsv4_tokenizer *tok, int32_t id);
  * Streaming detokenizer: feed ids one by one, get bytes that never end in
  * an incomplete UTF-8 sequence (held back until the next ids complete it).
  * Bytes that can never become valid UTF-8 are passed through unchanged.
- * One object per stream; one thread at a time. Keeps a pointer to `tok`
- * (no reference is taken): the tokenizer must outlive it. @since 0.1.0
+ * One object per stream; one thread at a time. Holds a reference to its
+ * tokenizer (since 0.1.0), so the tokenizer may be freed first. @since 0.1.0
  */
 typedef struct dsv4_detok dsv4_detok;
 
-/** @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT, DSV4_ERR_OUT_OF_MEMORY. @since 0.1.0 */
+/**
+ * Create a streaming detokenizer for `tok`, taking a reference to it
+ * (released by dsv4_detok_free()).
+ * @param[out] out the detokenizer; NULL on failure.
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (NULL tok or out), DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety any thread; the tokenizer may be shared. @since 0.1.0
+ */
 DSV4_API dsv4_status dsv4_detok_create(const dsv4_tokenizer *tok, dsv4_detok **out);
 
-/** Free (NULL is a no-op). @since 0.1.0 */
+/** Free, releasing its tokenizer reference (NULL is a no-op). @threadsafety one thread per object. @since 0.1.0 */
 DSV4_API void dsv4_detok_free(dsv4_detok *d);
 
 /**

@@ -26,6 +26,7 @@
 #include "gen/constrain.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1805,12 +1806,18 @@ static dsv4_status finish(build *B, prog *tmpl, dsv4__cons **out)
     return DSV4_OK;
 }
 
-dsv4_status dsv4__cons_json(const char *schema, size_t len, int object_only, dsv4__cons **out, dsv4__err *err)
+/* constraint compilations since the process started (test hook) */
+static atomic_ulong n_compiles;
+
+unsigned long dsv4__cons_compile_count(void) { return atomic_load_explicit(&n_compiles, memory_order_relaxed); }
+
+dsv4_status dsv4__cons_json_value(json_t *schema, int object_only, dsv4__cons **out, dsv4__err *err)
 {
     build B;
     dsv4_status st;
     if (!out) return dsv4__fail(err, DSV4_ERR_INVALID_ARGUMENT, "constraint: out is NULL");
     *out = NULL;
+    atomic_fetch_add_explicit(&n_compiles, 1, memory_order_relaxed);
     if ((st = build_init(&B, err))) {
         build_free(&B);
         return st;
@@ -1818,15 +1825,8 @@ dsv4_status dsv4__cons_json(const char *schema, size_t len, int object_only, dsv
     prog tmpl;
     memset(&tmpl, 0, sizeof tmpl);
     uint8_t tmask = object_only ? T_OBJ : T_ALL;
-    if (schema && len) {
-        json_error_t jerr;
-        json_t *js = json_loadb(schema, len, JSON_DECODE_ANY, &jerr);
-        if (!js) {
-            build_free(&B);
-            return dsv4__fail(err, DSV4_ERR_INVALID_ARGUMENT, "malformed JSON schema: %s (line %d)", jerr.text, jerr.line);
-        }
-        st = comp_node(&B, js, 0, tmask, &tmpl.root);
-        json_decref(js);
+    if (schema) {
+        st = comp_node(&B, schema, 0, tmask, &tmpl.root);
     } else if (tmask == T_ALL) {
         tmpl.root = NODE_ANY;
         st = DSV4_OK;
@@ -1839,6 +1839,21 @@ dsv4_status dsv4__cons_json(const char *schema, size_t len, int object_only, dsv
         return st;
     }
     return finish(&B, &tmpl, out);
+}
+
+dsv4_status dsv4__cons_json(const char *schema, size_t len, int object_only, dsv4__cons **out, dsv4__err *err)
+{
+    if (!out) return dsv4__fail(err, DSV4_ERR_INVALID_ARGUMENT, "constraint: out is NULL");
+    *out = NULL;
+    json_t *js = NULL;
+    if (schema && len) {
+        json_error_t jerr;
+        js = json_loadb(schema, len, JSON_DECODE_ANY, &jerr);
+        if (!js) return dsv4__fail(err, DSV4_ERR_INVALID_ARGUMENT, "malformed JSON schema: %s (line %d)", jerr.text, jerr.line);
+    }
+    dsv4_status st = dsv4__cons_json_value(js, object_only, out, err);
+    json_decref(js);
+    return st;
 }
 
 /* ---- tools ----------------------------------------------------------------- */
@@ -2019,6 +2034,21 @@ static dsv4_status add_tool(build *B, json_t *el, tent *name_out)
 dsv4_status dsv4__cons_dsml(const char *tools, size_t len, int mode, const char *forced_name, dsv4__cons **out,
                             dsv4__err *err)
 {
+    if (!out) return dsv4__fail(err, DSV4_ERR_INVALID_ARGUMENT, "constraint: out is NULL");
+    *out = NULL;
+    json_t *js = NULL;
+    if (tools && len) {
+        json_error_t jerr;
+        js = json_loadb(tools, len, JSON_DECODE_ANY, &jerr);
+        if (!js) return dsv4__fail(err, DSV4_ERR_INVALID_ARGUMENT, "malformed tools JSON: %s (line %d)", jerr.text, jerr.line);
+    }
+    dsv4_status st = dsv4__cons_dsml_value(js, mode, forced_name, out, err);
+    json_decref(js);
+    return st;
+}
+
+dsv4_status dsv4__cons_dsml_value(json_t *js, int mode, const char *forced_name, dsv4__cons **out, dsv4__err *err)
+{
     build B;
     dsv4_status st;
     if (!out) return dsv4__fail(err, DSV4_ERR_INVALID_ARGUMENT, "constraint: out is NULL");
@@ -2026,16 +2056,8 @@ dsv4_status dsv4__cons_dsml(const char *tools, size_t len, int mode, const char 
     if (mode != DSV4__TOOLS_AUTO && mode != DSV4__TOOLS_REQUIRED)
         return dsv4__fail(err, DSV4_ERR_INVALID_ARGUMENT, "constraint: bad tool mode %d", mode);
     if (forced_name) mode = DSV4__TOOLS_REQUIRED;
-    json_t *js = NULL;
-    if (tools && len) {
-        json_error_t jerr;
-        js = json_loadb(tools, len, JSON_DECODE_ANY, &jerr);
-        if (!js) return dsv4__fail(err, DSV4_ERR_INVALID_ARGUMENT, "malformed tools JSON: %s (line %d)", jerr.text, jerr.line);
-        if (!json_is_array(js)) {
-            json_decref(js);
-            return dsv4__fail(err, DSV4_ERR_INVALID_ARGUMENT, "tools must be a JSON array");
-        }
-    }
+    if (js && !json_is_array(js)) return dsv4__fail(err, DSV4_ERR_INVALID_ARGUMENT, "tools must be a JSON array");
+    atomic_fetch_add_explicit(&n_compiles, 1, memory_order_relaxed);
     size_t ntools = json_array_size(js), m = 0;
     tent *names = NULL;
     prog tmpl;
@@ -2079,7 +2101,6 @@ dsv4_status dsv4__cons_dsml(const char *tools, size_t len, int mode, const char 
     }
 done:
     dsv4__free(names);
-    json_decref(js);
     if (st) {
         build_free(&B);
         return st;

@@ -28,6 +28,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 #include "core/core.h"
 
 typedef struct dsv4__cons dsv4__cons;
@@ -40,6 +41,8 @@ typedef struct dsv4__cons dsv4__cons;
  * A NULL or empty (len 0) schema means "no schema". Details, limits and
  * the exact subset: docs/constraints.md. */
 dsv4_status dsv4__cons_json(const char *schema, size_t len, int object_only, dsv4__cons **out, dsv4__err *err);
+/* The same from a parsed schema (borrowed; NULL: no schema). */
+dsv4_status dsv4__cons_json_value(json_t *schema, int object_only, dsv4__cons **out, dsv4__err *err);
 
 /* DSML tool calls. tools: the request's "tools" array (OpenAI function
  * form) as JSON text; names and parameters (function.parameters.properties,
@@ -52,6 +55,12 @@ dsv4_status dsv4__cons_json(const char *schema, size_t len, int object_only, dsv
 enum { DSV4__TOOLS_AUTO = 1, DSV4__TOOLS_REQUIRED = 2 };
 dsv4_status dsv4__cons_dsml(const char *tools, size_t len, int mode, const char *forced_name, dsv4__cons **out,
                             dsv4__err *err);
+/* The same from a parsed "tools" array (borrowed; NULL: no tools). */
+dsv4_status dsv4__cons_dsml_value(json_t *tools, int mode, const char *forced_name, dsv4__cons **out, dsv4__err *err);
+
+/* Test hook: constraints compiled (dsv4__cons_json*, dsv4__cons_dsml*) since
+ * the process started, counted whether or not the compilation succeeded. */
+unsigned long dsv4__cons_compile_count(void);
 
 void dsv4__cons_free(dsv4__cons *c);
 /* A copy of the constraint with its current state; NULL when out of memory. */

@@ -19,6 +19,7 @@
 #include "core/core.h"
 #include "gen/gen_int.h"
 #include "gen/sampler_int.h"
+#include "text/tokenizer_int.h"
 
 #define PROMPT_CHUNK 256
 #define REJECT_TRIES 8
@@ -106,7 +107,7 @@ static dsv4_status build_pieces(dsv4_gen *g)
     }
     g->piece_off[n] = (uint32_t)total;
     /* control tokens: the named specials, and any added token flagged special */
-    for (int w = 0; w < DSV4_TOKEN_COUNT_; w++) {
+    for (int w = 0; w < DSV4__N_SPECIAL; w++) {
         int32_t id = special(g->tok, (dsv4_special_token)w, g->n_vocab);
         if (id >= 0) g->control[id] = 1;
     }
@@ -124,6 +125,7 @@ dsv4_status dsv4_gen_create(dsv4_session *session, const dsv4_tokenizer *tok, ds
     if (mv <= 0 || tv <= 0) return DSV4_ERR_INVALID_ARGUMENT;
     dsv4_gen *g = dsv4__calloc(1, sizeof *g);
     if (!g) return DSV4_ERR_OUT_OF_MEMORY;
+    dsv4__tokenizer_retain(tok); /* held until dsv4_gen_free: any free order is safe */
     g->tok = tok;
     g->model_vocab = mv;
     g->n_vocab = mv < tv ? mv : tv;
@@ -214,6 +216,7 @@ void dsv4_gen_free(dsv4_gen *g)
     for (int i = 0; i < g->n_stops; i++) dsv4__free(g->stops[i]);
     dsv4_sampler_free(g->sampler);
     if (g->sess) dsv4_session_free(g->sess);
+    if (g->tok) dsv4__tokenizer_release(g->tok);
     dsv4__free(g);
 }
 
@@ -335,6 +338,11 @@ dsv4_status dsv4_gen_set_json_schema(dsv4_gen *g, const char *schema, size_t len
     dsv4_status st = dsv4__cons_json(schema, len, 0, &c, &e);
     dsv4__cons_free(c);
     if (st) return dsv4__gen_fail(g, st, "json schema: %s", e.msg[0] ? e.msg : dsv4_status_string(st));
+    return dsv4__gen_store_schema(g, schema, len);
+}
+
+dsv4_status dsv4__gen_store_schema(dsv4_gen *g, const char *schema, size_t len)
+{
     char *copy = dsv4__malloc(len + 1);
     if (!copy) return DSV4_ERR_OUT_OF_MEMORY;
     memcpy(copy, schema, len);
@@ -363,6 +371,11 @@ dsv4_status dsv4_gen_set_tools(dsv4_gen *g, const char *tools, size_t len, const
                                      &c, &e);
     dsv4__cons_free(c);
     if (st) return dsv4__gen_fail(g, st, "tools: %s", e.msg[0] ? e.msg : dsv4_status_string(st));
+    return dsv4__gen_store_tools(g, tools, len, forced_name);
+}
+
+dsv4_status dsv4__gen_store_tools(dsv4_gen *g, const char *tools, size_t len, const char *forced_name)
+{
     char *copy = dsv4__malloc(len + 1), *name = forced_name ? dsv4__strdup(forced_name) : NULL;
     if (!copy || (forced_name && !name)) {
         dsv4__free(copy);
@@ -600,6 +613,8 @@ static int64_t effective_budget(const dsv4_gen *g)
     }
 }
 
+static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__cons **ready);
+
 static dsv4_status hist_reserve(dsv4_gen *g, size_t n)
 {
     if (n <= g->cap_hist) return DSV4_OK;
@@ -633,6 +648,18 @@ dsv4_status dsv4_gen_start(dsv4_gen *g, const int32_t *prompt, size_t n)
 {
     if (!g) return DSV4_ERR_INVALID_ARGUMENT;
     g->err[0] = 0;
+    return dsv4__gen_start(g, prompt, n, NULL);
+}
+
+dsv4_status dsv4__gen_start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__cons *ready)
+{
+    dsv4_status st = start(g, prompt, n, &ready);
+    dsv4__cons_free(ready); /* not taken: the start failed before using it */
+    return st;
+}
+
+static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__cons **ready)
+{
     if (!prompt || n == 0) return dsv4__gen_fail(g, DSV4_ERR_INVALID_ARGUMENT, "empty prompt");
     for (size_t i = 0; i < n; i++)
         if (prompt[i] < 0 || prompt[i] >= g->model_vocab)
@@ -649,18 +676,21 @@ dsv4_status dsv4_gen_start(dsv4_gen *g, const int32_t *prompt, size_t n)
     dsv4_status st = dsv4_sampler_reset(g->sampler);
     if (st) return st;
 
-    /* constraint of the content */
+    /* constraint of the content (compiled by the caller when `ready`: the
+     * one these settings give, see dsv4__gen_start) */
     dsv4__err e = { 0 };
     if (g->resp_fmt == DSV4_RESPONSE_JSON_OBJECT) {
         st = dsv4__cons_json(NULL, 0, 1, &g->cons, &e);
         g->cons_kind = 1;
     } else if (g->resp_fmt == DSV4_RESPONSE_JSON_SCHEMA) {
-        st = dsv4__cons_json(g->schema, g->schema_len, 0, &g->cons, &e);
+        if (*ready) { g->cons = *ready; *ready = NULL; }
+        else st = dsv4__cons_json(g->schema, g->schema_len, 0, &g->cons, &e);
         g->cons_kind = 1;
     } else if (g->tools && g->tool_choice != DSV4_TOOLS_NONE) {
-        st = dsv4__cons_dsml(g->tools, g->tools_len,
-                             g->tool_choice == DSV4_TOOLS_REQUIRED ? DSV4__TOOLS_REQUIRED : DSV4__TOOLS_AUTO,
-                             g->forced_name, &g->cons, &e);
+        if (*ready) { g->cons = *ready; *ready = NULL; }
+        else st = dsv4__cons_dsml(g->tools, g->tools_len,
+                                  g->tool_choice == DSV4_TOOLS_REQUIRED ? DSV4__TOOLS_REQUIRED : DSV4__TOOLS_AUTO,
+                                  g->forced_name, &g->cons, &e);
         g->cons_kind = 2;
     }
     if (st) return dsv4__gen_fail(g, st, "constraint: %s", e.msg);
@@ -848,6 +878,17 @@ static int32_t longest_token(dsv4_gen *g, const char *s, size_t n)
     return -1;
 }
 
+/* A failure of the sampler itself (not "nothing to choose"): a NaN logit,
+ * a failing or misbehaving user stage. Named here, as the generation ends
+ * with it. */
+static dsv4_status sampling_failed(dsv4_gen *g, dsv4_status st)
+{
+    if (st == DSV4_ERR_INVALID_ARGUMENT)
+        return dsv4__gen_fail(g, DSV4_ERR_INTERNAL, "sampling: a NaN logit, or the user stage chose a removed token");
+    if (st == DSV4_ERR_ABORTED) return dsv4__gen_fail(g, st, "sampling: a user sampler callback failed");
+    return st;
+}
+
 /* Sample with the sampler and the constraint: rejection first (cheap when
  * the model mostly agrees with the constraint), then the allowed part of
  * the sampler's distribution, then the constraint applied to the logits
@@ -857,8 +898,10 @@ static dsv4_status choose(dsv4_gen *g, int32_t *out)
     size_t n = (size_t)g->n_vocab;
     float *p = g->probs;
     int32_t greedy = -1, t = -1;
+    g->sampler_empty = 0;
+    /* DSV4_ERR_NOT_AVAILABLE: the sampler's stages removed every token */
     dsv4_status st = dsv4__sampler_dist(g->sampler, g->logits, n, p, &greedy);
-    if (st && st != DSV4_ERR_INVALID_ARGUMENT) return st;
+    if (st && st != DSV4_ERR_NOT_AVAILABLE) return sampling_failed(g, st);
     if (!st) {
         int is_greedy = dsv4__sampler_is_greedy(g->sampler);
         if (is_greedy) {
@@ -866,8 +909,8 @@ static dsv4_status choose(dsv4_gen *g, int32_t *out)
         } else {
             for (int k = 0; k < REJECT_TRIES; k++) {
                 st = dsv4__sampler_pick(g->sampler, p, n, &t);
-                if (st == DSV4_ERR_INVALID_ARGUMENT) break;
-                if (st) return st;
+                if (st == DSV4_ERR_NOT_AVAILABLE) break; /* no mass left */
+                if (st) return sampling_failed(g, st);
                 if (allowed(g, t)) { *out = t; return DSV4_OK; }
                 p[t] = 0;
             }
@@ -876,7 +919,10 @@ static dsv4_status choose(dsv4_gen *g, int32_t *out)
                 if (p[i] > 0 && !allowed(g, (int32_t)i)) p[i] = 0;
                 any |= p[i] > 0;
             }
-            if (any) return dsv4__sampler_pick(g->sampler, p, n, out);
+            if (any) {
+                st = dsv4__sampler_pick(g->sampler, p, n, out);
+                return st && st != DSV4_ERR_NOT_AVAILABLE ? sampling_failed(g, st) : st;
+            }
         }
     }
     /* nothing allowed survived the truncation: constrain the logits first */
@@ -888,10 +934,14 @@ static dsv4_status choose(dsv4_gen *g, int32_t *out)
     }
     if (!any) return DSV4_ERR_NOT_AVAILABLE;
     st = dsv4__sampler_dist(g->sampler, g->work, n, p, &greedy);
-    if (st == DSV4_ERR_INVALID_ARGUMENT) return DSV4_ERR_NOT_AVAILABLE;
-    if (st) return st;
+    if (st == DSV4_ERR_NOT_AVAILABLE) {
+        g->sampler_empty = 1; /* the constraint allows tokens, the sampler none of them */
+        return st;
+    }
+    if (st) return sampling_failed(g, st);
     if (dsv4__sampler_is_greedy(g->sampler)) { *out = greedy; return DSV4_OK; }
-    return dsv4__sampler_pick(g->sampler, p, n, out);
+    st = dsv4__sampler_pick(g->sampler, p, n, out);
+    return st && st != DSV4_ERR_NOT_AVAILABLE ? sampling_failed(g, st) : st;
 }
 
 /* Tokens still allowed: by max_tokens and by the context. */
@@ -1023,8 +1073,11 @@ static dsv4_status step_one(dsv4_gen *g)
 
     int32_t t = -1;
     st = next_token(g, &t);
+    if (st == DSV4_ERR_NOT_AVAILABLE && g->sampler_empty)
+        return dsv4__gen_fail(g, DSV4_ERR_NOT_AVAILABLE,
+                              "sampling: the sampler removed every token (logit bias, penalties, user stage or min-p)");
     if (st == DSV4_ERR_NOT_AVAILABLE) return dsv4__gen_fail(g, DSV4_ERR_INTERNAL, "no token satisfies the output constraint");
-    if (st) return dsv4__gen_fail(g, st, "sampling: %s", dsv4_status_string(st));
+    if (st) return g->err[0] ? st : dsv4__gen_fail(g, st, "sampling: %s", dsv4_status_string(st)); /* keep a named cause */
     st = record(g, t);
     if (st) return st;
     st = dsv4_sampler_accept(g->sampler, t);

@@ -95,6 +95,7 @@ struct dsv4_gen {
     char *cur;          /* data of the event handed out last */
     dsv4__sbuf hold;    /* content held back for stop strings */
     int stopped_by_string;
+    int sampler_empty;  /* choose(): the sampler's stages left no allowed token */
 
     /* logprobs: per generated token */
     int32_t *tok_ids;
@@ -122,8 +123,21 @@ dsv4_status dsv4__gen_fail(dsv4_gen *g, dsv4_status code, const char *fmt, ...) 
 /* piece bytes of a token (cached) */
 const char *dsv4__gen_piece(const dsv4_gen *g, int32_t id, size_t *len);
 
+/* dsv4_gen_start with the content constraint already compiled: `ready`
+ * (taken, freed on failure; NULL: compiled here) must be what the current
+ * settings give (JSON schema, or tools with a tool choice other than NONE). */
+dsv4_status dsv4__gen_start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__cons *ready);
+/* dsv4_gen_set_json_schema / dsv4_gen_set_tools for input already validated
+ * (compiled) by the caller: store the copy and the format / tool choice. */
+dsv4_status dsv4__gen_store_schema(dsv4_gen *g, const char *schema, size_t len);
+dsv4_status dsv4__gen_store_tools(dsv4_gen *g, const char *tools, size_t len, const char *forced_name);
+
 /* request.c */
-dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, int32_t **ids, size_t *n_ids);
+/* parse, check and apply a request: its prompt ids (*ids, dsv4__free) and
+ * its content constraint, already compiled (*cons, NULL for none), for
+ * dsv4__gen_start */
+dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, int32_t **ids, size_t *n_ids,
+                                    dsv4__cons **cons);
 /* copy with invalid UTF-8 replaced by U+FFFD; *out_len its length (NULs kept) */
 char *dsv4__gen_utf8_clean(const char *s, size_t n, size_t *out_len);
 

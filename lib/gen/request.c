@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "chat/chat_int.h"
 #include "core/core.h"
 #include "gen/gen_int.h"
 #include "gen/sampler_int.h"
@@ -67,17 +68,24 @@ static dsv4_status bool_field(dsv4_gen *g, json_t *req, const char *k, int *out,
 }
 
 /* Validate and apply everything; on failure the generator's settings are
- * left as they were (they are staged in locals and applied at the end). */
-dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, int32_t **ids_out, size_t *n_out)
+ * left as they were (they are staged in locals and applied at the end).
+ * Each step happens once: the request is parsed once, the prompt rendered
+ * from the parsed request and encoded once, the content constraint
+ * compiled once (handed back in *cons for dsv4__gen_start). */
+dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, int32_t **ids_out, size_t *n_out,
+                                    dsv4__cons **cons_out)
 {
     *ids_out = NULL;
     *n_out = 0;
+    *cons_out = NULL;
     json_error_t je;
     json_t *req = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
     if (!req) return dsv4__gen_fail(g, DSV4_ERR_BAD_FORMAT, "request is not JSON: %s (line %d)", je.text, je.line);
     dsv4_status st = DSV4_OK;
-    char *prompt = NULL, *rerr = NULL;
+    char *prompt = NULL;
     char *tools_txt = NULL, *schema_txt = NULL;
+    json_t *schema = NULL, *tools_arr = NULL;
+    dsv4__cons *cons = NULL, *tools_cons = NULL;
     int32_t *ids = NULL;
     if (!json_is_object(req)) { st = BAD("request: not a JSON object"); goto out; }
     const char *key;
@@ -167,8 +175,7 @@ dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, i
         else if (!strcmp(t, "json_schema")) {
             json_t *js = json_object_get(rf, "json_schema"), *sc = json_is_object(js) ? json_object_get(js, "schema") : NULL;
             if (!json_is_object(sc)) { st = BAD("request: response_format json_schema needs \"json_schema\": {\"schema\": {...}}"); goto out; }
-            schema_txt = json_dumps(sc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-            if (!schema_txt) { st = DSV4_ERR_OUT_OF_MEMORY; goto out; }
+            schema = sc;
             s.fmt = DSV4_RESPONSE_JSON_SCHEMA;
         } else {
             st = BAD("request: response_format type \"%.40s\" is not text, json_object or json_schema", t);
@@ -178,10 +185,7 @@ dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, i
     json_t *tools = json_object_get(req, "tools");
     if (tools && !json_is_null(tools)) {
         if (!json_is_array(tools)) { st = BAD("request: \"tools\" must be an array"); goto out; }
-        if (json_array_size(tools)) {
-            tools_txt = json_dumps(tools, JSON_COMPACT | JSON_PRESERVE_ORDER);
-            if (!tools_txt) { st = DSV4_ERR_OUT_OF_MEMORY; goto out; }
-        }
+        if (json_array_size(tools)) tools_arr = tools;
     }
     json_t *tc = json_object_get(req, "tool_choice");
     if (tc && !json_is_null(tc)) {
@@ -201,35 +205,53 @@ dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, i
             st = BAD("request: \"tool_choice\" must be a string or an object");
             goto out;
         }
-        if (s.tool_choice != DSV4_TOOLS_NONE && !tools_txt) { st = BAD("request: tool_choice without tools"); goto out; }
+        if (s.tool_choice != DSV4_TOOLS_NONE && !tools_arr) { st = BAD("request: tool_choice without tools"); goto out; }
     }
     if (s.fmt >= DSV4_RESPONSE_JSON_OBJECT && s.tool_choice == DSV4_TOOLS_REQUIRED) {
         st = BAD("request: a JSON response_format and required tool calls exclude each other");
         goto out;
     }
-    /* the prompt */
-    st = dsv4_chat_render(json, len, &prompt, &rerr);
-    if (st) { dsv4__gen_fail(g, st, "%s", rerr ? rerr : "request: cannot render the prompt"); goto out; }
-    size_t n = 0, plen = strlen(prompt);
-    st = dsv4_tokenizer_encode(g->tok, prompt, plen, 0, NULL, 0, &n, NULL);
-    if (st != DSV4_ERR_BUFFER_TOO_SMALL && st != DSV4_OK) { dsv4__gen_fail(g, st, "request: cannot tokenize the prompt"); goto out; }
-    ids = dsv4__malloc((n ? n : 1) * sizeof *ids);
+    /* the prompt: rendered from the parsed request, encoded once (a token
+     * covers at least one byte, so the prompt's length in bytes bounds the
+     * ids) */
+    dsv4__err e = { 0 };
+    st = dsv4__chat_render_json(req, &prompt, &e);
+    if (st) { dsv4__gen_fail(g, st, "%s", e.msg[0] ? e.msg : "request: cannot render the prompt"); goto out; }
+    size_t n = 0, plen = strlen(prompt), cap = plen ? plen : 1;
+    ids = dsv4__malloc(cap * sizeof *ids);
     if (!ids) { st = DSV4_ERR_OUT_OF_MEMORY; goto out; }
-    st = dsv4_tokenizer_encode(g->tok, prompt, plen, 0, ids, n, &n, NULL);
+    st = dsv4_tokenizer_encode(g->tok, prompt, plen, 0, ids, cap, &n, NULL);
+    if (st == DSV4_ERR_BUFFER_TOO_SMALL) {
+        /* not reached (the bound above holds); kept so a tokenizer change cannot overflow */
+        int32_t *big = dsv4__realloc(ids, n * sizeof *ids);
+        if (!big) { st = DSV4_ERR_OUT_OF_MEMORY; goto out; }
+        ids = big;
+        st = dsv4_tokenizer_encode(g->tok, prompt, plen, 0, ids, n, &n, NULL);
+    }
     if (st) { dsv4__gen_fail(g, st, "request: cannot tokenize the prompt"); goto out; }
+    dsv4_free(prompt);
+    prompt = NULL;
 
-    /* validate the constraints before changing anything */
-    if (s.fmt == DSV4_RESPONSE_JSON_SCHEMA || (tools_txt && s.tool_choice != DSV4_TOOLS_NONE)) {
-        dsv4__err e = { 0 };
-        dsv4__cons *c = NULL;
-        if (s.fmt == DSV4_RESPONSE_JSON_SCHEMA)
-            st = dsv4__cons_json(schema_txt, strlen(schema_txt), 0, &c, &e);
-        else
-            st = dsv4__cons_dsml(tools_txt, strlen(tools_txt), s.forced ? DSV4__TOOLS_REQUIRED : DSV4__TOOLS_AUTO,
-                                 s.forced, &c, &e);
-        dsv4__cons_free(c);
+    /* compile the constraints (once) before changing anything: the schema's,
+     * and the tools' whenever tools are given (their check; kept as the
+     * content constraint when it is the one the settings select) */
+    int eff_choice = s.tool_choice >= 0 ? s.tool_choice : s.forced ? DSV4_TOOLS_REQUIRED : DSV4_TOOLS_AUTO;
+    if (s.fmt == DSV4_RESPONSE_JSON_SCHEMA) {
+        st = dsv4__cons_json_value(schema, 0, &cons, &e);
         if (st) { dsv4__gen_fail(g, st, "request: %s", e.msg); goto out; }
     }
+    if (tools_arr) {
+        st = dsv4__cons_dsml_value(tools_arr, eff_choice == DSV4_TOOLS_REQUIRED ? DSV4__TOOLS_REQUIRED : DSV4__TOOLS_AUTO,
+                                   s.forced, &tools_cons, &e);
+        if (st) { dsv4__gen_fail(g, st, "request: %s", e.msg); goto out; }
+        if (s.fmt < DSV4_RESPONSE_JSON_OBJECT && eff_choice != DSV4_TOOLS_NONE) {
+            cons = tools_cons;
+            tools_cons = NULL;
+        }
+    }
+    /* the generator keeps the texts, for later starts with the same settings */
+    if (schema && !(schema_txt = json_dumps(schema, JSON_COMPACT | JSON_PRESERVE_ORDER))) { st = DSV4_ERR_OUT_OF_MEMORY; goto out; }
+    if (tools_arr && !(tools_txt = json_dumps(tools_arr, JSON_COMPACT | JSON_PRESERVE_ORDER))) { st = DSV4_ERR_OUT_OF_MEMORY; goto out; }
 
     /* apply: the request is self-contained, so what it does not say takes
      * the defaults (a server may reuse one generator for many requests) */
@@ -281,12 +303,12 @@ dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, i
         if (st) goto out;
     }
     if (s.fmt == DSV4_RESPONSE_JSON_SCHEMA) {
-        if ((st = dsv4_gen_set_json_schema(g, schema_txt, strlen(schema_txt)))) goto out;
+        if ((st = dsv4__gen_store_schema(g, schema_txt, strlen(schema_txt)))) goto out;
     } else if (s.fmt >= 0) {
         g->resp_fmt = s.fmt;
     }
     if (tools_txt) {
-        if ((st = dsv4_gen_set_tools(g, tools_txt, strlen(tools_txt), s.forced))) goto out;
+        if ((st = dsv4__gen_store_tools(g, tools_txt, strlen(tools_txt), s.forced))) goto out;
         if (s.tool_choice >= 0) g->tool_choice = s.tool_choice;
     }
     g->from_request = 1;
@@ -298,11 +320,14 @@ dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, i
     if (!g->model_name) { st = DSV4_ERR_OUT_OF_MEMORY; goto out; }
     *ids_out = ids;
     *n_out = n;
+    *cons_out = cons;
     ids = NULL;
+    cons = NULL;
 out:
     dsv4__free(ids);
+    dsv4__cons_free(cons);
+    dsv4__cons_free(tools_cons);
     dsv4_free(prompt);
-    dsv4_free(rerr);
     free(tools_txt);
     free(schema_txt);
     json_decref(req);
@@ -317,9 +342,10 @@ dsv4_status dsv4_gen_start_request(dsv4_gen *g, const char *request_json, size_t
     if (len > ((size_t)1 << 30)) return dsv4__gen_fail(g, DSV4_ERR_INVALID_ARGUMENT, "request above 1 GiB");
     int32_t *ids = NULL;
     size_t n = 0;
-    dsv4_status st = dsv4__gen_apply_request(g, request_json, len, &ids, &n);
+    dsv4__cons *cons = NULL;
+    dsv4_status st = dsv4__gen_apply_request(g, request_json, len, &ids, &n, &cons);
     if (st) return st;
-    st = dsv4_gen_start(g, ids, n);
+    st = dsv4__gen_start(g, ids, n, cons);
     dsv4__free(ids);
     if (!st) {
         static atomic_uint seq;
@@ -506,8 +532,10 @@ static dsv4_status chunk_text(const dsv4_gen *g, json_t *delta, const char *fini
     json_object_set_new(root, "model", json_string(g->model_name ? g->model_name : "deepseek-v4"));
     json_object_set_new(choice, "index", json_integer(0));
     if (g->is_completion) {
+        /* the text of a completion chunk: the delta's content, "" for the
+         * others (a new reference either way, handed to the choice) */
         json_t *t = json_object_get(delta, "content");
-        json_object_set(choice, "text", t ? t : json_string(""));
+        json_object_set_new(choice, "text", t ? json_incref(t) : json_string(""));
         json_decref(delta);
     } else {
         json_object_set_new(choice, "delta", delta);

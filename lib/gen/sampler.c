@@ -61,9 +61,20 @@ dsv4_status dsv4_sampler_create(dsv4_sampler **out)
     return DSV4_OK;
 }
 
+/* the user stage is gone: its release callback, once */
+static void drop_stage(dsv4_sampler *s)
+{
+    void (*release)(void *) = s->cb.release;
+    void *user = s->cb_user;
+    memset(&s->cb, 0, sizeof s->cb);
+    s->cb_user = NULL;
+    if (release) release(user);
+}
+
 void dsv4_sampler_free(dsv4_sampler *s)
 {
     if (!s) return;
+    drop_stage(s);
     dsv4__free(s->bias);
     dsv4__free(s->hist);
     dsv4__free(s->work);
@@ -182,17 +193,22 @@ dsv4_status dsv4_sampler_set_callbacks(dsv4_sampler *s, const dsv4_sampler_callb
 {
     if (!s) return DSV4_ERR_INVALID_ARGUMENT;
     if (!cb) {
-        memset(&s->cb, 0, sizeof s->cb);
-        s->cb_user = NULL;
+        drop_stage(s);
         return DSV4_OK;
     }
-    if (cb->struct_size < sizeof(uint32_t) || cb->struct_size > 65536) return DSV4_ERR_INVALID_ARGUMENT;
+    /* every member after struct_size is a function pointer, at a multiple of
+     * the pointer size: any other size would cut one in half (refused) */
+    if (cb->struct_size < sizeof(void *) || cb->struct_size > 65536 || cb->struct_size % sizeof(void *))
+        return DSV4_ERR_INVALID_ARGUMENT;
     /* members the caller's (older) table does not have stay NULL; members a
      * newer caller has beyond ours are ignored */
     dsv4_sampler_callbacks c;
     memset(&c, 0, sizeof c);
     memcpy(&c, cb, cb->struct_size < sizeof c ? cb->struct_size : sizeof c);
     c.struct_size = (uint32_t)sizeof c;
+    /* the same user data with the same release registered again stays owned
+     * by the stage (not released); anything else replaces the stage */
+    if (s->cb.release && !(s->cb_user == user && s->cb.release == c.release)) drop_stage(s);
     s->cb = c;
     s->cb_user = user;
     return DSV4_OK;
@@ -298,8 +314,10 @@ static dsv4_status distribution(dsv4_sampler *s, const float *logits, size_t n, 
         bad |= x[i] != x[i];
         if (x[i] > x[best]) best = i;
     }
-    if (bad) return DSV4_ERR_INVALID_ARGUMENT;
-    if (x[best] == -INFINITY) return DSV4_ERR_INVALID_ARGUMENT;
+    if (bad) return DSV4_ERR_INVALID_ARGUMENT; /* the user stage wrote a NaN */
+    /* every token removed (bias, penalties, the user stage): nothing to draw
+     * from, which is not a caller error */
+    if (x[best] == -INFINITY) return DSV4_ERR_NOT_AVAILABLE;
     *greedy = (int32_t)best;
     if (s->temperature == 0) {
         memset(p, 0, n * sizeof *p);
@@ -399,7 +417,7 @@ static dsv4_status distribution(dsv4_sampler *s, const float *logits, size_t n, 
     }
     sum = 0;
     for (size_t i = 0; i < n; i++) sum += p[i];
-    if (!(sum > 0)) return DSV4_ERR_INVALID_ARGUMENT;
+    if (!(sum > 0)) return DSV4_ERR_NOT_AVAILABLE;
     for (size_t i = 0; i < n; i++) p[i] = (float)(p[i] / sum);
     return DSV4_OK;
 }
@@ -449,7 +467,7 @@ dsv4_status dsv4__sampler_pick(dsv4_sampler *s, const float *p, size_t n, int32_
     }
     double mass = 0;
     for (size_t i = 0; i < n; i++) mass += p[i] > 0 ? p[i] : 0;
-    if (!(mass > 0)) return DSV4_ERR_INVALID_ARGUMENT;
+    if (!(mass > 0)) return DSV4_ERR_NOT_AVAILABLE;
     double u = dsv4__sampler_uniform(s) * mass, c = 0;
     size_t last = 0;
     /* adding 0 for the tokens left out keeps c, and u < c cannot turn true

@@ -10,6 +10,7 @@
 #include <pcre2.h>
 
 #include "core/core.h"
+#include "text/tokenizer_int.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -52,7 +53,11 @@ struct dsv4_tokenizer {
     /* pre-tokenizer */
     pcre2_code *re[MAX_SPLITS];
     int n_re;
-    int32_t special[DSV4_TOKEN_COUNT_];
+    int32_t special[DSV4__N_SPECIAL];
+    /* the caller's reference and one per generator / detokenizer using it
+     * (mutable through const pointers: counting is not a change of the
+     * tokenizer's meaning) */
+    dsv4__ref ref;
 };
 
 struct dsv4_detok {
@@ -453,11 +458,11 @@ static dsv4_status load_json(dsv4_tokenizer *t, json_t *root, dsv4__err *e)
         t->re[t->n_re++] = re;
     }
 
-    static const char *const names[DSV4_TOKEN_COUNT_] = {
+    static const char *const names[DSV4__N_SPECIAL] = {
         "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>", "<｜User｜>", "<｜Assistant｜>",
         "<think>", "</think>", "｜DSML｜", "<dsml:", "</dsml:", "<｜fim▁begin｜>", "<｜fim▁hole｜>",
         "<｜fim▁end｜>", "<｜latest_reminder｜>", "<|EOT|>"};
-    for (int i = 0; i < DSV4_TOKEN_COUNT_; i++) {
+    for (int i = 0; i < DSV4__N_SPECIAL; i++) {
         t->special[i] = -1;
         size_t nl = strlen(names[i]);
         int32_t node = 0;
@@ -498,6 +503,7 @@ DSV4_API dsv4_status dsv4_tokenizer_load(const char *path, const dsv4_options *o
         return dsv4__err_out(&e, err_msg);
     }
     dsv4_tokenizer *t = dsv4__calloc(1, sizeof *t);
+    if (t) dsv4__ref_init(&t->ref);
     dsv4_status st;
     if (!t)
         st = dsv4__fail(&e, DSV4_ERR_OUT_OF_MEMORY, "out of memory");
@@ -515,9 +521,17 @@ DSV4_API dsv4_status dsv4_tokenizer_load(const char *path, const dsv4_options *o
     return DSV4_OK;
 }
 
+void dsv4__tokenizer_retain(const dsv4_tokenizer *t) { dsv4__ref_get(&((dsv4_tokenizer *)t)->ref); }
+
+void dsv4__tokenizer_release(const dsv4_tokenizer *t) { dsv4_tokenizer_free((dsv4_tokenizer *)t); }
+
+static atomic_ulong n_encodes;
+
+unsigned long dsv4__tokenizer_encode_count(void) { return atomic_load_explicit(&n_encodes, memory_order_relaxed); }
+
 DSV4_API void dsv4_tokenizer_free(dsv4_tokenizer *t)
 {
-    if (!t) return;
+    if (!t || !dsv4__ref_put(&t->ref)) return;
     for (int i = 0; i < t->n_re; i++) pcre2_code_free(t->re[i]);
     dsv4__free(t->blob);
     dsv4__free(t->off);
@@ -697,6 +711,7 @@ DSV4_API dsv4_status dsv4_tokenizer_encode(const dsv4_tokenizer *t, const char *
                                            int32_t *ids, size_t cap, size_t *n_out, char **err_msg)
 {
     dsv4__err e = {0};
+    atomic_fetch_add_explicit(&n_encodes, 1, memory_order_relaxed);
     if (err_msg) *err_msg = NULL;
     if (n_out) *n_out = 0;
     if (!t || !n_out || (!text && len) || (!ids && cap)) {
@@ -822,7 +837,7 @@ DSV4_API int32_t dsv4_tokenizer_vocab_size(const dsv4_tokenizer *t) { return t ?
 
 DSV4_API int32_t dsv4_tokenizer_special_id(const dsv4_tokenizer *t, dsv4_special_token which)
 {
-    if (!t || (int)which < 0 || (int)which >= DSV4_TOKEN_COUNT_) return -1;
+    if (!t || (int)which < 0 || (int)which >= DSV4__N_SPECIAL) return -1;
     return t->special[which];
 }
 
@@ -839,12 +854,18 @@ DSV4_API dsv4_status dsv4_detok_create(const dsv4_tokenizer *t, dsv4_detok **out
     if (!t || !out) return DSV4_ERR_INVALID_ARGUMENT;
     dsv4_detok *d = dsv4__calloc(1, sizeof *d);
     if (!d) return DSV4_ERR_OUT_OF_MEMORY;
+    dsv4__tokenizer_retain(t);
     d->tok = t;
     *out = d;
     return DSV4_OK;
 }
 
-DSV4_API void dsv4_detok_free(dsv4_detok *d) { dsv4__free(d); }
+DSV4_API void dsv4_detok_free(dsv4_detok *d)
+{
+    if (!d) return;
+    dsv4__tokenizer_release(d->tok);
+    dsv4__free(d);
+}
 
 DSV4_API size_t dsv4_detok_max_chunk(const dsv4_detok *d)
 {

@@ -8,6 +8,11 @@ Checks, each counted as one test:
   * public headers declare no struct/union with a body (opaque types only),
     except size-versioned callback tables (first member uint32_t
     struct_size) whose layout header_c99.c pins;
+  * enumerated types at the boundary are fixed-width integer typedefs (no
+    "typedef enum"), and every public enumerator has an explicit value;
+  * the experimental tier: DSV4_EXPERIMENTAL_API declarations (inside
+    "#ifdef DSV4_ENABLE_EXPERIMENTAL") == the DSV4_EXPERIMENTAL map node,
+    and no other node lists them;
   * every dsv4_status code has a distinct, non-fallback dsv4_status_string;
   * meson project version == DSV4_VERSION_STRING == dsv4_version_string();
     SONAME == libdsv4.so.<DSV4_ABI_VERSION> == dsv4_abi_version().
@@ -41,17 +46,33 @@ def main():
         parts = line.split()
         if len(parts) == 3 and parts[1] in "TtWwDdBbRr" and not parts[2].startswith("DSV4_"):
             exported.add(parts[2].split("@")[0])
-    # version script
+    # version script (all nodes), and the experimental node alone
     maptext = re.sub(r"#[^\n]*", "", open(mapfile).read())
     mapped = set(re.findall(r"^\s*(dsv4_[A-Za-z0-9_]+)\s*;", maptext, flags=re.M))
+    node = re.search(r"\bDSV4_EXPERIMENTAL\s*\{(.*?)\}", maptext, flags=re.S)
+    exp_mapped = set(re.findall(r"^\s*(dsv4_[A-Za-z0-9_]+)\s*;", node.group(1), flags=re.M)) if node else None
     # header declarations
-    declared, undocumented = set(), []
+    declared, undocumented, experimental, unguarded = set(), [], set(), []
     for h in headers:
         raw = open(h).read()
         code = strip_comments(raw)
-        for m in re.finditer(r"^[ \t]*DSV4_API\b[^;{#]*?\b(dsv4_[A-Za-z0-9_]+)\s*\(", code, flags=re.M):
-            name = m.group(1)
+        for m in re.finditer(r"^[ \t]*(DSV4_API|DSV4_EXPERIMENTAL_API)\b[^;{#]*?\b(dsv4_[A-Za-z0-9_]+)\s*\(", code, flags=re.M):
+            name = m.group(2)
             declared.add(name)
+            if m.group(1) == "DSV4_EXPERIMENTAL_API":
+                experimental.add(name)
+                # inside an "#ifdef DSV4_ENABLE_EXPERIMENTAL" block: the last
+                # preprocessor conditional opened before it is that one
+                conds = re.findall(r"^[ \t]*#[ \t]*(if.*|endif)", code[:m.start()], flags=re.M)
+                stack = []
+                for c in conds:
+                    if c.startswith("if"):
+                        stack.append(c)
+                    elif stack:
+                        stack.pop()
+                if not any(re.match(r"ifdef\s+DSV4_ENABLE_EXPERIMENTAL\b|if\s+defined\(DSV4_ENABLE_EXPERIMENTAL\)", c)
+                           for c in stack):
+                    unguarded.append(name)
             # the doc comment must close right before the declaration
             before = raw[:m.start()].rstrip()
             if not before.endswith("*/"):
@@ -68,6 +89,26 @@ def main():
     check(not bad, "public names are dsv4_[a-z]... without '__'", str(bad))
     check(len(declared) > 0 and not undocumented, "every DSV4_API declaration documented with @since",
           str(undocumented))
+    check(exp_mapped is not None and exp_mapped == experimental and not unguarded,
+          "experimental tier: DSV4_EXPERIMENTAL_API declarations (%d) == map node DSV4_EXPERIMENTAL" % len(experimental),
+          "node present: %s; only declared: %s; only in the node: %s; outside #ifdef DSV4_ENABLE_EXPERIMENTAL: %s" %
+          (exp_mapped is not None, sorted(experimental - (exp_mapped or set())),
+           sorted((exp_mapped or set()) - experimental), unguarded))
+
+    # enumerated types: int32_t/uint32_t typedefs, explicit values
+    typedef_enums, implicit = [], []
+    for h in headers:
+        code = strip_comments(open(h).read())
+        typedef_enums += ["%s: %s" % (os.path.basename(h), m.group(0)[:40])
+                          for m in re.finditer(r"\btypedef\s+enum\b", code)]
+        for m in re.finditer(r"\benum\s*[A-Za-z_0-9]*\s*\{(.*?)\}", code, flags=re.S):
+            body = re.sub(r"^\s*#.*$", "", m.group(1), flags=re.M)
+            for item in body.split(","):
+                item = item.strip()
+                if item and "=" not in item:
+                    implicit.append("%s: %s" % (os.path.basename(h), item))
+    check(not typedef_enums, "no enum types at the boundary (int32_t typedefs instead)", str(typedef_enums))
+    check(not implicit, "every public enumerator has an explicit value", str(implicit))
 
     # no struct/union bodies in public headers, except the size-versioned
     # callback tables whose layout header_c99.c pins (append-only members)

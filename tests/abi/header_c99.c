@@ -29,7 +29,21 @@ int main(void)
     T(offsetof(dsv4_sampler_callbacks, select) == 2 * sizeof(void *));
     T(offsetof(dsv4_sampler_callbacks, accept) == 3 * sizeof(void *));
     T(offsetof(dsv4_sampler_callbacks, reset) == 4 * sizeof(void *));
-    T(sizeof(dsv4_sampler_callbacks) == 5 * sizeof(void *));
+    T(offsetof(dsv4_sampler_callbacks, release) == 5 * sizeof(void *));
+    T(sizeof(dsv4_sampler_callbacks) == 6 * sizeof(void *));
+    /* enumerated types at the boundary: 4-byte integers, as every binding
+     * declares them; values pinned (append-only, never renumbered) */
+    T(sizeof(dsv4_option) == 4 && sizeof(dsv4_numerics) == 4 && sizeof(dsv4_revision) == 4);
+    T(sizeof(dsv4_variant) == 4 && sizeof(dsv4_layer_type) == 4 && sizeof(dsv4_info_key) == 4);
+    T(sizeof(dsv4_encode_flag) == 4 && sizeof(dsv4_special_token) == 4);
+    T(sizeof(dsv4_chat_field) == 4 && sizeof(dsv4_reasoning_effort) == 4 && sizeof(dsv4_chat_event_type) == 4);
+    T(sizeof(dsv4_sampler_param) == 4 && sizeof(dsv4_gen_param) == 4 && sizeof(dsv4_response_format) == 4);
+    T(sizeof(dsv4_tool_choice) == 4 && sizeof(dsv4_gen_event_type) == 4 && sizeof(dsv4_finish_reason) == 4);
+    T(sizeof(dsv4_usage_key) == 4);
+    T((dsv4_special_token)-1 < 0 && (dsv4_encode_flag)-1 > 0); /* int32_t; flags uint32_t */
+    T(DSV4_TOKEN_BOS == 0 && DSV4_TOKEN_EOS == 1 && DSV4_TOKEN_DSML == 7 && DSV4_TOKEN_EOT == 14);
+    T(DSV4_TOKEN_COUNT_ == 15); /* deprecated, frozen */
+    T(DSV4_OPT_THREADS == 100 && DSV4_OPT_MTP == 200 && DSV4_GEN_EVENT_STOP == 6 && DSV4_CHAT_EVENT_END == 7);
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

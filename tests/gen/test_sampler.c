@@ -244,7 +244,7 @@ int main(void)
     nanl[3] = NAN;
     T(dsv4_sampler_sample(s, nanl, N, &tok) == DSV4_ERR_INVALID_ARGUMENT);
     for (int i = 0; i < N; i++) dsv4_sampler_set_logit_bias(s, i, -INFINITY);
-    T(dsv4_sampler_sample(s, L, N, &tok) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_sampler_sample(s, L, N, &tok) == DSV4_ERR_NOT_AVAILABLE); /* nothing left to draw from: not a caller error */
     T(dsv4_sampler_accept(s, -3) == DSV4_ERR_INVALID_ARGUMENT);
     T(dsv4_sampler_create(NULL) == DSV4_ERR_INVALID_ARGUMENT);
     T(dsv4_sampler_reset(NULL) == DSV4_ERR_INVALID_ARGUMENT);
