@@ -331,27 +331,33 @@ static const float e2m1_val[16] = { 0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.
         (od) = _mm512_permutexvar_ps(_mm512_srli_epi32(b_, 4), tab);           \
     } while (0)
 
-/* one activation row: per 32-block the even and odd products in one chain,
- * scaled into two alternating totals */
+/* one activation row: each 32-block's table of values scaled by its E8M0
+ * (exact: e2m1 times a power of two), so every product goes straight into
+ * one of 8 independent totals — no per-block sum to scale, and 8 chains to
+ * hide the FMA latency */
+#define FP4S_BLOCK(pp, xx, s, ae, ao)                                                   \
+    do {                                                                               \
+        __m512 ts_ = _mm512_mul_ps(tab, _mm512_set1_ps(dsv4k_lut_e8m0[s]));            \
+        __m512i b_ = ld_u8x16_epi32(pp);                                               \
+        (ae) = _mm512_fmadd_ps(_mm512_permutexvar_ps(b_, ts_), _mm512_loadu_ps(xx), (ae)); \
+        (ao) = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(b_, 4), ts_),    \
+                               _mm512_loadu_ps((xx) + 16), (ao));                       \
+    } while (0)
+
 TGT static float dot1_fp4(const uint8_t *p, const uint8_t *sc, const float *xs, int64_t k)
 {
     const __m512 tab = _mm512_loadu_ps(e2m1_val);
-    __m512 t0 = _mm512_setzero_ps(), t1 = t0, e0, o0, e1, o1;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     int64_t c = 0;
-    for (; c + 64 <= k; c += 64, p += 32, sc += 2) {
-        E2M1X32(p, e0, o0);
-        E2M1X32(p + 16, e1, o1);
-        __m512 s0 = _mm512_fmadd_ps(o0, _mm512_loadu_ps(xs + c + 16), _mm512_mul_ps(e0, _mm512_loadu_ps(xs + c)));
-        __m512 s1 = _mm512_fmadd_ps(o1, _mm512_loadu_ps(xs + c + 48), _mm512_mul_ps(e1, _mm512_loadu_ps(xs + c + 32)));
-        t0 = _mm512_fmadd_ps(s0, _mm512_set1_ps(dsv4k_lut_e8m0[sc[0]]), t0);
-        t1 = _mm512_fmadd_ps(s1, _mm512_set1_ps(dsv4k_lut_e8m0[sc[1]]), t1);
+    for (; c + 128 <= k; c += 128, p += 64, sc += 4) {
+        FP4S_BLOCK(p, xs + c, sc[0], a0, a1);
+        FP4S_BLOCK(p + 16, xs + c + 32, sc[1], a2, a3);
+        FP4S_BLOCK(p + 32, xs + c + 64, sc[2], a4, a5);
+        FP4S_BLOCK(p + 48, xs + c + 96, sc[3], a6, a7);
     }
-    if (c < k) {
-        E2M1X32(p, e0, o0);
-        __m512 s0 = _mm512_fmadd_ps(o0, _mm512_loadu_ps(xs + c + 16), _mm512_mul_ps(e0, _mm512_loadu_ps(xs + c)));
-        t0 = _mm512_fmadd_ps(s0, _mm512_set1_ps(dsv4k_lut_e8m0[sc[0]]), t0);
-    }
-    return hsum16(_mm512_add_ps(t0, t1));
+    for (; c < k; c += 32, p += 16, sc++) FP4S_BLOCK(p, xs + c, sc[0], a0, a1);
+    return hsum16(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                                _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7))));
 }
 
 TGT static void rows_fp4(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *xs, int64_t ldx, int64_t m,
