@@ -67,7 +67,6 @@ typedef struct rowset {
 } rowset;
 
 struct dsv4__rt {
-    const struct dsv4_model *m;
     const dsv4__config *c;
     const struct dsv4__weights *w;
     dsv4__rt_opts o;
@@ -150,16 +149,15 @@ int64_t dsv4__rt_entry_bytes(const dsv4__rt *rt, int indexer)
 
 static int build_graphs(dsv4__rt *rt);
 
-dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, dsv4__rt **out, dsv4__err *e)
+dsv4_status dsv4__rt_create(const dsv4__config *c, const struct dsv4__weights *w, const dsv4__rt_opts *o,
+                            dsv4__rt **out, dsv4__err *e)
 {
     *out = NULL;
-    if (!m->weights) return dsv4__fail(e, DSV4_ERR_INTERNAL, "model has no bound weights");
+    if (!w) return dsv4__fail(e, DSV4_ERR_INTERNAL, "model has no bound weights");
     dsv4__rt *rt = dsv4__calloc(1, sizeof *rt);
     if (!rt) return dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "context: out of memory");
-    const dsv4__config *c = &m->cfg;
-    rt->m = m;
     rt->c = c;
-    rt->w = m->weights;
+    rt->w = w;
     rt->o = *o;
     rt->aq = o->numerics == DSV4_NUMERICS_REFERENCE;
     rt->fp4_sim = rt->aq;
