@@ -10,7 +10,6 @@
 #include <string.h>
 #include "forward_int.h"
 #include "ops.h"
-#include "x86/gemv.h"
 
 /* ---- compressor step, top-k -------------------------------------------- */
 
@@ -147,7 +146,7 @@ static void att_scores(void *arg, int64_t e0, int64_t e1, int thread)
     if (j->q4) {
         int64_t eb = dsv4__rt_entry_bytes(rt, 1);
         for (int64_t e = e0; e < e1; e++) {
-            j->own->scores[e] = dsv4k_index_score_q4_avx2(j->own->q4, wt, (int)ih, ihd, j->ls->icache + e * eb);
+            j->own->scores[e] = dsv4k_index_score_q4(j->own->q4, wt, (int)ih, ihd, j->ls->icache + e * eb);
             j->own->idx[e] = e;
         }
         return;
@@ -155,8 +154,7 @@ static void att_scores(void *arg, int64_t e0, int64_t e1, int thread)
     for (int64_t e = e0; e < e1; e++) {
         const float *k = dsv4__key_get(rt, j->ls, e, kb);
         j->own->scores[e] = j->r->ref ? dsv4k_index_score_ref(qi, wt, (int)ih, ihd, k)
-                            : rt->simd ? dsv4k_index_score_avx2(qi, wt, (int)ih, ihd, k)
-                                       : dsv4k_index_score(qi, wt, (int)ih, ihd, k);
+                                      : dsv4k_index_score_fast(qi, wt, (int)ih, ihd, k, rt->simd);
         j->own->idx[e] = e;
     }
 }
@@ -181,14 +179,9 @@ static void att_heads(void *arg, int64_t h0, int64_t h1, int thread)
     const float *Q = dsv4g_f32(j->r, j->n->in[0]);
     float *O = dsv4g_f32(j->r, j->n->out[0]);
     float scale = (float)(1.0 / sqrt((double)hd));
-    if (rt->simd) {
-        /* the heads together, each vector read once per 4 heads */
-        dsv4k_attn_heads_avx2(Q + (j->t * H + h0) * hd, hd, h1 - h0, j->own->kv, j->cnt, hd, scale, lw->sink + h0,
-                              O + (j->t * H + h0) * hd, hd, rt->tb[thread].att);
-        return;
-    }
-    for (int64_t h = h0; h < h1; h++)
-        dsv4k_attn_head_ref(Q + (j->t * H + h) * hd, j->own->kv, j->cnt, hd, scale, lw->sink[h], O + (j->t * H + h) * hd);
+    /* the heads together (SIMD: each vector read once per 4 heads) */
+    dsv4k_attn_heads(Q + (j->t * H + h0) * hd, hd, h1 - h0, j->own->kv, j->cnt, hd, scale, lw->sink + h0,
+                     O + (j->t * H + h0) * hd, hd, rt->tb[thread].att, rt->simd);
 }
 
 /* fn over [0, n) on the pool, or on the calling thread */
@@ -221,8 +214,8 @@ static void attn_row(dsv4g_run *r, const dsv4g_node *n, int64_t t, int thread, d
         if (ratio == 4 && nvis > c->index_topk) {
             /* FP4-simulated query and keys (reference numerics): integer scores */
             int64_t ih = c->index_n_heads, ihd = c->index_head_dim;
-            if (rt->simd && rt->fp4_sim && !r->ref && ih % 16 == 0 && ihd % 32 == 0 && ihd <= 512)
-                j.q4 = dsv4k_index_q4_prepare(dsv4g_f32(r, n->in[2]) + t * ih * ihd, (int)ih, ihd, tb->q4) == 0;
+            if (rt->fp4_sim && !r->ref)
+                j.q4 = dsv4k_index_q4_query(dsv4g_f32(r, n->in[2]) + t * ih * ihd, (int)ih, ihd, tb->q4, rt->simd);
             att_loop(pool, nvis, 64, att_scores, &j, thread);
             select_topk(tb->scores, tb->idx, nvis, c->index_topk);
             qsort(tb->idx, (size_t)c->index_topk, sizeof *tb->idx, cmp_i64);

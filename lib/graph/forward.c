@@ -35,7 +35,6 @@
 #include "forward_int.h"
 #include "linear.h"
 #include "ops.h"
-#include "x86/gemv.h"
 
 /* ---- runtime ----------------------------------------------------------- */
 
@@ -81,7 +80,7 @@ dsv4_status dsv4__rt_create(const dsv4__config *c, const struct dsv4__weights *w
     rt->compact = rt->kv_sim;
     rt->shared_clamp = o->revision == DSV4_REVISION_CURRENT;
     rt->hc = c->hc_mult;
-    rt->simd = !o->ref_ops && dsv4k_have_avx2() && c->index_head_dim % 32 == 0 && c->head_dim % 8 == 0;
+    rt->simd = !o->ref_ops && c->index_head_dim % 32 == 0 && c->head_dim % 8 == 0;
     int64_t B = o->max_batch, hd = c->head_dim, H = c->n_heads;
     int64_t ihd = c->index_head_dim, inter = c->moe_inter_dim, dim = c->dim;
     int64_t qlr = c->q_lora_rank, oz = (int64_t)c->o_groups * c->o_lora_rank;
@@ -108,7 +107,7 @@ dsv4_status dsv4__rt_create(const dsv4__config *c, const struct dsv4__weights *w
         b->idx = rt_alloc(rt, (o->n_ctx / 4 + 1) * 8);
         b->key = rt_alloc(rt, ihd * 4);
         b->att = rt_alloc(rt, c->n_heads * (c->window + rt->max_comp + 1) * 4);
-        b->q4 = rt_alloc(rt, dsv4k_index_q4_bytes((int)c->index_n_heads, ihd) + 64);
+        b->q4 = rt_alloc(rt, dsv4k_index_q4_query_bytes((int)c->index_n_heads, ihd) + 64);
         if (!b->kv || !b->dec || !b->scores || !b->idx || !b->key || !b->att || !b->q4) goto oom;
     }
     for (int d = 0; d < DSV4G_N_DOM; d++) {

@@ -21,7 +21,7 @@ typedef struct thread_buf {
     int64_t *idx;          /* [n_ctx/4 + 1] */
     float *key;            /* one decoded indexer key */
     float *att;            /* attention scores of the heads [n_heads][window + max_comp + 1] */
-    void *q4;              /* one indexer query in integers (dsv4k_index_q4_prepare) */
+    void *q4;              /* one indexer query in integers (dsv4k_index_q4_query) */
 } thread_buf;
 
 /* consecutive rows [row0, row0 + n) of a row domain: positions p0.. of s */
@@ -47,7 +47,7 @@ struct dsv4__rt {
     const struct dsv4__weights *w;
     dsv4__rt_opts o;
     int aq, kv_sim, fp4_sim, shared_clamp, compact;
-    int simd;              /* AVX2 indexer and attention kernels (not with ref_ops) */
+    int simd;              /* SIMD twins of the indexer and attention allowed (kernels/ops.c) */
     int hc;
     dsv4k_pool *pool;
     dsv4k_linear_ctx *lin;

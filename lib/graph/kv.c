@@ -9,7 +9,6 @@
 #include <string.h>
 #include "forward_int.h"
 #include "ops.h"
-#include "x86/gemv.h"
 
 /* ---- session state -------------------------------------------------------- */
 
@@ -199,19 +198,7 @@ const float *dsv4__key_get(const dsv4__rt *rt, const lstate *L, int64_t j, float
 {
     int64_t ihd = rt->c->index_head_dim;
     if (!rt->fp4_sim) return (const float *)(L->icache + j * ihd * 4);
-    const uint8_t *p = L->icache + j * dsv4__rt_entry_bytes(rt, 1);
-    if (rt->simd) {
-        dsv4k_key_fp4_decode_avx2(p, ihd, buf);
-        return buf;
-    }
-    for (int64_t b = 0; b < ihd; b += 32) {
-        float s = dsv4k_pow2((int)p[ihd / 2 + b / 32] - 127);
-        for (int64_t i = b; i < b + 32; i += 2) {
-            uint8_t byte = p[i / 2];
-            buf[i] = dsv4k_lut_e2m1[byte & 15] * s;
-            buf[i + 1] = dsv4k_lut_e2m1[byte >> 4] * s;
-        }
-    }
+    dsv4k_key_fp4_decode(L->icache + j * dsv4__rt_entry_bytes(rt, 1), ihd, buf, rt->simd);
     return buf;
 }
 
