@@ -29,7 +29,7 @@ ALLOWED = {
     "lib/api": ["include", "lib/core", "lib/loader", "lib/graph", "lib/api", "kernels"],
     "lib/text": ["include", "lib/core", "lib/text"],
     "lib/chat": ["include", "lib/core", "lib/chat"],
-    "lib/gen": ["include", "lib/core", "lib/gen"],
+    "lib/gen": ["include", "lib/core", "lib/text", "lib/chat", "lib/gen"],
     "examples": ["include"],
 }
 # never, whatever the folder: (including folder prefix, included prefix, why)
@@ -83,17 +83,12 @@ def check_tree(root):
                     if target is None:
                         continue
                     why = None
-                    tlayer = layer_of(target)
                     if layer is not None and not any(
                             target == a or target.startswith(a + "/") for a in ALLOWED[layer]):
                         why = "%s may include only from %s" % (layer, ", ".join(ALLOWED[layer]))
                     for src, dst, reason in FORBIDDEN:
                         if rel.startswith(src) and target.startswith(dst):
                             why = reason
-                    base = os.path.basename(target)
-                    if why is None and base.endswith("_int.h") and tlayer != layer and \
-                            os.path.dirname(target) != os.path.dirname(rel):
-                        why = "a private header (*_int.h) is included only inside its own folder (and by tests, tools)"
                     if why:
                         failures.append("%s:%d: #include %s%s%s -> %s: %s" % (
                             rel, no, m.group(1), m.group(2), '"' if m.group(1) == '"' else ">", target, why))
@@ -111,7 +106,9 @@ def self_test():
         "lib/graph/forward.h": '#include "loader/loader.h"\n#include "api/api_int.h"\n',
         "lib/graph/forward.c": '#include "forward.h"\n#include "x86/gemv.h"\n#include "ops.h"\n',
         "lib/api/api_int.h": '#include "graph/forward.h"\n',
-        "lib/gen/gen.c": '#include "api/api_int.h"\n',
+        "lib/text/tok_int.h": '#include "core/core.h"\n',
+        "lib/chat/chat.c": '#include "text/tok_int.h"\n',
+        "lib/gen/gen.c": '#include "api/api_int.h"\n#include "text/tok_int.h"\n',
         "kernels/ops.h": "",
         "kernels/x86/gemv.h": "",
         "kernels/ref/ops.c": '#include "ops.h"\n#include "x86/gemv.h"\n',
@@ -122,6 +119,7 @@ def self_test():
     expect_bad = {
         ("lib/loader/loader.h", "graph/forward.h"), ("lib/graph/forward.h", "api/api_int.h"),
         ("lib/graph/forward.c", "x86/gemv.h"), ("lib/gen/gen.c", "api/api_int.h"),
+        ("lib/chat/chat.c", "text/tok_int.h"),
         ("kernels/ref/ops.c", "x86/gemv.h"), ("kernels/linear.c", "core/core.h"),
         ("examples/demo.c", "loader/loader.h"),
     }
@@ -143,8 +141,8 @@ def self_test():
             failures.append("self-test: %s including %s was not reported" % pair)
     for pair in sorted(found - expect_bad):
         failures.append("self-test: %s including %s reported but allowed" % pair)
-    if ok != 8:  # the allowed includes of the synthetic tree that resolve
-        failures.append("self-test: %d allowed includes counted, expected 8" % ok)
+    if ok != 10:  # the allowed includes of the synthetic tree that resolve
+        failures.append("self-test: %d allowed includes counted, expected 10" % ok)
     else:
         passed += 1
     return passed, failures
