@@ -1,7 +1,13 @@
 /*
- * kernels/ops.h — the model's operators other than the linear product, as
- * plain scalar C (kernels/ref/ops.c). They are the reference twins: any
- * optimised version is tested against them. Spec references are to
+ * kernels/ops.h — the model's operators other than the linear product.
+ *
+ * The *_ref functions are plain scalar C (kernels/ref/ops.c): the reference
+ * twins every optimised version is tested against; they never dispatch.
+ * The functions without the suffix (kernels/ops.c) are the entry points the
+ * forward pass calls: they take a `simd` flag (0: never an optimised twin)
+ * and choose the instruction set themselves (the x86 twins where the CPU
+ * and the shapes allow, else portable C). Code outside kernels/ never picks
+ * an ISA and never includes kernels/x86/. Spec references are to
  * ../shared/spec/architecture.md.
  *
  * All vectors are f32. Functions never allocate unless stated and never fail.
@@ -38,9 +44,14 @@ void dsv4k_hc_pre_ref(const float *X, int hc, int64_t dim, const float *fn, cons
                       const float *scale, int iters, float norm_eps, float hc_eps, float *u,
                       float *post, float *comb);
 
+/* the part of HcPre after the stream mix: m [(2+hc)·hc] as
+ * dsv4k_hc_mix_ref gives it (dsv4k_hc_pre_ref is the mix, then this) */
+void dsv4k_hc_pre_from_mix_ref(const float *X, int hc, int64_t dim, const double *m, const float *base,
+                               const float *scale, int iters, float hc_eps, float *u, float *post, float *comb);
+
 /* the same with the stream mix (the (2+hc)·hc dot products over hc·dim
  * values, the bulk of the work) through the AVX2 twin when simd and the CPU
- * has it; the rest is shared with the reference */
+ * has it; the rest is the reference's (kernels/ops.c) */
 void dsv4k_hc_pre(const float *X, int hc, int64_t dim, const float *fn, const float *base, const float *scale,
                   int iters, float norm_eps, float hc_eps, float *u, float *post, float *comb, int simd);
 
@@ -53,14 +64,18 @@ void dsv4k_hc_mix_ref(const float *X, int64_t width, const float *fn, int rows, 
 void dsv4k_hc_post_ref(const float *X, const float *o, const float *post, const float *comb, int hc,
                        int64_t dim, float *Xo);
 /* the same through the AVX2 twin (identical results) when simd and the CPU
- * has it */
+ * has it (kernels/ops.c) */
 void dsv4k_hc_post(const float *X, const float *o, const float *post, const float *comb, int hc, int64_t dim,
                    float *Xo, int simd);
 
 /* Final stream reduction (§5.2 HcHead): fn [hc][hc·dim], base [hc], scale [1]. */
 void dsv4k_hc_head_ref(const float *X, int hc, int64_t dim, const float *fn, const float *base,
                        const float *scale, float norm_eps, float hc_eps, float *y);
-/* the same, the mix as for dsv4k_hc_pre */
+/* the part of HcHead after the stream mix: m [hc] as dsv4k_hc_mix_ref
+ * gives it */
+void dsv4k_hc_head_from_mix_ref(const float *X, int hc, int64_t dim, const double *m, const float *base,
+                                const float *scale, float hc_eps, float *y);
+/* the same, the mix as for dsv4k_hc_pre (kernels/ops.c) */
 void dsv4k_hc_head(const float *X, int hc, int64_t dim, const float *fn, const float *base, const float *scale,
                    float norm_eps, float hc_eps, float *y, int simd);
 
@@ -71,6 +86,12 @@ void dsv4k_hc_head(const float *X, int hc, int64_t dim, const float *fn, const f
  */
 void dsv4k_attn_head_ref(const float *q, const float *const *kv, int64_t n, int64_t d, float scale,
                          float sink, float *out);
+/* every head h < nh of a row over the same n vectors: out + h·ldo from the
+ * query q + h·ldq and sink[h]; the AVX2 twin (f32, each vector read once
+ * per 4 heads; sc: room for nh·(n + 1) floats) when simd, d % 8 == 0 and
+ * the CPU has it, else dsv4k_attn_head_ref per head (sc unused) */
+void dsv4k_attn_heads(const float *q, int64_t ldq, int64_t nh, const float *const *kv, int64_t n, int64_t d,
+                      float scale, const float *sink, float *out, int64_t ldo, float *sc, int simd);
 
 /*
  * Compressor pooling (§5.4): per channel c < d, softmax over `rows` rows of
@@ -86,8 +107,31 @@ void dsv4k_compress_pool_ref(const float *v, const float *g, int rows, int64_t s
 float dsv4k_index_score_ref(const float *q, const float *w, int heads, int64_t d, const float *k);
 
 /* Optimised twin of dsv4k_index_score_ref: f32 sums in 16 lanes (the
- * compiler vectorises them); d a multiple of 16. */
+ * compiler vectorises them); d a multiple of 16 (kernels/ops.c). */
 float dsv4k_index_score(const float *q, const float *w, int heads, int64_t d, const float *k);
+/* the AVX2 twin when simd, d % 8 == 0 and the CPU has it, else
+ * dsv4k_index_score */
+float dsv4k_index_score_fast(const float *q, const float *w, int heads, int64_t d, const float *k, int simd);
+
+/*
+ * The indexer score in integers for FP4-simulated queries and keys
+ * (reference numerics, §4.8; see dsv4k_index_score_q4_avx2 in
+ * kernels/x86/gemv.h). dsv4k_index_q4_query prepares the query [heads][d]
+ * into buf (dsv4k_index_q4_query_bytes) and returns 1 when simd, the CPU
+ * and the shapes allow the integer kernel and the query has the FP4 form;
+ * else 0 (use the f32 scores). dsv4k_index_score_q4 then scores a key
+ * stored as dsv4k_key_fp4_decode reads it.
+ */
+int64_t dsv4k_index_q4_query_bytes(int heads, int64_t d);
+int dsv4k_index_q4_query(const float *q, int heads, int64_t d, void *buf, int simd);
+float dsv4k_index_score_q4(const void *qbuf, const float *w, int heads, int64_t d, const uint8_t *key);
+
+/* An indexer key stored as d/2 packed e2m1 bytes (low nibble first) then
+ * d/32 E8M0 bytes (d a multiple of 32), decoded to f32 dst[d]; exact. Needs
+ * dsv4k_tables_init. The _ref is scalar; the other takes the AVX2 twin when
+ * simd and the CPU has it (same values). */
+void dsv4k_key_fp4_decode_ref(const uint8_t *p, int64_t d, float *dst);
+void dsv4k_key_fp4_decode(const uint8_t *p, int64_t d, float *dst, int simd);
 
 /* PyTorch softplus (threshold 20) */
 float dsv4k_softplus(float x);

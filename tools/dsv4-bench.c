@@ -39,7 +39,7 @@
 #include <dsv4/dsv4.h>
 #include <dsv4/dsv4_sampler.h>
 #include "gen/constrain.h"
-#include "loader/loader.h"
+#include "api/api_int.h"
 #include "graph/forward.h"
 #include "graph/graph.h"
 #include "linear.h"
@@ -388,7 +388,7 @@ static int make_rt(dsv4_model *m, int threads, int64_t n_ctx, int max_batch, dsv
     dsv4__err e = { 0, "" };
     *rt = NULL;
     *st = NULL;
-    if (dsv4__rt_create(m, &o, rt, &e) != DSV4_OK || dsv4__state_create(*rt, 0, st, &e) != DSV4_OK) {
+    if (dsv4__model_rt_create(m, &o, rt, &e) != DSV4_OK || dsv4__state_create(*rt, 0, st, &e) != DSV4_OK) {
         fprintf(stderr, "dsv4-bench: %s\n", e.msg);
         dsv4__rt_free(*rt);
         return -1;
@@ -580,8 +580,8 @@ int main(int argc, char **argv)
         dsv4_free(err);
         return 1;
     }
-    const dsv4__config *c = &m->cfg;
-    const struct dsv4__weights *W = m->weights;
+    const dsv4__config *c = dsv4__model_config(m);
+    const struct dsv4__weights *W = dsv4__model_weights(m);
     int64_t V = c->vocab_size, K = c->n_active_experts;
     printf("model %s: dim %d, %d layers (", dir, c->dim, c->n_layers);
     for (int l = 0; l < c->n_layers; l++) printf("%s%s", l ? " " : "", kind_name(c->compress_ratios[l]));

@@ -5,8 +5,8 @@
  */
 #include <math.h>
 #include <stddef.h>
+#include "kernels.h"
 #include "ops.h"
-#include "x86/gemv.h"
 
 float dsv4k_softplus(float x) { return x > 20.0f ? x : (float)log1p(exp((double)x)); }
 
@@ -81,26 +81,18 @@ void dsv4k_hc_mix_ref(const float *X, int64_t width, const float *fn, int rows, 
     }
 }
 
-/* the mix through the AVX2 twin where it applies (simd), else the reference */
-static void hc_mix(const float *X, int64_t width, const float *fn, int rows, float norm_eps, double *m, int simd)
-{
-    if (simd && width % 8 == 0 && dsv4k_have_avx2()) dsv4k_hc_mix_avx2(X, width, fn, rows, norm_eps, m);
-    else dsv4k_hc_mix_ref(X, width, fn, rows, norm_eps, m);
-}
-
 void dsv4k_hc_pre_ref(const float *X, int hc, int64_t dim, const float *fn, const float *base,
                       const float *scale, int iters, float norm_eps, float hc_eps, float *u,
                       float *post, float *comb)
 {
-    dsv4k_hc_pre(X, hc, dim, fn, base, scale, iters, norm_eps, hc_eps, u, post, comb, 0);
+    double m[64];
+    dsv4k_hc_mix_ref(X, hc * dim, fn, (2 + hc) * hc, norm_eps, m);
+    dsv4k_hc_pre_from_mix_ref(X, hc, dim, m, base, scale, iters, hc_eps, u, post, comb);
 }
 
-void dsv4k_hc_pre(const float *X, int hc, int64_t dim, const float *fn, const float *base, const float *scale,
-                  int iters, float norm_eps, float hc_eps, float *u, float *post, float *comb, int simd)
+void dsv4k_hc_pre_from_mix_ref(const float *X, int hc, int64_t dim, const double *m, const float *base,
+                               const float *scale, int iters, float hc_eps, float *u, float *post, float *comb)
 {
-    double m[64];
-    int rows = (2 + hc) * hc;
-    hc_mix(X, hc * dim, fn, rows, norm_eps, m, simd);
     float pre[8];
     for (int j = 0; j < hc; j++) {
         pre[j] = sigmoidf_((float)m[j] * scale[0] + base[j]) + hc_eps;
@@ -138,13 +130,6 @@ void dsv4k_hc_pre(const float *X, int hc, int64_t dim, const float *fn, const fl
     }
 }
 
-void dsv4k_hc_post(const float *X, const float *o, const float *post, const float *comb, int hc, int64_t dim,
-                   float *Xo, int simd)
-{
-    if (simd && dim % 8 == 0 && dsv4k_have_avx2()) dsv4k_hc_post_avx2(X, o, post, comb, hc, dim, Xo);
-    else dsv4k_hc_post_ref(X, o, post, comb, hc, dim, Xo);
-}
-
 void dsv4k_hc_post_ref(const float *X, const float *o, const float *post, const float *comb, int hc,
                        int64_t dim, float *Xo)
 {
@@ -159,15 +144,15 @@ void dsv4k_hc_post_ref(const float *X, const float *o, const float *post, const 
 void dsv4k_hc_head_ref(const float *X, int hc, int64_t dim, const float *fn, const float *base,
                        const float *scale, float norm_eps, float hc_eps, float *y)
 {
-    dsv4k_hc_head(X, hc, dim, fn, base, scale, norm_eps, hc_eps, y, 0);
+    double m[8];
+    dsv4k_hc_mix_ref(X, hc * dim, fn, hc, norm_eps, m);
+    dsv4k_hc_head_from_mix_ref(X, hc, dim, m, base, scale, hc_eps, y);
 }
 
-void dsv4k_hc_head(const float *X, int hc, int64_t dim, const float *fn, const float *base, const float *scale,
-                   float norm_eps, float hc_eps, float *y, int simd)
+void dsv4k_hc_head_from_mix_ref(const float *X, int hc, int64_t dim, const double *m, const float *base,
+                                const float *scale, float hc_eps, float *y)
 {
-    double m[8];
     float w[8];
-    hc_mix(X, hc * dim, fn, hc, norm_eps, m, simd);
     for (int j = 0; j < hc; j++) w[j] = sigmoidf_((float)m[j] * scale[0] + base[j]) + hc_eps;
     for (int64_t c = 0; c < dim; c++) {
         double acc = 0.0;
@@ -238,17 +223,14 @@ float dsv4k_index_score_ref(const float *q, const float *w, int heads, int64_t d
     return (float)s;
 }
 
-float dsv4k_index_score(const float *q, const float *w, int heads, int64_t d, const float *k)
+void dsv4k_key_fp4_decode_ref(const uint8_t *p, int64_t d, float *dst)
 {
-    float s = 0.0f;
-    for (int h = 0; h < heads; h++) {
-        const float *qh = q + h * d;
-        float acc[16] = { 0 };
-        for (int64_t c = 0; c + 16 <= d; c += 16)
-            for (int j = 0; j < 16; j++) acc[j] += qh[c + j] * k[c + j];
-        float dot = 0.0f;
-        for (int j = 0; j < 16; j++) dot += acc[j];
-        if (dot > 0) s += w[h] * dot;
+    for (int64_t b = 0; b < d; b += 32) {
+        float s = dsv4k_pow2((int)p[d / 2 + b / 32] - 127);
+        for (int64_t i = b; i < b + 32; i += 2) {
+            uint8_t byte = p[i / 2];
+            dst[i] = dsv4k_lut_e2m1[byte & 15] * s;
+            dst[i + 1] = dsv4k_lut_e2m1[byte >> 4] * s;
+        }
     }
-    return s;
 }

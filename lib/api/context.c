@@ -1,12 +1,12 @@
 /*
  * lib/api/context.c — contexts (runtime: threads, scratch, numerics) and
- * sessions (one conversation's decode state and its last logits).
+ * sessions (one conversation's decode state and its last logits). The
+ * context's runtime is built from its model's config and bound weights.
  */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include "loader/loader.h"
-#include "graph/forward.h"
+#include "api/api_int.h"
 
 struct dsv4_context {
     dsv4__ref ref;
@@ -43,12 +43,12 @@ dsv4_status dsv4_context_create(dsv4_model *model, const dsv4_options *opts, dsv
         return dsv4__err_out(&e, err_msg);
     }
     int64_t n_ctx = dsv4__opt_i64(opts, DSV4_OPT_CONTEXT_LENGTH);
-    if (n_ctx > model->cfg.max_position) {
+    if (n_ctx > model->ck->cfg.max_position) {
         dsv4__fail(&e, DSV4_ERR_INVALID_ARGUMENT, "dsv4_context_create: context length %lld above the model's "
-                   "max_position_embeddings %lld", (long long)n_ctx, (long long)model->cfg.max_position);
+                   "max_position_embeddings %lld", (long long)n_ctx, (long long)model->ck->cfg.max_position);
         return dsv4__err_out(&e, err_msg);
     }
-    const dsv4__config *c = &model->cfg;
+    const dsv4__config *c = &model->ck->cfg;
     for (int l = 0; l <= c->n_layers; l++)
         if (c->compress_ratios[l] > 128) {
             dsv4__fail(&e, DSV4_ERR_UNSUPPORTED, "dsv4_context_create: compress ratio %d of layer %d is above 128",
@@ -79,7 +79,7 @@ dsv4_status dsv4_context_create(dsv4_model *model, const dsv4_options *opts, dsv
         dsv4__fail(&e, DSV4_ERR_OUT_OF_MEMORY, "dsv4_context_create: out of memory");
         return dsv4__err_out(&e, err_msg);
     }
-    dsv4_status st = dsv4__rt_create(model, &o, &ctx->rt, &e);
+    dsv4_status st = dsv4__model_rt_create(model, &o, &ctx->rt, &e);
     if (st) {
         dsv4__free(ctx);
         dsv4__err_prefix(&e, "dsv4_context_create");
@@ -123,13 +123,13 @@ dsv4_status dsv4_session_create(dsv4_context *ctx, const dsv4_options *opts, dsv
         return dsv4__err_out(&e, err_msg);
     }
     int mtp = (int)dsv4__opt_i64(opts, DSV4_OPT_MTP);
-    if (mtp && !ctx->model->has_mtp) {
+    if (mtp && !ctx->model->ck->has_mtp) {
         dsv4__fail(&e, DSV4_ERR_NOT_AVAILABLE, "dsv4_session_create: MTP asked for, but the model has no MTP block "
                    "loaded");
         keep_err(ctx->err, &e);
         return dsv4__err_out(&e, err_msg);
     }
-    if (mtp && ctx->model->cfg.compress_ratios[ctx->model->cfg.n_layers] != 0) {
+    if (mtp && ctx->model->ck->cfg.compress_ratios[ctx->model->ck->cfg.n_layers] != 0) {
         dsv4__fail(&e, DSV4_ERR_UNSUPPORTED, "dsv4_session_create: an MTP block with a compressor is not supported");
         keep_err(ctx->err, &e);
         return dsv4__err_out(&e, err_msg);
@@ -192,7 +192,7 @@ dsv4_status dsv4_session_eval(dsv4_session *s, const int32_t *tokens, size_t n, 
         snprintf(s->err, sizeof s->err, "dsv4_session_eval: unknown flag bits 0x%x", (unsigned)flags);
         return DSV4_ERR_INVALID_ARGUMENT;
     }
-    const dsv4__config *c = &s->ctx->model->cfg;
+    const dsv4__config *c = &s->ctx->model->ck->cfg;
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab_size) {
             snprintf(s->err, sizeof s->err, "dsv4_session_eval: token %d at index %zu out of range [0, %d)",
@@ -224,7 +224,7 @@ dsv4_status dsv4_session_eval(dsv4_session *s, const int32_t *tokens, size_t n, 
 static dsv4_status copy_row(const dsv4_session *s, const float *buf, int64_t first, int64_t count, int64_t pos,
                             float *dst, size_t cap)
 {
-    int64_t V = s->ctx->model->cfg.vocab_size;
+    int64_t V = s->ctx->model->ck->cfg.vocab_size;
     if (cap < (size_t)V) return DSV4_ERR_BUFFER_TOO_SMALL;
     if (count == 0) return DSV4_ERR_NOT_AVAILABLE;
     if (pos == -1) pos = first + count - 1;
@@ -249,7 +249,7 @@ dsv4_status dsv4_session_mtp_logits(const dsv4_session *s, int64_t pos, float *d
 dsv4_status dsv4_session_mtp_draft(dsv4_session *s, int32_t next_token, float *dst, size_t cap)
 {
     if (!s || !dst) return DSV4_ERR_INVALID_ARGUMENT;
-    const dsv4__config *c = &s->ctx->model->cfg;
+    const dsv4__config *c = &s->ctx->model->ck->cfg;
     if (next_token < 0 || next_token >= c->vocab_size) return DSV4_ERR_INVALID_ARGUMENT;
     if (cap < (size_t)c->vocab_size) return DSV4_ERR_BUFFER_TOO_SMALL;
     if (!s->has_mtp) return DSV4_ERR_NOT_AVAILABLE;
@@ -280,5 +280,5 @@ dsv4_status dsv4_session_memory(const dsv4_session *s, int64_t *reserved_bytes, 
 
 /* For the generator (lib/gen): keep a session alive, and its geometry. */
 void dsv4__session_retain(dsv4_session *s) { dsv4__ref_get(&s->ref); }
-int64_t dsv4__session_vocab(const dsv4_session *s) { return s->ctx->model->cfg.vocab_size; }
+int64_t dsv4__session_vocab(const dsv4_session *s) { return s->ctx->model->ck->cfg.vocab_size; }
 int64_t dsv4__session_capacity(const dsv4_session *s) { return s->ctx->n_ctx; }

@@ -1,12 +1,12 @@
 /*
- * lib/api/model.c — public model and model-info entry points.
+ * lib/api/model.c — public model and model-info entry points. A model is
+ * an opened checkpoint plus the weights bound from it (api_int.h).
  */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "loader/loader.h"
-#include "graph/forward.h"
+#include "api/api_int.h"
 
 struct dsv4_model_info {
     dsv4__config cfg;
@@ -15,6 +15,28 @@ struct dsv4_model_info {
     int64_t bytes_total, bytes_by_dtype[16];
     int64_t bytes_per_token;
 };
+
+/* open and check the checkpoint, bind its weights (the work of dsv4_model_load) */
+static dsv4_status model_open(const char *dir, const dsv4_options *opts, dsv4_model **out, dsv4__err *e)
+{
+    dsv4_model *m = dsv4__calloc(1, sizeof *m);
+    if (!m) return dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory");
+    dsv4__ref_init(&m->ref);
+    dsv4_status st = dsv4__checkpoint_open(dir, opts, &m->ck, e);
+    if (!st) st = dsv4__weights_bind(m->ck, &m->weights, e);
+    dsv4_progress_fn progress = opts ? opts->progress : NULL;
+    if (!st && progress && progress(opts->progress_user, 1.0) != 0)
+        st = dsv4__fail(e, DSV4_ERR_ABORTED, "%s: load aborted by the progress callback", dir);
+    if (st) {
+        dsv4__model_release(m);
+        return st;
+    }
+    const dsv4__checkpoint *ck = m->ck;
+    dsv4__logf(&ck->log, DSV4_LOG_INFO, "%s: %d shards, %lld tensors, MTP %s", dir, ck->n_shards,
+               (long long)ck->n_tensors, ck->has_mtp ? "on" : "off");
+    *out = m;
+    return DSV4_OK;
+}
 
 dsv4_status dsv4_model_load(const char *path, const dsv4_options *opts, dsv4_model **out, char **err_msg)
 {
@@ -25,20 +47,34 @@ dsv4_status dsv4_model_load(const char *path, const dsv4_options *opts, dsv4_mod
         dsv4__fail(&e, DSV4_ERR_INVALID_ARGUMENT, "dsv4_model_load: %s is NULL", !path ? "path" : "out");
         return dsv4__err_out(&e, err_msg);
     }
-    struct dsv4_model *m = NULL;
-    dsv4_status st = dsv4__model_open(path, opts, &m, &e);
+    dsv4_status st = model_open(path, opts, out, &e);
     if (st) {
         dsv4__log lg = dsv4__opt_log(opts);
         dsv4__logf(&lg, DSV4_LOG_ERROR, "%s", e.msg);
         return dsv4__err_out(&e, err_msg);
     }
-    *out = m;
     return DSV4_OK;
+}
+
+void dsv4__model_release(dsv4_model *m)
+{
+    if (!m || !dsv4__ref_put(&m->ref)) return;
+    dsv4__weights_free(m->weights);
+    dsv4__checkpoint_close(m->ck);
+    dsv4__free(m);
 }
 
 void dsv4_model_free(dsv4_model *model)
 {
     dsv4__model_release(model);
+}
+
+const dsv4__config *dsv4__model_config(const dsv4_model *m) { return &m->ck->cfg; }
+const struct dsv4__weights *dsv4__model_weights(const dsv4_model *m) { return m->weights; }
+
+dsv4_status dsv4__model_rt_create(const dsv4_model *m, const dsv4__rt_opts *o, dsv4__rt **out, dsv4__err *e)
+{
+    return dsv4__rt_create(&m->ck->cfg, m->weights, o, out, e);
 }
 
 typedef struct { struct dsv4_model_info *info; } acc_ctx;
@@ -123,7 +159,7 @@ dsv4_status dsv4_model_get_info(const dsv4_model *model, dsv4_model_info **out)
 {
     if (out) *out = NULL;
     if (!model || !out) return DSV4_ERR_INVALID_ARGUMENT;
-    return info_build(&model->cfg, 1, model->has_mtp, out);
+    return info_build(&model->ck->cfg, 1, model->ck->has_mtp, out);
 }
 
 void dsv4_model_info_free(dsv4_model_info *info)

@@ -27,7 +27,9 @@ typedef struct dsv4__rt_opts {
     int32_t ref_ops;       /* scalar reference operators throughout (tests) */
 } dsv4__rt_opts;
 
-dsv4_status dsv4__rt_create(const struct dsv4_model *m, const dsv4__rt_opts *o, dsv4__rt **out, dsv4__err *e);
+/* A runtime over a config and its bound weights (both must outlive it). */
+dsv4_status dsv4__rt_create(const dsv4__config *c, const struct dsv4__weights *w, const dsv4__rt_opts *o,
+                            dsv4__rt **out, dsv4__err *e);
 void dsv4__rt_free(dsv4__rt *rt);
 
 /* bytes of one stored compressed entry (indexer 0) or indexer key

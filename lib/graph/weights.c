@@ -1,7 +1,7 @@
 /*
- * lib/graph/weights.c — bind the loaded tensors to the forward pass
- * (struct dsv4__weights). Runs once at the end of dsv4_model_load, after the
- * loader has checked every tensor's dtype and shape against the config.
+ * lib/graph/weights.c — bind a checkpoint's tensors to the forward pass
+ * (struct dsv4__weights). Runs once in dsv4_model_load, after the loader
+ * has checked every tensor's dtype and shape against the config.
  */
 #include <stdio.h>
 #include <string.h>
@@ -9,7 +9,7 @@
 #include "ops.h"
 
 typedef struct binder {
-    struct dsv4_model *m;
+    const dsv4__checkpoint *ck;
     struct dsv4__weights *w;
     dsv4__err *e;
     dsv4_status st;
@@ -35,7 +35,7 @@ static void *own(binder *b, size_t bytes)
 static const dsv4__tensor *tensor(binder *b, const char *name)
 {
     if (b->st) return NULL;
-    const dsv4__tensor *t = dsv4__model_tensor(b->m, name);
+    const dsv4__tensor *t = dsv4__checkpoint_tensor(b->ck, name);
     if (!t) b->st = dsv4__fail(b->e, DSV4_ERR_MISSING_TENSOR, "binding weights: tensor %s is missing", name);
     return t;
 }
@@ -138,7 +138,7 @@ static void compressor(binder *b, dsv4__compressor_w *c, const char *p, const ch
 
 static void layer(binder *b, dsv4__layer_w *L, const char *p, int l, int is_mtp)
 {
-    const dsv4__config *c = &b->m->cfg;
+    const dsv4__config *c = &b->ck->cfg;
     L->ratio = c->compress_ratios[l];
     L->is_mtp = is_mtp;
     L->hash = !is_mtp && l < c->n_hash_layers;
@@ -210,12 +210,13 @@ void dsv4__weights_free(struct dsv4__weights *w)
     dsv4__free(w);
 }
 
-dsv4_status dsv4__weights_bind(struct dsv4_model *m, dsv4__err *e)
+dsv4_status dsv4__weights_bind(const dsv4__checkpoint *ck, struct dsv4__weights **out, dsv4__err *e)
 {
-    const dsv4__config *c = &m->cfg;
+    *out = NULL;
+    const dsv4__config *c = &ck->cfg;
     struct dsv4__weights *w = dsv4__calloc(1, sizeof *w);
     if (!w) return dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "binding weights: out of memory");
-    binder b = { m, w, e, DSV4_OK };
+    binder b = { ck, w, e, DSV4_OK };
     int half = c->rope_head_dim / 2;
     w->rope_plain = own(&b, (size_t)half * sizeof(float));
     w->rope_comp = own(&b, (size_t)half * sizeof(float));
@@ -238,7 +239,7 @@ dsv4_status dsv4__weights_bind(struct dsv4_model *m, dsv4__err *e)
         snprintf(p, sizeof p, "layers.%d.", l);
         layer(&b, &w->layers[l], p, l, 0);
     }
-    if (m->has_mtp && !b.st) {
+    if (ck->has_mtp && !b.st) {
         w->mtp = own(&b, sizeof *w->mtp);
         if (w->mtp) {
             memset(w->mtp, 0, sizeof *w->mtp);
@@ -257,6 +258,6 @@ dsv4_status dsv4__weights_bind(struct dsv4_model *m, dsv4__err *e)
         dsv4__weights_free(w);
         return b.st;
     }
-    m->weights = w;
+    *out = w;
     return DSV4_OK;
 }

@@ -1,5 +1,5 @@
 /*
- * lib/graph/weights.h — the forward pass's view of a loaded checkpoint
+ * lib/graph/weights.h — the forward pass's view of an opened checkpoint
  * (internal). Quantised matrices stay in the read-only mapping as
  * dsv4k_weight descriptors; small vectors (norm weights, mHC mixes, sinks,
  * biases, ape) are held as aligned f32; tid2eid as int32.
@@ -49,5 +49,11 @@ struct dsv4__weights {
     void **owned;
     int64_t n_owned, cap_owned;
 };
+
+/* Bind the tensors of an opened (and validated) checkpoint: the MTP block
+ * when ck->has_mtp. The weights point into the checkpoint's mappings, so it
+ * must outlive them. */
+dsv4_status dsv4__weights_bind(const dsv4__checkpoint *ck, struct dsv4__weights **out, dsv4__err *e);
+void dsv4__weights_free(struct dsv4__weights *w);
 
 #endif

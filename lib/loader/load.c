@@ -83,7 +83,7 @@ static int range_cmp(const void *a, const void *b)
 }
 
 /* Map one shard and append its tensors to m->tensors. */
-static dsv4_status parse_shard(struct dsv4_model *m, int si, int prefetch, dsv4__err *e)
+static dsv4_status parse_shard(dsv4__checkpoint *m, int si, int prefetch, dsv4__err *e)
 {
     dsv4__shard *sh = &m->shards[si];
     int fd = open(sh->path, O_RDONLY | O_CLOEXEC);
@@ -210,7 +210,7 @@ static int tensor_cmp(const void *a, const void *b)
     return strcmp(((const dsv4__tensor *)a)->name, ((const dsv4__tensor *)b)->name);
 }
 
-const dsv4__tensor *dsv4__model_tensor(const struct dsv4_model *m, const char *name)
+const dsv4__tensor *dsv4__checkpoint_tensor(const dsv4__checkpoint *m, const char *name)
 {
     int64_t lo = 0, hi = m->n_tensors - 1;
     while (lo <= hi) {
@@ -233,10 +233,9 @@ static char *path_join(const char *dir, const char *file)
     return p;
 }
 
-static void model_destroy(struct dsv4_model *m)
+void dsv4__checkpoint_close(dsv4__checkpoint *m)
 {
     if (!m) return;
-    dsv4__weights_free(m->weights);
     for (int64_t i = 0; i < m->n_tensors; i++) dsv4__free((void *)m->tensors[i].name);
     dsv4__free(m->tensors);
     for (int i = 0; i < m->n_shards; i++) {
@@ -250,13 +249,8 @@ static void model_destroy(struct dsv4_model *m)
     dsv4__free(m);
 }
 
-void dsv4__model_release(struct dsv4_model *m)
-{
-    if (m && dsv4__ref_put(&m->ref)) model_destroy(m);
-}
-
 /* shard list from the index (unique file names, in order of first use) */
-static dsv4_status read_index(struct dsv4_model *m, json_t **index_out, dsv4__err *e)
+static dsv4_status read_index(dsv4__checkpoint *m, json_t **index_out, dsv4__err *e)
 {
     *index_out = NULL;
     char *ip = path_join(m->dir, "model.safetensors.index.json");
@@ -320,7 +314,7 @@ static dsv4_status read_index(struct dsv4_model *m, json_t **index_out, dsv4__er
 }
 
 typedef struct {
-    struct dsv4_model *m;
+    dsv4__checkpoint *m;
     uint8_t *seen;
     int with_mtp;
     dsv4_status st;
@@ -347,7 +341,7 @@ static int check_one(void *user, const dsv4__expected *x)
 
 static int check_one_(check_ctx *c, const dsv4__expected *x)
 {
-    const dsv4__tensor *t = dsv4__model_tensor(c->m, x->name);
+    const dsv4__tensor *t = dsv4__checkpoint_tensor(c->m, x->name);
     if (!t) {
         c->st = dsv4__fail(c->e, DSV4_ERR_MISSING_TENSOR, "%s: tensor \"%s\" (%s [%lld%s%.0lld]) is missing",
                            c->m->dir, x->name, dsv4__dtype_name(x->dtype), (long long)x->shape[0],
@@ -385,21 +379,20 @@ static int check_one_(check_ctx *c, const dsv4__expected *x)
 static int probe_scale(void *user, const dsv4__expected *x)
 {
     /* Flash-Base style F32 block scales: detected from the first FP8 scale */
-    struct dsv4_model *m = user;
+    dsv4__checkpoint *m = user;
     if ((x->role & DSV4__ROLE_SCALE) && !(x->role & DSV4__ROLE_EXPERT && !m->cfg.expert_fp8)) {
-        const dsv4__tensor *t = dsv4__model_tensor(m, x->name);
+        const dsv4__tensor *t = dsv4__checkpoint_tensor(m, x->name);
         if (t) m->cfg.scale_f32 = t->dtype == DSV4__DT_F32;
         return 1;
     }
     return 0;
 }
 
-dsv4_status dsv4__model_open(const char *dir, const dsv4_options *opts, struct dsv4_model **out, dsv4__err *e)
+dsv4_status dsv4__checkpoint_open(const char *dir, const dsv4_options *opts, dsv4__checkpoint **out, dsv4__err *e)
 {
     *out = NULL;
-    struct dsv4_model *m = dsv4__calloc(1, sizeof *m);
+    dsv4__checkpoint *m = dsv4__calloc(1, sizeof *m);
     if (!m) return dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory");
-    dsv4__ref_init(&m->ref);
     m->log = dsv4__opt_log(opts);
     m->dir = dsv4__strdup(dir);
     json_t *idx = NULL;
@@ -441,7 +434,7 @@ dsv4_status dsv4__model_open(const char *dir, const dsv4_options *opts, struct d
         const char *key;
         json_t *v;
         json_object_foreach(json_object_get(idx, "weight_map"), key, v) {
-            const dsv4__tensor *t = dsv4__model_tensor(m, key);
+            const dsv4__tensor *t = dsv4__checkpoint_tensor(m, key);
             const char *base = t ? strrchr(m->shards[t->shard].path, '/') + 1 : NULL;
             if (!t || strcmp(base, json_string_value(v)) != 0) {
                 st = dsv4__fail(e, t ? DSV4_ERR_BAD_FORMAT : DSV4_ERR_MISSING_TENSOR,
@@ -525,13 +518,6 @@ dsv4_status dsv4__model_open(const char *dir, const dsv4_options *opts, struct d
         if (tp && access(tp, R_OK) == 0) m->tokenizer_json = tp; else dsv4__free(tp);
         if (tc && access(tc, R_OK) == 0) m->tokenizer_config_json = tc; else dsv4__free(tc);
     }
-    if ((st = dsv4__weights_bind(m, e))) goto fail;
-    if (progress && progress(puser, 1.0) != 0) {
-        st = dsv4__fail(e, DSV4_ERR_ABORTED, "%s: load aborted by the progress callback", dir);
-        goto fail;
-    }
-    dsv4__logf(&m->log, DSV4_LOG_INFO, "%s: %d shards, %lld tensors, MTP %s", dir, m->n_shards,
-               (long long)m->n_tensors, m->has_mtp ? "on" : "off");
     dsv4__free(seen);
     json_decref(idx);
     *out = m;
@@ -539,6 +525,6 @@ dsv4_status dsv4__model_open(const char *dir, const dsv4_options *opts, struct d
 fail:
     dsv4__free(seen);
     json_decref(idx);
-    model_destroy(m);
+    dsv4__checkpoint_close(m);
     return st;
 }

@@ -1,6 +1,11 @@
 /*
  * lib/loader/loader.h — config.json, safetensors shards (read-only mmap) and
- * the tensor table of a loaded DeepSeek-V4 checkpoint (internal).
+ * the tensor table of a DeepSeek-V4 checkpoint (internal).
+ *
+ * The loader is a pure reader: it opens, maps and validates a checkpoint
+ * directory and answers tensor look-ups. It knows nothing of the forward
+ * pass (lib/graph binds its weights from a checkpoint) or of the public
+ * objects (lib/api: a dsv4_model is a checkpoint plus its bound weights).
  * Spec: ../shared/spec/architecture.md §1–3.
  */
 #ifndef DSV4_LOADER_H
@@ -72,7 +77,7 @@ typedef struct dsv4__tensor {
     int64_t shape[4];
     const uint8_t *data;    /* inside the shard's read-only mapping */
     uint64_t nbytes;
-    int32_t shard;          /* index into model->shards */
+    int32_t shard;          /* index into the checkpoint's shards */
     uint64_t offset;        /* byte offset of data inside the shard file */
 } dsv4__tensor;
 
@@ -82,10 +87,8 @@ typedef struct dsv4__shard {
     uint64_t size;
 } dsv4__shard;
 
-struct dsv4__weights;       /* the forward pass's bound view (lib/graph) */
-
-struct dsv4_model {
-    dsv4__ref ref;
+/* An opened checkpoint directory: config, mapped shards, tensor table. */
+typedef struct dsv4__checkpoint {
     dsv4__log log;
     char *dir;
     dsv4__config cfg;
@@ -93,23 +96,17 @@ struct dsv4_model {
     int32_t n_shards;
     dsv4__tensor *tensors;  /* sorted by name */
     int64_t n_tensors;
-    int32_t has_mtp;        /* MTP tensors present and bound */
+    int32_t has_mtp;        /* MTP tensors present and checked (DSV4_OPT_LOAD_MTP) */
     char *tokenizer_json;   /* path or NULL */
     char *tokenizer_config_json;
-    struct dsv4__weights *weights; /* built at load by dsv4__weights_bind */
-};
+} dsv4__checkpoint;
 
 /* Parse config.json text; validates fields and consistency (spec §1, §7.1). */
 dsv4_status dsv4__config_parse(const char *json_text, size_t len, const char *path,
                                dsv4__config *cfg, dsv4__err *e);
 
 /* Tensor lookup by exact name (binary search); NULL when absent. */
-const dsv4__tensor *dsv4__model_tensor(const struct dsv4_model *m, const char *name);
-
-/* Called at the end of a successful load: bind the forward pass's weights.
- * Defined by lib/graph. */
-dsv4_status dsv4__weights_bind(struct dsv4_model *m, dsv4__err *e);
-void dsv4__weights_free(struct dsv4__weights *w);
+const dsv4__tensor *dsv4__checkpoint_tensor(const dsv4__checkpoint *ck, const char *name);
 
 
 /* ---- the tensor table a config implies (lib/loader/tensors.c) ---- */
@@ -134,10 +131,13 @@ int dsv4__expected_tensors(const dsv4__config *c, int with_mtp, dsv4__expect_fn 
 /* Bytes of a tensor of this dtype and shape; -1 on overflow or unknown dtype. */
 int64_t dsv4__tensor_bytes(int dtype, int ndim, const int64_t *shape);
 
-/* Release one reference (contexts hold references to their model). */
-void dsv4__model_release(struct dsv4_model *m);
-/* Open, map and validate a checkpoint directory (the work of dsv4_model_load). */
-dsv4_status dsv4__model_open(const char *dir, const dsv4_options *opts, struct dsv4_model **out, dsv4__err *e);
+/* Open, map and validate a checkpoint directory: config.json, the shards
+ * and every tensor against the table the config implies. The progress
+ * callback of opts sees fractions up to 0.9 (one step per shard); the rest
+ * is the caller's (binding). */
+dsv4_status dsv4__checkpoint_open(const char *dir, const dsv4_options *opts, dsv4__checkpoint **out, dsv4__err *e);
+/* Unmap and free (NULL is a no-op). */
+void dsv4__checkpoint_close(dsv4__checkpoint *ck);
 /* Read a small file (JSON) whole, NUL-terminated; free with dsv4__free. */
 dsv4_status dsv4__read_file(const char *path, char **out, size_t *len, dsv4__err *e);
 

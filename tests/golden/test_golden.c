@@ -19,7 +19,7 @@
 #include <jansson.h>
 #include <dsv4/dsv4.h>
 #include "testutil.h"
-#include "graph/forward.h"
+#include "api/api_int.h"
 
 static int32_t *load_tokens(const char *path, size_t *n)
 {
@@ -178,7 +178,7 @@ static void debug_choices(dsv4_model *m, const char *seqdir, const int32_t *tok,
     dsv4__rt *rt = NULL;
     dsv4__state *st = NULL;
     dsv4__err e = { 0, "" };
-    int ok = dsv4__rt_create(m, &o, &rt, &e) == DSV4_OK && dsv4__state_create(rt, 1, &st, &e) == DSV4_OK;
+    int ok = dsv4__model_rt_create(m, &o, &rt, &e) == DSV4_OK && dsv4__state_create(rt, 1, &st, &e) == DSV4_OK;
     CHECK(ok, "internal runtime: %s", e.msg);
     if (ok) {
         dsv4__rt_set_debug(rt, on_debug, &d);
@@ -263,7 +263,7 @@ static void batch_checks(dsv4_model *m, const char *preset, const int32_t *tok, 
     dsv4__rt *rt = NULL;
     dsv4__state *st[4] = { 0 };
     dsv4__err e = { 0, "" };
-    int ok = dsv4__rt_create(m, &o, &rt, &e) == DSV4_OK;
+    int ok = dsv4__model_rt_create(m, &o, &rt, &e) == DSV4_OK;
     for (int i = 0; ok && i < 4; i++) ok = dsv4__state_create(rt, 1, &st[i], &e) == DSV4_OK;
     CHECK(ok, "internal runtime: %s", e.msg);
     int64_t N = (int64_t)n;
@@ -305,7 +305,7 @@ static void batch_checks(dsv4_model *m, const char *preset, const int32_t *tok, 
         dsv4__rt_opts ro = { 2, N, 64, DSV4_NUMERICS_FLOAT, DSV4_REVISION_CURRENT, ref };
         dsv4__state *s = NULL;
         rt = NULL;
-        ok = dsv4__rt_create(m, &ro, &rt, &e) == DSV4_OK && dsv4__state_create(rt, 1, &s, &e) == DSV4_OK;
+        ok = dsv4__model_rt_create(m, &ro, &rt, &e) == DSV4_OK && dsv4__state_create(rt, 1, &s, &e) == DSV4_OK;
         const int32_t *ta[1] = { tok };
         float *l1[1] = { ref ? la2 : la }, *m1[1] = { ref ? ma2 : ma };
         ok = ok && internal_run(rt, &s, ta, &N, 1, l1, m1);

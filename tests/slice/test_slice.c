@@ -17,8 +17,7 @@
 #include <sys/stat.h>
 #include <dsv4/dsv4.h>
 #include "testutil.h"
-#include "loader/loader.h"
-#include "graph/forward.h"
+#include "api/api_int.h"
 
 #define T(c) CHECK((c), "%s", #c)
 enum { P = 18, D = 2, N = P + D };
@@ -34,13 +33,13 @@ static int argmax(const float *x, int64_t n)
 /* prefill P tokens (all logits, MTP), then decode D: logits [N][V], MTP [N-1][V] */
 static int run(dsv4_model *m, int numerics, int ref_ops, const int32_t *tok, float *lg, float *mtp)
 {
-    int64_t V = m->cfg.vocab_size;
+    int64_t V = dsv4__model_config(m)->vocab_size;
     dsv4__rt_opts o = { 2, 64, 32, numerics, DSV4_REVISION_CURRENT, ref_ops };
     dsv4__rt *rt = NULL;
     dsv4__state *s = NULL;
     dsv4__err e = { 0, "" };
     int64_t nm = 0, k = 0;
-    int ok = dsv4__rt_create(m, &o, &rt, &e) == DSV4_OK && dsv4__state_create(rt, 1, &s, &e) == DSV4_OK &&
+    int ok = dsv4__model_rt_create(m, &o, &rt, &e) == DSV4_OK && dsv4__state_create(rt, 1, &s, &e) == DSV4_OK &&
              dsv4__forward(s, tok, P, lg, P, mtp, &nm, &e) == DSV4_OK;
     for (int i = 0; ok && i < D; i++) {
         ok = dsv4__forward(s, tok + P + i, 1, lg + (P + i) * V, 1, mtp + (nm + k) * V, &k, &e) == DSV4_OK;
@@ -73,11 +72,11 @@ int main(int argc, char **argv)
     dsv4_model *m = NULL;
     char *err = NULL;
     if (CHECK(dsv4_model_load(dir, NULL, &m, &err) == DSV4_OK, "load %s: %s", dir, err ? err : "")) {
-        int64_t V = m->cfg.vocab_size;
-        printf("flash-slice: dim %d, %d heads x %d, %d layers (ratios", m->cfg.dim, m->cfg.n_heads,
-               m->cfg.head_dim, m->cfg.n_layers);
-        for (int l = 0; l < m->cfg.n_layers; l++) printf(" %d", m->cfg.compress_ratios[l]);
-        printf("), %d experts, vocab %lld\n", m->cfg.n_routed_experts, (long long)V);
+        int64_t V = dsv4__model_config(m)->vocab_size;
+        printf("flash-slice: dim %d, %d heads x %d, %d layers (ratios", dsv4__model_config(m)->dim, dsv4__model_config(m)->n_heads,
+               dsv4__model_config(m)->head_dim, dsv4__model_config(m)->n_layers);
+        for (int l = 0; l < dsv4__model_config(m)->n_layers; l++) printf(" %d", dsv4__model_config(m)->compress_ratios[l]);
+        printf("), %d experts, vocab %lld\n", dsv4__model_config(m)->n_routed_experts, (long long)V);
         int32_t tok[N];
         uint32_t st = 99;
         for (int i = 0; i < N; i++) { st = st * 1103515245u + 12345u; tok[i] = (int32_t)((st >> 8) % (uint32_t)V); }

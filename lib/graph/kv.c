@@ -1,0 +1,260 @@
+/*
+ * lib/graph/kv.c — a session's decode state (spec §6): per layer the window
+ * ring of raw KV vectors, the compressors' running states, the compressed
+ * entries and indexer keys, stored compactly in reference numerics (§6.1);
+ * plus the ring store node of the graph.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "forward_int.h"
+#include "ops.h"
+
+/* ---- session state -------------------------------------------------------- */
+
+void dsv4__state_free(dsv4__state *s)
+{
+    if (!s) return;
+    int nl = s->rt->c->n_layers + 1;
+    for (int l = 0; s->L && l < nl; l++) {
+        lstate *L = &s->L[l];
+        dsv4__free_aligned(L->ring);
+        dsv4__free_aligned(L->ckv); dsv4__free_aligned(L->csc);
+        dsv4__free_aligned(L->ikv); dsv4__free_aligned(L->isc);
+        dsv4__free_aligned(L->cache); dsv4__free_aligned(L->icache);
+    }
+    dsv4__free(s->L);
+    dsv4__free_aligned(s->last_x);
+    dsv4__free(s);
+}
+
+
+void dsv4__state_reset(dsv4__state *s)
+{
+    const dsv4__config *c = s->rt->c;
+    int nl = c->n_layers + 1;
+    for (int l = 0; l < nl; l++) {
+        lstate *L = &s->L[l];
+        int r = c->compress_ratios[l];
+        L->n = 0;
+        if (r > 0 && L->ckv) {
+            int64_t n = (int64_t)comp_rows(r) * (r == 4 ? 2 : 1) * c->head_dim;
+            for (int64_t i = 0; i < n; i++) { L->ckv[i] = 0.0f; L->csc[i] = -INFINITY; }
+        }
+        if (r == 4 && L->ikv) {
+            int64_t n = 8 * 2 * (int64_t)c->index_head_dim;
+            for (int64_t i = 0; i < n; i++) { L->ikv[i] = 0.0f; L->isc[i] = -INFINITY; }
+        }
+    }
+    s->pos = 0;
+}
+
+dsv4_status dsv4__state_create(dsv4__rt *rt, int with_mtp, dsv4__state **out, dsv4__err *e)
+{
+    *out = NULL;
+    const dsv4__config *c = rt->c;
+    dsv4__state *s = dsv4__calloc(1, sizeof *s);
+    if (!s) return dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "session: out of memory");
+    s->rt = rt;
+    s->mtp = with_mtp;
+    int nl = c->n_layers + 1;
+    s->L = dsv4__calloc((size_t)nl, sizeof *s->L);
+    int64_t hd = c->head_dim, ihd = c->index_head_dim, total = 0;
+    if (!s->L) goto oom;
+#define AL(p, n) do { int64_t n_ = (n); total += n_; if (!((p) = dsv4__malloc_aligned((size_t)(n_ > 0 ? n_ : 1)))) goto oom; } while (0)
+    for (int l = 0; l < nl; l++) {
+        if (l == c->n_layers && !with_mtp) continue;
+        lstate *L = &s->L[l];
+        int r = c->compress_ratios[l];
+        AL(L->ring, (int64_t)c->window * hd * 4);
+        if (r > 0) {
+            int64_t w = (r == 4 ? 2 : 1) * hd;
+            AL(L->ckv, comp_rows(r) * w * 4);
+            AL(L->csc, comp_rows(r) * w * 4);
+            L->cap = rt->o.n_ctx / r;
+            AL(L->cache, L->cap * dsv4__rt_entry_bytes(rt, 0));
+        }
+        if (r == 4) {
+            AL(L->ikv, 8 * 2 * ihd * 4);
+            AL(L->isc, 8 * 2 * ihd * 4);
+            AL(L->icache, L->cap * dsv4__rt_entry_bytes(rt, 1));
+        }
+    }
+    AL(s->last_x, (int64_t)c->hc_mult * c->dim * 4);
+#undef AL
+    s->reserved = total;
+    dsv4__state_reset(s);
+    *out = s;
+    return DSV4_OK;
+oom:
+    dsv4__state_free(s);
+    return dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "session: out of memory for a %lld-token context",
+                      (long long)rt->o.n_ctx);
+}
+
+int64_t dsv4__state_pos(const dsv4__state *s) { return s->pos; }
+
+void dsv4__state_memory(const dsv4__state *s, int64_t *reserved, int64_t *used)
+{
+    const dsv4__config *c = s->rt->c;
+    int64_t u = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        int r = c->compress_ratios[l];
+        if (r > 0) u += s->L[l].n * dsv4__rt_entry_bytes(s->rt, 0);
+        if (r == 4) u += s->L[l].n * dsv4__rt_entry_bytes(s->rt, 1);
+    }
+    if (reserved) *reserved = s->reserved;
+    if (used) *used = u;
+}
+
+/* ---- compact entry storage (spec §6.1) ------------------------------------ */
+
+int64_t dsv4__kv_entry_bytes(const dsv4__config *c, int indexer, int compact)
+{
+    int64_t ihd = c->index_head_dim, nope = c->head_dim - c->rope_head_dim;
+    if (indexer) return compact ? ihd / 2 + ihd / 32 : ihd * 4;
+    return compact ? nope + nope / 64 + (int64_t)c->rope_head_dim * 4 : (int64_t)c->head_dim * 4;
+}
+
+int64_t dsv4__rt_entry_bytes(const dsv4__rt *rt, int indexer)
+{
+    return dsv4__kv_entry_bytes(rt->c, indexer, indexer ? rt->fp4_sim : rt->compact);
+}
+
+/* FP8 simulation of x[0..n) per 64-block (§4.7); with dst, also store codes
+ * and E8M0 exponents there (n bytes then n/64 bytes) */
+void dsv4__kv_fp8(float *x, int64_t n, uint8_t *dst)
+{
+    float q[64];
+    int8_t ex;
+    for (int64_t b = 0; b < n; b += 64) {
+        dsv4k_act_quant_fp8_ref(x + b, 64, 64, q, &ex);
+        float s = dsv4k_pow2(ex);
+        for (int i = 0; i < 64; i++) {
+            uint8_t code;
+            dsv4k_e4m3_round(q[i], &code);
+            if (dst) dst[b + i] = code;
+            x[b + i] = q[i] * s;
+        }
+        if (dst) dst[n + b / 64] = (uint8_t)(ex + 127);
+    }
+}
+
+/* FP4 simulation of x[0..n) per 32-block (§4.8); with dst, packed codes
+ * (n/2 bytes) then E8M0 exponents (n/32 bytes) */
+void dsv4__key_fp4(float *x, int64_t n, uint8_t *dst)
+{
+    const float c6 = 1.0f / 6.0f, floor_ = 6.0f * dsv4k_pow2(-126);
+    for (int64_t b = 0; b < n; b += 32) {
+        float amax = 0.0f;
+        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[b + i]));
+        amax = fmaxf(amax, floor_);
+        int ex = dsv4k_log2_ceil(amax * c6);
+        float s = dsv4k_pow2(ex), inv = dsv4k_pow2(-ex);
+        for (int i = 0; i < 32; i++) {
+            uint8_t code;
+            float v = x[b + i] * inv;
+            v = v > 6.0f ? 6.0f : v < -6.0f ? -6.0f : v;
+            x[b + i] = dsv4k_e2m1_round(v, &code) * s;
+            if (dst) {
+                if (i & 1) dst[(b + i) / 2] |= (uint8_t)(code << 4);
+                else dst[(b + i) / 2] = code;
+            }
+        }
+        if (dst) dst[n / 2 + b / 32] = (uint8_t)(ex + 127);
+    }
+}
+
+const float *dsv4__entry_get(const dsv4__rt *rt, const lstate *L, int64_t j, float *buf)
+{
+    const dsv4__config *c = rt->c;
+    int64_t hd = c->head_dim;
+    if (!rt->compact) return (const float *)(L->cache + j * hd * 4);
+    int64_t nope = hd - c->rope_head_dim;
+    const uint8_t *p = L->cache + j * dsv4__rt_entry_bytes(rt, 0);
+    for (int64_t b = 0; b < nope; b += 64) {
+        float s = dsv4k_pow2((int)p[nope + b / 64] - 127);
+        for (int i = 0; i < 64; i++) buf[b + i] = dsv4k_lut_e4m3[p[b + i]] * s;
+    }
+    memcpy(buf + nope, p + nope + nope / 64, (size_t)c->rope_head_dim * 4);
+    return buf;
+}
+
+void dsv4__entry_put(const dsv4__rt *rt, lstate *L, int64_t j, float *v)
+{
+    const dsv4__config *c = rt->c;
+    int64_t hd = c->head_dim, nope = hd - c->rope_head_dim;
+    if (!rt->compact) {
+        if (rt->kv_sim) dsv4__kv_fp8(v, nope, NULL);
+        memcpy(L->cache + j * hd * 4, v, (size_t)hd * 4);
+        return;
+    }
+    uint8_t *p = L->cache + j * dsv4__rt_entry_bytes(rt, 0);
+    dsv4__kv_fp8(v, nope, p);
+    memcpy(p + nope + nope / 64, v + nope, (size_t)c->rope_head_dim * 4);
+}
+
+const float *dsv4__key_get(const dsv4__rt *rt, const lstate *L, int64_t j, float *buf)
+{
+    int64_t ihd = rt->c->index_head_dim;
+    if (!rt->fp4_sim) return (const float *)(L->icache + j * ihd * 4);
+    dsv4k_key_fp4_decode(L->icache + j * dsv4__rt_entry_bytes(rt, 1), ihd, buf, rt->simd);
+    return buf;
+}
+
+void dsv4__key_put(const dsv4__rt *rt, lstate *L, int64_t j, float *v)
+{
+    int64_t ihd = rt->c->index_head_dim;
+    if (!rt->fp4_sim) { memcpy(L->icache + j * ihd * 4, v, (size_t)ihd * 4); return; }
+    dsv4__key_fp4(v, ihd, L->icache + j * dsv4__rt_entry_bytes(rt, 1));
+}
+
+void dsv4__state_fill_synthetic(dsv4__state *s, int64_t pos, uint32_t seed)
+{
+    dsv4__rt *rt = s->rt;
+    const dsv4__config *c = rt->c;
+    int64_t hd = c->head_dim, ihd = c->index_head_dim, W = c->window;
+    if (pos > rt->o.n_ctx) pos = rt->o.n_ctx;
+    uint32_t st = seed * 2654435761u + 1;
+#define RND() (st = st * 1664525u + 1013904223u, st >> 8)
+#define RF() ((float)(RND() & 0xffff) / 32768.0f - 1.0f)
+    float *v = dsv4__malloc(sizeof(float) * (size_t)(hd > ihd ? hd : ihd));
+    for (int l = 0; v && l < c->n_layers; l++) {
+        lstate *L = &s->L[l];
+        int r = c->compress_ratios[l];
+        for (int64_t i = 0; i < W * hd; i++) L->ring[i] = RF();
+        if (r <= 0) continue;
+        int64_t n = pos / r < L->cap ? pos / r : L->cap;
+        for (int64_t j = 0; j < n; j++) {
+            for (int64_t i = 0; i < hd; i++) v[i] = RF();
+            dsv4__entry_put(rt, L, j, v);
+            if (r == 4) {
+                for (int64_t i = 0; i < ihd; i++) v[i] = RF();
+                dsv4__key_put(rt, L, j, v);
+            }
+        }
+        L->n = n;
+    }
+#undef RND
+#undef RF
+    dsv4__free(v);
+    for (int64_t i = 0; i < (int64_t)c->hc_mult * c->dim; i++) s->last_x[i] = 0.0f;
+    s->pos = pos;
+}
+
+/* ---- the window ring --------------------------------------------------- */
+
+/* the ring keeps the last `window` raw KV vectors of each session */
+void dsv4__op_ring(dsv4g_run *r, const dsv4g_node *n)
+{
+    dsv4__rt *rt = RT(r);
+    const rowset *rs = &rt->rs[n->i[1]];
+    int64_t hd = rt->c->head_dim, W = rt->c->window;
+    const float *KV = dsv4g_f32(r, n->in[0]);
+    for (int i = 0; i < rs->n_sp; i++) {
+        const span *sp = &rs->sp[i];
+        lstate *ls = span_layer(sp, n->i[0]);
+        for (int64_t t = sp->n > W ? sp->n - W : 0; t < sp->n; t++)
+            memcpy(ls->ring + ((sp->p0 + t) % W) * hd, KV + (sp->row0 + t) * hd, (size_t)hd * 4);
+    }
+}

@@ -1,0 +1,150 @@
+/*
+ * lib/graph/moe.c — the MoE sublayer (spec §5.7): routing (learned gate
+ * with bias, or the hash table of the first layers), the routed experts
+ * grouped per expert, the shared expert, and the nodes of the sublayer.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "forward_int.h"
+#include "ops.h"
+
+/* ---- SwiGLU ------------------------------------------------------------ */
+
+static float silu(float x) { return (float)((double)x / (1.0 + exp(-(double)x))); }
+
+/* h = w · silu(min(g, lim)) · clamp(u, ±lim) in place of g (lim 0 = none) */
+static void swiglu(float *g, const float *u, int64_t n, float lim, float w)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float gv = g[i], uv = u[i];
+        if (lim > 0) {
+            gv = gv > lim ? lim : gv;
+            uv = uv > lim ? lim : uv < -lim ? -lim : uv;
+        }
+        g[i] = w * (silu(gv) * uv);
+    }
+}
+
+/* ---- operators --------------------------------------------------------- */
+
+/* routing (§5.7): scores sqrt(softplus(logit)), the K best of score + bias
+ * (ties to the lower id) or the token's hash row, weights renormalised */
+static void op_route(dsv4g_run *r, const dsv4g_node *n)
+{
+    dsv4__rt *rt = RT(r);
+    const dsv4__config *c = rt->c;
+    const dsv4__layer_w *lw = n->p[0];
+    const rowset *rs = &rt->rs[n->i[1]];
+    int64_t E = c->n_routed_experts, K = c->n_active_experts;
+    float *GL = dsv4g_f32(r, n->in[0]), *SELW = dsv4g_f32(r, n->out[1]);
+    int32_t *SEL = dsv4g_i32(r, n->out[0]);
+    for (int64_t t = 0; t < rs->n; t++) {
+        float *l = GL + t * E;
+        for (int64_t e = 0; e < E; e++) l[e] = sqrtf(dsv4k_softplus(l[e]));
+        int32_t *sel = SEL + t * K;
+        if (lw->hash) {
+            for (int64_t k = 0; k < K; k++) sel[k] = lw->tid2eid[(int64_t)rs->tok[t] * K + k];
+        } else {
+            for (int64_t k = 0; k < K; k++) {
+                int32_t best = -1;
+                float bv = 0;
+                for (int64_t e = 0; e < E; e++) {
+                    int taken = 0;
+                    for (int64_t q = 0; q < k; q++) taken |= sel[q] == e;
+                    if (taken) continue;
+                    float v = l[e] + lw->gate_bias[e];
+                    if (best < 0 || v > bv) { best = (int32_t)e; bv = v; }
+                }
+                sel[k] = best;
+            }
+        }
+        double sum = 0.0;
+        for (int64_t k = 0; k < K; k++) sum += l[sel[k]];
+        for (int64_t k = 0; k < K; k++) SELW[t * K + k] = (float)(c->route_scale * l[sel[k]] / sum);
+    }
+    if (rt->debug && rs->n) rt->debug(rt->debug_user, (int)n->i[0], 0, rs->n, 0, SEL, SELW);
+}
+
+/* routed experts (§5.7): rows grouped per expert, in expert id order (so
+ * each row's sum runs in id order too); ACC [rows][dim]; WS workspace
+ * [rows][2·dim + 2·inter] */
+static void op_experts(dsv4g_run *r, const dsv4g_node *n)
+{
+    dsv4__rt *rt = RT(r);
+    const dsv4__config *c = rt->c;
+    const dsv4__layer_w *lw = n->p[0];
+    int64_t dim = c->dim, E = c->n_routed_experts, K = c->n_active_experts, inter = c->moe_inter_dim;
+    int64_t T = dsv4g_rows(r, n->in[0]);
+    const float *x = dsv4g_f32(r, n->in[0]), *SELW = dsv4g_f32(r, n->in[2]);
+    const int32_t *SEL = dsv4g_i32(r, n->in[1]);
+    float *ACC = dsv4g_f32(r, n->out[0]), *WS = dsv4g_f32(r, n->out[1]);
+    float *XE = WS, *GE = XE + T * dim, *UE = GE + T * inter, *OE = UE + T * inter;
+    int32_t *ROWS = (int32_t *)(OE + T * dim);
+    float *WR = (float *)(ROWS + T);
+    float lim = (float)c->swiglu_limit;
+    memset(ACC, 0, (size_t)(T * dim) * 4);
+    for (int64_t e = 0; e < E; e++) {
+        int64_t m = 0;
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t k = 0; k < K; k++)
+                if (SEL[t * K + k] == e) {
+                    ROWS[m] = (int32_t)t;
+                    WR[m] = SELW[t * K + k];
+                    memcpy(XE + m * dim, x + t * dim, (size_t)dim * 4);
+                    m++;
+                }
+        if (!m) continue;
+        dsv4g_linear_exec(r, &lw->w1[e], XE, dim, m, GE, inter, r->aq);
+        dsv4g_linear_exec(r, &lw->w3[e], XE, dim, m, UE, inter, r->aq);
+        for (int64_t i = 0; i < m; i++) swiglu(GE + i * inter, UE + i * inter, inter, lim, WR[i]);
+        dsv4g_linear_exec(r, &lw->w2[e], GE, inter, m, OE, dim, r->aq);
+        for (int64_t i = 0; i < m; i++) {
+            float *acc = ACC + ROWS[i] * dim;
+            const float *o = OE + i * dim;
+            for (int64_t d = 0; d < dim; d++) acc[d] += o[d];
+        }
+    }
+}
+
+/* g = silu(min(g, lim)) · clamp(u, ±lim) (lim 0: no clamp) */
+static void op_swiglu(dsv4g_run *r, const dsv4g_node *n)
+{
+    int64_t rows = dsv4g_rows(r, n->in[0]), cols = r->g->t[n->in[0]].cols;
+    float *g = dsv4g_f32(r, n->in[0]);
+    const float *u = dsv4g_f32(r, n->in[1]);
+    for (int64_t t = 0; t < rows; t++) swiglu(g + t * cols, u + t * cols, cols, n->f[0], 1.0f);
+}
+
+/* ---- the MoE sublayer -------------------------------------------------- */
+
+/* MoE sublayer (§5.7) */
+int32_t dsv4__build_moe(dsv4__rt *rt, dsv4g_graph *g, int li, const dsv4__layer_w *lw, int dom, int32_t x)
+{
+    const dsv4__config *c = rt->c;
+    int64_t dim = c->dim, E = c->n_routed_experts, K = c->n_active_experts, inter = c->moe_inter_dim;
+    int32_t GL = F(g, "gate_logits", dom, 1, E), SEL = dsv4g_new(g, "experts", DSV4G_I32, dom, 1, K);
+    int32_t SELW = F(g, "expert_w", dom, 1, K);
+    dsv4g_linear(g, &lw->gate, x, GL, 0);
+    dsv4g_node *n = dsv4g_node_add(g, op_route, "route");
+    dsv4g_in(g, n, GL, -1, -1, -1, -1);
+    dsv4g_out(g, n, SEL, SELW, -1);
+    n->p[0] = lw;
+    n->i[0] = li; n->i[1] = dom;
+    int32_t ACC = F(g, "routed_out", dom, 1, dim), WS = F(g, "expert_ws", dom, 1, 2 * dim + 2 * inter + 2);
+    n = dsv4g_node_add(g, op_experts, "experts");
+    dsv4g_in(g, n, x, SEL, SELW, -1, -1);
+    dsv4g_out(g, n, ACC, WS, -1);
+    n->p[0] = lw;
+    int32_t SG = F(g, "shared_gate", dom, 1, inter), SU = F(g, "shared_up", dom, 1, inter);
+    int32_t SO = F(g, "shared_out", dom, 1, dim), out = F(g, "ffn_out", dom, 1, dim);
+    dsv4g_linear(g, &lw->sw1, x, SG, 1);
+    dsv4g_linear(g, &lw->sw3, x, SU, 1);
+    n = dsv4g_node_add(g, op_swiglu, "swiglu");
+    dsv4g_in(g, n, SG, SU, -1, -1, -1);
+    dsv4g_out(g, n, SG, -1, -1);
+    n->f[0] = rt->shared_clamp ? (float)c->swiglu_limit : 0.0f;
+    dsv4g_linear(g, &lw->sw2, SG, SO, 1);
+    dsv4g_add(g, ACC, SO, out);
+    return out;
+}
