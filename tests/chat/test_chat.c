@@ -10,6 +10,8 @@
 #include <string.h>
 #include "testutil.h"
 
+void dsv4__alloc_fail_after(long n); /* lib/core: the n-th allocation from now fails */
+
 #define T(c) CHECK((c), "%s", #c)
 
 static dsv4_tokenizer *tok;
@@ -646,6 +648,118 @@ static void official_rules(void)
     dsv4_chat_free(c);
 }
 
+/* reasoning_effort, the one rule (core/effort.h): none → non-thinking;
+ * minimal, low, medium, high → the plain thinking prompt; xhigh, max → the
+ * max-effort paragraph (thinking mode only); anything else is an error */
+static char *render_effort(const char *mode, const char *effort_json)
+{
+    char req[512], *prompt = NULL;
+    if (effort_json)
+        snprintf(req, sizeof req, "{\"thinking_mode\":\"%s\",\"reasoning_effort\":%s,\"messages\":[{\"role\":\"user\","
+                 "\"content\":\"Hi\"}]}", mode, effort_json);
+    else
+        snprintf(req, sizeof req, "{\"thinking_mode\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}", mode);
+    if (dsv4_chat_render(req, strlen(req), &prompt, NULL) != DSV4_OK) return NULL;
+    return prompt;
+}
+
+static void effort_rule(void)
+{
+    char *plain = render_effort("thinking", NULL), *chat = render_effort("chat", NULL),
+         *max = render_effort("thinking", "\"max\"");
+    T(plain && chat && max && strcmp(plain, BOSS USR "Hi" ASST "<think>") == 0 &&
+      strcmp(chat, BOSS USR "Hi" ASST "</think>") == 0 && strncmp(max, BOSS "Reasoning Effort: Absolute maximum", 40) == 0);
+    static const char *const as_plain[] = { "\"minimal\"", "\"low\"", "\"medium\"", "\"high\"", "null" };
+    for (size_t i = 0; i < sizeof as_plain / sizeof as_plain[0]; i++) {
+        char *p = render_effort("thinking", as_plain[i]);
+        CHECK(p && plain && strcmp(p, plain) == 0, "reasoning_effort %s renders the plain thinking prompt", as_plain[i]);
+        dsv4_free(p);
+    }
+    char *p = render_effort("thinking", "\"xhigh\"");
+    CHECK(p && max && strcmp(p, max) == 0, "reasoning_effort xhigh = max");
+    dsv4_free(p);
+    p = render_effort("thinking", "\"none\"");
+    CHECK(p && chat && strcmp(p, chat) == 0, "reasoning_effort none = non-thinking");
+    dsv4_free(p);
+    p = render_effort("chat", "\"xhigh\"");
+    CHECK(p && chat && strcmp(p, chat) == 0, "max effort changes nothing in chat mode");
+    dsv4_free(p);
+    expect_err("{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"reasoning_effort\":5}", DSV4_ERR_INVALID_ARGUMENT,
+               "reasoning_effort must be a string");
+    expect_err("{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"reasoning_effort\":\"ultra\"}", DSV4_ERR_INVALID_ARGUMENT,
+               "reasoning_effort \"ultra\" is not one of");
+    /* the builder's values map the same way */
+    static const int32_t values[] = { DSV4_EFFORT_DEFAULT, DSV4_EFFORT_NONE, DSV4_EFFORT_LOW, DSV4_EFFORT_MEDIUM,
+                                      DSV4_EFFORT_HIGH, DSV4_EFFORT_MAX };
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        dsv4_chat *c = NULL;
+        char *q = NULL;
+        int ok = dsv4_chat_create(&c) == DSV4_OK && dsv4_chat_set_i64(c, DSV4_CHAT_REASONING_EFFORT, values[i]) == DSV4_OK &&
+                 dsv4_chat_add_message(c, "user", "Hi", NULL) == DSV4_OK && dsv4_chat_render_text(c, &q) == DSV4_OK;
+        const char *want = values[i] == DSV4_EFFORT_NONE ? chat : values[i] == DSV4_EFFORT_MAX ? max : plain;
+        CHECK(ok && q && want && strcmp(q, want) == 0, "builder effort %d", (int)values[i]);
+        dsv4_free(q);
+        dsv4_chat_free(c);
+    }
+    dsv4_free(plain);
+    dsv4_free(chat);
+    dsv4_free(max);
+}
+
+/* deep nesting, and every allocation failing in turn: a clear status, no
+ * crash, no leak (the sanitizer build checks the last) */
+static void robustness(void)
+{
+    static char args[8192], req[9000], want[9000];
+    for (int depth = 400; depth <= 600; depth += 200) {
+        size_t n = 0;
+        n += (size_t)snprintf(args + n, sizeof args - n, "{\\\"a\\\": ");
+        for (int i = 0; i < depth; i++) args[n++] = '[';
+        for (int i = 0; i < depth; i++) args[n++] = ']';
+        n += (size_t)snprintf(args + n, sizeof args - n, "}");
+        args[n] = 0;
+        snprintf(req, sizeof req,
+                 "{\"thinking_mode\":\"chat\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"assistant\","
+                 "\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":\"%s\"}}]}]}", args);
+        char *prompt = NULL;
+        T(dsv4_chat_render(req, strlen(req), &prompt, NULL) == DSV4_OK && prompt);
+        /* up to 512 levels: parameters; deeper: the raw arguments */
+        snprintf(want, sizeof want, depth <= 512 ? "<" DS "parameter name=\"a\" string=\"false\">[[[" :
+                                                   "<" DS "parameter name=\"arguments\" string=\"true\">{\"a\": [[[");
+        CHECK(prompt && strstr(prompt, want), "nesting %d", depth);
+        dsv4_free(prompt);
+    }
+    const char *big =
+        "{\"thinking_mode\":\"thinking\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"x\":[1.5,1e100]}}],"
+        "\"messages\":[{\"role\":\"system\",\"content\":\"S\"},{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\","
+        "\"content\":\"b\"},{\"role\":\"assistant\",\"reasoning_content\":\"r\",\"content\":\"c\",\"tool_calls\":["
+        "{\"id\":\"1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\": [1, 2.5e-7, "
+        "123456789012345678901234567890], \\\"b\\\": \\\"s\\\", \\\"a\\\": {\\\"k\\\": null}, \\\"c\\\": 3}\"}},"
+        "{\"id\":\"2\",\"type\":\"function\",\"function\":{\"name\":\"g\",\"arguments\":\"{}\"}}]},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"2\",\"content\":\"R2\"},{\"role\":\"tool\",\"tool_call_id\":\"1\",\"content\":\"R1\"},"
+        "{\"role\":\"user\",\"content\":\"d\"}]}";
+    char *full = NULL;
+    T(dsv4_chat_render(big, strlen(big), &full, NULL) == DSV4_OK && full);
+    int fails = 0, oom = 0;
+    for (long k = 1; k < 400; k++) {
+        char *prompt = (char *)1, *msg = NULL;
+        dsv4__alloc_fail_after(k);
+        dsv4_status st = dsv4_chat_render(big, strlen(big), &prompt, &msg);
+        dsv4__alloc_fail_after(0);
+        if (st == DSV4_OK) {
+            fails += !prompt || !full || strcmp(prompt, full) != 0;
+            dsv4_free(prompt);
+            dsv4_free(msg);
+            break;
+        }
+        oom++;
+        fails += st != DSV4_ERR_OUT_OF_MEMORY || prompt != NULL || !msg || !strstr(msg, "out of memory");
+        dsv4_free(msg);
+    }
+    CHECK(fails == 0 && oom > 10, "allocation failures: %d bad of %d failed renders", fails, oom);
+    dsv4_free(full);
+}
+
 int main(void)
 {
     char p[1024];
@@ -656,6 +770,8 @@ int main(void)
     bad();
     fim();
     official_rules();
+    effort_rule();
+    robustness();
     CHECK(builder_checked >= 16 && builder_same == builder_checked, "builder: %d of %d cases exact", builder_same,
           builder_checked);
     printf("builder: %d of %d cases exact (the others use encoder-internal fields)\n", builder_same, builder_checked);
