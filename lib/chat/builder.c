@@ -4,7 +4,11 @@
  */
 #include <jansson.h>
 #include <string.h>
+#include "chat/pyjson.h"
 #include "core/core.h"
+#include "core/effort.h"
+#include "core/jsonf.h"
+#include "core/utf8.h"
 
 dsv4_status dsv4__chat_render_json(json_t *req, char **prompt, dsv4__err *e);
 
@@ -21,10 +25,8 @@ static dsv4_status set_err(dsv4_chat *c, dsv4_status st, const char *msg)
 
 static int utf8_ok(const char *s)
 {
-    json_t *j = json_string(s); /* jansson validates UTF-8 */
-    int ok = j != NULL;
-    json_decref(j);
-    return ok;
+    size_t n = strlen(s);
+    return dsv4__utf8_check(s, n) == n;
 }
 
 dsv4_status dsv4_chat_create(dsv4_chat **out)
@@ -80,7 +82,7 @@ static json_t *last_message(dsv4_chat *c, const char *role)
     json_t *ms = json_object_get(c->req, "messages");
     size_t n = json_array_size(ms);
     json_t *m = n ? json_array_get(ms, n - 1) : NULL;
-    const char *r = m ? json_string_value(json_object_get(m, "role")) : NULL;
+    const char *r = dsv4__jsonf_str(m, "role");
     return r && strcmp(r, role) == 0 ? m : NULL;
 }
 
@@ -89,12 +91,13 @@ dsv4_status dsv4_chat_add_tool_call(dsv4_chat *c, const char *id, const char *na
     if (!c || !name || !arguments_json) return set_err(c, DSV4_ERR_INVALID_ARGUMENT, "dsv4_chat_add_tool_call: NULL argument");
     json_t *m = last_message(c, "assistant");
     if (!m) return set_err(c, DSV4_ERR_INVALID_ARGUMENT, "dsv4_chat_add_tool_call: the last message is not an assistant message");
-    json_t *args = json_loads(arguments_json, JSON_DECODE_ANY, NULL);
-    if (!json_is_object(args)) {
-        json_decref(args);
-        return set_err(c, DSV4_ERR_INVALID_ARGUMENT, "dsv4_chat_add_tool_call: arguments are not a JSON object");
-    }
-    json_decref(args);
+    /* read as the encoder reads it: integers of any size, NaN, ... */
+    dsv4__pyjson args;
+    dsv4_status st = dsv4__pyjson_parse(arguments_json, strlen(arguments_json), &args);
+    if (st == DSV4_ERR_OUT_OF_MEMORY) return set_err(c, st, "out of memory");
+    int is_obj = st == DSV4_OK && args.v[0].type == DSV4__PY_OBJ;
+    if (st == DSV4_OK) dsv4__pyjson_free(&args);
+    if (!is_obj) return set_err(c, DSV4_ERR_INVALID_ARGUMENT, "dsv4_chat_add_tool_call: arguments are not a JSON object");
     if (!utf8_ok(name) || (id && !utf8_ok(id)))
         return set_err(c, DSV4_ERR_INVALID_ARGUMENT, "dsv4_chat_add_tool_call: text is not valid UTF-8");
     json_t *calls = json_object_get(m, "tool_calls");
@@ -134,7 +137,7 @@ dsv4_status dsv4_chat_set_json(dsv4_chat *c, dsv4_chat_field field, const char *
     if (field == DSV4_CHAT_RESPONSE_FORMAT) {
         /* rendered on the system message, as the official encoder does */
         json_t *ms = json_object_get(c->req, "messages"), *m0 = json_array_get(ms, 0);
-        const char *r = m0 ? json_string_value(json_object_get(m0, "role")) : NULL;
+        const char *r = dsv4__jsonf_str(m0, "role");
         if (!r || strcmp(r, "system") != 0) {
             json_decref(v);
             return set_err(c, DSV4_ERR_INVALID_ARGUMENT, "dsv4_chat_set_json: add the system message before a response format");
@@ -155,10 +158,10 @@ dsv4_status dsv4_chat_set_i64(dsv4_chat *c, dsv4_chat_field field, int64_t value
         json_object_set_new(c->req, "thinking_mode", json_string(value ? "thinking" : "chat"));
         return DSV4_OK;
     case DSV4_CHAT_REASONING_EFFORT: {
-        static const char *names[] = { NULL, "none", "low", "medium", "high", "max" };
-        if (value < 0 || value > 5) return set_err(c, DSV4_ERR_INVALID_ARGUMENT, "reasoning effort out of range");
-        if (value == 0) json_object_del(c->req, "reasoning_effort");
-        else json_object_set_new(c->req, "reasoning_effort", json_string(names[value]));
+        if (value < DSV4_EFFORT_DEFAULT || value > DSV4_EFFORT_MAX)
+            return set_err(c, DSV4_ERR_INVALID_ARGUMENT, "reasoning effort out of range");
+        if (value == DSV4_EFFORT_DEFAULT) json_object_del(c->req, "reasoning_effort");
+        else json_object_set_new(c->req, "reasoning_effort", json_string(dsv4__effort_name((int)value)));
         return DSV4_OK;
     }
     case DSV4_CHAT_DROP_THINKING:

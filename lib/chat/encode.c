@@ -2,14 +2,19 @@
  * lib/chat/encode.c — the DeepSeek-V4 chat encoding (text-protocol §3):
  * a chat request (JSON) → the exact prompt string the official encoder
  * renders, including Python-json.dumps-exact serialisation of tool schemas
- * and DSML tool-call arguments.
+ * and DSML tool-call arguments (chat/pyjson.c).
+ *
+ * Output goes to dsv4__sbuf strings through PUT/ADD, which record a failed
+ * allocation in the caller's `oom` flag; the flag is checked once at the end.
  */
 #include <jansson.h>
-#include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+#include "chat/pyjson.h"
 #include "core/core.h"
+#include "core/effort.h"
+#include "core/jsonf.h"
+#include "core/sbuf.h"
 
 #define BOS "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
 #define EOS "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
@@ -49,221 +54,120 @@ static const char tools_tail[] =
     "\n\nYou MUST strictly follow the above defined tool name and parameter schemas to invoke tool calls.\n";
 static const char rf_head[] = "\n\n## Response Format:\n\nYou MUST strictly adhere to the following schema to reply:\n";
 
-/* ---- growing string ---- */
-typedef struct { char *p; size_t n, cap; int oom; } sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t c = b->cap ? b->cap : 256;
-        while (c < b->n + n + 1) c *= 2;
-        char *q = dsv4__realloc(b->p, c);
-        if (!q) { b->oom = 1; return; }
-        b->p = q;
-        b->cap = c;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-static void sb_s(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-
-/* ---- Python json.dumps(obj, ensure_ascii=False) ---- */
-static void py_str(sbuf *b, const char *s, size_t n)
-{
-    sb_add(b, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char e[8];
-        switch (c) {
-        case '"': sb_add(b, "\\\"", 2); break;
-        case '\\': sb_add(b, "\\\\", 2); break;
-        case '\n': sb_add(b, "\\n", 2); break;
-        case '\r': sb_add(b, "\\r", 2); break;
-        case '\t': sb_add(b, "\\t", 2); break;
-        case '\b': sb_add(b, "\\b", 2); break;
-        case '\f': sb_add(b, "\\f", 2); break;
-        default:
-            if (c < 0x20) { snprintf(e, sizeof e, "\\u%04x", c); sb_add(b, e, 6); }
-            else sb_add(b, (const char *)&s[i], 1);
-        }
-    }
-    sb_add(b, "\"", 1);
-}
-
-/* Python float repr: shortest round-trip digits; exponent form when the
- * decimal exponent is < -4 or >= 16; integral values keep ".0". */
-static void py_float(sbuf *b, double v)
-{
-    char t[64];
-    if (isnan(v)) { sb_s(b, "NaN"); return; }
-    if (isinf(v)) { sb_s(b, v < 0 ? "-Infinity" : "Infinity"); return; }
-    int p;
-    for (p = 1; p <= 17; p++) {
-        snprintf(t, sizeof t, "%.*e", p - 1, v);
-        if (strtod(t, NULL) == v) break;
-    }
-    /* t = [-]d.ddde[+-]XX : split digits and exponent */
-    char digits[32];
-    int nd = 0, neg = t[0] == '-';
-    const char *q = t + neg;
-    for (; *q && *q != 'e'; q++) if (*q != '.') digits[nd++] = *q;
-    digits[nd] = 0;
-    int ex = atoi(q + 1);
-    while (nd > 1 && digits[nd - 1] == '0') digits[--nd] = 0;
-    sbuf o = { 0 };
-    if (neg) sb_add(&o, "-", 1);
-    if (ex < -4 || ex >= 16) {
-        sb_add(&o, digits, 1);
-        if (nd > 1) { sb_add(&o, ".", 1); sb_add(&o, digits + 1, (size_t)nd - 1); }
-        snprintf(t, sizeof t, "e%c%02d", ex < 0 ? '-' : '+', ex < 0 ? -ex : ex);
-        sb_s(&o, t);
-    } else if (ex < 0) {
-        sb_s(&o, "0.");
-        for (int i = 0; i < -ex - 1; i++) sb_add(&o, "0", 1);
-        sb_add(&o, digits, (size_t)nd);
-    } else {
-        for (int i = 0; i <= ex; i++) sb_add(&o, i < nd ? &digits[i] : "0", 1);
-        sb_add(&o, ".", 1);
-        if (nd > ex + 1) sb_add(&o, digits + ex + 1, (size_t)(nd - ex - 1));
-        else sb_add(&o, "0", 1);
-    }
-    if (o.p) sb_add(b, o.p, o.n);
-    if (o.oom) b->oom = 1;
-    dsv4__free(o.p);
-}
-
-static void py_dumps(sbuf *b, const json_t *j)
-{
-    char t[32];
-    switch (json_typeof(j)) {
-    case JSON_OBJECT: {
-        const char *k;
-        json_t *v;
-        int first = 1;
-        sb_add(b, "{", 1);
-        json_object_foreach((json_t *)j, k, v) {
-            if (!first) sb_add(b, ", ", 2);
-            first = 0;
-            py_str(b, k, strlen(k));
-            sb_add(b, ": ", 2);
-            py_dumps(b, v);
-        }
-        sb_add(b, "}", 1);
-        break;
-    }
-    case JSON_ARRAY:
-        sb_add(b, "[", 1);
-        for (size_t i = 0; i < json_array_size(j); i++) {
-            if (i) sb_add(b, ", ", 2);
-            py_dumps(b, json_array_get(j, i));
-        }
-        sb_add(b, "]", 1);
-        break;
-    case JSON_STRING: py_str(b, json_string_value(j), json_string_length(j)); break;
-    case JSON_INTEGER: snprintf(t, sizeof t, "%lld", (long long)json_integer_value(j)); sb_s(b, t); break;
-    case JSON_REAL: py_float(b, json_real_value(j)); break;
-    case JSON_TRUE: sb_s(b, "true"); break;
-    case JSON_FALSE: sb_s(b, "false"); break;
-    case JSON_NULL: sb_s(b, "null"); break;
-    }
-}
+#define ADD(b, s, n) (oom |= dsv4__sbuf_add((b), (s), (n)))
+#define PUT(b, s) (oom |= dsv4__sbuf_puts((b), (s)))
 
 /* ---- the encoder ---- */
 typedef struct {
-    const char *role;   /* system user assistant latest_reminder (tool results merged into user) */
-    json_t *msg;        /* the source message (borrowed) */
-    sbuf user;          /* merged user text (tool results + text) */
-    int merged;
+    const char *role;   /* system user assistant latest_reminder developer (tool results merged into user) */
+    json_t *msg;        /* the source message (borrowed; for user turns the first one) */
+    dsv4__sbuf user;    /* user turns: the joined text (tool results and user contents) */
+    const char *task;   /* user turns: the task of the text message that closed the turn */
 } turn;
-
-static const char *jstr(json_t *m, const char *k)
-{
-    json_t *v = json_object_get(m, k);
-    return json_is_string(v) ? json_string_value(v) : NULL;
-}
 
 static dsv4_status fail_at(dsv4__err *e, dsv4_status st, size_t i, const char *what)
 {
     return dsv4__fail(e, st, "messages[%zu]: %s", i, what);
 }
 
-/* DSML of one assistant's tool_calls */
-static dsv4_status render_calls(sbuf *b, json_t *calls, size_t mi, dsv4__err *e)
+/* The parameters of one invoke (text-protocol §3.6): a JSON object as
+ * Python's json.loads reads it gives one parameter per top-level key, in
+ * order — strings raw with string="true", every other value json.dumps'd
+ * with string="false"; anything else (not valid JSON, not an object) one
+ * parameter "arguments" holding the raw value. Lines are joined by "\n",
+ * so an invoke without parameters has an empty line as its body. */
+static dsv4_status render_params(dsv4__sbuf *b, json_t *args, size_t mi, size_t ci, dsv4__err *e)
 {
-    sb_s(b, "\n\n<" DSML "tool_calls>\n");
+    int oom = 0;
+    dsv4__pyjson pj;
+    dsv4_status st = json_is_string(args) ? dsv4__pyjson_parse(json_string_value(args), json_string_length(args), &pj)
+                                          : DSV4_ERR_BAD_FORMAT;
+    if (st == DSV4_ERR_OUT_OF_MEMORY) return dsv4__fail(e, st, "out of memory");
+    if (st == DSV4_OK && pj.v[0].type == DSV4__PY_OBJ) {
+        for (int32_t k = pj.v[0].kid; k >= 0; k = pj.v[pj.v[k].next].next) {
+            const dsv4__pyv *key = &pj.v[k], *v = &pj.v[key->next];
+            const char *ks = pj.text.p + key->off;
+            int is_str = v->type == DSV4__PY_STR;
+            if (memchr(ks, 0, key->len) || (is_str && memchr(pj.text.p + v->off, 0, v->len))) {
+                dsv4__pyjson_free(&pj);
+                return dsv4__fail(e, DSV4_ERR_INVALID_ARGUMENT,
+                                  "messages[%zu]: tool_calls[%zu].function.arguments: a parameter name or string "
+                                  "value holds U+0000, which a prompt cannot carry", mi, ci);
+            }
+            if (k != pj.v[0].kid) ADD(b, "\n", 1);
+            PUT(b, "<" DSML "parameter name=\"");
+            ADD(b, ks, key->len);
+            PUT(b, is_str ? "\" string=\"true\">" : "\" string=\"false\">");
+            if (is_str) ADD(b, pj.text.p + v->off, v->len);
+            else oom |= dsv4__pyjson_dump(b, &pj, key->next);
+            PUT(b, "</" DSML "parameter>");
+        }
+    } else {
+        PUT(b, "<" DSML "parameter name=\"arguments\" string=\"true\">");
+        if (json_is_string(args)) ADD(b, json_string_value(args), json_string_length(args));
+        else if (args) oom |= dsv4__py_dumps(b, args);
+        PUT(b, "</" DSML "parameter>");
+    }
+    if (st == DSV4_OK) dsv4__pyjson_free(&pj);
+    return oom ? dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory") : DSV4_OK;
+}
+
+/* DSML of one assistant's tool_calls */
+static dsv4_status render_calls(dsv4__sbuf *b, json_t *calls, size_t mi, dsv4__err *e)
+{
+    int oom = 0;
+    PUT(b, "\n\n<" DSML "tool_calls>\n");
     for (size_t c = 0; c < json_array_size(calls); c++) {
         json_t *call = json_array_get(calls, c), *fn = json_object_get(call, "function");
-        const char *name = jstr(fn, "name");
+        const char *name = dsv4__jsonf_str(fn, "name");
         if (!name) return fail_at(e, DSV4_ERR_INVALID_ARGUMENT, mi, "tool_calls[].function.name missing");
-        if (c) sb_s(b, "\n");
-        sb_s(b, "<" DSML "invoke name=\"");
-        sb_s(b, name);
-        sb_s(b, "\">\n");
-        json_t *args = json_object_get(fn, "arguments");
-        json_t *parsed = json_is_string(args) ? json_loads(json_string_value(args), JSON_DECODE_ANY, NULL) : NULL;
-        if (json_is_object(parsed)) {
-            const char *k;
-            json_t *v;
-            json_object_foreach(parsed, k, v) {
-                sb_s(b, "<" DSML "parameter name=\"");
-                sb_s(b, k);
-                if (json_is_string(v)) {
-                    sb_s(b, "\" string=\"true\">");
-                    sb_add(b, json_string_value(v), json_string_length(v));
-                } else {
-                    sb_s(b, "\" string=\"false\">");
-                    py_dumps(b, v);
-                }
-                sb_s(b, "</" DSML "parameter>\n");
-            }
-        } else {
-            /* not a JSON object: one parameter holding the raw value */
-            sb_s(b, "<" DSML "parameter name=\"arguments\" string=\"true\">");
-            if (json_is_string(args)) sb_add(b, json_string_value(args), json_string_length(args));
-            else if (args) py_dumps(b, args);
-            sb_s(b, "</" DSML "parameter>\n");
-        }
-        json_decref(parsed);
-        sb_s(b, "</" DSML "invoke>");
+        if (c) PUT(b, "\n");
+        PUT(b, "<" DSML "invoke name=\"");
+        PUT(b, name);
+        PUT(b, "\">\n");
+        dsv4_status st = render_params(b, json_object_get(fn, "arguments"), mi, c, e);
+        if (st) return st;
+        PUT(b, "\n</" DSML "invoke>");
     }
-    sb_s(b, "\n</" DSML "tool_calls>");
-    return DSV4_OK;
+    PUT(b, "\n</" DSML "tool_calls>");
+    return oom ? dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory") : DSV4_OK;
 }
 
 /* after a user/developer turn: the assistant opener when an answer follows */
-static void transition(sbuf *out, const turn *t, size_t nt, size_t i, size_t last_user, int thinking, int drop,
-                       const char *task)
+static int transition(dsv4__sbuf *out, const turn *t, size_t nt, size_t i, size_t last_user, int thinking, int drop,
+                      const char *task)
 {
+    int oom = 0;
     int last = i + 1 == nt;
     const char *next = last ? NULL : t[i + 1].role;
     if (last || strcmp(next, "assistant") == 0 || strcmp(next, "latest_reminder") == 0) {
-        sb_s(out, ASSISTANT);
-        sb_s(out, thinking && (i == last_user || !drop) ? "<think>" : "</think>");
-        if (task) sb_s(out, "<\xef\xbd\x9c" "action\xef\xbd\x9c>");
+        PUT(out, ASSISTANT);
+        PUT(out, thinking && (i == last_user || !drop) ? "<think>" : "</think>");
+        if (task) PUT(out, "<\xef\xbd\x9c" "action\xef\xbd\x9c>");
     }
+    return oom;
 }
 
-static dsv4_status render(json_t *req, sbuf *out, dsv4__err *e)
+static dsv4_status render(json_t *req, dsv4__sbuf *out, dsv4__err *e)
 {
+    int oom = 0;
     json_t *pr = json_object_get(req, "prompt");
     if (pr && json_array_size(json_object_get(req, "messages")) == 0) {
         /* completion request: plain prefix, or fill-in-the-middle with a suffix */
         json_t *sf = json_object_get(req, "suffix");
         if (!json_is_string(pr) || (sf && !json_is_null(sf) && !json_is_string(sf)))
             return dsv4__fail(e, DSV4_ERR_INVALID_ARGUMENT, "request: prompt and suffix must be strings");
-        sb_s(out, BOS);
+        PUT(out, BOS);
         if (json_is_string(sf)) {
-            sb_s(out, "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>");
-            sb_add(out, json_string_value(pr), json_string_length(pr));
-            sb_s(out, "<\xef\xbd\x9c" "fim\xe2\x96\x81" "hole\xef\xbd\x9c>");
-            sb_add(out, json_string_value(sf), json_string_length(sf));
-            sb_s(out, "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>");
+            PUT(out, "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>");
+            ADD(out, json_string_value(pr), json_string_length(pr));
+            PUT(out, "<\xef\xbd\x9c" "fim\xe2\x96\x81" "hole\xef\xbd\x9c>");
+            ADD(out, json_string_value(sf), json_string_length(sf));
+            PUT(out, "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>");
         } else {
-            sb_add(out, json_string_value(pr), json_string_length(pr));
+            ADD(out, json_string_value(pr), json_string_length(pr));
         }
-        return out->oom ? dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory") : DSV4_OK;
+        return oom ? dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory") : DSV4_OK;
     }
     json_t *msgs = json_object_get(req, "messages");
     if (!json_is_array(msgs) || json_array_size(msgs) == 0)
@@ -271,9 +175,9 @@ static dsv4_status render(json_t *req, sbuf *out, dsv4__err *e)
     /* modes */
     int thinking = 1, effort_is_max = 0, drop = 1;
     json_t *th = json_object_get(req, "thinking");
-    const char *tm = jstr(req, "thinking_mode");
+    const char *tm = dsv4__jsonf_str(req, "thinking_mode");
     if (th) {
-        const char *t = jstr(th, "type");
+        const char *t = dsv4__jsonf_str(th, "type");
         if (!t || (strcmp(t, "enabled") && strcmp(t, "disabled")))
             return dsv4__fail(e, DSV4_ERR_INVALID_ARGUMENT, "request: thinking.type must be \"enabled\" or \"disabled\"");
         thinking = strcmp(t, "enabled") == 0;
@@ -282,16 +186,15 @@ static dsv4_status render(json_t *req, sbuf *out, dsv4__err *e)
             return dsv4__fail(e, DSV4_ERR_INVALID_ARGUMENT, "request: thinking_mode must be \"chat\" or \"thinking\"");
         thinking = strcmp(tm, "thinking") == 0;
     }
-    json_t *re = json_object_get(req, "reasoning_effort");
-    if (re && !json_is_null(re)) {
-        const char *r = json_string_value(re);
-        if (!r) return dsv4__fail(e, DSV4_ERR_INVALID_ARGUMENT, "request: reasoning_effort must be a string");
-        if (strcmp(r, "none") == 0) thinking = 0;
-        else if (strcmp(r, "max") == 0 || strcmp(r, "xhigh") == 0) effort_is_max = 1;
-        else if (strcmp(r, "low") && strcmp(r, "medium") && strcmp(r, "high") && strcmp(r, "minimal"))
-            return dsv4__fail(e, DSV4_ERR_INVALID_ARGUMENT,
-                              "request: reasoning_effort \"%s\" is not one of none, low, medium, high, max", r);
+    /* reasoning_effort (core/effort.h): none → non-thinking, max → the
+     * max-effort paragraph (thinking mode only), the rest → no change */
+    int effort;
+    if (dsv4__effort_field(req, "reasoning_effort", &effort, e)) {
+        dsv4__err_prefix(e, "request");
+        return e ? e->code : DSV4_ERR_INVALID_ARGUMENT;
     }
+    if (effort == DSV4_EFFORT_NONE) thinking = 0;
+    effort_is_max = effort == DSV4_EFFORT_MAX;
     json_t *dt = json_object_get(req, "drop_thinking");
     if (dt) {
         if (!json_is_boolean(dt)) return dsv4__fail(e, DSV4_ERR_INVALID_ARGUMENT, "request: drop_thinking must be a boolean");
@@ -316,18 +219,19 @@ static dsv4_status render(json_t *req, sbuf *out, dsv4__err *e)
     dsv4_status st = DSV4_OK;
     json_t *last_calls = NULL;
     /* a system turn to carry request-level tools when the conversation has none */
-    json_t *first = json_array_get(msgs, 0);
-    int sys_first = strcmp(jstr(first, "role") ? jstr(first, "role") : "", "system") == 0;
+    const char *role0 = dsv4__jsonf_str(json_array_get(msgs, 0), "role");
+    int sys_first = role0 && strcmp(role0, "system") == 0;
     json_t *synth_sys = NULL;
     if (tools && !sys_first) {
         synth_sys = json_pack("{s:s, s:s}", "role", "system", "content", "");
+        if (!synth_sys) { dsv4__free(t); return dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory"); }
         t[nt].role = "system";
         t[nt].msg = synth_sys;
         nt++;
     }
     for (size_t i = 0; i < n && !st; i++) {
         json_t *m = json_array_get(msgs, i);
-        const char *role = jstr(m, "role");
+        const char *role = dsv4__jsonf_str(m, "role");
         if (!role) { st = fail_at(e, DSV4_ERR_INVALID_ARGUMENT, i, "role missing"); break; }
         json_t *content = json_object_get(m, "content");
         if (content && !json_is_null(content) && !json_is_string(content)) {
@@ -349,48 +253,52 @@ static dsv4_status render(json_t *req, sbuf *out, dsv4__err *e)
             nt++;
         } else if (strcmp(role, "user") == 0 || strcmp(role, "tool") == 0) {
             int is_tool = role[0] == 't';
-            /* join onto a preceding merged user turn made of tool results */
-            turn *u = (nt > 0 && t[nt - 1].merged) ? &t[nt - 1] : NULL;
-            if (!is_tool || !u) {
-                if (is_tool || !u) {
-                    u = &t[nt++];
-                    u->role = "user";
-                    u->msg = m;
-                    u->merged = is_tool;
-                } else {
-                    sb_s(&u->user, "\n\n");
-                }
+            /* consecutive user-side messages (user texts, runs of tool
+             * results) are one user turn, their parts joined by "\n\n"; a
+             * turn whose text carried a task ends there */
+            turn *u = nt > 0 && strcmp(t[nt - 1].role, "user") == 0 && !t[nt - 1].task ? &t[nt - 1] : NULL;
+            if (u) {
+                ADD(&u->user, "\n\n", 2);
+            } else {
+                u = &t[nt++];
+                u->role = "user";
+                u->msg = m;
             }
             if (is_tool) {
                 /* collect this run of tool messages, ordered by the calls */
                 size_t j = i;
-                while (j < n && strcmp(jstr(json_array_get(msgs, j), "role") ? jstr(json_array_get(msgs, j), "role") : "", "tool") == 0) j++;
+                while (j < n) {
+                    const char *r = dsv4__jsonf_str(json_array_get(msgs, j), "role");
+                    if (!r || strcmp(r, "tool") != 0) break;
+                    j++;
+                }
                 if (!last_calls) { st = fail_at(e, DSV4_ERR_INVALID_ARGUMENT, i, "tool result without a preceding assistant tool call"); break; }
                 size_t used = 0;
                 int by_id = 1;
                 for (size_t c = 0; c < json_array_size(last_calls); c++)
-                    if (!jstr(json_array_get(last_calls, c), "id")) by_id = 0;
+                    if (!dsv4__jsonf_str(json_array_get(last_calls, c), "id")) by_id = 0;
                 for (size_t k = i; k < j; k++)
-                    if (!jstr(json_array_get(msgs, k), "tool_call_id")) by_id = 0;
+                    if (!dsv4__jsonf_str(json_array_get(msgs, k), "tool_call_id")) by_id = 0;
                 if (!by_id) {
                     /* no ids to match: the results in the order given */
                     for (size_t k = i; k < j; k++) {
-                        if (used++) sb_s(&u->user, "\n\n");
-                        sb_s(&u->user, "<tool_result>");
-                        sb_s(&u->user, jstr(json_array_get(msgs, k), "content") ? jstr(json_array_get(msgs, k), "content") : "");
-                        sb_s(&u->user, "</tool_result>");
+                        const char *rc = dsv4__jsonf_str(json_array_get(msgs, k), "content");
+                        if (used++) ADD(&u->user, "\n\n", 2);
+                        PUT(&u->user, "<tool_result>");
+                        PUT(&u->user, rc ? rc : "");
+                        PUT(&u->user, "</tool_result>");
                     }
                 }
                 for (size_t c = 0; by_id && c < json_array_size(last_calls) && !st; c++) {
-                    const char *id = jstr(json_array_get(last_calls, c), "id");
+                    const char *id = dsv4__jsonf_str(json_array_get(last_calls, c), "id");
                     for (size_t k = i; k < j; k++) {
                         json_t *tm2 = json_array_get(msgs, k);
-                        const char *tid = jstr(tm2, "tool_call_id");
+                        const char *tid = dsv4__jsonf_str(tm2, "tool_call_id"), *rc = dsv4__jsonf_str(tm2, "content");
                         if (id && tid && strcmp(id, tid) == 0) {
-                            if (used++) sb_s(&u->user, "\n\n");
-                            sb_s(&u->user, "<tool_result>");
-                            sb_s(&u->user, jstr(tm2, "content") ? jstr(tm2, "content") : "");
-                            sb_s(&u->user, "</tool_result>");
+                            if (used++) ADD(&u->user, "\n\n", 2);
+                            PUT(&u->user, "<tool_result>");
+                            PUT(&u->user, rc ? rc : "");
+                            PUT(&u->user, "</tool_result>");
                         }
                     }
                 }
@@ -398,11 +306,11 @@ static dsv4_status render(json_t *req, sbuf *out, dsv4__err *e)
                     st = fail_at(e, DSV4_ERR_INVALID_ARGUMENT, i, "tool_call_id does not match a call of the preceding assistant message");
                     break;
                 }
-                u->merged = 1;
                 i = j - 1;
             } else {
-                if (json_is_string(content)) sb_add(&u->user, json_string_value(content), json_string_length(content));
-                u->merged = 0;
+                if (json_is_string(content)) ADD(&u->user, json_string_value(content), json_string_length(content));
+                else ADD(&u->user, "", 0);
+                u->task = dsv4__jsonf_str(m, "task");
             }
         } else {
             char w[96];
@@ -415,74 +323,78 @@ static dsv4_status render(json_t *req, sbuf *out, dsv4__err *e)
     for (size_t i = 0; i < nt; i++)
         if (strcmp(t[i].role, "user") == 0 || strcmp(t[i].role, "developer") == 0) last_user = i;
 
-    if (!st) sb_s(out, BOS);
+    if (!st) PUT(out, BOS);
     for (size_t i = 0; i < nt && !st; i++) {
         json_t *m = t[i].msg;
         const char *role = t[i].role;
-        if (i == 0 && thinking && effort_is_max) sb_s(out, effort_max);
+        if (i == 0 && thinking && effort_is_max) PUT(out, effort_max);
         int is_dev = strcmp(role, "developer") == 0;
         if (is_dev && thinking && drop && i < last_user) continue; /* earlier developer turns are dropped */
         if (strcmp(role, "system") == 0 || is_dev) {
-            if (is_dev) sb_s(out, USER);
-            sb_s(out, jstr(m, "content") ? jstr(m, "content") : "");
+            const char *c = dsv4__jsonf_str(m, "content");
+            if (is_dev) PUT(out, USER);
+            PUT(out, c ? c : "");
             json_t *mt = json_object_get(m, "tools");
             if (json_array_size(mt) == 0 && i == 0) mt = tools;
             if (json_array_size(mt)) {
-                sb_s(out, "\n\n");
-                sb_s(out, tools_head);
+                PUT(out, "\n\n");
+                PUT(out, tools_head);
                 for (size_t k = 0; k < json_array_size(mt); k++) {
                     json_t *fn = json_object_get(json_array_get(mt, k), "function");
                     if (!fn) fn = json_array_get(mt, k);
-                    if (k) sb_s(out, "\n");
-                    py_dumps(out, fn);
+                    if (k) PUT(out, "\n");
+                    oom |= dsv4__py_dumps(out, fn);
                 }
-                sb_s(out, tools_tail);
+                PUT(out, tools_tail);
             }
             json_t *rf = json_object_get(m, "response_format");
-            if (rf) { sb_s(out, rf_head); py_dumps(out, rf); }
-            if (is_dev) transition(out, t, nt, i, last_user, thinking, drop, NULL);
+            if (rf) { PUT(out, rf_head); oom |= dsv4__py_dumps(out, rf); }
+            if (is_dev) oom |= transition(out, t, nt, i, last_user, thinking, drop, NULL);
         } else if (strcmp(role, "latest_reminder") == 0) {
-            sb_s(out, REMINDER);
-            sb_s(out, jstr(m, "content") ? jstr(m, "content") : "");
+            const char *c = dsv4__jsonf_str(m, "content");
+            PUT(out, REMINDER);
+            PUT(out, c ? c : "");
         } else if (strcmp(role, "user") == 0) {
-            sb_s(out, USER);
-            if (t[i].user.p) sb_add(out, t[i].user.p, t[i].user.n);
-            const char *task = t[i].merged ? NULL : jstr(m, "task");
+            PUT(out, USER);
+            if (t[i].user.p) ADD(out, t[i].user.p, t[i].user.n);
+            const char *task = t[i].task;
             if (task && strcmp(task, "action") != 0) {
                 if (strcmp(task, "query") && strcmp(task, "authority") && strcmp(task, "domain") && strcmp(task, "read_url")) {
                     st = fail_at(e, DSV4_ERR_INVALID_ARGUMENT, i, "task must be one of query, authority, domain, read_url, action");
                     break;
                 }
-                sb_s(out, "<\xef\xbd\x9c");
-                sb_s(out, task);
-                sb_s(out, "\xef\xbd\x9c>");
+                PUT(out, "<\xef\xbd\x9c");
+                PUT(out, task);
+                PUT(out, "\xef\xbd\x9c>");
                 task = NULL;
             }
-            transition(out, t, nt, i, last_user, thinking, drop, task);
+            oom |= transition(out, t, nt, i, last_user, thinking, drop, task);
         } else { /* assistant */
             if (thinking && (i > last_user || !drop) && last_user != (size_t)-1) {
-                sb_s(out, jstr(m, "reasoning_content") ? jstr(m, "reasoning_content") : "");
-                sb_s(out, "</think>");
+                const char *rc = dsv4__jsonf_str(m, "reasoning_content");
+                PUT(out, rc ? rc : "");
+                PUT(out, "</think>");
             }
-            sb_s(out, jstr(m, "content") ? jstr(m, "content") : "");
+            const char *c = dsv4__jsonf_str(m, "content");
+            PUT(out, c ? c : "");
             json_t *calls = json_object_get(m, "tool_calls");
             if (json_array_size(calls)) st = render_calls(out, calls, i, e);
             int open = json_is_true(json_object_get(m, "prefix")) || json_is_true(json_object_get(m, "wo_eos"));
-            if (!open) sb_s(out, EOS);
-            if (json_is_string(json_object_get(m, "title"))) sb_s(out, "<\xef\xbd\x9ctitle\xef\xbd\x9c>");
+            if (!open) PUT(out, EOS);
+            if (json_is_string(json_object_get(m, "title"))) PUT(out, "<\xef\xbd\x9ctitle\xef\xbd\x9c>");
         }
     }
-    for (size_t i = 0; i < nt; i++) dsv4__free(t[i].user.p);
+    for (size_t i = 0; i < nt; i++) dsv4__sbuf_free(&t[i].user);
     dsv4__free(t);
     json_decref(synth_sys);
-    if (!st && out->oom) st = dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory");
+    if (!st && oom) st = dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory");
     return st;
 }
 
 dsv4_status dsv4__chat_render_json(json_t *req, char **prompt, dsv4__err *e);
 dsv4_status dsv4__chat_render_json(json_t *req, char **prompt, dsv4__err *e)
 {
-    sbuf out = { 0 };
+    dsv4__sbuf out = { 0 };
     dsv4_status st = render(req, &out, e);
     if (st) { dsv4__free(out.p); return st; }
     *prompt = out.p;
@@ -510,7 +422,7 @@ dsv4_status dsv4_chat_render(const char *request_json, size_t len, char **prompt
         json_decref(req);
         return dsv4__err_out(&e, err_msg);
     }
-    sbuf out = { 0 };
+    dsv4__sbuf out = { 0 };
     dsv4_status st = render(req, &out, &e);
     json_decref(req);
     if (st) {

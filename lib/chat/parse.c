@@ -8,6 +8,7 @@
  */
 #include <string.h>
 #include "core/core.h"
+#include "core/utf8.h"
 
 #define EOS_S "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
 #define DSML "\xef\xbd\x9c" "DSML\xef\xbd\x9c"
@@ -17,6 +18,7 @@ static const char eos[] = EOS_S;
 static const char calls_open[] = "\n\n<" DSML "tool_calls>";
 static const char invoke_open[] = "\n<" DSML "invoke name=\"";
 static const char invoke_close[] = "</" DSML "invoke>";
+static const char empty_invoke_close[] = "\n</" DSML "invoke>"; /* no parameters: an empty body line */
 static const char param_open[] = "<" DSML "parameter name=\"";
 static const char param_close[] = "</" DSML "parameter>\n";
 static const char calls_close[] = "\n</" DSML "tool_calls>";
@@ -57,18 +59,6 @@ static size_t partial(const char *s, size_t n, const char *t)
     size_t tl = strlen(t);
     for (size_t k = (n < tl - 1 ? n : tl - 1); k > 0; k--)
         if (memcmp(s + n - k, t, k) == 0) return k;
-    return 0;
-}
-
-/* bytes of an incomplete UTF-8 sequence at the end of s[0,n) */
-static size_t utf8_tail(const char *s, size_t n)
-{
-    for (size_t k = 1; k <= 3 && k <= n; k++) {
-        unsigned char c = (unsigned char)s[n - k];
-        if ((c & 0xC0) == 0x80) continue;
-        size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-        return need > k ? k : 0;
-    }
     return 0;
 }
 
@@ -136,7 +126,7 @@ static int step(dsv4_chat_parser *p)
             size_t h2 = partial(s, n, reasoning ? think_end : calls_open);
             if (h2 > hold) hold = h2;
             emit = n - hold;
-            emit -= utf8_tail(s, emit);
+            emit -= dsv4__utf8_incomplete_tail(s, emit);
         }
         if (emit) push(p, reasoning ? DSV4_CHAT_EVENT_REASONING : DSV4_CHAT_EVENT_CONTENT, s, emit);
         p->pos += emit;
@@ -166,17 +156,19 @@ static int step(dsv4_chat_parser *p)
         return 1;
     }
     case S_PARAMS: {
-        int r = starts(p, invoke_close);
-        if (r > 0) {
+        /* the official form of an invoke without parameters has an empty
+         * line as its body; the bare close is taken too */
+        int r = starts(p, invoke_close), re = p->n_params ? -1 : starts(p, empty_invoke_close);
+        if (r > 0 || re > 0) {
             push(p, DSV4_CHAT_EVENT_TOOL_CALL_ARGS, p->n_params ? "}" : "{}", p->n_params ? 1 : 2);
             push(p, DSV4_CHAT_EVENT_TOOL_CALL_END, "", 0);
             p->call++;
-            p->pos += strlen(invoke_close);
+            p->pos += strlen(r > 0 ? invoke_close : empty_invoke_close);
             p->state = S_AFTER_INVOKE;
             return 1;
         }
         int r2 = starts(p, param_open);
-        if (r < 0 && r2 < 0) { to_error(p); return 1; }
+        if (r < 0 && r2 < 0 && re < 0) { to_error(p); return 1; }
         if (r2 <= 0) return 0;
         const char *k = s + strlen(param_open);
         const char *ke = find(k, n - strlen(param_open), "\" string=\"");

@@ -24,6 +24,7 @@
  * that would make completion impossible).
  */
 #include "gen/constrain.h"
+#include "core/utf8.h"
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -148,7 +149,9 @@ typedef struct prog {
  * only the escapes \" \\ \b \f \n \r \t and lowercase \u00xx for the other
  * control characters) so that equal keys have equal bytes. */
 typedef struct sst {
-    uint8_t mode, k, need, lo, hi, canon;
+    uint8_t mode, k;
+    dsv4__utf8_dfa utf;  /* the UTF-8 sequence being read */
+    uint8_t canon;
     uint16_t cp;
     uint8_t guard, tm; /* DSML: bytes of "</｜DSML｜" matched (a DSML parser would end the parameter there) */
 } sst;
@@ -309,45 +312,18 @@ static int hexval(int b, int lower_only)
     return -1;
 }
 
-/* One byte of UTF-8 text (no overlongs, no surrogates, nothing above
- * U+10FFFF): the lead byte fixes the range of the first continuation. */
-static int utf8_byte(sst *s, int b)
-{
-    if (s->need) {
-        if (b < s->lo || b > s->hi) return 0;
-        s->need--;
-        s->lo = 0x80;
-        s->hi = 0xBF;
-        return 1;
-    }
-    if (b < 0x80) return 1;
-    uint8_t need, lo = 0x80, hi = 0xBF;
-    if (b >= 0xC2 && b <= 0xDF) need = 1;
-    else if (b == 0xE0) need = 2, lo = 0xA0;
-    else if (b == 0xED) need = 2, hi = 0x9F;
-    else if (b >= 0xE1 && b <= 0xEF) need = 2;
-    else if (b == 0xF0) need = 3, lo = 0x90;
-    else if (b >= 0xF1 && b <= 0xF3) need = 3;
-    else if (b == 0xF4) need = 3, hi = 0x8F;
-    else return 0;
-    s->need = need;
-    s->lo = lo;
-    s->hi = hi;
-    return 1;
-}
-
 /* One byte inside a JSON string (after the opening quote): 0 rejected,
  * 1 consumed, 2 the closing quote. */
 static int sst_step_raw(sst *s, int b)
 {
     if (b > 255) return 0;
-    if (s->need) return utf8_byte(s, b);
+    if (s->utf.need) return dsv4__utf8_dfa_step(&s->utf, (unsigned)b);
     switch (s->mode) {
     case S_NORM:
         if (b == '"') return 2;
         if (b == '\\') { s->mode = S_ESC; return 1; }
         if (b < 0x20) return 0;
-        return utf8_byte(s, b);
+        return dsv4__utf8_dfa_step(&s->utf, (unsigned)b);
     case S_ESC:
         switch (b) {
         case '"': case '\\': case 'b': case 'f': case 'n': case 'r': case 't':
@@ -419,9 +395,9 @@ static int sst_step(sst *s, int b)
 static size_t sst_finish(const sst *s, char *out)
 {
     size_t n = 0;
-    if (s->need) {
-        out[n++] = (char)s->lo;
-        for (int i = 1; i < s->need; i++) out[n++] = (char)0x80;
+    if (s->utf.need) {
+        out[n++] = (char)s->utf.lo;
+        for (int i = 1; i < s->utf.need; i++) out[n++] = (char)0x80;
         return n;
     }
     switch (s->mode) {
@@ -456,7 +432,7 @@ static size_t sst_finish(const sst *s, char *out)
     return n;
 }
 
-static int sst_plain(const sst *s) { return !s->need && s->mode == S_NORM; }
+static int sst_plain(const sst *s) { return !s->utf.need && s->mode == S_NORM; }
 
 static const char *const json_lits[3] = { "true", "false", "null" };
 
@@ -948,7 +924,7 @@ static int dsml_step(sim *s, int b)
             return 1;
         }
         if (b == '"') {
-            if (H->pos == 0 || H->u8.need || H->log_n >= LOG_CAP) return 0;
+            if (H->pos == 0 || H->u8.utf.need || H->log_n >= LOG_CAP) return 0;
             for (uint32_t i = 0; i < H->log_n; i++)
                 if (log_get(s, i) == H->hash) return 0; /* duplicate parameter */
             log_push(s, H->hash);
@@ -956,7 +932,7 @@ static int dsml_step(sim *s, int b)
             set_lits(H, 1u << L_PNAME_END);
             return 1;
         }
-        if (b < 0x20 || b == '<' || b == '>' || !utf8_byte(&H->u8, b)) return 0;
+        if (b < 0x20 || b == '<' || b == '>' || !dsv4__utf8_dfa_step(&H->u8.utf, (unsigned)b)) return 0;
         H->hash = fnv(H->hash, (unsigned)b);
         H->pos++;
         return 1;
@@ -971,7 +947,7 @@ static int dsml_step(sim *s, int b)
             if (close[++H->pos] == 0) set_lits(H, body_lits(s));
             return 1;
         }
-        if (!utf8_byte(&H->u8, b)) return 0;
+        if (!dsv4__utf8_dfa_step(&H->u8.utf, (unsigned)b)) return 0;
         if (b == (uint8_t)close[H->pos]) H->pos++;
         else H->pos = b == '<';
         return 1;

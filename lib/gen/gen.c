@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 #include "core/core.h"
+#include "core/utf8.h"
 #include "gen/gen_int.h"
 #include "gen/sampler_int.h"
 #include "text/tokenizer_int.h"
@@ -29,29 +30,6 @@ static int64_t now_ns(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-int dsv4__sbuf_add(dsv4__sbuf *b, const char *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t c = b->cap ? b->cap : 64;
-        while (c < b->n + n + 1) c *= 2;
-        char *p = dsv4__realloc(b->p, c);
-        if (!p) return -1;
-        b->p = p;
-        b->cap = c;
-    }
-    if (n) memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return 0;
-}
-
-void dsv4__sbuf_free(dsv4__sbuf *b)
-{
-    dsv4__free(b->p);
-    b->p = NULL;
-    b->n = b->cap = 0;
 }
 
 dsv4_status dsv4__gen_fail(dsv4_gen *g, dsv4_status code, const char *fmt, ...)
@@ -783,13 +761,7 @@ static int allowed(dsv4_gen *g, int32_t t)
         if (!g->utf8_strict) return 1;
         size_t len;
         const char *p = dsv4__gen_piece(g, t, &len);
-        int need = g->utf8_need;
-        for (size_t i = 0; i < len; i++) {
-            unsigned char c = (unsigned char)p[i];
-            if (need > 0 && (c & 0xC0) == 0x80) need--;
-            else need = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0;
-        }
-        return need == 0;
+        return dsv4__utf8_owed(g->utf8_need, p, len) == 0;
     }
     if (t == g->dsml && g->cons_kind != 2) return 0; /* no tool calls without tools */
     if (!g->cons) return 1;
@@ -1039,15 +1011,6 @@ static dsv4_status next_token(dsv4_gen *g, int32_t *t)
     return st;
 }
 
-static void utf8_track(dsv4_gen *g, const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (g->utf8_need > 0 && (c & 0xC0) == 0x80) { g->utf8_need--; continue; }
-        g->utf8_need = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0;
-    }
-}
-
 /* One token: returns DSV4_OK, or an error (the generation then ends with ERROR). */
 static dsv4_status step_one(dsv4_gen *g)
 {
@@ -1095,7 +1058,7 @@ static dsv4_status step_one(dsv4_gen *g)
     if (t == g->think_close) {
         g->in_reasoning = 0;
     } else if (g->in_reasoning) {
-        utf8_track(g, piece, plen);
+        g->utf8_need = dsv4__utf8_owed(g->utf8_need, piece, plen);
     } else if (g->cons && !dsv4__cons_feed(g->cons, piece, plen)) {
         return dsv4__gen_fail(g, DSV4_ERR_INTERNAL, "token %d broke the output constraint", t);
     }

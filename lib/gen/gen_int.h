@@ -8,18 +8,12 @@
 
 #include <stdatomic.h>
 #include "core/core.h"
+#include "core/sbuf.h"
 #include "gen/constrain.h"
 
 #define DSV4__GEN_MAX_STOPS 16
 #define DSV4__GEN_MAX_STOP_LEN 256
 #define DSV4__GEN_MAX_TOP 20
-
-typedef struct dsv4__sbuf {
-    char *p;
-    size_t n, cap;
-} dsv4__sbuf;
-int dsv4__sbuf_add(dsv4__sbuf *b, const char *s, size_t n); /* 0 ok, -1 out of memory; keeps p NUL-terminated */
-void dsv4__sbuf_free(dsv4__sbuf *b);
 
 typedef struct dsv4__gen_event {
     int32_t type, index;
@@ -138,7 +132,5 @@ dsv4_status dsv4__gen_store_tools(dsv4_gen *g, const char *tools, size_t len, co
  * dsv4__gen_start */
 dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, int32_t **ids, size_t *n_ids,
                                     dsv4__cons **cons);
-/* copy with invalid UTF-8 replaced by U+FFFD; *out_len its length (NULs kept) */
-char *dsv4__gen_utf8_clean(const char *s, size_t n, size_t *out_len);
 
 #endif

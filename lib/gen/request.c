@@ -10,6 +10,9 @@
 #include <time.h>
 #include "chat/chat_int.h"
 #include "core/core.h"
+#include "core/effort.h"
+#include "core/jsonf.h"
+#include "core/utf8.h"
 #include "gen/gen_int.h"
 #include "gen/sampler_int.h"
 
@@ -30,41 +33,28 @@ static int is_number(const json_t *v) { return json_is_integer(v) || json_is_rea
 
 #define BAD(...) (dsv4__gen_fail(g, DSV4_ERR_INVALID_ARGUMENT, __VA_ARGS__))
 
+/* typed optional fields (core/jsonf.h), their errors as the generator's */
+static dsv4_status field_err(dsv4_gen *g, dsv4_status st, const dsv4__err *e)
+{
+    return st ? dsv4__gen_fail(g, st, "request: %s", e->msg) : DSV4_OK;
+}
+
 static dsv4_status num_field(dsv4_gen *g, json_t *req, const char *k, double lo, double hi, double *out, int *has)
 {
-    json_t *v = json_object_get(req, k);
-    *has = 0;
-    if (!v || json_is_null(v)) return DSV4_OK;
-    if (!is_number(v)) return BAD("request: \"%s\" must be a number", k);
-    double d = json_number_value(v);
-    if (!(d >= lo && d <= hi)) return BAD("request: \"%s\" = %g is outside [%g, %g]", k, d, lo, hi);
-    *out = d;
-    *has = 1;
-    return DSV4_OK;
+    dsv4__err e = { 0, "" };
+    return field_err(g, dsv4__jsonf_num(req, k, lo, hi, out, has, &e), &e);
 }
 
 static dsv4_status int_field(dsv4_gen *g, json_t *req, const char *k, int64_t lo, int64_t hi, int64_t *out, int *has)
 {
-    json_t *v = json_object_get(req, k);
-    *has = 0;
-    if (!v || json_is_null(v)) return DSV4_OK;
-    if (!json_is_integer(v)) return BAD("request: \"%s\" must be an integer", k);
-    json_int_t d = json_integer_value(v);
-    if (d < lo || d > hi) return BAD("request: \"%s\" = %lld is outside [%lld, %lld]", k, (long long)d, (long long)lo, (long long)hi);
-    *out = d;
-    *has = 1;
-    return DSV4_OK;
+    dsv4__err e = { 0, "" };
+    return field_err(g, dsv4__jsonf_int(req, k, lo, hi, out, has, &e), &e);
 }
 
 static dsv4_status bool_field(dsv4_gen *g, json_t *req, const char *k, int *out, int *has)
 {
-    json_t *v = json_object_get(req, k);
-    *has = 0;
-    if (!v || json_is_null(v)) return DSV4_OK;
-    if (!json_is_boolean(v)) return BAD("request: \"%s\" must be a boolean", k);
-    *out = json_is_true(v);
-    *has = 1;
-    return DSV4_OK;
+    dsv4__err e = { 0, "" };
+    return field_err(g, dsv4__jsonf_bool(req, k, out, has, &e), &e);
 }
 
 /* Validate and apply everything; on failure the generator's settings are
@@ -104,7 +94,7 @@ dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, i
         double temp, top_p, min_p, freq, pres, rep;
         int stream, include_usage, logprobs, has_logprobs, top_lp_has;
         int64_t top_lp, budget;
-        int has_budget, fmt, tool_choice;
+        int has_budget, fmt, tool_choice, effort;
         char *forced;
     } s;
     memset(&s, 0, sizeof s);
@@ -126,6 +116,10 @@ dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, i
     if ((st = int_field(g, req, "top_logprobs", 0, 20, &s.top_lp, &s.top_lp_has))) goto out;
     if ((st = int_field(g, req, "thinking_budget", -1, INT32_MAX, &s.budget, &s.has_budget))) goto out;
     if ((st = int_field(g, req, "n", 1, 1, &i64, &has))) goto out;
+    {
+        dsv4__err e = { 0, "" };
+        if ((st = field_err(g, dsv4__effort_field(req, "reasoning_effort", &s.effort, &e), &e))) goto out;
+    }
     json_t *so = json_object_get(req, "stream_options");
     if (so && !json_is_null(so)) {
         if (!json_is_object(so)) { st = BAD("request: \"stream_options\" must be an object"); goto out; }
@@ -281,14 +275,7 @@ dsv4_status dsv4__gen_apply_request(dsv4_gen *g, const char *json, size_t len, i
     }
     if (s.has_max) g->max_tokens = s.max;
     if (s.has_budget) g->budget = s.budget;
-    json_t *re = json_object_get(req, "reasoning_effort");
-    if (json_is_string(re)) {
-        const char *r = json_string_value(re);
-        g->effort = !strcmp(r, "none") ? DSV4_EFFORT_NONE
-                  : !strcmp(r, "low") || !strcmp(r, "minimal") ? DSV4_EFFORT_LOW
-                  : !strcmp(r, "medium") ? DSV4_EFFORT_MEDIUM
-                  : !strcmp(r, "high") ? DSV4_EFFORT_HIGH : DSV4_EFFORT_MAX;
-    }
+    g->effort = s.effort;
     if (s.has_logprobs) g->logprobs = s.logprobs;
     if (s.top_lp_has) g->top_logprobs = s.top_lp;
     if (stop && !json_is_null(stop)) {
@@ -361,47 +348,10 @@ dsv4_status dsv4_gen_start_request(dsv4_gen *g, const char *request_json, size_t
 /* response                                                                  */
 /* ------------------------------------------------------------------------ */
 
-char *dsv4__gen_utf8_clean(const char *s, size_t n, size_t *out_len)
-{
-    char *o = dsv4__malloc(3 * n + 1), *w = o;
-    if (!o) return NULL;
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = (unsigned char)s[i];
-        size_t L = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-        int ok = L > 0 && i + L <= n && c != 0;
-        if (ok && L > 1) {
-            uint32_t cp = c & (0x7F >> L);
-            for (size_t k = 1; k < L && ok; k++) {
-                unsigned char d = (unsigned char)s[i + k];
-                ok = (d & 0xC0) == 0x80;
-                cp = cp << 6 | (d & 0x3F);
-            }
-            if (ok) ok = !(L == 2 && cp < 0x80) && !(L == 3 && cp < 0x800) && !(L == 4 && cp < 0x10000) &&
-                         cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
-        }
-        if (ok) {
-            memcpy(w, s + i, L);
-            w += L;
-            i += L;
-        } else if (c == 0) {
-            *w++ = 0; /* NUL is valid JSON when escaped; jansson's json_stringn takes it */
-            i++;
-        } else {
-            memcpy(w, "\xEF\xBF\xBD", 3);
-            w += 3;
-            i++;
-        }
-    }
-    *w = 0;
-    *out_len = (size_t)(w - o);
-    return o;
-}
-
 static json_t *jstr(const char *s, size_t n)
 {
     size_t len = 0;
-    char *c = dsv4__gen_utf8_clean(s, n, &len);
+    char *c = dsv4__utf8_clean(s, n, &len);
     if (!c) return NULL;
     json_t *j = json_stringn(c, len);
     dsv4__free(c);

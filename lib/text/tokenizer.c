@@ -11,6 +11,7 @@
 
 #include "core/core.h"
 #include "text/tokenizer_int.h"
+#include "core/utf8.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -107,42 +108,6 @@ static void byte_map(uint32_t cp_of_byte[256])
     }
 }
 
-/* Strict UTF-8 decode of one char; returns length or 0 if invalid. */
-static size_t utf8_next(const uint8_t *s, size_t n, uint32_t *cp)
-{
-    if (n == 0) return 0;
-    uint8_t c = s[0];
-    if (c < 0x80) { *cp = c; return 1; }
-    size_t len;
-    uint32_t v, min;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; v = c & 0x1F; min = 0x80; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; v = c & 0x0F; min = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; v = c & 0x07; min = 0x10000; }
-    else return 0;
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
-    *cp = v;
-    return len;
-}
-
-/* Offset of the first invalid byte, or n if all valid. */
-static size_t utf8_check(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        if (s[i] < 0x80) { i++; continue; }
-        uint32_t cp;
-        size_t l = utf8_next(s + i, n - i, &cp);
-        if (!l) return i;
-        i += l;
-    }
-    return n;
-}
-
 static const char *tok_bytes(const dsv4_tokenizer *t, int32_t id, size_t *len)
 {
     *len = t->off[id + 1] - t->off[id];
@@ -184,7 +149,7 @@ static long bytelevel_to_raw(const char *s, size_t n, const int16_t *byte_of_cp,
     long o = 0;
     while (i < n) {
         uint32_t cp;
-        size_t l = utf8_next((const uint8_t *)s + i, n - i, &cp);
+        size_t l = dsv4__utf8_decode(s + i, n - i, &cp);
         if (!l || cp >= 512 || byte_of_cp[cp] < 0) return -1;
         out[o++] = (char)byte_of_cp[cp];
         i += l;
@@ -727,7 +692,7 @@ DSV4_API dsv4_status dsv4_tokenizer_encode(const dsv4_tokenizer *t, const char *
                    len, (size_t)DSV4_TOKENIZER_MAX_TEXT);
         return dsv4__err_out(&e, err_msg);
     }
-    size_t bad = utf8_check((const uint8_t *)text, len);
+    size_t bad = dsv4__utf8_check(text, len);
     if (bad != len) {
         dsv4__fail(&e, DSV4_ERR_INVALID_ARGUMENT, "dsv4_tokenizer_encode: invalid UTF-8 at byte offset %zu", bad);
         return dsv4__err_out(&e, err_msg);
@@ -872,43 +837,6 @@ DSV4_API size_t dsv4_detok_max_chunk(const dsv4_detok *d)
     return d ? (size_t)d->tok->max_piece + 4 : 0;
 }
 
-/* Length of the expected sequence starting with lead byte c (0 = not a lead). */
-static size_t seq_len(uint8_t c)
-{
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) return 2;
-    if (c >= 0xE0 && c <= 0xEF) return 3;
-    if (c >= 0xF0 && c <= 0xF4) return 4;
-    return 0;
-}
-
-/* Number of trailing bytes of s[0..n) that are an incomplete (but so far
- * valid) UTF-8 sequence. */
-static size_t incomplete_tail(const uint8_t *s, size_t n)
-{
-    for (size_t back = 1; back <= 3 && back <= n; back++) {
-        uint8_t c = s[n - back];
-        if ((c & 0xC0) == 0x80) continue; /* continuation byte: look further back */
-        size_t need = seq_len(c);
-        if (need <= back) return 0; /* complete, ASCII or invalid lead */
-        /* check the bytes so far could start a valid sequence */
-        uint8_t tmp[4] = {c, 0x80, 0x80, 0x80};
-        for (size_t k = 1; k < back; k++) tmp[k] = s[n - back + k];
-        /* fill the rest with the smallest continuation that keeps it valid */
-        uint32_t cp;
-        uint8_t lo = 0x80, hi = 0xBF;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-        if (back == 1) tmp[1] = lo;
-        else if (tmp[1] < lo || tmp[1] > hi) return 0;
-        if (!utf8_next(tmp, need, &cp)) return 0;
-        return back;
-    }
-    return 0;
-}
-
 DSV4_API dsv4_status dsv4_detok_feed(dsv4_detok *d, int32_t id, char *buf, size_t cap, size_t *len_out)
 {
     if (len_out) *len_out = 0;
@@ -921,7 +849,7 @@ DSV4_API dsv4_status dsv4_detok_feed(dsv4_detok *d, int32_t id, char *buf, size_
     size_t wn = 0;
     for (size_t k = total > 3 ? total - 3 : 0; k < total; k++)
         win[wn++] = (uint8_t)(k < d->n_pend ? d->pend[k] : p[k - d->n_pend]);
-    size_t hold = incomplete_tail(win, wn);
+    size_t hold = dsv4__utf8_incomplete_tail((const char *)win, wn);
     size_t outn = total - hold;
     if (outn > cap) {
         *len_out = outn;

@@ -10,6 +10,8 @@
 #include <string.h>
 #include "testutil.h"
 
+void dsv4__alloc_fail_after(long n); /* lib/core: the n-th allocation from now fails */
+
 #define T(c) CHECK((c), "%s", #c)
 
 static dsv4_tokenizer *tok;
@@ -356,7 +358,7 @@ static void parser(void)
         "<" DS "parameter name=\"days\" string=\"false\">2</" DS "parameter>\n"
         "<" DS "parameter name=\"opts\" string=\"false\">{\"a\": [1, 2.5]}</" DS "parameter>\n"
         "</" DS "invoke>\n"
-        "<" DS "invoke name=\"now\">\n"
+        "<" DS "invoke name=\"now\">\n\n"
         "</" DS "invoke>\n"
         "</" DS "tool_calls>" EOSS;
     parsed whole, part;
@@ -384,6 +386,16 @@ static void parser(void)
     parse_split(gen, 1, 0, 3, &part);
     diff += memcmp(&part, &whole, sizeof part) != 0;
     CHECK(diff == 0, "parser: %d of %zu splits differ from feeding the whole text", diff, strlen(gen) + 3);
+    /* the bare form of an empty invoke (no body line) reads the same */
+    {
+        char bare[2048];
+        const char *cut = strstr(gen, "now\">\n\n");
+        size_t at = (size_t)(cut - gen) + 6;
+        snprintf(bare, sizeof bare, "%.*s%s", (int)at, gen, gen + at + 1);
+        parse_split(bare, 1, strlen(bare), 0, &part);
+        CHECK(memcmp(&part, &whole, sizeof part) == 0, "bare empty invoke: calls %d args1 [%s] error [%s]", part.n_calls,
+              part.args[1], part.error);
+    }
 
     /* round trip: rendering the parsed turn reproduces the generated text */
     json_t *calls = json_array();
@@ -444,6 +456,310 @@ static void parser(void)
     dsv4_chat_parser_free(p);
 }
 
+/* ---- the official encoder's rules beyond ../shared's cases ---- */
+#define BOSS "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
+#define USR "<\xef\xbd\x9cUser\xef\xbd\x9c>"
+#define ASST "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>"
+#define CALLS_OPEN "\n\n<" DS "tool_calls>\n"
+#define CALLS_CLOSE "\n</" DS "tool_calls>"
+#define INVOKE(name) "<" DS "invoke name=\"" name "\">\n"
+#define INVOKE_END "\n</" DS "invoke>"
+#define PARAM(name, str, v) "<" DS "parameter name=\"" name "\" string=\"" str "\">" v "</" DS "parameter>"
+
+/* request text → want, through dsv4_chat_render and (when expressible) the builder */
+static void case_json(const char *name, const char *req_text, const char *want)
+{
+    json_error_t je;
+    json_t *req = json_loads(req_text, JSON_PRESERVE_ORDER, &je);
+    CHECK(req != NULL, "%s: test request parses: %s", name, je.text);
+    if (req) compare(name, req, want, NULL);
+    json_decref(req);
+}
+
+/* request text → want through dsv4_chat_render only */
+static void case_render(const char *name, const char *req, const char *want)
+{
+    char *prompt = NULL, *msg = NULL;
+    dsv4_status st = dsv4_chat_render(req, strlen(req), &prompt, &msg);
+    int same = st == DSV4_OK && prompt && strcmp(prompt, want) == 0;
+    CHECK(same, "%s: status %d %s", name, st, msg ? msg : "");
+    if (!same && prompt) {
+        size_t i = 0;
+        while (prompt[i] && prompt[i] == want[i]) i++;
+        printf("  %s differs at byte %zu:\n  got:  %.160s\n  want: %.160s\n", name, i, prompt + i, want + i);
+    }
+    dsv4_free(prompt);
+    dsv4_free(msg);
+}
+
+/* an assistant turn with one tool call of these arguments (a JSON string
+ * literal's contents), rendered in chat mode */
+static void case_args(const char *name, const char *args_literal, const char *want_params)
+{
+    char req[4096], want[4096];
+    snprintf(req, sizeof req,
+             "{\"thinking_mode\":\"chat\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"},"
+             "{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
+             "\"function\":{\"name\":\"f\",\"arguments\":\"%s\"}}]}]}", args_literal);
+    snprintf(want, sizeof want, BOSS USR "q" ASST "</think>" CALLS_OPEN INVOKE("f") "%s" INVOKE_END CALLS_CLOSE EOSS,
+             want_params);
+    case_json(name, req, want);
+}
+
+static void official_rules(void)
+{
+    /* 1. consecutive user-side messages are one user turn, joined by "\n\n" */
+    case_json("two users",
+              "{\"thinking_mode\":\"chat\",\"messages\":[{\"role\":\"system\",\"content\":\"S\"},"
+              "{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"content\":\"b\"}]}",
+              BOSS "S" USR "a\n\nb" ASST "</think>");
+    case_json("three users, thinking, two turns",
+              "{\"thinking_mode\":\"thinking\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"},"
+              "{\"role\":\"user\",\"content\":\"b\"},{\"role\":\"assistant\",\"reasoning_content\":\"r\",\"content\":\"x\"},"
+              "{\"role\":\"user\",\"content\":\"c\"},{\"role\":\"user\",\"content\":\"\"},{\"role\":\"user\",\"content\":\"d\"}]}",
+              BOSS USR "a\n\nb" ASST "</think>x" EOSS USR "c\n\n\n\nd" ASST "<think>");
+    case_json("tool results then two users",
+              "{\"thinking_mode\":\"chat\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"},"
+              "{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"id\":\"a\",\"type\":\"function\","
+              "\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"k\\\": 1}\"}}]},"
+              "{\"role\":\"tool\",\"tool_call_id\":\"a\",\"content\":\"R\"},"
+              "{\"role\":\"user\",\"content\":\"u1\"},{\"role\":\"user\",\"content\":\"u2\"}]}",
+              BOSS USR "q" ASST "</think>" CALLS_OPEN INVOKE("f") PARAM("k", "false", "1") INVOKE_END CALLS_CLOSE EOSS
+              USR "<tool_result>R</tool_result>\n\nu1\n\nu2" ASST "</think>");
+
+    /* 2. an invoke without parameters has an empty body line */
+    case_args("empty arguments", "{}", "");
+    case_args("empty arguments with blanks", " { \\n } ", "");
+    case_json("empty and non-empty invokes",
+              "{\"thinking_mode\":\"chat\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"},"
+              "{\"role\":\"assistant\",\"content\":\"ok\",\"tool_calls\":["
+              "{\"id\":\"a\",\"type\":\"function\",\"function\":{\"name\":\"now\",\"arguments\":\"{}\"}},"
+              "{\"id\":\"b\",\"type\":\"function\",\"function\":{\"name\":\"get\",\"arguments\":\"{\\\"x\\\": \\\"y\\\"}\"}}]}]}",
+              BOSS USR "q" ASST "</think>ok" CALLS_OPEN INVOKE("now") INVOKE_END "\n" INVOKE("get")
+              PARAM("x", "true", "y") INVOKE_END CALLS_CLOSE EOSS);
+
+    /* 3. valid JSON arguments are always rendered parameter by parameter */
+    case_args("nested and literal values",
+              "{\\\"obj\\\": {\\\"a\\\": [1, {\\\"b\\\": null}], \\\"c\\\": \\\"x\\\\ny\\\"}, \\\"t\\\": true, "
+              "\\\"f\\\": false, \\\"n\\\": null, \\\"e\\\": [], \\\"o\\\": {}}",
+              PARAM("obj", "false", "{\"a\": [1, {\"b\": null}], \"c\": \"x\\ny\"}") "\n"
+              PARAM("t", "false", "true") "\n" PARAM("f", "false", "false") "\n" PARAM("n", "false", "null") "\n"
+              PARAM("e", "false", "[]") "\n" PARAM("o", "false", "{}"));
+    case_args("big integers and -0",
+              "{\\\"big\\\": 123456789012345678901234567890, \\\"neg\\\": -98765432109876543210, "
+              "\\\"i64\\\": 9223372036854775808, \\\"z\\\": -0, \\\"fz\\\": -0.0, \\\"in\\\": [0, -0, 18446744073709551616]}",
+              PARAM("big", "false", "123456789012345678901234567890") "\n"
+              PARAM("neg", "false", "-98765432109876543210") "\n" PARAM("i64", "false", "9223372036854775808") "\n"
+              PARAM("z", "false", "0") "\n" PARAM("fz", "false", "-0.0") "\n"
+              PARAM("in", "false", "[0, 0, 18446744073709551616]"));
+    case_args("floats as Python writes them",
+              "{\\\"a\\\": 1000.0, \\\"b\\\": 0.00000025, \\\"c\\\": 1E16, \\\"d\\\": [1e-5, 123.456e2, 2.50, 1e+2], "
+              "\\\"e\\\": 1e400, \\\"f\\\": -1e400, \\\"g\\\": NaN, \\\"h\\\": -Infinity}",
+              PARAM("a", "false", "1000.0") "\n" PARAM("b", "false", "2.5e-07") "\n" PARAM("c", "false", "1e+16") "\n"
+              PARAM("d", "false", "[1e-05, 12345.6, 2.5, 100.0]") "\n" PARAM("e", "false", "Infinity") "\n"
+              PARAM("f", "false", "-Infinity") "\n" PARAM("g", "false", "NaN") "\n" PARAM("h", "false", "-Infinity"));
+    case_args("escapes and surrogate pairs",
+              "{\\\"s\\\": \\\"caf\\\\u00e9 \\\\ud83d\\\\ude00 \\\\\\\"q\\\\\\\" \\\\/ \\\\t\\\", "
+              "\\\"l\\\": [\\\"\\\\u00e9\\\\n\\\\u0001\\\\u001f\\\\u007f\\\", \\\"\\\\uD83D\\\\uDE00\\\"], "
+              "\\\"k\\\\u00e9\\\": \\\"\\\\u0041\\\"}",
+              PARAM("s", "true", "caf\xc3\xa9 \xf0\x9f\x98\x80 \"q\" / \t") "\n"
+              PARAM("l", "false", "[\"\xc3\xa9\\n\\u0001\\u001f\x7f\", \"\xf0\x9f\x98\x80\"]") "\n"
+              PARAM("k\xc3\xa9", "true", "A"));
+    case_args("a repeated key keeps its place and takes the last value",
+              "{\\\"a\\\": 1, \\\"b\\\": {\\\"x\\\": 1, \\\"y\\\": 2, \\\"x\\\": [3]}, \\\"a\\\": \\\"last\\\"}",
+              PARAM("a", "true", "last") "\n" PARAM("b", "false", "{\"x\": [3], \"y\": 2}"));
+    /* float repr: shortest digits that read back, exponent form below 1e-4
+     * and from 1e16 (expected values are Python's repr of each literal) */
+    static const char *const floats[][2] = {
+        { "0.1", "0.1" }, { "1e22", "1e+22" }, { "5e-324", "5e-324" },
+        { "1.7976931348623157e308", "1.7976931348623157e+308" }, { "9007199254740993.0", "9007199254740992.0" },
+        { "1e15", "1000000000000000.0" }, { "0.0001", "0.0001" }, { "100e-2", "1.0" },
+        { "123456789012345678.0", "1.2345678901234568e+17" }, { "0.30000000000000004", "0.30000000000000004" },
+        { "1e-7", "1e-07" }, { "1.5e300", "1.5e+300" }, { "4.9406564584124654e-324", "5e-324" },
+        { "2.2250738585072014e-308", "2.2250738585072014e-308" },
+        { "4.0903797403389369e+270", "4.090379740338937e+270" }, { "3.3741267476088731e-29", "3.374126747608873e-29" },
+        { "-5.3499206984238764e+128", "-5.349920698423876e+128" }, { "2.0677287901783428e-34", "2.067728790178343e-34" },
+        { "-4.1632464946701499e-103", "-4.16324649467015e-103" }, { "-9.7197343369038048e+248", "-9.719734336903805e+248" },
+        { "2.5567919043181389e-281", "2.556791904318139e-281" }, { "5.8464794981852184e+57", "5.8464794981852184e+57" },
+        /* powers of two whose nearest 16-digit decimal misses but the next one up reads back */
+        { "7.12023634722304443e-307", "7.120236347223045e-307" }, { "-7.2911220195563975e-304", "-7.291122019556398e-304" },
+        { "8.20907360259675250e-289", "8.209073602596753e-289" }, { "5.85819067927980842e-244", "5.858190679279809e-244" },
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++) {
+        char req[1024], want[1024], *prompt = NULL;
+        snprintf(req, sizeof req,
+                 "{\"thinking_mode\":\"chat\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"assistant\","
+                 "\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"x\\\": %s}\"}}]}]}", floats[i][0]);
+        snprintf(want, sizeof want, PARAM("x", "false", "%s"), floats[i][1]);
+        if (dsv4_chat_render(req, strlen(req), &prompt, NULL) != DSV4_OK || !strstr(prompt, want)) {
+            printf("  float %s: want %s in %s\n", floats[i][0], floats[i][1], prompt ? strstr(prompt, "x\"") : "(none)");
+            bad++;
+        }
+        dsv4_free(prompt);
+    }
+    CHECK(bad == 0, "Python float repr: %d of %zu differ", bad, sizeof floats / sizeof floats[0]);
+
+    /* what is not a JSON object stays one "arguments" parameter, raw */
+    static const char *const raw[] = { "[1, 2]", "5", "{\\\"a\\\": 1,}", "{\\\"a\\\": 01}", "{\\\"a\\\": 1.}",
+                                       "{\\\"a\\\": \\\"\\\\ud800\\\"}", "{\\\"a\\\": \\\"\\\\udc00\\\\ud800\\\"}",
+                                       "{\\\"a\\\": +1}", "{\\\"a\\\": 1} x", "{\\\"a\\\": \\\"\\t\\\"}", "" };
+    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++) {
+        char req[1024], want[1024], lit[256];
+        snprintf(req, sizeof req,
+                 "{\"thinking_mode\":\"chat\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"assistant\","
+                 "\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":\"%s\"}}]}]}", raw[i]);
+        /* the raw value: the literal's contents unescaped */
+        char lj[300];
+        snprintf(lj, sizeof lj, "\"%s\"", raw[i]);
+        json_t *v = json_loads(lj, JSON_DECODE_ANY, NULL);
+        snprintf(lit, sizeof lit, "%s", v ? json_string_value(v) : "?");
+        json_decref(v);
+        snprintf(want, sizeof want, BOSS USR "q" ASST "</think>" CALLS_OPEN INVOKE("f") PARAM("arguments", "true", "%s")
+                 INVOKE_END CALLS_CLOSE EOSS, lit);
+        char name[64];
+        snprintf(name, sizeof name, "raw arguments %zu", i);
+        case_render(name, req, want);
+    }
+    /* a string parameter holding U+0000 cannot be written into a prompt */
+    expect_err("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"assistant\",\"tool_calls\":[{\"function\":"
+               "{\"name\":\"f\",\"arguments\":\"{\\\"a\\\": \\\"x\\\\u0000\\\"}\"}}]}]}",
+               DSV4_ERR_INVALID_ARGUMENT, "U+0000");
+    case_args("U+0000 inside a JSON value is escaped", "{\\\"a\\\": [\\\"x\\\\u0000\\\"]}",
+              PARAM("a", "false", "[\"x\\u0000\"]"));
+
+    /* the builder reads arguments the same way */
+    dsv4_chat *c = NULL;
+    T(dsv4_chat_create(&c) == DSV4_OK);
+    T(dsv4_chat_set_i64(c, DSV4_CHAT_THINKING, 0) == DSV4_OK);
+    T(dsv4_chat_add_message(c, "user", "q", NULL) == DSV4_OK);
+    T(dsv4_chat_add_message(c, "user", "r", NULL) == DSV4_OK);
+    T(dsv4_chat_add_message(c, "assistant", NULL, NULL) == DSV4_OK);
+    T(dsv4_chat_add_tool_call(c, "a", "f", "{\"n\": 123456789012345678901234567890, \"x\": NaN}") == DSV4_OK);
+    T(dsv4_chat_add_tool_call(c, "b", "g", "{}") == DSV4_OK);
+    T(dsv4_chat_add_tool_call(c, "c", "h", "{\"a\": \"\\ud800\"}") == DSV4_ERR_INVALID_ARGUMENT);
+    char *p = NULL;
+    T(dsv4_chat_render_text(c, &p) == DSV4_OK);
+    const char *want = BOSS USR "q\n\nr" ASST "</think>" CALLS_OPEN INVOKE("f")
+                       PARAM("n", "false", "123456789012345678901234567890") "\n" PARAM("x", "false", "NaN") INVOKE_END "\n"
+                       INVOKE("g") INVOKE_END CALLS_CLOSE EOSS;
+    CHECK(p && strcmp(p, want) == 0, "builder: %s", p ? p : "(none)");
+    dsv4_free(p);
+    dsv4_chat_free(c);
+}
+
+/* reasoning_effort, the one rule (core/effort.h): none → non-thinking;
+ * minimal, low, medium, high → the plain thinking prompt; xhigh, max → the
+ * max-effort paragraph (thinking mode only); anything else is an error */
+static char *render_effort(const char *mode, const char *effort_json)
+{
+    char req[512], *prompt = NULL;
+    if (effort_json)
+        snprintf(req, sizeof req, "{\"thinking_mode\":\"%s\",\"reasoning_effort\":%s,\"messages\":[{\"role\":\"user\","
+                 "\"content\":\"Hi\"}]}", mode, effort_json);
+    else
+        snprintf(req, sizeof req, "{\"thinking_mode\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}", mode);
+    if (dsv4_chat_render(req, strlen(req), &prompt, NULL) != DSV4_OK) return NULL;
+    return prompt;
+}
+
+static void effort_rule(void)
+{
+    char *plain = render_effort("thinking", NULL), *chat = render_effort("chat", NULL),
+         *max = render_effort("thinking", "\"max\"");
+    T(plain && chat && max && strcmp(plain, BOSS USR "Hi" ASST "<think>") == 0 &&
+      strcmp(chat, BOSS USR "Hi" ASST "</think>") == 0 && strncmp(max, BOSS "Reasoning Effort: Absolute maximum", 40) == 0);
+    static const char *const as_plain[] = { "\"minimal\"", "\"low\"", "\"medium\"", "\"high\"", "null" };
+    for (size_t i = 0; i < sizeof as_plain / sizeof as_plain[0]; i++) {
+        char *p = render_effort("thinking", as_plain[i]);
+        CHECK(p && plain && strcmp(p, plain) == 0, "reasoning_effort %s renders the plain thinking prompt", as_plain[i]);
+        dsv4_free(p);
+    }
+    char *p = render_effort("thinking", "\"xhigh\"");
+    CHECK(p && max && strcmp(p, max) == 0, "reasoning_effort xhigh = max");
+    dsv4_free(p);
+    p = render_effort("thinking", "\"none\"");
+    CHECK(p && chat && strcmp(p, chat) == 0, "reasoning_effort none = non-thinking");
+    dsv4_free(p);
+    p = render_effort("chat", "\"xhigh\"");
+    CHECK(p && chat && strcmp(p, chat) == 0, "max effort changes nothing in chat mode");
+    dsv4_free(p);
+    expect_err("{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"reasoning_effort\":5}", DSV4_ERR_INVALID_ARGUMENT,
+               "reasoning_effort must be a string");
+    expect_err("{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"reasoning_effort\":\"ultra\"}", DSV4_ERR_INVALID_ARGUMENT,
+               "reasoning_effort \"ultra\" is not one of");
+    /* the builder's values map the same way */
+    static const int32_t values[] = { DSV4_EFFORT_DEFAULT, DSV4_EFFORT_NONE, DSV4_EFFORT_LOW, DSV4_EFFORT_MEDIUM,
+                                      DSV4_EFFORT_HIGH, DSV4_EFFORT_MAX };
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        dsv4_chat *c = NULL;
+        char *q = NULL;
+        int ok = dsv4_chat_create(&c) == DSV4_OK && dsv4_chat_set_i64(c, DSV4_CHAT_REASONING_EFFORT, values[i]) == DSV4_OK &&
+                 dsv4_chat_add_message(c, "user", "Hi", NULL) == DSV4_OK && dsv4_chat_render_text(c, &q) == DSV4_OK;
+        const char *want = values[i] == DSV4_EFFORT_NONE ? chat : values[i] == DSV4_EFFORT_MAX ? max : plain;
+        CHECK(ok && q && want && strcmp(q, want) == 0, "builder effort %d", (int)values[i]);
+        dsv4_free(q);
+        dsv4_chat_free(c);
+    }
+    dsv4_free(plain);
+    dsv4_free(chat);
+    dsv4_free(max);
+}
+
+/* deep nesting, and every allocation failing in turn: a clear status, no
+ * crash, no leak (the sanitizer build checks the last) */
+static void robustness(void)
+{
+    static char args[8192], req[9000], want[9000];
+    for (int depth = 400; depth <= 600; depth += 200) {
+        size_t n = 0;
+        n += (size_t)snprintf(args + n, sizeof args - n, "{\\\"a\\\": ");
+        for (int i = 0; i < depth; i++) args[n++] = '[';
+        for (int i = 0; i < depth; i++) args[n++] = ']';
+        n += (size_t)snprintf(args + n, sizeof args - n, "}");
+        args[n] = 0;
+        snprintf(req, sizeof req,
+                 "{\"thinking_mode\":\"chat\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"assistant\","
+                 "\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":\"%s\"}}]}]}", args);
+        char *prompt = NULL;
+        T(dsv4_chat_render(req, strlen(req), &prompt, NULL) == DSV4_OK && prompt);
+        /* up to 512 levels: parameters; deeper: the raw arguments */
+        snprintf(want, sizeof want, depth <= 512 ? "<" DS "parameter name=\"a\" string=\"false\">[[[" :
+                                                   "<" DS "parameter name=\"arguments\" string=\"true\">{\"a\": [[[");
+        CHECK(prompt && strstr(prompt, want), "nesting %d", depth);
+        dsv4_free(prompt);
+    }
+    const char *big =
+        "{\"thinking_mode\":\"thinking\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"x\":[1.5,1e100]}}],"
+        "\"messages\":[{\"role\":\"system\",\"content\":\"S\"},{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\","
+        "\"content\":\"b\"},{\"role\":\"assistant\",\"reasoning_content\":\"r\",\"content\":\"c\",\"tool_calls\":["
+        "{\"id\":\"1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\": [1, 2.5e-7, "
+        "123456789012345678901234567890], \\\"b\\\": \\\"s\\\", \\\"a\\\": {\\\"k\\\": null}, \\\"c\\\": 3}\"}},"
+        "{\"id\":\"2\",\"type\":\"function\",\"function\":{\"name\":\"g\",\"arguments\":\"{}\"}}]},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"2\",\"content\":\"R2\"},{\"role\":\"tool\",\"tool_call_id\":\"1\",\"content\":\"R1\"},"
+        "{\"role\":\"user\",\"content\":\"d\"}]}";
+    char *full = NULL;
+    T(dsv4_chat_render(big, strlen(big), &full, NULL) == DSV4_OK && full);
+    int fails = 0, oom = 0;
+    for (long k = 1; k < 400; k++) {
+        char *prompt = (char *)1, *msg = NULL;
+        dsv4__alloc_fail_after(k);
+        dsv4_status st = dsv4_chat_render(big, strlen(big), &prompt, &msg);
+        dsv4__alloc_fail_after(0);
+        if (st == DSV4_OK) {
+            fails += !prompt || !full || strcmp(prompt, full) != 0;
+            dsv4_free(prompt);
+            dsv4_free(msg);
+            break;
+        }
+        oom++;
+        fails += st != DSV4_ERR_OUT_OF_MEMORY || prompt != NULL || !msg || !strstr(msg, "out of memory");
+        dsv4_free(msg);
+    }
+    CHECK(fails == 0 && oom > 10, "allocation failures: %d bad of %d failed renders", fails, oom);
+    dsv4_free(full);
+}
+
 int main(void)
 {
     char p[1024];
@@ -453,6 +769,9 @@ int main(void)
     extra();
     bad();
     fim();
+    official_rules();
+    effort_rule();
+    robustness();
     CHECK(builder_checked >= 16 && builder_same == builder_checked, "builder: %d of %d cases exact", builder_same,
           builder_checked);
     printf("builder: %d of %d cases exact (the others use encoder-internal fields)\n", builder_same, builder_checked);
