@@ -4,15 +4,17 @@
  *
  * oneDNN 2.6 takes no FP8/FP4, so weights are dequantised exactly a block of
  * output rows at a time (by oneDNN's OpenMP threads) and multiplied by a
- * matmul; primitives are created once per shape and cached. In reference
+ * matmul. In reference
  * numerics (aq, k % 128 == 0) on CPUs where oneDNN runs bf16 natively
  * (AVX-512 BF16, AMX), FP8 (E8M0 scales), FP4 and BF16 weights go through a
  * bf16 matmul: quantised activations and those weights are bf16 values, so
  * the products are exact; a value outside bf16's normal range refuses the
  * call (an activation) or its block of rows (a weight) to the f32 route.
  * Everything else (float numerics, F32 weights, F32-scaled FP8, k % 128)
- * takes an f32 matmul with a run-time M. Same contract as dsv4k_linear
- * (linear.h); results agree with dsv4k_linear_ref up to f32 summation order.
+ * takes an f32 matmul. Primitives take the row count as a fixed M (faster
+ * kernels than a run-time M) and are cached per shape and M. Same contract
+ * as dsv4k_linear (linear.h); results agree with dsv4k_linear_ref up to f32
+ * summation order.
  */
 #ifndef DSV4_GEMM_H
 #define DSV4_GEMM_H

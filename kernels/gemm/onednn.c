@@ -14,8 +14,7 @@
  * that is not zero or a finite normal bf16 (a tiny scale times a subnormal
  * code, a huge scale, NaN, Inf — the AVX-512 bf16 instructions flush
  * subnormals) sends the whole call (activations) or that block of rows
- * (weights) to the f32 route. A bf16 matmul with the activation count as a
- * fixed M (one primitive per shape, cached; weights plain [rows][k]) then
+ * (weights) to the f32 route. A bf16 matmul (weights plain [rows][k]) then
  * computes the block with f32 accumulation. Only the f32 summation order
  * differs from the f32 route.
  *
@@ -23,8 +22,12 @@
  * decode the weight rows to f32 (exact, dsv4k_decode_row), then one f32
  * matmul computes y[:, n0:n0+NB] = x · blockᵀ with the weights read through
  * strides (the block is [NB][k] row-major, i.e. B = blockᵀ with strides
- * {1, k}). M is a run-time dimension, so one primitive serves every batch
- * size of a shape.
+ * {1, k}).
+ *
+ * Both take the activation count as a fixed M: oneDNN then picks its brgemm
+ * kernels, faster than the gemm a run-time M gets (by about a quarter on one
+ * thread, more on two); a primitive per shape and M, cached here and behind
+ * that in oneDNN's own primitive cache.
  */
 #include <omp.h>
 #include <stdlib.h>
@@ -39,7 +42,7 @@
 
 typedef struct prim {
     int bf;                 /* bf16 source and weights */
-    int64_t m, k, nb, ldx, ldy; /* m: 0 for a run-time M (f32) */
+    int64_t m, k, nb, ldx, ldy;
     dnnl_primitive_t p;
     dnnl_memory_desc_t src, wei, dst;
 } prim;
@@ -125,7 +128,6 @@ void dsv4k_gemm_counts(const dsv4k_gemm *g, int64_t *bf16_blocks, int64_t *f32_b
     if (f32_blocks) *f32_blocks = g->n_f32;
 }
 
-/* m: 0 for a run-time M */
 static prim *get_prim(dsv4k_gemm *g, int bf, int64_t m, int64_t k, int64_t nb, int64_t ldx, int64_t ldy)
 {
     for (int i = 0; i < g->n_cache; i++) {
@@ -143,10 +145,9 @@ static prim *get_prim(dsv4k_gemm *g, int bf, int64_t m, int64_t k, int64_t nb, i
     memset(p, 0, sizeof *p);
     p->bf = bf; p->m = m; p->k = k; p->nb = nb; p->ldx = ldx; p->ldy = ldy;
     dnnl_data_type_t dt = bf ? dnnl_bf16 : dnnl_f32;
-    int64_t md0 = m > 0 ? m : DNNL_RUNTIME_DIM_VAL;
-    dnnl_dims_t ds = { md0, k }, ss = { ldx, 1 };
+    dnnl_dims_t ds = { m, k }, ss = { ldx, 1 };
     dnnl_dims_t dw = { k, nb }, sw = { 1, k };
-    dnnl_dims_t dd = { md0, nb }, sd = { ldy, 1 };
+    dnnl_dims_t dd = { m, nb }, sd = { ldy, 1 };
     dnnl_matmul_desc_t md;
     dnnl_primitive_desc_t pd = NULL;
     if (dnnl_memory_desc_init_by_strides(&p->src, 2, ds, dt, ss) != dnnl_success ||
@@ -162,18 +163,15 @@ static prim *get_prim(dsv4k_gemm *g, int bf, int64_t m, int64_t k, int64_t nb, i
     return p;
 }
 
-static int mem(dnnl_memory_t *out, const dnnl_memory_desc_t *md, int64_t m, dnnl_engine_t eng, void *ptr)
+static int mem(dnnl_memory_t *out, const dnnl_memory_desc_t *md, dnnl_engine_t eng, void *ptr)
 {
-    dnnl_memory_desc_t d = *md;
-    if (d.dims[0] == DNNL_RUNTIME_DIM_VAL) d.dims[0] = m;
-    return dnnl_memory_create(out, &d, eng, ptr) == dnnl_success ? 0 : -1;
+    return dnnl_memory_create(out, md, eng, ptr) == dnnl_success ? 0 : -1;
 }
 
-static int exec(dsv4k_gemm *g, prim *p, int64_t m, const void *x, void *wt, float *y)
+static int exec(dsv4k_gemm *g, prim *p, const void *x, void *wt, float *y)
 {
     dnnl_memory_t ms = NULL, mw = NULL, md = NULL;
-    int bad = mem(&ms, &p->src, m, g->eng, (void *)x) || mem(&mw, &p->wei, m, g->eng, wt) ||
-              mem(&md, &p->dst, m, g->eng, y);
+    int bad = mem(&ms, &p->src, g->eng, (void *)x) || mem(&mw, &p->wei, g->eng, wt) || mem(&md, &p->dst, g->eng, y);
     if (!bad) {
         dnnl_exec_arg_t args[3] = { { DNNL_ARG_SRC, ms }, { DNNL_ARG_WEIGHTS, mw }, { DNNL_ARG_DST, md } };
         bad = dnnl_primitive_execute(p->p, g->str, 3, args) != dnnl_success ||
@@ -247,14 +245,14 @@ static int f32_rows(dsv4k_gemm *g, const dsv4k_weight *w, const float *x, int64_
     int simd = dsv4k_have_avx2();
     for (; n0 < n1; n0 += g->nb) {
         int64_t nb = n1 - n0 < g->nb ? n1 - n0 : g->nb;
-        prim *p = get_prim(g, 0, 0, k, nb, ldx, ldy);
+        prim *p = get_prim(g, 0, m, k, nb, ldx, ldy);
         if (!p) return -1;
         /* decoded by oneDNN's own OpenMP threads: they are awake between
          * the products anyway, and the pool's workers would compete with
          * them for the cores while they spin */
 #pragma omp parallel for num_threads(g->threads) schedule(static)
         for (int64_t r = 0; r < nb; r++) decode_f32(w, n0 + r, g->blk + r * k, simd);
-        if (exec(g, p, m, x, g->blk, y + n0)) return -1;
+        if (exec(g, p, x, g->blk, y + n0)) return -1;
         g->n_f32++;
     }
     return 0;
@@ -289,7 +287,12 @@ static int bf16_run(dsv4k_gemm *g, const dsv4k_weight *w, const float *xf, int64
             continue;
         }
         prim *p = get_prim(g, 1, m, k, nb, k, ldy);
-        if (!p || exec(g, p, m, g->xb, g->blkb, y + n0)) return -1;
+        if (!p) {
+            /* oneDNN made no bf16 matmul after all: f32 from here on */
+            g->bf16 = 0;
+            return f32_rows(g, w, xf, k, m, y, ldy, n0, n);
+        }
+        if (exec(g, p, g->xb, g->blkb, y + n0)) return -1;
         g->n_bf16++;
     }
     return 0;
