@@ -628,7 +628,7 @@ int main(int argc, char **argv)
     double peak = dnnl_peak(512, 4096, 4096, dnnl_f32, threads);
     double peak16 = native16 ? dnnl_peak(512, 4096, 4096, dnnl_bf16, threads) : 0;
     printf("products of >= %d rows: oneDNN %s route (%s)\n", DSV4G_GEMM_MIN_ROWS, native16 ? "bf16" : "f32",
-           native16 ? "reference numerics, exact products; f32 for F32-scaled FP8, F32 weights, float numerics"
+           native16 ? "quantised activations, exact products; f32 for unquantised activations, F32 weights, F32-scaled FP8"
                     : "oneDNN has no native bf16 on this CPU");
     int64_t pl[2] = { 512, 4096 };
     double pgf[2] = { 0, 0 }, ptok[2] = { 0, 0 };
