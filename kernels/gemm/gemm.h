@@ -2,11 +2,19 @@
  * kernels/gemm/gemm.h — y = x · Wᵀ for many activation rows through oneDNN
  * matmul primitives (kernels/gemm/onednn.c).
  *
- * oneDNN 2.6 takes no FP8/FP4, so weights are dequantised exactly to f32 a
- * block of output rows at a time (by oneDNN's OpenMP threads) and multiplied by
- * an f32 matmul; primitives are created once per shape (M is a run-time
- * dimension) and cached. Same contract as dsv4k_linear (linear.h); results
- * agree with dsv4k_linear_ref up to f32 summation order.
+ * oneDNN 2.6 takes no FP8/FP4, so weights are dequantised exactly a block of
+ * output rows at a time (by oneDNN's OpenMP threads) and multiplied by a
+ * matmul. In reference
+ * numerics (aq, k % 128 == 0) on CPUs where oneDNN runs bf16 natively
+ * (AVX-512 BF16, AMX), FP8 (E8M0 scales), FP4 and BF16 weights go through a
+ * bf16 matmul: quantised activations and those weights are bf16 values, so
+ * the products are exact; a value outside bf16's normal range refuses the
+ * call (an activation) or its block of rows (a weight) to the f32 route.
+ * Everything else (float numerics, F32 weights, F32-scaled FP8, k % 128)
+ * takes an f32 matmul. Primitives take the row count as a fixed M (faster
+ * kernels than a run-time M) and are cached per shape and M. Same contract
+ * as dsv4k_linear (linear.h); results agree with dsv4k_linear_ref up to f32
+ * summation order.
  */
 #ifndef DSV4_GEMM_H
 #define DSV4_GEMM_H
@@ -29,5 +37,18 @@ int dsv4k_gemm_run(dsv4k_gemm *g, const dsv4k_weight *w, const float *x, int64_t
 
 /* primitives created so far (tests: the cache is reused) */
 int dsv4k_gemm_cached(const dsv4k_gemm *g);
+
+/* 1 when oneDNN runs bf16 matmuls natively here (AVX-512 BF16 or AMX, as
+ * oneDNN sees the CPU, ONEDNN_MAX_CPU_ISA included) */
+int dsv4k_gemm_bf16_native(void);
+/* the bf16 route on (default where native) or off (tests, benchmarks);
+ * never on where not native */
+void dsv4k_gemm_set_bf16(dsv4k_gemm *g, int on);
+/* blocks of output rows computed so far by each route (tests) */
+void dsv4k_gemm_counts(const dsv4k_gemm *g, int64_t *bf16_blocks, int64_t *f32_blocks);
+/* dst[i] = bf16 bits of src[i] for i < n, returning 0 when every value is
+ * exactly a bf16 zero or finite normal number, else -1 (dst then
+ * undefined) */
+int dsv4k_gemm_to_bf16(const float *src, int64_t n, uint16_t *dst);
 
 #endif

@@ -2,36 +2,65 @@
  * kernels/gemm/onednn.c — the oneDNN matmul route for products of many
  * activation rows (see gemm.h).
  *
- * For each block of NB output rows: OpenMP threads decode the weight rows
- * to f32 (exact, dsv4k_decode_row), then one f32 matmul computes
- * y[:, n0:n0+NB] = x · blockᵀ with the weights read through strides (the
- * block is [NB][k] row-major, i.e. B = blockᵀ with strides {1, k}). M is a
- * run-time dimension, so one primitive serves every batch size of a shape.
+ * Two routes, both exact in their products:
+ *
+ * bf16 (reference numerics: quantised activations, weights with E8M0 or no
+ * scales, on CPUs where oneDNN runs bf16 natively): every activation is
+ * e4m3 · 2^e and every weight e4m3 · 2^e, e2m1 · 2^e or bf16, so each is a
+ * bf16 value when it lies in bf16's normal range, and the product of two
+ * bf16 values is exact in f32. The activations are converted once per call,
+ * the weights a block of rows at a time (decoded to f32 exactly, then their
+ * upper halves taken), each conversion checked value by value: any value
+ * that is not zero or a finite normal bf16 (a tiny scale times a subnormal
+ * code, a huge scale, NaN, Inf — the AVX-512 bf16 instructions flush
+ * subnormals) sends the whole call (activations) or that block of rows
+ * (weights) to the f32 route. A bf16 matmul (weights plain [rows][k]) then
+ * computes the block with f32 accumulation. Only the f32 summation order
+ * differs from the f32 route.
+ *
+ * f32 (everything else): for each block of NB output rows, OpenMP threads
+ * decode the weight rows to f32 (exact, dsv4k_decode_row), then one f32
+ * matmul computes y[:, n0:n0+NB] = x · blockᵀ with the weights read through
+ * strides (the block is [NB][k] row-major, i.e. B = blockᵀ with strides
+ * {1, k}).
+ *
+ * Both take the activation count as a fixed M: oneDNN then picks its brgemm
+ * kernels, faster than the gemm a run-time M gets (by about a quarter on one
+ * thread, more on two); a primitive per shape and M, cached here and behind
+ * that in oneDNN's own primitive cache.
  */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <immintrin.h>
 #include <oneapi/dnnl/dnnl.h>
 #include "gemm.h"
 #include "linear.h"
 #include "x86/gemv.h"
 
-#define CACHE 64
+#define CACHE 128
 
 typedef struct prim {
-    int64_t k, nb, ldx, ldy;
+    int bf;                 /* bf16 source and weights */
+    int64_t m, k, nb, ldx, ldy;
     dnnl_primitive_t p;
     dnnl_memory_desc_t src, wei, dst;
 } prim;
 
 struct dsv4k_gemm {
     int threads;
+    int bf16;          /* bf16 route allowed (dsv4k_gemm_set_bf16) */
     int64_t max_k, max_m, nb;
     dnnl_engine_t eng;
     dnnl_stream_t str;
     float *blk;        /* nb × max_k decoded weights */
     float *aq;         /* max_m × max_k quantised activations */
     int8_t *ex;
+    uint16_t *xb;      /* max_m × max_k activations in bf16 */
+    uint16_t *blkb;    /* bf16 weight block (blkb_bytes) */
+    int64_t blkb_bytes;
+    float *rowt;       /* threads × max_k: one f32 weight row per thread */
+    int64_t n_bf16, n_f32; /* blocks of output rows per route (dsv4k_gemm_counts) */
     prim cache[CACHE];
     int n_cache;
 };
@@ -45,7 +74,18 @@ void dsv4k_gemm_free(dsv4k_gemm *g)
     free(g->blk);
     free(g->aq);
     free(g->ex);
+    free(g->xb);
+    free(g->blkb);
+    free(g->rowt);
     free(g);
+}
+
+int dsv4k_gemm_bf16_native(void)
+{
+    /* oneDNN's own view (it honours ONEDNN_MAX_CPU_ISA): AVX-512 with the
+     * bf16 instructions, or AMX, which contains that set */
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return ((unsigned)isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) == (unsigned)dnnl_cpu_isa_avx512_core_bf16;
 }
 
 dsv4k_gemm *dsv4k_gemm_create(int threads, int64_t max_k, int64_t max_m)
@@ -56,14 +96,21 @@ dsv4k_gemm *dsv4k_gemm_create(int threads, int64_t max_k, int64_t max_m)
     g->threads = threads > 0 ? threads : 1;
     g->max_k = max_k;
     g->max_m = max_m;
+    g->bf16 = dsv4k_gemm_bf16_native();
     /* blocks of about 2 MiB of decoded weights, at least 64 rows */
     g->nb = (2 << 20) / (4 * (max_k > 0 ? max_k : 1));
     if (g->nb < 64) g->nb = 64;
     g->nb &= ~(int64_t)15;
+    /* bf16 blocks: about 2 MiB too, a multiple of nb rows (see bf16_rows) */
+    g->blkb_bytes = 2 * g->nb * max_k > (2 << 20) ? 2 * g->nb * max_k : (2 << 20);
     g->blk = malloc((size_t)(g->nb * max_k) * sizeof(float));
     g->aq = malloc((size_t)(max_m * max_k) * sizeof(float));
     g->ex = malloc((size_t)(max_k / 128 + 1));
-    if (!g->blk || !g->aq || !g->ex || dnnl_engine_create(&g->eng, dnnl_cpu, 0) != dnnl_success ||
+    g->xb = malloc((size_t)(max_m * max_k) * sizeof(uint16_t));
+    g->blkb = malloc((size_t)g->blkb_bytes);
+    g->rowt = malloc((size_t)(g->threads * max_k) * sizeof(float));
+    if (!g->blk || !g->aq || !g->ex || !g->xb || !g->blkb || !g->rowt ||
+        dnnl_engine_create(&g->eng, dnnl_cpu, 0) != dnnl_success ||
         dnnl_stream_create(&g->str, g->eng, dnnl_stream_default_flags) != dnnl_success) {
         dsv4k_gemm_free(g);
         return NULL;
@@ -73,28 +120,38 @@ dsv4k_gemm *dsv4k_gemm_create(int threads, int64_t max_k, int64_t max_m)
 
 int dsv4k_gemm_cached(const dsv4k_gemm *g) { return g ? g->n_cache : 0; }
 
-static prim *get_prim(dsv4k_gemm *g, int64_t k, int64_t nb, int64_t ldx, int64_t ldy)
+void dsv4k_gemm_set_bf16(dsv4k_gemm *g, int on) { g->bf16 = on && dsv4k_gemm_bf16_native(); }
+
+void dsv4k_gemm_counts(const dsv4k_gemm *g, int64_t *bf16_blocks, int64_t *f32_blocks)
+{
+    if (bf16_blocks) *bf16_blocks = g->n_bf16;
+    if (f32_blocks) *f32_blocks = g->n_f32;
+}
+
+static prim *get_prim(dsv4k_gemm *g, int bf, int64_t m, int64_t k, int64_t nb, int64_t ldx, int64_t ldy)
 {
     for (int i = 0; i < g->n_cache; i++) {
         prim *p = &g->cache[i];
-        if (p->k == k && p->nb == nb && p->ldx == ldx && p->ldy == ldy) return p;
+        if (p->bf == bf && p->m == m && p->k == k && p->nb == nb && p->ldx == ldx && p->ldy == ldy) return p;
     }
     if (g->n_cache == CACHE) {
-        /* full: drop the oldest */
+        /* full: drop the oldest (oneDNN's own primitive cache makes
+         * creating it again cheap) */
         dnnl_primitive_destroy(g->cache[0].p);
         memmove(g->cache, g->cache + 1, (CACHE - 1) * sizeof *g->cache);
         g->n_cache--;
     }
     prim *p = &g->cache[g->n_cache];
     memset(p, 0, sizeof *p);
-    p->k = k; p->nb = nb; p->ldx = ldx; p->ldy = ldy;
-    dnnl_dims_t ds = { DNNL_RUNTIME_DIM_VAL, k }, ss = { ldx, 1 };
+    p->bf = bf; p->m = m; p->k = k; p->nb = nb; p->ldx = ldx; p->ldy = ldy;
+    dnnl_data_type_t dt = bf ? dnnl_bf16 : dnnl_f32;
+    dnnl_dims_t ds = { m, k }, ss = { ldx, 1 };
     dnnl_dims_t dw = { k, nb }, sw = { 1, k };
-    dnnl_dims_t dd = { DNNL_RUNTIME_DIM_VAL, nb }, sd = { ldy, 1 };
+    dnnl_dims_t dd = { m, nb }, sd = { ldy, 1 };
     dnnl_matmul_desc_t md;
     dnnl_primitive_desc_t pd = NULL;
-    if (dnnl_memory_desc_init_by_strides(&p->src, 2, ds, dnnl_f32, ss) != dnnl_success ||
-        dnnl_memory_desc_init_by_strides(&p->wei, 2, dw, dnnl_f32, sw) != dnnl_success ||
+    if (dnnl_memory_desc_init_by_strides(&p->src, 2, ds, dt, ss) != dnnl_success ||
+        dnnl_memory_desc_init_by_strides(&p->wei, 2, dw, dt, sw) != dnnl_success ||
         dnnl_memory_desc_init_by_strides(&p->dst, 2, dd, dnnl_f32, sd) != dnnl_success ||
         dnnl_matmul_desc_init(&md, &p->src, &p->wei, NULL, &p->dst) != dnnl_success ||
         dnnl_primitive_desc_create(&pd, &md, NULL, g->eng, NULL) != dnnl_success)
@@ -106,11 +163,139 @@ static prim *get_prim(dsv4k_gemm *g, int64_t k, int64_t nb, int64_t ldx, int64_t
     return p;
 }
 
-static int mem(dnnl_memory_t *out, const dnnl_memory_desc_t *md, int64_t m, dnnl_engine_t eng, void *ptr)
+static int mem(dnnl_memory_t *out, const dnnl_memory_desc_t *md, dnnl_engine_t eng, void *ptr)
 {
-    dnnl_memory_desc_t d = *md;
-    if (d.dims[0] == DNNL_RUNTIME_DIM_VAL) d.dims[0] = m;
-    return dnnl_memory_create(out, &d, eng, ptr) == dnnl_success ? 0 : -1;
+    return dnnl_memory_create(out, md, eng, ptr) == dnnl_success ? 0 : -1;
+}
+
+static int exec(dsv4k_gemm *g, prim *p, const void *x, void *wt, float *y)
+{
+    dnnl_memory_t ms = NULL, mw = NULL, md = NULL;
+    int bad = mem(&ms, &p->src, g->eng, (void *)x) || mem(&mw, &p->wei, g->eng, wt) || mem(&md, &p->dst, g->eng, y);
+    if (!bad) {
+        dnnl_exec_arg_t args[3] = { { DNNL_ARG_SRC, ms }, { DNNL_ARG_WEIGHTS, mw }, { DNNL_ARG_DST, md } };
+        bad = dnnl_primitive_execute(p->p, g->str, 3, args) != dnnl_success ||
+              dnnl_stream_wait(g->str) != dnnl_success;
+    }
+    if (ms) dnnl_memory_destroy(ms);
+    if (mw) dnnl_memory_destroy(mw);
+    if (md) dnnl_memory_destroy(md);
+    return bad ? -1 : 0;
+}
+
+/* ---- f32 → bf16, exact or refused ---------------------------------------- */
+
+/* 1 when f is ±0 or a finite normal number whose low 16 bits are zero */
+static inline int bf16_exact(uint32_t u)
+{
+    uint32_t e = (u >> 23) & 0xff;
+    return (u & 0xffff) == 0 && (e != 0xff) && (e != 0 || (u & 0x7fffffff) == 0);
+}
+
+static int to_bf16_c(const float *src, int64_t n, uint16_t *dst)
+{
+    int ok = 1;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u = dsv4k_f32_bits(src[i]);
+        ok &= bf16_exact(u);
+        dst[i] = (uint16_t)(u >> 16);
+    }
+    return ok ? 0 : -1;
+}
+
+__attribute__((target("avx512f,avx512bw"))) static int to_bf16_512(const float *src, int64_t n, uint16_t *dst)
+{
+    const __m512i lo = _mm512_set1_epi32(0xffff), ex = _mm512_set1_epi32(0x7f800000);
+    const __m512i mag = _mm512_set1_epi32(0x7fffffff);
+    __mmask16 bad = 0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i u = _mm512_loadu_si512(src + i);
+        __m512i e = _mm512_and_si512(u, ex);
+        /* low half set, exponent all ones, or exponent zero with a nonzero magnitude */
+        bad |= _mm512_test_epi32_mask(u, lo) | _mm512_cmpeq_epi32_mask(e, ex) |
+               (_mm512_cmpeq_epi32_mask(e, _mm512_setzero_si512()) & _mm512_test_epi32_mask(u, mag));
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+    }
+    int rest = to_bf16_c(src + i, n - i, dst + i);
+    return bad || rest ? -1 : 0;
+}
+
+/* dst = src as bf16 when every value is exactly a bf16 zero or normal;
+ * else -1 (dst then undefined) */
+static int to_bf16(const float *src, int64_t n, uint16_t *dst)
+{
+    return dsv4k_have_avx512() ? to_bf16_512(src, n, dst) : to_bf16_c(src, n, dst);
+}
+
+int dsv4k_gemm_to_bf16(const float *src, int64_t n, uint16_t *dst) { return to_bf16(src, n, dst); }
+
+/* ---- the two routes ------------------------------------------------------ */
+
+static void decode_f32(const dsv4k_weight *w, int64_t r, float *dst, int simd)
+{
+    if (!simd || dsv4k_decode_row_avx2(w, r, dst) != 0) dsv4k_decode_row(w, r, dst);
+}
+
+/* output rows [n0, n1) by the f32 route: blocks of nb rows from n0 */
+static int f32_rows(dsv4k_gemm *g, const dsv4k_weight *w, const float *x, int64_t ldx, int64_t m, float *y,
+                    int64_t ldy, int64_t n0, int64_t n1)
+{
+    int64_t k = w->k;
+    int simd = dsv4k_have_avx2();
+    for (; n0 < n1; n0 += g->nb) {
+        int64_t nb = n1 - n0 < g->nb ? n1 - n0 : g->nb;
+        prim *p = get_prim(g, 0, m, k, nb, ldx, ldy);
+        if (!p) return -1;
+        /* decoded by oneDNN's own OpenMP threads: they are awake between
+         * the products anyway, and the pool's workers would compete with
+         * them for the cores while they spin */
+#pragma omp parallel for num_threads(g->threads) schedule(static)
+        for (int64_t r = 0; r < nb; r++) decode_f32(w, n0 + r, g->blk + r * k, simd);
+        if (exec(g, p, x, g->blk, y + n0)) return -1;
+        g->n_f32++;
+    }
+    return 0;
+}
+
+/* rows of a bf16 block: about blkb_bytes of weights, a multiple of nb
+ * (a refused block then splits into the f32 route's own blocks) */
+static int64_t bf16_rows(const dsv4k_gemm *g, int64_t k)
+{
+    int64_t r = g->blkb_bytes / (2 * k) / g->nb * g->nb;
+    return r > g->nb ? r : g->nb;
+}
+
+/* the bf16 route: xb the activations in bf16 (rows k apart), xf the same
+ * in f32 (for refused blocks) */
+static int bf16_run(dsv4k_gemm *g, const dsv4k_weight *w, const float *xf, int64_t m, float *y, int64_t ldy)
+{
+    int64_t k = w->k, n = w->n, rows = bf16_rows(g, k);
+    int simd = dsv4k_have_avx2();
+    for (int64_t n0 = 0; n0 < n; n0 += rows) {
+        int64_t nb = n - n0 < rows ? n - n0 : rows;
+        int bad = 0;
+#pragma omp parallel for num_threads(g->threads) schedule(static) reduction(|: bad)
+        for (int64_t r = 0; r < nb; r++) {
+            float *t = g->rowt + (int64_t)omp_get_thread_num() * g->max_k;
+            decode_f32(w, n0 + r, t, simd);
+            bad |= to_bf16(t, k, g->blkb + r * k) != 0;
+        }
+        if (bad) {
+            /* a weight outside bf16's normal range (or not finite) */
+            if (f32_rows(g, w, xf, k, m, y, ldy, n0, n0 + nb)) return -1;
+            continue;
+        }
+        prim *p = get_prim(g, 1, m, k, nb, k, ldy);
+        if (!p) {
+            /* oneDNN made no bf16 matmul after all: f32 from here on */
+            g->bf16 = 0;
+            return f32_rows(g, w, xf, k, m, y, ldy, n0, n);
+        }
+        if (exec(g, p, g->xb, g->blkb, y + n0)) return -1;
+        g->n_bf16++;
+    }
+    return 0;
 }
 
 int dsv4k_gemm_run(dsv4k_gemm *g, const dsv4k_weight *w, const float *x, int64_t ldx, int64_t m, float *y,
@@ -119,35 +304,19 @@ int dsv4k_gemm_run(dsv4k_gemm *g, const dsv4k_weight *w, const float *x, int64_t
     int64_t k = w->k, n = w->n;
     if (m <= 0 || n <= 0) return 0;
     if (k > g->max_k || m > g->max_m) return -1;
+    omp_set_num_threads(g->threads);
     if (aq && k % 128 == 0) {
         for (int64_t i = 0; i < m; i++) dsv4k_act_quant_dq(x + i * ldx, k, g->aq + i * k, g->ex, 1);
         x = g->aq;
         ldx = k;
-    }
-    omp_set_num_threads(g->threads);
-    int simd = dsv4k_have_avx2();
-    for (int64_t n0 = 0; n0 < n; n0 += g->nb) {
-        int64_t nb = n - n0 < g->nb ? n - n0 : g->nb;
-        prim *p = get_prim(g, k, nb, ldx, ldy);
-        if (!p) return -1;
-        /* decoded by oneDNN's own OpenMP threads: they are awake between
-         * the products anyway, and the pool's workers would compete with
-         * them for the cores while they spin */
-#pragma omp parallel for num_threads(g->threads) schedule(static)
-        for (int64_t r = 0; r < nb; r++)
-            if (!simd || dsv4k_decode_row_avx2(w, n0 + r, g->blk + r * k) != 0) dsv4k_decode_row(w, n0 + r, g->blk + r * k);
-        dnnl_memory_t ms = NULL, mw = NULL, md = NULL;
-        int bad = mem(&ms, &p->src, m, g->eng, (void *)x) || mem(&mw, &p->wei, m, g->eng, g->blk) ||
-                  mem(&md, &p->dst, m, g->eng, y + n0);
-        if (!bad) {
-            dnnl_exec_arg_t args[3] = { { DNNL_ARG_SRC, ms }, { DNNL_ARG_WEIGHTS, mw }, { DNNL_ARG_DST, md } };
-            bad = dnnl_primitive_execute(p->p, g->str, 3, args) != dnnl_success ||
-                  dnnl_stream_wait(g->str) != dnnl_success;
+        /* bf16: quantised activations (a subnormal, infinite or NaN one
+         * refuses the call) against weights with power-of-two or no scales */
+        if (g->bf16 && (w->fmt == DSV4K_W_FP8 || w->fmt == DSV4K_W_FP4 || w->fmt == DSV4K_W_BF16)) {
+            int bad = 0;
+#pragma omp parallel for num_threads(g->threads) schedule(static) reduction(|: bad)
+            for (int64_t i = 0; i < m; i++) bad |= to_bf16(g->aq + i * k, k, g->xb + i * k) != 0;
+            if (!bad) return bf16_run(g, w, x, m, y, ldy);
         }
-        if (ms) dnnl_memory_destroy(ms);
-        if (mw) dnnl_memory_destroy(mw);
-        if (md) dnnl_memory_destroy(md);
-        if (bad) return -1;
     }
-    return 0;
+    return f32_rows(g, w, x, ldx, m, y, ldy, 0, n);
 }
