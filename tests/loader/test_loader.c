@@ -270,6 +270,12 @@ static void corpus(const char *golden)
     FRESH(); /* wrong type */
     { const char *kv[] = { "num_attention_heads", "\"four\"" }; snprintf(p, sizeof p, "%s/config.json", d); edit_json(p, cfg_set, kv); }
     expect(d, DSV4_ERR_BAD_CONFIG, "num_attention_heads", "config field of wrong type");
+    FRESH(); /* a huge float where an integer is expected: range checked before the conversion */
+    { const char *kv[] = { "vocab_size", "1e300" }; snprintf(p, sizeof p, "%s/config.json", d); edit_json(p, cfg_set, kv); }
+    expect(d, DSV4_ERR_BAD_CONFIG, "\"vocab_size\" = 1e+300 out of range", "huge float config field");
+    FRESH();
+    { const char *kv[] = { "num_hidden_layers", "-1e19" }; snprintf(p, sizeof p, "%s/config.json", d); edit_json(p, cfg_set, kv); }
+    expect(d, DSV4_ERR_BAD_CONFIG, "\"num_hidden_layers\" = -1e+19 out of range", "huge negative config field");
     FRESH(); /* compress_ratios of the wrong length */
     { const char *kv[] = { "compress_ratios", "[0, 4, 128, 4]" }; snprintf(p, sizeof p, "%s/config.json", d); edit_json(p, cfg_set, kv); }
     expect(d, DSV4_ERR_BAD_CONFIG, "compress_ratios", "compress_ratios length");
