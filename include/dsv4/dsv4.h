@@ -435,8 +435,9 @@ DSV4_API dsv4_status dsv4_model_info_layer_type(const dsv4_model_info *info, int
  * Memory a session needs at `n_ctx` tokens of context: KV bytes (growing
  * with context) and total RAM estimate (mapped weights + KV + fixed
  * per-session state + context scratch), for `numerics`.
- * @param kv_bytes, ram_bytes  either may be NULL.
- * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (NULL info, n_ctx < 0, bad numerics).
+ * @param kv_bytes, ram_bytes  either may be NULL; nothing is written on failure.
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (NULL info, n_ctx < 0, bad numerics,
+ *         or n_ctx so large that a byte count would exceed INT64_MAX).
  * @threadsafety any thread. @since 0.1.0
  */
 DSV4_API dsv4_status dsv4_model_info_memory(const dsv4_model_info *info, int64_t n_ctx,

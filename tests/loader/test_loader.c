@@ -402,6 +402,13 @@ static void golden_preset(const char *name)
         T(kv1 == kv2 && kv1 > 0);
         T(dsv4_model_info_memory(li, -1, DSV4_NUMERICS_REFERENCE, &kv1, NULL) == DSV4_ERR_INVALID_ARGUMENT);
         T(dsv4_model_info_memory(li, 1, (dsv4_numerics)7, &kv1, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+        /* byte counts that would overflow int64: refused, nothing written */
+        int64_t kvx = -7, ramx = -7;
+        T(dsv4_model_info_memory(li, INT64_MAX, DSV4_NUMERICS_REFERENCE, &kvx, &ramx) == DSV4_ERR_INVALID_ARGUMENT &&
+          kvx == -7 && ramx == -7);
+        T(dsv4_model_info_memory(li, INT64_MAX / 2, DSV4_NUMERICS_FLOAT, NULL, &ramx) == DSV4_ERR_INVALID_ARGUMENT);
+        T(dsv4_model_info_memory(li, (int64_t)1 << 40, DSV4_NUMERICS_FLOAT, &kvx, &ramx) == DSV4_OK && kvx > 0 &&
+          ramx > kvx);
         char *js = NULL;
         T(dsv4_model_info_to_json(li, &js) == DSV4_OK && js);
         json_t *jj = js ? json_loads(js, 0, NULL) : NULL;
