@@ -116,15 +116,7 @@ static float hsum16(__m512 v)
 #define cvtph16(h) _mm512_cvtph_ps(h)
 #define hsum16(v) _mm512_reduce_add_ps(v)
 
-int dsv4k_have_avx512(void)
-{
-    static int have = -1;
-    /* libgcc's checks include the OS's saving of the 512-bit state */
-    if (have < 0)
-        have = dsv4k_have_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl");
-    return have;
-}
+/* dsv4k_have_avx512: kernels/cpu.c */
 #endif
 
 /* up to 4 activation rows share every decoded weight vector */
