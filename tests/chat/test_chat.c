@@ -612,7 +612,7 @@ static void parser_splits(void)
         "\n\n\n\n<" DS "tool_calls\n\n<" DS "tool_calls>\n\n<" DS "invoke name=\"",
         "a</think></think>\n\n<" DS "tool_calls>" EOSS "x",
         "\xe5\xa4",
-        "\xff\xfe<\xef\xbd\x9c" "end\xe2\x96\x81",
+        ("\xff\xfe<\xef\xbd\x9c" "end\xe2\x96\x81"), /* the start of the end marker */
     };
     int diff = 0, fed = 0;
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
