@@ -212,7 +212,7 @@ static void print_usage(FILE *f)
             "  --tools FILE            a JSON array of OpenAI tools the model may call\n"
             "  --tool-choice C         auto|none|required|NAME (NAME: call that tool)\n"
             "runtime:\n"
-            "  --threads N             worker threads (default: one per core)\n"
+            "  --threads N             worker threads, at most 1024 (default: one per core)\n"
             "  --ctx N                 context length in tokens (default %d)\n"
             "display:\n"
             "  --show-reasoning        print the reasoning (default; dimmed on a terminal)\n"
@@ -374,7 +374,7 @@ static int parse_args(int argc, char **argv, cli *c)
         } else if (!strcmp(name, "--max-tokens")) {
             if (!parse_i64(name, val, 1, INT32_MAX, &c->max_tokens)) return EXIT_USAGE;
         } else if (!strcmp(name, "--threads")) {
-            if (!parse_i64(name, val, 0, 4096, &c->threads)) return EXIT_USAGE;
+            if (!parse_i64(name, val, 0, 1024, &c->threads)) return EXIT_USAGE; /* the library's cap */
             c->has_threads = true;
         } else if (!strcmp(name, "--ctx")) {
             if (!parse_i64(name, val, 1, INT32_MAX, &c->ctx)) return EXIT_USAGE;
@@ -471,8 +471,14 @@ static int load(app *a)
         fprintf(stderr, PROG ": %s is not a directory (MODEL_DIR holds config.json and the weights)\n", c->model_dir);
         return EXIT_RUNTIME;
     }
-    /* Check the tokenizer exists before the (possibly long) model load. */
+    /* Check config.json and the tokenizer exist before the (possibly long) model load. */
     char tok_path[4096];
+    snprintf(tok_path, sizeof tok_path, "%s/config.json", c->model_dir);
+    if (access(tok_path, R_OK) != 0) {
+        fprintf(stderr, PROG ": %s has no config.json (%s; MODEL_DIR holds config.json and the weights)\n",
+                c->model_dir, strerror(errno));
+        return EXIT_RUNTIME;
+    }
     if (c->tokenizer) snprintf(tok_path, sizeof tok_path, "%s", c->tokenizer);
     else snprintf(tok_path, sizeof tok_path, "%s/tokenizer.json", c->model_dir);
     if (access(tok_path, R_OK) != 0) {

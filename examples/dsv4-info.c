@@ -7,6 +7,7 @@
  * finishes); with --load every shard is mapped and validated.
  */
 #include <dsv4/dsv4.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,8 +44,9 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--load") == 0) load = 1;
         else if (strcmp(argv[i], "--ctx") == 0 && i + 1 < argc) {
             char *end;
+            errno = 0;
             ctx = strtoll(argv[++i], &end, 10);
-            if (*end || ctx < 0) return usage();
+            if (*end || end == argv[i] || errno == ERANGE || ctx < 0) return usage();
         } else if (argv[i][0] == '-' || dir) return usage();
         else dir = argv[i];
     }
@@ -105,8 +107,13 @@ int main(int argc, char **argv)
         printf("per token    %s of weights read to decode one token\n",
                human((double)get(in, DSV4_INFO_BYTES_PER_TOKEN), b1, 32));
         int64_t kvr = 0, ramr = 0, kvf = 0;
-        dsv4_model_info_memory(in, ctx, DSV4_NUMERICS_REFERENCE, &kvr, &ramr);
-        dsv4_model_info_memory(in, ctx, DSV4_NUMERICS_FLOAT, &kvf, NULL);
+        if (dsv4_model_info_memory(in, ctx, DSV4_NUMERICS_REFERENCE, &kvr, &ramr) != DSV4_OK ||
+            dsv4_model_info_memory(in, ctx, DSV4_NUMERICS_FLOAT, &kvf, NULL) != DSV4_OK) {
+            fprintf(stderr, "dsv4-info: --ctx %lld: the memory of so long a context does not fit in 64 bits\n", ctx);
+            dsv4_model_info_free(in);
+            dsv4_model_free(m);
+            return 1;
+        }
         printf("KV cache     %.1f B per token (reference numerics); at %lld tokens: %s (float numerics %s)\n",
                get(in, DSV4_INFO_KV_BYTES_PER_1K) / 1024.0, ctx, human((double)kvr, b1, 32), human((double)kvf, b2, 32));
         printf("RAM          about %s at %lld tokens of context\n", human((double)ramr, b1, 32), ctx);

@@ -12,6 +12,24 @@
 #include <stdint.h>
 #include <string.h>
 
+/* ---- CPU features (kernels/cpu.c) -------------------------------------- */
+
+/* what this CPU and its OS can run, read once with cpuid and xgetbv (safe
+ * from any thread); the same bits as the public DSV4_CPU_* */
+enum {
+    DSV4K_CPU_AVX2 = 1u << 0,
+    DSV4K_CPU_FMA = 1u << 1,
+    DSV4K_CPU_F16C = 1u << 2,
+    DSV4K_CPU_AVX512F = 1u << 3,
+    DSV4K_CPU_AVX512BW = 1u << 4,
+    DSV4K_CPU_AVX512VL = 1u << 5,
+    DSV4K_CPU_AVX512VNNI = 1u << 6,
+    DSV4K_CPU_AVX512BF16 = 1u << 7,
+    DSV4K_CPU_AMX = 1u << 8,
+    DSV4K_CPU_AVX512VBMI = 1u << 9
+};
+uint32_t dsv4k_cpu_features(void);
+
 /* ---- scalar formats (spec §3.3, §4) ---------------------------------- */
 
 static inline float dsv4k_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }

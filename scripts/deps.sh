@@ -1,11 +1,14 @@
 #!/bin/sh
 # scripts/deps.sh — install the Debian packages libdsv4 needs to build and
-# test (bookworm). Does nothing when everything is already installed.
+# test (bookworm); clang, its sanitizer and libFuzzer runtimes and LLVM's
+# OpenMP are for the clang build and the fuzz targets (tests/fuzz).
+# Does nothing when everything is already installed.
 # Runs apt-get directly as root, through sudo otherwise.
 set -eu
 pkgs="build-essential g++ meson ninja-build pkg-config python3 python3-numpy
       libdnnl-dev libjansson-dev libzstd-dev zlib1g-dev libpcre2-dev
-      abigail-tools ca-certificates libsimde-dev"
+      abigail-tools ca-certificates libsimde-dev
+      clang libclang-rt-14-dev libomp-dev"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -155,7 +155,8 @@ enum {
     DSV4_CPU_AVX512VL   = 1u << 5,
     DSV4_CPU_AVX512VNNI = 1u << 6,
     DSV4_CPU_AVX512BF16 = 1u << 7,
-    DSV4_CPU_AMX        = 1u << 8
+    DSV4_CPU_AMX        = 1u << 8,
+    DSV4_CPU_AVX512VBMI = 1u << 9  /**< byte permutes (vpermb, vpermt2b) @since 0.1.0 */
 };
 
 /**
@@ -463,8 +464,9 @@ DSV4_API dsv4_status dsv4_model_info_layer_type(const dsv4_model_info *info, int
  * Memory a session needs at `n_ctx` tokens of context: KV bytes (growing
  * with context) and total RAM estimate (mapped weights + KV + fixed
  * per-session state + context scratch), for `numerics`.
- * @param kv_bytes, ram_bytes  either may be NULL.
- * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (NULL info, n_ctx < 0, bad numerics).
+ * @param kv_bytes, ram_bytes  either may be NULL; nothing is written on failure.
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (NULL info, n_ctx < 0, bad numerics,
+ *         or n_ctx so large that a byte count would exceed INT64_MAX).
  * @threadsafety any thread. @since 0.1.0
  */
 DSV4_API dsv4_status dsv4_model_info_memory(const dsv4_model_info *info, int64_t n_ctx,

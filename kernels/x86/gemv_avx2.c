@@ -26,13 +26,7 @@
 
 #define TGT __attribute__((target("avx2,fma,f16c")))
 
-int dsv4k_have_avx2(void)
-{
-    static int have = -1;
-    if (have < 0)
-        have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-    return have;
-}
+/* dsv4k_have_avx2: kernels/cpu.c */
 
 TGT static inline float hsum(__m256 v)
 {

@@ -144,15 +144,7 @@ static float hsum16(__m512 v)
 #define srai32(v, n) _mm512_sra_epi32((v), _mm_cvtsi32_si128(n))
 #define cvt_u8x16_epi32(b) _mm512_cvtepu8_epi32(b)
 
-int dsv4k_have_avx512(void)
-{
-    static int have = -1;
-    /* libgcc's checks include the OS's saving of the 512-bit state */
-    if (have < 0)
-        have = dsv4k_have_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl");
-    return have;
-}
+/* dsv4k_have_avx512: kernels/cpu.c */
 #endif
 
 /* up to 4 activation rows share every decoded weight vector */
@@ -497,14 +489,6 @@ TGT void K512(dsv4k_rows_fp4q_avx512)(const dsv4k_weight *w, int64_t r0, int64_t
 #define TGTV
 #else
 #define TGTV __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")))
-
-int dsv4k_have_avx512vnni(void)
-{
-    static int have = -1;
-    if (have < 0)
-        have = dsv4k_have_avx512() && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
-    return have;
-}
 #endif
 
 /*
@@ -790,14 +774,6 @@ TGTV void K512(dsv4k_rows_fp4v_avx512vnni)(const dsv4k_weight *w, int64_t r0, in
 #define TGTB
 #else
 #define TGTB __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512bf16,avx2,fma,f16c")))
-
-int dsv4k_have_avx512bf16(void)
-{
-    static int have = -1;
-    if (have < 0)
-        have = dsv4k_have_avx512() && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vbmi");
-    return have;
-}
 
 int64_t dsv4k_fp8b_bytes(int64_t k) { return 2 * k + 256; }
 #endif

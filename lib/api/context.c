@@ -200,6 +200,13 @@ dsv4_status dsv4_session_eval(dsv4_session *s, const int32_t *tokens, size_t n, 
             return DSV4_ERR_INVALID_ARGUMENT;
         }
     int64_t pos = dsv4__state_pos(s->st);
+    /* capacity before any buffer is sized by n */
+    if (pos > s->ctx->n_ctx || n > (uint64_t)(s->ctx->n_ctx - pos)) {
+        snprintf(s->err, sizeof s->err,
+                 "dsv4_session_eval: context full: position %lld + %zu tokens exceeds the capacity %lld",
+                 (long long)pos, n, (long long)s->ctx->n_ctx);
+        return DSV4_ERR_CONTEXT_FULL;
+    }
     int64_t rows = (flags & DSV4_EVAL_ALL_LOGITS) ? (int64_t)n : 1;
     if (reserve(&s->logits, &s->lg_cap, rows, c->vocab_size) ||
         (s->has_mtp && reserve(&s->mtp, &s->mtp_cap, (int64_t)n, c->vocab_size))) {

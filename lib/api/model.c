@@ -181,14 +181,18 @@ static void entry_bytes(const dsv4__config *c, int numerics, int64_t *entry, int
     *ikey = dsv4__kv_entry_bytes(c, 1, compact);
 }
 
+/* KV bytes at n_ctx tokens; -1 when the count does not fit in int64 */
 static int64_t kv_bytes_at(const dsv4__config *c, int numerics, int64_t n_ctx)
 {
     int64_t entry, ikey, total = 0;
     entry_bytes(c, numerics, &entry, &ikey);
     for (int l = 0; l < c->n_layers; l++) {
         int r = c->compress_ratios[l];
-        if (r == 4) total += (n_ctx / 4) * (entry + ikey);
-        else if (r > 0) total += (n_ctx / r) * entry;
+        int64_t t;
+        if (r <= 0) continue;
+        if (__builtin_mul_overflow(n_ctx / r, r == 4 ? entry + ikey : entry, &t) ||
+            __builtin_add_overflow(total, t, &total))
+            return -1;
     }
     return total;
 }
@@ -275,11 +279,13 @@ dsv4_status dsv4_model_info_memory(const dsv4_model_info *info, int64_t n_ctx, d
 {
     if (!info || n_ctx < 0 || numerics < 0 || numerics > DSV4_NUMERICS_FLOAT) return DSV4_ERR_INVALID_ARGUMENT;
     if (numerics == DSV4_NUMERICS_DEFAULT) numerics = DSV4_NUMERICS_REFERENCE;
-    int64_t kv = kv_bytes_at(&info->cfg, numerics, n_ctx);
+    int64_t kv = kv_bytes_at(&info->cfg, numerics, n_ctx), ram;
+    if (kv < 0 || __builtin_add_overflow(info->bytes_total, kv, &ram) ||
+        __builtin_add_overflow(ram, fixed_state_bytes(&info->cfg, numerics, info->has_mtp), &ram) ||
+        __builtin_add_overflow(ram, scratch_bytes(&info->cfg), &ram))
+        return DSV4_ERR_INVALID_ARGUMENT; /* n_ctx so large that a byte count overflows */
     if (kv_bytes) *kv_bytes = kv;
-    if (ram_bytes)
-        *ram_bytes = info->bytes_total + kv + fixed_state_bytes(&info->cfg, numerics, info->has_mtp) +
-                     scratch_bytes(&info->cfg);
+    if (ram_bytes) *ram_bytes = ram;
     return DSV4_OK;
 }
 

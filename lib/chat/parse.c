@@ -4,7 +4,9 @@
  * end-of-sentence token or a DSML tool-call block, the block parsed
  * strictly into calls whose arguments are built as JSON (string="true"
  * values JSON-quoted, others inserted as written). Bytes may arrive split
- * anywhere; nothing is emitted that a later byte could change.
+ * anywhere; nothing is emitted that a later byte could change, so the events
+ * are a function of the bytes alone (text events may be cut differently, their
+ * concatenation is the same; tests/chat checks every split point).
  */
 #include <string.h>
 #include "core/core.h"
@@ -32,7 +34,8 @@ struct dsv4_chat_parser {
     size_t len, cap, pos;      /* unconsumed bytes are buf[pos, len) */
     int state, finished, n_params;
     int32_t call;              /* index of the current / next tool call */
-    size_t block_start;        /* where the DSML block began (raw text for errors) */
+    size_t block_start;        /* where the DSML block began (raw text for errors); kept in
+                                  buf while the block is open */
     event q[8];
     int qh, qn;
     event cur;
@@ -51,6 +54,14 @@ static void push(dsv4_chat_parser *p, int32_t type, const char *d, size_t n)
     if (n) memcpy(e->data, d, n);
     e->data[n] = 0;
     p->qn++;
+}
+
+/* the buffered bytes; never NULL (no offset is applied to a NULL pointer) */
+static const char *bytes_of(const dsv4_chat_parser *p) { return p->buf ? p->buf : ""; }
+
+static int in_block(const dsv4_chat_parser *p)
+{
+    return p->state == S_INVOKE_OPEN || p->state == S_PARAMS || p->state == S_AFTER_INVOKE;
 }
 
 /* longest suffix of s[0,n) that is a proper prefix of t */
@@ -75,14 +86,14 @@ static int starts(const dsv4_chat_parser *p, const char *t)
 {
     size_t tl = strlen(t), have = p->len - p->pos;
     size_t m = have < tl ? have : tl;
-    if (memcmp(p->buf + p->pos, t, m) != 0) return -1;
+    if (memcmp(bytes_of(p) + p->pos, t, m) != 0) return -1;
     return have >= tl ? 1 : (p->finished ? -1 : 0);
 }
 
 static void to_error(dsv4_chat_parser *p)
 {
     size_t from = p->block_start < p->pos ? p->block_start : p->pos;
-    push(p, DSV4_CHAT_EVENT_ERROR, p->buf + from, p->len - from);
+    push(p, DSV4_CHAT_EVENT_ERROR, bytes_of(p) + from, p->len - from);
     p->pos = p->len;
     p->state = S_ERROR;
 }
@@ -112,7 +123,7 @@ static void json_quote(const char *s, size_t n, char **out, size_t *on)
 /* one step; returns 1 if progress was made */
 static int step(dsv4_chat_parser *p)
 {
-    const char *s = p->buf + p->pos;
+    const char *s = bytes_of(p) + p->pos;
     size_t n = p->len - p->pos;
     switch (p->state) {
     case S_REASONING:
@@ -143,12 +154,16 @@ static int step(dsv4_chat_parser *p)
         int r = starts(p, invoke_open);
         if (r < 0) { to_error(p); return 1; }
         if (r == 0) return 0;
+        /* the name runs to the first newline, which must follow '">' (a name
+         * never holds a newline, whether the bytes come at once or split) */
         const char *name = s + strlen(invoke_open);
-        const char *q = find(name, n - strlen(invoke_open), "\">\n");
-        if (!q) {
-            if (p->finished || memchr(name, '\n', n - strlen(invoke_open))) { to_error(p); return 1; }
+        const char *nl = memchr(name, '\n', n - strlen(invoke_open));
+        if (!nl) {
+            if (p->finished) { to_error(p); return 1; }
             return 0;
         }
+        if (nl - name < 2 || memcmp(nl - 2, "\">", 2) != 0) { to_error(p); return 1; }
+        const char *q = nl - 2;
         push(p, DSV4_CHAT_EVENT_TOOL_CALL_START, name, (size_t)(q - name));
         p->pos += (size_t)(q + 3 - s);
         p->state = S_PARAMS;
@@ -252,7 +267,16 @@ dsv4_status dsv4_chat_parser_feed(dsv4_chat_parser *p, const char *bytes, size_t
     if (!p || (!bytes && n)) return DSV4_ERR_INVALID_ARGUMENT;
     if (p->finished) return DSV4_ERR_INVALID_ARGUMENT;
     if (n == 0) return DSV4_OK;
-    if (p->pos > 0 && p->pos == p->len) p->pos = p->len = 0;
+    /* drop consumed bytes, but keep an open DSML block: an error event
+     * carries it whole from its opening tag; moved once they are at least
+     * half of the buffer, so the cost stays linear */
+    size_t keep = in_block(p) && p->block_start < p->pos ? p->block_start : p->pos;
+    if (keep > 0 && keep >= p->len - keep) {
+        memmove(p->buf, p->buf + keep, p->len - keep);
+        p->len -= keep;
+        p->pos -= keep;
+        p->block_start = p->block_start > keep ? p->block_start - keep : 0;
+    }
     if (p->len + n + 1 > p->cap) {
         size_t c = p->cap ? p->cap : 256;
         while (c < p->len + n + 1) c *= 2;

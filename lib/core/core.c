@@ -2,7 +2,6 @@
  * options and CPU feature detection. */
 #include "core/core.h"
 
-#include <cpuid.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,43 +226,4 @@ dsv4__log dsv4__opt_log(const dsv4_options *opts)
     return l;
 }
 
-/* ---- CPU features -------------------------------------------------------- */
 
-static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
-static uint32_t cpu_bits;
-
-static void cpu_detect(void)
-{
-    unsigned a, b, c, d;
-    uint32_t f = 0;
-    unsigned long long xcr0 = 0;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
-    if (c & (1u << 27)) { /* OSXSAVE */
-        unsigned lo, hi;
-        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-        xcr0 = ((unsigned long long)hi << 32) | lo;
-    }
-    bool ymm = (xcr0 & 6) == 6, zmm = (xcr0 & 0xe6) == 0xe6;
-    bool amx = (xcr0 & 0x60000) == 0x60000;
-    if (ymm && (c & (1u << 12))) f |= DSV4_CPU_FMA;
-    if (ymm && (c & (1u << 29))) f |= DSV4_CPU_F16C;
-    if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
-        if (ymm && (b & (1u << 5))) f |= DSV4_CPU_AVX2;
-        if (zmm && (b & (1u << 16))) f |= DSV4_CPU_AVX512F;
-        if (zmm && (b & (1u << 30))) f |= DSV4_CPU_AVX512BW;
-        if (zmm && (b & (1u << 31))) f |= DSV4_CPU_AVX512VL;
-        if (zmm && (c & (1u << 11))) f |= DSV4_CPU_AVX512VNNI;
-        if (amx && (d & (1u << 24))) f |= DSV4_CPU_AMX;
-        if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && zmm && (a & (1u << 5)))
-            f |= DSV4_CPU_AVX512BF16;
-    }
-    cpu_bits = f;
-}
-
-uint32_t dsv4__cpu_features(void)
-{
-    pthread_once(&cpu_once, cpu_detect);
-    return cpu_bits;
-}
-
-uint32_t dsv4_cpu_features(void) { return dsv4__cpu_features(); }

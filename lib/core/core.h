@@ -72,8 +72,6 @@ static inline void dsv4__ref_get(dsv4__ref *r) { atomic_fetch_add(&r->count, 1);
 /* true when the last reference was dropped */
 static inline bool dsv4__ref_put(dsv4__ref *r) { return atomic_fetch_sub(&r->count, 1) == 1; }
 
-/* CPU features (DSV4_CPU_* bits), detected once. */
-uint32_t dsv4__cpu_features(void);
 
 /* Sessions, for the generator (lib/api/context.c). */
 void dsv4__session_retain(dsv4_session *s);

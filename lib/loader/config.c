@@ -22,7 +22,12 @@ static dsv4_status get_int(cfgctx *c, const char *key, int64_t lo, int64_t hi, i
         return dsv4__fail(c->e, DSV4_ERR_BAD_CONFIG, "%s: missing field \"%s\"", c->path, key);
     }
     if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v))) {
-        *out = (int64_t)json_real_value(v);
+        /* range first: converting a double outside int64's range is undefined */
+        double d = json_real_value(v);
+        if (!(d >= (double)lo && d <= (double)hi && d < 0x1p63))
+            return dsv4__fail(c->e, DSV4_ERR_BAD_CONFIG, "%s: field \"%s\" = %g out of range [%lld, %lld]",
+                              c->path, key, d, (long long)lo, (long long)hi);
+        *out = (int64_t)d;
     } else if (json_is_integer(v)) {
         *out = json_integer_value(v);
     } else {

@@ -509,19 +509,20 @@ DSV4_API void dsv4_tokenizer_free(dsv4_tokenizer *t)
 
 /* ---- encoding ----------------------------------------------------------- */
 
-typedef struct heap_ent {
-    int32_t rank, pos, left, right;
-} heap_ent;
+/* merge-queue entry: rank << 32 | position, so one integer comparison
+ * orders by rank, then leftmost */
+typedef uint64_t heap_ent;
 
 typedef struct enc {
     const dsv4_tokenizer *t;
     int32_t *ids;
     size_t cap, n;
     pcre2_match_data *md;
+    pcre2_match_context *mc; /* no step limit: the pre-tokenizer regexes are linear */
     int32_t *sym; /* scratch: symbol ids of the current piece */
     size_t sym_cap;
     int32_t *nxt, *prv; /* scratch for long pieces */
-    struct heap_ent *heap;
+    heap_ent *heap;
     size_t long_cap;
     dsv4__err *e;
 } enc;
@@ -536,9 +537,18 @@ static void emit(enc *c, int32_t id)
  * plain scan. Both merge the lowest-rank pair first, leftmost on ties. */
 #define BPE_SCAN_MAX 32
 
-static int heap_less(const heap_ent *a, const heap_ent *b)
+static void heap_sift_down(heap_ent *h, size_t n, size_t i)
 {
-    return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
+    heap_ent x = h[i];
+    for (;;) {
+        size_t l = 2 * i + 1, m = l;
+        if (l >= n) break;
+        if (l + 1 < n && h[l + 1] < h[l]) m = l + 1;
+        if (h[m] >= x) break;
+        h[i] = h[m];
+        i = m;
+    }
+    h[i] = x;
 }
 
 static void heap_push(heap_ent *h, size_t *n, heap_ent x)
@@ -546,7 +556,7 @@ static void heap_push(heap_ent *h, size_t *n, heap_ent x)
     size_t i = (*n)++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (!heap_less(&x, &h[p])) break;
+        if (x >= h[p]) break;
         h[i] = h[p];
         i = p;
     }
@@ -555,25 +565,16 @@ static void heap_push(heap_ent *h, size_t *n, heap_ent x)
 
 static heap_ent heap_pop(heap_ent *h, size_t *n)
 {
-    heap_ent top = h[0], x = h[--*n];
-    size_t i = 0;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        const heap_ent *best = &x;
-        if (l < *n && heap_less(&h[l], best)) { m = l; best = &h[l]; }
-        if (r < *n && heap_less(&h[r], best)) { m = r; }
-        if (m == i) break;
-        h[i] = h[m];
-        i = m;
-    }
-    if (*n) h[i] = x;
+    heap_ent top = h[0];
+    h[0] = h[--*n];
+    if (*n) heap_sift_down(h, *n, 0);
     return top;
 }
 
 static void push_pair(enc *c, size_t *hn, int32_t a, int32_t b)
 {
     const merge_slot *ms = mmap_find(c->t, c->sym[a], c->sym[b]);
-    if (ms) heap_push(c->heap, hn, (heap_ent){ms->rank, a, c->sym[a], c->sym[b]});
+    if (ms) heap_push(c->heap, hn, (uint64_t)(uint32_t)ms->rank << 32 | (uint32_t)a);
 }
 
 static dsv4_status bpe_long(enc *c, size_t n)
@@ -594,12 +595,20 @@ static dsv4_status bpe_long(enc *c, size_t n)
         nxt[i] = i + 1 < n ? (int32_t)i + 1 : -1;
         prv[i] = (int32_t)i - 1;
     }
-    for (size_t i = 0; i + 1 < n; i++) push_pair(c, &hn, (int32_t)i, (int32_t)i + 1);
+    /* the initial pairs, heapified in linear time */
+    for (size_t i = 0; i + 1 < n; i++) {
+        const merge_slot *ms = mmap_find(c->t, sym[i], sym[i + 1]);
+        if (ms) c->heap[hn++] = (uint64_t)(uint32_t)ms->rank << 32 | (uint32_t)i;
+    }
+    for (size_t i = hn / 2; i-- > 0;) heap_sift_down(c->heap, hn, i);
     while (hn) {
         heap_ent m = heap_pop(c->heap, &hn);
-        int32_t a = m.pos, b = nxt[a];
-        if (sym[a] != m.left || b < 0 || sym[b] != m.right) continue; /* stale */
+        int32_t a = (int32_t)(uint32_t)m, b = nxt[a];
+        /* stale when a or its right neighbour has changed since the push: a
+         * symbol only ever grows, so the pair then has another rank or none */
+        if (sym[a] < 0 || b < 0) continue;
         const merge_slot *ms = mmap_find(c->t, sym[a], sym[b]);
+        if (!ms || ms->rank != (int32_t)(m >> 32)) continue;
         sym[a] = ms->merged;
         sym[b] = -1;
         nxt[a] = nxt[b];
@@ -611,7 +620,29 @@ static dsv4_status bpe_long(enc *c, size_t n)
     return DSV4_OK;
 }
 
+/* Pre-tokens longer than this (runs of one letter, space or symbol class;
+ * never natural text) are merged in pieces of at most this many bytes, cut
+ * at character boundaries: the merge queue then stays cache-sized, so the
+ * cost per byte is bounded (the ids of such a pre-token may differ from a
+ * whole-piece BPE; stated in dsv4_text.h). */
+#define BPE_PIECE_MAX 65536
+
+static dsv4_status bpe_piece(enc *c, const char *s, size_t n);
+
 static dsv4_status bpe(enc *c, const char *s, size_t n)
+{
+    while (n > BPE_PIECE_MAX) {
+        size_t k = BPE_PIECE_MAX;
+        while (k > 1 && ((uint8_t)s[k] & 0xC0) == 0x80) k--;
+        dsv4_status st = bpe_piece(c, s, k);
+        if (st) return st;
+        s += k;
+        n -= k;
+    }
+    return bpe_piece(c, s, n);
+}
+
+static dsv4_status bpe_piece(enc *c, const char *s, size_t n)
 {
     const dsv4_tokenizer *t = c->t;
     if (n == 0) return DSV4_OK;
@@ -650,7 +681,7 @@ static dsv4_status split(enc *c, int level, const char *s, size_t n)
     pcre2_code *re = c->t->re[level];
     size_t pos = 0, gap = 0;
     while (pos < n) {
-        int rc = pcre2_match(re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, c->md, NULL);
+        int rc = pcre2_match(re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, c->md, c->mc);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             char msg[256];
@@ -703,7 +734,12 @@ DSV4_API dsv4_status dsv4_tokenizer_encode(const dsv4_tokenizer *t, const char *
     }
     enc c = {.t = t, .ids = ids, .cap = cap, .e = &e};
     c.md = pcre2_match_data_create(1, NULL);
-    if (!c.md) {
+    /* the default limit of 10 M backtracking steps refused a run of 10 M
+     * spaces (the whitespace alternatives scan the run once each) */
+    c.mc = c.md ? pcre2_match_context_create(NULL) : NULL;
+    if (c.mc) pcre2_set_match_limit(c.mc, UINT32_MAX);
+    if (!c.mc) {
+        pcre2_match_data_free(c.md);
         dsv4__fail(&e, DSV4_ERR_OUT_OF_MEMORY, "out of memory");
         return dsv4__err_out(&e, err_msg);
     }
@@ -730,6 +766,7 @@ DSV4_API dsv4_status dsv4_tokenizer_encode(const dsv4_tokenizer *t, const char *
     }
     if (!st) st = split(&c, 0, text + span, len - span);
     pcre2_match_data_free(c.md);
+    pcre2_match_context_free(c.mc);
     dsv4__free(c.sym);
     dsv4__free(c.nxt);
     dsv4__free(c.prv);

@@ -760,6 +760,188 @@ static void robustness(void)
     dsv4_free(full);
 }
 
+/* ---- the parser's events are a function of the bytes, not of how they are split ---- */
+typedef struct { char *s; size_t n, cap; int last_type, last_index; } evlog;
+
+static void evlog_add(evlog *l, const char *d, size_t n)
+{
+    if (l->n + n + 1 > l->cap) {
+        while (l->n + n + 1 > l->cap) l->cap = l->cap ? 2 * l->cap : 256;
+        l->s = realloc(l->s, l->cap);
+        if (!l->s) abort();
+    }
+    memcpy(l->s + l->n, d, n);
+    l->n += n;
+    l->s[l->n] = 0;
+}
+
+/* every event as "<type/index>data"; consecutive text pieces of one kind merged */
+static int evlog_drain(dsv4_chat_parser *p, evlog *l)
+{
+    for (;;) {
+        dsv4_chat_event_type t;
+        int32_t idx;
+        const char *d;
+        size_t n;
+        if (dsv4_chat_parser_next(p, &t, &idx, &d, &n) != DSV4_OK) return -1;
+        if (t == DSV4_CHAT_EVENT_NONE) return 0;
+        int text = t == DSV4_CHAT_EVENT_REASONING || t == DSV4_CHAT_EVENT_CONTENT || t == DSV4_CHAT_EVENT_ERROR ||
+                   t == DSV4_CHAT_EVENT_TOOL_CALL_ARGS;
+        if (!text || (int)t != l->last_type || idx != l->last_index) {
+            char h[32];
+            int hn = snprintf(h, sizeof h, "<%d/%d>", (int)t, (int)idx);
+            evlog_add(l, h, (size_t)hn);
+        }
+        evlog_add(l, d, n);
+        l->last_type = (int)t;
+        l->last_index = idx;
+    }
+}
+
+/* events of `text` fed in the pieces cut at cuts[0..nc) (ascending) */
+static char *events_cut(const char *text, size_t n, int thinking, const size_t *cuts, int nc)
+{
+    evlog l = { NULL, 0, 0, -1, -2 };
+    evlog_add(&l, "", 0);
+    dsv4_chat_parser *p = NULL;
+    if (dsv4_chat_parser_create(thinking, &p) != DSV4_OK) { free(l.s); return NULL; }
+    size_t at = 0;
+    int bad = 0;
+    for (int i = 0; i <= nc && !bad; i++) {
+        size_t to = i < nc ? cuts[i] : n;
+        bad |= dsv4_chat_parser_feed(p, text + at, to - at) != DSV4_OK;
+        bad |= evlog_drain(p, &l) != 0;
+        at = to;
+    }
+    bad |= dsv4_chat_parser_finish(p) != DSV4_OK || evlog_drain(p, &l) != 0;
+    dsv4_chat_parser_free(p);
+    if (bad) { free(l.s); return NULL; }
+    return l.s;
+}
+
+static uint64_t prop_rng = 0x9e3779b97f4a7c15u;
+static size_t prop_rand(size_t n)
+{
+    prop_rng ^= prop_rng << 13;
+    prop_rng ^= prop_rng >> 7;
+    prop_rng ^= prop_rng << 17;
+    return n ? (size_t)(prop_rng % n) : 0;
+}
+
+static int cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* whole feed vs every single split point, byte by byte and `multi` random multi-splits;
+ * returns the number of feedings that differ */
+static int split_property(const char *text, size_t n, int thinking, int multi)
+{
+    char *whole = events_cut(text, n, thinking, NULL, 0);
+    if (!whole) return 1;
+    int diff = 0;
+    size_t *cuts = malloc((n + 1) * sizeof *cuts);
+    for (size_t k = 0; k <= n; k++) {
+        cuts[0] = k;
+        char *e = events_cut(text, n, thinking, cuts, 1);
+        if (!e || strcmp(e, whole) != 0) {
+            if (!diff) printf("split at %zu of %zu differs:\n  whole: %s\n  split: %s\n", k, n, whole, e ? e : "(failed)");
+            diff++;
+        }
+        free(e);
+    }
+    for (size_t k = 0; k < n; k++) cuts[k] = k;
+    char *e = events_cut(text, n, thinking, cuts, (int)n);
+    if (!e || strcmp(e, whole) != 0) diff++;
+    free(e);
+    for (int r = 0; r < multi; r++) {
+        int nc = (int)prop_rand(n < 12 ? n + 1 : 12);
+        for (int i = 0; i < nc; i++) cuts[i] = prop_rand(n + 1);
+        qsort(cuts, (size_t)nc, sizeof *cuts, cmp_size);
+        e = events_cut(text, n, thinking, cuts, nc);
+        if (!e || strcmp(e, whole) != 0) diff++;
+        free(e);
+    }
+    free(cuts);
+    free(whole);
+    return diff;
+}
+
+static void parser_splits(void)
+{
+    /* short inputs: nothing fed, an empty feed, finish at once (an offset applied to the
+     * parser's NULL buffer before the first bytes: undefined behaviour, caught by clang's UBSan) */
+    for (int th = 0; th <= 1; th++) {
+        dsv4_chat_parser *p = NULL;
+        dsv4_chat_event_type t = DSV4_CHAT_EVENT_END;
+        T(dsv4_chat_parser_create(th, &p) == DSV4_OK);
+        T(dsv4_chat_parser_next(p, &t, NULL, NULL, NULL) == DSV4_OK && t == DSV4_CHAT_EVENT_NONE);
+        T(dsv4_chat_parser_feed(p, "", 0) == DSV4_OK);
+        T(dsv4_chat_parser_next(p, &t, NULL, NULL, NULL) == DSV4_OK && t == DSV4_CHAT_EVENT_NONE);
+        T(dsv4_chat_parser_finish(p) == DSV4_OK);
+        T(dsv4_chat_parser_next(p, &t, NULL, NULL, NULL) == DSV4_OK && t == DSV4_CHAT_EVENT_END);
+        T(dsv4_chat_parser_next(p, &t, NULL, NULL, NULL) == DSV4_OK && t == DSV4_CHAT_EVENT_NONE);
+        dsv4_chat_parser_free(p);
+    }
+
+    /* a malformed block fed in pieces keeps its opening tag in the error event */
+    const char *bad = "c\n\n<" DS "tool_calls>\n<" DS "invokx name=\"f\">\n";
+    size_t cuts[64];
+    for (size_t k = 0; k < strlen(bad); k++) cuts[k] = k;
+    char *e = events_cut(bad, strlen(bad), 0, cuts, (int)strlen(bad));
+    CHECK(e && strstr(e, "<6/-1>\n\n<" DS "tool_calls>\n<" DS "invokx") != NULL,
+          "malformed block fed byte by byte: error event keeps the block from its opening tag: %s", e ? e : "(failed)");
+    free(e);
+    /* a tool name with a newline is refused whole and split alike */
+    const char *nl = "\n\n<" DS "tool_calls>\n<" DS "invoke name=\"a\nb\">\n</" DS "invoke>\n</" DS "tool_calls>" EOSS;
+    e = events_cut(nl, strlen(nl), 0, NULL, 0);
+    CHECK(e && strncmp(e, "<6/-1>", 6) == 0 && !strstr(e, "<3/"), "tool name with a newline refused: %s",
+          e ? e : "(failed)");
+    free(e);
+
+    static const char *cases[] = {
+        "",
+        "a",
+        "<",
+        "Hi there" EOSS,
+        "Hi \xe5\xa4\xa9\xe6\xb0\x94 there",
+        "cut </thi",
+        "r</think>c" EOSS "trailing bytes",
+        "x</think>\n\n<" DS "tool_calls>\n<" DS "invoke name=\"f\">\n<" DS "parameter name=\"k\" string=\"maybe\">1</" DS "parameter>\n",
+        "r</think>c\n\n<" DS "tool_calls>\n<" DS "invokx name=\"f\">\n" EOSS,
+        "\n\n<" DS "tool_calls>\n<" DS "invoke name=\"a\nb\">\n</" DS "invoke>\n</" DS "tool_calls>" EOSS,
+        "\n\n<" DS "tool_calls>\n<" DS "invoke name=\"a\">b\">\n</" DS "invoke>\n</" DS "tool_calls>" EOSS,
+        "\n\n<" DS "tool_calls>\n<" DS "invoke name=\"\">\n</" DS "invoke>\n</" DS "tool_calls>",
+        "t</think>ok\n\n<" DS "tool_calls>\n<" DS "invoke name=\"f\">\n"
+        "<" DS "parameter name=\"k\" string=\"true\">v \"q\"\n</" DS "parameter>\n"
+        "<" DS "parameter name=\"n\" string=\"false\">[1, 2]</" DS "parameter>\n"
+        "</" DS "invoke>\n<" DS "invoke name=\"g\">\n<" DS "parameter name=\"x\" string=\"true\">"
+        "</" DS "parameter>\n</" DS "invoke>\n</" DS "tool_calls>" EOSS,
+        "\n\n<" DS "tool_calls>\n<" DS "invoke name=\"f\">\n</" DS "invoke>\n<" DS "invoke name=\"g\">\n"
+        "<" DS "parameter name=\"k\" string=\"true\">v</" DS "invoke>\n",
+        "\n\n<" DS "tool_calls>\n<" DS "invoke name=\"f\">\n</" DS "invoke>\n</" DS "tool_calls>junk",
+        "\n\n<" DS "tool_calls>\n<" DS "invoke name=\"f\">\n<" DS "parameter name=\"k\" string=\"true\">"
+        "</" DS "parameter></" DS "parameter>\n</" DS "invoke>\n</" DS "tool_calls>",
+        "\n\n<" DS "tool_calls>\n<" DS "invoke name=\"f\">\n<" DS "parameter name=\"k\nj\" string=\"true\">v"
+        "</" DS "parameter>\n</" DS "invoke>\n</" DS "tool_calls>" EOSS "more" EOSS,
+        "\n\n\n\n<" DS "tool_calls\n\n<" DS "tool_calls>\n\n<" DS "invoke name=\"",
+        "a</think></think>\n\n<" DS "tool_calls>" EOSS "x",
+        "\xe5\xa4",
+        ("\xff\xfe<\xef\xbd\x9c" "end\xe2\x96\x81"), /* the start of the end marker */
+    };
+    int diff = 0, fed = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int th = 0; th <= 1; th++) {
+            int d = split_property(cases[i], strlen(cases[i]), th, 40);
+            if (d) printf("case %zu (thinking %d): %d feedings differ\n", i, th, d);
+            diff += d;
+            fed += (int)strlen(cases[i]) + 42;
+        }
+    CHECK(diff == 0, "parser: %d of %d feedings differ from the whole feed", diff, fed);
+    printf("parser: %d feedings of %zu inputs compared with the whole feed\n", fed, 2 * (sizeof cases / sizeof *cases));
+}
+
 int main(void)
 {
     char p[1024];
@@ -777,6 +959,7 @@ int main(void)
     printf("builder: %d of %d cases exact (the others use encoder-internal fields)\n", builder_same, builder_checked);
     builder_misuse();
     parser();
+    parser_splits();
     dsv4_tokenizer_free(tok);
     return test_summary();
 }

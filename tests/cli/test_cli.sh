@@ -79,6 +79,12 @@ run "two prompts" 2 -p a "$model" b && expect "two prompts: message" "$tmp/err" 
 run "missing model dir" 1 "${common[@]}" "$tmp/no-such-model" hi &&
     expect "missing model dir: message" "$tmp/err" 'no-such-model.*No such file'
 run "model dir without tokenizer" 1 "$model" hi && expect "no tokenizer: message" "$tmp/err" 'no tokenizer.json.*--tokenizer'
+mkdir -p "$tmp/empty-dir"
+run "model dir without config.json" 1 "$tmp/empty-dir" hi &&
+    expect "no config.json: message" "$tmp/err" 'empty-dir has no config.json'
+run "too many threads" 2 --threads 1025 "$model" hi &&
+    expect "too many threads: message" "$tmp/err" "bad value for --threads: '1025' \\(an integer in \\[0, 1024\\]\\)"
+run "--help: the threads cap" 0 --help && expect "--help: the threads cap" "$tmp/out" 'at most 1024'
 run "missing prompt file" 1 "${common[@]}" -f "$tmp/nope.txt" "$model" &&
     expect "missing prompt file: message" "$tmp/err" 'cannot open .*nope.txt'
 printf '{"type": "object", ' >"$tmp/broken.json"

@@ -270,6 +270,12 @@ static void corpus(const char *golden)
     FRESH(); /* wrong type */
     { const char *kv[] = { "num_attention_heads", "\"four\"" }; snprintf(p, sizeof p, "%s/config.json", d); edit_json(p, cfg_set, kv); }
     expect(d, DSV4_ERR_BAD_CONFIG, "num_attention_heads", "config field of wrong type");
+    FRESH(); /* a huge float where an integer is expected: range checked before the conversion */
+    { const char *kv[] = { "vocab_size", "1e300" }; snprintf(p, sizeof p, "%s/config.json", d); edit_json(p, cfg_set, kv); }
+    expect(d, DSV4_ERR_BAD_CONFIG, "\"vocab_size\" = 1e+300 out of range", "huge float config field");
+    FRESH();
+    { const char *kv[] = { "num_hidden_layers", "-1e19" }; snprintf(p, sizeof p, "%s/config.json", d); edit_json(p, cfg_set, kv); }
+    expect(d, DSV4_ERR_BAD_CONFIG, "\"num_hidden_layers\" = -1e+19 out of range", "huge negative config field");
     FRESH(); /* compress_ratios of the wrong length */
     { const char *kv[] = { "compress_ratios", "[0, 4, 128, 4]" }; snprintf(p, sizeof p, "%s/config.json", d); edit_json(p, cfg_set, kv); }
     expect(d, DSV4_ERR_BAD_CONFIG, "compress_ratios", "compress_ratios length");
@@ -396,6 +402,13 @@ static void golden_preset(const char *name)
         T(kv1 == kv2 && kv1 > 0);
         T(dsv4_model_info_memory(li, -1, DSV4_NUMERICS_REFERENCE, &kv1, NULL) == DSV4_ERR_INVALID_ARGUMENT);
         T(dsv4_model_info_memory(li, 1, (dsv4_numerics)7, &kv1, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+        /* byte counts that would overflow int64: refused, nothing written */
+        int64_t kvx = -7, ramx = -7;
+        T(dsv4_model_info_memory(li, INT64_MAX, DSV4_NUMERICS_REFERENCE, &kvx, &ramx) == DSV4_ERR_INVALID_ARGUMENT &&
+          kvx == -7 && ramx == -7);
+        T(dsv4_model_info_memory(li, INT64_MAX / 2, DSV4_NUMERICS_FLOAT, NULL, &ramx) == DSV4_ERR_INVALID_ARGUMENT);
+        T(dsv4_model_info_memory(li, (int64_t)1 << 40, DSV4_NUMERICS_FLOAT, &kvx, &ramx) == DSV4_OK && kvx > 0 &&
+          ramx > kvx);
         char *js = NULL;
         T(dsv4_model_info_to_json(li, &js) == DSV4_OK && js);
         json_t *jj = js ? json_loads(js, 0, NULL) : NULL;
@@ -420,6 +433,34 @@ static void golden_preset(const char *name)
         dsv4_options_set_i64(big, DSV4_OPT_CONTEXT_LENGTH, (int64_t)1 << 40);
         c = NULL;
         T(dsv4_context_create(m, big, &c, NULL) == DSV4_ERR_INVALID_ARGUMENT && c == NULL);
+        /* more tokens than the capacity: CONTEXT_FULL before any buffer is sized
+         * by the token count (every allocation would fail here), session unchanged */
+        dsv4_options_set_i64(big, DSV4_OPT_CONTEXT_LENGTH, 64);
+        dsv4_options_set_i64(big, DSV4_OPT_MTP, 1);
+        dsv4_session *fs = NULL;
+        c = NULL;
+        T(dsv4_context_create(m, big, &c, NULL) == DSV4_OK && dsv4_session_create(c, big, &fs, NULL) == DSV4_OK);
+        if (fs) {
+            int32_t *many = calloc(100000, sizeof *many);
+            for (int i = 0; i < 100000; i++) many[i] = i % 7;
+            static const size_t counts[] = { 20000, 100000, 65 };
+            for (int i = 0; i < 3; i++) {
+                dsv4__alloc_fail_after(1);
+                dsv4_status fst = dsv4_session_eval(fs, many, counts[i], DSV4_EVAL_ALL_LOGITS);
+                dsv4__alloc_fail_after(0);
+                CHECK(fst == DSV4_ERR_CONTEXT_FULL && dsv4_session_position(fs) == 0 &&
+                      strstr(dsv4_session_last_error(fs), "capacity 64"),
+                      "%zu tokens into a 64-token context: status %d (%s)", counts[i], fst, dsv4_session_last_error(fs));
+            }
+            T(dsv4_session_eval(fs, many, 60, DSV4_EVAL_ALL_LOGITS) == DSV4_OK && dsv4_session_position(fs) == 60);
+            T(dsv4_session_eval(fs, many, 5, DSV4_EVAL_ALL_LOGITS) == DSV4_ERR_CONTEXT_FULL &&
+              dsv4_session_position(fs) == 60);
+            T(dsv4_session_eval(fs, many, 4, 0) == DSV4_OK && dsv4_session_position(fs) == 64);
+            T(dsv4_session_eval(fs, many, 1, 0) == DSV4_ERR_CONTEXT_FULL && dsv4_session_position(fs) == 64);
+            free(many);
+        }
+        dsv4_session_free(fs);
+        dsv4_context_free(c);
         dsv4_options_free(big);
     }
     dsv4_model_free(m);

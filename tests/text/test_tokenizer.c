@@ -314,6 +314,42 @@ static void test_long_runs(dsv4_tokenizer *tok)
     free(t);
 }
 
+static void test_pathological(dsv4_tokenizer *tok)
+{
+    /* 10 M spaces: one pre-token (the regex's default step limit refused it),
+     * merged in bounded pieces into the same 128-space tokens as whole */
+    size_t n = 10000000, cnt = 0;
+    char *t = malloc(n);
+    memset(t, ' ', n);
+    int32_t *ids = malloc((n / 64) * sizeof *ids);
+    char *err = NULL;
+    dsv4_status st = dsv4_tokenizer_encode(tok, t, n, 0, ids, n / 64, &cnt, &err);
+    int same = st == DSV4_OK && cnt == n / 128;
+    for (size_t i = 1; same && i < cnt; i++) same = ids[i] == ids[0];
+    CHECK(same, "10 M spaces: status %d (%s), %zu ids, want %zu equal ids", st, err ? err : "", cnt, n / 128);
+    dsv4_free(err);
+    char one[256];
+    size_t dl = 0;
+    CHECK(st == DSV4_OK && dsv4_tokenizer_decode(tok, ids, 1, one, sizeof one, &dl) == DSV4_OK && dl == 128,
+          "10 M spaces: a token of 128 spaces");
+    /* runs of one character across the 64 KiB piece boundary: the same ids as
+     * their whole-piece BPE (periodic: the ids of 3 x 64 KiB are 3 x those of 64 KiB) */
+    static const char *runs[] = { "a", "!", "\xc3\xa9" };
+    for (int r = 0; r < 3; r++) {
+        size_t pl = strlen(runs[r]), m = 65536 * 3, c1 = 0, c3 = 0;
+        for (size_t i = 0; i < m; i++) t[i] = runs[r][i % pl];
+        int32_t *a = malloc(m * sizeof *a), *b = malloc(m * sizeof *b);
+        int ok = dsv4_tokenizer_encode(tok, t, 65536, 0, a, m, &c1, NULL) == DSV4_OK &&
+                 dsv4_tokenizer_encode(tok, t, m, 0, b, m, &c3, NULL) == DSV4_OK && c3 == 3 * c1;
+        for (size_t i = 0; ok && i < c3; i++) ok = b[i] == a[i % c1];
+        CHECK(ok, "run of '%s' over 3 pieces: %zu ids, 3 x %zu", runs[r], c3, c1);
+        free(a);
+        free(b);
+    }
+    free(ids);
+    free(t);
+}
+
 static void test_alloc_failures(dsv4_tokenizer *tok)
 {
     /* every allocation of load and of a long-piece encode may fail: status, no leak */
@@ -441,6 +477,7 @@ int main(int argc, char **argv)
         test_bad_input(tok);
         test_detok_split(tok);
         test_long_runs(tok);
+        test_pathological(tok);
         test_alloc_failures(tok);
         test_threads(tok);
         dsv4_tokenizer_free(tok);

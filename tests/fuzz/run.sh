@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# tests/fuzz/run.sh [SECONDS] [TARGET...] — build the libFuzzer targets of
+# tests/fuzz (clang, ASan+UBSan with leak detection, the library
+# instrumented for coverage; build tree build-fuzz/) and run each TARGET
+# (default: all) for SECONDS (default 30) from its seed corpus. Fails on any
+# finding: crash, undefined behaviour, leak, timeout (10 s per input), or
+# out-of-memory (4 GiB).
+#   findings (the input that failed):  build-fuzz/fuzz-findings/TARGET/
+#   corpus grown by the run:           build-fuzz/fuzz-corpus/TARGET/
+#   libFuzzer's output:                build-fuzz/fuzz-logs/TARGET.log
+# Environment: DSV4_SHARED_DIR (default ../shared), DSV4_FUZZ_BUILD (build
+# tree, default build-fuzz), CC (default clang), DSV4_FUZZ_JOBS (parallel
+# fuzzing processes per target, default 1). docs/fuzzing.md says more.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+secs=${1:-30}
+[ $# -gt 0 ] && shift
+all=(chat_render chat_parser request tokenizer tokenizer_load config checkpoint schema constraint)
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
+build=${DSV4_FUZZ_BUILD:-build-fuzz}
+shared=${DSV4_SHARED_DIR:-$root/../shared}
+jobs=${DSV4_FUZZ_JOBS:-1}
+
+if [ ! -d "$build/meson-private" ]; then
+    CC=${CC:-clang} meson setup "$build" --buildtype=debugoptimized -Dfuzz=true \
+        -Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link \
+        -Dshared_dir="$shared" >/dev/null
+fi
+exes=()
+for t in "${targets[@]}"; do exes+=("tests/fuzz/fuzz_$t"); done
+ninja -C "$build" tools/dsv4-synth "${exes[@]}" >/dev/null
+
+export DSV4_SHARED_DIR=$shared
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+# the library's worker threads: one per process, no OpenMP spinning
+export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
+status=0
+printf '%-16s %12s %10s %8s  %s\n' target executions exec/s corpus result
+for t in "${targets[@]}"; do
+    corpus=$build/fuzz-corpus/$t findings=$build/fuzz-findings/$t log=$build/fuzz-logs/$t.log
+    mkdir -p "$corpus" "$findings" "$(dirname "$log")"
+    args=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1
+          -artifact_prefix="$findings/")
+    dict=tests/fuzz/dict/$t.dict
+    [ -f "$dict" ] || dict=""
+    case $t in
+        chat_parser) dict=tests/fuzz/dict/dsml.dict ;;
+        chat_render | request | tokenizer_load | config | checkpoint | schema | constraint)
+            dict=tests/fuzz/dict/json.dict ;;
+    esac
+    [ -n "$dict" ] && args+=(-dict="$dict")
+    [ "$jobs" -gt 1 ] && args+=(-fork="$jobs")
+    rc=0
+    "$build/tests/fuzz/fuzz_$t" "${args[@]}" "$corpus" "tests/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
+    execs=$(grep -a 'stat::number_of_executed_units' "$log" | tail -n 1 | awk '{print $2}')
+    rate=$(grep -a 'stat::average_exec_per_sec' "$log" | tail -n 1 | awk '{print $2}')
+    n_found=$(find "$findings" -type f | wc -l)
+    result=ok
+    if [ "$rc" -ne 0 ] || [ "$n_found" -ne 0 ]; then
+        result="FINDING (exit $rc, $n_found file(s) in $findings; log $log)"
+        status=1
+        grep -a -m 5 -E 'ERROR|runtime error|fuzz property failed|SUMMARY' "$log" | sed 's/^/    /' || true
+    fi
+    printf '%-16s %12s %10s %8s  %s\n' "$t" "${execs:-?}" "${rate:-?}" "$(find "$corpus" -type f | wc -l)" "$result"
+done
+exit $status
