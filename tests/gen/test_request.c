@@ -166,9 +166,21 @@ static void test_completion_leak(rig *b, dsv4_tokenizer *tok)
         "{\"prompt\":\"x = \",\"max_tokens\":3,\"seed\":5}",
     };
     for (size_t i = 0; i < sizeof reqs / sizeof *reqs; i++) {
-        long a = stream_run(g, reqs[i]); /* the generator's buffers reach their size */
-        long b2 = stream_run(g, reqs[i]), c = stream_run(g, reqs[i]);
-        CHECK(a >= 0 && b2 == c, "request %zu streamed to the end: %ld bytes more in use after a repeat", i, c - b2);
+        /* the session behind the generator keeps growing buffers (its token
+         * history doubles now and then), so the heap may step up in a few
+         * runs; a leak per request (the one this guards against: 80 bytes)
+         * raises it in every run */
+        long a = stream_run(g, reqs[i]);
+        long prev = stream_run(g, reqs[i]), first = prev;
+        int grew = 0, ok = a >= 0 && prev >= 0;
+        for (int r = 0; r < 8 && ok; r++) {
+            long c = stream_run(g, reqs[i]);
+            ok = c >= 0;
+            grew += c > prev;
+            prev = c;
+        }
+        CHECK(ok && grew <= 3, "request %zu streamed to the end: the heap grew in %d of 8 repeats (%ld bytes)", i, grew,
+              prev - first);
     }
     dsv4_gen_free(g);
 }
