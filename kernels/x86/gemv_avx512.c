@@ -841,11 +841,7 @@ TGT int K512(dsv4k_fp8b_prepare)(const float *dq, const int8_t *ex, int64_t k, v
     return 0;
 }
 
-#ifdef DSV4K_EMULATE_AVX512
 #define DPBF16(acc, a, b) _mm512_dpbf16_ps((acc), (__m512bh)(a), (__m512bh)(b))
-#else
-#define DPBF16(acc, a, b) _mm512_dpbf16_ps((acc), (__m512bh)(a), (__m512bh)(b))
-#endif
 
 /* 64 e4m3 bytes -> their bf16 words, in the two vectors' order above */
 #define E4M3_BF16X64(ptr, w0, w1)                                                                          \
@@ -867,8 +863,6 @@ TGTB int K512(dsv4k_rows_fp8b_avx512bf16)(const dsv4k_weight *w, int64_t r0, int
     const __m512i th0 = _mm512_loadu_si512((const void *)tb), th1 = _mm512_loadu_si512((const void *)(tb + 64));
     const __m512i tl0 = _mm512_loadu_si512((const void *)(tb + 128)), tl1 = _mm512_loadu_si512((const void *)(tb + 192));
     const __m512i sgn = _mm512_set1_epi8((char)0x80);
-    const __m512i em = _mm512_set1_epi16((short)0xbfff); /* for the f32 kernel's E4M3X32 */
-    (void)em;
     float sc[64], sf[64]; /* one row block's scales (the activation words carry their 2^ex); × 2^8 */
     int64_t cur = -1;
     int fast = 1;
