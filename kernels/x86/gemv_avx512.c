@@ -441,6 +441,33 @@ TGT static int plain_scales(const uint8_t *sc, int64_t n)
     return !odd;
 }
 
+/* the vpshufb control of fp4v_scales: lane l (of 16) takes byte l/4 of the
+ * broadcast word in its low byte, the other bytes zero */
+TGT static inline __m512i fp4v_spread(void)
+{
+    uint8_t sp[64];
+    for (int i = 0; i < 64; i++) sp[i] = (uint8_t)(i % 4 == 0 ? i / 16 : 0x80);
+    return _mm512_loadu_si512(sp);
+}
+
+/* the f32 scale of each lane: 2^(E-127) of its block's byte (plain rows:
+ * no byte 0 or 255) times the activation block's xs */
+TGT static inline __m512 fp4v_scales(const uint8_t *sc4, __m512i spread, float xs)
+{
+    uint32_t b4;
+    memcpy(&b4, sc4, 4);
+    __m512i e = _mm512_shuffle_epi8(_mm512_set1_epi32((int)b4), spread);
+    return _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(e, 23)), _mm512_set1_ps(xs));
+}
+
+TGT static inline __m512 fp4v_scales_lut(const uint8_t *sc4, float xs)
+{
+    float s4[4];
+    for (int b = 0; b < 4; b++) s4[b] = dsv4k_lut_e8m0[sc4[b]] * xs;
+    return _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
+                                 _mm512_castps128_ps512(_mm_loadu_ps(s4)));
+}
+
 TGT void K512(dsv4k_rows_fp4q_avx512)(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y)
 {
     int64_t k = w->k;
@@ -451,7 +478,7 @@ TGT void K512(dsv4k_rows_fp4q_avx512)(const dsv4k_weight *w, int64_t r0, int64_t
     for (int i = 0; i < 64; i++) t64[i] = dsv4k_e2m1_x2p12[i % 16];
     const __m512i tab = _mm512_loadu_si512(t64), m4 = _mm512_set1_epi8(15);
     const __m512i one = _mm512_set1_epi16(1), c128 = _mm512_set1_epi16(128), c16k = _mm512_set1_epi16(16384);
-    const __m512i bidx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __m512i spread = fp4v_spread();
     for (int64_t r = r0; r < r1; r++) {
         int64_t rr = w->row0 + r;
         const uint8_t *p = (const uint8_t *)w->w + rr * (k / 2);
@@ -472,10 +499,7 @@ TGT void K512(dsv4k_rows_fp4q_avx512)(const dsv4k_weight *w, int64_t r0, int64_t
                                           _mm512_maddubs_epi16(hi, _mm512_loadu_si512((const void *)(q + 320))));
             __m512i sum = _mm512_add_epi32(_mm512_add_epi32(madd16(p0, one), madd16(p1, c128)), madd16(p2, c16k));
             sum = _mm512_sub_epi32(sum, _mm512_loadu_si512((const void *)(corr + 16 * j)));
-            float s4[4];
-            for (int b = 0; b < 4; b++)
-                s4[b] = (plain ? dsv4k_bits_f32((uint32_t)sc[4 * j + b] << 23) : dsv4k_lut_e8m0[sc[4 * j + b]]) * xs[j];
-            __m512 sv = _mm512_permutexvar_ps(bidx, _mm512_castps128_ps512(_mm_loadu_ps(s4)));
+            __m512 sv = plain ? fp4v_scales(sc + 4 * j, spread, xs[j]) : fp4v_scales_lut(sc + 4 * j, xs[j]);
             if (j & 1) t1 = _mm512_fmadd_ps(cvt_i32_ps(sum), sv, t1);
             else t0 = _mm512_fmadd_ps(cvt_i32_ps(sum), sv, t0);
         }
@@ -528,24 +552,6 @@ TGT void K512(dsv4k_rows_fp4q_avx512)(const dsv4k_weight *w, int64_t r0, int64_t
         (out) = _mm512_sub_epi32(s_, _mm512_loadu_si512((const void *)(cr)));                               \
     } while (0)
 
-/* the f32 scale of each lane: 2^(E-127) of its block's byte (plain rows:
- * no byte 0 or 255) times the activation block's xs */
-TGTV static inline __m512 fp4v_scales(const uint8_t *sc4, __m512i spread, float xs)
-{
-    uint32_t b4;
-    memcpy(&b4, sc4, 4);
-    __m512i e = _mm512_shuffle_epi8(_mm512_set1_epi32((int)b4), spread);
-    return _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(e, 23)), _mm512_set1_ps(xs));
-}
-
-TGTV static inline __m512 fp4v_scales_lut(const uint8_t *sc4, float xs)
-{
-    float s4[4];
-    for (int b = 0; b < 4; b++) s4[b] = dsv4k_lut_e8m0[sc4[b]] * xs;
-    return _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
-                                 _mm512_castps128_ps512(_mm_loadu_ps(s4)));
-}
-
 /* one row (any scale bytes) */
 TGTV static inline float fp4v_row(const uint8_t *p, const uint8_t *sc, int64_t kb, const int8_t *pl,
                                   const int32_t *corr, const float *xs, __m512i tab, __m512i spread)
@@ -569,13 +575,9 @@ TGTV void K512(dsv4k_rows_fp4q_avx512vnni)(const dsv4k_weight *w, int64_t r0, in
     const int8_t *pl = buf;
     const int32_t *corr = (const int32_t *)(pl + 3 * k);
     const float *xs = (const float *)(corr + k / 8);
-    uint8_t t64[64], sp[64];
-    for (int i = 0; i < 64; i++) {
-        t64[i] = dsv4k_e2m1_x2p12[i % 16];
-        /* lane l (of 16) takes byte l/4 of the broadcast word in its low byte */
-        sp[i] = (uint8_t)(i % 4 == 0 ? i / 16 : 0x80);
-    }
-    const __m512i tab = _mm512_loadu_si512(t64), spread = _mm512_loadu_si512(sp);
+    uint8_t t64[64];
+    for (int i = 0; i < 64; i++) t64[i] = dsv4k_e2m1_x2p12[i % 16];
+    const __m512i tab = _mm512_loadu_si512(t64), spread = fp4v_spread();
     /* one row per pass: two rows sharing the plane loads measured slower */
     for (int64_t r = r0; r < r1; r++) {
         int64_t rr = w->row0 + r;
