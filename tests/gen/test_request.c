@@ -35,34 +35,7 @@ static char tok_path[4096];
  * whose leak check then does the job) */
 static long heap_in_use(void) { return (long)mallinfo2().uordblks; }
 
-typedef struct {
-    dsv4_model *m;
-    dsv4_context *c;
-    dsv4_session *s;
-} rig;
-
-static int rig_open(rig *r, const char *dir)
-{
-    memset(r, 0, sizeof *r);
-    dsv4_options *o = NULL;
-    dsv4_options_create(&o);
-    dsv4_options_set_i64(o, DSV4_OPT_THREADS, 1);
-    dsv4_options_set_i64(o, DSV4_OPT_CONTEXT_LENGTH, 1024);
-    char *err = NULL;
-    int ok = CHECK(dsv4_model_load(dir, NULL, &r->m, &err) == DSV4_OK, "load %s: %s", dir, err ? err : "");
-    dsv4_free(err);
-    ok = ok && CHECK(dsv4_context_create(r->m, o, &r->c, NULL) == DSV4_OK, "context");
-    ok = ok && CHECK(dsv4_session_create(r->c, NULL, &r->s, NULL) == DSV4_OK, "session");
-    dsv4_options_free(o);
-    return ok;
-}
-
-static void rig_close(rig *r)
-{
-    dsv4_session_free(r->s);
-    dsv4_context_free(r->c);
-    dsv4_model_free(r->m);
-}
+#include "rig.h"
 
 static int run_to_stop(dsv4_gen *g, int *finish)
 {
@@ -367,7 +340,7 @@ int main(int argc, char **argv)
         char m[4096];
         snprintf(m, sizeof m, "%s/m", dir);
         rig b;
-        if (rig_open(&b, m)) {
+        if (rig_open(&b, m, 1024)) {
             test_once_per_request(&b, tok);
             test_completion_leak(&b, tok);
             test_sampler_empty(&b, tok);
