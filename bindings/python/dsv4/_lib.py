@@ -35,18 +35,22 @@ def _candidates():
         return [("DSV4_LIBRARY", env)], True
     out = []
     if shutil.which("pkg-config"):
-        try:
-            libdir = subprocess.run(["pkg-config", "--variable=libdir", "dsv4"], capture_output=True,
-                                    text=True, timeout=10)
-            d = libdir.stdout.strip()
-            if libdir.returncode == 0 and d:
-                for name in ("libdsv4.so.%d" % ABI_VERSION, "libdsv4.so", "libdsv4.dylib"):
-                    p = os.path.join(d, name)
-                    if os.path.exists(p):
-                        out.append(("pkg-config", p))
-                        break
-        except (OSError, subprocess.SubprocessError):
-            pass
+        # the -L folders of `pkg-config --libs` (an uninstalled build's .pc names the build
+        # folder there), then the libdir variable
+        dirs = []
+        for args in (["--libs-only-L"], ["--variable=libdir"]):
+            try:
+                r = subprocess.run(["pkg-config"] + args + ["dsv4"], capture_output=True, text=True, timeout=10)
+            except (OSError, subprocess.SubprocessError):
+                continue
+            if r.returncode == 0:
+                dirs += [w[2:] if w.startswith("-L") else w for w in r.stdout.split()]
+        for d in dirs:
+            p = next((os.path.join(d, n) for n in ("libdsv4.so.%d" % ABI_VERSION, "libdsv4.so", "libdsv4.dylib")
+                      if os.path.exists(os.path.join(d, n))), None)
+            if p:
+                out.append(("pkg-config", p))
+                break
     out.append(("system loader", "libdsv4.so.%d" % ABI_VERSION))
     found = ctypes.util.find_library("dsv4")
     if found:
