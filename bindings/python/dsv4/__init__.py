@@ -967,7 +967,11 @@ class Generator(_Handle):
         with session._domain:
             _check(_L.dsv4_gen_create(session._p, tokenizer._p, byref(g)))
             self._own(g.value, session._domain)
-        self.sampler = Sampler(self)
+
+    @property
+    def sampler(self):
+        """The generator's Sampler (settings, logit biases, the user stage)."""
+        return Sampler(self)
 
     def close(self):
         fin = getattr(self, "_fin", None)

@@ -66,6 +66,30 @@ def v4_tokenizer_path(shared):
     return os.path.join(shared, "tokenizers", "deepseek-v4", "tokenizer.json")
 
 
+def write_small_tokenizer(src, dst):
+    """The tokenizer.json `src` cut to its first 1000 ids (and the added tokens), written to `dst`: a
+    valid tokenizer that loads in milliseconds, for tests that load many."""
+    import json
+    with open(src, encoding="utf-8") as f:
+        t = json.load(f)
+    vocab = {k: i for k, i in t["model"]["vocab"].items() if i < 1000}
+
+    def keep(m):
+        parts = m.split(" ") if isinstance(m, str) else m
+        return all(p in vocab for p in parts) and "".join(parts) in vocab
+
+    t["model"]["vocab"] = vocab
+    t["model"]["merges"] = [m for m in t["model"]["merges"] if keep(m)]
+    with open(dst, "w", encoding="utf-8") as f:
+        json.dump(t, f, ensure_ascii=False)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def small_tokenizer_path(v4_tokenizer_path, tmp_path_factory):
+    return write_small_tokenizer(v4_tokenizer_path, str(tmp_path_factory.mktemp("tok") / "tokenizer.json"))
+
+
 @pytest.fixture(scope="session")
 def demo(demo_dir):
     import dsv4

@@ -333,17 +333,17 @@ def _make_all(golden_ckpt, tok_path):
     return {"model": m, "tokenizer": t, "context": c, "session": s, "generator": g}
 
 
-def test_close_in_every_order(golden_dir, v4_tokenizer_path):
+def test_close_in_every_order(golden_dir, small_tokenizer_path):
     ckpt = os.path.join(golden_dir, "ckpt")
     names = ["model", "tokenizer", "context", "session", "generator"]
     for order in itertools.permutations(names):
-        objs = _make_all(ckpt, v4_tokenizer_path)
+        objs = _make_all(ckpt, small_tokenizer_path)
         for name in order:
             objs[name].close()
             assert objs[name].closed
             objs[name].close()  # twice is harmless
     # children outlive closed parents and still work
-    objs = _make_all(ckpt, v4_tokenizer_path)
+    objs = _make_all(ckpt, small_tokenizer_path)
     for name in ("model", "tokenizer", "context", "session"):
         objs[name].close()
     g = objs["generator"]
@@ -354,10 +354,10 @@ def test_close_in_every_order(golden_dir, v4_tokenizer_path):
     g.close()
 
 
-def test_garbage_collected_in_any_order(golden_dir, v4_tokenizer_path):
+def test_garbage_collected_in_any_order(golden_dir, small_tokenizer_path):
     ckpt = os.path.join(golden_dir, "ckpt")
     for order in itertools.islice(itertools.permutations(range(5)), 0, 120, 7):
-        objs = list(_make_all(ckpt, v4_tokenizer_path).values())
+        objs = list(_make_all(ckpt, small_tokenizer_path).values())
         objs[4].set(max_tokens=2)
         objs[4].start([0, 1, 2])
         for i in order:
