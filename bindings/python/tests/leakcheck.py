@@ -95,7 +95,7 @@ def main():
             dt.feed(5)
         del objs
         gc.collect()
-    print("%d passed, %d failed" % (passed, failed))
+    print("leakcheck: %d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 
 

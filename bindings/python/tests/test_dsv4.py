@@ -537,3 +537,23 @@ def test_sampler_settings_roundtrip(gen):
     assert gen.sampler.get("temperature") == 0.5
     assert gen.sampler.get("top_k") == 40
     assert gen.sampler.get("seed") == 42
+
+
+def test_readme_example_runs_as_written(demo_dir, tmp_path):
+    """The streaming example of README.md, run as written in a folder whose models/tiny is the demo model."""
+    import re
+    import subprocess
+    import sys
+    readme = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md")
+    with open(readme, encoding="utf-8") as f:
+        code = re.search(r"```python\n(.*?)```", f.read(), re.S).group(1)
+    assert len([ln for ln in code.splitlines() if ln.strip()]) <= 10
+    (tmp_path / "models").mkdir()
+    os.symlink(os.path.abspath(demo_dir), str(tmp_path / "models" / "tiny"))
+    (tmp_path / "example.py").write_text(code, encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    r = subprocess.run([sys.executable, "example.py"], cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "[finish: length]" in r.stdout or "[finish: stop]" in r.stdout
+    assert len(r.stdout) > 40
