@@ -1,0 +1,3 @@
+module libdsv4/dsv4
+
+go 1.19
