@@ -1,8 +1,9 @@
 #!/bin/sh
 # scripts/deps.sh — install the Debian packages libdsv4 needs to build and
 # test (bookworm); clang, its sanitizer and libFuzzer runtimes and LLVM's
-# OpenMP are for the clang build and the fuzz targets (tests/fuzz); pytest, pip, valgrind
-# and Go for the binding tests (bindings/, suite 'bindings').
+# OpenMP are for the clang build and the fuzz targets (tests/fuzz); pytest, pip, valgrind,
+# Go, bindgen (which loads clang's libclang) and Rust for the binding tests (bindings/, suite
+# 'bindings').
 # Does nothing when everything is already installed.
 # Runs apt-get directly as root, through sudo otherwise.
 set -eu
@@ -10,7 +11,7 @@ pkgs="build-essential g++ meson ninja-build pkg-config python3 python3-numpy
       libdnnl-dev libjansson-dev libzstd-dev zlib1g-dev libpcre2-dev
       abigail-tools ca-certificates libsimde-dev
       clang libclang-rt-14-dev libomp-dev
-      python3-pytest python3-pip valgrind golang-go"
+      python3-pytest python3-pip valgrind golang-go bindgen"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
@@ -20,6 +21,8 @@ done
 # provides both commands will do (Debian's packages, or a bundled npm)
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
+# Rust (bindings/rust): Debian's rustc and cargo unless a toolchain is already on the PATH
+command -v cargo >/dev/null 2>&1 || missing="$missing rustc cargo"
 [ -z "$missing" ] && exit 0
 echo "deps.sh: installing:$missing" >&2
 if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi

@@ -2,7 +2,8 @@
 """tests/abi/check_includes.py SOURCE_ROOT — the include rules of
 docs/ARCHITECTURE.md, checked on every #include line of the tree.
 
-Each #include of a file under include/, lib/, kernels/, examples/ or programs/ is
+Each #include of a file under include/, lib/, kernels/, examples/, programs/ or bindings/
+(C files, and the cgo preambles of Go files) is
 resolved as the build resolves it (quoted: the including file's folder
 first; then include/, lib/, kernels/) and checked against the layer rules
 below. Includes that resolve to no file of the tree (system headers) are
@@ -17,7 +18,7 @@ import tempfile
 
 SEARCH = ["include", "lib", "kernels"]  # meson's include_directories order
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]')
-SOURCE_EXT = (".c", ".h", ".cpp")
+SOURCE_EXT = (".c", ".h", ".cpp", ".go")
 
 # folder of the including file -> folders it may include from (below it)
 ALLOWED = {
@@ -32,6 +33,7 @@ ALLOWED = {
     "lib/gen": ["include", "lib/core", "lib/text", "lib/chat", "lib/gen"],
     "examples": ["include"],
     "programs": ["include"],
+    "bindings": ["include"],
 }
 # never, whatever the folder: (including folder prefix, included prefix, why)
 FORBIDDEN = [
@@ -66,7 +68,7 @@ def resolve(root, rel_file, kind, name):
 def check_tree(root):
     """(passed, failures) for every checked include of the tree at root"""
     passed, failures = 0, []
-    for top in ("include", "lib", "kernels", "examples", "programs"):
+    for top in ("include", "lib", "kernels", "examples", "programs", "bindings"):
         for dirpath, dirnames, filenames in os.walk(os.path.join(root, top)):
             dirnames.sort()
             for fn in sorted(filenames):
@@ -115,6 +117,7 @@ def self_test():
         "kernels/ref/ops.c": '#include "ops.h"\n#include "x86/gemv.h"\n',
         "kernels/linear.c": '#include "core/core.h"\n#include <stdio.h>\n',
         "examples/demo.c": '#include <dsv4/dsv4.h>\n#include "loader/loader.h"\n',
+        "bindings/go/dsv4.go": '/*\n#include <dsv4/dsv4.h>\n#include "api/api_int.h"\n*/\n',
     }
     # (file, included name) pairs that must be reported
     expect_bad = {
@@ -122,7 +125,7 @@ def self_test():
         ("lib/graph/forward.c", "x86/gemv.h"), ("lib/gen/gen.c", "api/api_int.h"),
         ("lib/chat/chat.c", "text/tok_int.h"),
         ("kernels/ref/ops.c", "x86/gemv.h"), ("kernels/linear.c", "core/core.h"),
-        ("examples/demo.c", "loader/loader.h"),
+        ("examples/demo.c", "loader/loader.h"), ("bindings/go/dsv4.go", "api/api_int.h"),
     }
     with tempfile.TemporaryDirectory() as d:
         for rel, text in files.items():
@@ -142,8 +145,8 @@ def self_test():
             failures.append("self-test: %s including %s was not reported" % pair)
     for pair in sorted(found - expect_bad):
         failures.append("self-test: %s including %s reported but allowed" % pair)
-    if ok != 10:  # the allowed includes of the synthetic tree that resolve
-        failures.append("self-test: %d allowed includes counted, expected 10" % ok)
+    if ok != 11:  # the allowed includes of the synthetic tree that resolve
+        failures.append("self-test: %d allowed includes counted, expected 11" % ok)
     else:
         passed += 1
     return passed, failures
