@@ -482,6 +482,20 @@ func TestCloseInEveryOrder(t *testing.T) {
 			must(t, closers[i]()) // twice is harmless
 		}
 	}
+	// a closed model's context still makes sessions, and they work
+	m2, err := LoadModel(ckpt, nil)
+	must(t, err)
+	c2, err := m2.NewContext(&ContextOptions{Threads: Int64(1), ContextLength: Int64(16)})
+	must(t, err)
+	must(t, m2.Close())
+	s2, err := c2.NewSession()
+	must(t, err)
+	must(t, s2.Eval([]int32{1, 2, 3}, false))
+	if row, err := s2.Logits(-1); err != nil || len(row) != 512 {
+		t.Fatalf("logits after the model was closed: %v", err)
+	}
+	must(t, c2.Close())
+	must(t, s2.Close())
 	// a generator outlives its closed parents and still works
 	r := openRig(t, ckpt, tok, 32)
 	r.m.Close()

@@ -456,6 +456,7 @@ class Context(_Handle):
     def __init__(self, model, threads=None, context_length=None, numerics=None, revision=None, max_batch=None,
                  worker_spin=None, log=None, log_level=LOG_INFO):
         self.model = model
+        self._vocab = model.vocab_size  # sessions need it after the model may have been closed
         if isinstance(numerics, str):
             numerics = {"default": 0, "reference": 1, "float": 2}[numerics]
         with _Options() as o:
@@ -494,7 +495,7 @@ class Session(_Handle):
             st = _L.dsv4_session_create(context._p, o.p, byref(s), byref(err))
             _check(st, lambda: _errmsg(err))
             self._own(s.value, context._domain)
-        self._vocab = context.model.vocab_size
+        self._vocab = context._vocab
 
     def _fail(self, st):
         raise _error(st, _L.dsv4_session_last_error(self._p))

@@ -342,6 +342,12 @@ def test_close_in_every_order(golden_dir, small_tokenizer_path):
             objs[name].close()
             assert objs[name].closed
             objs[name].close()  # twice is harmless
+    # a closed model's context still makes sessions, and they work
+    with dsv4.Model(ckpt) as m:
+        c = m.context(threads=1, context_length=16)
+    with c, c.session() as s:
+        s.eval([1, 2, 3])
+        assert len(s.logits()) == 512
     # children outlive closed parents and still work
     objs = _make_all(ckpt, small_tokenizer_path)
     for name in ("model", "tokenizer", "context", "session"):

@@ -321,6 +321,15 @@ fn dropped_in_every_order() {
             drop(objs[i].take());
         }
     }
+    // a dropped model's context still makes sessions, and they work
+    let c2 = {
+        let m2 = Model::load(golden_ckpt()).unwrap();
+        m2.context(&opts(16)).unwrap()
+    };
+    let mut s2 = c2.session().unwrap();
+    drop(c2);
+    s2.eval(&[1, 2, 3], false).unwrap();
+    assert_eq!(s2.logits(-1).unwrap().len(), 512);
     // a generator outliving its parents still works
     let m = Model::load(golden_ckpt()).unwrap();
     let c = m.context(&opts(32)).unwrap();
