@@ -5,6 +5,7 @@ Environment (set by bindings/python/run-tests.sh and the meson test 'bindings-py
   DSV4_SHARED_DIR  the shared test material (golden/, tokenizers/); default ../shared beside the tree
   DSV4_DEMO_MODEL  the demo model folder (bindings/demo-model.sh makes it)
 """
+import ast
 import os
 import struct
 
@@ -27,7 +28,7 @@ def load_npy(path):
     major = data[6]
     hlen = struct.unpack("<H", data[8:10])[0] if major == 1 else struct.unpack("<I", data[8:12])[0]
     start = 10 if major == 1 else 12
-    header = eval(data[start:start + hlen].decode("latin1"))  # a Python dict literal by the format's definition
+    header = ast.literal_eval(data[start:start + hlen].decode("latin1"))  # a dict literal, by the format
     assert header["descr"] == "<f4" and not header["fortran_order"], header
     shape = header["shape"]
     body = data[start + hlen:]

@@ -522,6 +522,22 @@ def test_python_sampler_stage(gen):
     with pytest.raises(Boom):
         list(gen.events())
     assert gen.finish_reason == "error"
+    # select(probs) chooses the token instead of the seeded draw
+    chosen = allowed[1]
+
+    class Picker:
+        def apply(self, logits):
+            pass
+
+        def select(self, probs):
+            assert len(probs) == 129280 and abs(sum(probs) - 1.0) < 1e-3
+            return chosen
+
+    gen.sampler.set_stage(Picker())
+    gen.set(max_tokens=4, thinking=0)
+    gen.start(gen.tokenizer.encode("<｜begin▁of▁sentence｜><｜User｜>?<｜Assistant｜></think>"))
+    text = "".join(e.text for e in gen.events() if e.kind == "content")
+    assert gen.n_tokens == 4 and text == gen.tokenizer.decode([chosen] * 4)
     # closing the generator releases the stage
     calls2 = {"release": 0}
 
