@@ -23,7 +23,7 @@ static dsv4_status model_open(const char *dir, const dsv4_options *opts, dsv4_mo
     if (!m) return dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory");
     dsv4__ref_init(&m->ref);
     dsv4_status st = dsv4__checkpoint_open(dir, opts, &m->ck, e);
-    if (!st) st = dsv4__weights_bind(m->ck, &m->weights, e);
+    if (!st) st = dsv4__weights_bind(m->ck, dsv4__opt_i64(opts, DSV4_OPT_RESIDENT) != 0, &m->weights, e);
     dsv4_progress_fn progress = opts ? opts->progress : NULL;
     if (!st && progress && progress(opts->progress_user, 1.0) != 0)
         st = dsv4__fail(e, DSV4_ERR_ABORTED, "%s: load aborted by the progress callback", dir);
@@ -32,8 +32,9 @@ static dsv4_status model_open(const char *dir, const dsv4_options *opts, dsv4_mo
         return st;
     }
     const dsv4__checkpoint *ck = m->ck;
-    dsv4__logf(&ck->log, DSV4_LOG_INFO, "%s: %d shards, %lld tensors, MTP %s", dir, ck->n_shards,
-               (long long)ck->n_tensors, ck->has_mtp ? "on" : "off");
+    dsv4__logf(&ck->log, DSV4_LOG_INFO, "%s: %d shards, %lld tensors, MTP %s, %.1f MiB of weights resident", dir,
+               ck->n_shards, (long long)ck->n_tensors, ck->has_mtp ? "on" : "off",
+               (double)m->weights->resident_bytes / (1 << 20));
     *out = m;
     return DSV4_OK;
 }
