@@ -196,6 +196,7 @@ type Model struct {
 type ModelOptions struct {
 	LoadMTP  *int64 // 0/1, default 1
 	Prefetch *int64 // 0/1, default 0
+	Resident *int64 // 0/1, default 1: the weights every token reads copied to anonymous memory
 }
 
 // LoadModel loads a checkpoint directory in the official Hugging Face layout.
@@ -213,6 +214,9 @@ func LoadModel(path string, opt *ModelOptions) (*Model, error) {
 			return nil, err
 		}
 		if err := o.set(C.DSV4_OPT_PREFETCH, "prefetch", opt.Prefetch); err != nil {
+			return nil, err
+		}
+		if err := o.set(C.DSV4_OPT_RESIDENT, "resident", opt.Resident); err != nil {
 			return nil, err
 		}
 	}

@@ -108,7 +108,7 @@ func TestLoadDemoAndGolden(t *testing.T) {
 	if m.VocabSize() != 129280 {
 		t.Fatalf("demo vocab %d", m.VocabSize())
 	}
-	g, err := LoadModel(filepath.Join(sharedDir(t), "golden", "tiny-a", "ckpt"), nil)
+	g, err := LoadModel(filepath.Join(sharedDir(t), "golden", "tiny-a", "ckpt"), &ModelOptions{Resident: Int64(0)})
 	must(t, err)
 	defer g.Close()
 	if n, _ := g.Info(InfoNLayers); n != 4 || g.VocabSize() != 512 {
@@ -552,8 +552,11 @@ func TestCancelWithContext(t *testing.T) {
 	defer cancel2()
 	resp, err := r.g.Chat(ctx2, map[string]interface{}{"messages": hello, "max_tokens": 3000,
 		"thinking": map[string]string{"type": "disabled"}, "logit_bias": map[string]float64{"1": -100}})
-	if !errors.Is(err, context.DeadlineExceeded) || resp == nil {
+	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("chat after the deadline: %v", err)
+	}
+	if resp != nil && resp.Choices[0].FinishReason == "" {
+		t.Fatal("the partial response has no finish reason")
 	}
 	// a context already done refuses to start
 	if _, err := r.g.Stream(ctx, hello); !errors.Is(err, context.Canceled) {

@@ -9,6 +9,7 @@ import "C"
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -288,6 +289,9 @@ func (g *Generator) Stream(ctx context.Context, request interface{}) (<-chan Eve
 	stopWatch := g.watch(ctx)
 	if err := g.StartRequest(request); err != nil {
 		stopWatch()
+		if ctx.Err() != nil && errors.Is(err, ErrAborted) {
+			return nil, ctx.Err() // cancelled while the prompt was fed
+		}
 		return nil, err
 	}
 	ch := make(chan Event, 16)

@@ -52,7 +52,7 @@ STATUS_NAMES = {0: "OK", 1: "INVALID_ARGUMENT", 2: "OUT_OF_MEMORY", 3: "IO", 4: 
                 6: "UNSUPPORTED", 7: "MISSING_TENSOR", 8: "TENSOR_MISMATCH", 9: "CONTEXT_FULL", 10: "ABORTED",
                 11: "BUFFER_TOO_SMALL", 12: "UNKNOWN_OPTION", 13: "NOT_AVAILABLE", 14: "INTERNAL"}
 
-OPT_LOAD_MTP, OPT_PREFETCH = 1, 2
+OPT_LOAD_MTP, OPT_PREFETCH, OPT_RESIDENT = 1, 2, 3
 OPT_THREADS, OPT_CONTEXT_LENGTH, OPT_NUMERICS, OPT_REVISION, OPT_MAX_BATCH, OPT_WORKER_SPIN = 100, 101, 102, 103, 104, 105
 OPT_MTP = 200
 NUMERICS_DEFAULT, NUMERICS_REFERENCE, NUMERICS_FLOAT = 0, 1, 2
@@ -387,16 +387,18 @@ def _info_json(info):
 class Model(_Handle):
     """A checkpoint directory (official Hugging Face layout), mapped read-only. Thread-safe.
 
-    Model(path, load_mtp=None, prefetch=None, log=None, log_level=LOG_INFO, progress=None)
+    Model(path, load_mtp=None, prefetch=None, resident=None, log=None, log_level=LOG_INFO, progress=None)
     log(level, line) receives the library's log lines for this model and the objects made from it;
     progress(fraction) is called during the load; returning False stops it (Aborted)."""
     _free_fn = _L.dsv4_model_free
 
-    def __init__(self, path, load_mtp=None, prefetch=None, log=None, log_level=LOG_INFO, progress=None):
+    def __init__(self, path, load_mtp=None, prefetch=None, resident=None, log=None, log_level=LOG_INFO,
+                 progress=None):
         self.path = os.fspath(path)
         with _Options() as o:
             o.set(OPT_LOAD_MTP, load_mtp, "load_mtp")
             o.set(OPT_PREFETCH, prefetch, "prefetch")
+            o.set(OPT_RESIDENT, resident, "resident")
             o.callbacks(log, log_level, progress)
             m, err = c_void_p(), c_void_p()
             st = _L.dsv4_model_load(_path(path), o.p, byref(m), byref(err))

@@ -77,7 +77,7 @@ def test_pkg_config_lookup(monkeypatch):
 def test_load_demo_and_golden(demo, golden_dir):
     assert demo.vocab_size == 129280
     assert demo.info()["weights_loaded"] in (1, True)
-    with dsv4.Model(os.path.join(golden_dir, "ckpt")) as g:
+    with dsv4.Model(os.path.join(golden_dir, "ckpt"), resident=False, load_mtp=True) as g:
         assert g.get("vocab_size") == 512
         assert g.get("n_layers") == 4
     info = dsv4.model_info(os.path.join(golden_dir, "ckpt"))

@@ -70,6 +70,7 @@ extern "C"{
 pub type dsv4_option = i32 ;
 pub const DSV4_OPT_LOAD_MTP : dsv4_option_value = 1 ;
 pub const DSV4_OPT_PREFETCH : dsv4_option_value = 2 ;
+pub const DSV4_OPT_RESIDENT : dsv4_option_value = 3 ;
 pub const DSV4_OPT_THREADS : dsv4_option_value = 100 ;
 pub const DSV4_OPT_CONTEXT_LENGTH : dsv4_option_value = 101 ;
 pub const DSV4_OPT_NUMERICS : dsv4_option_value = 102 ;

@@ -177,6 +177,8 @@ type NotSync = PhantomData<Cell<()>>;
 pub struct ModelOptions {
     pub load_mtp: Option<bool>,
     pub prefetch: Option<bool>,
+    /// default true: the weights every token reads are copied to anonymous memory
+    pub resident: Option<bool>,
 }
 
 /// A checkpoint directory mapped read-only. `Send + Sync`.
@@ -207,6 +209,7 @@ impl Model {
         let o = Options::new()?;
         o.set(sys::DSV4_OPT_LOAD_MTP, "load_mtp", opt.load_mtp.map(i64::from))?;
         o.set(sys::DSV4_OPT_PREFETCH, "prefetch", opt.prefetch.map(i64::from))?;
+        o.set(sys::DSV4_OPT_RESIDENT, "resident", opt.resident.map(i64::from))?;
         let cp = c_path(path.as_ref())?;
         let mut p = ptr::null_mut();
         let mut msg = ptr::null_mut();

@@ -48,7 +48,7 @@ fn version_and_abi() {
 fn load_demo_and_golden() {
     let m = Model::load(demo()).unwrap();
     assert_eq!(m.vocab_size(), 129280);
-    let g = Model::load(golden_ckpt()).unwrap();
+    let g = Model::load_with(golden_ckpt(), &ModelOptions { resident: Some(false), ..Default::default() }).unwrap();
     assert_eq!(g.vocab_size(), 512);
     assert_eq!(g.info(info::N_LAYERS).unwrap(), 4);
 }
