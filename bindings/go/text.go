@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -51,7 +52,7 @@ func LoadTokenizer(path string) (*Tokenizer, error) {
 
 // Tokenizer of a model's directory (its tokenizer.json).
 func (m *Model) Tokenizer() (*Tokenizer, error) {
-	return LoadTokenizer(m.Path + "/tokenizer.json")
+	return LoadTokenizer(filepath.Join(m.Path, "tokenizer.json"))
 }
 
 // Close releases the caller's reference (generators keep the tokenizer alive).
