@@ -38,6 +38,25 @@ static dsv4_status model_open(const char *dir, const dsv4_options *opts, dsv4_mo
     return DSV4_OK;
 }
 
+static dsv4_status info_build(const dsv4__config *cfg, int loaded, int has_mtp, dsv4_model_info **out);
+
+/* The weights are mapped, not read: a model larger than the memory loads
+ * at once, then reads from the disk at every token. Say so at load. */
+static void warn_memory(const dsv4_model *m, const char *dir)
+{
+    int64_t phys = dsv4__phys_mem_bytes(), bytes = 0;
+    dsv4_model_info *info = NULL;
+    if (phys <= 0 || info_build(&m->ck->cfg, 1, m->ck->has_mtp, &info)) return;
+    dsv4_model_info_get_i64(info, DSV4_INFO_BYTES_TOTAL, &bytes);
+    dsv4_model_info_free(info);
+    if (bytes <= phys) return;
+    char b1[32], b2[32];
+    dsv4__logf(&m->ck->log, DSV4_LOG_WARN,
+               "%s: the weights (%s) exceed the physical memory (%s%s): every token will read weights from the "
+               "disk, seconds to minutes each", dir, dsv4__fmt_bytes(b1, sizeof b1, bytes),
+               dsv4__fmt_bytes(b2, sizeof b2, phys), getenv("DSV4_PHYS_MEM_LIMIT") ? ", DSV4_PHYS_MEM_LIMIT" : "");
+}
+
 dsv4_status dsv4_model_load(const char *path, const dsv4_options *opts, dsv4_model **out, char **err_msg)
 {
     dsv4__err e = { 0, "" };
@@ -53,7 +72,13 @@ dsv4_status dsv4_model_load(const char *path, const dsv4_options *opts, dsv4_mod
         dsv4__logf(&lg, DSV4_LOG_ERROR, "%s", e.msg);
         return dsv4__err_out(&e, err_msg);
     }
+    warn_memory(*out, path);
     return DSV4_OK;
+}
+
+const char *dsv4_model_tokenizer_path(const dsv4_model *model)
+{
+    return model ? model->ck->tokenizer_json : NULL;
 }
 
 void dsv4__model_release(dsv4_model *m)
@@ -260,6 +285,7 @@ dsv4_status dsv4_model_info_get_i64(const dsv4_model_info *info, dsv4_info_key k
     case DSV4_INFO_KV_BYTES_PER_1K: v = kv_bytes_at(c, DSV4_NUMERICS_REFERENCE, 1024); break;
     case DSV4_INFO_HAS_MTP: v = info->has_mtp; break;
     case DSV4_INFO_WEIGHTS_LOADED: v = info->loaded; break;
+    case DSV4_INFO_PHYSICAL_MEMORY: v = dsv4__phys_mem_bytes(); break;
     default: return DSV4_ERR_UNKNOWN_OPTION;
     }
     *value = v;
@@ -319,6 +345,7 @@ dsv4_status dsv4_model_info_to_json(const dsv4_model_info *info, char **json)
         { DSV4_INFO_BYTES_FP4, "bytes_fp4" }, { DSV4_INFO_BYTES_I64, "bytes_i64" },
         { DSV4_INFO_BYTES_PER_TOKEN, "bytes_per_token" }, { DSV4_INFO_KV_BYTES_PER_1K, "kv_bytes_per_1k" },
         { DSV4_INFO_HAS_MTP, "has_mtp" }, { DSV4_INFO_WEIGHTS_LOADED, "weights_loaded" },
+        { DSV4_INFO_PHYSICAL_MEMORY, "physical_memory" },
     };
     json_t *o = json_object(), *sched = json_array();
     int bad = !o || !sched;
