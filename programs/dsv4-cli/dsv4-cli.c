@@ -392,7 +392,10 @@ static int parse_args(int argc, char **argv, cli *c)
             c->has_ctx = true;
         } else if (!strcmp(name, "--spin")) {
             if (!strcmp(val, "auto")) c->spin = -1;
-            else if (!parse_i64(name, val, 0, 1 << 20, &c->spin)) return usage_error("--spin takes auto or a count of pauses");
+            else if (!parse_i64(name, val, 0, 1 << 20, &c->spin)) {
+                fprintf(stderr, PROG ": --spin takes auto or a count of pauses\n");
+                return EXIT_USAGE;
+            }
             c->has_spin = true;
         }
     }

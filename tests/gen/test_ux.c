@@ -53,7 +53,7 @@ static void test_tokenizer_path(const char *golden, const char *tok_path)
     char *dir = test_tmpdir("ux-tok");
     static const char *const files[] = { "config.json", "model.safetensors.index.json",
                                          "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors" };
-    char a[4096], b[4096];
+    char a[4200], b[4200];
     int ok = 1;
     for (size_t i = 0; i < 4; i++) {
         snprintf(a, sizeof a, "%s/%s", golden, files[i]);
