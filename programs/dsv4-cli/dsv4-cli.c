@@ -799,6 +799,11 @@ static void print_event(printer *p, dsv4_gen_event_type t, int32_t index, const 
     fflush(stdout);
 }
 
+static const char *finish_name(int32_t f)
+{
+    return dsv4_finish_reason_string(f);
+}
+
 static void print_stats(const app *a, const char *finish)
 {
     if (a->c.quiet) return;
@@ -930,7 +935,7 @@ static int32_t run_turn(app *a, json_t **assistant)
         const char *why = dsv4_gen_last_error(a->gen);
         if (why && *why) fprintf(stderr, PROG ": generation failed: %s\n", why);
     }
-    print_stats(a, dsv4_finish_reason_string(finish));
+    print_stats(a, finish_name(finish));
     return finish;
 }
 

@@ -110,6 +110,13 @@ if run "examples/dsv4-chat MODEL 'question'" 0 "$chat" "$model" 'What is a "mixt
     if [ -n "$body" ]; then ok "dsv4-chat: an answer on stdout"; else bad "dsv4-chat: empty answer" "$(cat "$tmp/out")"; fi
     if [ -s "$tmp/err" ]; then ok "dsv4-chat: reasoning on stderr"; else bad "dsv4-chat: no reasoning on stderr"; fi
 fi
+readme=$(dirname "$0")/../../README.md
+src=$(dirname "$0")/../../examples/dsv4-chat.c
+if python3 -c 'import sys; sys.exit(open(sys.argv[2]).read() not in open(sys.argv[1]).read())' "$readme" "$src"; then
+    ok "the README's API example is examples/dsv4-chat.c, verbatim"
+else
+    bad "the README's API example differs from examples/dsv4-chat.c"
+fi
 mkdir -p "$tmp/notok" && cp "$model"/*.json "$model"/*.safetensors "$tmp/notok/" 2>/dev/null && rm -f "$tmp/notok/tokenizer.json"
 run "examples/dsv4-chat without tokenizer.json" 1 "$chat" "$tmp/notok" hi &&
     expect "dsv4-chat: says why" "$tmp/err" 'dsv4_tokenizer_load'
