@@ -10,7 +10,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <time.h>
 #include "pool.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -27,17 +26,21 @@
  * cost tens of microseconds per loop */
 #define SPIN_PAUSES 4096
 
-/* Adaptive waiting (spin < 0, the default): each thread keeps its own
- * budget of pauses. A wait that ends within the spin paid for it, and the
- * budget grows back (doubling) to SPIN_PAUSES; a wait that outlasts it and
- * sleeps wasted it, and the budget halves, down to sleeping at once; a
- * sleep that ended soon (below WAKE_NS: the loop came a moment later) says
- * a spin would have paid, and the budget grows again. On a machine whose
- * cores another busy process takes, the threads are descheduled in turn
- * and the gaps between loops stretch past any spin: the budget falls to 0
- * and the waiting threads give their cores away at once. */
-#define SPIN_MIN 64                 /* below this, the budget is 0 */
-#define WAKE_NS 60000               /* a sleep this short: spinning would have caught it */
+/* Adaptive waiting (spin < 0, the default): each waiting thread keeps the
+ * share of its recent spins that paid (the awaited loop, or the workers'
+ * end, came within the spin), as a moving average over about 8 spins. At
+ * 3/4 or more it spins the full SPIN_PAUSES before sleeping; below, it
+ * sleeps at once, except that one wait in 64 still spins (a probe), so that
+ * the share can recover when the spins would pay again. On a machine whose
+ * cores another busy process takes, the threads are descheduled in turn and
+ * the gaps between loops outlast the spins: the share falls and the waiting
+ * threads give their cores away instead of spinning against the working
+ * ones. A caller that pauses between calls costs one missed spin per pause,
+ * which the many short gaps inside a call outweigh. */
+#define RATE_ONE 1024               /* the share, in 1/1024 */
+#define RATE_ON 768                 /* spin while the share is at least this */
+#define PROBE_EVERY 64              /* below it, spin on one wait in this many */
+typedef struct waiter { int rate; unsigned n; } waiter;
 
 struct dsv4k_pool {
     int n_threads;                 /* including the caller */
@@ -50,7 +53,7 @@ struct dsv4k_pool {
     int sleepers;                  /* workers waiting on wake (under mu) */
     int caller_waits;              /* the caller waits on done (under mu) */
     atomic_int spin;               /* pauses before sleeping, -1 adaptive (dsv4k_pool_set_spin) */
-    int caller_budget;             /* the caller's adaptive budget */
+    waiter caller_w;               /* the caller's adaptive waiting */
     atomic_llong n_spin_hits, n_sleeps; /* adaptive waits that ended in the spin / slept (statistics) */
     int omp;                       /* loops on OpenMP's threads (dsv4k_pool_set_omp) */
     /* the current loop: written before gen is bumped, read after */
@@ -63,38 +66,6 @@ struct dsv4k_pool {
 
 typedef struct { dsv4k_pool *p; int id; } worker_arg;
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* pauses to spin for this wait: the fixed setting or the thread's budget */
-static int spin_for(const dsv4k_pool *p, int budget)
-{
-    int sp = atomic_load(&p->spin);
-    return sp < 0 ? budget : sp;
-}
-
-/* the wait ended in the spin (slept_ns < 0) or after a sleep of that long */
-static void adapt(dsv4k_pool *p, int *budget, int64_t slept_ns)
-{
-    if (atomic_load(&p->spin) >= 0) return;
-    if (slept_ns < 0) {
-        atomic_fetch_add_explicit(&p->n_spin_hits, 1, memory_order_relaxed);
-        *budget = *budget * 2 > SPIN_PAUSES ? SPIN_PAUSES : *budget * 2;
-        return;
-    }
-    atomic_fetch_add_explicit(&p->n_sleeps, 1, memory_order_relaxed);
-    if (slept_ns < WAKE_NS) {
-        int b = *budget < SPIN_MIN ? SPIN_MIN : *budget * 2;
-        *budget = b > SPIN_PAUSES ? SPIN_PAUSES : b;
-    } else {
-        *budget = *budget / 2 < SPIN_MIN ? 0 : *budget / 2;
-    }
-}
-
 static void run_chunks(dsv4k_pool *p, int thread)
 {
     for (;;) {
@@ -105,26 +76,46 @@ static void run_chunks(dsv4k_pool *p, int thread)
     }
 }
 
+/* pauses to spin for this wait: the fixed setting, or the adaptive choice */
+static int spin_for(const dsv4k_pool *p, waiter *w)
+{
+    int sp = atomic_load(&p->spin);
+    if (sp >= 0) return sp;
+    if (w->rate >= RATE_ON) return SPIN_PAUSES;
+    return ++w->n % PROBE_EVERY == 0 ? SPIN_PAUSES : 0;
+}
+
+/* after a wait that spun `spun` pauses: it ended within the spin (hit) or not */
+static void adapt(dsv4k_pool *p, waiter *w, int spun, int hit)
+{
+    if (atomic_load(&p->spin) >= 0) return;
+    atomic_fetch_add_explicit(hit ? &p->n_spin_hits : &p->n_sleeps, 1, memory_order_relaxed);
+    if (!spun) return;
+    /* a probe counts more: there are few of them */
+    int sh = w->rate >= RATE_ON ? 3 : 2;
+    w->rate += hit ? (RATE_ONE - w->rate) >> sh : -(w->rate >> sh);
+}
+
 static void *worker(void *varg)
 {
     worker_arg wa = *(worker_arg *)varg;
     free(varg);
     dsv4k_pool *p = wa.p;
     unsigned long long seen = 0;
-    int budget = SPIN_PAUSES;
+    waiter w = { RATE_ONE, 0 };
     for (;;) {
         /* spin a little, then sleep until the generation moves */
-        for (int i = 0, sp = spin_for(p, budget); i < sp && atomic_load(&p->gen) == seen && !atomic_load(&p->quit); i++) CPU_RELAX();
+        int sp = spin_for(p, &w);
+        for (int i = 0; i < sp && atomic_load(&p->gen) == seen && !atomic_load(&p->quit); i++) CPU_RELAX();
         if (atomic_load(&p->gen) == seen && !atomic_load(&p->quit)) {
-            int64_t t0 = mono_ns();
             pthread_mutex_lock(&p->mu);
             p->sleepers++;
             while (!atomic_load(&p->quit) && atomic_load(&p->gen) == seen) pthread_cond_wait(&p->wake, &p->mu);
             p->sleepers--;
             pthread_mutex_unlock(&p->mu);
-            adapt(p, &budget, mono_ns() - t0);
+            adapt(p, &w, sp, 0);
         } else {
-            adapt(p, &budget, -1);
+            adapt(p, &w, sp, 1);
         }
         if (atomic_load(&p->quit)) break;
         seen = atomic_load(&p->gen);
@@ -151,7 +142,7 @@ dsv4k_pool *dsv4k_pool_create(int n_threads)
     atomic_init(&p->quit, 0);
     atomic_init(&p->busy, 0);
     atomic_init(&p->spin, -1);
-    p->caller_budget = SPIN_PAUSES;
+    p->caller_w.rate = RATE_ONE;
     atomic_init(&p->n_spin_hits, 0);
     atomic_init(&p->n_sleeps, 0);
     if (pthread_mutex_init(&p->mu, NULL)) { free(p); return NULL; }
@@ -223,17 +214,17 @@ void dsv4k_pool_for(dsv4k_pool *p, int64_t n, int64_t grain, dsv4k_task_fn fn, v
     if (p->sleepers) pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     run_chunks(p, 0);
-    for (int i = 0, sp = spin_for(p, p->caller_budget); i < sp && atomic_load(&p->busy) > 0; i++) CPU_RELAX();
+    int sp = spin_for(p, &p->caller_w);
+    for (int i = 0; i < sp && atomic_load(&p->busy) > 0; i++) CPU_RELAX();
     if (atomic_load(&p->busy) > 0) {
-        int64_t t0 = mono_ns();
         pthread_mutex_lock(&p->mu);
         p->caller_waits = 1;
         while (atomic_load(&p->busy) > 0) pthread_cond_wait(&p->done, &p->mu);
         p->caller_waits = 0;
         pthread_mutex_unlock(&p->mu);
-        adapt(p, &p->caller_budget, mono_ns() - t0);
+        adapt(p, &p->caller_w, sp, 0);
     } else {
-        adapt(p, &p->caller_budget, -1);
+        adapt(p, &p->caller_w, sp, 1);
     }
 }
 
