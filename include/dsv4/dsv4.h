@@ -575,12 +575,15 @@ enum {
  * the positions that became computable can be read too.
  *
  * On failure the session is unchanged (position, state, logits), except for
- * DSV4_ERR_INTERNAL after which it must be reset.
+ * DSV4_ERR_INTERNAL after which it must be reset, and DSV4_ERR_ABORTED from
+ * a progress callback, which keeps the chunks already run
+ * (dsv4_session_set_progress, experimental tier).
  *
  * @param tokens  n token ids, each in [0, vocab_size); borrowed for the call.
  * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL, n == 0, token out of
  *         range, unknown flag); DSV4_ERR_CONTEXT_FULL (position + n above the
- *         capacity); DSV4_ERR_OUT_OF_MEMORY; DSV4_ERR_INTERNAL.
+ *         capacity); DSV4_ERR_OUT_OF_MEMORY; DSV4_ERR_ABORTED (progress
+ *         callback); DSV4_ERR_INTERNAL.
  * @threadsafety one thread per context. @since 0.1.0
  */
 DSV4_API dsv4_status dsv4_session_eval(dsv4_session *session, const int32_t *tokens, size_t n,

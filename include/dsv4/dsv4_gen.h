@@ -246,7 +246,8 @@ DSV4_API dsv4_status dsv4_gen_set_callback(dsv4_gen *gen, dsv4_gen_event_fn fn, 
  * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL, n 0, id out of range,
  *         JSON and tool settings that cannot be combined);
  *         DSV4_ERR_CONTEXT_FULL (the prompt does not fit, nothing fed);
- *         DSV4_ERR_ABORTED (cancelled while feeding); and the statuses of
+ *         DSV4_ERR_ABORTED (cancelled, or stopped by the progress callback,
+ *         while feeding); and the statuses of
  *         dsv4_session_eval().
  * @threadsafety one thread per context. @since 0.1.0
  */
