@@ -18,10 +18,11 @@
  *
  * Reasoning, content and tool calls are printed as they are generated;
  * --raw-json prints the chat-completion response JSON instead. A line of
- * timings goes to stderr after each answer; on a terminal, a long prompt
- * shows its prefill progress. Warnings of the library (such as weights
- * larger than the physical memory) go to stderr. Ctrl-C stops the answer
- * being generated (finish reason "cancelled"); a second Ctrl-C exits.
+ * timings goes to stderr after each answer; on a terminal, the prompt
+ * shows its prefill progress while it is fed. Warnings of the library
+ * (such as weights larger than the physical memory) go to stderr. Ctrl-C
+ * stops the answer being generated (finish reason "cancelled"); a second
+ * Ctrl-C exits.
  *
  * Exit status: 0 success, 1 runtime error (model, files, request, a failed
  * generation), 2 bad usage, 130 interrupted.
@@ -456,13 +457,14 @@ static int32_t on_progress(void *user, double fraction)
     return 0;
 }
 
-/* Prefill progress of a long prompt (more than one chunk), on a terminal:
- * "prefill 512/2048 tokens", erased when done. Ctrl-C stops it. */
+/* Prefill progress on a terminal: "prefill 512/2048 tokens", erased when
+ * done. Shown for short prompts too: the first prompt after a load of a
+ * large model also reads its weights from the disk. Ctrl-C stops it. */
 static int32_t on_prefill(void *user, int64_t done, int64_t total)
 {
     const bool *tty = user;
     if (g_interrupts) return 1;
-    if (!*tty || total <= 256) return 0;
+    if (!*tty || total <= 0) return 0;
     if (done < total) fprintf(stderr, "\rprefill %lld/%lld tokens", (long long)done, (long long)total);
     else fprintf(stderr, "\r\033[K");
     fflush(stderr);
