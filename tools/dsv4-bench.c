@@ -3,7 +3,7 @@
  * in the same run (never a test: machines are shared and noisy).
  *
  *   dsv4-bench --model DIR [--synth DSV4-SYNTH] [--threads N] [--steps N]
- *              [--quick] [--nodes] [--json FILE]
+ *              [--quick] [--mapped] [--nodes] [--json FILE]
  *   --nodes: after the decode figures, the graph nodes taking the most time
  *   --only spin [--busy N]: decode tokens/s of DIR (the tiny model will do)
  *              with the pool's waiting adaptive (the default), spinning
@@ -526,7 +526,7 @@ static int spin_bench(const char *dir, int threads, int n_busy)
 int main(int argc, char **argv)
 {
     const char *dir = NULL, *synth = NULL, *jpath = NULL;
-    int threads = 2, steps = 8, quick = 0, n_busy = 1;
+    int threads = 2, steps = 8, quick = 0, mapped = 0, n_busy = 1;
     show_nodes = 0;
     const char *only = "";
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -538,12 +538,14 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--threads") && v) threads = atoi(argv[++i]);
         else if (!strcmp(a, "--steps") && v) steps = atoi(argv[++i]);
         else if (!strcmp(a, "--quick")) quick = 1;
+        else if (!strcmp(a, "--mapped")) mapped = 1;
         else if (!strcmp(a, "--nodes")) show_nodes = 1;
         else if (!strcmp(a, "--only") && v) only = argv[++i];
         else if (!strcmp(a, "--busy") && v) n_busy = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: dsv4-bench --model DIR [--synth DSV4-SYNTH] [--threads N] [--steps N] "
-                            "[--quick] [--nodes] [--only kernels|decode|prefill|context|spin] [--busy N] [--json FILE]\n");
+                            "[--quick] [--mapped] [--nodes] [--only kernels|decode|prefill|context|spin] [--busy N] "
+                            "[--json FILE]\n");
             return 2;
         }
     }
@@ -699,14 +701,20 @@ int main(int argc, char **argv)
     /* 3. decode on the model */
     dsv4_model *m = NULL;
     char *err = NULL;
-    if (dsv4_model_load(dir, NULL, &m, &err) != DSV4_OK) {
+    dsv4_options *lo = NULL;
+    if (dsv4_options_create(&lo) != DSV4_OK || dsv4_options_set_i64(lo, DSV4_OPT_RESIDENT, !mapped) != DSV4_OK ||
+        dsv4_model_load(dir, lo, &m, &err) != DSV4_OK) {
+        dsv4_options_free(lo);
         fprintf(stderr, "dsv4-bench: %s\n", err ? err : "load failed");
         dsv4_free(err);
         return 1;
     }
+    dsv4_options_free(lo);
     const dsv4__config *c = dsv4__model_config(m);
     const struct dsv4__weights *W = dsv4__model_weights(m);
     int64_t V = c->vocab_size, K = c->n_active_experts;
+    printf("weights every token reads: %s (%.1f MiB copied out of the mapping; --mapped keeps all mapped)\n",
+           mapped ? "mapped" : "resident", (double)W->resident_bytes / (1 << 20));
     printf("model %s: dim %d, %d layers (", dir, c->dim, c->n_layers);
     for (int l = 0; l < c->n_layers; l++) printf("%s%s", l ? " " : "", kind_name(c->compress_ratios[l]));
     printf("), %d experts (%d active), vocab %lld\n", c->n_routed_experts, c->n_active_experts, (long long)V);

@@ -200,6 +200,16 @@ enum dsv4_option_value {
     /** model load, i64 0/1, default 0: ask the kernel to read the mapped
      *  weights ahead (madvise WILLNEED). */
     DSV4_OPT_PREFETCH = 2,
+    /** model load, i64 0/1, default 1: copy the weights that every token
+     *  reads (attention, compressors, indexer, routers, shared experts, the
+     *  output head, MTP projections) out of the file mapping into anonymous
+     *  memory, backed by transparent huge pages where the system allows
+     *  (madvise): decode reads them faster (fewer TLB misses than 4 KiB page
+     *  cache pages) and they are never evicted under memory pressure. The
+     *  routed experts and the embedding stay mapped. Costs that much
+     *  anonymous memory (its size is logged at load); results are the same
+     *  either way. 0 keeps everything mapped. @since 0.1.0 */
+    DSV4_OPT_RESIDENT = 3,
     /** context, i64 >= 0, default 0 = one per online core: worker threads. */
     DSV4_OPT_THREADS = 100,
     /** context, i64 >= 1, default 4096: context capacity in tokens of every
@@ -334,21 +344,22 @@ DSV4_API dsv4_status dsv4_options_set_progress(dsv4_options *opts, dsv4_progress
  * Load a checkpoint directory in the official Hugging Face layout:
  * config.json, model.safetensors.index.json (or a single
  * model.safetensors) and the shards, mapped read-only with no conversion
- * and no copy. Every header, dtype, shape and byte range is validated; the
+ * (the weights every token reads are copied to anonymous memory unless
+ * DSV4_OPT_RESIDENT is 0). Every header, dtype, shape and byte range is validated; the
  * first problem is reported naming the file, tensor and byte offset.
  * tokenizer.json / tokenizer_config.json are noted when present
  * (dsv4_model_tokenizer_path()).
  *
  * When the weights are larger than the physical memory
- * (DSV4_INFO_PHYSICAL_MEMORY), the load still succeeds (the weights are
- * mapped, not read) but logs a DSV4_LOG_WARN line saying so: every token
- * would then read weights from the disk.
+ * (DSV4_INFO_PHYSICAL_MEMORY), a DSV4_LOG_WARN line says so before the
+ * weights are bound; the load may still succeed (the routed experts stay
+ * mapped), but every token then reads weights from the disk.
  *
  * The caller must not modify the files while the model lives.
  *
  * @param path     directory; borrowed for the call.
  * @param opts     NULL for defaults; reads DSV4_OPT_LOAD_MTP, DSV4_OPT_PREFETCH,
- *                 the log and progress callbacks.
+ *                 DSV4_OPT_RESIDENT, the log and progress callbacks.
  * @param out      receives the model; NULL on failure.
  * @param err_msg  optional; on failure receives a message to free with
  *                 dsv4_free(), on success NULL.

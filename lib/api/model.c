@@ -16,32 +16,11 @@ struct dsv4_model_info {
     int64_t bytes_per_token;
 };
 
-/* open and check the checkpoint, bind its weights (the work of dsv4_model_load) */
-static dsv4_status model_open(const char *dir, const dsv4_options *opts, dsv4_model **out, dsv4__err *e)
-{
-    dsv4_model *m = dsv4__calloc(1, sizeof *m);
-    if (!m) return dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory");
-    dsv4__ref_init(&m->ref);
-    dsv4_status st = dsv4__checkpoint_open(dir, opts, &m->ck, e);
-    if (!st) st = dsv4__weights_bind(m->ck, &m->weights, e);
-    dsv4_progress_fn progress = opts ? opts->progress : NULL;
-    if (!st && progress && progress(opts->progress_user, 1.0) != 0)
-        st = dsv4__fail(e, DSV4_ERR_ABORTED, "%s: load aborted by the progress callback", dir);
-    if (st) {
-        dsv4__model_release(m);
-        return st;
-    }
-    const dsv4__checkpoint *ck = m->ck;
-    dsv4__logf(&ck->log, DSV4_LOG_INFO, "%s: %d shards, %lld tensors, MTP %s", dir, ck->n_shards,
-               (long long)ck->n_tensors, ck->has_mtp ? "on" : "off");
-    *out = m;
-    return DSV4_OK;
-}
-
 static dsv4_status info_build(const dsv4__config *cfg, int loaded, int has_mtp, dsv4_model_info **out);
 
-/* The weights are mapped, not read: a model larger than the memory loads
- * at once, then reads from the disk at every token. Say so at load. */
+/* The routed experts (most of the bytes) stay mapped: a model larger than
+ * the memory loads, then reads from the disk at every token. Say so at
+ * load, before the weights are bound (DSV4_OPT_RESIDENT copies some). */
 static void warn_memory(const dsv4_model *m, const char *dir)
 {
     int64_t phys = dsv4__phys_mem_bytes(), bytes = 0;
@@ -55,6 +34,30 @@ static void warn_memory(const dsv4_model *m, const char *dir)
                "%s: the weights (%s) exceed the physical memory (%s%s): every token will read weights from the "
                "disk, seconds to minutes each", dir, dsv4__fmt_bytes(b1, sizeof b1, bytes),
                dsv4__fmt_bytes(b2, sizeof b2, phys), getenv("DSV4_PHYS_MEM_LIMIT") ? ", DSV4_PHYS_MEM_LIMIT" : "");
+}
+
+/* open and check the checkpoint, bind its weights (the work of dsv4_model_load) */
+static dsv4_status model_open(const char *dir, const dsv4_options *opts, dsv4_model **out, dsv4__err *e)
+{
+    dsv4_model *m = dsv4__calloc(1, sizeof *m);
+    if (!m) return dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory");
+    dsv4__ref_init(&m->ref);
+    dsv4_status st = dsv4__checkpoint_open(dir, opts, &m->ck, e);
+    if (!st) warn_memory(m, dir); /* before the copies DSV4_OPT_RESIDENT makes */
+    if (!st) st = dsv4__weights_bind(m->ck, dsv4__opt_i64(opts, DSV4_OPT_RESIDENT) != 0, &m->weights, e);
+    dsv4_progress_fn progress = opts ? opts->progress : NULL;
+    if (!st && progress && progress(opts->progress_user, 1.0) != 0)
+        st = dsv4__fail(e, DSV4_ERR_ABORTED, "%s: load aborted by the progress callback", dir);
+    if (st) {
+        dsv4__model_release(m);
+        return st;
+    }
+    const dsv4__checkpoint *ck = m->ck;
+    dsv4__logf(&ck->log, DSV4_LOG_INFO, "%s: %d shards, %lld tensors, MTP %s, %.1f MiB of weights resident", dir,
+               ck->n_shards, (long long)ck->n_tensors, ck->has_mtp ? "on" : "off",
+               (double)m->weights->resident_bytes / (1 << 20));
+    *out = m;
+    return DSV4_OK;
 }
 
 dsv4_status dsv4_model_load(const char *path, const dsv4_options *opts, dsv4_model **out, char **err_msg)
@@ -72,7 +75,6 @@ dsv4_status dsv4_model_load(const char *path, const dsv4_options *opts, dsv4_mod
         dsv4__logf(&lg, DSV4_LOG_ERROR, "%s", e.msg);
         return dsv4__err_out(&e, err_msg);
     }
-    warn_memory(*out, path);
     return DSV4_OK;
 }
 

@@ -188,6 +188,7 @@ static const struct opt_desc {
     {DSV4_OPT_MAX_BATCH, 6, 256, 1, 1 << 20},
     {DSV4_OPT_MTP, 7, 0, 0, 1},
     {DSV4_OPT_WORKER_SPIN, 8, -1, -1, 1 << 20},
+    {DSV4_OPT_RESIDENT, 9, 1, 0, 1},
 };
 
 static const struct opt_desc *opt_find(dsv4_option key)

@@ -50,7 +50,7 @@ void dsv4__logf(const dsv4__log *log, int32_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Options bag (public type dsv4_options). */
-#define DSV4__OPT_SLOTS 9
+#define DSV4__OPT_SLOTS 10
 struct dsv4_options {
     int64_t val[DSV4__OPT_SLOTS];
     uint32_t set; /* bit i: slot i set */

@@ -73,6 +73,7 @@ enum {
     L_TRUE_END,
     L_FALSE_END,
     L_PARAM_CLOSE,
+    L_EMPTY_CLOSE,  /* an invoke without parameters: its body is one empty line */
     L_COUNT
 };
 
@@ -88,6 +89,7 @@ static const char *const lit_text[L_COUNT] = {
     "true\">",
     "false\">",
     "</" FW "DSML" FW "parameter>\n",
+    "\n</" FW "DSML" FW "invoke>\n",
 };
 static uint32_t lit_len(int L) { return (uint32_t)strlen(lit_text[L]); }
 
@@ -773,7 +775,9 @@ static unsigned body_lits(const sim *s)
 {
     const dtool *t = &s->p->tools[s->h.tool];
     int can_add = t->pcount ? (~s->h.seen & range_mask(0, t->pcount)) != 0 : s->h.log_n < LOG_CAP;
-    return (can_add ? 1u << L_PARAM_OPEN : 0) | (dsml_missing(s) ? 0 : 1u << L_INVOKE_CLOSE);
+    /* the chat encoding joins parameters with "\n" inside "\n...\n": with none, the body is one empty line */
+    int none = !s->h.seen && !s->h.log_n;
+    return (can_add ? 1u << L_PARAM_OPEN : 0) | (dsml_missing(s) ? 0 : 1u << (none ? L_EMPTY_CLOSE : L_INVOKE_CLOSE));
 }
 
 static int lit_done(sim *s, int L)
@@ -838,6 +842,7 @@ static int lit_done(sim *s, int L)
         set_lits(H, body_lits(s));
         return 1;
     case L_INVOKE_CLOSE:
+    case L_EMPTY_CLOSE:
         set_lits(H, (1u << L_INVOKE_OPEN) | (1u << L_TC_CLOSE));
         return 1;
     case L_TC_CLOSE:
@@ -1223,7 +1228,10 @@ static void choose_dsml(ectx *e)
         int L;
         if (!(m & (m - 1))) L = __builtin_ctz(m);
         else if (m & (1u << L_TC_CLOSE)) L = L_TC_CLOSE;
-        else if (m & (1u << L_PARAM_OPEN)) L = dsml_missing(s) || !(m & (1u << L_INVOKE_CLOSE)) ? L_PARAM_OPEN : L_INVOKE_CLOSE;
+        else if (m & (1u << L_PARAM_OPEN)) {
+            int close = m & (1u << L_INVOKE_CLOSE) ? L_INVOKE_CLOSE : m & (1u << L_EMPTY_CLOSE) ? L_EMPTY_CLOSE : -1;
+            L = dsml_missing(s) || close < 0 ? L_PARAM_OPEN : close;
+        }
         else {
             const dparam *dp = &p->params[H->param];
             L = dparam_true_cost(p, dp) <= dparam_false_cost(p, dp) ? L_TRUE_END : L_FALSE_END;
@@ -1993,6 +2001,7 @@ static dsv4_status add_tool(build *B, json_t *el, tent *name_out)
             }
             if (!(t.required >> j & 1)) B->params[it->val].cost = param_cost(B, &B->params[it->val], it->len);
         }
+        if (!t.required) cost = sat_add(cost, lit_len(L_EMPTY_CLOSE) - lit_len(L_INVOKE_CLOSE));
         name_out->off = (uint32_t)B->npool;
         const char *nm = json_string_value(jname);
         if (!(st = pool_add(B, nm, strlen(nm))) && !(st = pool_add(B, "\"", 1))) {

@@ -5,6 +5,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include "weights.h"
 #include "ops.h"
 
@@ -13,6 +14,8 @@ typedef struct binder {
     struct dsv4__weights *w;
     dsv4__err *e;
     dsv4_status st;
+    int resident;   /* copy the linear layers bound while `hot` is set (DSV4_OPT_RESIDENT) */
+    int hot;
 } binder;
 
 static void *own(binder *b, size_t bytes)
@@ -83,6 +86,27 @@ static const void *aligned_data(binder *b, const dsv4__tensor *t, size_t align)
     return q;
 }
 
+/* data of a weight every token reads, copied out of the file mapping into
+ * anonymous memory (transparent huge pages asked for before the copy
+ * touches it, on the 2 MiB-aligned interior) when the binder is resident
+ * and hot; else the mapping's bytes as they are */
+static const void *hot_data(binder *b, const dsv4__tensor *t, const void *mapped)
+{
+    if (!b->resident || !b->hot || !mapped) return mapped;
+    if (mapped != (const void *)t->data) return mapped; /* already an aligned copy */
+    size_t n = (size_t)t->nbytes;
+    uint8_t *q = own(b, n);
+    if (!q) return NULL;
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t lo = ((uintptr_t)q + huge - 1) & ~(huge - 1), hi = ((uintptr_t)q + n) & ~(huge - 1);
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE); /* advice only: failure changes nothing */
+#endif
+    memcpy(q, t->data, n);
+    b->w->resident_bytes += (int64_t)n;
+    return q;
+}
+
 /* a linear layer `<base>.weight` (+ `<base>.scale`) */
 static void lin(binder *b, dsv4k_weight *out, const char *fmt, const char *p, int idx)
 {
@@ -101,18 +125,18 @@ static void lin(binder *b, dsv4k_weight *out, const char *fmt, const char *p, in
         if (!s) return;
     }
     switch (t->dtype) {
-    case DSV4__DT_BF16: out->fmt = DSV4K_W_BF16; out->w = aligned_data(b, t, 2); break;
-    case DSV4__DT_F32: out->fmt = DSV4K_W_F32; out->w = aligned_data(b, t, 4); break;
+    case DSV4__DT_BF16: out->fmt = DSV4K_W_BF16; out->w = hot_data(b, t, aligned_data(b, t, 2)); break;
+    case DSV4__DT_F32: out->fmt = DSV4K_W_F32; out->w = hot_data(b, t, aligned_data(b, t, 4)); break;
     case DSV4__DT_F8_E4M3:
-        out->w = t->data;
-        if (s->dtype == DSV4__DT_F32) { out->fmt = DSV4K_W_FP8_F32S; out->s = aligned_data(b, s, 4); }
-        else { out->fmt = DSV4K_W_FP8; out->s = s->data; }
+        out->w = hot_data(b, t, t->data);
+        if (s->dtype == DSV4__DT_F32) { out->fmt = DSV4K_W_FP8_F32S; out->s = hot_data(b, s, aligned_data(b, s, 4)); }
+        else { out->fmt = DSV4K_W_FP8; out->s = hot_data(b, s, s->data); }
         break;
     case DSV4__DT_I8:
         out->fmt = DSV4K_W_FP4;
         out->k = t->shape[1] * 2;
-        out->w = t->data;
-        out->s = s->data;
+        out->w = hot_data(b, t, t->data);
+        out->s = hot_data(b, s, s->data);
         break;
     default:
         b->st = dsv4__fail(b->e, DSV4_ERR_TENSOR_MISMATCH, "binding weights: %s has dtype %s, not a linear layer's",
@@ -192,11 +216,13 @@ static void layer(binder *b, dsv4__layer_w *L, const char *p, int l, int is_mtp)
     L->w1 = own(b, (size_t)ne * sizeof *L->w1);
     L->w2 = own(b, (size_t)ne * sizeof *L->w2);
     L->w3 = own(b, (size_t)ne * sizeof *L->w3);
+    b->hot = 0; /* a token reads n_active of the routed experts: they stay mapped */
     for (int e = 0; e < ne && !b->st; e++) {
         lin(b, &L->w1[e], "%sffn.experts.%d.w1", p, e);
         lin(b, &L->w2[e], "%sffn.experts.%d.w2", p, e);
         lin(b, &L->w3[e], "%sffn.experts.%d.w3", p, e);
     }
+    b->hot = 1;
     lin(b, &L->sw1, "%sffn.shared_experts.w1", p, 0);
     lin(b, &L->sw2, "%sffn.shared_experts.w2", p, 0);
     lin(b, &L->sw3, "%sffn.shared_experts.w3", p, 0);
@@ -210,13 +236,13 @@ void dsv4__weights_free(struct dsv4__weights *w)
     dsv4__free(w);
 }
 
-dsv4_status dsv4__weights_bind(const dsv4__checkpoint *ck, struct dsv4__weights **out, dsv4__err *e)
+dsv4_status dsv4__weights_bind(const dsv4__checkpoint *ck, int resident, struct dsv4__weights **out, dsv4__err *e)
 {
     *out = NULL;
     const dsv4__config *c = &ck->cfg;
     struct dsv4__weights *w = dsv4__calloc(1, sizeof *w);
     if (!w) return dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "binding weights: out of memory");
-    binder b = { ck, w, e, DSV4_OK };
+    binder b = { ck, w, e, DSV4_OK, resident != 0, 1 };
     int half = c->rope_head_dim / 2;
     w->rope_plain = own(&b, (size_t)half * sizeof(float));
     w->rope_comp = own(&b, (size_t)half * sizeof(float));
@@ -228,7 +254,9 @@ dsv4_status dsv4__weights_bind(const dsv4__checkpoint *ck, struct dsv4__weights 
     w->n_layers = c->n_layers;
     w->layers = own(&b, (size_t)c->n_layers * sizeof *w->layers);
     if (w->layers) memset(w->layers, 0, (size_t)c->n_layers * sizeof *w->layers);
+    b.hot = 0; /* a token reads one row of the embedding */
     lin(&b, &w->embed, "%sembed", "", 0);
+    b.hot = 1;
     lin(&b, &w->head, "%shead", "", 0);
     w->norm = vecf(&b, "%snorm.weight", "");
     w->hc_head_fn = vecf(&b, "%shc_head_fn", "");

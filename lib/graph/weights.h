@@ -48,12 +48,15 @@ struct dsv4__weights {
     float *rope_plain, *rope_comp; /* [rope_dim/2] each */
     void **owned;
     int64_t n_owned, cap_owned;
+    int64_t resident_bytes;    /* copied out of the mapping (resident) */
 };
 
 /* Bind the tensors of an opened (and validated) checkpoint: the MTP block
  * when ck->has_mtp. The weights point into the checkpoint's mappings, so it
- * must outlive them. */
-dsv4_status dsv4__weights_bind(const dsv4__checkpoint *ck, struct dsv4__weights **out, dsv4__err *e);
+ * must outlive them; with `resident`, the linear layers every token reads
+ * (all but the routed experts and the embedding) are copied into owned
+ * anonymous memory instead (DSV4_OPT_RESIDENT; resident_bytes says how much). */
+dsv4_status dsv4__weights_bind(const dsv4__checkpoint *ck, int resident, struct dsv4__weights **out, dsv4__err *e);
 void dsv4__weights_free(struct dsv4__weights *w);
 
 #endif

@@ -864,6 +864,8 @@ static int check_dsml(const char *text, size_t n, json_t *tools, int mode, const
         }
         for (size_t i = 0; ok && i < json_array_size(req); i++)
             if (!json_object_get(given, json_string_value(json_array_get(req, i)))) ok = 0;
+        /* no parameter: the body is one empty line, as the chat encoding renders it */
+        if (ok && !json_object_size(given) && !starts(&p, end, "\n")) ok = 0;
         json_decref(given);
         if (!ok || !starts(&p, end, CTAG "invoke>\n")) return 0;
         ++*ninvokes;
@@ -950,10 +952,19 @@ static void test_dsml_fixed(void)
     c = mk_dsml(TOOLS, DSV4__TOOLS_REQUIRED, NULL);
     CHECK(!dsv4__cons_complete(c) && !dsv4__cons_allows(c, "Hi", 2) && dsv4__cons_allows(c, "\n\n<", 3), "required");
     comp = completion(c, &n);
-    CHECK(!strcmp(comp, "\n\n" TAG "tool_calls>\n" TAG "invoke name=\"ping\">\n" CTAG "invoke>\n" CTAG "tool_calls>"),
+    CHECK(!strcmp(comp, "\n\n" TAG "tool_calls>\n" TAG "invoke name=\"ping\">\n\n" CTAG "invoke>\n" CTAG "tool_calls>"),
           "shortest call:\n%s", comp);
     free(comp);
     CHECK(dsv4__cons_feed(c, "\n\n" TAG, 13) && dsv4__cons_in_block(c), "in block once the tag is written");
+    dsv4__cons_free(c);
+
+    /* an invoke without parameters has one empty line as its body (the chat encoding's form) */
+    c = mk_dsml(TOOLS, DSV4__TOOLS_AUTO, NULL);
+    CHECK(FEED(c, "\n\n" TAG "tool_calls>\n" TAG "invoke name=\"ping\">\n"), "parameterless invoke");
+    CHECK(!ALLOWS(c, CTAG "invoke>") && ALLOWS(c, "\n" CTAG "invoke>\n") && ALLOWS(c, TAG "parameter"),
+          "empty body line required");
+    CHECK(FEED(c, TAG "parameter name=\"a\" string=\"true\">x" CTAG "parameter>\n"), "one free parameter");
+    CHECK(ALLOWS(c, CTAG "invoke>\n") && !ALLOWS(c, "\n" CTAG "invoke>"), "no empty line after a parameter");
     dsv4__cons_free(c);
 
     /* free parameter names (no declared properties): no duplicates, no quotes */

@@ -445,6 +445,52 @@ static void sequence(dsv4_model *m, const char *preset, const char *seqdir, cons
     free(tok);
 }
 
+/* DSV4_OPT_RESIDENT moves bytes, not numbers: a model loaded with every
+ * weight mapped gives the same logits, bit for bit, as the default load */
+static void resident_check(dsv4_model *m, const char *dir, const char *preset)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/../short/tokens.json", dir);
+    size_t n = 0;
+    int32_t *tok = load_tokens(path, &n);
+    if (!CHECK(tok && n > 0, "%s: tokens of the short sequence", preset)) { free(tok); return; }
+    if (n > 64) n = 64;
+    dsv4_options *o = NULL;
+    dsv4_model *mm = NULL;
+    dsv4_options_create(&o);
+    int ok = dsv4_options_set_i64(o, DSV4_OPT_RESIDENT, 0) == DSV4_OK &&
+             dsv4_options_set_i64(o, DSV4_OPT_RESIDENT, 2) == DSV4_ERR_INVALID_ARGUMENT &&
+             dsv4_model_load(dir, o, &mm, NULL) == DSV4_OK;
+    if (ok) {
+        const struct dsv4__weights *wr = dsv4__model_weights(m), *wm = dsv4__model_weights(mm);
+        const dsv4__tensor *head = dsv4__checkpoint_tensor(m->ck, "head.weight");
+        const dsv4__tensor *mhead = dsv4__checkpoint_tensor(mm->ck, "head.weight");
+        CHECK(wr->resident_bytes > 0 && wm->resident_bytes == 0 && head && mhead &&
+                  wr->head.w != (const void *)head->data && wm->head.w == (const void *)mhead->data,
+              "%s: the default load copies the head out of the mapping (%lld bytes resident), RESIDENT 0 copies none",
+              preset, (long long)wr->resident_bytes);
+    }
+    int64_t V = 0;
+    dsv4_model_info *info = NULL;
+    dsv4_model_get_info(m, &info);
+    dsv4_model_info_get_i64(info, DSV4_INFO_VOCAB_SIZE, &V);
+    dsv4_model_info_free(info);
+    for (int num = 0; ok && num < 2; num++) {
+        result a = { 0 }, b = { 0 };
+        int numerics = num ? DSV4_NUMERICS_FLOAT : DSV4_NUMERICS_REFERENCE;
+        ok = run(m, numerics, tok, n, 7, 16, &a) && run(mm, numerics, tok, n, 7, 16, &b);
+        CHECK(ok && !memcmp(a.logits, b.logits, n * (size_t)V * 4) && a.n_mtp == b.n_mtp &&
+                  !memcmp(a.mtp, b.mtp, a.n_mtp * (size_t)V * 4),
+              "%s: resident and mapped weights give identical logits (%s numerics)", preset,
+              num ? "float" : "reference");
+        free(a.logits); free(a.mtp); free(b.logits); free(b.mtp);
+    }
+    CHECK(ok, "%s: a model loaded with DSV4_OPT_RESIDENT 0 runs", preset);
+    dsv4_model_free(mm);
+    dsv4_options_free(o);
+    free(tok);
+}
+
 int main(void)
 {
     const char *presets = getenv("DSV4_GOLDEN_PRESETS");
@@ -465,6 +511,7 @@ int main(void)
             snprintf(sd, sizeof sd, "%s/golden/%s/%s", test_shared_dir(), all[i], seqs[s]);
             sequence(m, all[i], sd, seqs[s]);
         }
+        resident_check(m, dir, all[i]);
         dsv4_model_free(m);
     }
     return test_summary();
