@@ -26,6 +26,22 @@
  * cost tens of microseconds per loop */
 #define SPIN_PAUSES 4096
 
+/* Adaptive waiting (spin < 0, the default): each waiting thread keeps the
+ * share of its recent spins that paid (the awaited loop, or the workers'
+ * end, came within the spin), as a moving average over about 8 spins. At
+ * 3/4 or more it spins the full SPIN_PAUSES before sleeping; below, it
+ * sleeps at once, except that one wait in 64 still spins (a probe), so that
+ * the share can recover when the spins would pay again. On a machine whose
+ * cores another busy process takes, the threads are descheduled in turn and
+ * the gaps between loops outlast the spins: the share falls and the waiting
+ * threads give their cores away instead of spinning against the working
+ * ones. A caller that pauses between calls costs one missed spin per pause,
+ * which the many short gaps inside a call outweigh. */
+#define RATE_ONE 1024               /* the share, in 1/1024 */
+#define RATE_ON 768                 /* spin while the share is at least this */
+#define PROBE_EVERY 64              /* below it, spin on one wait in this many */
+typedef struct waiter { int rate; unsigned n; } waiter;
+
 struct dsv4k_pool {
     int n_threads;                 /* including the caller */
     int n_started;                 /* workers actually running */
@@ -36,7 +52,9 @@ struct dsv4k_pool {
     atomic_int quit;
     int sleepers;                  /* workers waiting on wake (under mu) */
     int caller_waits;              /* the caller waits on done (under mu) */
-    atomic_int spin;               /* pauses before sleeping (dsv4k_pool_set_spin) */
+    atomic_int spin;               /* pauses before sleeping, -1 adaptive (dsv4k_pool_set_spin) */
+    waiter caller_w;               /* the caller's adaptive waiting */
+    atomic_llong n_spin_hits, n_sleeps; /* adaptive waits that ended in the spin / slept (statistics) */
     int omp;                       /* loops on OpenMP's threads (dsv4k_pool_set_omp) */
     /* the current loop: written before gen is bumped, read after */
     dsv4k_task_fn fn;
@@ -58,21 +76,46 @@ static void run_chunks(dsv4k_pool *p, int thread)
     }
 }
 
+/* pauses to spin for this wait: the fixed setting, or the adaptive choice */
+static int spin_for(const dsv4k_pool *p, waiter *w)
+{
+    int sp = atomic_load(&p->spin);
+    if (sp >= 0) return sp;
+    if (w->rate >= RATE_ON) return SPIN_PAUSES;
+    return ++w->n % PROBE_EVERY == 0 ? SPIN_PAUSES : 0;
+}
+
+/* after a wait that spun `spun` pauses: it ended within the spin (hit) or not */
+static void adapt(dsv4k_pool *p, waiter *w, int spun, int hit)
+{
+    if (atomic_load(&p->spin) >= 0) return;
+    atomic_fetch_add_explicit(hit ? &p->n_spin_hits : &p->n_sleeps, 1, memory_order_relaxed);
+    if (!spun) return;
+    /* a probe counts more: there are few of them */
+    int sh = w->rate >= RATE_ON ? 3 : 2;
+    w->rate += hit ? (RATE_ONE - w->rate) >> sh : -(w->rate >> sh);
+}
+
 static void *worker(void *varg)
 {
     worker_arg wa = *(worker_arg *)varg;
     free(varg);
     dsv4k_pool *p = wa.p;
     unsigned long long seen = 0;
+    waiter w = { RATE_ONE, 0 };
     for (;;) {
         /* spin a little, then sleep until the generation moves */
-        for (int i = 0, sp = atomic_load(&p->spin); i < sp && atomic_load(&p->gen) == seen && !atomic_load(&p->quit); i++) CPU_RELAX();
+        int sp = spin_for(p, &w);
+        for (int i = 0; i < sp && atomic_load(&p->gen) == seen && !atomic_load(&p->quit); i++) CPU_RELAX();
         if (atomic_load(&p->gen) == seen && !atomic_load(&p->quit)) {
             pthread_mutex_lock(&p->mu);
             p->sleepers++;
             while (!atomic_load(&p->quit) && atomic_load(&p->gen) == seen) pthread_cond_wait(&p->wake, &p->mu);
             p->sleepers--;
             pthread_mutex_unlock(&p->mu);
+            adapt(p, &w, sp, 0);
+        } else {
+            adapt(p, &w, sp, 1);
         }
         if (atomic_load(&p->quit)) break;
         seen = atomic_load(&p->gen);
@@ -98,7 +141,10 @@ dsv4k_pool *dsv4k_pool_create(int n_threads)
     atomic_init(&p->gen, 0);
     atomic_init(&p->quit, 0);
     atomic_init(&p->busy, 0);
-    atomic_init(&p->spin, SPIN_PAUSES);
+    atomic_init(&p->spin, -1);
+    p->caller_w.rate = RATE_ONE;
+    atomic_init(&p->n_spin_hits, 0);
+    atomic_init(&p->n_sleeps, 0);
     if (pthread_mutex_init(&p->mu, NULL)) { free(p); return NULL; }
     if (pthread_cond_init(&p->wake, NULL)) {
         pthread_mutex_destroy(&p->mu); free(p); return NULL;
@@ -168,19 +214,35 @@ void dsv4k_pool_for(dsv4k_pool *p, int64_t n, int64_t grain, dsv4k_task_fn fn, v
     if (p->sleepers) pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     run_chunks(p, 0);
-    for (int i = 0, sp = atomic_load(&p->spin); i < sp && atomic_load(&p->busy) > 0; i++) CPU_RELAX();
+    int sp = spin_for(p, &p->caller_w);
+    for (int i = 0; i < sp && atomic_load(&p->busy) > 0; i++) CPU_RELAX();
     if (atomic_load(&p->busy) > 0) {
         pthread_mutex_lock(&p->mu);
         p->caller_waits = 1;
         while (atomic_load(&p->busy) > 0) pthread_cond_wait(&p->done, &p->mu);
         p->caller_waits = 0;
         pthread_mutex_unlock(&p->mu);
+        adapt(p, &p->caller_w, sp, 0);
+    } else {
+        adapt(p, &p->caller_w, sp, 1);
     }
 }
 
 void dsv4k_pool_set_spin(dsv4k_pool *p, int pauses)
 {
-    if (p) atomic_store(&p->spin, pauses < 0 ? SPIN_PAUSES : pauses);
+    if (p) atomic_store(&p->spin, pauses < 0 ? -1 : pauses);
+}
+
+int dsv4k_pool_get_spin(const dsv4k_pool *p)
+{
+    return p ? atomic_load(&((dsv4k_pool *)p)->spin) : -1;
+}
+
+void dsv4k_pool_spin_stats(const dsv4k_pool *p, int64_t *hits, int64_t *sleeps)
+{
+    dsv4k_pool *q = (dsv4k_pool *)p;
+    if (hits) *hits = q ? atomic_load(&q->n_spin_hits) : 0;
+    if (sleeps) *sleeps = q ? atomic_load(&q->n_sleeps) : 0;
 }
 
 void dsv4k_pool_set_omp(dsv4k_pool *p, int on)

@@ -27,9 +27,15 @@ int dsv4k_pool_threads(const dsv4k_pool *pool);
 typedef void (*dsv4k_task_fn)(void *arg, int64_t begin, int64_t end, int thread);
 void dsv4k_pool_for(dsv4k_pool *pool, int64_t n, int64_t grain, dsv4k_task_fn fn, void *arg);
 
-/* pauses a thread spins before sleeping (0: sleep at once; < 0: the
- * default); for benchmarks and callers that must not burn CPU */
+/* pauses a thread spins before sleeping (0: sleep at once; < 0: adaptive,
+ * the default: each thread spins up to 4096 pauses while its waits end
+ * within the spin and backs off to sleeping at once while they do not);
+ * for benchmarks and callers that must not burn CPU */
 void dsv4k_pool_set_spin(dsv4k_pool *pool, int pauses);
+/* the setting (-1 adaptive); -1 for NULL */
+int dsv4k_pool_get_spin(const dsv4k_pool *pool);
+/* adaptive waits since creation that ended within the spin / went to sleep */
+void dsv4k_pool_spin_stats(const dsv4k_pool *pool, int64_t *hits, int64_t *sleeps);
 
 /* on: loops run on OpenMP's team (the threads oneDNN's products use, as
  * many as the pool has, thread = omp_get_thread_num()) while the pool's

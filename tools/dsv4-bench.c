@@ -5,6 +5,11 @@
  *   dsv4-bench --model DIR [--synth DSV4-SYNTH] [--threads N] [--steps N]
  *              [--quick] [--mapped] [--nodes] [--json FILE]
  *   --nodes: after the decode figures, the graph nodes taking the most time
+ *   --only spin [--busy N]: decode tokens/s of DIR (the tiny model will do)
+ *              with the pool's waiting adaptive (the default), spinning
+ *              4096 pauses, and sleeping at once, in alternating turns;
+ *              on the machine as it is, then beside N (default 1)
+ *              busy-loop processes
  *
  * DIR: a checkpoint at real widths, normally the flash-slice synthetic
  * (`dsv4-synth --preset flash-slice --layers 4 --out DIR`: SWA, SWA, CSA,
@@ -30,7 +35,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <immintrin.h>
@@ -420,10 +428,105 @@ static void tokens(int32_t *t, int64_t n, int64_t V, uint32_t seed)
     for (int64_t i = 0; i < n; i++) { seed = seed * 1103515245u + 12345u; t[i] = (int32_t)((seed >> 8) % (uint32_t)V); }
 }
 
+/* ---- --only spin: the pool's waiting, idle and beside a busy process --------------- */
+
+/* Decode tokens/s of the three waiting settings, measured in turns of
+ * 0.25 s (a context per setting, all made first) so that a neighbour's
+ * load falls on all three alike; one token per eval, after 16. */
+static void spin_decode(dsv4_model *m, int threads, const int64_t *spins, double secs, int64_t V, double *rate,
+                        int64_t *hits, int64_t *sleeps)
+{
+    dsv4_context *c[3] = { NULL };
+    dsv4_session *s[3] = { NULL };
+    double t_sum[3] = { 0 };
+    int64_t n[3] = { 0 }, h0[3] = { 0 }, s0[3] = { 0 };
+    int ok = 1;
+    for (int k = 0; k < 3; k++) {
+        dsv4_options *o = NULL;
+        dsv4_options_create(&o);
+        dsv4_options_set_i64(o, DSV4_OPT_THREADS, threads);
+        dsv4_options_set_i64(o, DSV4_OPT_CONTEXT_LENGTH, 8192);
+        dsv4_options_set_i64(o, DSV4_OPT_WORKER_SPIN, spins[k]);
+        ok &= dsv4_context_create(m, o, &c[k], NULL) == DSV4_OK && dsv4_session_create(c[k], NULL, &s[k], NULL) == DSV4_OK;
+        dsv4_options_free(o);
+        if (!ok) break;
+        int32_t t[16];
+        tokens(t, 16, V, 3);
+        dsv4_session_eval(s[k], t, 16, 0);
+        dsv4k_pool_spin_stats(dsv4__context_pool(c[k]), &h0[k], &s0[k]);
+    }
+    uint32_t seed = 11;
+    for (int round = 0; ok && round < (int)(secs / 0.25 + 0.5); round++)
+        for (int k = 0; k < 3; k++) {
+            double t0 = now();
+            while (now() - t0 < 0.25 && dsv4_session_position(s[k]) < 8000) {
+                seed = seed * 1103515245u + 12345u;
+                int32_t id = (int32_t)((seed >> 8) % (uint32_t)V);
+                if (dsv4_session_eval(s[k], &id, 1, 0) != DSV4_OK) break;
+                n[k]++;
+            }
+            t_sum[k] += now() - t0;
+        }
+    for (int k = 0; k < 3; k++) {
+        rate[k] = ok && t_sum[k] > 0 ? n[k] / t_sum[k] : -1;
+        dsv4k_pool_spin_stats(dsv4__context_pool(c[k]), &hits[k], &sleeps[k]);
+        hits[k] -= h0[k];
+        sleeps[k] -= s0[k];
+        dsv4_session_free(s[k]);
+        dsv4_context_free(c[k]);
+    }
+}
+
+static int spin_bench(const char *dir, int threads, int n_busy)
+{
+    dsv4_model *m = NULL;
+    char *err = NULL;
+    if (dsv4_model_load(dir, NULL, &m, &err) != DSV4_OK) {
+        fprintf(stderr, "dsv4-bench: %s\n", err ? err : "load failed");
+        dsv4_free(err);
+        return 1;
+    }
+    int64_t V = dsv4__model_config(m)->vocab_size;
+    const int64_t spins[3] = { -1, 4096, 0 };
+    const char *names[3] = { "adaptive (default)", "spin 4096", "spin 0 (sleep at once)" };
+    printf("pool waiting, decode on %s, %d threads, 3 s per figure in turns of 0.25 s; loaded = %d busy-loop "
+           "process%s beside it\n", dir, threads, n_busy, n_busy == 1 ? "" : "es");
+    for (int loaded = 0; loaded < 2; loaded++) {
+        pid_t kids[64];
+        int nk = 0;
+        for (int i = 0; loaded && i < n_busy && i < 64; i++) {
+            pid_t pid = fork();
+            if (pid == 0) {
+                volatile uint64_t x = 0;
+                for (;;) x++;
+            }
+            if (pid > 0) kids[nk++] = pid;
+        }
+        double r[3];
+        int64_t hits[3], sleeps[3];
+        spin_decode(m, threads, spins, 3.0, V, r, hits, sleeps);
+        for (int i = 0; i < nk; i++) kill(kids[i], SIGKILL);
+        for (int i = 0; i < nk; i++) waitpid(kids[i], NULL, 0);
+        for (int k = 0; k < 3; k++) {
+            printf("  %-6s %-24s %8.1f tok/s", loaded ? "loaded" : "idle", names[k], r[k]);
+            if (spins[k] < 0)
+                printf("   (waits: %lld ended in the spin, %lld slept)", (long long)hits[k], (long long)sleeps[k]);
+            printf("\n");
+            char key[64];
+            snprintf(key, sizeof key, "spin_%s_%s_tok_s", loaded ? "loaded" : "idle",
+                     spins[k] < 0 ? "adaptive" : spins[k] ? "4096" : "0");
+            jnum(key, r[k]);
+        }
+    }
+    dsv4_model_free(m);
+    if (js) fprintf(js, "\n}\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = NULL, *synth = NULL, *jpath = NULL;
-    int threads = 2, steps = 8, quick = 0, mapped = 0;
+    int threads = 2, steps = 8, quick = 0, mapped = 0, n_busy = 1;
     show_nodes = 0;
     const char *only = "";
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -438,9 +541,11 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--mapped")) mapped = 1;
         else if (!strcmp(a, "--nodes")) show_nodes = 1;
         else if (!strcmp(a, "--only") && v) only = argv[++i];
+        else if (!strcmp(a, "--busy") && v) n_busy = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: dsv4-bench --model DIR [--synth DSV4-SYNTH] [--threads N] [--steps N] "
-                            "[--quick] [--mapped] [--nodes] [--only kernels|decode|prefill|context] [--json FILE]\n");
+                            "[--quick] [--mapped] [--nodes] [--only kernels|decode|prefill|context|spin] [--busy N] "
+                            "[--json FILE]\n");
             return 2;
         }
     }
@@ -469,6 +574,7 @@ int main(int argc, char **argv)
     }
     js = jpath ? fopen(jpath, "w") : NULL;
     if (!js) js = fopen("/dev/null", "w");
+    if (!strcmp(only, "spin")) return spin_bench(dir, threads, n_busy < 0 ? 0 : n_busy);
     have_avx512 = __builtin_cpu_supports("avx512f");
     have_avx2 = __builtin_cpu_supports("avx2");
     dsv4k_tables_init();

@@ -225,14 +225,18 @@ enum dsv4_option_value {
      *  the forward pass at once; longer inputs are processed in chunks of
      *  this size (results are the same). */
     DSV4_OPT_MAX_BATCH = 104,
-    /** context, i64 0 .. 1048576, default 4096: pause instructions a worker
+    /** context, i64 -1 .. 1048576, default -1: pause instructions a worker
      *  thread (and the calling thread, waiting for the workers) spends
      *  watching for the next parallel loop before it sleeps. Between the
      *  short loops of a decode step a sleep and wake-up costs more than the
      *  loop; 0 sleeps at once: the least CPU used while waiting, for apps
-     *  that share the cores (games, UIs), at some decode speed. Products of
-     *  16 rows or more run on OpenMP's threads, which follow
-     *  OMP_WAIT_POLICY instead (docs/THREADS.md). @since 0.1.0 */
+     *  that share the cores (games, UIs), at some decode speed. -1 (the
+     *  default) adapts: each thread spins (up to 4096 pauses) while its
+     *  waits end within the spin, and backs off to sleeping at once while
+     *  they do not (the cores are shared with another busy process, or the
+     *  caller pauses between calls); docs/THREADS.md. Products of 16 rows
+     *  or more run on OpenMP's threads, which follow OMP_WAIT_POLICY
+     *  instead. @since 0.1.0 */
     DSV4_OPT_WORKER_SPIN = 105,
     /** session, i64 0/1, default 0: keep the MTP block's state in step with
      *  the session so that MTP logits can be read (model must have MTP). */
@@ -343,7 +347,13 @@ DSV4_API dsv4_status dsv4_options_set_progress(dsv4_options *opts, dsv4_progress
  * (the weights every token reads are copied to anonymous memory unless
  * DSV4_OPT_RESIDENT is 0). Every header, dtype, shape and byte range is validated; the
  * first problem is reported naming the file, tensor and byte offset.
- * tokenizer.json / tokenizer_config.json are noted when present.
+ * tokenizer.json / tokenizer_config.json are noted when present
+ * (dsv4_model_tokenizer_path()).
+ *
+ * When the weights are larger than the physical memory
+ * (DSV4_INFO_PHYSICAL_MEMORY), a DSV4_LOG_WARN line says so before the
+ * weights are bound; the load may still succeed (the routed experts stay
+ * mapped), but every token then reads weights from the disk.
  *
  * The caller must not modify the files while the model lives.
  *
@@ -371,6 +381,14 @@ DSV4_API dsv4_status dsv4_model_load(const char *path, const dsv4_options *opts,
  *               handle by the same owner. @since 0.1.0
  */
 DSV4_API void dsv4_model_free(dsv4_model *model);
+
+/**
+ * Path of the tokenizer.json found in the model's directory at load, for
+ * dsv4_tokenizer_load(); NULL when the directory has none (or model is
+ * NULL). Owned by the model, valid while it lives.
+ * @threadsafety any thread. @since 0.1.0
+ */
+DSV4_API const char *dsv4_model_tokenizer_path(const dsv4_model *model);
 
 /* ------------------------------------------------------------------------ */
 /* Model information                                                         */
@@ -428,7 +446,13 @@ enum dsv4_info_key_value {
     DSV4_INFO_BYTES_PER_TOKEN    = 26, /**< weight bytes read to decode one token (trunk, no MTP) */
     DSV4_INFO_KV_BYTES_PER_1K    = 27, /**< KV bytes per 1024 tokens of context, reference numerics */
     DSV4_INFO_HAS_MTP            = 28, /**< 1 when the MTP block is present (and loaded) */
-    DSV4_INFO_WEIGHTS_LOADED     = 29  /**< 1 for info of a loaded model, 0 for config-only info */
+    DSV4_INFO_WEIGHTS_LOADED     = 29, /**< 1 for info of a loaded model, 0 for config-only info */
+    /** bytes of physical memory of this machine, 0 when unknown; the
+     *  environment variable DSV4_PHYS_MEM_LIMIT (bytes, or with a K, M, G
+     *  or T suffix, powers of 1024) replaces it, e.g. to check a smaller
+     *  machine's fit. dsv4_model_load() logs a warning when the weights
+     *  exceed it. @since 0.1.0 */
+    DSV4_INFO_PHYSICAL_MEMORY    = 30
 };
 
 /**
@@ -562,12 +586,15 @@ enum {
  * the positions that became computable can be read too.
  *
  * On failure the session is unchanged (position, state, logits), except for
- * DSV4_ERR_INTERNAL after which it must be reset.
+ * DSV4_ERR_INTERNAL after which it must be reset, and DSV4_ERR_ABORTED from
+ * a progress callback, which keeps the chunks already run
+ * (dsv4_session_set_progress, experimental tier).
  *
  * @param tokens  n token ids, each in [0, vocab_size); borrowed for the call.
  * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL, n == 0, token out of
  *         range, unknown flag); DSV4_ERR_CONTEXT_FULL (position + n above the
- *         capacity); DSV4_ERR_OUT_OF_MEMORY; DSV4_ERR_INTERNAL.
+ *         capacity); DSV4_ERR_OUT_OF_MEMORY; DSV4_ERR_ABORTED (progress
+ *         callback); DSV4_ERR_INTERNAL.
  * @threadsafety one thread per context. @since 0.1.0
  */
 DSV4_API dsv4_status dsv4_session_eval(dsv4_session *session, const int32_t *tokens, size_t n,
@@ -630,6 +657,33 @@ DSV4_API dsv4_status dsv4_session_reset(dsv4_session *session);
  */
 DSV4_API dsv4_status dsv4_session_memory(const dsv4_session *session, int64_t *reserved_bytes,
                                          int64_t *used_bytes);
+
+#ifdef DSV4_ENABLE_EXPERIMENTAL
+/**
+ * Progress of a long prefill: `done` of `total` tokens of the current call
+ * have been fed (0 <= done <= total). Return 0 to go on, any other value to
+ * stop; the call then fails with DSV4_ERR_ABORTED. Runs on the calling
+ * thread, never on a worker; it must not call back into the session or
+ * generator that reports. @experimental @since 0.1.0
+ */
+typedef int32_t (*dsv4_eval_progress_fn)(void *user, int64_t done, int64_t total);
+
+/**
+ * Report the progress of each dsv4_session_eval() on this session to `fn`
+ * (NULL = none, the default): once with done = 0 before any work, then
+ * after each chunk of up to DSV4_OPT_MAX_BATCH tokens, the last time with
+ * done = total. When fn stops the call (nonzero), the session keeps the
+ * tokens of the chunks already run: its position is the old one plus the
+ * `done` of the report that stopped it, and the logits kept are those of
+ * the positions fed (as if the call had been given only those tokens);
+ * DSV4_ERR_ABORTED is returned. With a callback, each chunk runs as its own
+ * forward pass, which gives the same results.
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (session NULL).
+ * @threadsafety one thread per context. @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_set_progress(dsv4_session *session, dsv4_eval_progress_fn fn,
+                                                            void *user);
+#endif
 
 #ifdef __cplusplus
 }

@@ -132,6 +132,23 @@ enum dsv4_usage_key_value {
 };
 
 /**
+ * The name of a finish reason as the response JSON spells it: "stop",
+ * "length", "tool_calls", "error", "cancelled"; "none" for
+ * DSV4_FINISH_NONE and "unknown" for any other value. Static storage,
+ * never NULL.
+ * @threadsafety any thread. @since 0.1.0
+ */
+DSV4_API const char *dsv4_finish_reason_string(dsv4_finish_reason reason);
+
+/**
+ * The name of an event type: "none", "reasoning", "content",
+ * "tool_call_start", "tool_call_args", "tool_call_end", "stop"; "unknown"
+ * for any other value. Static storage, never NULL.
+ * @threadsafety any thread. @since 0.1.0
+ */
+DSV4_API const char *dsv4_gen_event_name(dsv4_gen_event_type type);
+
+/**
  * Optional callback: called with each event as dsv4_gen_next(),
  * dsv4_gen_step() or dsv4_gen_poll() produces it, on the calling thread,
  * before the event is handed out. data is valid during the call only.
@@ -229,7 +246,8 @@ DSV4_API dsv4_status dsv4_gen_set_callback(dsv4_gen *gen, dsv4_gen_event_fn fn, 
  * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL, n 0, id out of range,
  *         JSON and tool settings that cannot be combined);
  *         DSV4_ERR_CONTEXT_FULL (the prompt does not fit, nothing fed);
- *         DSV4_ERR_ABORTED (cancelled while feeding); and the statuses of
+ *         DSV4_ERR_ABORTED (cancelled, or stopped by the progress callback,
+ *         while feeding); and the statuses of
  *         dsv4_session_eval().
  * @threadsafety one thread per context. @since 0.1.0
  */
@@ -369,6 +387,23 @@ DSV4_API dsv4_status dsv4_gen_next_chunk(dsv4_gen *gen, char **chunk);
  * @threadsafety one thread per context. @since 0.1.0
  */
 DSV4_API dsv4_status dsv4_gen_complete(dsv4_gen *gen, const char *request_json, size_t len, char **response_json);
+
+#ifdef DSV4_ENABLE_EXPERIMENTAL
+/**
+ * Report the progress of feeding the prompt in dsv4_gen_start() and
+ * dsv4_gen_start_request() to `fn` (NULL = none, the default): done and
+ * total count the prompt tokens the session did not already hold; once
+ * with done = 0 before any work, then after each chunk of up to 256
+ * tokens, the last time with done = total. A nonzero return stops the
+ * feeding as dsv4_gen_cancel() does: the start returns DSV4_ERR_ABORTED and
+ * the tokens already fed stay in the session, so the next start with the
+ * same prompt (DSV4_GEN_REUSE_PREFIX) goes on from there. Decode steps are
+ * not reported (each one is a token event).
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (gen NULL).
+ * @threadsafety one thread per generator. @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_gen_set_progress(dsv4_gen *gen, dsv4_eval_progress_fn fn, void *user);
+#endif
 
 #ifdef __cplusplus
 }

@@ -25,5 +25,7 @@ const struct dsv4__weights *dsv4__model_weights(const dsv4_model *m);
 dsv4_status dsv4__model_rt_create(const dsv4_model *m, const dsv4__rt_opts *o, dsv4__rt **out, dsv4__err *e);
 /* release one reference (contexts hold references to their model) */
 void dsv4__model_release(dsv4_model *m);
+/* the context's worker pool (bench: its waiting statistics) */
+dsv4k_pool *dsv4__context_pool(dsv4_context *ctx);
 
 #endif

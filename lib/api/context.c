@@ -3,6 +3,9 @@
  * sessions (one conversation's decode state and its last logits). The
  * context's runtime is built from its model's config and bound weights.
  */
+#ifndef DSV4_ENABLE_EXPERIMENTAL
+#define DSV4_ENABLE_EXPERIMENTAL 1 /* dsv4_session_set_progress */
+#endif
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,6 +16,7 @@ struct dsv4_context {
     struct dsv4_model *model;
     dsv4__rt *rt;
     int64_t n_ctx;
+    int64_t max_batch;      /* DSV4_OPT_MAX_BATCH: the chunks progress reports */
     char err[512];
 };
 
@@ -25,6 +29,8 @@ struct dsv4_session {
     float *mtp;             /* MTP rows for positions [mtp_first, mtp_first + mtp_n) */
     int64_t mtp_first, mtp_n, mtp_cap;
     int has_mtp;
+    dsv4_eval_progress_fn progress; /* dsv4_session_set_progress */
+    void *progress_user;
     char err[512];
 };
 
@@ -91,6 +97,7 @@ dsv4_status dsv4_context_create(dsv4_model *model, const dsv4_options *opts, dsv
     dsv4__ref_get(&model->ref);
     ctx->model = model;
     ctx->n_ctx = n_ctx;
+    ctx->max_batch = o.max_batch > 0 ? o.max_batch : 256;
     *out = ctx;
     return DSV4_OK;
 }
@@ -180,6 +187,45 @@ static int reserve(float **buf, int64_t *cap, int64_t rows, int64_t vocab)
     return 0;
 }
 
+/* dsv4_session_eval with a progress callback (checked and sized by it):
+ * one forward pass per chunk of max_batch tokens, a report before the first
+ * and after each. The logits rows and MTP rows of the chunks follow each
+ * other in the session's buffers, as one pass would write them. A stop
+ * keeps the chunks already run (dsv4_session_set_progress). */
+static dsv4_status eval_chunks(dsv4_session *s, const int32_t *tokens, int64_t n, uint32_t flags)
+{
+    int64_t V = s->ctx->model->ck->cfg.vocab_size, B = s->ctx->max_batch;
+    int all = (flags & DSV4_EVAL_ALL_LOGITS) != 0;
+    int64_t pos = dsv4__state_pos(s->st), done = 0, n_mtp = 0;
+    dsv4_status st = DSV4_OK;
+    for (;;) {
+        if (s->progress(s->progress_user, done, n) != 0) {
+            snprintf(s->err, sizeof s->err, "dsv4_session_eval: stopped by the progress callback after %lld of "
+                     "%lld tokens", (long long)done, (long long)n);
+            st = DSV4_ERR_ABORTED;
+            break;
+        }
+        if (done == n) break;
+        int64_t m = n - done < B ? n - done : B, got = 0;
+        dsv4__err e = { 0, "" };
+        st = dsv4__forward(s->st, tokens + done, m, all ? s->logits + done * V : s->logits, all ? m : 1,
+                           s->has_mtp ? s->mtp + n_mtp * V : NULL, &got, &e);
+        if (st) {
+            snprintf(s->err, sizeof s->err, "dsv4_session_eval: %s", e.msg);
+            break;
+        }
+        done += m;
+        n_mtp += got;
+    }
+    if (st && done == 0) return st; /* nothing ran: the session is as it was */
+    /* the rows of what was fed */
+    s->lg_n = all ? done : 1;
+    s->lg_first = pos + done - s->lg_n;
+    s->mtp_n = n_mtp;
+    s->mtp_first = pos > 0 ? pos - 1 : 0;
+    return st;
+}
+
 dsv4_status dsv4_session_eval(dsv4_session *s, const int32_t *tokens, size_t n, uint32_t flags)
 {
     if (!s) return DSV4_ERR_INVALID_ARGUMENT;
@@ -216,6 +262,7 @@ dsv4_status dsv4_session_eval(dsv4_session *s, const int32_t *tokens, size_t n, 
     }
     dsv4__err e = { 0, "" };
     int64_t n_mtp = 0;
+    if (s->progress) return eval_chunks(s, tokens, (int64_t)n, flags);
     dsv4_status st = dsv4__forward(s->st, tokens, (int64_t)n, s->logits, rows, s->has_mtp ? s->mtp : NULL, &n_mtp, &e);
     if (st) {
         snprintf(s->err, sizeof s->err, "dsv4_session_eval: %s", e.msg);
@@ -225,6 +272,14 @@ dsv4_status dsv4_session_eval(dsv4_session *s, const int32_t *tokens, size_t n, 
     s->lg_n = rows;
     s->mtp_n = n_mtp;
     s->mtp_first = pos > 0 ? pos - 1 : 0;
+    return DSV4_OK;
+}
+
+dsv4_status dsv4_session_set_progress(dsv4_session *s, dsv4_eval_progress_fn fn, void *user)
+{
+    if (!s) return DSV4_ERR_INVALID_ARGUMENT;
+    s->progress = fn;
+    s->progress_user = fn ? user : NULL;
     return DSV4_OK;
 }
 
@@ -289,3 +344,4 @@ dsv4_status dsv4_session_memory(const dsv4_session *s, int64_t *reserved_bytes, 
 void dsv4__session_retain(dsv4_session *s) { dsv4__ref_get(&s->ref); }
 int64_t dsv4__session_vocab(const dsv4_session *s) { return s->ctx->model->ck->cfg.vocab_size; }
 int64_t dsv4__session_capacity(const dsv4_session *s) { return s->ctx->n_ctx; }
+dsv4k_pool *dsv4__context_pool(dsv4_context *ctx) { return ctx ? dsv4__rt_pool(ctx->rt) : NULL; }

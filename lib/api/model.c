@@ -16,6 +16,26 @@ struct dsv4_model_info {
     int64_t bytes_per_token;
 };
 
+static dsv4_status info_build(const dsv4__config *cfg, int loaded, int has_mtp, dsv4_model_info **out);
+
+/* The routed experts (most of the bytes) stay mapped: a model larger than
+ * the memory loads, then reads from the disk at every token. Say so at
+ * load, before the weights are bound (DSV4_OPT_RESIDENT copies some). */
+static void warn_memory(const dsv4_model *m, const char *dir)
+{
+    int64_t phys = dsv4__phys_mem_bytes(), bytes = 0;
+    dsv4_model_info *info = NULL;
+    if (phys <= 0 || info_build(&m->ck->cfg, 1, m->ck->has_mtp, &info)) return;
+    dsv4_model_info_get_i64(info, DSV4_INFO_BYTES_TOTAL, &bytes);
+    dsv4_model_info_free(info);
+    if (bytes <= phys) return;
+    char b1[32], b2[32];
+    dsv4__logf(&m->ck->log, DSV4_LOG_WARN,
+               "%s: the weights (%s) exceed the physical memory (%s%s): every token will read weights from the "
+               "disk, seconds to minutes each", dir, dsv4__fmt_bytes(b1, sizeof b1, bytes),
+               dsv4__fmt_bytes(b2, sizeof b2, phys), getenv("DSV4_PHYS_MEM_LIMIT") ? ", DSV4_PHYS_MEM_LIMIT" : "");
+}
+
 /* open and check the checkpoint, bind its weights (the work of dsv4_model_load) */
 static dsv4_status model_open(const char *dir, const dsv4_options *opts, dsv4_model **out, dsv4__err *e)
 {
@@ -23,6 +43,7 @@ static dsv4_status model_open(const char *dir, const dsv4_options *opts, dsv4_mo
     if (!m) return dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory");
     dsv4__ref_init(&m->ref);
     dsv4_status st = dsv4__checkpoint_open(dir, opts, &m->ck, e);
+    if (!st) warn_memory(m, dir); /* before the copies DSV4_OPT_RESIDENT makes */
     if (!st) st = dsv4__weights_bind(m->ck, dsv4__opt_i64(opts, DSV4_OPT_RESIDENT) != 0, &m->weights, e);
     dsv4_progress_fn progress = opts ? opts->progress : NULL;
     if (!st && progress && progress(opts->progress_user, 1.0) != 0)
@@ -55,6 +76,11 @@ dsv4_status dsv4_model_load(const char *path, const dsv4_options *opts, dsv4_mod
         return dsv4__err_out(&e, err_msg);
     }
     return DSV4_OK;
+}
+
+const char *dsv4_model_tokenizer_path(const dsv4_model *model)
+{
+    return model ? model->ck->tokenizer_json : NULL;
 }
 
 void dsv4__model_release(dsv4_model *m)
@@ -261,6 +287,7 @@ dsv4_status dsv4_model_info_get_i64(const dsv4_model_info *info, dsv4_info_key k
     case DSV4_INFO_KV_BYTES_PER_1K: v = kv_bytes_at(c, DSV4_NUMERICS_REFERENCE, 1024); break;
     case DSV4_INFO_HAS_MTP: v = info->has_mtp; break;
     case DSV4_INFO_WEIGHTS_LOADED: v = info->loaded; break;
+    case DSV4_INFO_PHYSICAL_MEMORY: v = dsv4__phys_mem_bytes(); break;
     default: return DSV4_ERR_UNKNOWN_OPTION;
     }
     *value = v;
@@ -320,6 +347,7 @@ dsv4_status dsv4_model_info_to_json(const dsv4_model_info *info, char **json)
         { DSV4_INFO_BYTES_FP4, "bytes_fp4" }, { DSV4_INFO_BYTES_I64, "bytes_i64" },
         { DSV4_INFO_BYTES_PER_TOKEN, "bytes_per_token" }, { DSV4_INFO_KV_BYTES_PER_1K, "kv_bytes_per_1k" },
         { DSV4_INFO_HAS_MTP, "has_mtp" }, { DSV4_INFO_WEIGHTS_LOADED, "weights_loaded" },
+        { DSV4_INFO_PHYSICAL_MEMORY, "physical_memory" },
     };
     json_t *o = json_object(), *sched = json_array();
     int bad = !o || !sched;

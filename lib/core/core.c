@@ -2,10 +2,12 @@
  * options and CPU feature detection. */
 #include "core/core.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 dsv4_status dsv4__fail(dsv4__err *e, dsv4_status code, const char *fmt, ...)
 {
@@ -103,6 +105,42 @@ void dsv4__logf(const dsv4__log *log, int32_t level, const char *fmt, ...)
     log->fn(log->user, level, buf, (size_t)n);
 }
 
+/* ---- physical memory --------------------------------------------------- */
+
+int64_t dsv4__phys_mem_bytes(void)
+{
+    const char *env = getenv("DSV4_PHYS_MEM_LIMIT");
+    if (env && *env) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(env, &end, 10);
+        int shift = 0;
+        if (*end == 'K' || *end == 'k') shift = 10;
+        else if (*end == 'M' || *end == 'm') shift = 20;
+        else if (*end == 'G' || *end == 'g') shift = 30;
+        else if (*end == 'T' || *end == 't') shift = 40;
+        if (shift) end++;
+        if (*end == 'i' && shift) end++; /* "GiB"-style suffixes too */
+        if ((*end == 'B' || *end == 'b') && shift) end++;
+        if (!errno && end != env && *end == 0 && env[0] != '-' && v > 0 && v <= (unsigned long long)INT64_MAX >> shift)
+            return (int64_t)(v << shift);
+    }
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return 0;
+    return (int64_t)pages * page;
+}
+
+const char *dsv4__fmt_bytes(char *buf, size_t cap, int64_t bytes)
+{
+    static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+    double v = (double)bytes;
+    int u = 0;
+    while (v >= 1024 && u < 4) { v /= 1024; u++; }
+    if (u == 0) snprintf(buf, cap, "%lld B", (long long)bytes);
+    else snprintf(buf, cap, "%.2f %s", v, unit[u]);
+    return buf;
+}
+
 /* ---- status strings ---------------------------------------------------- */
 
 const char *dsv4_status_string(dsv4_status s)
@@ -149,7 +187,7 @@ static const struct opt_desc {
     {DSV4_OPT_REVISION, 5, DSV4_REVISION_CURRENT, 0, 2},
     {DSV4_OPT_MAX_BATCH, 6, 256, 1, 1 << 20},
     {DSV4_OPT_MTP, 7, 0, 0, 1},
-    {DSV4_OPT_WORKER_SPIN, 8, 4096, 0, 1 << 20},
+    {DSV4_OPT_WORKER_SPIN, 8, -1, -1, 1 << 20},
     {DSV4_OPT_RESIDENT, 9, 1, 0, 1},
 };
 

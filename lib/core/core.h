@@ -60,6 +60,13 @@ struct dsv4_options {
 };
 /* Value of an integer option: the bag's if set, else the default. opts may be NULL. */
 int64_t dsv4__opt_i64(const dsv4_options *opts, dsv4_option key);
+
+/* Bytes of physical memory (0 when unknown); the environment variable
+ * DSV4_PHYS_MEM_LIMIT (bytes, optional K/M/G/T suffix, powers of 1024)
+ * replaces it when set to a valid size (DSV4_INFO_PHYSICAL_MEMORY). */
+int64_t dsv4__phys_mem_bytes(void);
+/* "12.3 GiB", "512 MiB", ... into buf (for messages); returns buf */
+const char *dsv4__fmt_bytes(char *buf, size_t cap, int64_t bytes);
 /* Log sink of a bag (silent when opts is NULL). */
 dsv4__log dsv4__opt_log(const dsv4_options *opts);
 

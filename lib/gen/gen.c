@@ -10,6 +10,9 @@
  * is fed at the start of the next step, so a generation that ends never
  * computes a token nobody reads.
  */
+#ifndef DSV4_ENABLE_EXPERIMENTAL
+#define DSV4_ENABLE_EXPERIMENTAL 1 /* dsv4_gen_set_progress */
+#endif
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -379,6 +382,14 @@ dsv4_status dsv4_gen_set_callback(dsv4_gen *g, dsv4_gen_event_fn fn, void *user)
     return DSV4_OK;
 }
 
+dsv4_status dsv4_gen_set_progress(dsv4_gen *g, dsv4_eval_progress_fn fn, void *user)
+{
+    if (!g) return DSV4_ERR_INVALID_ARGUMENT;
+    g->progress = fn;
+    g->progress_user = fn ? user : NULL;
+    return DSV4_OK;
+}
+
 void dsv4_gen_cancel(dsv4_gen *g)
 {
     if (g) atomic_store(&g->cancel, 1);
@@ -699,8 +710,12 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
     g->prompt_tokens = (int64_t)n;
     g->cached = (int64_t)keep;
     int64_t t0 = now_ns();
-    for (size_t i = keep; i < n;) {
+    for (size_t i = keep;;) {
+        /* progress before each chunk and after the last (done = total) */
+        if (g->progress && g->progress(g->progress_user, (int64_t)(i - keep), (int64_t)(n - keep)) != 0)
+            atomic_store(&g->cancel, 1);
         if (atomic_load(&g->cancel)) return dsv4__gen_fail(g, DSV4_ERR_ABORTED, "cancelled while feeding the prompt");
+        if (i >= n) break;
         size_t m = n - i < PROMPT_CHUNK ? n - i : PROMPT_CHUNK;
         st = feed(g, prompt + i, m);
         if (st) return st;

@@ -49,6 +49,9 @@ struct dsv4_gen {
     int n_stops;
     dsv4_gen_event_fn cb;
     void *cb_user;
+    /* prefill progress (dsv4_gen_set_progress, experimental) */
+    int32_t (*progress)(void *user, int64_t done, int64_t total);
+    void *progress_user;
 
     /* special ids (-1 when the tokenizer or the model lacks them) */
     int32_t eos, think_open, think_close, dsml;

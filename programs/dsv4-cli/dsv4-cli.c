@@ -11,10 +11,18 @@
  * generator feeds only the rest (without thinking; with thinking the
  * earlier reasoning is dropped from the prompt, so it does not match).
  *
+ * Thinking is on by default (the model reasons, then answers). Without
+ * --think-budget the reasoning gets at most half of --max-tokens, so that an
+ * answer always follows within --max-tokens; --no-think (or --effort none)
+ * turns thinking off.
+ *
  * Reasoning, content and tool calls are printed as they are generated;
  * --raw-json prints the chat-completion response JSON instead. A line of
- * timings goes to stderr after each answer. Ctrl-C stops the answer being
- * generated (finish reason "cancelled"); a second Ctrl-C exits.
+ * timings goes to stderr after each answer; on a terminal, the prompt
+ * shows its prefill progress while it is fed. Warnings of the library
+ * (such as weights larger than the physical memory) go to stderr. Ctrl-C
+ * stops the answer being generated (finish reason "cancelled"); a second
+ * Ctrl-C exits.
  *
  * Exit status: 0 success, 1 runtime error (model, files, request, a failed
  * generation), 2 bad usage, 130 interrupted.
@@ -33,6 +41,7 @@
 
 #include <jansson.h>
 
+#define DSV4_ENABLE_EXPERIMENTAL 1 /* dsv4_gen_set_progress */
 #include <dsv4/dsv4.h>
 
 #define PROG "dsv4-cli"
@@ -180,9 +189,9 @@ typedef struct cli {
     const char *stops[MAX_STOPS];
     int n_stops;
     bool no_think, json_mode, raw_json, quiet, hide_reasoning;
-    bool has_temperature, has_top_p, has_top_k, has_seed, has_think_budget, has_threads, has_ctx;
+    bool has_temperature, has_top_p, has_top_k, has_seed, has_think_budget, has_threads, has_ctx, has_spin;
     double temperature, top_p;
-    int64_t top_k, seed, think_budget, threads, ctx, max_tokens;
+    int64_t top_k, seed, think_budget, threads, ctx, max_tokens, spin;
 } cli;
 
 static void print_usage(FILE *f)
@@ -198,10 +207,11 @@ static void print_usage(FILE *f)
             "  -f, --file FILE         read the prompt from FILE (\"-\": standard input)\n"
             "  --system TEXT           a system message first\n"
             "  --tokenizer FILE        tokenizer.json (default: MODEL_DIR/tokenizer.json)\n"
-            "thinking:\n"
+            "thinking (on by default):\n"
             "  --effort LEVEL          none|low|medium|high|max (none = no thinking)\n"
             "  --no-think              answer without thinking\n"
-            "  --think-budget N        reasoning tokens at most\n"
+            "  --think-budget N        reasoning tokens at most (default: half of --max-tokens,\n"
+            "                          so that an answer follows)\n"
             "sampling (applied in thinking mode too):\n"
             "  --temperature X  --top-p X  --top-k N  --seed N\n"
             "  --max-tokens N          tokens per answer, reasoning included (default %d)\n"
@@ -214,6 +224,8 @@ static void print_usage(FILE *f)
             "runtime:\n"
             "  --threads N             worker threads, at most 1024 (default: one per core)\n"
             "  --ctx N                 context length in tokens (default %d)\n"
+            "  --spin N|auto           pauses the worker threads spin before sleeping: auto\n"
+            "                          (default) spins while it pays; 0 sleeps at once (shared cores)\n"
             "display:\n"
             "  --show-reasoning        print the reasoning (default; dimmed on a terminal)\n"
             "  --hide-reasoning        do not print it\n"
@@ -327,7 +339,7 @@ static int parse_args(int argc, char **argv, cli *c)
         static const char *const with_value[] = {
             "-p", "--prompt", "-f", "--file", "--system", "--tokenizer", "--effort", "--think-budget",
             "--temperature", "--top-p", "--top-k", "--seed", "--max-tokens", "--stop", "--schema", "--tools",
-            "--tool-choice", "--threads", "--ctx",
+            "--tool-choice", "--threads", "--ctx", "--spin",
         };
         bool known = false;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= !strcmp(name, with_value[k]);
@@ -379,6 +391,13 @@ static int parse_args(int argc, char **argv, cli *c)
         } else if (!strcmp(name, "--ctx")) {
             if (!parse_i64(name, val, 1, INT32_MAX, &c->ctx)) return EXIT_USAGE;
             c->has_ctx = true;
+        } else if (!strcmp(name, "--spin")) {
+            if (!strcmp(val, "auto")) c->spin = -1;
+            else if (!parse_i64(name, val, 0, 1 << 20, &c->spin)) {
+                fprintf(stderr, PROG ": --spin takes auto or a count of pauses\n");
+                return EXIT_USAGE;
+            }
+            c->has_spin = true;
         }
     }
     if (n_pos == 0) return usage_error("missing MODEL_DIR");
@@ -388,6 +407,9 @@ static int parse_args(int argc, char **argv, cli *c)
     if (sources > 1) return usage_error("give the prompt once: as PROMPT, with -p or with -f");
     if (c->json_mode && c->schema_file) return usage_error("--json and --schema exclude each other");
     if (c->tool_choice && !c->tools_file) return usage_error("--tool-choice needs --tools");
+    if (c->has_think_budget && !c->no_think && c->think_budget >= c->max_tokens)
+        fprintf(stderr, PROG ": warning: --think-budget %lld leaves no room for an answer within --max-tokens %lld\n",
+                (long long)c->think_budget, (long long)c->max_tokens);
     return -1;
 }
 
@@ -399,7 +421,20 @@ typedef struct progress {
     bool tty;
     int last_pct;
     const char *name;
+    bool bar_open; /* a bar is drawn on stderr without its newline yet */
 } progress;
+
+/* The library's warnings (e.g. weights larger than the memory) go to stderr,
+ * on a line of their own even while the loading bar is drawn. */
+static void on_log(void *user, int32_t level, const char *msg, size_t len)
+{
+    progress *p = user;
+    if (p && p->bar_open) {
+        fputc('\n', stderr);
+        p->bar_open = false;
+    }
+    fprintf(stderr, PROG ": %s: %.*s\n", level <= DSV4_LOG_ERROR ? "error" : "warning", (int)len, msg);
+}
 
 static int32_t on_progress(void *user, double fraction)
 {
@@ -417,6 +452,21 @@ static int32_t on_progress(void *user, double fraction)
     for (int i = 0; i < WIDTH; i++) bar[i] = i < fill ? '#' : '.';
     bar[WIDTH] = '\0';
     fprintf(stderr, "\rloading %s [%s] %3d%%", p->name, bar, pct);
+    fflush(stderr);
+    p->bar_open = true;
+    return 0;
+}
+
+/* Prefill progress on a terminal: "prefill 512/2048 tokens", erased when
+ * done. Shown for short prompts too: the first prompt after a load of a
+ * large model also reads its weights from the disk. Ctrl-C stops it. */
+static int32_t on_prefill(void *user, int64_t done, int64_t total)
+{
+    const bool *tty = user;
+    if (g_interrupts) return 1;
+    if (!*tty || total <= 0) return 0;
+    if (done < total) fprintf(stderr, "\rprefill %lld/%lld tokens", (long long)done, (long long)total);
+    else fprintf(stderr, "\r\033[K");
     fflush(stderr);
     return 0;
 }
@@ -495,6 +545,7 @@ static int load(app *a)
         return EXIT_RUNTIME;
     }
     progress p = { .tty = a->err_tty, .last_pct = -1, .name = base_name(c->model_dir) };
+    dsv4_options_set_log(o, on_log, &p, DSV4_LOG_WARN);
     if (!c->quiet) {
         dsv4_options_set_progress(o, on_progress, &p);
         if (!p.tty) fprintf(stderr, "loading %s ... ", c->model_dir);
@@ -508,7 +559,8 @@ static int load(app *a)
      * it now rather than let the first answer's start forget it. */
     if (st == DSV4_OK && g_interrupts) st = DSV4_ERR_ABORTED;
     if (!c->quiet) {
-        if (p.tty && p.last_pct >= 0) fputc('\n', stderr);
+        if (p.tty && p.bar_open) fputc('\n', stderr);
+        p.bar_open = false;
         if (!p.tty && st == DSV4_OK) fprintf(stderr, "done (%.1f s)\n", now_s() - t0);
         else if (!p.tty) fprintf(stderr, "failed\n");
     }
@@ -524,12 +576,23 @@ static int load(app *a)
     /* Both sides must agree on the vocabulary: say so plainly rather than
      * leave it to a generic "invalid argument" from dsv4_gen_create. */
     dsv4_model_info *info = NULL;
-    int64_t vocab = -1, max_pos = 0;
+    int64_t vocab = -1, max_pos = 0, weights = 0, phys = 0, ram = 0;
+    int64_t n_ctx = c->has_ctx ? c->ctx : DEFAULT_CTX;
     if (dsv4_model_get_info(a->model, &info) == DSV4_OK) {
         dsv4_model_info_get_i64(info, DSV4_INFO_VOCAB_SIZE, &vocab);
         dsv4_model_info_get_i64(info, DSV4_INFO_MAX_POSITION, &max_pos);
+        if (!c->has_ctx && max_pos > 0 && n_ctx > max_pos) n_ctx = max_pos;
+        dsv4_model_info_get_i64(info, DSV4_INFO_BYTES_TOTAL, &weights);
+        dsv4_model_info_get_i64(info, DSV4_INFO_PHYSICAL_MEMORY, &phys);
+        dsv4_model_info_memory(info, n_ctx, DSV4_NUMERICS_REFERENCE, NULL, &ram);
         dsv4_model_info_free(info);
     }
+    /* The library warned at load when the weights alone do not fit; the
+     * weights plus the context's memory are this program's to check. */
+    if (phys > 0 && weights <= phys && ram > phys)
+        fprintf(stderr, PROG ": warning: about %.1f GiB are needed at %lld tokens of context, more than the %.1f GiB "
+                        "of physical memory: expect the weights to be read from the disk (a smaller --ctx helps)\n",
+                (double)ram / (1 << 30), (long long)n_ctx, (double)phys / (1 << 30));
     int32_t tok_vocab = dsv4_tokenizer_vocab_size(a->tok);
     if (vocab >= 0 && vocab != tok_vocab) {
         fprintf(stderr, PROG ": the tokenizer %s has %d ids but the model in %s has a vocabulary of %lld\n",
@@ -538,11 +601,10 @@ static int load(app *a)
         return EXIT_RUNTIME;
     }
 
-    int64_t n_ctx = c->has_ctx ? c->ctx : DEFAULT_CTX;
-    if (!c->has_ctx && max_pos > 0 && n_ctx > max_pos) n_ctx = max_pos;
     if ((st = dsv4_options_set_i64(o, DSV4_OPT_CONTEXT_LENGTH, n_ctx)) ||
-        (c->has_threads && (st = dsv4_options_set_i64(o, DSV4_OPT_THREADS, c->threads)))) {
-        fprintf(stderr, PROG ": bad --ctx or --threads: %s\n", dsv4_status_string(st));
+        (c->has_threads && (st = dsv4_options_set_i64(o, DSV4_OPT_THREADS, c->threads))) ||
+        (c->has_spin && (st = dsv4_options_set_i64(o, DSV4_OPT_WORKER_SPIN, c->spin)))) {
+        fprintf(stderr, PROG ": bad --ctx, --threads or --spin: %s\n", dsv4_status_string(st));
         dsv4_options_free(o);
         return EXIT_USAGE;
     }
@@ -560,6 +622,7 @@ static int load(app *a)
         return EXIT_RUNTIME;
     }
     g_gen = a->gen;
+    if (!c->quiet) dsv4_gen_set_progress(a->gen, on_prefill, &a->err_tty);
     return 0;
 }
 
@@ -583,7 +646,18 @@ static int build_base(app *a)
     set(b, "max_tokens", json_integer(c->max_tokens), &ok);
     if (c->effort) set(b, "reasoning_effort", json_string(c->effort), &ok);
     if (c->no_think) set(b, "thinking", json_pack("{s:s}", "type", "disabled"), &ok);
-    if (c->has_think_budget) set(b, "thinking_budget", json_integer(c->think_budget), &ok);
+    if (c->has_think_budget) {
+        set(b, "thinking_budget", json_integer(c->think_budget), &ok);
+    } else if (!c->no_think && !(c->effort && !strcmp(c->effort, "none"))) {
+        /* Thinking is on: without a budget the reasoning could take every
+         * token and leave the answer empty. Half of --max-tokens goes to
+         * it at most (less when the effort's own budget is lower: low 1024,
+         * medium 8192), the rest is the answer's. */
+        int64_t budget = c->max_tokens / 2;
+        if (c->effort && !strcmp(c->effort, "low") && budget > 1024) budget = 1024;
+        if (c->effort && !strcmp(c->effort, "medium") && budget > 8192) budget = 8192;
+        set(b, "thinking_budget", json_integer(budget), &ok);
+    }
     if (c->has_temperature) set(b, "temperature", json_real(c->temperature), &ok);
     if (c->has_top_p) set(b, "top_p", json_real(c->top_p), &ok);
     if (c->has_top_k) set(b, "top_k", json_integer(c->top_k), &ok);
@@ -729,14 +803,7 @@ static void print_event(printer *p, dsv4_gen_event_type t, int32_t index, const 
 
 static const char *finish_name(int32_t f)
 {
-    switch (f) {
-    case DSV4_FINISH_STOP: return "stop";
-    case DSV4_FINISH_LENGTH: return "length";
-    case DSV4_FINISH_TOOL_CALLS: return "tool_calls";
-    case DSV4_FINISH_ERROR: return "error";
-    case DSV4_FINISH_CANCELLED: return "cancelled";
-    default: return "none";
-    }
+    return dsv4_finish_reason_string(f);
 }
 
 static void print_stats(const app *a, const char *finish)

@@ -4,7 +4,10 @@
  *   dsv4-info MODEL_DIR [--ctx N] [--json] [--load]
  *
  * Without --load only config.json is read (planning before a download
- * finishes); with --load every shard is mapped and validated.
+ * finishes); with --load every shard is mapped and validated. Warns on
+ * stderr when the weights, or the RAM the context needs, exceed the
+ * physical memory (the environment variable DSV4_PHYS_MEM_LIMIT, in bytes
+ * or with a K/M/G/T suffix, stands for another machine's memory).
  */
 #include <dsv4/dsv4.h>
 #include <errno.h>
@@ -23,6 +26,13 @@ static int64_t get(const dsv4_model_info *in, dsv4_info_key k)
     int64_t v = 0;
     dsv4_model_info_get_i64(in, k, &v);
     return v;
+}
+
+/* The library's warnings (e.g. at load: weights larger than the memory). */
+static void on_log(void *user, int32_t level, const char *msg, size_t len)
+{
+    (void)user;
+    fprintf(stderr, "dsv4-info: %s: %.*s\n", level <= DSV4_LOG_ERROR ? "error" : "warning", (int)len, msg);
 }
 
 static const char *human(double b, char *buf, size_t n)
@@ -55,12 +65,15 @@ int main(int argc, char **argv)
     dsv4_model_info *in = NULL;
     char *err = NULL;
     dsv4_status st;
+    dsv4_options *o = NULL;
+    if (dsv4_options_create(&o) == DSV4_OK) dsv4_options_set_log(o, on_log, NULL, DSV4_LOG_WARN);
     if (load) {
-        st = dsv4_model_load(dir, NULL, &m, &err);
+        st = dsv4_model_load(dir, o, &m, &err);
         if (st == DSV4_OK) st = dsv4_model_get_info(m, &in);
     } else {
         st = dsv4_model_info_from_dir(dir, NULL, &in, &err);
     }
+    dsv4_options_free(o);
     if (st != DSV4_OK) {
         fprintf(stderr, "dsv4-info: %s: %s\n", dsv4_status_string(st), err ? err : "");
         dsv4_free(err);
@@ -117,6 +130,24 @@ int main(int argc, char **argv)
         printf("KV cache     %.1f B per token (reference numerics); at %lld tokens: %s (float numerics %s)\n",
                get(in, DSV4_INFO_KV_BYTES_PER_1K) / 1024.0, ctx, human((double)kvr, b1, 32), human((double)kvf, b2, 32));
         printf("RAM          about %s at %lld tokens of context\n", human((double)ramr, b1, 32), ctx);
+    }
+    /* Does it fit? (The weights are mapped, not read: a model larger than
+     * the memory loads, then reads the disk at every token.) With --load
+     * the library has already said so about the weights. */
+    int64_t phys = get(in, DSV4_INFO_PHYSICAL_MEMORY), wbytes = get(in, DSV4_INFO_BYTES_TOTAL), ram = 0;
+    dsv4_model_info_memory(in, ctx, DSV4_NUMERICS_REFERENCE, NULL, &ram);
+    if (phys > 0) {
+        char b1[32], b2[32], b3[32];
+        const char *src = getenv("DSV4_PHYS_MEM_LIMIT") ? " (DSV4_PHYS_MEM_LIMIT)" : "";
+        if (!json) printf("memory       %s physical%s\n", human((double)phys, b1, 32), src);
+        if (wbytes > phys && !load)
+            fprintf(stderr, "dsv4-info: warning: the weights (%s) exceed the physical memory (%s%s): every token "
+                            "would read weights from the disk, seconds to minutes each\n",
+                    human((double)wbytes, b1, 32), human((double)phys, b2, 32), src);
+        else if (wbytes <= phys && ram > phys)
+            fprintf(stderr, "dsv4-info: warning: about %s of RAM are needed at %lld tokens of context, more than the "
+                            "%s of physical memory%s: expect weights read from the disk (a shorter context needs "
+                            "less)\n", human((double)ram, b1, 32), ctx, human((double)phys, b3, 32), src);
     }
     dsv4_model_info_free(in);
     dsv4_model_free(m);

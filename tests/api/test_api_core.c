@@ -44,7 +44,7 @@ int main(void)
         { DSV4_OPT_LOAD_MTP, 1 }, { DSV4_OPT_PREFETCH, 0 }, { DSV4_OPT_THREADS, 0 },
         { DSV4_OPT_CONTEXT_LENGTH, 4096 }, { DSV4_OPT_NUMERICS, DSV4_NUMERICS_REFERENCE },
         { DSV4_OPT_REVISION, DSV4_REVISION_CURRENT }, { DSV4_OPT_MAX_BATCH, 256 },
-        { DSV4_OPT_MTP, 0 }, { DSV4_OPT_WORKER_SPIN, 4096 },
+        { DSV4_OPT_MTP, 0 }, { DSV4_OPT_WORKER_SPIN, -1 },
     };
     for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
         int64_t v = -12345;
@@ -70,7 +70,12 @@ int main(void)
     T(dsv4_options_set_i64(o, DSV4_OPT_REVISION, 99) == DSV4_ERR_INVALID_ARGUMENT);
     T(dsv4_options_set_i64(o, DSV4_OPT_MAX_BATCH, 0) == DSV4_ERR_INVALID_ARGUMENT);
     T(dsv4_options_set_i64(o, DSV4_OPT_MTP, 7) == DSV4_ERR_INVALID_ARGUMENT);
-    T(dsv4_options_set_i64(o, DSV4_OPT_WORKER_SPIN, -1) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_options_set_i64(o, DSV4_OPT_WORKER_SPIN, -2) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_options_set_i64(o, DSV4_OPT_WORKER_SPIN, INT64_MIN) == DSV4_ERR_INVALID_ARGUMENT);
+    T(dsv4_options_set_i64(o, DSV4_OPT_WORKER_SPIN, 5) == DSV4_OK);
+    T(dsv4_options_set_i64(o, DSV4_OPT_WORKER_SPIN, -1) == DSV4_OK); /* adaptive */
+    T(dsv4_options_get_i64(o, DSV4_OPT_WORKER_SPIN, &v) == DSV4_OK && v == -1);
+    T(dsv4_options_set_i64(o, DSV4_OPT_WORKER_SPIN, 1 << 20) == DSV4_OK);
     T(dsv4_options_set_i64(o, DSV4_OPT_WORKER_SPIN, (1 << 20) + 1) == DSV4_ERR_INVALID_ARGUMENT);
     T(dsv4_options_set_i64(o, DSV4_OPT_WORKER_SPIN, 0) == DSV4_OK);
     T(dsv4_options_get_i64(o, DSV4_OPT_WORKER_SPIN, &v) == DSV4_OK && v == 0);

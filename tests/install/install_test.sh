@@ -2,6 +2,9 @@
 # tests/install/install_test.sh BUILD_DIR SRC_DIR — `meson install --destdir`,
 # then build tests/install/consumer.c against the installed tree using only
 # `pkg-config --cflags --libs dsv4`, run it, check the version it prints.
+# pkg-config sees dsv4.pc and nothing else (PKG_CONFIG_LIBDIR is that one
+# folder): a consumer of the shared library must not need the .pc files of
+# the library's private dependencies (jansson, pcre2, ... -dev packages).
 set -u
 b=$1; src=$2
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -15,11 +18,26 @@ else
 fi
 pc=$(find "$tmp/root" -name dsv4.pc | head -1)
 if [ -n "$pc" ]; then ok "dsv4.pc installed"; else no "dsv4.pc installed"; fi
-export PKG_CONFIG_PATH="$(dirname "${pc:-/nonexistent}")"
+pcdir="$(dirname "${pc:-/nonexistent}")"
+export PKG_CONFIG_LIBDIR="$pcdir" PKG_CONFIG_PATH=""
 export PKG_CONFIG_SYSROOT_DIR="$tmp/root"
-flags=$(pkg-config --cflags --libs dsv4 2>&1)
+if flags=$(pkg-config --cflags --libs dsv4 2>&1); then
+    ok "pkg-config --cflags --libs dsv4 with only dsv4.pc visible"
+else
+    no "pkg-config --cflags --libs dsv4 with only dsv4.pc visible: $flags"
+fi
 ver=$(pkg-config --modversion dsv4 2>&1)
 echo "pkg-config: $flags (version $ver)"
+case " $flags " in
+    *jansson*|*pcre2*|*zstd*|*dnnl*|*omp*) no "the dynamic flags name a private dependency: $flags" ;;
+    *) ok "the dynamic flags name no private dependency" ;;
+esac
+if grep -q '^Requires' "$pc"; then no "dsv4.pc has no Requires lines"; else ok "dsv4.pc has no Requires lines"; fi
+static=$(pkg-config --static --libs dsv4 2>&1)
+case " $static " in
+    *" -ljansson "*) ok "pkg-config --static lists the private libraries: $static" ;;
+    *) no "pkg-config --static lists the private libraries: $static" ;;
+esac
 # shellcheck disable=SC2086
 if cc -std=c99 -Wall -Werror -o "$tmp/consumer" "$src/tests/install/consumer.c" $flags 2>"$tmp/cc.log"; then
     ok "consumer builds with pkg-config flags only"

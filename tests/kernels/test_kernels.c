@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "kernels.h"
 #include "linear.h"
 #include "gemm/gemm.h"
@@ -374,6 +375,41 @@ static void pool(void)
     dsv4k_pool_for(NULL, 10, 1, pool_task, &a);
     T(atomic_load(&a.sum) == 45 && dsv4k_pool_threads(NULL) == 1);
     dsv4k_pool_free(NULL);
+}
+
+/* the pool's waiting: adaptive by default; loops far apart put the
+ * threads to sleep (the spin does not pay), the settings read back */
+static void pool_spin(void)
+{
+    dsv4k_pool *pl = dsv4k_pool_create(2);
+    T(pl != NULL && dsv4k_pool_get_spin(pl) == -1);
+    int64_t hits0 = 0, sleeps0 = 0, hits = 0, sleeps = 0;
+    dsv4k_pool_spin_stats(pl, &hits0, &sleeps0);
+    int ok = 1;
+    for (int r = 0; r < 20; r++) {
+        pool_arg a;
+        atomic_init(&a.sum, 0); atomic_init(&a.calls, 0); atomic_init(&a.bad, 0);
+        a.n = 1000;
+        a.threads = 2;
+        dsv4k_pool_for(pl, a.n, 1, pool_task, &a);
+        ok &= atomic_load(&a.sum) == 999 * 1000 / 2 && atomic_load(&a.bad) == 0;
+        struct timespec ts = { 0, 3000000 }; /* 3 ms: far longer than any spin */
+        nanosleep(&ts, NULL);
+    }
+    dsv4k_pool_spin_stats(pl, &hits, &sleeps);
+    CHECK(ok, "adaptive pool: loops 3 ms apart give the right sums");
+    /* the worker waited ~3 ms before 19 of the loops: each of those waits
+     * outlasted the spin and slept */
+    CHECK(sleeps - sleeps0 >= 15, "adaptive pool: waits of 3 ms sleep (%lld sleeps, %lld spin hits)",
+          (long long)(sleeps - sleeps0), (long long)(hits - hits0));
+    dsv4k_pool_set_spin(pl, 0);
+    T(dsv4k_pool_get_spin(pl) == 0);
+    dsv4k_pool_set_spin(pl, 100);
+    T(dsv4k_pool_get_spin(pl) == 100);
+    dsv4k_pool_set_spin(pl, -7);
+    T(dsv4k_pool_get_spin(pl) == -1);
+    T(dsv4k_pool_get_spin(NULL) == -1);
+    dsv4k_pool_free(pl);
 }
 
 /* operators of kernels/ops.h: properties and independent evaluations */
@@ -1061,5 +1097,6 @@ int main(void)
     fp4q();
     fp8q();
     pool();
+    pool_spin();
     return test_summary();
 }
