@@ -370,6 +370,83 @@ DSV4_API dsv4_status dsv4_gen_next_chunk(dsv4_gen *gen, char **chunk);
  */
 DSV4_API dsv4_status dsv4_gen_complete(dsv4_gen *gen, const char *request_json, size_t len, char **response_json);
 
+/* ------------------------------------------------------------------------ */
+/* The Anthropic Messages form (experimental)                               */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Start from an Anthropic Messages request (JSON, the body of
+ * POST /v1/messages): it is mapped to the chat-completions request of
+ * dsv4_gen_start_request(), which then applies. The mapping:
+ *  - "system" (a string or text blocks) → a system message;
+ *  - "messages": role "user" or "assistant", "content" a string or blocks:
+ *    "text" blocks → the message's text (joined by "\n"); in a user
+ *    message "tool_result" blocks ("tool_use_id", "content" a string or
+ *    text blocks, "is_error" → "Error: " before the text) → tool results;
+ *    in an assistant message "thinking" blocks → its reasoning_content
+ *    ("signature" ignored), "redacted_thinking" dropped, "tool_use" blocks
+ *    ("id", "name", object "input") → its tool_calls. A last assistant
+ *    message is continued (chat-prefix completion). Other block types
+ *    (image, document, server tools) are refused;
+ *  - "tools": [{"name", "description"?, "input_schema"}] → function tools;
+ *    "tool_choice": {"type": "auto" | "any" | "none" | "tool", "name"} →
+ *    "auto" | "required" | "none" | the named function;
+ *  - "thinking": {"type": "enabled", "budget_tokens": N} → thinking mode
+ *    with a reasoning budget of N tokens (0 <= N < max_tokens); absent or
+ *    {"type": "disabled"} → chat mode (no reasoning);
+ *  - "max_tokens" (required, >= 1), "stop_sequences", "temperature"
+ *    (0..1), "top_p", "top_k", "stream", "model" as their chat
+ *    counterparts; "metadata" and "service_tier" accepted and ignored.
+ * Unknown fields and wrong types are errors naming the field (as
+ * "messages[2].content[0].tool_use_id"), and leave the generator as it was.
+ * Afterwards dsv4_gen_message_response_json() and
+ * dsv4_gen_next_message_event() give the answer in the Messages form (the
+ * chat-completions forms work too).
+ * @param request_json  the request bytes (need not be NUL-terminated), at
+ *                      most 1 GiB; borrowed for the call.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL, above 1 GiB, bad
+ *         request: see dsv4_gen_last_error()); DSV4_ERR_BAD_FORMAT (not
+ *         JSON); and the statuses of dsv4_gen_start_request().
+ * @threadsafety one thread per context.
+ * @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_gen_start_messages(dsv4_gen *gen, const char *request_json, size_t len);
+
+/**
+ * The Messages response JSON of the generation so far (complete after
+ * STOP): {"id": "msg_…", "type": "message", "role": "assistant", "model",
+ * "content": [{"type": "thinking", "thinking", "signature": ""}? (thinking
+ * mode), {"type": "text", "text"}? (present unless the answer is tool
+ * calls only), {"type": "tool_use", "id": "toolu_…", "name", "input"}…],
+ * "stop_reason": "end_turn" | "max_tokens" | "stop_sequence" | "tool_use"
+ * (null while running; a cancelled or failed generation gives "end_turn"),
+ * "stop_sequence": the stop string that matched or null, "usage":
+ * {"input_tokens" (prompt tokens not read from the cache),
+ * "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens": 0}}.
+ * @param json  receives the text, to free with dsv4_free().
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT, DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety one thread per generator.
+ * @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_gen_message_response_json(const dsv4_gen *gen, char **json);
+
+/**
+ * Streaming Messages form: the next server-sent events, complete frames
+ * ("event: NAME\ndata: JSON\n\n", one or more), generating as needed. The
+ * first call gives "message_start"; then each reasoning, content and
+ * tool-call event gives its "content_block_delta" ("thinking_delta",
+ * "text_delta", "input_json_delta"), preceded by "content_block_stop" of
+ * the block it ends and "content_block_start" of the block it opens (a
+ * thinking block ends with an empty "signature_delta"); the end gives the
+ * open block's "content_block_stop", "message_delta" (stop_reason,
+ * stop_sequence, usage) and "message_stop". After that, *events is NULL.
+ * @param events  receives the text (dsv4_free()) or NULL at the end.
+ * @return as dsv4_gen_next(); DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety one thread per context.
+ * @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_gen_next_message_event(dsv4_gen *gen, char **events);
+
 #ifdef __cplusplus
 }
 #endif

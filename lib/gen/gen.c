@@ -459,7 +459,7 @@ static int content_out(dsv4_gen *g, const char *s, size_t n, int flush, dsv4_sta
     for (int i = 0; i < g->n_stops; i++) {
         size_t L = g->stop_len[i];
         for (size_t p = 0; p + L <= hn && p < cut; p++)
-            if (!memcmp(g->hold.p + p, g->stops[i], L)) { cut = p; hit = 1; break; }
+            if (!memcmp(g->hold.p + p, g->stops[i], L)) { cut = p; hit = 1 + i; break; }
     }
     if (hit) {
         emit = cut;
@@ -487,9 +487,9 @@ static int content_out(dsv4_gen *g, const char *s, size_t n, int flush, dsv4_sta
     }
     if (hit) {
         g->hold.n = 0;
-        g->stopped_by_string = 1;
+        g->stopped_by_string = hit;
     }
-    return hit;
+    return hit != 0;
 }
 
 /* Move the parser's events to the queue. */

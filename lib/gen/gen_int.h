@@ -88,7 +88,7 @@ struct dsv4_gen {
     size_t q_head, q_n, q_cap;
     char *cur;          /* data of the event handed out last */
     dsv4__sbuf hold;    /* content held back for stop strings */
-    int stopped_by_string;
+    int stopped_by_string; /* 1 + the index of the stop string that matched, 0 none */
     int sampler_empty;  /* choose(): the sampler's stages left no allowed token */
 
     /* logprobs: per generated token */
@@ -110,6 +110,11 @@ struct dsv4_gen {
     char id[48];
     int64_t created;
     int chunk_state;    /* 0 role chunk due, 1 deltas, 2 done */
+    /* the Messages form (messages.c) */
+    int msg_form;       /* started by dsv4_gen_start_messages */
+    int msg_state;      /* 0 message_start due, 1 blocks, 2 done */
+    int msg_block;      /* open content block: 0 none, 1 thinking, 2 text, 3 tool use */
+    int msg_index;      /* index of the last block opened, -1 none */
 };
 
 /* gen.c */
