@@ -416,10 +416,14 @@ dsv4_status dsv4_gen_next_message_event(dsv4_gen *g, char **out)
         g->msg_index = -1;
         char id[96];
         msg_id(g, id, sizeof id);
+        /* thinking mode: the thinking block comes first, even when empty
+         * (as in dsv4_gen_message_response_json) */
         r = frame(&b, "message_start",
                   json_pack("{ss s{ss ss ss ss s[] sn sn so}}", "type", "message_start", "message", "id", id, "type",
                             "message", "role", "assistant", "model", g->model_name ? g->model_name : "deepseek-v4",
                             "content", "stop_reason", "stop_sequence", "usage", usage(g)));
+        if (!r && g->thinking)
+            r = open_block(g, &b, 1, json_pack("{ss ss ss}", "type", "thinking", "thinking", "", "signature", ""));
         if (r) goto oom;
         *out = b.p;
         return DSV4_OK;

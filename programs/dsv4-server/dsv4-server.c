@@ -345,7 +345,6 @@ static void account_finished(slot *s) /* with S.mu held */
     int64_t n = dsv4_gen_n_tokens(g);
     S.completion_tokens += n > 0 ? (uint64_t)n : 0;
     S.prompt_s += dsv4_gen_usage(g, DSV4_USAGE_PROMPT_NS) * 1e-9;
-    if (dsv4_gen_finish_reason(g) == DSV4_FINISH_CANCELLED) S.cancelled++;
 }
 
 static void slot_free_job(slot *s) /* with S.mu held */
@@ -421,6 +420,7 @@ static void engine_step(slot *s)
         job_emit(j, "data: [DONE]\n\n", 14);
     }
     if (done) {
+        if (j->abandoned) S.cancelled++;
         account_finished(s);
         slot_free_job(s);
     }
@@ -513,6 +513,7 @@ static void *engine_main(void *arg)
 /* ------------------------------------------------------------------------ */
 
 typedef struct conn {
+    double last_sent;  /* when the stream last sent bytes */
     buf body;
     bool too_big, counted;
     job *j;
@@ -599,6 +600,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
             j->out_off += k;
             if (j->out_off == j->out.n) j->out.n = j->out_off = 0;
             pthread_mutex_unlock(&S.mu);
+            cc->last_sent = now_s();
             return (ssize_t)k;
         }
         if (j->finished) {
@@ -619,6 +621,21 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
                 pthread_cond_signal(&S.engine_cv);
                 pthread_mutex_unlock(&S.mu);
                 return MHD_CONTENT_READER_END_WITH_ERROR;
+            }
+            /* silence (a long prompt being fed, text held back): a keep-alive
+             * before the idle timeout closes the connection, only between
+             * whole events (the buffer is empty here) */
+            double ka = S.cfg.timeout / 2.0 < 5.0 ? S.cfg.timeout / 2.0 : 5.0;
+            if (now_s() - cc->last_sent >= ka) {
+                static const char ping_a[] = "event: ping\ndata: {\"type\":\"ping\"}\n\n", ping_o[] = ": keep-alive\n\n";
+                const char *p = j->api == API_MESSAGES ? ping_a : ping_o;
+                size_t k = strlen(p);
+                if (k <= max) {
+                    memcpy(out, p, k);
+                    pthread_mutex_unlock(&S.mu);
+                    cc->last_sent = now_s();
+                    return (ssize_t)k;
+                }
             }
         }
     }
@@ -804,7 +821,7 @@ static enum MHD_Result serve_generation(conn *cc, enum api api)
     pthread_mutex_lock(&S.mu);
     int busy = 0;
     for (int i = 0; i < S.n_slots; i++) busy += S.slots[i].j != NULL;
-    if (S.stopping || (busy == S.n_slots && S.q_len >= S.cfg.queue)) {
+    if (S.stopping || busy + S.q_len >= S.n_slots + S.cfg.queue) {
         bool stopping = S.stopping;
         if (!stopping) S.rejected_429++;
         j->refs = 1;
@@ -831,6 +848,7 @@ static enum MHD_Result serve_generation(conn *cc, enum api api)
         return reply_error(c, api, code, "%s", j->start_err);
     }
     if (is_stream) {
+        cc->last_sent = now_s();
         struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, cc, stream_free);
         if (!r) return MHD_NO;
         MHD_add_response_header(r, "Content-Type", "text/event-stream");
@@ -874,7 +892,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
     (void)cls;
     (void)version;
-    enum api api = !strcmp(url, "/v1/messages") ? API_MESSAGES
+    enum api api = !strncmp(url, "/v1/messages", 12) ? API_MESSAGES
                    : !strcmp(url, "/v1/completions") ? API_COMPLETIONS
                                                       : API_CHAT;
     bool gen_route = !strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/completions") ||
