@@ -1,14 +1,16 @@
 #!/bin/sh
 # scripts/deps.sh — install the Debian packages libdsv4 needs to build and
 # test (bookworm); clang, its sanitizer and libFuzzer runtimes and LLVM's
-# OpenMP are for the clang build and the fuzz targets (tests/fuzz).
+# OpenMP are for the clang build and the fuzz targets (tests/fuzz); libmicrohttpd
+# is dsv4-server's HTTP library, wrk and curl drive its test (tests/server).
 # Does nothing when everything is already installed.
 # Runs apt-get directly as root, through sudo otherwise.
 set -eu
 pkgs="build-essential g++ meson ninja-build pkg-config python3 python3-numpy
       libdnnl-dev libjansson-dev libzstd-dev zlib1g-dev libpcre2-dev
       abigail-tools ca-certificates libsimde-dev
-      clang libclang-rt-14-dev libomp-dev"
+      clang libclang-rt-14-dev libomp-dev
+      libmicrohttpd-dev wrk curl"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -641,19 +641,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
     }
 }
 
-static void stream_free(void *cls)
-{
-    conn *cc = cls;
-    pthread_mutex_lock(&S.mu);
-    job *j = cc->j;
-    if (j && !j->finished) {
-        j->abandoned = true;
-        if (j->slot) dsv4_gen_cancel(j->slot->gen);
-        pthread_cond_signal(&S.engine_cv);
-    }
-    pthread_mutex_unlock(&S.mu);
-}
-
+/* the end of a request, whatever the reason (the response, and so the
+ * stream reader, may outlive it: the reader gets no free callback) */
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
@@ -849,7 +838,7 @@ static enum MHD_Result serve_generation(conn *cc, enum api api)
     }
     if (is_stream) {
         cc->last_sent = now_s();
-        struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, cc, stream_free);
+        struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, cc, NULL);
         if (!r) return MHD_NO;
         MHD_add_response_header(r, "Content-Type", "text/event-stream");
         MHD_add_response_header(r, "Cache-Control", "no-cache");
