@@ -14,6 +14,7 @@
 #define DSV4__GEN_MAX_STOPS 16
 #define DSV4__GEN_MAX_STOP_LEN 256
 #define DSV4__GEN_MAX_TOP 20
+#define DSV4__GEN_MAX_BATCH 256
 
 typedef struct dsv4__gen_event {
     int32_t type, index;
@@ -62,6 +63,10 @@ struct dsv4_gen {
      * the session's position equals n_hist) */
     int32_t *hist;
     size_t n_hist, cap_hist;
+    /* the prompt still to feed (DSV4_GEN_PREFILL_CHUNK): defer[i_defer, n_defer) */
+    int32_t *defer;
+    size_t n_defer, i_defer, cap_defer;
+    int64_t prefill_chunk;
 
     /* the generation */
     int started, ended, finish;
