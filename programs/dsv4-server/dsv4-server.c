@@ -109,7 +109,7 @@ static bool key_equal(const char *a, size_t an, const char *b, size_t bn)
 
 typedef struct config {
     const char *host, *api_key, *model_dir, *prompt_cache, *tokenizer;
-    int64_t port, parallel, ctx, threads, queue, timeout, max_body;
+    int64_t port, parallel, ctx, threads, queue, timeout, max_body, prefill_chunk;
     bool has_ctx, has_threads, quiet;
 } config;
 
@@ -128,6 +128,8 @@ static void usage(FILE *f)
             "  --timeout S          seconds a connection may stay idle or take to send its request\n"
             "                       (default 30)\n"
             "  --max-body BYTES     largest request body accepted, then 413 (default 8388608)\n"
+            "  --prefill-chunk N    prompt tokens fed per engine step beside the other streams' tokens\n"
+            "                       (default 256; 0 = a prompt is fed whole when its request starts)\n"
             "  --tokenizer FILE     tokenizer.json (default MODEL_DIR/tokenizer.json)\n"
             "  --prompt-cache DIR   shared prefix cache on disk (not available yet)\n"
             "  --quiet              no progress and no request log on stderr\n"
@@ -165,7 +167,7 @@ static bool parse_i64(const char *name, const char *s, int64_t lo, int64_t hi, i
 static int parse_args(int argc, char **argv, config *c)
 {
     *c = (config){ .host = "127.0.0.1", .port = 8080, .parallel = 4, .queue = 64, .timeout = 30,
-                   .max_body = 8 << 20 };
+                   .max_body = 8 << 20, .prefill_chunk = 256 };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -199,6 +201,7 @@ static int parse_args(int argc, char **argv, config *c)
                 c->has_threads = true;
             } else if (!strcmp(a, "--queue")) { if (!parse_i64(a, v, 0, 100000, &c->queue)) return EXIT_USAGE; }
             else if (!strcmp(a, "--timeout")) { if (!parse_i64(a, v, 1, 86400, &c->timeout)) return EXIT_USAGE; }
+            else if (!strcmp(a, "--prefill-chunk")) { if (!parse_i64(a, v, 0, 65536, &c->prefill_chunk)) return EXIT_USAGE; }
             else if (!strcmp(a, "--max-body")) { if (!parse_i64(a, v, 1024, (int64_t)1 << 30, &c->max_body)) return EXIT_USAGE; }
             else return usage_error("unknown option '%s'", a);
             continue;
@@ -378,29 +381,46 @@ static void engine_start(slot *s, job *j)
     pthread_mutex_unlock(&S.mu);
 }
 
-/* One step of a running slot (engine thread, S.mu not held): the next
- * chunk of a stream, or one event towards a whole response. */
-static void engine_step(slot *s)
+/* Hand a running slot's queued output to its connection (engine thread,
+ * S.mu not held): the chunks or events its generator has ready — taken only
+ * while events are queued or the generation has ended, so this never
+ * generates — and, at the end, the whole response. */
+static void engine_drain(slot *s)
 {
     job *j = s->j;
-    char *out = NULL;
+    dsv4_gen *g = s->gen;
+    buf b = { 0 };
     bool done = false;
     dsv4_status st = DSV4_OK;
     if (j->stream) {
-        if (j->api == API_MESSAGES) st = dsv4_gen_next_message_event(s->gen, &out);
-        else st = dsv4_gen_next_chunk(s->gen, &out);
-        done = st != DSV4_OK || out == NULL;
+        while (st == DSV4_OK && (dsv4_gen_queued_events(g) > 0 || dsv4_gen_finish_reason(g) != DSV4_FINISH_NONE)) {
+            char *out = NULL;
+            if (j->api == API_MESSAGES) st = dsv4_gen_next_message_event(g, &out);
+            else st = dsv4_gen_next_chunk(g, &out);
+            if (st) break;
+            if (!out) {
+                if (j->api != API_MESSAGES) buf_add(&b, "data: [DONE]\n\n", 14);
+                done = true;
+                break;
+            }
+            if (j->api == API_MESSAGES) buf_add(&b, out, strlen(out));
+            else buf_printf(&b, "data: %s\n\n", out);
+            dsv4_free(out);
+        }
     } else {
-        dsv4_gen_event_type t;
-        st = dsv4_gen_next(s->gen, &t, NULL, NULL, NULL);
-        if (st == DSV4_OK && t == DSV4_GEN_EVENT_STOP) {
-            if (j->api == API_MESSAGES) st = dsv4_gen_message_response_json(s->gen, &out);
-            else st = dsv4_gen_response_json(s->gen, &out);
-            done = true;
-        } else if (st != DSV4_OK) {
+        dsv4_gen_event_type t = DSV4_GEN_EVENT_NONE;
+        while (dsv4_gen_queued_events(g) > 0 && dsv4_gen_poll(g, &t, NULL, NULL, NULL) == DSV4_OK && t != DSV4_GEN_EVENT_NONE) {
+        }
+        if (dsv4_gen_finish_reason(g) != DSV4_FINISH_NONE) {
+            char *out = NULL;
+            if (j->api == API_MESSAGES) st = dsv4_gen_message_response_json(g, &out);
+            else st = dsv4_gen_response_json(g, &out);
+            if (out) buf_add(&b, out, strlen(out));
+            dsv4_free(out);
             done = true;
         }
     }
+    if (st) done = true;
     pthread_mutex_lock(&S.mu);
     if (st != DSV4_OK) {
         if (j->stream) job_emit_stream_error(j, dsv4_status_string(st));
@@ -408,21 +428,33 @@ static void engine_step(slot *s)
             j->start_status = st;
             snprintf(j->start_err, sizeof j->start_err, "%s", dsv4_status_string(st));
         }
-    } else if (out) {
-        if (j->stream && j->api != API_MESSAGES) {
-            job_emit(j, "data: ", 6);
-            job_emit(j, out, strlen(out));
-            job_emit(j, "\n\n", 2);
-        } else {
-            job_emit(j, out, strlen(out));
-        }
-    } else if (j->stream && j->api != API_MESSAGES) {
-        job_emit(j, "data: [DONE]\n\n", 14);
+    } else if (b.n) {
+        job_emit(j, b.p, b.n);
     }
     if (done) {
         if (j->abandoned) S.cancelled++;
         account_finished(s);
         slot_free_job(s);
+    }
+    pthread_mutex_unlock(&S.mu);
+    free(b.p);
+}
+
+/* The first chunk of a stream (the role chunk, or message_start), which
+ * generates nothing, right after the start. */
+static void engine_first(slot *s)
+{
+    if (!s->j || !s->j->stream || s->j->started != 1) return;
+    char *out = NULL;
+    dsv4_status st = s->j->api == API_MESSAGES ? dsv4_gen_next_message_event(s->gen, &out)
+                                               : dsv4_gen_next_chunk(s->gen, &out);
+    if (st || !out) return;
+    pthread_mutex_lock(&S.mu);
+    if (s->j->api == API_MESSAGES) job_emit(s->j, out, strlen(out));
+    else {
+        job_emit(s->j, "data: ", 6);
+        job_emit(s->j, out, strlen(out));
+        job_emit(s->j, "\n\n", 2);
     }
     pthread_mutex_unlock(&S.mu);
     dsv4_free(out);
@@ -441,7 +473,8 @@ static void *engine_main(void *arg)
             continue;
         }
         double t0 = now_s();
-        /* hand queued jobs to free slots, then start them (the prompt is fed here) */
+        /* hand queued jobs to free slots and start them (the prompt is fed by
+         * the steps below, --prefill-chunk tokens at a time) */
         for (int i = 0; i < S.n_slots && S.q_head; i++) {
             slot *s = &S.slots[i];
             if (s->j) continue;
@@ -460,10 +493,14 @@ static void *engine_main(void *arg)
             s->t_start = now_s();
             pthread_mutex_unlock(&S.mu);
             engine_start(s, j);
+            engine_first(s);
             pthread_mutex_lock(&S.mu);
             if (S.stopping) break;
         }
-        /* one step of every running slot */
+        /* clients gone: their slots are free now */
+        dsv4_gen *gens[64];
+        slot *run[64];
+        int n = 0;
         for (int i = 0; i < S.n_slots && !S.stopping; i++) {
             slot *s = &S.slots[i];
             if (!s->j || s->j->started != 1) continue;
@@ -474,8 +511,17 @@ static void *engine_main(void *arg)
                 slot_free_job(s);
                 continue;
             }
+            run[n] = s;
+            gens[n++] = s->gen;
+        }
+        if (S.stopping) break;
+        /* one step of every running slot, as one batch through the model
+         * (a prompt being fed advances by one chunk beside the others) */
+        if (n) {
             pthread_mutex_unlock(&S.mu);
-            engine_step(s);
+            int32_t nt = 0;
+            dsv4_gen_step_batch(gens, n, &nt);
+            for (int i = 0; i < n; i++) engine_drain(run[i]);
             pthread_mutex_lock(&S.mu);
         }
         S.busy_s += now_s() - t0;
@@ -1017,6 +1063,7 @@ static int load(void)
     for (int i = 0; i < S.n_slots; i++) {
         st = dsv4_session_create(S.ctx, NULL, &S.slots[i].sess, &err);
         if (!st) st = dsv4_gen_create(S.slots[i].sess, S.tok, &S.slots[i].gen);
+        if (!st) st = dsv4_gen_set_i64(S.slots[i].gen, DSV4_GEN_PREFILL_CHUNK, c->prefill_chunk);
         if (st) {
             fprintf(stderr, PROG ": cannot create slot %d of %d: %s\n", i + 1, S.n_slots, err ? err : dsv4_status_string(st));
             dsv4_free(err);
