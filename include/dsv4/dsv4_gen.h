@@ -73,7 +73,9 @@ enum dsv4_gen_param_value {
     DSV4_GEN_TOP_LOGPROBS = 8,
     /** 0/1, default 1: keep the session's tokens that are a prefix of the
      *  new prompt instead of re-feeding them (reported as cached tokens) */
-    DSV4_GEN_REUSE_PREFIX = 9,
+    DSV4_GEN_REUSE_PREFIX = 9
+#ifdef DSV4_ENABLE_EXPERIMENTAL
+    ,
     /** @experimental 0 (default): a start feeds the whole prompt before it
      *  returns. N > 0: a start feeds nothing (the prompt tokens the session
      *  already holds are kept as ever); the rest is fed by the steps —
@@ -84,6 +86,7 @@ enum dsv4_gen_param_value {
      *  the same either way. A cancel while the prompt is fed ends the
      *  generation with DSV4_FINISH_CANCELLED. */
     DSV4_GEN_PREFILL_CHUNK = 10
+#endif
 };
 
 /** Values of DSV4_GEN_RESPONSE_FORMAT. @since 0.1.0 */
@@ -380,6 +383,8 @@ DSV4_API dsv4_status dsv4_gen_next_chunk(dsv4_gen *gen, char **chunk);
  */
 DSV4_API dsv4_status dsv4_gen_complete(dsv4_gen *gen, const char *request_json, size_t len, char **response_json);
 
+#ifdef DSV4_ENABLE_EXPERIMENTAL
+
 /* ------------------------------------------------------------------------ */
 /* The Anthropic Messages form (experimental)                               */
 /* ------------------------------------------------------------------------ */
@@ -490,6 +495,8 @@ DSV4_EXPERIMENTAL_API dsv4_status dsv4_gen_step_batch(dsv4_gen *const *gens, int
  * @experimental @since 0.1.0
  */
 DSV4_EXPERIMENTAL_API int64_t dsv4_gen_queued_events(const dsv4_gen *gen);
+
+#endif /* DSV4_ENABLE_EXPERIMENTAL */
 
 #ifdef __cplusplus
 }

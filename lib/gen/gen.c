@@ -10,6 +10,7 @@
  * is fed at the start of the next step, so a generation that ends never
  * computes a token nobody reads.
  */
+#define DSV4_ENABLE_EXPERIMENTAL /* the experimental tier (docs/ABI.md) */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>

@@ -5,6 +5,7 @@
  * generation is rendered back as a Messages response or as its
  * server-sent events.
  */
+#define DSV4_ENABLE_EXPERIMENTAL /* the experimental tier (docs/ABI.md) */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>

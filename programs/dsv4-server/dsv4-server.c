@@ -18,6 +18,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#define DSV4_ENABLE_EXPERIMENTAL /* the experimental tier (docs/ABI.md) */
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>

@@ -12,6 +12,7 @@
  * answer; the response and the event stream have the Messages shape; bad
  * requests are refused naming the field and leave the generator usable.
  */
+#define DSV4_ENABLE_EXPERIMENTAL /* the experimental tier (docs/ABI.md) */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
