@@ -252,7 +252,16 @@ typedef struct slot {
     dsv4_gen *gen;
     job *j;
     double t_start;
+    char *last_body;   /* the last request served, to send a resent conversation back here */
+    size_t last_len;
 } slot;
+
+static size_t common_prefix(const char *a, size_t an, const char *b, size_t bn)
+{
+    size_t n = an < bn ? an : bn, i = 0;
+    while (i < n && a[i] == b[i]) i++;
+    return i;
+}
 
 static struct server {
     config cfg;
@@ -393,6 +402,12 @@ static void engine_drain(slot *s)
     buf b = { 0 };
     bool done = false;
     dsv4_status st = DSV4_OK;
+    /* stopping: the generations were cancelled; the streams end with an
+     * error event (engine_main), not with a normal finish */
+    pthread_mutex_lock(&S.mu);
+    bool stopping = S.stopping;
+    pthread_mutex_unlock(&S.mu);
+    if (stopping) return;
     if (j->stream) {
         while (st == DSV4_OK && (dsv4_gen_queued_events(g) > 0 || dsv4_gen_finish_reason(g) != DSV4_FINISH_NONE)) {
             char *out = NULL;
@@ -476,18 +491,38 @@ static void *engine_main(void *arg)
         double t0 = now_s();
         /* hand queued jobs to free slots and start them (the prompt is fed by
          * the steps below, --prefill-chunk tokens at a time) */
-        for (int i = 0; i < S.n_slots && S.q_head; i++) {
-            slot *s = &S.slots[i];
-            if (s->j) continue;
+        for (;;) {
             job *j = S.q_head;
+            if (!j) break;
+            /* the free slot whose last request shares the longest start with
+             * this one (a conversation resent with a new turn finds the
+             * session that holds its beginning; the session's tokens then
+             * decide what is reused) */
+            slot *s = NULL;
+            size_t best = 0;
+            for (int i = 0; i < S.n_slots; i++) {
+                slot *c = &S.slots[i];
+                if (c->j) continue;
+                size_t cp = c->last_body ? common_prefix(c->last_body, c->last_len, j->body, j->len) : 0;
+                if (cp < 64) cp = 0; /* a few shared bytes ("{\"model\":") say nothing */
+                /* ties: the slot used least recently (an unused one first) */
+                if (!s || cp > best || (cp == best && c->t_start < s->t_start)) { s = c; best = cp; }
+            }
+            if (!s) break;
             S.q_head = j->next;
             if (!S.q_head) S.q_tail = NULL;
             S.q_len--;
             if (j->abandoned) { /* gone while waiting */
                 j->finished = true;
                 job_release(j);
-                i--;
                 continue;
+            }
+            char *copy = malloc(j->len ? j->len : 1);
+            if (copy) {
+                memcpy(copy, j->body, j->len);
+                free(s->last_body);
+                s->last_body = copy;
+                s->last_len = j->len;
             }
             s->j = j;
             j->slot = s;
@@ -1082,6 +1117,7 @@ static void unload(void)
     for (int i = 0; i < S.n_slots; i++) {
         dsv4_gen_free(S.slots[i].gen);
         dsv4_session_free(S.slots[i].sess);
+        free(S.slots[i].last_body);
     }
     free(S.slots);
     dsv4_context_free(S.ctx);

@@ -230,6 +230,18 @@ test('Anthropic: errors in the Anthropic form, naming the field', async () => {
   assert.match(r.json.error.message, /messages\[0\]\.content\[0\]\.tool_use_id/);
 });
 
+test('prefix reuse: a prompt that extends a slot\'s tokens feeds only the new ones', async () => {
+  assert.ok(await idle());
+  const hits = await metric('dsv4_prompt_cache_hits_total');
+  const p1 = 'The quick brown fox jumps over the lazy dog. It was a sunny day.';
+  const a = await oa.completions.create({ model: 'm', prompt: p1, max_tokens: 1 });
+  await oa.chat.completions.create({ model: 'm', messages: user('something else'), max_tokens: 1 }); // another slot
+  const b = await oa.completions.create({ model: 'm', prompt: `${p1} And then`, max_tokens: 1 });
+  assert.equal(a.usage.prompt_tokens_details?.cached_tokens ?? 0, 0);
+  assert.equal(b.usage.prompt_tokens_details.cached_tokens, a.usage.prompt_tokens);
+  assert.equal(await metric('dsv4_prompt_cache_hits_total'), hits + 1);
+});
+
 test('abort mid-stream cancels the generation and frees the slot', async () => {
   assert.ok(await idle());
   const before = await metric('dsv4_cancelled_total');
