@@ -133,7 +133,7 @@ static void usage(FILE *f)
             "                       (default 256; 0 = a prompt is fed whole when its request starts)\n"
             "  --tokenizer FILE     tokenizer.json (default MODEL_DIR/tokenizer.json)\n"
             "  --prompt-cache DIR   shared prefix cache on disk (not available yet)\n"
-            "  --quiet              no progress and no request log on stderr\n"
+            "  --quiet              no progress lines and no libmicrohttpd messages on stderr\n"
             "  --help, --version\n\n"
             "Endpoints: POST /v1/chat/completions, POST /v1/completions, POST /v1/messages,\n"
             "GET /v1/models, GET /health, GET /metrics (docs/server.md).\n");
@@ -1024,6 +1024,8 @@ static void log_mhd(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
     if (S.cfg.quiet) return;
+    /* a handler that gave up on a client that went away: expected, not news */
+    if (strstr(fmt, "Application reported internal error")) return;
     fprintf(stderr, PROG ": ");
     vfprintf(stderr, fmt, ap);
 }
