@@ -3,7 +3,8 @@
 # test (bookworm); clang, its sanitizer and libFuzzer runtimes and LLVM's
 # OpenMP are for the clang build and the fuzz targets (tests/fuzz); pytest, pip, valgrind,
 # Go, bindgen (which loads clang's libclang) and Rust for the binding tests (bindings/, suite
-# 'bindings').
+# 'bindings'); libmicrohttpd is dsv4-server's HTTP library, wrk and curl drive its test
+# (tests/server).
 # Does nothing when everything is already installed.
 # Runs apt-get directly as root, through sudo otherwise.
 set -eu
@@ -11,7 +12,8 @@ pkgs="build-essential g++ meson ninja-build pkg-config python3 python3-numpy
       libdnnl-dev libjansson-dev libzstd-dev zlib1g-dev libpcre2-dev
       abigail-tools ca-certificates libsimde-dev
       clang libclang-rt-14-dev libomp-dev
-      python3-pytest python3-pip valgrind golang-go bindgen"
+      python3-pytest python3-pip valgrind golang-go bindgen
+      libmicrohttpd-dev wrk curl"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

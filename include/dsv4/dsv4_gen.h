@@ -74,6 +74,19 @@ enum dsv4_gen_param_value {
     /** 0/1, default 1: keep the session's tokens that are a prefix of the
      *  new prompt instead of re-feeding them (reported as cached tokens) */
     DSV4_GEN_REUSE_PREFIX = 9
+#ifdef DSV4_ENABLE_EXPERIMENTAL
+    ,
+    /** @experimental 0 (default): a start feeds the whole prompt before it
+     *  returns. N > 0: a start feeds nothing (the prompt tokens the session
+     *  already holds are kept as ever); the rest is fed by the steps —
+     *  dsv4_gen_step_batch() feeds N prompt tokens at most per call, in the
+     *  same forward pass as the other generators' tokens (a long prompt then
+     *  does not stall the other streams); dsv4_gen_next() and the other
+     *  single-generator calls feed all of it at their first step. Results are
+     *  the same either way. A cancel while the prompt is fed ends the
+     *  generation with DSV4_FINISH_CANCELLED. */
+    DSV4_GEN_PREFILL_CHUNK = 10
+#endif
 };
 
 /** Values of DSV4_GEN_RESPONSE_FORMAT. @since 0.1.0 */
@@ -403,7 +416,119 @@ DSV4_API dsv4_status dsv4_gen_complete(dsv4_gen *gen, const char *request_json, 
  * @threadsafety one thread per generator. @experimental @since 0.1.0
  */
 DSV4_EXPERIMENTAL_API dsv4_status dsv4_gen_set_progress(dsv4_gen *gen, dsv4_eval_progress_fn fn, void *user);
-#endif
+
+/* ------------------------------------------------------------------------ */
+/* The Anthropic Messages form (experimental)                               */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Start from an Anthropic Messages request (JSON, the body of
+ * POST /v1/messages): it is mapped to the chat-completions request of
+ * dsv4_gen_start_request(), which then applies. The mapping:
+ *  - "system" (a string or text blocks) → a system message;
+ *  - "messages": role "user" or "assistant", "content" a string or blocks:
+ *    "text" blocks → the message's text (joined by "\n"); in a user
+ *    message "tool_result" blocks ("tool_use_id", "content" a string or
+ *    text blocks, "is_error" → "Error: " before the text) → tool results;
+ *    in an assistant message "thinking" blocks → its reasoning_content
+ *    ("signature" ignored), "redacted_thinking" dropped, "tool_use" blocks
+ *    ("id", "name", object "input") → its tool_calls. A last assistant
+ *    message is continued (chat-prefix completion). Other block types
+ *    (image, document, server tools) are refused;
+ *  - "tools": [{"name", "description"?, "input_schema"}] → function tools;
+ *    "tool_choice": {"type": "auto" | "any" | "none" | "tool", "name"} →
+ *    "auto" | "required" | "none" | the named function;
+ *  - "thinking": {"type": "enabled", "budget_tokens": N} → thinking mode
+ *    with a reasoning budget of N tokens (0 <= N < max_tokens); absent or
+ *    {"type": "disabled"} → chat mode (no reasoning);
+ *  - "max_tokens" (required, >= 1), "stop_sequences", "temperature"
+ *    (0..1), "top_p", "top_k", "stream", "model" as their chat
+ *    counterparts; "metadata" and "service_tier" accepted and ignored.
+ * Unknown fields and wrong types are errors naming the field (as
+ * "messages[2].content[0].tool_use_id"), and leave the generator as it was.
+ * Afterwards dsv4_gen_message_response_json() and
+ * dsv4_gen_next_message_event() give the answer in the Messages form (the
+ * chat-completions forms work too).
+ * @param request_json  the request bytes (need not be NUL-terminated), at
+ *                      most 1 GiB; borrowed for the call.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL, above 1 GiB, bad
+ *         request: see dsv4_gen_last_error()); DSV4_ERR_BAD_FORMAT (not
+ *         JSON); and the statuses of dsv4_gen_start_request().
+ * @threadsafety one thread per context.
+ * @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_gen_start_messages(dsv4_gen *gen, const char *request_json, size_t len);
+
+/**
+ * The Messages response JSON of the generation so far (complete after
+ * STOP): {"id": "msg_…", "type": "message", "role": "assistant", "model",
+ * "content": [{"type": "thinking", "thinking", "signature": ""}? (thinking
+ * mode), {"type": "text", "text"}? (present unless the answer is tool
+ * calls only), {"type": "tool_use", "id": "toolu_…", "name", "input"}…],
+ * "stop_reason": "end_turn" | "max_tokens" | "stop_sequence" | "tool_use"
+ * (null while running; a cancelled or failed generation gives "end_turn"),
+ * "stop_sequence": the stop string that matched or null, "usage":
+ * {"input_tokens" (prompt tokens not read from the cache),
+ * "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens": 0}}.
+ * @param json  receives the text, to free with dsv4_free().
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT, DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety one thread per generator.
+ * @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_gen_message_response_json(const dsv4_gen *gen, char **json);
+
+/**
+ * Streaming Messages form: the next server-sent events, complete frames
+ * ("event: NAME\ndata: JSON\n\n", one or more), generating as needed. The
+ * first call gives "message_start"; then each reasoning, content and
+ * tool-call event gives its "content_block_delta" ("thinking_delta",
+ * "text_delta", "input_json_delta"), preceded by "content_block_stop" of
+ * the block it ends and "content_block_start" of the block it opens (a
+ * thinking block ends with an empty "signature_delta"); the end gives the
+ * open block's "content_block_stop", "message_delta" (stop_reason,
+ * stop_sequence, usage) and "message_stop". After that, *events is NULL.
+ * @param events  receives the text (dsv4_free()) or NULL at the end.
+ * @return as dsv4_gen_next(); DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety one thread per context.
+ * @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_gen_next_message_event(dsv4_gen *gen, char **events);
+
+/**
+ * Continuous batching: one step of each of `n` generators whose sessions
+ * share one context, with a single forward pass for all of them — each
+ * running generator's last chosen token (and, with DSV4_GEN_PREFILL_CHUNK,
+ * the next chunk of a prompt still being fed) goes through the model
+ * together, so the weights are read once for the whole batch; then each
+ * chooses its next token and queues its events as dsv4_gen_step() would.
+ * Take the events with dsv4_gen_poll(), or with dsv4_gen_next_chunk() /
+ * dsv4_gen_next_message_event() while dsv4_gen_queued_events() is above 0
+ * or the generation has ended (those then generate nothing). A generator
+ * that has ended is skipped. Token for token, a generator gives what it
+ * gives alone (greedy runs are equal; sampled runs too, the sampler being
+ * the generator's own).
+ * If the batched pass is refused or fails, each generator steps alone
+ * (its failure ends it with DSV4_FINISH_ERROR, as dsv4_gen_step() does).
+ * @param gens      n distinct generators on distinct sessions of one
+ *                  context, each started.
+ * @param n         1..256.
+ * @param n_tokens  optional: tokens generated by this call, all generators.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL, n out of range, a
+ *         generator twice or not started).
+ * @threadsafety one thread per context (all the generators' context).
+ * @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_gen_step_batch(dsv4_gen *const *gens, int32_t n, int32_t *n_tokens);
+
+/**
+ * Events queued and not yet taken (by dsv4_gen_poll(), dsv4_gen_next() and
+ * the chunk and message-event calls); -1 for NULL.
+ * @threadsafety one thread per generator.
+ * @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API int64_t dsv4_gen_queued_events(const dsv4_gen *gen);
+
+#endif /* DSV4_ENABLE_EXPERIMENTAL */
 
 #ifdef __cplusplus
 }

@@ -322,6 +322,53 @@ dsv4_status dsv4_session_mtp_draft(dsv4_session *s, int32_t next_token, float *d
     return st;
 }
 
+/* Feed sessions of one context together (the generator's batched step):
+ * count[i] tokens for sess[i], one forward pass for all (weights read once
+ * per batch), the last position's logits kept for each, as
+ * dsv4_session_eval with flags 0 would. The sessions must be distinct and
+ * share one context. Every check happens before anything runs, so a
+ * refusal changes no session. */
+dsv4_status dsv4__session_eval_batch(dsv4_session *const *sess, const int32_t *const *tokens, const size_t *count,
+                                     int n)
+{
+    if (!sess || !tokens || !count || n < 1 || n > 256) return DSV4_ERR_INVALID_ARGUMENT;
+    dsv4__req reqs[256];
+    dsv4_context *ctx = sess[0] ? sess[0]->ctx : NULL;
+    if (!ctx) return DSV4_ERR_INVALID_ARGUMENT;
+    const dsv4__config *c = &ctx->model->ck->cfg;
+    for (int i = 0; i < n; i++) {
+        dsv4_session *s = sess[i];
+        if (!s || s->ctx != ctx || !tokens[i] || count[i] == 0) return DSV4_ERR_INVALID_ARGUMENT;
+        for (int k = 0; k < i; k++)
+            if (sess[k] == s) return DSV4_ERR_INVALID_ARGUMENT;
+        for (size_t t = 0; t < count[i]; t++)
+            if (tokens[i][t] < 0 || tokens[i][t] >= c->vocab_size) return DSV4_ERR_INVALID_ARGUMENT;
+        int64_t pos = dsv4__state_pos(s->st);
+        if (pos > ctx->n_ctx || count[i] > (uint64_t)(ctx->n_ctx - pos)) return DSV4_ERR_CONTEXT_FULL;
+        if (reserve(&s->logits, &s->lg_cap, 1, c->vocab_size) ||
+            (s->has_mtp && reserve(&s->mtp, &s->mtp_cap, (int64_t)count[i], c->vocab_size)))
+            return DSV4_ERR_OUT_OF_MEMORY;
+        reqs[i] = (dsv4__req){ .s = s->st, .tokens = tokens[i], .n = (int64_t)count[i], .logits = s->logits,
+                               .n_logit_rows = 1, .mtp_logits = s->has_mtp ? s->mtp : NULL };
+    }
+    int64_t pos0[256];
+    for (int i = 0; i < n; i++) pos0[i] = dsv4__state_pos(sess[i]->st);
+    dsv4__err e = { 0, "" };
+    dsv4_status st = dsv4__forward_batch(ctx->rt, reqs, n, &e);
+    if (st) {
+        for (int i = 0; i < n; i++) snprintf(sess[i]->err, sizeof sess[i]->err, "batched eval: %s", e.msg);
+        return st;
+    }
+    for (int i = 0; i < n; i++) {
+        dsv4_session *s = sess[i];
+        s->lg_first = pos0[i] + (int64_t)count[i] - 1;
+        s->lg_n = 1;
+        s->mtp_n = reqs[i].n_mtp;
+        s->mtp_first = pos0[i] > 0 ? pos0[i] - 1 : 0;
+    }
+    return DSV4_OK;
+}
+
 int64_t dsv4_session_position(const dsv4_session *s) { return s ? dsv4__state_pos(s->st) : -1; }
 
 dsv4_status dsv4_session_reset(dsv4_session *s)

@@ -84,6 +84,12 @@ static inline bool dsv4__ref_put(dsv4__ref *r) { return atomic_fetch_sub(&r->cou
 void dsv4__session_retain(dsv4_session *s);
 int64_t dsv4__session_vocab(const dsv4_session *s);
 int64_t dsv4__session_capacity(const dsv4_session *s);
+/* one forward pass over several sessions of one context: count[i] tokens
+ * for sess[i] (distinct sessions, n in [1, 256]); the last position's
+ * logits kept for each (dsv4_session_logits). Statuses as
+ * dsv4_session_eval; a refusal (checked first) changes no session. */
+dsv4_status dsv4__session_eval_batch(dsv4_session *const *sess, const int32_t *const *tokens, const size_t *count,
+                                     int n);
 
 #define DSV4__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

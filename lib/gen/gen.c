@@ -11,7 +11,7 @@
  * computes a token nobody reads.
  */
 #ifndef DSV4_ENABLE_EXPERIMENTAL
-#define DSV4_ENABLE_EXPERIMENTAL 1 /* dsv4_gen_set_progress */
+#define DSV4_ENABLE_EXPERIMENTAL 1 /* the experimental tier (docs/ABI.md) */
 #endif
 #include <math.h>
 #include <stdarg.h>
@@ -169,6 +169,7 @@ static void clear_generation(dsv4_gen *g)
     g->utf8_need = 0;
     g->stopped_by_string = 0;
     g->chunk_state = 0;
+    g->n_defer = g->i_defer = 0;
 }
 
 void dsv4_gen_free(dsv4_gen *g)
@@ -183,6 +184,7 @@ void dsv4_gen_free(dsv4_gen *g)
     dsv4__free(g->top_lp);
     dsv4__free(g->n_top);
     dsv4__free(g->hist);
+    dsv4__free(g->defer);
     dsv4__free(g->logits);
     dsv4__free(g->probs);
     dsv4__free(g->work);
@@ -257,6 +259,10 @@ dsv4_status dsv4_gen_set_i64(dsv4_gen *g, dsv4_gen_param key, int64_t v)
         if (v < 0 || v > 1) return dsv4__gen_fail(g, DSV4_ERR_INVALID_ARGUMENT, "reuse_prefix must be 0 or 1");
         g->reuse = v;
         break;
+    case DSV4_GEN_PREFILL_CHUNK:
+        if (v < 0 || v > 65536) return dsv4__gen_fail(g, DSV4_ERR_INVALID_ARGUMENT, "prefill_chunk must be in 0..65536");
+        g->prefill_chunk = v;
+        break;
     default:
         return dsv4__gen_fail(g, DSV4_ERR_UNKNOWN_OPTION, "unknown generator setting %d", (int)key);
     }
@@ -276,6 +282,7 @@ dsv4_status dsv4_gen_get_i64(const dsv4_gen *g, dsv4_gen_param key, int64_t *v)
     case DSV4_GEN_LOGPROBS: *v = g->logprobs; break;
     case DSV4_GEN_TOP_LOGPROBS: *v = g->top_logprobs; break;
     case DSV4_GEN_REUSE_PREFIX: *v = g->reuse; break;
+    case DSV4_GEN_PREFILL_CHUNK: *v = g->prefill_chunk; break;
     default: return DSV4_ERR_UNKNOWN_OPTION;
     }
     return DSV4_OK;
@@ -470,7 +477,7 @@ static int content_out(dsv4_gen *g, const char *s, size_t n, int flush, dsv4_sta
     for (int i = 0; i < g->n_stops; i++) {
         size_t L = g->stop_len[i];
         for (size_t p = 0; p + L <= hn && p < cut; p++)
-            if (!memcmp(g->hold.p + p, g->stops[i], L)) { cut = p; hit = 1; break; }
+            if (!memcmp(g->hold.p + p, g->stops[i], L)) { cut = p; hit = 1 + i; break; }
     }
     if (hit) {
         emit = cut;
@@ -498,9 +505,9 @@ static int content_out(dsv4_gen *g, const char *s, size_t n, int flush, dsv4_sta
     }
     if (hit) {
         g->hold.n = 0;
-        g->stopped_by_string = 1;
+        g->stopped_by_string = hit;
     }
-    return hit;
+    return hit != 0;
 }
 
 /* Move the parser's events to the queue. */
@@ -709,6 +716,21 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
     }
     g->prompt_tokens = (int64_t)n;
     g->cached = (int64_t)keep;
+    if (g->prefill_chunk > 0 && n - keep > 1) {
+        /* deferred: the steps feed the rest (dsv4_gen_step_batch a chunk at
+         * a time beside the other generators' tokens) */
+        if (n - keep > g->cap_defer) {
+            int32_t *d = dsv4__realloc(g->defer, (n - keep) * sizeof *d);
+            if (!d) return DSV4_ERR_OUT_OF_MEMORY;
+            g->defer = d;
+            g->cap_defer = n - keep;
+        }
+        memcpy(g->defer, prompt + keep, (n - keep) * sizeof *prompt);
+        g->n_defer = n - keep;
+        g->i_defer = 0;
+        g->started = 1;
+        return DSV4_OK;
+    }
     int64_t t0 = now_ns();
     for (size_t i = keep;;) {
         /* progress before each chunk and after the last (done = total) */
@@ -1027,10 +1049,40 @@ static dsv4_status next_token(dsv4_gen *g, int32_t *t)
 }
 
 /* One token: returns DSV4_OK, or an error (the generation then ends with ERROR). */
+/* The deferred prompt fed (one chunk of `max` tokens at most, or all of
+ * it for max 0), its logits read when it is complete. */
+static dsv4_status feed_deferred(dsv4_gen *g, size_t max)
+{
+    int64_t t0 = now_ns();
+    size_t end = max ? (g->n_defer - g->i_defer < max ? g->n_defer : g->i_defer + max) : g->n_defer;
+    while (g->i_defer < end) {
+        if (atomic_load(&g->cancel)) return DSV4_OK;
+        size_t m = end - g->i_defer < PROMPT_CHUNK ? end - g->i_defer : PROMPT_CHUNK;
+        dsv4_status st = feed(g, g->defer + g->i_defer, m);
+        if (st) return st;
+        g->i_defer += m;
+    }
+    g->prompt_ns += now_ns() - t0;
+    if (g->i_defer == g->n_defer) {
+        g->n_defer = g->i_defer = 0;
+        dsv4_status st = dsv4_session_logits(g->sess, -1, g->logits, (size_t)g->model_vocab);
+        if (st) return dsv4__gen_fail(g, st, "no logits after the prompt");
+    }
+    return DSV4_OK;
+}
+
+static dsv4_status step_choose(dsv4_gen *g, int64_t t0);
+
 static dsv4_status step_one(dsv4_gen *g)
 {
     int64_t t0 = now_ns();
     dsv4_status st;
+    if (g->n_defer) {
+        st = feed_deferred(g, 0);
+        if (st) return st;
+        if (g->n_defer) { finish(g, DSV4_FINISH_CANCELLED); return DSV4_OK; }
+        t0 = now_ns();
+    }
     if (g->pending >= 0) {
         int32_t t = g->pending;
         if (remaining(g) <= 0 && g->max_tokens - g->n_gen > 0) {
@@ -1046,6 +1098,14 @@ static dsv4_status step_one(dsv4_gen *g)
         st = dsv4_session_logits(g->sess, -1, g->logits, (size_t)g->model_vocab);
         if (st) return dsv4__gen_fail(g, st, "no logits");
     }
+    return step_choose(g, t0);
+}
+
+/* The second half of a step: the logits of the last token fed are in
+ * g->logits; choose the next token and turn it into events. */
+static dsv4_status step_choose(dsv4_gen *g, int64_t t0)
+{
+    dsv4_status st;
     if (atomic_load(&g->cancel)) { finish(g, DSV4_FINISH_CANCELLED); return DSV4_OK; }
     if (remaining(g) <= 0) { finish(g, DSV4_FINISH_LENGTH); return DSV4_OK; }
 
@@ -1103,9 +1163,8 @@ static dsv4_status step_one(dsv4_gen *g)
     return DSV4_OK;
 }
 
-static void run_step(dsv4_gen *g)
+static void step_failed(dsv4_gen *g, dsv4_status st)
 {
-    dsv4_status st = step_one(g);
     if (st && !g->ended) {
         if (!g->err[0]) dsv4__gen_fail(g, st, "generation failed: %s", dsv4_status_string(st));
         char keep[sizeof g->err];
@@ -1114,6 +1173,8 @@ static void run_step(dsv4_gen *g)
         memcpy(g->err, keep, sizeof keep);
     }
 }
+
+static void run_step(dsv4_gen *g) { step_failed(g, step_one(g)); }
 
 static dsv4_status pop(dsv4_gen *g, dsv4_gen_event_type *type, int32_t *index, const char **data, size_t *len)
 {
@@ -1172,5 +1233,96 @@ dsv4_status dsv4_gen_step(dsv4_gen *g, int32_t max_tokens, double max_seconds, i
         if (max_seconds > 0 && (double)(now_ns() - t0) * 1e-9 >= max_seconds) break;
     }
     if (n_tokens) *n_tokens = (int32_t)(g->n_gen - n0);
+    return DSV4_OK;
+}
+
+int64_t dsv4_gen_queued_events(const dsv4_gen *g) { return g ? (int64_t)g->q_n : -1; }
+
+dsv4_status dsv4_gen_step_batch(dsv4_gen *const *gens, int32_t n, int32_t *n_tokens)
+{
+    if (n_tokens) *n_tokens = 0;
+    if (!gens || n < 1 || n > DSV4__GEN_MAX_BATCH) return DSV4_ERR_INVALID_ARGUMENT;
+    for (int32_t i = 0; i < n; i++) {
+        if (!gens[i]) return DSV4_ERR_INVALID_ARGUMENT;
+        if (!gens[i]->started) return dsv4__gen_fail(gens[i], DSV4_ERR_INVALID_ARGUMENT, "no generation started");
+        for (int32_t k = 0; k < i; k++)
+            if (gens[k] == gens[i] || gens[k]->sess == gens[i]->sess) return DSV4_ERR_INVALID_ARGUMENT;
+    }
+    int64_t t0 = now_ns();
+    dsv4_session *sess[DSV4__GEN_MAX_BATCH];
+    const int32_t *toks[DSV4__GEN_MAX_BATCH];
+    size_t cnt[DSV4__GEN_MAX_BATCH];
+    int32_t who[DSV4__GEN_MAX_BATCH], one[DSV4__GEN_MAX_BATCH];
+    uint8_t kind[DSV4__GEN_MAX_BATCH]; /* 0 nothing, 1 prompt chunk, 2 decode token, 3 choose only */
+    int nb = 0;
+    int64_t n0 = 0;
+    for (int32_t i = 0; i < n; i++) {
+        dsv4_gen *g = gens[i];
+        kind[i] = 0;
+        n0 += g->n_gen;
+        if (g->ended) continue;
+        if (g->n_defer) {
+            if (atomic_load(&g->cancel)) { finish(g, DSV4_FINISH_CANCELLED); continue; }
+            size_t left = g->n_defer - g->i_defer, m = left < (size_t)g->prefill_chunk ? left : (size_t)g->prefill_chunk;
+            if (hist_reserve(g, g->n_hist + m)) { step_failed(g, DSV4_ERR_OUT_OF_MEMORY); continue; }
+            kind[i] = 1;
+            sess[nb] = g->sess;
+            toks[nb] = g->defer + g->i_defer;
+            cnt[nb] = m;
+        } else if (g->pending >= 0) {
+            if (remaining(g) <= 0 && g->max_tokens - g->n_gen > 0) {
+                g->pending = -1;
+                finish(g, DSV4_FINISH_LENGTH);
+                continue;
+            }
+            if (hist_reserve(g, g->n_hist + 1)) { step_failed(g, DSV4_ERR_OUT_OF_MEMORY); continue; }
+            kind[i] = 2;
+            one[i] = g->pending;
+            sess[nb] = g->sess;
+            toks[nb] = &one[i];
+            cnt[nb] = 1;
+        } else {
+            kind[i] = 3;
+            continue;
+        }
+        who[nb++] = i;
+    }
+    dsv4_status st = nb ? dsv4__session_eval_batch(sess, toks, cnt, nb) : DSV4_OK;
+    if (st) {
+        /* the batch was refused or failed (no session changed, except after
+         * DSV4_ERR_INTERNAL): each generator steps alone, with its own
+         * handling of a full context or a failure */
+        for (int b = 0; b < nb; b++) {
+            dsv4_gen *g = gens[who[b]];
+            if (kind[who[b]] == 1) step_failed(g, feed_deferred(g, (size_t)g->prefill_chunk));
+            else run_step(g);
+        }
+        nb = 0;
+    }
+    int64_t t1 = now_ns();
+    for (int b = 0; b < nb; b++) {
+        dsv4_gen *g = gens[who[b]];
+        memcpy(g->hist + g->n_hist, toks[b], cnt[b] * sizeof *toks[b]);
+        g->n_hist += cnt[b];
+        if (kind[who[b]] == 1) {
+            g->i_defer += cnt[b];
+            g->prompt_ns += t1 - t0;
+            if (g->i_defer < g->n_defer) continue;
+            g->n_defer = g->i_defer = 0;
+        } else {
+            g->pending = -1;
+        }
+        st = dsv4_session_logits(g->sess, -1, g->logits, (size_t)g->model_vocab);
+        if (st) { step_failed(g, dsv4__gen_fail(g, st, "no logits")); continue; }
+        if (kind[who[b]] == 1) continue; /* the prompt is in: its first token is chosen at the next step */
+        step_failed(g, step_choose(g, t0));
+    }
+    for (int32_t i = 0; i < n; i++)
+        if (kind[i] == 3) step_failed(gens[i], step_choose(gens[i], t0));
+    if (n_tokens) {
+        int64_t n1 = 0;
+        for (int32_t i = 0; i < n; i++) n1 += gens[i]->n_gen;
+        *n_tokens = (int32_t)(n1 - n0);
+    }
     return DSV4_OK;
 }

@@ -14,6 +14,7 @@
 #define DSV4__GEN_MAX_STOPS 16
 #define DSV4__GEN_MAX_STOP_LEN 256
 #define DSV4__GEN_MAX_TOP 20
+#define DSV4__GEN_MAX_BATCH 256
 
 typedef struct dsv4__gen_event {
     int32_t type, index;
@@ -65,6 +66,10 @@ struct dsv4_gen {
      * the session's position equals n_hist) */
     int32_t *hist;
     size_t n_hist, cap_hist;
+    /* the prompt still to feed (DSV4_GEN_PREFILL_CHUNK): defer[i_defer, n_defer) */
+    int32_t *defer;
+    size_t n_defer, i_defer, cap_defer;
+    int64_t prefill_chunk;
 
     /* the generation */
     int started, ended, finish;
@@ -91,7 +96,7 @@ struct dsv4_gen {
     size_t q_head, q_n, q_cap;
     char *cur;          /* data of the event handed out last */
     dsv4__sbuf hold;    /* content held back for stop strings */
-    int stopped_by_string;
+    int stopped_by_string; /* 1 + the index of the stop string that matched, 0 none */
     int sampler_empty;  /* choose(): the sampler's stages left no allowed token */
 
     /* logprobs: per generated token */
@@ -113,6 +118,11 @@ struct dsv4_gen {
     char id[48];
     int64_t created;
     int chunk_state;    /* 0 role chunk due, 1 deltas, 2 done */
+    /* the Messages form (messages.c) */
+    int msg_form;       /* started by dsv4_gen_start_messages */
+    int msg_state;      /* 0 message_start due, 1 blocks, 2 done */
+    int msg_block;      /* open content block: 0 none, 1 thinking, 2 text, 3 tool use */
+    int msg_index;      /* index of the last block opened, -1 none */
 };
 
 /* gen.c */

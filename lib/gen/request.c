@@ -340,6 +340,7 @@ dsv4_status dsv4_gen_start_request(dsv4_gen *g, const char *request_json, size_t
         snprintf(g->id, sizeof g->id, "chatcmpl-dsv4-%llx-%x", (unsigned long long)g->created,
                  atomic_fetch_add(&seq, 1) + 1);
         g->chunk_state = 0;
+        g->msg_form = 0;
     }
     return st;
 }

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 root=$(pwd)
 secs=${1:-30}
 [ $# -gt 0 ] && shift
-all=(chat_render chat_parser request tokenizer tokenizer_load config checkpoint schema constraint)
+all=(chat_render chat_parser request messages tokenizer tokenizer_load config checkpoint schema constraint)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 build=${DSV4_FUZZ_BUILD:-build-fuzz}
@@ -48,7 +48,7 @@ for t in "${targets[@]}"; do
     [ -f "$dict" ] || dict=""
     case $t in
         chat_parser) dict=tests/fuzz/dict/dsml.dict ;;
-        chat_render | request | tokenizer_load | config | checkpoint | schema | constraint)
+        chat_render | request | messages | tokenizer_load | config | checkpoint | schema | constraint)
             dict=tests/fuzz/dict/json.dict ;;
     esac
     [ -n "$dict" ] && args+=(-dict="$dict")

@@ -120,6 +120,9 @@ extern "C"{
 extern "C"{
     pub fn dsv4_model_free (model : * mut dsv4_model) ;
 }
+extern "C"{
+    pub fn dsv4_model_tokenizer_path (model : * const dsv4_model) -> * const :: std :: os :: raw :: c_char ;
+}
 pub type dsv4_variant = i32 ;
 pub const DSV4_VARIANT_CUSTOM : dsv4_variant_value = 0 ;
 pub const DSV4_VARIANT_FLASH : dsv4_variant_value = 1 ;
@@ -162,6 +165,7 @@ pub const DSV4_INFO_BYTES_PER_TOKEN : dsv4_info_key_value = 26 ;
 pub const DSV4_INFO_KV_BYTES_PER_1K : dsv4_info_key_value = 27 ;
 pub const DSV4_INFO_HAS_MTP : dsv4_info_key_value = 28 ;
 pub const DSV4_INFO_WEIGHTS_LOADED : dsv4_info_key_value = 29 ;
+pub const DSV4_INFO_PHYSICAL_MEMORY : dsv4_info_key_value = 30 ;
 pub type dsv4_info_key_value = :: std :: os :: raw :: c_uint ;
 extern "C"{
     pub fn dsv4_model_info_from_dir (path : * const :: std :: os :: raw :: c_char , opts : * const dsv4_options , out : * mut * mut dsv4_model_info , err_msg : * mut * mut :: std :: os :: raw :: c_char) -> dsv4_status ;
@@ -472,6 +476,12 @@ pub const DSV4_USAGE_REASONING_TOKENS : dsv4_usage_key_value = 4 ;
 pub const DSV4_USAGE_PROMPT_NS : dsv4_usage_key_value = 5 ;
 pub const DSV4_USAGE_DECODE_NS : dsv4_usage_key_value = 6 ;
 pub type dsv4_usage_key_value = :: std :: os :: raw :: c_uint ;
+extern "C"{
+    pub fn dsv4_finish_reason_string (reason : dsv4_finish_reason) -> * const :: std :: os :: raw :: c_char ;
+}
+extern "C"{
+    pub fn dsv4_gen_event_name (type_ : dsv4_gen_event_type) -> * const :: std :: os :: raw :: c_char ;
+}
 pub type dsv4_gen_event_fn = :: std :: option :: Option < unsafe extern "C" fn (user : * mut :: std :: os :: raw :: c_void , type_ : dsv4_gen_event_type , index : i32 , data : * const :: std :: os :: raw :: c_char , len : size_t) > ;
 extern "C"{
     pub fn dsv4_gen_create (session : * mut dsv4_session , tok : * const dsv4_tokenizer , out : * mut * mut dsv4_gen) -> dsv4_status ;
