@@ -10,6 +10,7 @@
  * is fed at the start of the next step, so a generation that ends never
  * computes a token nobody reads.
  */
+#define DSV4_ENABLE_EXPERIMENTAL /* checkpoints and rewind (docs/sessions.md) */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -593,6 +594,22 @@ static int64_t effective_budget(const dsv4_gen *g)
 
 static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__cons **ready);
 
+/* go back to the session's latest checkpoint at or before `limit` (a prefix
+ * of the new prompt); returns the position kept, 0 when none (the session
+ * is then reset by the caller) */
+static size_t rewind_to_checkpoint(dsv4_gen *g, size_t limit)
+{
+    int64_t at[64];
+    size_t nc = 0;
+    if (dsv4_session_checkpoints(g->sess, at, 64, &nc) != DSV4_OK) return 0;
+    int64_t best = 0;
+    for (size_t i = 0; i < nc; i++)
+        if (at[i] <= (int64_t)limit && at[i] > best) best = at[i];
+    if (best == 0 || dsv4_session_rewind(g->sess, best, 0) != DSV4_OK) return 0;
+    g->n_hist = (size_t)best;
+    return (size_t)best;
+}
+
 static dsv4_status hist_reserve(dsv4_gen *g, size_t n)
 {
     if (n <= g->cap_hist) return DSV4_OK;
@@ -682,12 +699,13 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
     if (!st) st = dsv4_chat_parser_create(g->thinking, &g->parser);
     if (st) return st;
 
-    /* prompt: keep what the session already holds */
+    /* prompt: keep what the session already holds, or go back to its
+     * latest checkpoint within the common prefix (docs/sessions.md) */
     int64_t pos = dsv4_session_position(g->sess);
     size_t keep = 0;
     if (g->reuse && pos > 0 && (size_t)pos == g->n_hist) {
         while (keep < n && keep < g->n_hist && g->hist[keep] == prompt[keep]) keep++;
-        if (keep < g->n_hist) keep = 0;
+        if (keep < g->n_hist) keep = rewind_to_checkpoint(g, keep < n ? keep : n - 1);
     }
     if (keep == 0 && pos != 0) {
         st = dsv4_session_reset(g->sess);
@@ -699,12 +717,18 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
     g->prompt_tokens = (int64_t)n;
     g->cached = (int64_t)keep;
     int64_t t0 = now_ns();
+    /* a checkpoint at the end of the prompt — before its last token when
+     * that opens thinking: the next turn's prompt drops this turn's
+     * reasoning and closes the tag there instead */
+    size_t mark = g->think_open >= 0 && prompt[n - 1] == g->think_open ? n - 1 : n;
     for (size_t i = keep; i < n;) {
         if (atomic_load(&g->cancel)) return dsv4__gen_fail(g, DSV4_ERR_ABORTED, "cancelled while feeding the prompt");
         size_t m = n - i < PROMPT_CHUNK ? n - i : PROMPT_CHUNK;
+        if (i < mark && i + m > mark) m = mark - i;
         st = feed(g, prompt + i, m);
         if (st) return st;
         i += m;
+        if (i == mark && mark > keep) dsv4_session_checkpoint(g->sess); /* best effort */
     }
     g->prompt_ns = now_ns() - t0;
     st = dsv4_session_logits(g->sess, -1, g->logits, (size_t)g->model_vocab);

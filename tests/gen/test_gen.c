@@ -522,6 +522,40 @@ static void test_tools(rig *b)
     dsv4_gen_free(g);
 }
 
+/* a thinking follow-up turn (its prompt drops the earlier reasoning) starts
+ * from the checkpoint the generator took before the first prompt's <think>:
+ * only the answer, the new user message and the template's tokens are fed */
+static void test_thinking_followup(rig *b)
+{
+    dsv4_gen *g = NULL;
+    if (!CHECK(dsv4_gen_create(b->s, tok, &g) == DSV4_OK, "create")) return;
+    const char *t1 = "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello there\"}],\"thinking\":{\"type\":\"enabled\"},"
+                     "\"max_tokens\":10,\"thinking_budget\":4,\"seed\":3}";
+    char *resp = NULL;
+    CHECK(dsv4_gen_complete(g, t1, strlen(t1), &resp) == DSV4_OK, "turn 1: %s", dsv4_gen_last_error(g));
+    int64_t p1 = dsv4_gen_usage(g, DSV4_USAGE_PROMPT_TOKENS);
+    json_t *j = resp ? json_loads(resp, 0, NULL) : NULL;
+    json_t *msg = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message");
+    json_t *req = json_pack("{s:[{s:s,s:s},{s:s,s:O,s:O},{s:s,s:s}],s:{s:s},s:i,s:i,s:i}", "messages", "role", "user",
+                            "content", "Hello there", "role", "assistant", "content", json_object_get(msg, "content"),
+                            "reasoning_content", json_object_get(msg, "reasoning_content"), "role", "user", "content",
+                            "Again", "thinking", "type", "enabled", "max_tokens", 4, "thinking_budget", 2, "seed", 4);
+    char *t2 = req ? json_dumps(req, 0) : NULL;
+    dsv4_free(resp);
+    resp = NULL;
+    CHECK(t2 && dsv4_gen_complete(g, t2, strlen(t2), &resp) == DSV4_OK, "turn 2: %s", dsv4_gen_last_error(g));
+    int64_t p2 = dsv4_gen_usage(g, DSV4_USAGE_PROMPT_TOKENS), c2 = dsv4_gen_usage(g, DSV4_USAGE_CACHED_TOKENS);
+    CHECK(p1 > 2 && c2 == p1 - 1, "thinking follow-up: %lld cached of turn 1's %lld prompt tokens (all but <think>)",
+          (long long)c2, (long long)p1);
+    printf("  thinking follow-up: turn 1 fed %lld prompt tokens, turn 2 fed %lld of %lld\n", (long long)p1,
+           (long long)(p2 - c2), (long long)p2);
+    dsv4_free(resp);
+    free(t2);
+    json_decref(req);
+    json_decref(j);
+    dsv4_gen_free(g);
+}
+
 static void test_requests(rig *b)
 {
     dsv4_gen *g = NULL;
@@ -752,6 +786,7 @@ int main(int argc, char **argv)
                 test_budget(&b);
                 test_tools(&b);
                 test_requests(&b);
+                test_thinking_followup(&b);
                 test_cancel(&b);
             }
             rig_close(&b);
