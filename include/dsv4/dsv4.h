@@ -793,6 +793,92 @@ DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_restore_fd(dsv4_session *session,
  *  DSV4_ERR_BAD_FORMAT). @experimental @since 0.1.0 */
 DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_restore_buffer(dsv4_session *session, const void *buf,
                                                               size_t len);
+/** A cache of session states keyed by their token prefix, shared by the
+ *  sessions of a context and by contexts of one model (docs/sessions.md).
+ *  @experimental @since 0.1.0 */
+typedef struct dsv4_prefix_cache dsv4_prefix_cache;
+
+/**
+ * Create a prefix cache holding at most `max_bytes` of states in memory
+ * (least recently used dropped first), optionally backed by the directory
+ * `dir` (created if missing): every stored state is also written there as a
+ * session file (docs/sessions.md), and the files already there — from this
+ * or an earlier process — are indexed at creation and restored when they
+ * match (a file that fails its checks is skipped). Files are never deleted
+ * by the cache. Entries of any model live side by side: a lookup only
+ * considers those of the session's model, numerics, revision and MTP setting.
+ * @param dir      NULL for memory only; borrowed for the call.
+ * @param err_msg  optional, as for dsv4_model_load.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (out NULL, max_bytes < 0);
+ *         DSV4_ERR_IO (dir cannot be created or read); DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety any thread; the cache itself may then be used from any
+ *               number of threads at once (it locks). @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_prefix_cache_create(int64_t max_bytes, const char *dir,
+                                                           dsv4_prefix_cache **out, char **err_msg);
+
+/** Release the caller's reference (sessions using the cache keep it
+ *  alive); NULL is a no-op. @experimental @since 0.1.0 */
+DSV4_EXPERIMENTAL_API void dsv4_prefix_cache_free(dsv4_prefix_cache *cache);
+
+/**
+ * Store the session's state at its current position, keyed by its token
+ * history (nothing to do at position 0 or when an equal entry exists, which
+ * then counts as used).
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL); DSV4_ERR_OUT_OF_MEMORY;
+ *         DSV4_ERR_NOT_AVAILABLE (the state alone is above the budget and
+ *         there is no directory); DSV4_ERR_IO (writing the file failed; the
+ *         memory entry is kept). The session is not changed.
+ * @threadsafety one thread per session's context; any thread for the cache.
+ * @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_prefix_cache_store(dsv4_prefix_cache *cache, dsv4_session *session);
+
+/**
+ * Put the session at the longest cached prefix of tokens[0..n): of more
+ * than `at_least` tokens (0: any; the generator passes what the session
+ * already holds), at most n, and n only when the entry holds its last
+ * logits. The session
+ * then holds that prefix (history, state, last logits; its checkpoints
+ * beyond what its old and new histories share are dropped); *restored
+ * receives its length, 0 when nothing matched (the session unchanged).
+ * @return DSV4_OK (also for no match); DSV4_ERR_INVALID_ARGUMENT (NULL);
+ *         DSV4_ERR_OUT_OF_MEMORY. A file entry that fails its checks is
+ *         dropped from the index and the next best entry is tried.
+ * @threadsafety one thread per session's context; any thread for the cache.
+ * @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_prefix_cache_restore(dsv4_prefix_cache *cache, dsv4_session *session,
+                                                            const int32_t *tokens, size_t n, size_t at_least,
+                                                            size_t *restored);
+
+/** Counters of dsv4_prefix_cache_stats(). @experimental @since 0.1.0 */
+typedef int32_t dsv4_cache_stat;
+/** The values of dsv4_cache_stat. @experimental @since 0.1.0 */
+enum dsv4_cache_stat_value {
+    DSV4_CACHE_ENTRIES = 1,      /**< entries indexed (memory or file) */
+    DSV4_CACHE_BYTES = 2,        /**< bytes of states held in memory */
+    DSV4_CACHE_HITS = 3,         /**< restores that found a prefix */
+    DSV4_CACHE_MISSES = 4,       /**< restores that found none */
+    DSV4_CACHE_HIT_TOKENS = 5,   /**< tokens restored in all */
+    DSV4_CACHE_EVICTIONS = 6     /**< states dropped from memory for the budget */
+};
+
+/** One counter; -1 for NULL or an unknown key. @threadsafety any thread.
+ *  @experimental @since 0.1.0 */
+DSV4_EXPERIMENTAL_API int64_t dsv4_prefix_cache_stat(const dsv4_prefix_cache *cache, dsv4_cache_stat key);
+
+/**
+ * Attach a prefix cache to a session (NULL detaches): the generator then
+ * restores the longest cached prefix of every prompt and stores the state
+ * at the end of every prompt. The session holds a reference.
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (session NULL).
+ * @threadsafety one thread per context. @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_set_prefix_cache(dsv4_session *session, dsv4_prefix_cache *cache);
+
+/** The session's prefix cache, or NULL (borrowed). @experimental @since 0.1.0 */
+DSV4_EXPERIMENTAL_API dsv4_prefix_cache *dsv4_session_prefix_cache(const dsv4_session *session);
 #endif /* DSV4_ENABLE_EXPERIMENTAL */
 
 #ifdef __cplusplus

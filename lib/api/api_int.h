@@ -69,6 +69,8 @@ dsv4_status dsv4__session_image(const dsv4_session *s, uint8_t **img, int64_t *b
 /* put the session at a checked image of position pos (its history right up
  * to pos), logits of pos-1 or NULL; cannot fail */
 void dsv4__session_apply(dsv4_session *s, int64_t pos, const uint8_t *img, const float *logits);
+/* cache.c: drop the session's reference to its prefix cache */
+void dsv4__session_cache_release(dsv4_session *s);
 /* the model fingerprint of a context (computed once) */
 uint64_t dsv4__context_fingerprint(dsv4_context *ctx);
 /* reserve the logits buffer of rows × vocab (context.c) */

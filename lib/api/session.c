@@ -45,6 +45,7 @@ void dsv4__session_free_extra(dsv4_session *s)
     s->hist = NULL;
     s->cuts = NULL;
     s->n_ck = 0;
+    dsv4__session_cache_release(s);
 }
 
 static void cut_set(uint8_t *c, int64_t p) { c[p >> 3] |= (uint8_t)(1u << (p & 7)); }

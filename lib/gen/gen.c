@@ -594,10 +594,9 @@ static int64_t effective_budget(const dsv4_gen *g)
 
 static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__cons **ready);
 
-/* go back to the session's latest checkpoint at or before `limit` (a prefix
- * of the new prompt); returns the position kept, 0 when none (the session
- * is then reset by the caller) */
-static size_t rewind_to_checkpoint(dsv4_gen *g, size_t limit)
+/* the session's latest checkpoint at or before `limit` (a prefix of the
+ * new prompt), 0 when none */
+static size_t best_checkpoint(dsv4_gen *g, size_t limit)
 {
     int64_t at[64];
     size_t nc = 0;
@@ -605,8 +604,6 @@ static size_t rewind_to_checkpoint(dsv4_gen *g, size_t limit)
     int64_t best = 0;
     for (size_t i = 0; i < nc; i++)
         if (at[i] <= (int64_t)limit && at[i] > best) best = at[i];
-    if (best == 0 || dsv4_session_rewind(g->sess, best, 0) != DSV4_OK) return 0;
-    g->n_hist = (size_t)best;
     return (size_t)best;
 }
 
@@ -702,10 +699,24 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
     /* prompt: keep what the session already holds, or go back to its
      * latest checkpoint within the common prefix (docs/sessions.md) */
     int64_t pos = dsv4_session_position(g->sess);
-    size_t keep = 0;
+    size_t keep = 0, lcp = 0, own = 0;
     if (g->reuse && pos > 0 && (size_t)pos == g->n_hist) {
-        while (keep < n && keep < g->n_hist && g->hist[keep] == prompt[keep]) keep++;
-        if (keep < g->n_hist) keep = rewind_to_checkpoint(g, keep < n ? keep : n - 1);
+        while (lcp < n && lcp < g->n_hist && g->hist[lcp] == prompt[lcp]) lcp++;
+        own = lcp == g->n_hist ? lcp : best_checkpoint(g, lcp < n ? lcp : n - 1);
+    }
+    /* the prefix cache, when it holds more of the prompt */
+    size_t got = 0;
+    dsv4_prefix_cache *pc = dsv4_session_prefix_cache(g->sess);
+    if (pc && own < n && hist_reserve(g, n) == DSV4_OK &&
+        dsv4_prefix_cache_restore(pc, g->sess, prompt, n, own, &got) == DSV4_OK && got > own) {
+        memcpy(g->hist, prompt, got * sizeof *prompt);
+        g->n_hist = got;
+        keep = got;
+    } else if (own > 0 && own == lcp && lcp == g->n_hist) {
+        keep = own;
+    } else if (own > 0 && dsv4_session_rewind(g->sess, (int64_t)own, 0) == DSV4_OK) {
+        g->n_hist = own;
+        keep = own;
     }
     if (keep == 0 && pos != 0) {
         st = dsv4_session_reset(g->sess);
@@ -728,7 +739,10 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
         st = feed(g, prompt + i, m);
         if (st) return st;
         i += m;
-        if (i == mark && mark > keep) dsv4_session_checkpoint(g->sess); /* best effort */
+        if (i == mark && mark > keep) { /* best effort */
+            dsv4_session_checkpoint(g->sess);
+            if (pc) dsv4_prefix_cache_store(pc, g->sess);
+        }
     }
     g->prompt_ns = now_ns() - t0;
     st = dsv4_session_logits(g->sess, -1, g->logits, (size_t)g->model_vocab);

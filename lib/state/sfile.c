@@ -395,3 +395,55 @@ fail:
     }
     return st;
 }
+
+dsv4_status dsv4__sfile_peek(dsv4_read_fn fn, void *user, int64_t max_pos, dsv4__sfile_data *d, dsv4__err *e)
+{
+    memset(d, 0, sizeof *d);
+    uint8_t head[DSV4__SFILE_HEADER + DSV4__SFILE_MAX_SECTIONS * 32 + 8];
+    int r = read_all(fn, user, head, DSV4__SFILE_HEADER);
+    if (r) return r < 0 ? dsv4__fail(e, DSV4_ERR_IO, "read failed") : TRUNC("header");
+    if (memcmp(head, DSV4__SFILE_MAGIC, 8) || get32(head + 8) != DSV4__SFILE_VERSION ||
+        get32(head + 12) != DSV4__SFILE_HEADER)
+        return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "not a session file of format version %u", DSV4__SFILE_VERSION);
+    uint32_t ns = get32(head + 60);
+    if (ns < 3 || ns > 4) return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "%u sections", (unsigned)ns);
+    size_t tl = (size_t)ns * 32 + 8;
+    r = read_all(fn, user, head + DSV4__SFILE_HEADER, tl);
+    if (r) return r < 0 ? dsv4__fail(e, DSV4_ERR_IO, "read failed") : TRUNC("section table");
+    if (get64(head + DSV4__SFILE_HEADER + tl - 8) != dsv4__hash64(head, DSV4__SFILE_HEADER + tl - 8, 0))
+        return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "header checksum mismatch");
+    dsv4__sfile_meta *f = &d->file;
+    f->lib_version = get32(head + 16);
+    f->mtp = (get32(head + 20) & FLAG_MTP) != 0;
+    f->fingerprint = get64(head + 24);
+    f->numerics = (int32_t)get32(head + 32);
+    f->revision = (int32_t)get32(head + 36);
+    f->n_ctx = (int64_t)get64(head + 40);
+    f->vocab = (int32_t)get32(head + 56);
+    int64_t pos = (int64_t)get64(head + 48);
+    const uint8_t *t = head + DSV4__SFILE_HEADER;
+    uint32_t codec = get32(t + 4);
+    uint64_t raw = get64(t + 8), stored = get64(t + 16), sum = get64(t + 24);
+    if (pos < 0 || pos > max_pos || get32(t) != SEC_TOKENS || raw != (uint64_t)pos * 4 ||
+        (codec == CODEC_RAW ? stored != raw : codec != CODEC_ZSTD || stored > ZSTD_compressBound((size_t)raw)))
+        return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "bad token section");
+    uint8_t *st = dsv4__malloc((size_t)(stored ? stored : 1)), *tok = dsv4__malloc((size_t)(raw ? raw : 1));
+    dsv4_status rc = DSV4_OK;
+    if (!st || !tok) { rc = dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory"); goto out; }
+    r = read_all(fn, user, st, stored);
+    if (r) { rc = r < 0 ? dsv4__fail(e, DSV4_ERR_IO, "read failed") : TRUNC("tokens"); goto out; }
+    if (dsv4__hash64(st, (size_t)stored, SEC_TOKENS) != sum) { rc = dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "checksum"); goto out; }
+    if (codec == CODEC_ZSTD) {
+        size_t z = ZSTD_getFrameContentSize(st, (size_t)stored) == raw ? ZSTD_decompress(tok, (size_t)raw, st, (size_t)stored) : 0;
+        if (ZSTD_isError(z) || z != raw) { rc = dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "corrupt tokens"); goto out; }
+    } else {
+        memcpy(tok, st, (size_t)raw);
+    }
+    d->pos = pos;
+    d->tokens = (int32_t *)tok;
+    tok = NULL;
+out:
+    dsv4__free(st);
+    dsv4__free(tok);
+    return rc;
+}

@@ -55,6 +55,12 @@ dsv4_status dsv4__sfile_read(const dsv4__sfile_meta *m, const dsv4__rt *rt, dsv4
                              dsv4__sfile_data *d, dsv4__err *e);
 void dsv4__sfile_data_free(dsv4__sfile_data *d);
 
+/* the header fields and the token history of a file, without expectations
+ * (the prefix cache's index of a directory): at most max_pos tokens;
+ * d->tokens and d->file set, nothing else; the file is checked again in
+ * full when restored */
+dsv4_status dsv4__sfile_peek(dsv4_read_fn fn, void *user, int64_t max_pos, dsv4__sfile_data *d, dsv4__err *e);
+
 /* 64-bit checksum of n bytes */
 uint64_t dsv4__hash64(const void *p, size_t n, uint64_t seed);
 

@@ -553,6 +553,106 @@ static void save_checks(dsv4_model *m, dsv4_model *other, const char *preset, in
     dsv4_context_free(c);
 }
 
+/* ---- the prefix cache ---------------------------------------------------------------- */
+
+static void cache_checks(dsv4_model *m, const int32_t *tok)
+{
+    dsv4_context *c = mkctx(m, DSV4_NUMERICS_REFERENCE, 256), *c2 = mkctx(m, DSV4_NUMERICS_REFERENCE, 128),
+                 *cf = mkctx(m, DSV4_NUMERICS_FLOAT, 256);
+    dsv4_session *s1 = mksess(c, 0), *s2 = mksess(c, 0), *s3 = mksess(c2, 0), *sf = mksess(cf, 0);
+    dsv4_prefix_cache *pc = NULL;
+    float *la = malloc((size_t)V * 4), *lb = malloc((size_t)V * 4);
+    size_t got = 99, ln = 0;
+    CHECK(dsv4_prefix_cache_create(-1, NULL, &pc, NULL) == DSV4_ERR_INVALID_ARGUMENT && !pc, "negative budget refused");
+    CHECK(dsv4_prefix_cache_create(64 << 20, NULL, &pc, NULL) == DSV4_OK, "cache");
+    feed_calls(s1, tok, 50);
+    CHECK(dsv4_prefix_cache_store(pc, s1) == DSV4_OK, "store at 50");
+    CHECK(dsv4_prefix_cache_store(pc, s1) == DSV4_OK && dsv4_prefix_cache_stat(pc, DSV4_CACHE_ENTRIES) == 1,
+          "storing the same state again adds nothing");
+    uint8_t *at50 = snap(s1, &ln);
+    /* another session of the context */
+    CHECK(dsv4_prefix_cache_restore(pc, s2, tok, 80, 0, &got) == DSV4_OK && got == 50, "hit across sessions: %zu", got);
+    CHECK(same_snap(s2, at50, ln), "the restored session is the stored one, byte for byte");
+    dsv4_session_eval(s1, tok + 50, 30, 0);
+    dsv4_session_eval(s2, tok + 50, 30, 0);
+    last_logits(s1, la);
+    last_logits(s2, lb);
+    CHECK(!memcmp(la, lb, (size_t)V * 4), "continuing from the cache: bit-identical logits");
+    /* another context of the model; other numerics miss */
+    CHECK(dsv4_prefix_cache_restore(pc, s3, tok, 80, 0, &got) == DSV4_OK && got == 50, "hit across contexts");
+    dsv4_session_eval(s3, tok + 50, 30, 0);
+    last_logits(s3, lb);
+    CHECK(!memcmp(la, lb, (size_t)V * 4), "continuing in another context: bit-identical logits");
+    CHECK(dsv4_prefix_cache_restore(pc, sf, tok, 80, 0, &got) == DSV4_OK && got == 0 &&
+          dsv4_session_position(sf) == 0, "other numerics: miss, session unchanged");
+    int32_t other[60];
+    memcpy(other, tok, sizeof other);
+    other[10] ^= 1;
+    CHECK(dsv4_prefix_cache_restore(pc, sf, other, 60, 0, &got) == DSV4_OK && got == 0, "another prefix: miss");
+    CHECK(dsv4_prefix_cache_restore(pc, s2, tok, 80, 50, &got) == DSV4_OK && got == 0 &&
+          dsv4_session_position(s2) == 80, "nothing longer than at_least: the session keeps its state");
+    CHECK(dsv4_prefix_cache_restore(pc, s2, tok, 50, 0, &got) == DSV4_OK && got == 50,
+          "a whole-prompt hit when the entry has its logits");
+    CHECK(dsv4_prefix_cache_stat(pc, DSV4_CACHE_HITS) == 3 && dsv4_prefix_cache_stat(pc, DSV4_CACHE_MISSES) == 3,
+          "hits %lld misses %lld", (long long)dsv4_prefix_cache_stat(pc, DSV4_CACHE_HITS),
+          (long long)dsv4_prefix_cache_stat(pc, DSV4_CACHE_MISSES));
+    /* the session holds a reference: the cache outlives the caller's */
+    CHECK(dsv4_session_set_prefix_cache(s2, pc) == DSV4_OK && dsv4_session_prefix_cache(s2) == pc, "attach");
+    dsv4_prefix_cache_free(pc);
+    CHECK(dsv4_prefix_cache_stat(dsv4_session_prefix_cache(s2), DSV4_CACHE_ENTRIES) == 1, "alive through the session");
+    dsv4_session_set_prefix_cache(s2, NULL);
+
+    /* eviction under a tiny budget: room for one state */
+    dsv4_prefix_cache *tiny = NULL;
+    dsv4_prefix_cache_create((int64_t)ln + (int64_t)ln / 2, NULL, &tiny, NULL);
+    int stored = 0;
+    for (int p = 30; p <= 50; p += 10) {
+        dsv4_session_reset(s1);
+        feed_calls(s1, tok, p);
+        stored += dsv4_prefix_cache_store(tiny, s1) == DSV4_OK;
+    }
+    CHECK(stored == 3 && dsv4_prefix_cache_stat(tiny, DSV4_CACHE_ENTRIES) == 1 &&
+          dsv4_prefix_cache_stat(tiny, DSV4_CACHE_EVICTIONS) == 2, "tiny budget: %lld entry, %lld evicted",
+          (long long)dsv4_prefix_cache_stat(tiny, DSV4_CACHE_ENTRIES),
+          (long long)dsv4_prefix_cache_stat(tiny, DSV4_CACHE_EVICTIONS));
+    CHECK(dsv4_prefix_cache_restore(tiny, s2, tok, 80, 0, &got) == DSV4_OK && got == 50, "the newest survives");
+    dsv4_prefix_cache_free(tiny);
+    dsv4_prefix_cache_create(1000, NULL, &tiny, NULL);
+    CHECK(dsv4_prefix_cache_store(tiny, s1) == DSV4_ERR_NOT_AVAILABLE, "a state above the budget is refused");
+    dsv4_prefix_cache_free(tiny);
+
+    /* a directory: entries survive the cache object (a new process sees the same files) */
+    char *dir = test_tmpdir("pcache");
+    dsv4_prefix_cache *d1 = NULL, *d2 = NULL;
+    CHECK(dsv4_prefix_cache_create(0, dir, &d1, NULL) == DSV4_OK, "cache on %s", dir);
+    dsv4_session_reset(s1);
+    feed_calls(s1, tok, 50);
+    CHECK(dsv4_prefix_cache_store(d1, s1) == DSV4_OK, "store to the directory: %s", dsv4_session_last_error(s1));
+    dsv4_prefix_cache_free(d1);
+    CHECK(dsv4_prefix_cache_create(1 << 20, dir, &d2, NULL) == DSV4_OK &&
+          dsv4_prefix_cache_stat(d2, DSV4_CACHE_ENTRIES) == 1, "a new cache on the directory indexes the entry");
+    dsv4_session_reset(s2);
+    CHECK(dsv4_prefix_cache_restore(d2, s2, tok, 80, 0, &got) == DSV4_OK && got == 50 && same_snap(s2, at50, ln),
+          "restored from the file, byte for byte");
+    dsv4_prefix_cache_free(d2);
+    /* a corrupted file is skipped */
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "for f in '%s'/*.dsv4s; do printf 'XXXX' | dd of=\"$f\" bs=1 seek=200 conv=notrunc 2>/dev/null; done", dir);
+    CHECK(system(cmd) == 0, "corrupt the file");
+    dsv4_prefix_cache_create(1 << 20, dir, &d2, NULL);
+    dsv4_session_reset(s2);
+    CHECK(dsv4_prefix_cache_restore(d2, s2, tok, 80, 0, &got) == DSV4_OK && got == 0 && dsv4_session_position(s2) == 0 &&
+          dsv4_prefix_cache_stat(d2, DSV4_CACHE_ENTRIES) == 0, "a corrupt file: miss, dropped from the index");
+    dsv4_prefix_cache_free(d2);
+    test_rmtree(dir);
+    free(dir);
+    free(at50);
+    free(la);
+    free(lb);
+    dsv4_session_free(s1); dsv4_session_free(s2); dsv4_session_free(s3); dsv4_session_free(sf);
+    dsv4_context_free(c); dsv4_context_free(c2); dsv4_context_free(cf);
+}
+
 int main(int argc, char **argv)
 {
     full = argc > 1 && !strcmp(argv[1], "full");
@@ -579,6 +679,7 @@ int main(int argc, char **argv)
         dsv4_model_info_get_i64(info, DSV4_INFO_VOCAB_SIZE, &V);
         dsv4_model_info_free(info);
         if (i == 0) limit_checks(m[i], tok);
+        if (i == 0) cache_checks(m[i], tok);
         for (int num = 1; num <= 2; num++) {
             if (full || num == 1) rewind_checks(m[i], presets[i], num, tok, (int64_t)n, full ? 1 : 5);
             if (full || num == 2) save_checks(m[i], m[1 - i], presets[i], num, tok, (int64_t)n);
