@@ -700,6 +700,11 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
      * latest checkpoint within the common prefix (docs/sessions.md) */
     int64_t pos = dsv4_session_position(g->sess);
     size_t keep = 0, lcp = 0, own = 0;
+    /* a session moved by others (restored, rewound, fed directly): its own history */
+    if (g->reuse && pos > 0 && (size_t)pos != g->n_hist && hist_reserve(g, (size_t)pos) == DSV4_OK) {
+        size_t nh = 0;
+        if (dsv4_session_tokens(g->sess, g->hist, g->cap_hist, &nh) == DSV4_OK) g->n_hist = nh;
+    }
     if (g->reuse && pos > 0 && (size_t)pos == g->n_hist) {
         while (lcp < n && lcp < g->n_hist && g->hist[lcp] == prompt[lcp]) lcp++;
         own = lcp == g->n_hist ? lcp : best_checkpoint(g, lcp < n ? lcp : n - 1);
