@@ -31,6 +31,7 @@
  *  - routing and sampling overheads per token;
  * and states pass/fail against the targets of the performance issue.
  */
+#define DSV4_ENABLE_EXPERIMENTAL /* sessions: docs/sessions.md */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -523,6 +524,119 @@ static int spin_bench(const char *dir, int threads, int n_busy)
     return 0;
 }
 
+/* ---- sessions (docs/sessions.md): save/restore against re-prefilling,
+ * rewind by distance from the last checkpoint ------------------------------ */
+
+typedef struct bsink { uint8_t *p; size_t n, cap; } bsink;
+static int32_t bsink_write(void *u, const void *d, size_t len)
+{
+    bsink *k = u;
+    if (k->n + len > k->cap) {
+        size_t c = k->cap ? k->cap : 1 << 20;
+        while (c < k->n + len) c *= 2;
+        uint8_t *p = realloc(k->p, c);
+        if (!p) return -1;
+        k->p = p;
+        k->cap = c;
+    }
+    memcpy(k->p + k->n, d, len);
+    k->n += len;
+    return 0;
+}
+
+static void bench_sessions(dsv4_model *m, int threads, int quick)
+{
+    const dsv4__config *c = dsv4__model_config(m);
+    int64_t maxp = c->max_position, V = c->vocab_size;
+    int64_t pos[] = { 256, 1024, 4096, 16384 };
+    int np = quick ? 2 : 4;
+    while (np > 0 && pos[np - 1] > maxp) np--;
+    if (np == 0) { printf("sessions: the model's context is too short\n"); return; }
+    int64_t n_ctx = pos[np - 1] + 512;
+    if (n_ctx > maxp) n_ctx = maxp;
+    dsv4_options *o = NULL;
+    dsv4_options_create(&o);
+    dsv4_options_set_i64(o, DSV4_OPT_THREADS, threads);
+    dsv4_options_set_i64(o, DSV4_OPT_CONTEXT_LENGTH, n_ctx);
+    dsv4_context *ctx = NULL;
+    dsv4_session *a = NULL, *b = NULL;
+    if (dsv4_context_create(m, o, &ctx, NULL) || dsv4_session_create(ctx, NULL, &a, NULL) ||
+        dsv4_session_create(ctx, NULL, &b, NULL)) {
+        printf("sessions: cannot create a context of %lld tokens\n", (long long)n_ctx);
+        goto out;
+    }
+    int32_t *tok = malloc((size_t)n_ctx * sizeof *tok);
+    tokens(tok, n_ctx, V, 5);
+    printf("sessions (reference numerics, %d threads; wall times, best of 3):\n", threads);
+    for (int i = 0; i < np; i++) {
+        int64_t p = pos[i];
+        double t_pre = 1e30, t_save[2] = { 1e30, 1e30 }, t_rest[2] = { 1e30, 1e30 };
+        size_t bytes[2] = { 0, 0 };
+        for (int rep = 0; rep < (quick ? 1 : 3); rep++) {
+            dsv4_session_reset(a);
+            double t = now();
+            dsv4_session_eval(a, tok, (size_t)p, 0);
+            t_pre = fmin(t_pre, now() - t);
+            for (int z = 0; z < 2; z++) {
+                bsink k = { 0 };
+                t = now();
+                dsv4_session_save(a, bsink_write, &k, z ? 0 : DSV4_SAVE_UNCOMPRESSED);
+                t_save[z] = fmin(t_save[z], now() - t);
+                bytes[z] = k.n;
+                t = now();
+                dsv4_status st = dsv4_session_restore_buffer(b, k.p, k.n);
+                t_rest[z] = fmin(t_rest[z], now() - t);
+                if (st) printf("  restore failed: %s\n", dsv4_session_last_error(b));
+                free(k.p);
+            }
+        }
+        printf("  at %6lld tokens: prefill %8.1f ms | raw %7.2f MB save %6.2f ms restore %6.2f ms (%5.0fx prefill) | "
+               "zstd %7.2f MB (%.2f) save %6.2f ms restore %6.2f ms (%5.0fx)\n",
+               (long long)p, 1e3 * t_pre, bytes[0] / 1e6, 1e3 * t_save[0], 1e3 * t_rest[0], t_pre / t_rest[0],
+               bytes[1] / 1e6, (double)bytes[1] / (double)bytes[0], 1e3 * t_save[1], 1e3 * t_rest[1],
+               t_pre / t_rest[1]);
+        char key[96];
+        snprintf(key, sizeof key, "session_%lld_prefill_ms", (long long)p); jnum(key, 1e3 * t_pre);
+        snprintf(key, sizeof key, "session_%lld_raw_bytes", (long long)p); jnum(key, (double)bytes[0]);
+        snprintf(key, sizeof key, "session_%lld_zstd_bytes", (long long)p); jnum(key, (double)bytes[1]);
+        snprintf(key, sizeof key, "session_%lld_restore_raw_ms", (long long)p); jnum(key, 1e3 * t_rest[0]);
+        snprintf(key, sizeof key, "session_%lld_restore_zstd_ms", (long long)p); jnum(key, 1e3 * t_rest[1]);
+        snprintf(key, sizeof key, "session_%lld_save_zstd_ms", (long long)p); jnum(key, 1e3 * t_save[1]);
+    }
+    /* rewind by distance from the last checkpoint: a checkpoint at c, then
+     * d tokens fed in one call (and 64 more); rewind to c + d */
+    int64_t c0 = pos[np - 1] / 2;
+    int64_t dist[] = { 0, 1, 16, 64, 256 };
+    for (int i = 0; i < 5; i++) {
+        int64_t d = dist[i];
+        if (c0 + d + 64 > n_ctx) break;
+        double best = 1e30, tck = 1e30;
+        for (int rep = 0; rep < (quick ? 1 : 3); rep++) {
+            dsv4_session_reset(a);
+            dsv4_session_eval(a, tok, (size_t)c0, 0);
+            double t = now();
+            dsv4_session_checkpoint(a);
+            tck = fmin(tck, now() - t);
+            if (d) dsv4_session_eval(a, tok + c0, (size_t)d, 0);
+            dsv4_session_eval(a, tok + c0 + d, 64, 0);
+            t = now();
+            dsv4_session_rewind(a, c0 + d, 0);
+            best = fmin(best, now() - t);
+        }
+        printf("  rewind to %lld tokens after the last checkpoint (at %lld; taking it %.2f ms): %.2f ms\n",
+               (long long)d, (long long)c0, 1e3 * tck, 1e3 * best);
+        char key[96];
+        snprintf(key, sizeof key, "session_rewind_dist_%lld_ms", (long long)d);
+        jnum(key, 1e3 * best);
+    }
+    free(tok);
+out:
+    dsv4_session_free(a);
+    dsv4_session_free(b);
+    dsv4_context_free(ctx);
+    dsv4_options_free(o);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = NULL, *synth = NULL, *jpath = NULL;
@@ -544,8 +658,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--busy") && v) n_busy = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: dsv4-bench --model DIR [--synth DSV4-SYNTH] [--threads N] [--steps N] "
-                            "[--quick] [--mapped] [--nodes] [--only kernels|decode|prefill|context|spin] [--busy N] "
-                            "[--json FILE]\n");
+                            "[--quick] [--mapped] [--nodes] [--only kernels|decode|prefill|context|spin|sessions] "
+                            "[--busy N] [--json FILE]\n");
             return 2;
         }
     }
@@ -718,6 +832,14 @@ int main(int argc, char **argv)
     printf("model %s: dim %d, %d layers (", dir, c->dim, c->n_layers);
     for (int l = 0; l < c->n_layers; l++) printf("%s%s", l ? " " : "", kind_name(c->compress_ratios[l]));
     printf("), %d experts (%d active), vocab %lld\n", c->n_routed_experts, c->n_active_experts, (long long)V);
+    if (RUN("sessions")) bench_sessions(m, threads, quick);
+    if (!strcmp(only, "sessions")) {
+        fprintf(js, "\n}\n");
+        fclose(js);
+        dsv4_model_free(m);
+        dsv4k_pool_free(pool);
+        return 0;
+    }
     dsv4__rt *rt;
     dsv4__state *st;
     int32_t *tok = malloc(4096 * sizeof *tok);

@@ -123,7 +123,10 @@ enum dsv4_status_code {
     DSV4_ERR_BUFFER_TOO_SMALL = 11, /**< the caller's buffer is too small; nothing was written */
     DSV4_ERR_UNKNOWN_OPTION   = 12, /**< option key not known to this library version */
     DSV4_ERR_NOT_AVAILABLE    = 13, /**< the requested result was not computed (e.g. logits of a row not asked for) */
-    DSV4_ERR_INTERNAL         = 14  /**< an internal invariant failed; the object is unusable until reset */
+    DSV4_ERR_INTERNAL         = 14, /**< an internal invariant failed; the object is unusable until reset */
+    /** saved session state made by another model, numerics, revision or
+     *  session kind (MTP) than the session restoring it @since 0.1.0 */
+    DSV4_ERR_INCOMPATIBLE     = 15
     /* New codes are appended here. Codes are never renumbered or removed. */
 };
 
@@ -684,6 +687,263 @@ typedef int32_t (*dsv4_eval_progress_fn)(void *user, int64_t done, int64_t total
 DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_set_progress(dsv4_session *session, dsv4_eval_progress_fn fn,
                                                             void *user);
 #endif
+
+#ifdef DSV4_ENABLE_EXPERIMENTAL
+/* ------------------------------------------------------------------------ */
+/* Sessions that last: history, checkpoints, rewind, save and restore       */
+/* (docs/sessions.md). @experimental                                        */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * The tokens the session holds: every token fed since position 0 (or as
+ * restored), in order; their count equals dsv4_session_position().
+ * @param dst  NULL to ask for the count only, else room for `cap` tokens.
+ * @param n    receives the count (always, when not NULL).
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (session or n NULL);
+ *         DSV4_ERR_BUFFER_TOO_SMALL (dst given and cap below the count;
+ *         nothing written).
+ * @threadsafety one thread per context. @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_tokens(const dsv4_session *session, int32_t *dst, size_t cap,
+                                                      size_t *n);
+
+/**
+ * Take a checkpoint at the current position: an exact copy of the decode
+ * state (only what the position uses: about the KV bytes in use, see
+ * dsv4_session_memory) and of the last logits, owned by the session. A
+ * checkpoint already at this position is replaced. When the session then
+ * holds more checkpoints than its limit (dsv4_session_set_checkpoint_limit),
+ * the least recently taken or used ones are dropped. Checkpoints above a
+ * position are dropped when the session goes back below it (rewind, reset,
+ * restore). The generator takes one at the end of every prompt.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL); DSV4_ERR_OUT_OF_MEMORY;
+ *         DSV4_ERR_NOT_AVAILABLE (checkpoints are off, limit 0, or this one
+ *         alone is above the byte limit). On failure the session and its
+ *         other checkpoints are unchanged.
+ * @threadsafety one thread per context. @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_checkpoint(dsv4_session *session);
+
+/**
+ * Positions of the session's checkpoints, ascending.
+ * @param positions  NULL to ask for the count only, else room for `cap`.
+ * @param n          receives the count.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (session or n NULL);
+ *         DSV4_ERR_BUFFER_TOO_SMALL (nothing written).
+ * @threadsafety one thread per context. @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_checkpoints(const dsv4_session *session, int64_t *positions,
+                                                           size_t cap, size_t *n);
+
+/**
+ * Limit the checkpoints a session keeps: at most `max_count` (default 4;
+ * 0 turns checkpoints off and drops all) and, when `max_bytes` > 0, at most
+ * that many bytes together (default 0: no byte limit). Checkpoints above
+ * the new limits are dropped, least recently used first.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL, max_count < 0 or above
+ *         4096, max_bytes < 0).
+ * @threadsafety one thread per context. @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_set_checkpoint_limit(dsv4_session *session, int32_t max_count,
+                                                                    int64_t max_bytes);
+
+/** Flags of dsv4_session_rewind(). @experimental @since 0.1.0 */
+enum {
+    /** re-feed the tokens after the checkpoint in one call (faster when
+     *  they were fed one by one; the results then match those of a session
+     *  fed that way, up to the float summation order of batched products) */
+    DSV4_REWIND_BATCHED = 1u << 0
+};
+
+/**
+ * Truncate the session to position `pos` (0 <= pos <= position): restore
+ * its nearest checkpoint at or before pos (position 0 when none) and
+ * re-feed the tokens of its history from there up to pos. By default the
+ * tokens are re-fed in the same eval calls they were first fed in (the
+ * call that spanned pos cut at pos), so the session's state and every
+ * later logit are bit-identical to those of a session that received the
+ * same calls and never went beyond pos. Afterwards the logits of position
+ * pos-1 can be read (from the last re-fed call, or the checkpoint's own
+ * when it sits at pos); MTP logits only from the re-fed calls.
+ * Checkpoints above pos are dropped. pos == position is a no-op.
+ * @param flags  0 or DSV4_REWIND_BATCHED.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL, pos outside
+ *         [0, position], unknown flag; session unchanged);
+ *         DSV4_ERR_OUT_OF_MEMORY (session unchanged); DSV4_ERR_INTERNAL
+ *         (the session must be reset).
+ * @threadsafety one thread per context. @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_rewind(dsv4_session *session, int64_t pos, uint32_t flags);
+
+/**
+ * Sink of dsv4_session_save(): write all `len` bytes of `data`; return 0
+ * on success, anything else to fail the save (DSV4_ERR_IO). Runs on the
+ * calling thread. @experimental @since 0.1.0
+ */
+typedef int32_t (*dsv4_write_fn)(void *user, const void *data, size_t len);
+
+/**
+ * Source of dsv4_session_restore(): read up to `len` bytes into `dst`;
+ * return the bytes read (0 at the end of the input, fewer than len is
+ * fine), or a negative value for an error (DSV4_ERR_IO). Runs on the
+ * calling thread. @experimental @since 0.1.0
+ */
+typedef int64_t (*dsv4_read_fn)(void *user, void *dst, size_t len);
+
+/** Flags of dsv4_session_save(). @experimental @since 0.1.0 */
+enum {
+    /** store the sections raw instead of zstd-compressed */
+    DSV4_SAVE_UNCOMPRESSED = 1u << 0
+};
+
+/**
+ * Save the session: the exact decode state at its position, its token
+ * history (with its eval calls' boundaries) and its last logits, in the
+ * versioned session format of docs/sessions.md (magic, format and library
+ * version, model fingerprint, numerics, revision, context length, MTP
+ * flag, position; zstd-compressed sections; checksums). Checkpoints are not
+ * saved. The session is not changed.
+ * @param fn     receives the bytes in order (several calls).
+ * @param flags  0 or DSV4_SAVE_UNCOMPRESSED.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL, unknown flag);
+ *         DSV4_ERR_OUT_OF_MEMORY; DSV4_ERR_IO (the sink failed; what it
+ *         was given so far is not a whole file).
+ * @threadsafety one thread per context. @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_save(dsv4_session *session, dsv4_write_fn fn, void *user,
+                                                    uint32_t flags);
+
+/**
+ * dsv4_session_save() to a file descriptor (written from its current
+ * offset; not closed). Same statuses; DSV4_ERR_IO when a write fails.
+ * @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_save_fd(dsv4_session *session, int fd, uint32_t flags);
+
+/**
+ * dsv4_session_save() into a caller buffer of `cap` bytes; *len receives
+ * the size of the saved state (also when the buffer is too small).
+ * @return as dsv4_session_save(); DSV4_ERR_BUFFER_TOO_SMALL (nothing
+ *         written; *len is the size needed). @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_save_buffer(dsv4_session *session, void *buf, size_t cap,
+                                                           size_t *len, uint32_t flags);
+
+/**
+ * Restore a session saved with dsv4_session_save() by a session of the
+ * same model (fingerprint of its config and tensor table), numerics,
+ * revision and MTP setting, into a context at least as long as the saved
+ * position. The whole input is read, checked and decompressed first
+ * (allocations bounded by this session's own capacity); only then is the
+ * session replaced: position, state, history, last logits. Its
+ * checkpoints are dropped. On any failure the session is unchanged.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL); DSV4_ERR_BAD_FORMAT
+ *         (not a session file, unknown format version, truncated,
+ *         checksum mismatch, corrupt section, bad token or value);
+ *         DSV4_ERR_INCOMPATIBLE (another model, numerics, revision or MTP
+ *         setting); DSV4_ERR_CONTEXT_FULL (the saved position exceeds this
+ *         context's length); DSV4_ERR_IO (the source failed);
+ *         DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety one thread per context. @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_restore(dsv4_session *session, dsv4_read_fn fn, void *user);
+
+/** dsv4_session_restore() from a file descriptor (read from its current
+ *  offset to the end of the saved state; not closed). @experimental @since 0.1.0 */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_restore_fd(dsv4_session *session, int fd);
+
+/** dsv4_session_restore() from `len` bytes at `buf` (borrowed for the
+ *  call; trailing bytes after the saved state are refused as
+ *  DSV4_ERR_BAD_FORMAT). @experimental @since 0.1.0 */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_restore_buffer(dsv4_session *session, const void *buf,
+                                                              size_t len);
+/** A cache of session states keyed by their token prefix, shared by the
+ *  sessions of a context and by contexts of one model (docs/sessions.md).
+ *  @experimental @since 0.1.0 */
+typedef struct dsv4_prefix_cache dsv4_prefix_cache;
+
+/**
+ * Create a prefix cache holding at most `max_bytes` of states in memory
+ * (least recently used dropped first), optionally backed by the directory
+ * `dir` (created if missing): every stored state is also written there as a
+ * session file (docs/sessions.md), and the files already there — from this
+ * or an earlier process — are indexed at creation and restored when they
+ * match (a file that fails its checks is skipped). Files are never deleted
+ * by the cache. Entries of any model live side by side: a lookup only
+ * considers those of the session's model, numerics, revision and MTP setting.
+ * @param dir      NULL for memory only; borrowed for the call.
+ * @param err_msg  optional, as for dsv4_model_load.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (out NULL, max_bytes < 0);
+ *         DSV4_ERR_IO (dir cannot be created or read); DSV4_ERR_OUT_OF_MEMORY.
+ * @threadsafety any thread; the cache itself may then be used from any
+ *               number of threads at once (it locks). @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_prefix_cache_create(int64_t max_bytes, const char *dir,
+                                                           dsv4_prefix_cache **out, char **err_msg);
+
+/** Release the caller's reference (sessions using the cache keep it
+ *  alive); NULL is a no-op. @experimental @since 0.1.0 */
+DSV4_EXPERIMENTAL_API void dsv4_prefix_cache_free(dsv4_prefix_cache *cache);
+
+/**
+ * Store the session's state at its current position, keyed by its token
+ * history (nothing to do at position 0 or when an equal entry exists, which
+ * then counts as used).
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL); DSV4_ERR_OUT_OF_MEMORY;
+ *         DSV4_ERR_NOT_AVAILABLE (the state alone is above the budget and
+ *         there is no directory); DSV4_ERR_IO (writing the file failed; the
+ *         memory entry is kept). The session is not changed.
+ * @threadsafety one thread per session's context; any thread for the cache.
+ * @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_prefix_cache_store(dsv4_prefix_cache *cache, dsv4_session *session);
+
+/**
+ * Put the session at the longest cached prefix of tokens[0..n): of more
+ * than `at_least` tokens (0: any; the generator passes what the session
+ * already holds), at most n, and n only when the entry holds its last
+ * logits. The session
+ * then holds that prefix (history, state, last logits; its checkpoints
+ * beyond what its old and new histories share are dropped); *restored
+ * receives its length, 0 when nothing matched (the session unchanged).
+ * @return DSV4_OK (also for no match); DSV4_ERR_INVALID_ARGUMENT (NULL);
+ *         DSV4_ERR_OUT_OF_MEMORY. A file entry that fails its checks is
+ *         dropped from the index and the next best entry is tried.
+ * @threadsafety one thread per session's context; any thread for the cache.
+ * @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_prefix_cache_restore(dsv4_prefix_cache *cache, dsv4_session *session,
+                                                            const int32_t *tokens, size_t n, size_t at_least,
+                                                            size_t *restored);
+
+/** Counters of dsv4_prefix_cache_stats(). @experimental @since 0.1.0 */
+typedef int32_t dsv4_cache_stat;
+/** The values of dsv4_cache_stat. @experimental @since 0.1.0 */
+enum dsv4_cache_stat_value {
+    DSV4_CACHE_ENTRIES = 1,      /**< entries indexed (memory or file) */
+    DSV4_CACHE_BYTES = 2,        /**< bytes of states held in memory */
+    DSV4_CACHE_HITS = 3,         /**< restores that found a prefix */
+    DSV4_CACHE_MISSES = 4,       /**< restores that found none */
+    DSV4_CACHE_HIT_TOKENS = 5,   /**< tokens restored in all */
+    DSV4_CACHE_EVICTIONS = 6     /**< states dropped from memory for the budget */
+};
+
+/** One counter; -1 for NULL or an unknown key. @threadsafety any thread.
+ *  @experimental @since 0.1.0 */
+DSV4_EXPERIMENTAL_API int64_t dsv4_prefix_cache_stat(const dsv4_prefix_cache *cache, dsv4_cache_stat key);
+
+/**
+ * Attach a prefix cache to a session (NULL detaches): the generator then
+ * restores the longest cached prefix of every prompt and stores the state
+ * at the end of every prompt. The session holds a reference.
+ * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (session NULL).
+ * @threadsafety one thread per context. @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_set_prefix_cache(dsv4_session *session, dsv4_prefix_cache *cache);
+
+/** The session's prefix cache, or NULL (borrowed). @experimental @since 0.1.0 */
+DSV4_EXPERIMENTAL_API dsv4_prefix_cache *dsv4_session_prefix_cache(const dsv4_session *session);
+#endif /* DSV4_ENABLE_EXPERIMENTAL */
 
 #ifdef __cplusplus
 }

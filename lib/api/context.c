@@ -2,6 +2,8 @@
  * lib/api/context.c — contexts (runtime: threads, scratch, numerics) and
  * sessions (one conversation's decode state and its last logits). The
  * context's runtime is built from its model's config and bound weights.
+ * The structs are in api_int.h; checkpoints, rewind and save/restore in
+ * session.c.
  */
 #ifndef DSV4_ENABLE_EXPERIMENTAL
 #define DSV4_ENABLE_EXPERIMENTAL 1 /* dsv4_session_set_progress */
@@ -10,29 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 #include "api/api_int.h"
-
-struct dsv4_context {
-    dsv4__ref ref;
-    struct dsv4_model *model;
-    dsv4__rt *rt;
-    int64_t n_ctx;
-    int64_t max_batch;      /* DSV4_OPT_MAX_BATCH: the chunks progress reports */
-    char err[512];
-};
-
-struct dsv4_session {
-    dsv4__ref ref;
-    dsv4_context *ctx;
-    dsv4__state *st;
-    float *logits;          /* rows for positions [lg_first, lg_first + lg_n) */
-    int64_t lg_first, lg_n, lg_cap;
-    float *mtp;             /* MTP rows for positions [mtp_first, mtp_first + mtp_n) */
-    int64_t mtp_first, mtp_n, mtp_cap;
-    int has_mtp;
-    dsv4_eval_progress_fn progress; /* dsv4_session_set_progress */
-    void *progress_user;
-    char err[512];
-};
 
 static void keep_err(char *dst, const dsv4__err *e)
 {
@@ -147,7 +126,9 @@ dsv4_status dsv4_session_create(dsv4_context *ctx, const dsv4_options *opts, dsv
         keep_err(ctx->err, &e);
         return dsv4__err_out(&e, err_msg);
     }
-    if (dsv4__state_create(ctx->rt, mtp, &s->st, &e)) {
+    if (dsv4__state_create(ctx->rt, mtp, &s->st, &e) || (s->ctx = ctx, dsv4__session_init_extra(s, &e))) {
+        dsv4__state_free(s->st);
+        dsv4__session_free_extra(s);
         dsv4__free(s);
         dsv4__err_prefix(&e, "dsv4_session_create");
         keep_err(ctx->err, &e);
@@ -164,6 +145,7 @@ dsv4_status dsv4_session_create(dsv4_context *ctx, const dsv4_options *opts, dsv
 void dsv4_session_free(dsv4_session *s)
 {
     if (!s || !dsv4__ref_put(&s->ref)) return;
+    dsv4__session_free_extra(s);
     dsv4__state_free(s->st);
     dsv4__free(s->logits);
     dsv4__free(s->mtp);
@@ -177,7 +159,7 @@ const char *dsv4_session_last_error(const dsv4_session *s)
 }
 
 /* make room for rows × vocab floats in *buf (capacity *cap rows) */
-static int reserve(float **buf, int64_t *cap, int64_t rows, int64_t vocab)
+int dsv4__session_reserve(float **buf, int64_t *cap, int64_t rows, int64_t vocab)
 {
     if (rows <= *cap) return 0;
     float *p = dsv4__realloc(*buf, (size_t)(rows * vocab) * sizeof *p);
@@ -214,6 +196,7 @@ static dsv4_status eval_chunks(dsv4_session *s, const int32_t *tokens, int64_t n
             snprintf(s->err, sizeof s->err, "dsv4_session_eval: %s", e.msg);
             break;
         }
+        dsv4__session_note_eval(s, pos + done, tokens + done, m); /* each chunk is its own call (rewind) */
         done += m;
         n_mtp += got;
     }
@@ -254,8 +237,8 @@ dsv4_status dsv4_session_eval(dsv4_session *s, const int32_t *tokens, size_t n, 
         return DSV4_ERR_CONTEXT_FULL;
     }
     int64_t rows = (flags & DSV4_EVAL_ALL_LOGITS) ? (int64_t)n : 1;
-    if (reserve(&s->logits, &s->lg_cap, rows, c->vocab_size) ||
-        (s->has_mtp && reserve(&s->mtp, &s->mtp_cap, (int64_t)n, c->vocab_size))) {
+    if (dsv4__session_reserve(&s->logits, &s->lg_cap, rows, c->vocab_size) ||
+        (s->has_mtp && dsv4__session_reserve(&s->mtp, &s->mtp_cap, (int64_t)n, c->vocab_size))) {
         snprintf(s->err, sizeof s->err, "dsv4_session_eval: out of memory for the logits of %lld positions",
                  (long long)n);
         return DSV4_ERR_OUT_OF_MEMORY;
@@ -268,6 +251,7 @@ dsv4_status dsv4_session_eval(dsv4_session *s, const int32_t *tokens, size_t n, 
         snprintf(s->err, sizeof s->err, "dsv4_session_eval: %s", e.msg);
         return st;
     }
+    dsv4__session_note_eval(s, pos, tokens, (int64_t)n);
     s->lg_first = pos + (int64_t)n - rows;
     s->lg_n = rows;
     s->mtp_n = n_mtp;
@@ -345,8 +329,8 @@ dsv4_status dsv4__session_eval_batch(dsv4_session *const *sess, const int32_t *c
             if (tokens[i][t] < 0 || tokens[i][t] >= c->vocab_size) return DSV4_ERR_INVALID_ARGUMENT;
         int64_t pos = dsv4__state_pos(s->st);
         if (pos > ctx->n_ctx || count[i] > (uint64_t)(ctx->n_ctx - pos)) return DSV4_ERR_CONTEXT_FULL;
-        if (reserve(&s->logits, &s->lg_cap, 1, c->vocab_size) ||
-            (s->has_mtp && reserve(&s->mtp, &s->mtp_cap, (int64_t)count[i], c->vocab_size)))
+        if (dsv4__session_reserve(&s->logits, &s->lg_cap, 1, c->vocab_size) ||
+            (s->has_mtp && dsv4__session_reserve(&s->mtp, &s->mtp_cap, (int64_t)count[i], c->vocab_size)))
             return DSV4_ERR_OUT_OF_MEMORY;
         reqs[i] = (dsv4__req){ .s = s->st, .tokens = tokens[i], .n = (int64_t)count[i], .logits = s->logits,
                                .n_logit_rows = 1, .mtp_logits = s->has_mtp ? s->mtp : NULL };
@@ -361,6 +345,7 @@ dsv4_status dsv4__session_eval_batch(dsv4_session *const *sess, const int32_t *c
     }
     for (int i = 0; i < n; i++) {
         dsv4_session *s = sess[i];
+        dsv4__session_note_eval(s, pos0[i], tokens[i], (int64_t)count[i]); /* history (rewind, save) */
         s->lg_first = pos0[i] + (int64_t)count[i] - 1;
         s->lg_n = 1;
         s->mtp_n = reqs[i].n_mtp;
@@ -375,6 +360,7 @@ dsv4_status dsv4_session_reset(dsv4_session *s)
 {
     if (!s) return DSV4_ERR_INVALID_ARGUMENT;
     dsv4__state_reset(s->st);
+    dsv4__session_drop_checkpoints(s, 0);
     s->lg_n = 0;
     s->mtp_n = 0;
     return DSV4_OK;

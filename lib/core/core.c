@@ -161,6 +161,7 @@ const char *dsv4_status_string(dsv4_status s)
     case DSV4_ERR_UNKNOWN_OPTION: return "unknown option";
     case DSV4_ERR_NOT_AVAILABLE: return "not available";
     case DSV4_ERR_INTERNAL: return "internal error";
+    case DSV4_ERR_INCOMPATIBLE: return "saved state of another model, numerics, revision or session kind";
     }
     return "unknown status";
 }

@@ -611,6 +611,19 @@ static int64_t effective_budget(const dsv4_gen *g)
 
 static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__cons **ready);
 
+/* the session's latest checkpoint at or before `limit` (a prefix of the
+ * new prompt), 0 when none */
+static size_t best_checkpoint(dsv4_gen *g, size_t limit)
+{
+    int64_t at[64];
+    size_t nc = 0;
+    if (dsv4_session_checkpoints(g->sess, at, 64, &nc) != DSV4_OK) return 0;
+    int64_t best = 0;
+    for (size_t i = 0; i < nc; i++)
+        if (at[i] <= (int64_t)limit && at[i] > best) best = at[i];
+    return (size_t)best;
+}
+
 static dsv4_status hist_reserve(dsv4_gen *g, size_t n)
 {
     if (n <= g->cap_hist) return DSV4_OK;
@@ -700,12 +713,32 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
     if (!st) st = dsv4_chat_parser_create(g->thinking, &g->parser);
     if (st) return st;
 
-    /* prompt: keep what the session already holds */
+    /* prompt: keep what the session already holds, or go back to its
+     * latest checkpoint within the common prefix (docs/sessions.md) */
     int64_t pos = dsv4_session_position(g->sess);
-    size_t keep = 0;
+    size_t keep = 0, lcp = 0, own = 0;
+    /* a session moved by others (restored, rewound, fed directly): its own history */
+    if (g->reuse && pos > 0 && (size_t)pos != g->n_hist && hist_reserve(g, (size_t)pos) == DSV4_OK) {
+        size_t nh = 0;
+        if (dsv4_session_tokens(g->sess, g->hist, g->cap_hist, &nh) == DSV4_OK) g->n_hist = nh;
+    }
     if (g->reuse && pos > 0 && (size_t)pos == g->n_hist) {
-        while (keep < n && keep < g->n_hist && g->hist[keep] == prompt[keep]) keep++;
-        if (keep < g->n_hist) keep = 0;
+        while (lcp < n && lcp < g->n_hist && g->hist[lcp] == prompt[lcp]) lcp++;
+        own = lcp == g->n_hist ? lcp : best_checkpoint(g, lcp < n ? lcp : n - 1);
+    }
+    /* the prefix cache, when it holds more of the prompt */
+    size_t got = 0;
+    dsv4_prefix_cache *pc = dsv4_session_prefix_cache(g->sess);
+    if (pc && own < n && hist_reserve(g, n) == DSV4_OK &&
+        dsv4_prefix_cache_restore(pc, g->sess, prompt, n, own, &got) == DSV4_OK && got > own) {
+        memcpy(g->hist, prompt, got * sizeof *prompt);
+        g->n_hist = got;
+        keep = got;
+    } else if (own > 0 && own == lcp && lcp == g->n_hist) {
+        keep = own;
+    } else if (own > 0 && dsv4_session_rewind(g->sess, (int64_t)own, 0) == DSV4_OK) {
+        g->n_hist = own;
+        keep = own;
     }
     if (keep == 0 && pos != 0) {
         st = dsv4_session_reset(g->sess);
@@ -732,6 +765,10 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
         return DSV4_OK;
     }
     int64_t t0 = now_ns();
+    /* a checkpoint at the end of the prompt — before its last token when
+     * that opens thinking: the next turn's prompt drops this turn's
+     * reasoning and closes the tag there instead */
+    size_t mark = g->think_open >= 0 && prompt[n - 1] == g->think_open ? n - 1 : n;
     for (size_t i = keep;;) {
         /* progress before each chunk and after the last (done = total) */
         if (g->progress && g->progress(g->progress_user, (int64_t)(i - keep), (int64_t)(n - keep)) != 0)
@@ -739,9 +776,14 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
         if (atomic_load(&g->cancel)) return dsv4__gen_fail(g, DSV4_ERR_ABORTED, "cancelled while feeding the prompt");
         if (i >= n) break;
         size_t m = n - i < PROMPT_CHUNK ? n - i : PROMPT_CHUNK;
+        if (i < mark && i + m > mark) m = mark - i;
         st = feed(g, prompt + i, m);
         if (st) return st;
         i += m;
+        if (i == mark && mark > keep) { /* best effort */
+            dsv4_session_checkpoint(g->sess);
+            if (pc) dsv4_prefix_cache_store(pc, g->sess);
+        }
     }
     g->prompt_ns = now_ns() - t0;
     st = dsv4_session_logits(g->sess, -1, g->logits, (size_t)g->model_vocab);

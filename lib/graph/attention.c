@@ -38,9 +38,14 @@ static int compress_step(const dsv4__compressor_w *cw, float *kvs, float *scs, c
     return 1;
 }
 
+/* a total order even with NaN scores (ranked last): the partition loops of
+ * select_topk rely on it to stay inside the array */
 static int cmp_score(const float *sc, int64_t a, int64_t b)
 {
-    if (sc[a] != sc[b]) return sc[a] > sc[b] ? -1 : 1;
+    float x = sc[a], y = sc[b];
+    int nx = x != x, ny = y != y;
+    if (nx != ny) return nx ? 1 : -1;
+    if (!nx && x != y) return x > y ? -1 : 1;
     return a < b ? -1 : a > b;
 }
 

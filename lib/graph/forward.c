@@ -143,6 +143,8 @@ dsv4k_pool *dsv4__rt_pool(dsv4__rt *rt) { return rt->pool; }
 
 void dsv4__rt_set_profile(dsv4__rt *rt, int64_t *ns_per_node) { rt->prof_ns = ns_per_node; }
 
+dsv4__rt_opts dsv4__rt_options(const dsv4__rt *rt) { return rt->o; }
+
 int64_t dsv4__rt_scratch_bytes(const dsv4__rt *rt)
 {
     return max64(rt->g.arena_bytes, rt->gd.arena_bytes);

@@ -47,6 +47,29 @@ int64_t dsv4__state_pos(const dsv4__state *s);
 void dsv4__state_fill_synthetic(dsv4__state *s, int64_t pos, uint32_t seed);
 /* bytes reserved for the full capacity / in use at the current position */
 void dsv4__state_memory(const dsv4__state *s, int64_t *reserved, int64_t *used);
+int dsv4__state_mtp(const dsv4__state *s);
+const dsv4__rt *dsv4__state_rt(const dsv4__state *s);
+
+/*
+ * Images (docs/sessions.md): the exact decode state at its position, only
+ * what that position uses — per layer the valid window-ring rows, the
+ * compressors' running states, the compressed entries and indexer keys
+ * emitted so far (runtime's storage form), then the MTP input when the
+ * state keeps the MTP block. The layout depends on the config, numerics,
+ * MTP flag and position only (not on the context length).
+ *
+ * image_bytes: size of the image at pos; image_write: the image of s at its
+ * position; image_check: DSV4_OK when img (n bytes) is a well-formed image
+ * at pos for this runtime (size, every float finite, no NaN FP8 code or
+ * scale) — DSV4_ERR_CONTEXT_FULL when pos exceeds the capacity,
+ * DSV4_ERR_BAD_FORMAT otherwise; image_read: make s the state of a checked
+ * image (cannot fail).
+ */
+int64_t dsv4__state_image_bytes(const dsv4__rt *rt, int mtp, int64_t pos);
+void dsv4__state_image_write(const dsv4__state *s, uint8_t *dst);
+dsv4_status dsv4__state_image_check(const dsv4__rt *rt, int mtp, int64_t pos, const uint8_t *img, int64_t n,
+                                    dsv4__err *e);
+void dsv4__state_image_read(dsv4__state *s, int64_t pos, const uint8_t *img);
 
 /*
  * Feed n tokens (any n >= 1; split into chunks of max_batch internally).
@@ -85,6 +108,9 @@ const struct dsv4g_graph *dsv4__rt_graph(const dsv4__rt *rt);
 void dsv4__rt_set_profile(dsv4__rt *rt, int64_t *ns_per_node);
 /* the runtime's worker pool (bench) */
 dsv4k_pool *dsv4__rt_pool(dsv4__rt *rt);
+
+/* the options the runtime was created with */
+dsv4__rt_opts dsv4__rt_options(const dsv4__rt *rt);
 
 /* bytes of the planned scratch arena */
 int64_t dsv4__rt_scratch_bytes(const dsv4__rt *rt);

@@ -258,3 +258,168 @@ void dsv4__op_ring(dsv4g_run *r, const dsv4g_node *n)
             memcpy(ls->ring + ((sp->p0 + t) % W) * hd, KV + (sp->row0 + t) * hd, (size_t)hd * 4);
     }
 }
+
+/* ---- images: the exact state at its position, compactly (docs/sessions.md) */
+
+enum { SEG_F32, SEG_F32_OR_NEGINF, SEG_ENTRIES, SEG_KEYS };
+
+/* visit the segments of the image of a state of runtime rt (MTP block when
+ * mtp) at position pos, in image order; L NULL to count bytes only.
+ * fn returns non-zero to stop; walk returns the image bytes, or -1 when stopped */
+typedef int (*seg_fn)(void *u, int kind, uint8_t *p, int64_t bytes, int64_t count);
+static int64_t walk(const dsv4__rt *rt, int mtp, int64_t pos, lstate *Ls, float *last_x, seg_fn fn, void *u)
+{
+    const dsv4__config *c = rt->c;
+    int64_t hd = c->head_dim, ihd = c->index_head_dim, W = c->window, total = 0;
+    int nl = c->n_layers + (mtp ? 1 : 0);
+#define SEG(kind, ptr, bytes, count) do { \
+        int64_t b_ = (bytes); \
+        if (fn && fn(u, (kind), (uint8_t *)(ptr), b_, (count))) return -1; \
+        total += b_; \
+    } while (0)
+    for (int l = 0; l < nl; l++) {
+        lstate *L = Ls ? &Ls[l] : NULL;
+        int r = c->compress_ratios[l];
+        /* the MTP block's rows run one behind: row q needs the token at q+1 */
+        int64_t valid = l == c->n_layers ? (pos > 0 ? pos - 1 : 0) : pos, rows = valid < W ? valid : W;
+        SEG(SEG_F32, L ? L->ring : NULL, rows * hd * 4, rows * hd);
+        if (r <= 0) continue;
+        int64_t n = pos / r, w = (int64_t)(r == 4 ? 2 : 1) * hd * comp_rows(r);
+        SEG(SEG_F32, L ? L->ckv : NULL, w * 4, w);
+        SEG(SEG_F32_OR_NEGINF, L ? L->csc : NULL, w * 4, w);
+        SEG(SEG_ENTRIES, L ? L->cache : NULL, n * dsv4__rt_entry_bytes(rt, 0), n);
+        if (r != 4) continue;
+        int64_t iw = 8 * 2 * ihd;
+        SEG(SEG_F32, L ? L->ikv : NULL, iw * 4, iw);
+        SEG(SEG_F32_OR_NEGINF, L ? L->isc : NULL, iw * 4, iw);
+        SEG(SEG_KEYS, L ? L->icache : NULL, n * dsv4__rt_entry_bytes(rt, 1), n);
+    }
+    if (mtp && pos > 0) SEG(SEG_F32, last_x, (int64_t)c->hc_mult * c->dim * 4, (int64_t)c->hc_mult * c->dim);
+#undef SEG
+    return total;
+}
+
+int64_t dsv4__state_image_bytes(const dsv4__rt *rt, int mtp, int64_t pos)
+{
+    return walk(rt, mtp, pos, NULL, NULL, NULL, NULL);
+}
+
+int dsv4__state_mtp(const dsv4__state *s) { return s->mtp; }
+const dsv4__rt *dsv4__state_rt(const dsv4__state *s) { return s->rt; }
+
+typedef struct img_cursor { uint8_t *p; int out; } img_cursor;
+
+static int seg_copy(void *u, int kind, uint8_t *p, int64_t bytes, int64_t count)
+{
+    img_cursor *cu = u;
+    (void)kind; (void)count;
+    if (bytes == 0) return 0;
+    if (cu->out) memcpy(cu->p, p, (size_t)bytes);
+    else memcpy(p, cu->p, (size_t)bytes);
+    cu->p += bytes;
+    return 0;
+}
+
+void dsv4__state_image_write(const dsv4__state *s, uint8_t *dst)
+{
+    img_cursor cu = { dst, 1 };
+    walk(s->rt, s->mtp, s->pos, s->L, s->last_x, seg_copy, &cu);
+}
+
+void dsv4__state_image_read(dsv4__state *s, int64_t pos, const uint8_t *img)
+{
+    /* positions beyond pos keep stale data: nothing reads a ring row, a
+     * compressed entry or a key that the position has not written again */
+    img_cursor cu = { (uint8_t *)img, 0 };
+    walk(s->rt, s->mtp, pos, s->L, s->last_x, seg_copy, &cu);
+    const dsv4__config *c = s->rt->c;
+    for (int l = 0; l < c->n_layers; l++) {
+        int r = c->compress_ratios[l];
+        if (r > 0) s->L[l].n = pos / r;
+    }
+    s->pos = pos;
+}
+
+/* checking an image: every float finite (the compressors' scores may be
+ * -inf), no NaN code among the FP8 entries, no NaN exponent */
+typedef struct img_check {
+    const dsv4__rt *rt;
+    const uint8_t *p;
+    int64_t off;
+    int bad;
+    const char *what;
+} img_check;
+
+static int f32_ok(const uint8_t *p, int64_t count, int neginf)
+{
+    for (int64_t i = 0; i < count; i++) {
+        float v;
+        memcpy(&v, p + i * 4, 4);
+        if (!isfinite(v) && !(neginf && v == -INFINITY)) return 0;
+    }
+    return 1;
+}
+
+static int seg_check(void *u, int kind, uint8_t *unused, int64_t bytes, int64_t count)
+{
+    img_check *ck = u;
+    const dsv4__config *c = ck->rt->c;
+    const uint8_t *p = ck->p + ck->off;
+    (void)unused;
+    ck->off += bytes;
+    switch (kind) {
+    case SEG_F32:
+    case SEG_F32_OR_NEGINF:
+        if (!f32_ok(p, count, kind == SEG_F32_OR_NEGINF)) { ck->what = "a value that is not finite"; return ck->bad = 1; }
+        return 0;
+    case SEG_ENTRIES: {
+        int64_t eb = dsv4__rt_entry_bytes(ck->rt, 0), hd = c->head_dim, nope = hd - c->rope_head_dim;
+        for (int64_t j = 0; j < count; j++) {
+            const uint8_t *e = p + j * eb;
+            if (!ck->rt->compact) {
+                if (!f32_ok(e, hd, 0)) { ck->what = "a compressed entry that is not finite"; return ck->bad = 1; }
+                continue;
+            }
+            for (int64_t i = 0; i < nope; i++)
+                if ((e[i] & 0x7f) == 0x7f) { ck->what = "a NaN FP8 code in a compressed entry"; return ck->bad = 1; }
+            for (int64_t i = 0; i < nope / 64; i++)
+                if (e[nope + i] == 0xff) { ck->what = "a NaN scale in a compressed entry"; return ck->bad = 1; }
+            if (!f32_ok(e + nope + nope / 64, c->rope_head_dim, 0)) {
+                ck->what = "a compressed entry that is not finite";
+                return ck->bad = 1;
+            }
+        }
+        return 0;
+    }
+    case SEG_KEYS: {
+        int64_t kb = dsv4__rt_entry_bytes(ck->rt, 1), ihd = c->index_head_dim;
+        for (int64_t j = 0; j < count; j++) {
+            const uint8_t *k = p + j * kb;
+            if (!ck->rt->fp4_sim) {
+                if (!f32_ok(k, ihd, 0)) { ck->what = "an indexer key that is not finite"; return ck->bad = 1; }
+                continue;
+            }
+            for (int64_t i = 0; i < ihd / 32; i++)
+                if (k[ihd / 2 + i] == 0xff) { ck->what = "a NaN scale in an indexer key"; return ck->bad = 1; }
+        }
+        return 0;
+    }
+    }
+    return 0;
+}
+
+dsv4_status dsv4__state_image_check(const dsv4__rt *rt, int mtp, int64_t pos, const uint8_t *img, int64_t n,
+                                    dsv4__err *e)
+{
+    if (pos < 0 || pos > rt->o.n_ctx)
+        return dsv4__fail(e, DSV4_ERR_CONTEXT_FULL, "state at position %lld does not fit a context of %lld tokens",
+                          (long long)pos, (long long)rt->o.n_ctx);
+    int64_t want = dsv4__state_image_bytes(rt, mtp, pos);
+    if (n != want)
+        return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "state image of %lld bytes, %lld expected at position %lld",
+                          (long long)n, (long long)want, (long long)pos);
+    img_check ck = { rt, img, 0, 0, NULL };
+    walk(rt, mtp, pos, NULL, NULL, seg_check, &ck);
+    if (ck.bad) return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "state image holds %s", ck.what);
+    return DSV4_OK;
+}

@@ -27,7 +27,9 @@
  * Exit status: 0 success, 1 runtime error (model, files, request, a failed
  * generation), 2 bad usage, 130 interrupted.
  */
+#define DSV4_ENABLE_EXPERIMENTAL 1 /* --session, --prompt-cache (docs/sessions.md), dsv4_gen_set_progress */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -41,7 +43,6 @@
 
 #include <jansson.h>
 
-#define DSV4_ENABLE_EXPERIMENTAL 1 /* dsv4_gen_set_progress */
 #include <dsv4/dsv4.h>
 
 #define PROG "dsv4-cli"
@@ -186,6 +187,7 @@ static json_t *load_json_file(const char *path, json_type type, const char *what
 typedef struct cli {
     const char *model_dir, *tokenizer, *prompt_arg, *prompt_file, *prompt_text;
     const char *system, *effort, *schema_file, *tools_file, *tool_choice;
+    const char *session_file, *cache_dir;
     const char *stops[MAX_STOPS];
     int n_stops;
     bool no_think, json_mode, raw_json, quiet, hide_reasoning;
@@ -226,6 +228,11 @@ static void print_usage(FILE *f)
             "  --ctx N                 context length in tokens (default %d)\n"
             "  --spin N|auto           pauses the worker threads spin before sleeping: auto\n"
             "                          (default) spins while it pays; 0 sleeps at once (shared cores)\n"
+            "sessions (docs/sessions.md):\n"
+            "  --session FILE          restore the session (and the chat in FILE.json) if FILE exists;\n"
+            "                          save both on exit\n"
+            "  --prompt-cache DIR      keep the state at the end of every prompt in DIR and start\n"
+            "                          later prompts from the longest one they begin with\n"
             "display:\n"
             "  --show-reasoning        print the reasoning (default; dimmed on a terminal)\n"
             "  --hide-reasoning        do not print it\n"
@@ -339,7 +346,7 @@ static int parse_args(int argc, char **argv, cli *c)
         static const char *const with_value[] = {
             "-p", "--prompt", "-f", "--file", "--system", "--tokenizer", "--effort", "--think-budget",
             "--temperature", "--top-p", "--top-k", "--seed", "--max-tokens", "--stop", "--schema", "--tools",
-            "--tool-choice", "--threads", "--ctx", "--spin",
+            "--tool-choice", "--threads", "--ctx", "--spin", "--session", "--prompt-cache",
         };
         bool known = false;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= !strcmp(name, with_value[k]);
@@ -351,6 +358,8 @@ static int parse_args(int argc, char **argv, cli *c)
         if (!strcmp(name, "-p") || !strcmp(name, "--prompt")) c->prompt_text = val;
         else if (!strcmp(name, "-f") || !strcmp(name, "--file")) c->prompt_file = val;
         else if (!strcmp(name, "--system")) c->system = val;
+        else if (!strcmp(name, "--session")) c->session_file = val;
+        else if (!strcmp(name, "--prompt-cache")) c->cache_dir = val;
         else if (!strcmp(name, "--tokenizer")) c->tokenizer = val;
         else if (!strcmp(name, "--schema")) c->schema_file = val;
         else if (!strcmp(name, "--tools")) c->tools_file = val;
@@ -509,6 +518,75 @@ static const char *base_name(const char *path)
 }
 
 /* Model, tokenizer, context, session, generator. Prints why on failure. */
+/* --prompt-cache DIR and --session FILE (restored here, saved by
+ * session_close); a session file that cannot be restored is reported and
+ * the chat starts afresh */
+static int session_open(app *a)
+{
+    const cli *c = &a->c;
+    dsv4_status st;
+    if (c->cache_dir) {
+        dsv4_prefix_cache *pc = NULL;
+        char *err = NULL;
+        if ((st = dsv4_prefix_cache_create((int64_t)1 << 30, c->cache_dir, &pc, &err))) {
+            fprintf(stderr, PROG ": --prompt-cache %s: %s\n", c->cache_dir, err ? err : dsv4_status_string(st));
+            dsv4_free(err);
+            return EXIT_RUNTIME;
+        }
+        dsv4_session_set_prefix_cache(a->session, pc);
+        dsv4_prefix_cache_free(pc); /* the session holds it */
+    }
+    if (!c->session_file) return 0;
+    int fd = open(c->session_file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0; /* a new session file */
+    st = dsv4_session_restore_fd(a->session, fd);
+    close(fd);
+    if (st) {
+        fprintf(stderr, PROG ": %s not restored (starting afresh): %s\n", c->session_file,
+                dsv4_session_last_error(a->session));
+        return 0;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s.json", c->session_file);
+    json_t *m = json_load_file(path, 0, NULL);
+    if (json_is_array(m)) {
+        json_decref(a->messages);
+        a->messages = m;
+    } else {
+        json_decref(m);
+    }
+    if (!c->quiet)
+        fprintf(stderr, "restored %s: %lld tokens, %zu messages\n", c->session_file,
+                (long long)dsv4_session_position(a->session), json_array_size(a->messages));
+    return 0;
+}
+
+static void session_close(app *a)
+{
+    const cli *c = &a->c;
+    if (!c->session_file || !a->session) return;
+    /* thinking: the next prompt drops the last reasoning, so keep the state
+     * at the end of the last prompt (the generator's latest checkpoint) */
+    bool thinking = !c->no_think && !(c->effort && !strcmp(c->effort, "none"));
+    int64_t at[64];
+    size_t n_at = 0;
+    if (thinking && dsv4_session_checkpoints(a->session, at, 64, &n_at) == DSV4_OK && n_at > 0)
+        dsv4_session_rewind(a->session, at[n_at - 1], 0);
+    char tmp[4200], path[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", c->session_file);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    dsv4_status st = fd < 0 ? DSV4_ERR_IO : dsv4_session_save_fd(a->session, fd, 0);
+    if (fd >= 0 && close(fd)) st = DSV4_ERR_IO;
+    if (st || rename(tmp, c->session_file)) {
+        fprintf(stderr, PROG ": cannot save the session to %s: %s\n", c->session_file, dsv4_status_string(st ? st : DSV4_ERR_IO));
+        if (fd >= 0) unlink(tmp);
+        return;
+    }
+    snprintf(path, sizeof path, "%s.json", c->session_file);
+    if (json_dump_file(a->messages, path, JSON_COMPACT))
+        fprintf(stderr, PROG ": cannot save the conversation to %s\n", path);
+}
+
 static int load(app *a)
 {
     const cli *c = &a->c;
@@ -623,7 +701,7 @@ static int load(app *a)
     }
     g_gen = a->gen;
     if (!c->quiet) dsv4_gen_set_progress(a->gen, on_prefill, &a->err_tty);
-    return 0;
+    return session_open(a);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1087,6 +1165,7 @@ int main(int argc, char **argv)
     install_sigint();
     if (!(rc = build_base(&a)) && !(rc = load(&a))) rc = prompt ? one_shot(&a, prompt) : interactive(&a);
     free(prompt);
+    session_close(&a);
     app_free(&a);
     return rc;
 }

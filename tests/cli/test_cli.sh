@@ -185,5 +185,28 @@ cached=$(printf '%s' "$second" | sed -E 's/^prompt: [0-9]+ tokens \(([0-9]+) cac
 if [ -n "$cached" ] && [ "$cached" -gt 0 ] 2>/dev/null; then ok "interactive: second turn reuses $cached cached tokens"; else
     bad "interactive: second turn reused no tokens" "$second"; fi
 
+# --- sessions (docs/sessions.md): a thinking chat feeds only each new turn; --session, --prompt-cache
+# turn N > 1 restores the checkpoint before turn N-1's <think>: cached = the previous prompt minus one
+cached_of() { grep '^prompt: ' "$tmp/err" | sed -n "${1}p" | sed -E 's/^prompt: ([0-9]+) tokens \(([0-9]+) cached\).*/\1 \2/'; }
+input=$'Hello there.\nAnd a second question?\n' \
+    run "thinking chat with --session" 0 "${common[@]}" --max-tokens 8 --think-budget 3 --seed 1 --session "$tmp/s" "$model"
+read -r p1 c1 <<<"$(cached_of 1)"; read -r p2 c2 <<<"$(cached_of 2)"
+if [ "${c2:-0}" -eq $((p1 - 1)) ] 2>/dev/null; then ok "thinking chat: turn 2 feeds $((p2 - c2)) of $p2 prompt tokens"; else
+    bad "thinking chat: turn 2 cached ${c2:-?}, expected $((p1 - 1))" "$(cat "$tmp/err")"; fi
+input=$'A third one.\n' run "--session restored" 0 "${common[@]}" --max-tokens 8 --think-budget 3 --seed 1 --session "$tmp/s" "$model"
+expect "--session: restored" "$tmp/err" 'restored .*: [0-9]+ tokens, 4 messages'
+read -r p3 c3 <<<"$(cached_of 1)"
+if [ "${c3:-0}" -eq $((p2 - 1)) ] 2>/dev/null; then ok "restored session: turn 3 feeds $((p3 - c3)) of $p3"; else
+    bad "restored session: turn 3 cached ${c3:-?}, expected $((p2 - 1))" "$(cat "$tmp/err")"; fi
+printf 'garbage' >"$tmp/bad"
+run "--session with a bad file" 0 "${common[@]}" --max-tokens 2 --seed 1 --session "$tmp/bad" "$model" hi
+expect "--session bad file: reported" "$tmp/err" 'not restored'
+for i in 1 2; do
+    run "--prompt-cache run $i" 0 "${common[@]}" --max-tokens 2 --seed 1 --no-think --prompt-cache "$tmp/pc" --system "Be brief and careful." "$model" "Hello there"
+done
+read -r p4 c4 <<<"$(cached_of 1)"
+if [ "${c4:-0}" -ge $((p4 - 1)) ] 2>/dev/null; then ok "--prompt-cache: a new process restores $c4 of $p4"; else
+    bad "--prompt-cache: second run cached ${c4:-?} of ${p4:-?}" "$(cat "$tmp/err")"; fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

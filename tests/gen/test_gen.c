@@ -8,6 +8,7 @@
  * the protocol (budgets, constraints, stops, events, requests), never about
  * what the text says.
  */
+#define DSV4_ENABLE_EXPERIMENTAL /* the prefix cache */
 #include <jansson.h>
 #include <stddef.h>
 #include <math.h>
@@ -522,6 +523,60 @@ static void test_tools(rig *b)
     dsv4_gen_free(g);
 }
 
+/* a thinking follow-up turn (its prompt drops the earlier reasoning) starts
+ * from the checkpoint the generator took before the first prompt's <think>:
+ * only the answer, the new user message and the template's tokens are fed */
+static void test_thinking_followup(rig *b)
+{
+    dsv4_gen *g = NULL;
+    if (!CHECK(dsv4_gen_create(b->s, tok, &g) == DSV4_OK, "create")) return;
+    dsv4_prefix_cache *pc = NULL;
+    CHECK(dsv4_prefix_cache_create(64 << 20, NULL, &pc, NULL) == DSV4_OK, "prefix cache");
+    dsv4_session_set_prefix_cache(b->s, pc);
+    const char *t1 = "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello there\"}],\"thinking\":{\"type\":\"enabled\"},"
+                     "\"max_tokens\":10,\"thinking_budget\":4,\"seed\":3}";
+    char *resp = NULL;
+    CHECK(dsv4_gen_complete(g, t1, strlen(t1), &resp) == DSV4_OK, "turn 1: %s", dsv4_gen_last_error(g));
+    int64_t p1 = dsv4_gen_usage(g, DSV4_USAGE_PROMPT_TOKENS);
+    json_t *j = resp ? json_loads(resp, 0, NULL) : NULL;
+    json_t *msg = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message");
+    json_t *req = json_pack("{s:[{s:s,s:s},{s:s,s:O,s:O},{s:s,s:s}],s:{s:s},s:i,s:i,s:i}", "messages", "role", "user",
+                            "content", "Hello there", "role", "assistant", "content", json_object_get(msg, "content"),
+                            "reasoning_content", json_object_get(msg, "reasoning_content"), "role", "user", "content",
+                            "Again", "thinking", "type", "enabled", "max_tokens", 4, "thinking_budget", 2, "seed", 4);
+    char *t2 = req ? json_dumps(req, 0) : NULL;
+    dsv4_free(resp);
+    resp = NULL;
+    CHECK(t2 && dsv4_gen_complete(g, t2, strlen(t2), &resp) == DSV4_OK, "turn 2: %s", dsv4_gen_last_error(g));
+    int64_t p2 = dsv4_gen_usage(g, DSV4_USAGE_PROMPT_TOKENS), c2 = dsv4_gen_usage(g, DSV4_USAGE_CACHED_TOKENS);
+    CHECK(p1 > 2 && c2 == p1 - 1, "thinking follow-up: %lld cached of turn 1's %lld prompt tokens (all but <think>)",
+          (long long)c2, (long long)p1);
+    printf("  thinking follow-up: turn 1 fed %lld prompt tokens, turn 2 fed %lld of %lld\n", (long long)p1,
+           (long long)(p2 - c2), (long long)p2);
+    dsv4_free(resp);
+    /* the same turn 2 on another session of the context: the cache entry stored by turn 1 */
+    dsv4_session *s2 = NULL;
+    dsv4_gen *g2 = NULL;
+    if (CHECK(dsv4_session_create(b->c, NULL, &s2, NULL) == DSV4_OK && dsv4_gen_create(s2, tok, &g2) == DSV4_OK,
+              "second session")) {
+        dsv4_session_set_prefix_cache(s2, pc);
+        resp = NULL;
+        CHECK(t2 && dsv4_gen_complete(g2, t2, strlen(t2), &resp) == DSV4_OK, "turn 2 elsewhere: %s",
+              dsv4_gen_last_error(g2));
+        CHECK(dsv4_gen_usage(g2, DSV4_USAGE_CACHED_TOKENS) >= p1 - 1,
+              "another session hits the prefix cache: %lld cached", (long long)dsv4_gen_usage(g2, DSV4_USAGE_CACHED_TOKENS));
+        dsv4_free(resp);
+    }
+    dsv4_gen_free(g2);
+    dsv4_session_free(s2);
+    dsv4_session_set_prefix_cache(b->s, NULL);
+    dsv4_prefix_cache_free(pc);
+    free(t2);
+    json_decref(req);
+    json_decref(j);
+    dsv4_gen_free(g);
+}
+
 static void test_requests(rig *b)
 {
     dsv4_gen *g = NULL;
@@ -752,6 +807,7 @@ int main(int argc, char **argv)
                 test_budget(&b);
                 test_tools(&b);
                 test_requests(&b);
+                test_thinking_followup(&b);
                 test_cancel(&b);
             }
             rig_close(&b);

@@ -36,6 +36,7 @@ pub const DSV4_ERR_BUFFER_TOO_SMALL : dsv4_status_code = 11 ;
 pub const DSV4_ERR_UNKNOWN_OPTION : dsv4_status_code = 12 ;
 pub const DSV4_ERR_NOT_AVAILABLE : dsv4_status_code = 13 ;
 pub const DSV4_ERR_INTERNAL : dsv4_status_code = 14 ;
+pub const DSV4_ERR_INCOMPATIBLE : dsv4_status_code = 15 ;
 pub type dsv4_status_code = :: std :: os :: raw :: c_uint ;
 extern "C"{
     pub fn dsv4_status_string (status : dsv4_status) -> * const :: std :: os :: raw :: c_char ;

@@ -1,0 +1,97 @@
+/*
+ * tests/fuzz/fuzz_session.c — the session file reader (lib/state/sfile.c,
+ * docs/sessions.md). Byte 0 bit 0: restore the rest as is; set: first
+ * rewrite its header checksum and every section checksum (sections laid out
+ * by their declared stored sizes) so the fuzzer gets past them. The session
+ * (golden tiny-a, MTP on, 64-token context, at position 5) must either
+ * accept the input — then it evaluates a token and saves again — or refuse
+ * it with a status and a message, byte-for-byte unchanged.
+ */
+#define DSV4_ENABLE_EXPERIMENTAL
+#include "fuzz_common.h"
+#include "state/sfile.h"
+
+static dsv4_model *model;
+static dsv4_context *ctx;
+static dsv4_session *sess;
+static uint8_t *base;
+static size_t base_len;
+
+static uint8_t *snap(size_t *n)
+{
+    size_t need = 0;
+    dsv4_session_save_buffer(sess, NULL, 0, &need, DSV4_SAVE_UNCOMPRESSED);
+    uint8_t *b = malloc(need ? need : 1);
+    FUZZ_ASSERT(b && dsv4_session_save_buffer(sess, b, need, n, DSV4_SAVE_UNCOMPRESSED) == DSV4_OK, "save");
+    return b;
+}
+
+static void setup(void)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/golden/tiny-a/ckpt", DSV4_FUZZ_SHARED_DIR);
+    dsv4_options *o = NULL;
+    dsv4_options_create(&o);
+    dsv4_options_set_i64(o, DSV4_OPT_THREADS, 1);
+    dsv4_options_set_i64(o, DSV4_OPT_CONTEXT_LENGTH, 64);
+    FUZZ_ASSERT(dsv4_model_load(dir, NULL, &model, NULL) == DSV4_OK, "load %s", dir);
+    FUZZ_ASSERT(dsv4_context_create(model, o, &ctx, NULL) == DSV4_OK, "context");
+    dsv4_options_set_i64(o, DSV4_OPT_MTP, 1);
+    FUZZ_ASSERT(dsv4_session_create(ctx, o, &sess, NULL) == DSV4_OK, "session");
+    dsv4_options_free(o);
+    static const int32_t t[5] = { 1, 7, 300, 42, 9 };
+    dsv4_session_eval(sess, t, 5, 0);
+    base = snap(&base_len);
+}
+
+static void fix_sums(uint8_t *b, size_t n)
+{
+    if (n < DSV4__SFILE_HEADER) return;
+    uint32_t ns;
+    memcpy(&ns, b + 60, 4);
+    if (ns > DSV4__SFILE_MAX_SECTIONS) return;
+    size_t at = DSV4__SFILE_HEADER + (size_t)ns * 32;
+    if (at + 8 > n) return;
+    size_t off = at + 8;
+    for (uint32_t i = 0; i < ns; i++) {
+        uint8_t *t = b + DSV4__SFILE_HEADER + i * 32;
+        uint32_t id;
+        uint64_t stored;
+        memcpy(&id, t, 4);
+        memcpy(&stored, t + 16, 8);
+        if (stored > n - off) break;
+        uint64_t h = dsv4__hash64(b + off, (size_t)stored, id);
+        memcpy(t + 24, &h, 8);
+        off += (size_t)stored;
+    }
+    uint64_t h = dsv4__hash64(b, at, 0);
+    memcpy(b + at, &h, 8);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!model) setup();
+    if (size < 1) return 0;
+    size_t n = size - 1;
+    uint8_t *in = malloc(n ? n : 1);
+    memcpy(in, data + 1, n);
+    if (data[0] & 1) fix_sums(in, n);
+    dsv4_status st = dsv4_session_restore_buffer(sess, in, n);
+    if (st == DSV4_OK) {
+        int32_t t = 3;
+        if (dsv4_session_position(sess) < 64)
+            FUZZ_ASSERT(dsv4_session_eval(sess, &t, 1, 0) == DSV4_OK, "eval after restore");
+        size_t len = 0;
+        free(snap(&len));
+        /* back to the base state for the next input */
+        FUZZ_ASSERT(dsv4_session_restore_buffer(sess, base, base_len) == DSV4_OK, "restore base");
+    } else {
+        FUZZ_ASSERT(dsv4_session_last_error(sess)[0] != 0, "status %d without a message", st);
+        size_t len = 0;
+        uint8_t *now = snap(&len);
+        FUZZ_ASSERT(len == base_len && !memcmp(now, base, len), "refused input (status %d) changed the session", st);
+        free(now);
+    }
+    free(in);
+    return 0;
+}
