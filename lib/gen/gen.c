@@ -170,6 +170,7 @@ static void clear_generation(dsv4_gen *g)
     g->stopped_by_string = 0;
     g->chunk_state = 0;
     g->n_defer = g->i_defer = 0;
+    g->defer_mark = SIZE_MAX;
 }
 
 void dsv4_gen_free(dsv4_gen *g)
@@ -749,6 +750,10 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
     }
     g->prompt_tokens = (int64_t)n;
     g->cached = (int64_t)keep;
+    /* a checkpoint at the end of the prompt — before its last token when
+     * that opens thinking: the next turn's prompt drops this turn's
+     * reasoning and closes the tag there instead */
+    size_t mark = g->think_open >= 0 && prompt[n - 1] == g->think_open ? n - 1 : n;
     if (g->prefill_chunk > 0 && n - keep > 1) {
         /* deferred: the steps feed the rest (dsv4_gen_step_batch a chunk at
          * a time beside the other generators' tokens) */
@@ -761,14 +766,11 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
         memcpy(g->defer, prompt + keep, (n - keep) * sizeof *prompt);
         g->n_defer = n - keep;
         g->i_defer = 0;
+        g->defer_mark = mark > keep ? mark - keep : SIZE_MAX;
         g->started = 1;
         return DSV4_OK;
     }
     int64_t t0 = now_ns();
-    /* a checkpoint at the end of the prompt — before its last token when
-     * that opens thinking: the next turn's prompt drops this turn's
-     * reasoning and closes the tag there instead */
-    size_t mark = g->think_open >= 0 && prompt[n - 1] == g->think_open ? n - 1 : n;
     for (size_t i = keep;;) {
         /* progress before each chunk and after the last (done = total) */
         if (g->progress && g->progress(g->progress_user, (int64_t)(i - keep), (int64_t)(n - keep)) != 0)
@@ -1090,7 +1092,22 @@ static dsv4_status next_token(dsv4_gen *g, int32_t *t)
     return st;
 }
 
-/* One token: returns DSV4_OK, or an error (the generation then ends with ERROR). */
+/* a deferred prompt's chunk of m tokens cut at its checkpoint mark */
+static size_t defer_cut(const dsv4_gen *g, size_t m)
+{
+    size_t mk = g->defer_mark;
+    return mk != SIZE_MAX && g->i_defer < mk && g->i_defer + m > mk ? mk - g->i_defer : m;
+}
+
+/* the deferred prompt reached its mark: the end-of-prompt checkpoint (best effort) */
+static void defer_checkpoint(dsv4_gen *g)
+{
+    if (g->defer_mark == SIZE_MAX || g->i_defer != g->defer_mark) return;
+    dsv4_session_checkpoint(g->sess);
+    dsv4_prefix_cache *pc = dsv4_session_prefix_cache(g->sess);
+    if (pc) dsv4_prefix_cache_store(pc, g->sess);
+}
+
 /* The deferred prompt fed (one chunk of `max` tokens at most, or all of
  * it for max 0), its logits read when it is complete. */
 static dsv4_status feed_deferred(dsv4_gen *g, size_t max)
@@ -1099,10 +1116,11 @@ static dsv4_status feed_deferred(dsv4_gen *g, size_t max)
     size_t end = max ? (g->n_defer - g->i_defer < max ? g->n_defer : g->i_defer + max) : g->n_defer;
     while (g->i_defer < end) {
         if (atomic_load(&g->cancel)) return DSV4_OK;
-        size_t m = end - g->i_defer < PROMPT_CHUNK ? end - g->i_defer : PROMPT_CHUNK;
+        size_t m = defer_cut(g, end - g->i_defer < PROMPT_CHUNK ? end - g->i_defer : PROMPT_CHUNK);
         dsv4_status st = feed(g, g->defer + g->i_defer, m);
         if (st) return st;
         g->i_defer += m;
+        defer_checkpoint(g);
     }
     g->prompt_ns += now_ns() - t0;
     if (g->i_defer == g->n_defer) {
@@ -1305,7 +1323,8 @@ dsv4_status dsv4_gen_step_batch(dsv4_gen *const *gens, int32_t n, int32_t *n_tok
         if (g->ended) continue;
         if (g->n_defer) {
             if (atomic_load(&g->cancel)) { finish(g, DSV4_FINISH_CANCELLED); continue; }
-            size_t left = g->n_defer - g->i_defer, m = left < (size_t)g->prefill_chunk ? left : (size_t)g->prefill_chunk;
+            size_t left = g->n_defer - g->i_defer;
+            size_t m = defer_cut(g, left < (size_t)g->prefill_chunk ? left : (size_t)g->prefill_chunk);
             if (hist_reserve(g, g->n_hist + m)) { step_failed(g, DSV4_ERR_OUT_OF_MEMORY); continue; }
             kind[i] = 1;
             sess[nb] = g->sess;
@@ -1348,6 +1367,7 @@ dsv4_status dsv4_gen_step_batch(dsv4_gen *const *gens, int32_t n, int32_t *n_tok
         g->n_hist += cnt[b];
         if (kind[who[b]] == 1) {
             g->i_defer += cnt[b];
+            defer_checkpoint(g);
             g->prompt_ns += t1 - t0;
             if (g->i_defer < g->n_defer) continue;
             g->n_defer = g->i_defer = 0;

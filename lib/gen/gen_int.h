@@ -69,6 +69,7 @@ struct dsv4_gen {
     /* the prompt still to feed (DSV4_GEN_PREFILL_CHUNK): defer[i_defer, n_defer) */
     int32_t *defer;
     size_t n_defer, i_defer, cap_defer;
+    size_t defer_mark;  /* defer index of the end-of-prompt checkpoint; SIZE_MAX: none */
     int64_t prefill_chunk;
 
     /* the generation */

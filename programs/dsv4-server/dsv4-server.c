@@ -132,7 +132,8 @@ static void usage(FILE *f)
             "  --prefill-chunk N    prompt tokens fed per engine step beside the other streams' tokens\n"
             "                       (default 256; 0 = a prompt is fed whole when its request starts)\n"
             "  --tokenizer FILE     tokenizer.json (default MODEL_DIR/tokenizer.json)\n"
-            "  --prompt-cache DIR   shared prefix cache on disk (not available yet)\n"
+            "  --prompt-cache DIR   back the slots' shared prefix cache (kept in memory, 1 GiB) with\n"
+            "                       files in DIR, which later server processes reuse\n"
             "  --quiet              no progress lines and no libmicrohttpd messages on stderr\n"
             "  --help, --version\n\n"
             "Endpoints: POST /v1/chat/completions, POST /v1/completions, POST /v1/messages,\n"
@@ -212,12 +213,6 @@ static int parse_args(int argc, char **argv, config *c)
         c->model_dir = a;
     }
     if (!c->model_dir) return usage_error("missing MODEL_DIR");
-    if (c->prompt_cache) {
-        fprintf(stderr, PROG ": --prompt-cache is not available yet: the shared on-disk prefix cache needs the "
-                        "library's session files, which this build does not have (each slot reuses its own "
-                        "prefix meanwhile)\n");
-        return EXIT_USAGE;
-    }
     return -1;
 }
 
@@ -286,6 +281,7 @@ static struct server {
     uint64_t prompt_tokens, cached_tokens, completion_tokens, cache_hits;
     double busy_s, prompt_s;
     double started_at;
+    dsv4_prefix_cache *cache; /* shared by every slot's session (docs/sessions.md) */
 } S;
 
 static void job_release(job *j) /* with S.mu held */
@@ -1095,11 +1091,20 @@ static int load(void)
         return EXIT_RUNTIME;
     }
     dsv4_options_free(o);
+    /* one prefix cache for all slots: a request that resends a conversation
+     * another slot served feeds only its new tokens */
+    if ((st = dsv4_prefix_cache_create((int64_t)1 << 30, c->prompt_cache, &S.cache, &err))) {
+        fprintf(stderr, PROG ": cannot open the prompt cache%s%s: %s\n", c->prompt_cache ? " " : "",
+                c->prompt_cache ? c->prompt_cache : "", err ? err : dsv4_status_string(st));
+        dsv4_free(err);
+        return EXIT_RUNTIME;
+    }
     S.n_slots = (int)c->parallel;
     S.slots = calloc((size_t)S.n_slots, sizeof *S.slots);
     if (!S.slots) return EXIT_RUNTIME;
     for (int i = 0; i < S.n_slots; i++) {
         st = dsv4_session_create(S.ctx, NULL, &S.slots[i].sess, &err);
+        if (!st) st = dsv4_session_set_prefix_cache(S.slots[i].sess, S.cache);
         if (!st) st = dsv4_gen_create(S.slots[i].sess, S.tok, &S.slots[i].gen);
         if (!st) st = dsv4_gen_set_i64(S.slots[i].gen, DSV4_GEN_PREFILL_CHUNK, c->prefill_chunk);
         if (st) {
@@ -1122,6 +1127,7 @@ static void unload(void)
         free(S.slots[i].last_body);
     }
     free(S.slots);
+    dsv4_prefix_cache_free(S.cache);
     dsv4_context_free(S.ctx);
     dsv4_tokenizer_free(S.tok);
     dsv4_model_free(S.model);

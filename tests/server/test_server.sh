@@ -62,8 +62,6 @@ cp "$tok" "$model/tokenizer.json"
 [ $? -eq 2 ] && grep -q 'missing MODEL_DIR' "$tmp/out" && ok "no MODEL_DIR: exit 2" || bad "no MODEL_DIR" "$(cat "$tmp/out")"
 "$server" --parallel 0 "$model" >"$tmp/out" 2>&1
 [ $? -eq 2 ] && grep -q 'bad value for --parallel' "$tmp/out" && ok "--parallel 0: exit 2" || bad "--parallel 0" "$(cat "$tmp/out")"
-"$server" --prompt-cache "$tmp/pc" "$model" >"$tmp/out" 2>&1
-[ $? -eq 2 ] && grep -q 'not available yet' "$tmp/out" && ok "--prompt-cache: not available yet" || bad "--prompt-cache" "$(cat "$tmp/out")"
 "$server" --host nowhere "$model" >"$tmp/out" 2>&1
 [ $? -eq 2 ] && grep -q 'numeric' "$tmp/out" && ok "--host not numeric: exit 2" || bad "--host nowhere" "$(cat "$tmp/out")"
 "$server" "$tmp/no-model" >"$tmp/out" 2>&1
@@ -130,6 +128,23 @@ EOF
 else
     [ "${CI:-}" = true ] && bad "wrk not installed" || echo "skipped: wrk not installed"
 fi
+
+# --- --prompt-cache DIR: a second server process starts from the first's prompt state
+pc_req='{"messages":[{"role":"system","content":"You answer in one word. Keep it short and plain, always."},{"role":"user","content":"Name a colour."}],"max_tokens":2,"reasoning_effort":"none"}'
+pc_cached() { # the cached prompt tokens of one request to a server started with --prompt-cache
+    start_server --prompt-cache "$tmp/pc" || { echo "no server: $(tail -3 "$tmp/srv.err")"; return; }
+    curl -s -m 30 -H "Authorization: Bearer $key" -H 'Content-Type: application/json' -d "$pc_req" \
+        "$url/v1/chat/completions" | sed -n 's/.*"cached_tokens": *\([0-9]*\).*/\1/p'
+    kill -TERM "$pid"; wait "$pid"; pid=
+}
+kill -TERM "$pid"; wait "$pid"; pid=
+c1=$(pc_cached)
+n_files=$(find "$tmp/pc" -type f 2>/dev/null | wc -l)
+c2=$(pc_cached)
+[ "${c1:-x}" = 0 ] && [ "$n_files" -ge 1 ] && [ -n "$c2" ] && [ "$c2" -gt 0 ] &&
+    ok "--prompt-cache DIR: first process fed the whole prompt ($n_files file), the next restored $c2 tokens" ||
+    bad "--prompt-cache DIR: cached tokens '$c1' then '$c2', $n_files files" "$(tail -3 "$tmp/srv.err")"
+start_server || bad "server did not restart" "$(tail -5 "$tmp/srv.err")"
 
 # --- SIGTERM during a stream --------------------------------------------------
 curl -sN -m 30 -H "Authorization: Bearer $key" -d '{"messages":[{"role":"user","content":"long"}],"max_tokens":4000,"stream":true,"reasoning_effort":"none"}' \
