@@ -25,6 +25,7 @@ struct dsv4_session {
     float *mtp;             /* MTP rows for positions [mtp_first, mtp_first + mtp_n) */
     int64_t mtp_first, mtp_n, mtp_cap;
     int has_mtp;
+    uint64_t edits;         /* evaluations attempted and resets (dsv4__session_edits) */
     char err[512];
 };
 
@@ -216,6 +217,7 @@ dsv4_status dsv4_session_eval(dsv4_session *s, const int32_t *tokens, size_t n, 
     }
     dsv4__err e = { 0, "" };
     int64_t n_mtp = 0;
+    s->edits++;
     dsv4_status st = dsv4__forward(s->st, tokens, (int64_t)n, s->logits, rows, s->has_mtp ? s->mtp : NULL, &n_mtp, &e);
     if (st) {
         snprintf(s->err, sizeof s->err, "dsv4_session_eval: %s", e.msg);
@@ -273,6 +275,7 @@ dsv4_status dsv4_session_reset(dsv4_session *s)
 {
     if (!s) return DSV4_ERR_INVALID_ARGUMENT;
     dsv4__state_reset(s->st);
+    s->edits++;
     s->lg_n = 0;
     s->mtp_n = 0;
     return DSV4_OK;
@@ -289,3 +292,4 @@ dsv4_status dsv4_session_memory(const dsv4_session *s, int64_t *reserved_bytes, 
 void dsv4__session_retain(dsv4_session *s) { dsv4__ref_get(&s->ref); }
 int64_t dsv4__session_vocab(const dsv4_session *s) { return s->ctx->model->ck->cfg.vocab_size; }
 int64_t dsv4__session_capacity(const dsv4_session *s) { return s->ctx->n_ctx; }
+uint64_t dsv4__session_edits(const dsv4_session *s) { return s->edits; }

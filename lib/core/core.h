@@ -77,6 +77,8 @@ static inline bool dsv4__ref_put(dsv4__ref *r) { return atomic_fetch_sub(&r->cou
 void dsv4__session_retain(dsv4_session *s);
 int64_t dsv4__session_vocab(const dsv4_session *s);
 int64_t dsv4__session_capacity(const dsv4_session *s);
+/* changes of the session's tokens so far (evaluations and resets, by anyone) */
+uint64_t dsv4__session_edits(const dsv4_session *s);
 
 #define DSV4__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

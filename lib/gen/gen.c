@@ -619,6 +619,7 @@ static dsv4_status feed(dsv4_gen *g, const int32_t *t, size_t n)
     }
     memcpy(g->hist + g->n_hist, t, n * sizeof *t);
     g->n_hist += n;
+    g->sess_edits = dsv4__session_edits(g->sess);
     return DSV4_OK;
 }
 
@@ -685,7 +686,7 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
     /* prompt: keep what the session already holds */
     int64_t pos = dsv4_session_position(g->sess);
     size_t keep = 0;
-    if (g->reuse && pos > 0 && (size_t)pos == g->n_hist) {
+    if (g->reuse && pos > 0 && (size_t)pos == g->n_hist && dsv4__session_edits(g->sess) == g->sess_edits) {
         while (keep < n && keep < g->n_hist && g->hist[keep] == prompt[keep]) keep++;
         if (keep < g->n_hist) keep = 0;
     }
@@ -693,6 +694,7 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
         st = dsv4_session_reset(g->sess);
         if (st) return st;
         g->n_hist = 0;
+        g->sess_edits = dsv4__session_edits(g->sess);
     } else if (keep == 0) {
         g->n_hist = 0;
     }

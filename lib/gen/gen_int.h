@@ -62,6 +62,10 @@ struct dsv4_gen {
      * the session's position equals n_hist) */
     int32_t *hist;
     size_t n_hist, cap_hist;
+    /* the session's edit count after this generator's last eval or reset:
+     * another change (the caller's eval or reset, another generator) makes
+     * hist stale, and the next start then resets instead of reusing it */
+    uint64_t sess_edits;
 
     /* the generation */
     int started, ended, finish;
