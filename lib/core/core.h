@@ -39,6 +39,9 @@ void *dsv4__malloc_aligned(size_t n);
 void dsv4__free_aligned(void *p);
 /* Test hook: the n-th allocation from now fails (n >= 1); 0 disables. */
 void dsv4__alloc_fail_after(long n);
+/* Test hook: allocations still to go before the failure (0: it happened,
+ * or none is armed); a sweep over n stops when a call left it above 0. */
+long dsv4__alloc_fail_remaining(void);
 
 /* Logging sink carried by each object (copied from its options). */
 typedef struct dsv4__log {

@@ -179,14 +179,20 @@ static int generate(worker *w)
     /* the tokens: the reference's (a prefix of them when cancelled) */
     int64_t n = dsv4_gen_n_tokens(w->g);
     int same = finish == DSV4_FINISH_CANCELLED ? n <= ref_n[p] : n == ref_n[p];
+    int64_t at = -1;
+    int32_t t = -1;
     for (int64_t i = 0; same && i < n; i++) {
-        int32_t t = -1;
-        same = dsv4_gen_token(w->g, i, &t, NULL, NULL, NULL, 0, NULL) == DSV4_OK && t == ref[p][i];
+        /* NOT_AVAILABLE: the token is given, logprobs were not recorded */
+        dsv4_status ts = dsv4_gen_token(w->g, i, &t, NULL, NULL, NULL, 0, NULL);
+        same = (ts == DSV4_OK || ts == DSV4_ERR_NOT_AVAILABLE) && t == ref[p][i];
+        if (!same) at = i;
     }
     if (!same) {
         w->mismatches++;
-        snprintf(w->msg, sizeof w->msg, "prompt %d: %lld tokens (finish %d) differ from the reference (%lld)", p,
-                 (long long)n, finish, (long long)ref_n[p]);
+        snprintf(w->msg, sizeof w->msg,
+                 "prompt %d: %lld tokens (finish %d, cached %lld) differ from the reference (%lld): token %lld is %d, "
+                 "not %d", p, (long long)n, finish, (long long)dsv4_gen_usage(w->g, DSV4_USAGE_CACHED_TOKENS),
+                 (long long)ref_n[p], (long long)at, t, at >= 0 ? ref[p][at] : -1);
     }
     return 1;
 }
