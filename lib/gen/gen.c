@@ -599,7 +599,7 @@ static dsv4_status hist_reserve(dsv4_gen *g, size_t n)
     size_t c = g->cap_hist ? g->cap_hist : 256;
     while (c < n) c *= 2;
     int32_t *h = dsv4__realloc(g->hist, c * sizeof *h);
-    if (!h) return DSV4_ERR_OUT_OF_MEMORY;
+    if (!h) return dsv4__gen_fail(g, DSV4_ERR_OUT_OF_MEMORY, "out of memory for a history of %zu tokens", n);
     g->hist = h;
     g->cap_hist = c;
     return DSV4_OK;
@@ -634,6 +634,8 @@ dsv4_status dsv4__gen_start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__
 {
     dsv4_status st = start(g, prompt, n, &ready);
     dsv4__cons_free(ready); /* not taken: the start failed before using it */
+    /* every failed start says why (dsv4_gen_last_error) */
+    if (st && !g->err[0]) dsv4__gen_fail(g, st, "start: %s", dsv4_status_string(st));
     return st;
 }
 
@@ -681,7 +683,7 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
     g->in_reasoning = g->thinking;
     st = dsv4_detok_create(g->tok, &g->detok);
     if (!st) st = dsv4_chat_parser_create(g->thinking, &g->parser);
-    if (st) return st;
+    if (st) return dsv4__gen_fail(g, st, "start: the detokenizer or the output parser: %s", dsv4_status_string(st));
 
     /* prompt: keep what the session already holds */
     int64_t pos = dsv4_session_position(g->sess);

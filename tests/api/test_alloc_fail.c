@@ -206,6 +206,7 @@ static dsv4_status op_chat(void *arg, int *ok, char *why, size_t n)
     if (st != DSV4_OK) *ok = !c;
     if (st == DSV4_OK) st = dsv4_chat_add_message(c, "system", "Be brief.", NULL);
     if (st == DSV4_OK) st = dsv4_chat_add_message(c, "user", "What is the weather in Paris?", NULL);
+    if (st == DSV4_OK) st = dsv4_chat_add_message(c, "assistant", "", NULL);
     if (st == DSV4_OK) st = dsv4_chat_add_tool_call(c, "call_1", "get_weather", "{\"city\":\"Paris\"}");
     if (st == DSV4_OK) st = dsv4_chat_add_tool_result(c, "call_1", "{\"temp\":21}");
     if (st == DSV4_OK)
@@ -279,7 +280,8 @@ static dsv4_status op_generator(void *arg, int *ok, char *why, size_t n)
     dsv4_status st = dsv4_gen_create(a->s, v4, &g);
     if (st != DSV4_OK) *ok = !g;
     if (st == DSV4_OK) st = dsv4_gen_add_stop(g, "stop", 4);
-    if (st == DSV4_OK) st = dsv4_gen_set_json_schema(g, "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}}}", 56);
+    static const char schema[] = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}}}";
+    if (st == DSV4_OK) st = dsv4_gen_set_json_schema(g, schema, sizeof schema - 1);
     if (st != DSV4_OK && st != DSV4_ERR_OUT_OF_MEMORY && g) snprintf(why, n, "%s", dsv4_gen_last_error(g));
     dsv4_gen_free(g);
     return st;
