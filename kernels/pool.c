@@ -6,7 +6,9 @@
  * through an atomic cursor, and the last one to finish tells the caller
  * (which also takes chunks, then spins briefly before sleeping itself).
  */
+#ifdef _OPENMP
 #include <omp.h>
+#endif
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -202,12 +204,14 @@ void dsv4k_pool_for(dsv4k_pool *p, int64_t n, int64_t grain, dsv4k_task_fn fn, v
     if (chunk < grain) chunk = grain;
     p->fn = fn; p->arg = arg; p->n = n; p->chunk = chunk;
     atomic_store(&p->next, 0);
+#ifdef _OPENMP
     if (p->omp) {
         /* the same chunks on OpenMP's team; our workers stay asleep */
 #pragma omp parallel num_threads(t)
         run_chunks(p, omp_get_thread_num());
         return;
     }
+#endif
     atomic_store(&p->busy, p->n_started);
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add(&p->gen, 1); /* publishes the loop (sequentially consistent) */

@@ -245,6 +245,7 @@ dsv4_status dsv4_session_eval(dsv4_session *s, const int32_t *tokens, size_t n, 
     }
     dsv4__err e = { 0, "" };
     int64_t n_mtp = 0;
+    s->edits++;
     if (s->progress) return eval_chunks(s, tokens, (int64_t)n, flags);
     dsv4_status st = dsv4__forward(s->st, tokens, (int64_t)n, s->logits, rows, s->has_mtp ? s->mtp : NULL, &n_mtp, &e);
     if (st) {
@@ -360,6 +361,7 @@ dsv4_status dsv4_session_reset(dsv4_session *s)
 {
     if (!s) return DSV4_ERR_INVALID_ARGUMENT;
     dsv4__state_reset(s->st);
+    s->edits++;
     dsv4__session_drop_checkpoints(s, 0);
     s->lg_n = 0;
     s->mtp_n = 0;
@@ -378,3 +380,4 @@ void dsv4__session_retain(dsv4_session *s) { dsv4__ref_get(&s->ref); }
 int64_t dsv4__session_vocab(const dsv4_session *s) { return s->ctx->model->ck->cfg.vocab_size; }
 int64_t dsv4__session_capacity(const dsv4_session *s) { return s->ctx->n_ctx; }
 dsv4k_pool *dsv4__context_pool(dsv4_context *ctx) { return ctx ? dsv4__rt_pool(ctx->rt) : NULL; }
+uint64_t dsv4__session_edits(const dsv4_session *s) { return s->edits; }

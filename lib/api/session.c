@@ -61,6 +61,7 @@ static void cuts_truncate(uint8_t *c, int64_t p, int64_t cap)
 
 void dsv4__session_note_eval(dsv4_session *s, int64_t pos0, const int32_t *tokens, int64_t n)
 {
+    s->edits++;
     memcpy(s->hist + pos0, tokens, (size_t)n * sizeof *tokens);
     /* a call began at pos0 and none inside it (bits left from an earlier history go) */
     cut_set(s->cuts, pos0);
@@ -206,6 +207,7 @@ dsv4_status dsv4_session_tokens(const dsv4_session *s, int32_t *dst, size_t cap,
  * already right up to pos; logits: row of pos-1 or NULL */
 void dsv4__session_apply(dsv4_session *s, int64_t pos, const uint8_t *img, const float *logits)
 {
+    s->edits++; /* restore, rewind, a cache entry: the tokens change (dsv4__session_edits) */
     dsv4__state_image_read(s->st, pos, img);
     s->mtp_n = 0;
     s->lg_n = 0;
@@ -254,6 +256,7 @@ dsv4_status dsv4_session_rewind(dsv4_session *s, int64_t pos, uint32_t flags)
         return DSV4_ERR_INVALID_ARGUMENT;
     }
     if (pos == cur) return DSV4_OK;
+    s->edits++;
     int k = -1;
     for (int i = 0; i < s->n_ck; i++)
         if (s->ck[i].pos <= pos) k = i;

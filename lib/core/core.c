@@ -51,6 +51,7 @@ dsv4_status dsv4__err_out(const dsv4__err *e, char **err_msg)
 static _Atomic long alloc_countdown; /* 0 = off */
 
 void dsv4__alloc_fail_after(long n) { atomic_store(&alloc_countdown, n); }
+long dsv4__alloc_fail_remaining(void) { return atomic_load(&alloc_countdown); }
 
 static bool alloc_should_fail(void)
 {

@@ -39,6 +39,9 @@ void *dsv4__malloc_aligned(size_t n);
 void dsv4__free_aligned(void *p);
 /* Test hook: the n-th allocation from now fails (n >= 1); 0 disables. */
 void dsv4__alloc_fail_after(long n);
+/* Test hook: allocations still to go before the failure (0: it happened,
+ * or none is armed); a sweep over n stops when a call left it above 0. */
+long dsv4__alloc_fail_remaining(void);
 
 /* Logging sink carried by each object (copied from its options). */
 typedef struct dsv4__log {
@@ -90,6 +93,8 @@ int64_t dsv4__session_capacity(const dsv4_session *s);
  * dsv4_session_eval; a refusal (checked first) changes no session. */
 dsv4_status dsv4__session_eval_batch(dsv4_session *const *sess, const int32_t *const *tokens, const size_t *count,
                                      int n);
+/* changes of the session's tokens so far (evaluations and resets, by anyone) */
+uint64_t dsv4__session_edits(const dsv4_session *s);
 
 #define DSV4__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -631,7 +631,7 @@ static dsv4_status hist_reserve(dsv4_gen *g, size_t n)
     size_t c = g->cap_hist ? g->cap_hist : 256;
     while (c < n) c *= 2;
     int32_t *h = dsv4__realloc(g->hist, c * sizeof *h);
-    if (!h) return DSV4_ERR_OUT_OF_MEMORY;
+    if (!h) return dsv4__gen_fail(g, DSV4_ERR_OUT_OF_MEMORY, "out of memory for a history of %zu tokens", n);
     g->hist = h;
     g->cap_hist = c;
     return DSV4_OK;
@@ -651,6 +651,7 @@ static dsv4_status feed(dsv4_gen *g, const int32_t *t, size_t n)
     }
     memcpy(g->hist + g->n_hist, t, n * sizeof *t);
     g->n_hist += n;
+    g->sess_edits = dsv4__session_edits(g->sess);
     return DSV4_OK;
 }
 
@@ -665,6 +666,8 @@ dsv4_status dsv4__gen_start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__
 {
     dsv4_status st = start(g, prompt, n, &ready);
     dsv4__cons_free(ready); /* not taken: the start failed before using it */
+    /* every failed start says why (dsv4_gen_last_error) */
+    if (st && !g->err[0]) dsv4__gen_fail(g, st, "start: %s", dsv4_status_string(st));
     return st;
 }
 
@@ -712,18 +715,24 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
     g->in_reasoning = g->thinking;
     st = dsv4_detok_create(g->tok, &g->detok);
     if (!st) st = dsv4_chat_parser_create(g->thinking, &g->parser);
-    if (st) return st;
+    if (st) return dsv4__gen_fail(g, st, "start: the detokenizer or the output parser: %s", dsv4_status_string(st));
 
     /* prompt: keep what the session already holds, or go back to its
      * latest checkpoint within the common prefix (docs/sessions.md) */
     int64_t pos = dsv4_session_position(g->sess);
     size_t keep = 0, lcp = 0, own = 0;
     /* a session moved by others (restored, rewound, fed directly): its own history */
-    if (g->reuse && pos > 0 && (size_t)pos != g->n_hist && hist_reserve(g, (size_t)pos) == DSV4_OK) {
+    /* (its edit count tells: the caller's eval or reset between two
+     * generations may leave as many tokens as before, but others) */
+    int fresh = (size_t)pos == g->n_hist && dsv4__session_edits(g->sess) == g->sess_edits;
+    if (g->reuse && pos > 0 && !fresh && hist_reserve(g, (size_t)pos) == DSV4_OK) {
         size_t nh = 0;
-        if (dsv4_session_tokens(g->sess, g->hist, g->cap_hist, &nh) == DSV4_OK) g->n_hist = nh;
+        if (dsv4_session_tokens(g->sess, g->hist, g->cap_hist, &nh) == DSV4_OK) {
+            g->n_hist = nh;
+            fresh = 1;
+        }
     }
-    if (g->reuse && pos > 0 && (size_t)pos == g->n_hist) {
+    if (g->reuse && pos > 0 && fresh && (size_t)pos == g->n_hist) {
         while (lcp < n && lcp < g->n_hist && g->hist[lcp] == prompt[lcp]) lcp++;
         own = lcp == g->n_hist ? lcp : best_checkpoint(g, lcp < n ? lcp : n - 1);
     }
@@ -741,10 +750,12 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
         g->n_hist = own;
         keep = own;
     }
+    if (keep > 0) g->sess_edits = dsv4__session_edits(g->sess); /* hist is the session's */
     if (keep == 0 && pos != 0) {
         st = dsv4_session_reset(g->sess);
         if (st) return st;
         g->n_hist = 0;
+        g->sess_edits = dsv4__session_edits(g->sess);
     } else if (keep == 0) {
         g->n_hist = 0;
     }
@@ -1365,6 +1376,7 @@ dsv4_status dsv4_gen_step_batch(dsv4_gen *const *gens, int32_t n, int32_t *n_tok
         dsv4_gen *g = gens[who[b]];
         memcpy(g->hist + g->n_hist, toks[b], cnt[b] * sizeof *toks[b]);
         g->n_hist += cnt[b];
+        g->sess_edits = dsv4__session_edits(g->sess);
         if (kind[who[b]] == 1) {
             g->i_defer += cnt[b];
             defer_checkpoint(g);

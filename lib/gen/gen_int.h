@@ -71,6 +71,10 @@ struct dsv4_gen {
     size_t n_defer, i_defer, cap_defer;
     size_t defer_mark;  /* defer index of the end-of-prompt checkpoint; SIZE_MAX: none */
     int64_t prefill_chunk;
+    /* the session's edit count after this generator's last eval or reset:
+     * another change (the caller's eval or reset, another generator) makes
+     * hist stale, and the next start then resets instead of reusing it */
+    uint64_t sess_edits;
 
     /* the generation */
     int started, ended, finish;

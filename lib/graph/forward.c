@@ -338,7 +338,9 @@ static int build_graphs(dsv4__rt *rt)
         build_mtp(rt, d, Hs);
     }
     if (g->failed || d->failed) return 1;
-    if (dsv4g_plan(g) || dsv4g_plan(d)) return -1;
+    int pg = dsv4g_plan(g), pd = pg ? pg : dsv4g_plan(d);
+    if (pg < 0 || pd < 0) return -1;
+    if (pg || pd) return 1; /* out of memory */
     rt->arena = rt_alloc(rt, dsv4__rt_scratch_bytes(rt));
     return rt->arena ? 0 : 1;
 }

@@ -107,7 +107,7 @@ static int32_t root(const dsv4g_graph *g, int32_t t) { return g->t[t].base >= 0 
 
 int dsv4g_plan(dsv4g_graph *g)
 {
-    if (g->failed) return -1;
+    if (g->failed) return 1;
     for (int32_t t = 0; t < g->n_t; t++) g->t[t].first = g->t[t].last = -1;
     /* lifetimes of owners: first node touching them (a write, or the check
      * fails) to the last node touching them */
@@ -131,7 +131,7 @@ int dsv4g_plan(dsv4g_graph *g)
     }
     /* first fit over live blocks sorted by offset */
     int32_t *live = dsv4__malloc((size_t)(g->n_t > 0 ? g->n_t : 1) * sizeof *live);
-    if (!live) return -1;
+    if (!live) return 1;
     int32_t n_live = 0;
     int64_t top = 0;
     for (int32_t i = 0; i < g->n_n; i++) {

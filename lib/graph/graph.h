@@ -101,8 +101,9 @@ dsv4g_node *dsv4g_node_add(dsv4g_graph *g, dsv4g_op fn, const char *name);
 void dsv4g_in(dsv4g_graph *g, dsv4g_node *n, int32_t a, int32_t b, int32_t c, int32_t d, int32_t e);
 void dsv4g_out(dsv4g_graph *g, dsv4g_node *n, int32_t a, int32_t b, int32_t c);
 
-/* lifetimes and arena offsets; 0, or -1 when the graph is inconsistent
- * (a tensor read before any node writes it) or building ran out of memory */
+/* lifetimes and arena offsets; 0, -1 when the graph is inconsistent (a
+ * tensor read before any node writes it), or 1 when building or planning
+ * ran out of memory */
 int dsv4g_plan(dsv4g_graph *g);
 /* run every node (row counts etc. set in r) */
 void dsv4g_exec(dsv4g_run *r);

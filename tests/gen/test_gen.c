@@ -774,6 +774,53 @@ static void test_cancel(rig *b)
     dsv4_gen_free(g);
 }
 
+/* the caller evaluates or resets the session between two generations: the
+ * generator must not take the session's tokens for the ones it fed */
+static void test_reuse_after_direct_eval(rig *a)
+{
+    int32_t p[6] = { 0, byte_tok('T'), byte_tok('h'), byte_tok('e'), byte_tok(' '), byte_tok('a') };
+    int32_t q[6] = { 0, byte_tok('{'), byte_tok('"'), byte_tok('x'), byte_tok('"'), byte_tok(':') };
+    dsv4_gen *g = NULL;
+    if (!CHECK(dsv4_gen_create(a->s, tok, &g) == DSV4_OK, "create")) return;
+    dsv4_sampler_set_f64(dsv4_gen_sampler(g), DSV4_SAMPLER_TEMPERATURE, 0);
+    dsv4_gen_set_i64(g, DSV4_GEN_MAX_TOKENS, 4);
+    dsv4_gen_set_i64(g, DSV4_GEN_THINKING, 0);
+    result r;
+    int32_t want[4] = { -1, -1, -1, -1 }, got[4] = { -1, -1, -1, -1 };
+    /* reference: p from an empty session */
+    dsv4_session_reset(a->s);
+    dsv4_gen_start(g, p, 6);
+    run(g, &r);
+    int64_t nw = dsv4_gen_n_tokens(g);
+    for (int64_t i = 0; i < nw && i < 4; i++) dsv4_gen_token(g, i, &want[i], NULL, NULL, NULL, 0, NULL);
+    /* p again, ended after its first token: the session holds exactly p */
+    dsv4_gen_set_i64(g, DSV4_GEN_MAX_TOKENS, 1);
+    dsv4_gen_start(g, p, 6);
+    run(g, &r);
+    int ok = dsv4_session_position(a->s) == 6;
+    /* the caller replaces the session's tokens by q (same length) */
+    dsv4_session_reset(a->s);
+    ok &= dsv4_session_eval(a->s, q, 6, 0) == DSV4_OK && dsv4_session_position(a->s) == 6;
+    CHECK(ok, "set-up: the session holds 6 tokens before and after the direct evaluation");
+    dsv4_gen_set_i64(g, DSV4_GEN_MAX_TOKENS, 4);
+    CHECK(dsv4_gen_start(g, p, 6) == DSV4_OK, "start after a direct evaluation: %s", dsv4_gen_last_error(g));
+    run(g, &r);
+    CHECK(dsv4_gen_usage(g, DSV4_USAGE_CACHED_TOKENS) == 0, "the changed session is not reused (cached %lld)",
+          (long long)dsv4_gen_usage(g, DSV4_USAGE_CACHED_TOKENS));
+    int64_t ng = dsv4_gen_n_tokens(g);
+    for (int64_t i = 0; i < ng && i < 4; i++) dsv4_gen_token(g, i, &got[i], NULL, NULL, NULL, 0, NULL);
+    CHECK(ng == nw && !memcmp(got, want, sizeof got), "same tokens as from an empty session (%d %d %d %d, want %d %d %d %d)",
+          got[0], got[1], got[2], got[3], want[0], want[1], want[2], want[3]);
+    /* and unchanged sessions are still reused */
+    dsv4_gen_set_i64(g, DSV4_GEN_MAX_TOKENS, 1);
+    dsv4_gen_start(g, p, 6);
+    run(g, &r);
+    dsv4_gen_start(g, p, 6);
+    CHECK(dsv4_gen_usage(g, DSV4_USAGE_CACHED_TOKENS) == 6, "an untouched session is reused (cached %lld)",
+          (long long)dsv4_gen_usage(g, DSV4_USAGE_CACHED_TOKENS));
+    dsv4_gen_free(g);
+}
+
 int main(int argc, char **argv)
 {
     char path[4096];
@@ -791,6 +838,7 @@ int main(int argc, char **argv)
         test_json_mode(&a);
         test_stops(&a);
         test_user_sampler(&a);
+        test_reuse_after_direct_eval(&a);
     }
     rig_close(&a);
     test_context_full(golden);

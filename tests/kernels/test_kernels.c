@@ -11,6 +11,11 @@
 #include "kernels.h"
 #include "linear.h"
 #include "gemm/gemm.h"
+#ifdef DSV4_NO_ONEDNN
+#define ONEDNN 0 /* -Donednn=false: the route is left out */
+#else
+#define ONEDNN 1
+#endif
 #include "x86/gemv.h"
 #include "ops.h"
 #include "pool.h"
@@ -278,7 +283,10 @@ static void linear_case(int fmt, int64_t m, int64_t n, int64_t k, int aq)
     /* the oneDNN route: blocks of 64 output rows (max_k large), ragged last
      * block, a strided output view, the primitive cache reused */
     dsv4k_gemm *gm = dsv4k_gemm_create(2, 8192, m);
-    if (CHECK(gm != NULL, "oneDNN matmul available")) {
+#ifdef DSV4_NO_ONEDNN
+    CHECK(gm == NULL, "built without oneDNN: no gemm route");
+#endif
+    if (ONEDNN && CHECK(gm != NULL, "oneDNN matmul available")) {
         float *y3 = malloc((size_t)(m * n) * 4);
         T(dsv4k_gemm_run(gm, &w, x, k, m, y3, n, aq) == 0);
         double mg = 0;
