@@ -1,7 +1,7 @@
 // Package dsv4 is the Go binding of libdsv4: DeepSeek-V4 language models on the CPU.
 //
 // It links the shared library through cgo and pkg-config (`#cgo pkg-config: dsv4`; for an
-// uninstalled build tree set PKG_CONFIG_PATH=build/meson-uninstalled and LD_LIBRARY_PATH=build).
+// uninstalled build tree set PKG_CONFIG_PATH=build/pkgconfig and LD_LIBRARY_PATH=build).
 //
 // Objects (Model, Context, Session, Tokenizer, Generator, ChatBuilder) have Close() and a
 // finalizer. The library counts references (a session keeps its context and model alive, a

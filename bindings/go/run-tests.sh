@@ -1,6 +1,6 @@
 #!/bin/sh
 # bindings/go/run-tests.sh BUILD_DIR — `go test` of the Go binding (offline, standard library only)
-# against the libdsv4 of BUILD_DIR: cgo finds it through BUILD_DIR/meson-uninstalled/dsv4-uninstalled.pc,
+# against the libdsv4 of BUILD_DIR: cgo finds it through BUILD_DIR/pkgconfig/dsv4-uninstalled.pc,
 # the loader through LD_LIBRARY_PATH. Exit 77 (skipped) without the go command, except under
 # CI=true, where that fails (Debian: golang-go). Ends with "N passed, N failed".
 set -u
@@ -11,7 +11,7 @@ if ! command -v go >/dev/null 2>&1; then
     if [ "${CI:-}" = true ]; then echo "0 passed, 1 failed"; exit 1; fi
     exit 77
 fi
-export PKG_CONFIG_PATH="$build/meson-uninstalled${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+export PKG_CONFIG_PATH="$build/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 export LD_LIBRARY_PATH="$build${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export DSV4_SHARED_DIR="${DSV4_SHARED_DIR:-$here/../../../shared}"
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}

@@ -22,7 +22,7 @@ done
 [ -n "$py" ] || missing "no python3 with pytest (Debian: python3-pytest)"
 "$py" -m pip --version >/dev/null 2>&1 || missing "no pip for $py (Debian: python3-pip)"
 export DSV4_LIBRARY="$build/libdsv4.so"
-export PKG_CONFIG_PATH="$build/meson-uninstalled${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+export PKG_CONFIG_PATH="$build/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 export DSV4_SHARED_DIR="${DSV4_SHARED_DIR:-$here/../../../shared}"
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 DSV4_DEMO_MODEL=$(sh "$here/../demo-model.sh" "$build/tools/dsv4-synth" "$build/bindings/demo-tiny") ||

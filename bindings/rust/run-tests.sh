@@ -12,7 +12,7 @@ if ! command -v cargo >/dev/null 2>&1; then
     if [ "${CI:-}" = true ]; then echo "0 passed, 1 failed"; exit 1; fi
     exit 77
 fi
-export PKG_CONFIG_PATH="$build/meson-uninstalled${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+export PKG_CONFIG_PATH="$build/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 export LD_LIBRARY_PATH="$build${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export DSV4_SHARED_DIR="${DSV4_SHARED_DIR:-$here/../../../shared}"
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}

@@ -3,7 +3,7 @@
 The library is looked up, in this order:
   1. $DSV4_LIBRARY: a path to libdsv4.so (or a name the loader resolves);
   2. pkg-config: `pkg-config --variable=libdir dsv4` (PKG_CONFIG_PATH is
-     honoured, so an uninstalled build tree works through meson-uninstalled/);
+     honoured, so an uninstalled build tree works through BUILD/pkgconfig/dsv4-uninstalled.pc);
   3. the system loader: libdsv4.so.<ABI>, then ctypes.util.find_library.
 The loaded library's ABI major (dsv4_abi_version()) must equal ABI_VERSION.
 
