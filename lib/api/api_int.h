@@ -73,6 +73,10 @@ dsv4_status dsv4__session_image(const dsv4_session *s, uint8_t **img, int64_t *b
 /* put the session at a checked image of position pos (its history right up
  * to pos), logits of pos-1 or NULL; cannot fail */
 void dsv4__session_apply(dsv4_session *s, int64_t pos, const uint8_t *img, const float *logits);
+/* session.c: the read and write callbacks of a file descriptor (user: an
+ * int *), retrying EINTR; for the session files of session.c and cache.c */
+int64_t dsv4__fd_read(void *user, void *dst, size_t len);
+int32_t dsv4__fd_write(void *user, const void *data, size_t len);
 /* cache.c: drop the session's reference to its prefix cache */
 void dsv4__session_cache_release(dsv4_session *s);
 /* the model fingerprint of a context (computed once) */

@@ -90,30 +90,6 @@ static dsv4_status grow(dsv4_prefix_cache *c)
     return DSV4_OK;
 }
 
-static int64_t read_fd(void *user, void *dst, size_t len)
-{
-    int fd = *(int *)user;
-    for (;;) {
-        ssize_t r = read(fd, dst, len);
-        if (r < 0 && errno == EINTR) continue;
-        return r;
-    }
-}
-
-static int32_t write_fd(void *user, const void *data, size_t len)
-{
-    int fd = *(int *)user;
-    const char *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* index the session files of the directory */
 static void scan_dir(dsv4_prefix_cache *c)
 {
@@ -130,7 +106,7 @@ static void scan_dir(dsv4_prefix_cache *c)
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         dsv4__sfile_data fdat = { 0 };
         dsv4__err e = { 0, "" };
-        if (fd < 0 || dsv4__sfile_peek(read_fd, &fd, MAX_FILE_TOKENS, &fdat, &e) || grow(c)) {
+        if (fd < 0 || dsv4__sfile_peek(dsv4__fd_read, &fd, MAX_FILE_TOKENS, &fdat, &e) || grow(c)) {
             dsv4__free(fdat.tokens);
             if (fd >= 0) close(fd);
             dsv4__free(path);
@@ -295,7 +271,7 @@ dsv4_status dsv4_prefix_cache_store(dsv4_prefix_cache *c, dsv4_session *s)
         int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
         dsv4__sfile_data d = { pos, x.tokens, x.cuts, x.img, x.img_bytes, x.logits, { 0 } };
         dsv4__err e = { 0, "" };
-        if (fd < 0 || dsv4__sfile_write(&m, &d, 1, write_fd, &fd, &e) || close(fd) || rename(tmp, path)) {
+        if (fd < 0 || dsv4__sfile_write(&m, &d, 1, dsv4__fd_write, &fd, &e) || close(fd) || rename(tmp, path)) {
             io = DSV4_ERR_IO;
             snprintf(s->err, sizeof s->err, "dsv4_prefix_cache_store: writing %s failed", path);
             if (fd >= 0) unlink(tmp);
@@ -374,7 +350,7 @@ dsv4_status dsv4_prefix_cache_restore(dsv4_prefix_cache *c, dsv4_session *s, con
             dsv4__sfile_data d;
             dsv4__err e = { 0, "" };
             m.n_ctx = s->ctx->n_ctx;
-            if (fd < 0 || dsv4__sfile_read(&m, s->ctx->rt, read_fd, &fd, &d, &e)) {
+            if (fd < 0 || dsv4__sfile_read(&m, s->ctx->rt, dsv4__fd_read, &fd, &d, &e)) {
                 if (fd >= 0) close(fd);
                 if (e.code == DSV4_ERR_OUT_OF_MEMORY) {
                     pthread_mutex_unlock(&c->mu);

@@ -347,7 +347,7 @@ dsv4_status dsv4_session_save(dsv4_session *s, dsv4_write_fn fn, void *user, uin
     return st;
 }
 
-static int32_t write_fd(void *user, const void *data, size_t len)
+int32_t dsv4__fd_write(void *user, const void *data, size_t len)
 {
     int fd = *(int *)user;
     const char *p = data;
@@ -364,7 +364,7 @@ static int32_t write_fd(void *user, const void *data, size_t len)
 dsv4_status dsv4_session_save_fd(dsv4_session *s, int fd, uint32_t flags)
 {
     if (!s || fd < 0) return DSV4_ERR_INVALID_ARGUMENT;
-    return dsv4_session_save(s, write_fd, &fd, flags);
+    return dsv4_session_save(s, dsv4__fd_write, &fd, flags);
 }
 
 typedef struct membuf { uint8_t *p; size_t n, cap; int oom; } membuf;
@@ -441,7 +441,7 @@ dsv4_status dsv4_session_restore(dsv4_session *s, dsv4_read_fn fn, void *user)
     return DSV4_OK;
 }
 
-static int64_t read_fd(void *user, void *dst, size_t len)
+int64_t dsv4__fd_read(void *user, void *dst, size_t len)
 {
     int fd = *(int *)user;
     for (;;) {
@@ -454,7 +454,7 @@ static int64_t read_fd(void *user, void *dst, size_t len)
 dsv4_status dsv4_session_restore_fd(dsv4_session *s, int fd)
 {
     if (!s || fd < 0) return DSV4_ERR_INVALID_ARGUMENT;
-    return dsv4_session_restore(s, read_fd, &fd);
+    return dsv4_session_restore(s, dsv4__fd_read, &fd);
 }
 
 typedef struct memsrc { const uint8_t *p; size_t n, off; } memsrc;
