@@ -77,6 +77,10 @@ void dsv4__session_apply(dsv4_session *s, int64_t pos, const uint8_t *img, const
  * int *), retrying EINTR; for the session files of session.c and cache.c */
 int64_t dsv4__fd_read(void *user, void *dst, size_t len);
 int32_t dsv4__fd_write(void *user, const void *data, size_t len);
+/* session.c: the session-file header fields of a session (its model,
+ * numerics, revision, context size, MTP, vocabulary, library version) */
+struct dsv4__sfile_meta;
+void dsv4__session_meta(dsv4_session *s, struct dsv4__sfile_meta *m);
 /* cache.c: drop the session's reference to its prefix cache */
 void dsv4__session_cache_release(dsv4_session *s);
 /* the model fingerprint of a context (computed once) */

@@ -191,19 +191,6 @@ int64_t dsv4_prefix_cache_stat(const dsv4_prefix_cache *cc, dsv4_cache_stat key)
     return v;
 }
 
-static void session_meta(dsv4_session *s, dsv4__sfile_meta *m)
-{
-    memset(m, 0, sizeof *m);
-    dsv4__rt_opts o = dsv4__rt_options(s->ctx->rt);
-    m->fingerprint = dsv4__context_fingerprint(s->ctx);
-    m->numerics = o.numerics ? o.numerics : DSV4_NUMERICS_REFERENCE;
-    m->revision = o.revision ? o.revision : DSV4_REVISION_CURRENT;
-    m->n_ctx = s->ctx->n_ctx;
-    m->mtp = s->has_mtp;
-    m->vocab = (int32_t)s->ctx->model->ck->cfg.vocab_size;
-    m->lib_version = dsv4_version_number();
-}
-
 static int same_kind(const dsv4__sfile_meta *a, const dsv4__sfile_meta *b)
 {
     return a->fingerprint == b->fingerprint && a->numerics == b->numerics && a->revision == b->revision &&
@@ -223,7 +210,7 @@ dsv4_status dsv4_prefix_cache_store(dsv4_prefix_cache *c, dsv4_session *s)
     int64_t pos = dsv4__state_pos(s->st);
     if (pos == 0) return DSV4_OK;
     dsv4__sfile_meta m;
-    session_meta(s, &m);
+    dsv4__session_meta(s, &m);
     pthread_mutex_lock(&c->mu);
     for (int i = 0; i < c->n; i++)
         if (c->e[i].pos == pos && same_kind(&c->e[i].m, &m) && !memcmp(c->e[i].tokens, s->hist, (size_t)pos * 4)) {
@@ -321,7 +308,7 @@ dsv4_status dsv4_prefix_cache_restore(dsv4_prefix_cache *c, dsv4_session *s, con
     if (!c || !s || (!tokens && n) || !restored) return DSV4_ERR_INVALID_ARGUMENT;
     s->err[0] = 0;
     dsv4__sfile_meta m;
-    session_meta(s, &m);
+    dsv4__session_meta(s, &m);
     if (dsv4__session_reserve(&s->logits, &s->lg_cap, 1, m.vocab)) return DSV4_ERR_OUT_OF_MEMORY;
     pthread_mutex_lock(&c->mu);
     for (;;) {

@@ -307,7 +307,7 @@ uint64_t dsv4__context_fingerprint(dsv4_context *ctx)
     return ctx->fingerprint;
 }
 
-static void sfile_meta(dsv4_session *s, dsv4__sfile_meta *m)
+void dsv4__session_meta(dsv4_session *s, dsv4__sfile_meta *m)
 {
     memset(m, 0, sizeof *m);
     dsv4__rt_opts o = dsv4__rt_options(s->ctx->rt);
@@ -329,7 +329,7 @@ dsv4_status dsv4_session_save(dsv4_session *s, dsv4_write_fn fn, void *user, uin
         return DSV4_ERR_INVALID_ARGUMENT;
     }
     dsv4__sfile_meta m;
-    sfile_meta(s, &m);
+    dsv4__session_meta(s, &m);
     dsv4__sfile_data d = { 0 };
     d.pos = dsv4__state_pos(s->st);
     d.tokens = s->hist;
@@ -423,7 +423,7 @@ dsv4_status dsv4_session_restore(dsv4_session *s, dsv4_read_fn fn, void *user)
         return DSV4_ERR_INVALID_ARGUMENT;
     }
     dsv4__sfile_meta m;
-    sfile_meta(s, &m);
+    dsv4__session_meta(s, &m);
     /* the logits buffer first: nothing may fail once the session changes */
     if (dsv4__session_reserve(&s->logits, &s->lg_cap, 1, vocab(s))) {
         snprintf(s->err, sizeof s->err, "dsv4_session_restore: out of memory");
