@@ -544,12 +544,18 @@ static int32_t bsink_write(void *u, const void *d, size_t len)
     return 0;
 }
 
+/* --positions LIST: the session lengths measured (default 256,1024,4096,16384;
+ * 2 with --quick) */
+static int64_t sess_pos[8] = { 256, 1024, 4096, 16384 };
+static int n_sess_pos = 4;
+static int64_t sess_prefill_max = 65536; /* --prefill-max: longer states are filled synthetically */
+
 static void bench_sessions(dsv4_model *m, int threads, int quick)
 {
     const dsv4__config *c = dsv4__model_config(m);
     int64_t maxp = c->max_position, V = c->vocab_size;
-    int64_t pos[] = { 256, 1024, 4096, 16384 };
-    int np = quick ? 2 : 4;
+    const int64_t *pos = sess_pos;
+    int np = quick && n_sess_pos > 2 ? 2 : n_sess_pos;
     while (np > 0 && pos[np - 1] > maxp) np--;
     if (np == 0) { printf("sessions: the model's context is too short\n"); return; }
     int64_t n_ctx = pos[np - 1] + 512;
@@ -567,16 +573,29 @@ static void bench_sessions(dsv4_model *m, int threads, int quick)
     }
     int32_t *tok = malloc((size_t)n_ctx * sizeof *tok);
     tokens(tok, n_ctx, V, 5);
-    printf("sessions (reference numerics, %d threads; wall times, best of 3):\n", threads);
+    printf("sessions (reference numerics, %d threads; wall times, best of 3 up to 4K tokens, one run past):\n",
+           threads);
+    double per_tok = 0; /* prefill seconds per token of the longest real prefill so far */
     for (int i = 0; i < np; i++) {
         int64_t p = pos[i];
         double t_pre = 1e30, t_save[2] = { 1e30, 1e30 }, t_rest[2] = { 1e30, 1e30 };
         size_t bytes[2] = { 0, 0 };
-        for (int rep = 0; rep < (quick ? 1 : 3); rep++) {
+        /* past --prefill-max the state is filled synthetically (the
+         * prefill would take hours here) and the prefill time is bounded
+         * from below by p × the per-token time of the longest real prefill */
+        int synth = p > sess_prefill_max;
+        /* one repetition past 4K tokens: the prefill alone takes minutes */
+        for (int rep = 0; rep < (quick || p > 4096 ? 1 : 3); rep++) {
             dsv4_session_reset(a);
             double t = now();
-            dsv4_session_eval(a, tok, (size_t)p, 0);
-            t_pre = fmin(t_pre, now() - t);
+            if (synth) {
+                dsv4__state_fill_synthetic(a->st, p, 11);
+                dsv4__session_note_eval(a, 0, tok, p);
+                t_pre = per_tok > 0 ? per_tok * (double)p : 0;
+            } else {
+                dsv4_session_eval(a, tok, (size_t)p, 0);
+                t_pre = fmin(t_pre, now() - t);
+            }
             for (int z = 0; z < 2; z++) {
                 bsink k = { 0 };
                 t = now();
@@ -590,9 +609,10 @@ static void bench_sessions(dsv4_model *m, int threads, int quick)
                 free(k.p);
             }
         }
-        printf("  at %6lld tokens: prefill %8.1f ms | raw %7.2f MB save %6.2f ms restore %6.2f ms (%5.0fx prefill) | "
+        if (!synth) per_tok = t_pre / (double)p;
+        printf("  at %6lld tokens%s: prefill %s%8.1f ms | raw %7.2f MB save %6.2f ms restore %6.2f ms (%5.0fx prefill) | "
                "zstd %7.2f MB (%.2f) save %6.2f ms restore %6.2f ms (%5.0fx)\n",
-               (long long)p, 1e3 * t_pre, bytes[0] / 1e6, 1e3 * t_save[0], 1e3 * t_rest[0], t_pre / t_rest[0],
+               (long long)p, synth ? " (state filled synthetically)" : "", synth ? ">=" : "", 1e3 * t_pre, bytes[0] / 1e6, 1e3 * t_save[0], 1e3 * t_rest[0], t_pre / t_rest[0],
                bytes[1] / 1e6, (double)bytes[1] / (double)bytes[0], 1e3 * t_save[1], 1e3 * t_rest[1],
                t_pre / t_rest[1]);
         char key[96];
@@ -605,7 +625,7 @@ static void bench_sessions(dsv4_model *m, int threads, int quick)
     }
     /* rewind by distance from the last checkpoint: a checkpoint at c, then
      * d tokens fed in one call (and 64 more); rewind to c + d */
-    int64_t c0 = pos[np - 1] / 2;
+    int64_t c0 = (pos[np - 1] < 4096 ? pos[np - 1] : 4096) / 2;
     int64_t dist[] = { 0, 1, 16, 64, 256 };
     for (int i = 0; i < 5; i++) {
         int64_t d = dist[i];
@@ -656,9 +676,20 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--nodes")) show_nodes = 1;
         else if (!strcmp(a, "--only") && v) only = argv[++i];
         else if (!strcmp(a, "--busy") && v) n_busy = atoi(argv[++i]);
+        else if (!strcmp(a, "--prefill-max") && v) sess_prefill_max = atoll(argv[++i]);
+        else if (!strcmp(a, "--positions") && v) {
+            n_sess_pos = 0;
+            for (char *q = argv[++i], *e; *q && n_sess_pos < 8; q = *e ? e + 1 : e) {
+                long long x = strtoll(q, &e, 10);
+                if (e == q || x <= 0 || (*e && *e != ',')) { fprintf(stderr, "dsv4-bench: bad --positions\n"); return 2; }
+                if (n_sess_pos && x <= sess_pos[n_sess_pos - 1]) { fprintf(stderr, "dsv4-bench: --positions must rise\n"); return 2; }
+                sess_pos[n_sess_pos++] = x;
+            }
+            if (!n_sess_pos) { fprintf(stderr, "dsv4-bench: bad --positions\n"); return 2; }
+        }
         else {
             fprintf(stderr, "usage: dsv4-bench --model DIR [--synth DSV4-SYNTH] [--threads N] [--steps N] "
-                            "[--quick] [--mapped] [--nodes] [--only kernels|decode|prefill|context|spin|sessions] "
+                            "[--quick] [--mapped] [--nodes] [--only kernels|decode|prefill|context|spin|sessions] [--positions N,N,...] [--prefill-max N] "
                             "[--busy N] [--json FILE]\n");
             return 2;
         }
