@@ -361,7 +361,9 @@ DSV4_API int64_t dsv4_gen_n_tokens(const dsv4_gen *gen);
  * @param top_ids, top_logprobs  optional arrays of `cap` entries.
  * @param n_top  optional: alternatives written (<= cap, <= TOP_LOGPROBS).
  * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL gen, i out of range);
- *         DSV4_ERR_NOT_AVAILABLE (logprobs were not recorded).
+ *         DSV4_ERR_NOT_AVAILABLE (logprob, top_ids or top_logprobs asked
+ *         for while logprobs were not recorded; *token is still written).
+ *         Asking for the token alone always succeeds.
  * @threadsafety one thread per generator. @since 0.1.0
  */
 DSV4_API dsv4_status dsv4_gen_token(const dsv4_gen *gen, int64_t i, int32_t *token, float *logprob,

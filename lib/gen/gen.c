@@ -426,7 +426,8 @@ dsv4_status dsv4_gen_token(const dsv4_gen *g, int64_t i, int32_t *token, float *
     if (n_top) *n_top = 0;
     if (!g || i < 0 || i >= g->n_gen) return DSV4_ERR_INVALID_ARGUMENT;
     if (token) *token = g->tok_ids[i];
-    if (!g->logprobs && !g->top_logprobs) return DSV4_ERR_NOT_AVAILABLE;
+    if (!g->logprobs && !g->top_logprobs)
+        return logprob || top_ids || top_logprobs ? DSV4_ERR_NOT_AVAILABLE : DSV4_OK;
     if (logprob) *logprob = g->tok_lp[i];
     size_t k = g->n_top[i] < cap ? g->n_top[i] : cap;
     for (size_t j = 0; j < k; j++) {

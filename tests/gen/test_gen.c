@@ -193,6 +193,16 @@ static void test_seeds(rig *a)
         same = t == seq[0][i];
     }
     CHECK(same && events > 0, "step/poll = next (%d steps)", steps);
+    /* without logprobs: the token alone is OK, a logprob is NOT_AVAILABLE */
+    if (dsv4_gen_n_tokens(g) > 0) {
+        int32_t t0 = -1;
+        float lp0 = 0;
+        CHECK(dsv4_gen_token(g, 0, &t0, NULL, NULL, NULL, 0, NULL) == DSV4_OK && t0 == seq[0][0],
+              "gen_token: the token alone without logprobs is OK");
+        t0 = -1;
+        CHECK(dsv4_gen_token(g, 0, &t0, &lp0, NULL, NULL, 0, NULL) == DSV4_ERR_NOT_AVAILABLE && t0 == seq[0][0],
+              "gen_token: a logprob without logprobs recorded is NOT_AVAILABLE, the token written");
+    }
     dsv4_gen_free(g);
 }
 
