@@ -1,0 +1,34 @@
+#!/bin/sh
+# tools/train-tiny/data/build.sh — make the tiny model's corpus and tokenizer.
+#
+# Usage: build.sh OUT_DIR [VOCAB]        (VOCAB: 4096 unless given)
+# Needs: Debian packages wordnet-base and python3-regex, npm (countries-list is
+# installed into OUT_DIR/.npm). Checks everything against libdsv4 when
+# DSV4_LIBRARY names a built libdsv4.so (check_library.py).
+# Writes to OUT_DIR:
+#   tokenizer.json         byte-level BPE, VOCAB ids, DeepSeek-V4 special tokens
+#   corpus-train.jsonl     training samples: kind, request, text, spans, ids, loss_spans
+#   corpus-heldout.jsonl   held-out samples, same fields, no text shared with training
+# Same inputs and seed, same files.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:?usage: build.sh OUT_DIR [VOCAB]}
+vocab=${2:-4096}
+mkdir -p "$out"
+for p in wordnet-base python3-regex; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+        { echo "build.sh: needs the Debian package $p (apt-get install $p)" >&2; exit 1; }
+done
+cl="$out/.npm/node_modules/countries-list"
+[ -f "$cl/countries.min.json" ] || npm install --silent --no-save --prefix "$out/.npm" countries-list@3.4.1
+tmp="$out/.tmp"
+mkdir -p "$tmp"
+python3 "$here/make_corpus.py" --countries "$cl" --wordnet /usr/share/wordnet "$tmp"
+python3 "$here/bpe.py" train --vocab "$vocab" "$tmp/corpus-train.jsonl" "$out/tokenizer.json"
+for f in corpus-train corpus-heldout; do
+    python3 "$here/tokenize_corpus.py" "$out/tokenizer.json" "$tmp/$f.jsonl" "$out/$f.jsonl"
+done
+rm -rf "$tmp"
+if [ -n "${DSV4_LIBRARY:-}" ]; then
+    python3 "$here/check_library.py" "$out/tokenizer.json" "$out/corpus-heldout.jsonl" "$out/corpus-train.jsonl"
+fi
