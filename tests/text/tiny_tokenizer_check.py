@@ -12,12 +12,17 @@ tools/train-tiny/data/sample.jsonl, then checks that
     case, encodes the sample texts and a set of edge texts (added tokens glued
     to text, non-ASCII, digits, whitespace runs) to bpe.py's ids, decodes them
     to the exact bytes, and its chat renderer gives each sample's text;
+  * the reference engines (Hugging Face tokenizers in Rust and in JS, through
+    ../shared/tools/tokenize.mjs with $TOK_NODE_MODULES, tests/text/ci-setup.sh)
+    give the same ids: the file is a valid tokenizer.json, not only one the
+    library reads (skipped without node and the packages, a failure when
+    CI=true);
 and the same for every committed models/*/tokenizer.json (the tiny model's).
 
 Usage: tiny_tokenizer_check.py TEST_TOKENIZER DATA_DIR REPO_ROOT
 Needs the regex module (Debian python3-regex; scripts/deps.sh installs it).
 """
-import glob, json, os, subprocess, sys, tempfile
+import glob, json, os, shutil, subprocess, sys, tempfile
 
 passed = failed = 0
 
@@ -40,6 +45,27 @@ EDGE = [
     "text<think>glued</think>text<｜User｜><｜User｜>", "<｜DSML｜invoke name=\"f\">", "｜DSML｜｜DSML｜",
     "<<think>>", "</think", "<｜User", "<tool_result>{\"sum\": 42}</tool_result>",
 ]
+
+
+def reference_ids(tok_path, texts, d):
+    """{engine: [ids per text]} from the reference runner, or None when it is not set up"""
+    runner = os.path.join(os.environ.get("DSV4_SHARED_DIR", "../shared"), "tools", "tokenize.mjs")
+    nm = os.environ.get("TOK_NODE_MODULES", "")
+    if not os.path.exists(runner) or not nm or not os.path.isdir(nm) or not shutil.which("node"):
+        return None
+    tf = os.path.join(d, "texts.jsonl")
+    with open(tf, "w", encoding="utf-8") as f:
+        for t in texts:
+            f.write(json.dumps(t, ensure_ascii=False) + "\n")
+    out = {}
+    for engine in ("rust", "js"):
+        r = subprocess.run(["node", runner, tok_path, tf, "--jsonl", "--engine=" + engine], capture_output=True,
+                           text=True, timeout=300)
+        lines = [json.loads(l) for l in r.stdout.splitlines() if l.strip()] if r.returncode == 0 else []
+        out[engine] = [o["ids"] for o in lines] if len(lines) == len(texts) else None
+        if out[engine] is None:
+            print("reference runner (%s) failed: %s" % (engine, r.stderr.strip()[-500:]))
+    return out
 
 
 def main():
@@ -95,6 +121,17 @@ def main():
                 ids = tok.encode(t)
                 check(tok.decode_bytes(ids) == t.encode("utf-8"), "%s: bpe.py round trip of %r" % (name, t))
                 cases.append({"text": t, "ids": ids})
+            ref = reference_ids(p, [c["text"] for c in cases], d)
+            if ref is None:
+                in_ci = os.environ.get("CI") == "true"
+                print("%s: reference engines not set up (TOK_NODE_MODULES, tests/text/ci-setup.sh)%s"
+                      % (name, ": required when CI=true" if in_ci else "; skipped"))
+                if in_ci:
+                    check(False, "%s: reference engines present" % name)
+            else:
+                for engine, got in ref.items():
+                    same = got is not None and all(g == c["ids"] for g, c in zip(got, cases))
+                    check(same, "%s: the %s reference engine gives bpe.py's ids" % (name, engine))
             cf = os.path.join(d, "cases.jsonl")
             with open(cf, "w", encoding="utf-8") as f:
                 for c in cases:
