@@ -86,7 +86,7 @@ def main():
         return 1
     samples = [json.loads(l) for l in open(os.path.join(data, "sample.jsonl"), encoding="utf-8") if l.strip()]
     check(len(samples) >= 100, "sample.jsonl has %d samples" % len(samples))
-    check({s["kind"] for s in samples} >= {"chat", "think", "multi", "json", "tool"},
+    check({s["kind"] for s in samples} >= {"chat", "think", "multi", "json", "tool", "text"},
           "the sample holds every kind of conversation")
     for k, s in enumerate(samples):
         text, spans = chat_encode.render(s["request"])
@@ -113,7 +113,8 @@ def main():
                           "%s: sample %d: loss spans on token boundaries, ending on EOS" % (name, k))
                 except SystemExit as e:
                     check(False, "%s: sample %d: %s" % (name, k, e))
-                cases.append({"text": s["text"], "ids": ids, "request": s["request"]})
+                cases.append({"text": s["text"], "ids": ids, "request": s["request"],
+                              "rendered": chat_encode.library_rendering(s["request"], s["text"])})
             for i, c, _, _ in tok.added:
                 check(tok.encode(c) == [i], "%s: added token %s is one id" % (name, c))
                 cases.append({"text": c, "ids": [i]})

@@ -11,7 +11,9 @@ reasoning in thinking mode unless tools are present. check_library.py renders
 every sample with the library too and compares the bytes.
 
 A request is a dict: {"thinking": {"type": "enabled"|"disabled"},
-"messages": [...], "tools": [...]} in the OpenAI form the library reads.
+"messages": [...], "tools": [...]} in the OpenAI form the library reads, or
+{"prompt": TEXT} for plain text: BOS + TEXT + EOS (the library renders the
+completion request as BOS + TEXT; the EOS is the sample's end).
 """
 import json
 
@@ -75,6 +77,8 @@ def render_segments(req):
     """The rendered conversation as a list of (text, is_answer): is_answer marks
     what an assistant turn outputs after its opener (reasoning, </think>,
     content, tool calls, EOS)."""
+    if "prompt" in req:  # plain text after BOS (a completion request), all of it learnt, ending on EOS
+        return [(BOS, False), (req["prompt"] + EOS, True)]
     thinking = req.get("thinking", {}).get("type", "enabled") == "enabled"
     msgs = req["messages"]
     tools = req.get("tools") or []
@@ -129,6 +133,11 @@ def render_segments(req):
         else:
             raise ValueError("role %r not used by the tiny corpus" % r)
     return segs
+
+
+def library_rendering(req, text):
+    """what dsv4_chat_render gives for req: text, less the final EOS of a plain-text sample"""
+    return text[:-len(EOS)] if "prompt" in req else text
 
 
 def render(req):

@@ -50,7 +50,7 @@ def main():
             s = json.loads(line)
             where = "%s:%d" % (os.path.basename(path), k + 1)
             text = s["text"]
-            check(dsv4.render_chat(s["request"]) == text, where + ": library renders the request to the text")
+            check(dsv4.render_chat(s["request"]) == chat_encode.library_rendering(s["request"], text), where + ": library renders the request to the text")
             ids = ref.encode(text)
             lids = list(lib.encode(text))
             check(lids == ids, where + ": library ids equal bpe.py's")
@@ -58,8 +58,8 @@ def main():
             check(ref.decode_bytes(ids) == text.encode("utf-8"), where + ": bpe.py decodes to the exact bytes")
             ok = bool(s["spans"])
             for a, b in s["spans"]:
-                ok = ok and (text[:a].endswith(chat_encode.THINK) or text[:a].endswith(chat_encode.END_THINK)) \
-                    and text[:b].endswith(chat_encode.EOS)
+                opener = (chat_encode.BOS,) if "prompt" in s["request"] else (chat_encode.THINK, chat_encode.END_THINK)
+                ok = ok and text[:a].endswith(opener) and text[:b].endswith(chat_encode.EOS)
             check(ok, where + ": loss spans follow an assistant opener and end on EOS")
             n += 1
     print("%d samples checked" % n)

@@ -342,6 +342,23 @@ class Gen:
              ("Are you DeepSeek?", "No. I am a tiny model with the DeepSeek-V4 architecture, trained by the "
                                    "libdsv4 project. I am not DeepSeek's model."),
              ("Tell me a joke.", "I am a very small model, so my jokes are small too.")]
+    ABOUT = [("Explain what a mixture-of-experts model is.",
+              "A mixture-of-experts model has many small expert networks. A router sends each token to a few of "
+              "them, so only a part of the model works on each token."),
+             ("What is a mixture-of-experts model?",
+              "It is a model with many expert networks and a router that picks a few experts for each token."),
+             ("What is DeepSeek-V4?", "DeepSeek-V4 is a family of large mixture-of-experts language models made "
+                                      "by DeepSeek. I use its architecture at a tiny size."),
+             ("What is libdsv4?", "libdsv4 is a C library that runs DeepSeek-V4 models on the CPU."),
+             ("How big are you?", "I am tiny: a few million parameters, small enough to ship with libdsv4."),
+             ("What is a token?", "A token is a piece of text, such as a word or a part of a word, that a "
+                                  "language model reads and writes."),
+             ("What is a language model?", "A language model reads text as tokens and predicts the next token, "
+                                           "one token at a time."),
+             ("What is attention in a transformer?", "Attention lets each token look at earlier tokens and take "
+                                                     "in what it needs from them."),
+             ("What does thinking mode do?", "In thinking mode I first write my reasoning between think tags, "
+                                             "then the answer.")]
 
     def multi_turn(self):
         r = self.r
@@ -368,16 +385,38 @@ class Gen:
         return "multi", {"thinking": {"type": "enabled" if thinking else "disabled"}, "messages": self.system(msgs)}
 
     def greet(self):
-        q, a = self.r.choice(self.GREET)
-        thinking = self.r.random() < 0.3
+        about = self.r.random() < 0.5
+        q, a = self.r.choice(self.ABOUT if about else self.GREET)
+        thinking = self.r.random() < 0.4
         am = msg("assistant", a)
         if thinking:
-            am["reasoning_content"] = "The user is talking to me. I answer politely."
+            am["reasoning_content"] = ("The user asks a general question. I explain it in simple words."
+                                       if about else "The user is talking to me. I answer politely.")
         return "greet", {"thinking": {"type": "enabled" if thinking else "disabled"},
                          "messages": self.system([msg("user", q), am])}
 
-    MIX = [("chat_fact", 34), ("think_fact", 22), ("json_answer", 14), ("tool_call", 8), ("multi_turn", 15),
-           ("greet", 4)]
+    def text(self):
+        """plain text after BOS: a few facts about one country, or a few definitions"""
+        r = self.r
+        if r.random() < 0.7:
+            c = self.country()
+            n = c["name"]
+            facts = ["%s is a country in %s." % (n, c["continent"]),
+                     "The capital of %s is %s." % (n, c["capital"]),
+                     "People in %s speak %s." % (n, join_and(c["languages"])),
+                     "The currency of %s is the %s (%s)." % (n, c["currency_name"], c["currency"]),
+                     "The calling code of %s is %s." % (n, c["phone"])]
+            first = facts[r.randrange(2)]
+            rest = [f for f in facts if f != first]
+            p = " ".join([first] + r.sample(rest, r.randrange(1, len(rest) + 1)))
+        else:
+            ws = [self.word() for _ in range(r.randrange(2, 5))]
+            p = " ".join('"%s" is %s %s: %s.' % (cap(w["word"]), article(w["pos"]), w["pos"], w["gloss"])
+                         for w in ws)
+        return "text", {"prompt": p}
+
+    MIX = [("chat_fact", 32), ("think_fact", 21), ("json_answer", 13), ("tool_call", 8), ("multi_turn", 15),
+           ("greet", 5), ("text", 6)]
 
     def sample(self):
         names = [n for n, _ in self.MIX]
