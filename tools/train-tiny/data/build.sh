@@ -9,6 +9,7 @@
 #   tokenizer.json         byte-level BPE, VOCAB ids, DeepSeek-V4 special tokens
 #   corpus-train.jsonl     training samples: kind, request, text, spans, ids, loss_spans
 #   corpus-heldout.jsonl   held-out samples, same fields, no text shared with training
+#   corpus.txt             all the texts back to back: training ones, then held-out ones
 # Same inputs and seed, same files.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,6 +30,14 @@ for f in corpus-train corpus-heldout; do
     python3 "$here/tokenize_corpus.py" "$out/tokenizer.json" "$tmp/$f.jsonl" "$out/$f.jsonl"
 done
 rm -rf "$tmp"
+# every text in one file for stream training: the training texts, then the held-out ones
+python3 -c '
+import json, sys
+with open(sys.argv[1], "w", encoding="utf-8") as out:
+    for f in sys.argv[2:]:
+        for line in open(f, encoding="utf-8"):
+            out.write(json.loads(line)["text"])
+' "$out/corpus.txt" "$out/corpus-train.jsonl" "$out/corpus-heldout.jsonl"
 if [ -n "${DSV4_LIBRARY:-}" ]; then
     python3 "$here/check_library.py" "$out/tokenizer.json" "$out/corpus-heldout.jsonl" "$out/corpus-train.jsonl"
 fi
