@@ -3,6 +3,7 @@
 spans to corpus files made by make_corpus.py.
 
 Usage: tokenize_corpus.py TOKENIZER_JSON IN.jsonl OUT.jsonl
+       tokenize_corpus.py --arrays OUT.npz IN.jsonl [...]   (files with ids and loss_spans)
 Each output line is the input sample plus
   "ids":         the token ids of "text" (bpe.py; the library gives the same),
   "loss_spans":  [start, end) token index ranges of the assistant's output
@@ -10,6 +11,10 @@ Each output line is the input sample plus
                  right after an added token and ends with EOS, so the token
                  boundaries fall exactly there).
 Prints the token counts.
+
+--arrays writes the samples back to back as two numpy arrays: "ids" (int32)
+and "loss" (uint8, 1 where the token is one the model is trained to predict,
+i.e. inside a loss span); "starts" (int64) holds each sample's first index.
 """
 import json, os, sys
 
@@ -32,7 +37,26 @@ def tokenize(tok, s):
     return ids, loss
 
 
+def arrays(out, paths):
+    import numpy as np
+    ids, loss, starts = [], [], []
+    for path in paths:
+        for line in open(path, encoding="utf-8"):
+            s = json.loads(line)
+            starts.append(len(ids))
+            m = [0] * len(s["ids"])
+            for a, b in s["loss_spans"]:
+                m[a:b] = [1] * (b - a)
+            ids += s["ids"]
+            loss += m
+    np.savez(out, ids=np.array(ids, np.int32), loss=np.array(loss, np.uint8), starts=np.array(starts, np.int64))
+    print("%s: %d samples, %d tokens, %d with loss" % (os.path.basename(out), len(starts), len(ids), sum(loss)))
+
+
 def main():
+    if len(sys.argv) >= 4 and sys.argv[1] == "--arrays":
+        arrays(sys.argv[2], sys.argv[3:])
+        return 0
     if len(sys.argv) != 4:
         sys.stderr.write(__doc__)
         return 2
