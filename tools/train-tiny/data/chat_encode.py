@@ -87,12 +87,15 @@ def render_segments(req):
     turns = []
     if tools and (not msgs or msgs[0]["role"] != "system"):
         turns.append({"role": "system", "content": ""})
-    last_calls = []
+    # (the library puts tool results in the order of the calls they answer; the
+    # samples give them in that order already)
     for m in msgs:
         r = m["role"]
         if r in ("user", "tool"):
             text = m["content"] if r == "user" else "<tool_result>" + m["content"] + "</tool_result>"
             prev = turns[-1] if turns else None
+            if prev and prev["role"] == "user" and not prev.get("merge"):
+                raise ValueError("two user messages in a row are not used by the tiny corpus")
             if prev and prev["role"] == "user" and prev.get("merge"):
                 prev["content"] += "\n\n" + text
             else:
@@ -100,11 +103,7 @@ def render_segments(req):
             if r == "user":
                 turns[-1]["merge"] = False
         else:
-            if r == "assistant":
-                last_calls = m.get("tool_calls") or []
             turns.append(dict(m))
-    # tool results must come in the order of the calls (the samples keep it)
-    del last_calls
     last_user = max((i for i, t in enumerate(turns) if t["role"] == "user"), default=-1)
     segs = [(BOS, False)]
     for i, t in enumerate(turns):
