@@ -4,11 +4,12 @@
 # OpenMP are for the clang build and the fuzz targets (tests/fuzz); pytest, pip, valgrind,
 # Go, bindgen (which loads clang's libclang) and Rust for the binding tests (bindings/, suite
 # 'bindings'); libmicrohttpd is dsv4-server's HTTP library, wrk and curl drive its test
-# (tests/server).
+# (tests/server); python3-regex for the tiny model's tokenizer tools
+# (tools/train-tiny/data, checked by tests/text/tiny_tokenizer_check.py).
 # Does nothing when everything is already installed.
 # Runs apt-get directly as root, through sudo otherwise.
 set -eu
-pkgs="build-essential g++ meson ninja-build pkg-config python3 python3-numpy
+pkgs="build-essential g++ meson ninja-build pkg-config python3 python3-numpy python3-regex
       libdnnl-dev libjansson-dev libzstd-dev zlib1g-dev libpcre2-dev
       abigail-tools ca-certificates libsimde-dev
       clang libclang-rt-14-dev libomp-dev

@@ -1,6 +1,8 @@
 /* tests/text/test_tokenizer.c — tokenizer: golden ids (V4), V3 file, round
- * trips, streaming detokenizer, bad input. */
+ * trips, streaming detokenizer, bad input; --golden and --ids check another
+ * tokenizer.json (the demo model's, the tiny model's). */
 #include <dsv4/dsv4.h>
+#include <dsv4/dsv4_chat.h>
 
 #include "../testutil.h"
 #include "core/core.h"
@@ -104,6 +106,54 @@ static void test_golden(dsv4_tokenizer *tok)
     fclose(f);
     CHECK(lines >= 240, "golden file has %d lines", lines);
     printf("golden-ids.jsonl: %d/%d texts exact\n", good, lines);
+}
+
+/* --ids TOKENIZER_JSON CASES_JSONL: each line {"text", "ids"} must encode to
+ * exactly those ids and round-trip (check_text); with "request", the chat
+ * renderer must turn the request into exactly "rendered" if given, else "text"
+ * (tests/text/tiny_tokenizer_check.py writes such files). */
+static void test_ids_file(dsv4_tokenizer *tok, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!CHECK(f != NULL, "open %s", path)) return;
+    char *line = NULL;
+    size_t lcap = 0;
+    ssize_t ll;
+    int lines = 0, good = 0;
+    while ((ll = getline(&line, &lcap, f)) > 0) {
+        char what[64];
+        snprintf(what, sizeof what, "%s line %d", path, ++lines);
+        json_error_t je;
+        json_t *o = json_loadb(line, (size_t)ll, 0, &je);
+        json_t *jt = json_object_get(o, "text"), *ji = json_object_get(o, "ids");
+        if (!CHECK(json_is_string(jt) && json_is_array(ji), "%s: has text and ids", what)) {
+            json_decref(o);
+            continue;
+        }
+        size_t nw = json_array_size(ji);
+        int32_t *want = malloc((nw + 1) * sizeof *want);
+        for (size_t i = 0; i < nw; i++) want[i] = (int32_t)json_integer_value(json_array_get(ji, i));
+        good += check_text(tok, json_string_value(jt), json_string_length(jt), want, nw, what);
+        free(want);
+        json_t *req = json_object_get(o, "request");
+        json_t *jr = json_object_get(o, "rendered"); /* when not the whole text (a completion + EOS) */
+        if (!json_is_string(jr)) jr = jt;
+        if (req) {
+            char *rs = json_dumps(req, JSON_PRESERVE_ORDER | JSON_COMPACT), *prompt = NULL, *err = NULL;
+            dsv4_status st = rs ? dsv4_chat_render(rs, strlen(rs), &prompt, &err) : DSV4_ERR_OUT_OF_MEMORY;
+            CHECK(st == DSV4_OK && prompt && strlen(prompt) == json_string_length(jr) &&
+                      memcmp(prompt, json_string_value(jr), json_string_length(jr)) == 0,
+                  "%s: the chat renderer gives the text (%s)", what, err ? err : "");
+            free(rs);
+            dsv4_free(prompt);
+            dsv4_free(err);
+        }
+        json_decref(o);
+    }
+    free(line);
+    fclose(f);
+    CHECK(lines > 0, "%s has lines", path);
+    printf("%s: %d/%d texts exact\n", path, good, lines);
 }
 
 static void test_specials(dsv4_tokenizer *tok)
@@ -460,6 +510,15 @@ int main(int argc, char **argv)
         CHECK(dsv4_tokenizer_load(argv[2], NULL, &t, &e) == DSV4_OK, "load %s: %s", argv[2], e ? e : "");
         dsv4_free(e);
         if (t) test_golden(t);
+        dsv4_tokenizer_free(t);
+        return test_summary();
+    }
+    if (argc == 4 && strcmp(argv[1], "--ids") == 0) {
+        dsv4_tokenizer *t = NULL;
+        char *e = NULL;
+        CHECK(dsv4_tokenizer_load(argv[2], NULL, &t, &e) == DSV4_OK, "load %s: %s", argv[2], e ? e : "");
+        dsv4_free(e);
+        if (t) test_ids_file(t, argv[3]);
         dsv4_tokenizer_free(t);
         return test_summary();
     }
