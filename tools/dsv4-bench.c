@@ -545,9 +545,9 @@ static int32_t bsink_write(void *u, const void *d, size_t len)
 }
 
 /* --positions LIST: the session lengths measured (default 256,1024,4096,16384;
- * 2 with --quick) */
+ * the first 2 with --quick, which also runs each once) */
 static int64_t sess_pos[8] = { 256, 1024, 4096, 16384 };
-static int n_sess_pos = 4;
+static int n_sess_pos = 4, sess_pos_given = 0;
 static int64_t sess_prefill_max = 65536; /* --prefill-max: longer states are filled synthetically */
 
 static void bench_sessions(dsv4_model *m, int threads, int quick)
@@ -555,7 +555,7 @@ static void bench_sessions(dsv4_model *m, int threads, int quick)
     const dsv4__config *c = dsv4__model_config(m);
     int64_t maxp = c->max_position, V = c->vocab_size;
     const int64_t *pos = sess_pos;
-    int np = quick && n_sess_pos > 2 ? 2 : n_sess_pos;
+    int np = quick && !sess_pos_given ? 2 : n_sess_pos;
     while (np > 0 && pos[np - 1] > maxp) np--;
     if (np == 0) { printf("sessions: the model's context is too short\n"); return; }
     int64_t n_ctx = pos[np - 1] + 512;
@@ -679,6 +679,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--prefill-max") && v) sess_prefill_max = atoll(argv[++i]);
         else if (!strcmp(a, "--positions") && v) {
             n_sess_pos = 0;
+            sess_pos_given = 1;
             for (char *q = argv[++i], *e; *q && n_sess_pos < 8; q = *e ? e + 1 : e) {
                 long long x = strtoll(q, &e, 10);
                 if (e == q || x <= 0 || (*e && *e != ',')) { fprintf(stderr, "dsv4-bench: bad --positions\n"); return 2; }
