@@ -64,6 +64,13 @@ struct dsv4__rt {
     int64_t *prof_ns;      /* per node of g, when profiling */
     void **allocs;
     int n_allocs;
+    /* under a memory budget (experts.h): the cached experts the layer being
+     * run selected, ascending, their slots, how many are pinned (a prefix)
+     * and used; a failed read (x_fail, x_msg) fails the forward pass */
+    int32_t *x_ids, *x_slots;  /* [n_routed_experts] */
+    int x_n, x_acq, x_done;
+    int x_fail;
+    char x_msg[256];
 };
 
 typedef struct lstate {
