@@ -318,7 +318,7 @@ dsv4_status dsv4__xcache_create(const dsv4__checkpoint *ck, const struct dsv4__w
     xc->n_rows = w->n_layers + (w->mtp ? 1 : 0);
     xc->budget = budget;
     dsv4_status st = DSV4_OK;
-    char b1[32], b2[32], b3[32];
+    char b1[32], b2[32], b3[32], b4[32];
     if (build_table(xc, w)) {
         st = dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "expert cache: out of memory");
         goto fail;
@@ -330,7 +330,7 @@ dsv4_status dsv4__xcache_create(const dsv4__checkpoint *ck, const struct dsv4__w
                         "memory budget %s is below this model's minimum of %s: the resident weights (%s) plus one "
                         "token's %d routed experts (%s each)", dsv4__fmt_bytes(b1, sizeof b1, budget),
                         dsv4__fmt_bytes(b2, sizeof b2, min), dsv4__fmt_bytes(b3, sizeof b3, xc->fixed), xc->K,
-                        dsv4__fmt_bytes(b1, sizeof b1, xc->slot_bytes));
+                        dsv4__fmt_bytes(b4, sizeof b4, xc->slot_bytes));
         goto fail;
     }
     int64_t n = (budget - xc->fixed) / (xc->slot_bytes ? xc->slot_bytes : 1);
