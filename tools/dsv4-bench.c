@@ -514,9 +514,11 @@ static double cache_read_gbs(dsv4_model *m, int n)
 }
 
 /* decode `steps` tokens one by one after `warm` untimed ones, cache emptied first */
-static xrun_res experts_run(dsv4_model *m, dsv4_session *s, int policy, int warm, int steps, uint32_t seed)
+static xrun_res experts_run(dsv4_model *m, dsv4_session *s, int policy, int prefetch, int warm, int steps,
+                            uint32_t seed)
 {
     dsv4__xcache *xc = m->weights->xc;
+    dsv4__xcache_set_prefetch(xc, prefetch);
     int64_t V = dsv4__model_config(m)->vocab_size;
     int32_t tok[4096];
     tokens(tok, warm + steps, V, seed);
@@ -582,21 +584,25 @@ static int experts_bench(const char *dir, const char *full, int threads, int ste
     len &= ~(int64_t)((8 << 20) - 1);
     /* alternating: disk, decode LRU, decode LFU, disk, ... (the machine is shared) */
     double seq1 = 0, seq4 = 0, xr = 0;
-    xrun_res best[2] = { { 0, 0, 0, 0 }, { 0, 0, 0, 0 } }, hot = { 0, 0, 0, 0 };
+    xrun_res best[3] = { { 0, 0, 0, 0 }, { 0, 0, 0, 0 }, { 0, 0, 0, 0 } }, hot = { 0, 0, 0, 0 };
+    static const char *const vname[3] = { "LRU, hash layers prefetched", "LFU, hash layers prefetched",
+                                          "LRU, no prefetch" };
     int warm = 8;
     for (int rep = 0; rep < 2; rep++) {
         seq1 = fmax(seq1, disk_read(shard, 0, len / 2, 1));
         seq4 = fmax(seq4, disk_read(shard, len / 2, len / 2, 4));
         xr = fmax(xr, cache_read_gbs(m, 48));
-        xrun_res h = experts_run(m, s, -1, warm, steps, 5);
+        xrun_res h = experts_run(m, s, -1, 1, warm, steps, 5);
         if (h.tok_s > hot.tok_s) hot = h;
-        for (int p = 0; p < 2; p++) {
-            xrun_res r = experts_run(m, s, p, warm, steps, 11 + (uint32_t)rep);
+        for (int p = 0; p < 3; p++) {
+            xrun_res r = experts_run(m, s, p == 1, p != 2, warm, steps, 11 + (uint32_t)rep);
             printf("  %s turn %d: %.3f tok/s, %.1f MB read per token, hit rate %.2f, %.2f GB/s from the disk\n",
-                   p ? "LFU" : "LRU", rep + 1, r.tok_s, r.bytes_tok / 1e6, r.hit, r.disk_gbs);
+                   vname[p], rep + 1, r.tok_s, r.bytes_tok / 1e6, r.hit, r.disk_gbs);
             if (r.tok_s > best[p].tok_s) best[p] = r;
         }
     }
+    dsv4__xcache_set_prefetch(m->weights->xc, 1);
+    dsv4__xcache_set_policy(m->weights->xc, 0);
     double seq = fmax(seq1, seq4);
     printf("disk, sequential O_DIRECT 8 MiB reads (same run, best of 2): 1 stream %.2f GB/s, 4 streams %.2f GB/s\n",
            seq1, seq4);
@@ -609,11 +615,11 @@ static int experts_bench(const char *dir, const char *full, int threads, int ste
     printf("decode with the same token over and over (its experts stay cached: hit rate %.2f), the compute "
            "alone: %.3f tok/s\n", hot.hit, hot.tok_s);
     jnum("xc_hot_tok_s", hot.tok_s);
-    for (int p = 0; p < 2; p++) {
-        const char *nm = p ? "lfu" : "lru";
+    for (int p = 0; p < 3; p++) {
+        const char *nm = p == 0 ? "lru" : p == 1 ? "lfu" : "lru_noprefetch";
         printf("decode under the budget, %s (best of 2, %d tokens after %d, cache emptied first): %.3f tok/s, "
                "%.1f MB from the disk per token, hit rate %.2f, %.2f GB/s = %.0f %% of the sequential read\n",
-               p ? "LFU" : "LRU", steps, warm, best[p].tok_s, best[p].bytes_tok / 1e6, best[p].hit,
+               vname[p], steps, warm, best[p].tok_s, best[p].bytes_tok / 1e6, best[p].hit,
                best[p].disk_gbs, seq > 0 ? 100 * best[p].disk_gbs / seq : 0);
         char key[64];
         snprintf(key, sizeof key, "xc_%s_tok_s", nm); jnum(key, best[p].tok_s);

@@ -68,9 +68,9 @@ struct dsv4__xcache {
     pthread_t io[XMAX_IO];
     int n_io, stop;
     uint64_t tick;
-    int policy;
+    int policy, prefetch;
     int64_t budget, fixed, n_cached, bytes_cached;
-    int64_t hits, misses, bytes_read, waits;
+    int64_t hits, misses, bytes_read, waits, prefetches;
 };
 
 /* ---- layout ------------------------------------------------------------ */
@@ -317,6 +317,7 @@ dsv4_status dsv4__xcache_create(const dsv4__checkpoint *ck, const struct dsv4__w
     xc->K = ck->cfg.n_active_experts;
     xc->n_rows = w->n_layers + (w->mtp ? 1 : 0);
     xc->budget = budget;
+    xc->prefetch = 1;
     dsv4_status st = DSV4_OK;
     char b1[32], b2[32], b3[32], b4[32];
     if (build_table(xc, w)) {
@@ -416,7 +417,7 @@ static int32_t victim(dsv4__xcache *xc)
     int32_t best = -1;
     for (int32_t i = 0; i < xc->n_slots; i++) {
         const xslot *s = &xc->slots[i];
-        if (s->pins) continue;
+        if (s->pins || s->state == S_LOADING) continue; /* a prefetch being read has no pin */
         if (s->key < 0) return i;
         if (best < 0) { best = i; continue; }
         const xslot *b = &xc->slots[best];
@@ -464,6 +465,44 @@ int dsv4__xcache_acquire(dsv4__xcache *xc, int layer, const int32_t *ids, int n,
     }
     pthread_mutex_unlock(&xc->mu);
     return i;
+}
+
+int dsv4__xcache_prefetch(dsv4__xcache *xc, int layer, const int32_t *ids, int n)
+{
+    int started = 0;
+    pthread_mutex_lock(&xc->mu);
+    int64_t free_slots = 0;
+    for (int32_t i = 0; i < xc->n_slots; i++) free_slots += !xc->slots[i].pins && xc->slots[i].state != S_LOADING;
+    /* never more than half the slots a run could take: prefetches must not
+     * evict each other (or what this step's other layers hold) */
+    for (int i = 0; xc->prefetch && i < n && started < free_slots / 2; i++) {
+        int32_t key = layer * xc->E + ids[i];
+        xexp *x = &xc->ex[key];
+        if (!x->cached || x->slot >= 0) continue;
+        int32_t s = victim(xc);
+        if (s < 0) break;
+        xslot *v = &xc->slots[s];
+        if (v->key >= 0) xc->ex[v->key].slot = -1;
+        v->key = key;
+        v->state = S_LOADING;
+        v->freq = 0;
+        v->tick = ++xc->tick;
+        x->slot = s;
+        xc->prefetches++;
+        xc->q[(xc->qh + xc->qn) % xc->n_slots] = s;
+        xc->qn++;
+        pthread_cond_signal(&xc->qcv);
+        started++;
+    }
+    pthread_mutex_unlock(&xc->mu);
+    return started;
+}
+
+void dsv4__xcache_set_prefetch(dsv4__xcache *xc, int on)
+{
+    pthread_mutex_lock(&xc->mu);
+    xc->prefetch = on;
+    pthread_mutex_unlock(&xc->mu);
 }
 
 int dsv4__xcache_wait(dsv4__xcache *xc, int32_t slot, const dsv4__layer_w *lw, dsv4k_weight w[3], char *msg,
@@ -516,6 +555,7 @@ void dsv4__xcache_stats(dsv4__xcache *xc, dsv4__xstats *s)
     s->misses = xc->misses;
     s->bytes_read = xc->bytes_read;
     s->waits = xc->waits;
+    s->prefetches = xc->prefetches;
     s->direct = 1;
     for (int i = 0; i < xc->n_shards; i++) s->direct &= atomic_load(&xc->fdd[i]) >= 0;
     pthread_mutex_unlock(&xc->mu);
@@ -524,7 +564,7 @@ void dsv4__xcache_stats(dsv4__xcache *xc, dsv4__xstats *s)
 void dsv4__xcache_reset_stats(dsv4__xcache *xc)
 {
     pthread_mutex_lock(&xc->mu);
-    xc->hits = xc->misses = xc->bytes_read = xc->waits = 0;
+    xc->hits = xc->misses = xc->bytes_read = xc->waits = xc->prefetches = 0;
     pthread_mutex_unlock(&xc->mu);
 }
 
@@ -540,7 +580,7 @@ void dsv4__xcache_drop(dsv4__xcache *xc)
     pthread_mutex_lock(&xc->mu);
     for (int32_t i = 0; i < xc->n_slots; i++) {
         xslot *s = &xc->slots[i];
-        if (s->pins || s->key < 0) continue;
+        if (s->pins || s->key < 0 || s->state == S_LOADING) continue;
         xc->ex[s->key].slot = -1;
         s->key = -1;
         s->state = S_EMPTY;

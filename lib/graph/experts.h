@@ -47,6 +47,7 @@ typedef struct dsv4__xstats {
     int64_t expert_bytes;          /* bytes one expert's products read (mean over cached experts) */
     int64_t n_experts;             /* experts that go through the cache */
     int64_t hits, misses, bytes_read, waits;
+    int64_t prefetches;            /* reads started ahead (dsv4__xcache_prefetch) */
     int direct;                    /* 1: every shard read with O_DIRECT */
 } dsv4__xstats;
 void dsv4__xcache_stats(dsv4__xcache *xc, dsv4__xstats *s);
@@ -73,5 +74,13 @@ int dsv4__xcache_acquire(dsv4__xcache *xc, int layer, const int32_t *ids, int n,
 int dsv4__xcache_wait(dsv4__xcache *xc, int32_t slot, const dsv4__layer_w *lw, dsv4k_weight w[3], char *msg,
                       size_t cap);
 void dsv4__xcache_release(dsv4__xcache *xc, int32_t slot);
+/* Start reading experts ids[0 .. n) of a layer ahead of their use (the
+ * hash-routed layers know them from the token ids when the step starts):
+ * misses get an unpinned slot whose read is queued (such a slot is never
+ * evicted while being read), up to half the slots free of pins; no wait.
+ * Returns the reads started. A later acquire finds them as hits. */
+int dsv4__xcache_prefetch(dsv4__xcache *xc, int layer, const int32_t *ids, int n);
+/* prefetching on (default) or off (bench) */
+void dsv4__xcache_set_prefetch(dsv4__xcache *xc, int on);
 
 #endif

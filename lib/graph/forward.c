@@ -433,6 +433,7 @@ static void run_batch(dsv4__rt *rt, const part *pt, int n_parts)
      * threads too (one set of threads on the cores, see pool.h) */
     int omp = rt->gemm && tr->n >= DSV4G_GEMM_MIN_ROWS;
     dsv4k_pool_set_omp(rt->pool, omp);
+    dsv4__moe_prefetch(rt);
     run_graph(rt, &rt->g);
     dsv4k_pool_set_omp(rt->pool, 0);
     for (int k = 0; k < n_parts; k++) pt[k].q->s->pos += pt[k].n;

@@ -119,5 +119,8 @@ int32_t dsv4__build_attention(dsv4__rt *rt, dsv4g_graph *g, int li, const dsv4__
 
 /* moe.c: the MoE sublayer (§5.7), likewise */
 int32_t dsv4__build_moe(dsv4__rt *rt, dsv4g_graph *g, int li, const dsv4__layer_w *lw, int dom, int32_t x);
+/* moe.c: under a memory budget, start reading the experts of the hash-routed
+ * layers for the batch's tokens (rt->rs) before the graph runs */
+void dsv4__moe_prefetch(dsv4__rt *rt);
 
 #endif

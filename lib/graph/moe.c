@@ -171,6 +171,29 @@ static void op_swiglu(dsv4g_run *r, const dsv4g_node *n)
     for (int64_t t = 0; t < rows; t++) swiglu(g + t * cols, u + t * cols, cols, n->f[0], 1.0f);
 }
 
+/* under a memory budget: the hash-routed layers' experts are known from the
+ * batch's tokens before the step runs; their reads start now (first layers
+ * first) */
+void dsv4__moe_prefetch(dsv4__rt *rt)
+{
+    dsv4__xcache *xc = rt->w->xc;
+    const rowset *rs = &rt->rs[DSV4G_TOK];
+    int64_t E = rt->c->n_routed_experts, K = rt->c->n_active_experts;
+    if (!xc || !rs->n) return;
+    for (int l = 0; l < rt->w->n_layers; l++) {
+        const dsv4__layer_w *lw = &rt->w->layers[l];
+        if (!lw->hash) continue;
+        int32_t *mark = rt->x_slots;
+        memset(mark, 0, (size_t)E * sizeof *mark);
+        for (int64_t t = 0; t < rs->n; t++)
+            for (int64_t k = 0; k < K; k++) mark[lw->tid2eid[(int64_t)rs->tok[t] * K + k]] = 1;
+        int cnt = 0;
+        for (int64_t e = 0; e < E; e++)
+            if (mark[e]) rt->x_ids[cnt++] = (int32_t)e;
+        if (dsv4__xcache_prefetch(xc, l, rt->x_ids, cnt) < cnt) break; /* no room for more */
+    }
+}
+
 /* ---- the MoE sublayer -------------------------------------------------- */
 
 /* MoE sublayer (§5.7) */
