@@ -388,7 +388,9 @@ dsv4_status dsv4__xcache_create(const dsv4__checkpoint *ck, const struct dsv4__w
     }
     if (!xc->mem_bytes) xc->mem_bytes = XALIGN;
     xc->mem = mem;
-    int n_io = xc->n_slots < 4 ? xc->n_slots : 4;
+    /* one reader per selected expert of a layer (4 to 8): a layer's misses are read at once */
+    int n_io = xc->K < 4 ? 4 : xc->K > XMAX_IO ? XMAX_IO : xc->K;
+    if (n_io > xc->n_slots) n_io = xc->n_slots;
     for (int i = 0; i < n_io; i++) {
         if (pthread_create(&xc->io[i], NULL, io_main, xc) != 0) {
             st = dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "expert cache: cannot start its reading threads");

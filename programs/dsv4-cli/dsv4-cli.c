@@ -701,6 +701,12 @@ static int load(app *a)
         dsv4_model_info_get_i64(info, DSV4_INFO_BYTES_TOTAL, &weights);
         dsv4_model_info_get_i64(info, DSV4_INFO_PHYSICAL_MEMORY, &phys);
         dsv4_model_info_memory(info, n_ctx, DSV4_NUMERICS_REFERENCE, NULL, &ram);
+        int64_t budget = 0; /* under --mem-budget the weights hold that much memory */
+        dsv4_model_info_get_i64(info, DSV4_INFO_MEM_BUDGET, &budget);
+        if (budget > 0 && ram > 0) {
+            ram = ram - weights + budget;
+            weights = budget;
+        }
         dsv4_model_info_free(info);
     }
     /* The library warned at load when the weights alone do not fit; the
