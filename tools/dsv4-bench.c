@@ -642,9 +642,11 @@ static int experts_bench(const char *dir, const char *full, int threads, int ste
         dsv4_model_info_get_i64(pi, DSV4_INFO_MOE_INTER_SIZE, &I);
         dsv4_model_info_get_i64(pi, DSV4_INFO_BYTES_PER_TOKEN, &B);
         dsv4_model_info_get_i64(pi, DSV4_INFO_BYTES_TOTAL, &T);
+        int64_t mtp = 0; /* its experts are cached like the others' (its other weights stay resident) */
+        dsv4_model_info_get_i64(pi, DSV4_INFO_N_MTP_LAYERS, &mtp);
         dsv4_model_info_free(pi);
         double ex = 3.0 * (double)D * (double)I * (0.5 + 1.0 / 32), ex_tok = (double)L * K * ex;
-        double ex_all = (double)L * E * ex, rest = (double)T - ex_all, cache = 64e9 - rest - 6e9;
+        double ex_all = (double)(L + mtp) * E * ex, rest = (double)T - ex_all, cache = 64e9 - rest - 6e9;
         printf("V4-Flash on a 64 GB machine, 7 GB/s NVMe at the %.0f %% of the sequential read the cache's reads "
                "reach here, DRAM at an assumed %.0f GB/s: %.2f GB resident, %.1f GB of expert cache (6 GB left to the "
                "system, KV and scratch) = %.0f %% of the %.0f GB of experts (the hit rate of uniform routing); "
