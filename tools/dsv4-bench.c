@@ -484,6 +484,18 @@ static double disk_read(const char *path, int64_t off, int64_t len, int n_thr)
 
 typedef struct xrun_res { double tok_s, bytes_tok, hit, disk_gbs; } xrun_res;
 
+/* bytes this process made the storage read (page faults included) */
+static int64_t proc_read_bytes(void)
+{
+    FILE *f = fopen("/proc/self/io", "r");
+    char line[128];
+    long long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "read_bytes: %lld", &v) == 1) break;
+    if (f) fclose(f);
+    return v;
+}
+
 /* GB/s of the cache's own reads: n experts of the last layer (ids spread),
  * pinned at once (their reads run in parallel), waited for, released */
 static double cache_read_gbs(dsv4_model *m, int n)
@@ -663,6 +675,40 @@ static int experts_bench(const char *dir, const char *full, int threads, int ste
             jnum(key, 1 / (td + tm));
         }
     }
+    /* cold start, the first `steps` tokens: the cache emptied, against plain
+     * mmap with the shards dropped from the page cache (no memory limit can be
+     * imposed here: the page cache may keep all it reads) */
+    xrun_res cold = experts_run(m, s, 0, 1, 0, steps, 21);
+    int64_t vocab = c->vocab_size;
+    dsv4_session_free(s);
+    dsv4_context_free(ctx);
+    dsv4_model_free(m);
+    m = NULL;
+    double mm_tok_s = 0, mm_bytes = 0;
+    if (dsv4_model_load(dir, NULL, &m, NULL) == DSV4_OK && dsv4_context_create(m, NULL, &ctx, NULL) == DSV4_OK &&
+        dsv4_session_create(ctx, NULL, &s, NULL) == DSV4_OK) {
+        for (int i = 0; i < m->ck->n_shards; i++) {
+            int fd = open(m->ck->shards[i].path, O_RDONLY);
+            if (fd >= 0) {
+                posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+                close(fd);
+            }
+        }
+        int32_t tok[4096];
+        tokens(tok, steps, vocab, 21);
+        int64_t r0 = proc_read_bytes();
+        double t = now();
+        for (int i = 0; i < steps; i++) dsv4_session_eval(s, &tok[i], 1, 0);
+        t = now() - t;
+        mm_tok_s = steps / t;
+        mm_bytes = (double)(proc_read_bytes() - r0) / steps;
+    }
+    printf("cold start, first %d tokens: expert cache %.3f tok/s, %.1f MB read per token; plain mmap (no budget, "
+           "shards dropped from the page cache first, page cache unlimited) %.3f tok/s, %.1f MB read per token "
+           "(/proc/self/io)\n", steps, cold.tok_s, cold.bytes_tok / 1e6, mm_tok_s, mm_bytes / 1e6);
+    jnum("xc_cold_tok_s", cold.tok_s);
+    jnum("mmap_cold_tok_s", mm_tok_s);
+    jnum("mmap_cold_bytes_per_token", mm_bytes);
     fprintf(js, "\n}\n");
     fclose(js);
     dsv4_session_free(s);
