@@ -5,6 +5,12 @@
  *   dsv4-bench --model DIR [--synth DSV4-SYNTH] [--threads N] [--steps N]
  *              [--quick] [--mapped] [--nodes] [--json FILE]
  *   --nodes: after the decode figures, the graph nodes taking the most time
+ *   --only experts [--mem-budget GIB]: decode under a memory budget (default
+ *              5 GiB; docs/memory.md) on a checkpoint whose routed experts
+ *              exceed it (tools/dsv4-widen-experts.py): tokens/s, disk bytes
+ *              per token, hit rate, LRU against LFU, the disk's O_DIRECT
+ *              sequential read measured in turns with them and the fraction
+ *              reached; V4-Flash projected on a 64 GB machine, 7 GB/s NVMe
  *   --only spin [--busy N]: decode tokens/s of DIR (the tiny model will do)
  *              with the pool's waiting adaptive (the default), spinning
  *              4096 pauses, and sleeping at once, in alternating turns;
@@ -429,6 +435,288 @@ static void tokens(int32_t *t, int64_t n, int64_t V, uint32_t seed)
     for (int64_t i = 0; i < n; i++) { seed = seed * 1103515245u + 12345u; t[i] = (int32_t)((seed >> 8) % (uint32_t)V); }
 }
 
+
+/* ---- --only experts: decode under a memory budget (docs/memory.md) ----------------- */
+
+#include <fcntl.h>
+#include <pthread.h>
+#include "graph/experts.h"
+
+typedef struct dread { int fd; int64_t off, len; int64_t got; } dread;
+
+static void *dread_main(void *arg)
+{
+    dread *d = arg;
+    size_t chunk = (size_t)8 << 20;
+    void *buf = NULL;
+    if (posix_memalign(&buf, 4096, chunk)) return NULL;
+    for (int64_t o = 0; o < d->len; o += (int64_t)chunk) {
+        ssize_t n = pread(d->fd, buf, chunk, (off_t)(d->off + o));
+        if (n <= 0) break;
+        d->got += n;
+    }
+    free(buf);
+    return NULL;
+}
+
+/* GB/s of reading `len` bytes of `path` from `off` with O_DIRECT in 8 MiB
+ * requests, by n_thr threads each on its own part (0 when refused) */
+static double disk_read(const char *path, int64_t off, int64_t len, int n_thr)
+{
+    int fd = open(path, O_RDONLY | O_DIRECT);
+    if (fd < 0) return 0;
+    dread d[8];
+    pthread_t th[8];
+    double t = now();
+    for (int i = 0; i < n_thr; i++) {
+        d[i] = (dread){ fd, off + i * (len / n_thr), len / n_thr, 0 };
+        pthread_create(&th[i], NULL, dread_main, &d[i]);
+    }
+    int64_t got = 0;
+    for (int i = 0; i < n_thr; i++) {
+        pthread_join(th[i], NULL);
+        got += d[i].got;
+    }
+    t = now() - t;
+    close(fd);
+    return (double)got / t / 1e9;
+}
+
+typedef struct xrun_res { double tok_s, bytes_tok, hit, disk_gbs; } xrun_res;
+
+/* bytes this process made the storage read (page faults included) */
+static int64_t proc_read_bytes(void)
+{
+    FILE *f = fopen("/proc/self/io", "r");
+    char line[128];
+    long long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "read_bytes: %lld", &v) == 1) break;
+    if (f) fclose(f);
+    return v;
+}
+
+/* GB/s of the cache's own reads: n experts of the last layer (ids spread),
+ * pinned at once (their reads run in parallel), waited for, released */
+static double cache_read_gbs(dsv4_model *m, int n)
+{
+    dsv4__xcache *xc = m->weights->xc;
+    const dsv4__config *c = dsv4__model_config(m);
+    int li = c->n_layers - 1;
+    int32_t ids[256], slots[256];
+    dsv4__xstats xs;
+    dsv4__xcache_stats(xc, &xs);
+    if (n > xs.slots) n = (int)xs.slots;
+    if (n > c->n_routed_experts) n = c->n_routed_experts;
+    if (n > 256) n = 256;
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)((int64_t)i * c->n_routed_experts / n);
+    dsv4__xcache_drop(xc);
+    dsv4__xcache_reset_stats(xc);
+    const dsv4__layer_w *lw = &m->weights->layers[li];
+    dsv4k_weight w[3];
+    char msg[256];
+    double t = now();
+    int got = dsv4__xcache_acquire(xc, li, ids, n, slots, 1);
+    for (int i = 0; i < got; i++) dsv4__xcache_wait(xc, slots[i], lw, w, msg, sizeof msg);
+    t = now() - t;
+    for (int i = 0; i < got; i++) dsv4__xcache_release(xc, slots[i]);
+    dsv4__xcache_stats(xc, &xs);
+    dsv4__xcache_drop(xc);
+    return (double)xs.bytes_read / t / 1e9;
+}
+
+/* decode `steps` tokens one by one after `warm` untimed ones, cache emptied first */
+static xrun_res experts_run(dsv4_model *m, dsv4_session *s, int policy, int prefetch, int warm, int steps,
+                            uint32_t seed)
+{
+    dsv4__xcache *xc = m->weights->xc;
+    dsv4__xcache_set_prefetch(xc, prefetch);
+    int64_t V = dsv4__model_config(m)->vocab_size;
+    int32_t tok[4096];
+    tokens(tok, warm + steps, V, seed);
+    if (policy < 0) { /* hot: one token over and over (the same experts: hits), the compute alone */
+        for (int i = 1; i < warm + steps; i++) tok[i] = tok[0];
+        policy = 0;
+    }
+    dsv4__xcache_set_policy(xc, policy);
+    dsv4__xcache_drop(xc);
+    dsv4_session_reset(s);
+    for (int i = 0; i < warm; i++) dsv4_session_eval(s, &tok[i], 1, 0);
+    dsv4__xcache_reset_stats(xc);
+    double t = now();
+    for (int i = warm; i < warm + steps; i++) dsv4_session_eval(s, &tok[i], 1, 0);
+    t = now() - t;
+    dsv4__xstats xs;
+    dsv4__xcache_stats(xc, &xs);
+    /* a prefetched expert counts as a read, not a hit */
+    xrun_res r = { steps / t, (double)xs.bytes_read / steps,
+                   xs.hits + xs.misses ? 1.0 - (double)(xs.misses + xs.prefetches) / (double)(xs.hits + xs.misses) : 0,
+                   (double)xs.bytes_read / t / 1e9 };
+    return r;
+}
+
+static int experts_bench(const char *dir, const char *full, int threads, int steps, int64_t budget, double ram_bw)
+{
+    dsv4_options *o = NULL;
+    dsv4_model *m = NULL;
+    char *err = NULL;
+    dsv4_options_create(&o);
+    dsv4_options_set_i64(o, DSV4_OPT_MEM_BUDGET, budget);
+    if (dsv4_model_load(dir, o, &m, &err) != DSV4_OK) {
+        fprintf(stderr, "dsv4-bench: %s\n", err ? err : "load failed");
+        dsv4_free(err);
+        dsv4_options_free(o);
+        return 1;
+    }
+    dsv4_options_set_i64(o, DSV4_OPT_THREADS, threads);
+    dsv4_context *ctx = NULL;
+    dsv4_session *s = NULL;
+    if (dsv4_context_create(m, o, &ctx, NULL) || dsv4_session_create(ctx, NULL, &s, NULL)) {
+        fprintf(stderr, "dsv4-bench: context or session failed\n");
+        return 1;
+    }
+    dsv4_options_free(o);
+    const dsv4__config *c = dsv4__model_config(m);
+    dsv4__xstats xs;
+    dsv4__xcache_stats(m->weights->xc, &xs);
+    double all = (double)xs.n_experts * (double)xs.expert_bytes;
+    printf("expert cache: budget %.2f GB, resident %.2f GB, %lld slots of %.1f MB (%.1f GB), routed experts %.2f GB "
+           "(%.1f times the cache), %lld experts, %s reads, %d layers x %d experts (%d active)\n",
+           budget / 1e9, xs.fixed_bytes / 1e9, (long long)xs.slots, xs.slot_bytes / 1e6,
+           (double)xs.slots * xs.slot_bytes / 1e9, all / 1e9, all / ((double)xs.slots * xs.slot_bytes),
+           (long long)xs.n_experts, xs.direct ? "O_DIRECT" : "buffered", c->n_layers, c->n_routed_experts,
+           c->n_active_experts);
+    jnum("xc_budget_bytes", (double)budget);
+    jnum("xc_slots", (double)xs.slots);
+    /* the disk: O_DIRECT reads of the last shard (the last layer's experts) */
+    char shard[4200];
+    const dsv4__checkpoint *ck = m->ck;
+    snprintf(shard, sizeof shard, "%s", ck->shards[ck->n_shards - 1].path);
+    int64_t len = (int64_t)ck->shards[ck->n_shards - 1].size;
+    if (len > ((int64_t)2 << 30)) len = (int64_t)2 << 30;
+    len &= ~(int64_t)((8 << 20) - 1);
+    /* alternating: disk, decode LRU, decode LFU, disk, ... (the machine is shared) */
+    double seq1 = 0, seq4 = 0, xr = 0;
+    xrun_res best[3] = { { 0, 0, 0, 0 }, { 0, 0, 0, 0 }, { 0, 0, 0, 0 } }, hot = { 0, 0, 0, 0 };
+    static const char *const vname[3] = { "LRU, hash layers prefetched", "LFU, hash layers prefetched",
+                                          "LRU, no prefetch" };
+    int warm = 8;
+    for (int rep = 0; rep < 3; rep++) {
+        seq1 = fmax(seq1, disk_read(shard, 0, len / 2, 1));
+        seq4 = fmax(seq4, disk_read(shard, len / 2, len / 2, 4));
+        xr = fmax(xr, cache_read_gbs(m, 48));
+        xrun_res h = experts_run(m, s, -1, 1, warm, steps, 5);
+        if (h.tok_s > hot.tok_s) hot = h;
+        for (int p = 0; p < 3; p++) {
+            xrun_res r = experts_run(m, s, p == 1, p != 2, warm, steps, 11 + (uint32_t)rep);
+            printf("  %s turn %d: %.3f tok/s, %.1f MB read per token, hit rate %.2f, %.2f GB/s from the disk\n",
+                   vname[p], rep + 1, r.tok_s, r.bytes_tok / 1e6, r.hit, r.disk_gbs);
+            if (r.tok_s > best[p].tok_s) best[p] = r;
+        }
+    }
+    dsv4__xcache_set_prefetch(m->weights->xc, 1);
+    dsv4__xcache_set_policy(m->weights->xc, 0);
+    double seq = fmax(seq1, seq4);
+    printf("disk, sequential O_DIRECT 8 MiB reads (same run, best of 3): 1 stream %.2f GB/s, 4 streams %.2f GB/s\n",
+           seq1, seq4);
+    jnum("xc_disk_seq_1_gbs", seq1);
+    jnum("xc_disk_seq_4_gbs", seq4);
+    printf("the cache's own reads (48 experts pinned at once, read by its threads in parallel, best of 3): %.2f "
+           "GB/s = %.0f %% of the sequential read\n", xr, seq > 0 ? 100 * xr / seq : 0);
+    jnum("xc_read_gbs", xr);
+    jnum("xc_read_frac", seq > 0 ? xr / seq : 0);
+    printf("decode with the same token over and over (its experts stay cached: hit rate %.2f), the compute "
+           "alone: %.3f tok/s\n", hot.hit, hot.tok_s);
+    jnum("xc_hot_tok_s", hot.tok_s);
+    for (int p = 0; p < 3; p++) {
+        const char *nm = p == 0 ? "lru" : p == 1 ? "lfu" : "lru_noprefetch";
+        printf("decode under the budget, %s (best of 3, %d tokens after %d, cache emptied first): %.3f tok/s, "
+               "%.1f MB from the disk per token, hit rate %.2f, %.2f GB/s = %.0f %% of the sequential read\n",
+               vname[p], steps, warm, best[p].tok_s, best[p].bytes_tok / 1e6, best[p].hit,
+               best[p].disk_gbs, seq > 0 ? 100 * best[p].disk_gbs / seq : 0);
+        char key[64];
+        snprintf(key, sizeof key, "xc_%s_tok_s", nm); jnum(key, best[p].tok_s);
+        snprintf(key, sizeof key, "xc_%s_bytes_per_token", nm); jnum(key, best[p].bytes_tok);
+        snprintf(key, sizeof key, "xc_%s_hit_rate", nm); jnum(key, best[p].hit);
+        snprintf(key, sizeof key, "xc_%s_disk_frac", nm); jnum(key, seq > 0 ? best[p].disk_gbs / seq : 0);
+    }
+    /* V4-Flash on a 64 GB machine with a 7 GB/s NVMe */
+    double frac = seq > 0 ? fmin(1.0, xr / seq) : 0;
+    (void)ram_bw;
+    const double dram = 50; /* GB/s: an assumed desktop (dual-channel DDR5 at ~85 %), not measured */
+    dsv4_model_info *pi = NULL;
+    if (frac > 0 && dsv4_model_info_from_dir(full, NULL, &pi, NULL) == DSV4_OK) {
+        int64_t L = 0, K = 0, E = 0, D = 0, I = 0, B = 0, T = 0;
+        dsv4_model_info_get_i64(pi, DSV4_INFO_N_LAYERS, &L);
+        dsv4_model_info_get_i64(pi, DSV4_INFO_N_ACTIVE_EXPERTS, &K);
+        dsv4_model_info_get_i64(pi, DSV4_INFO_N_ROUTED_EXPERTS, &E);
+        dsv4_model_info_get_i64(pi, DSV4_INFO_HIDDEN_SIZE, &D);
+        dsv4_model_info_get_i64(pi, DSV4_INFO_MOE_INTER_SIZE, &I);
+        dsv4_model_info_get_i64(pi, DSV4_INFO_BYTES_PER_TOKEN, &B);
+        dsv4_model_info_get_i64(pi, DSV4_INFO_BYTES_TOTAL, &T);
+        int64_t mtp = 0; /* its experts are cached like the others' (its other weights stay resident) */
+        dsv4_model_info_get_i64(pi, DSV4_INFO_N_MTP_LAYERS, &mtp);
+        dsv4_model_info_free(pi);
+        double ex = 3.0 * (double)D * (double)I * (0.5 + 1.0 / 32), ex_tok = (double)L * K * ex;
+        double ex_all = (double)(L + mtp) * E * ex, rest = (double)T - ex_all, cache = 64e9 - rest - 6e9;
+        printf("V4-Flash on a 64 GB machine, 7 GB/s NVMe at the %.0f %% of the sequential read the cache's reads "
+               "reach here, DRAM at an assumed %.0f GB/s: %.2f GB resident, %.1f GB of expert cache (6 GB left to the "
+               "system, KV and scratch) = %.0f %% of the %.0f GB of experts (the hit rate of uniform routing); "
+               "%.2f GB of experts per token at no hit:\n", 100 * frac, dram, rest / 1e9, cache / 1e9,
+               100 * cache / ex_all, ex_all / 1e9, ex_tok / 1e9);
+        const double hr[3] = { 0.3, 0.5, 0.7 };
+        for (int i = 0; i < 3; i++) {
+            double td = (1 - hr[i]) * ex_tok / (7e9 * frac), tm = (double)B / (dram * 1e9);
+            printf("  hit rate %.1f: %.2f GB from the disk per token, %.2f tok/s with reads hidden behind compute, "
+                   "%.2f tok/s without (disk %.0f ms + DRAM %.0f ms)\n", hr[i], (1 - hr[i]) * ex_tok / 1e9,
+                   1 / fmax(td, tm), 1 / (td + tm), 1e3 * td, 1e3 * tm);
+            char key[64];
+            snprintf(key, sizeof key, "flash_64gb_nvme7_hit%.0f_tok_s", 100 * hr[i]);
+            jnum(key, 1 / (td + tm));
+        }
+    }
+    /* cold start, the first `steps` tokens: the cache emptied, against plain
+     * mmap with the shards dropped from the page cache (no memory limit can be
+     * imposed here: the page cache may keep all it reads) */
+    xrun_res cold = experts_run(m, s, 0, 1, 0, steps, 21);
+    int64_t vocab = c->vocab_size;
+    dsv4_session_free(s);
+    dsv4_context_free(ctx);
+    dsv4_model_free(m);
+    m = NULL;
+    double mm_tok_s = 0, mm_bytes = 0;
+    if (dsv4_model_load(dir, NULL, &m, NULL) == DSV4_OK && dsv4_context_create(m, NULL, &ctx, NULL) == DSV4_OK &&
+        dsv4_session_create(ctx, NULL, &s, NULL) == DSV4_OK) {
+        for (int i = 0; i < m->ck->n_shards; i++) {
+            int fd = open(m->ck->shards[i].path, O_RDONLY);
+            if (fd >= 0) {
+                posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+                close(fd);
+            }
+        }
+        int32_t tok[4096];
+        tokens(tok, steps, vocab, 21);
+        int64_t r0 = proc_read_bytes();
+        double t = now();
+        for (int i = 0; i < steps; i++) dsv4_session_eval(s, &tok[i], 1, 0);
+        t = now() - t;
+        mm_tok_s = steps / t;
+        mm_bytes = (double)(proc_read_bytes() - r0) / steps;
+    }
+    printf("cold start, first %d tokens: expert cache %.3f tok/s, %.1f MB read per token; plain mmap (no budget, "
+           "shards dropped from the page cache first, page cache unlimited) %.3f tok/s, %.1f MB read per token "
+           "(/proc/self/io)\n", steps, cold.tok_s, cold.bytes_tok / 1e6, mm_tok_s, mm_bytes / 1e6);
+    jnum("xc_cold_tok_s", cold.tok_s);
+    jnum("mmap_cold_tok_s", mm_tok_s);
+    jnum("mmap_cold_bytes_per_token", mm_bytes);
+    fprintf(js, "\n}\n");
+    fclose(js);
+    dsv4_session_free(s);
+    dsv4_context_free(ctx);
+    dsv4_model_free(m);
+    return 0;
+}
+
 /* ---- --only spin: the pool's waiting, idle and beside a busy process --------------- */
 
 /* Decode tokens/s of the three waiting settings, measured in turns of
@@ -661,6 +949,7 @@ int main(int argc, char **argv)
 {
     const char *dir = NULL, *synth = NULL, *jpath = NULL;
     int threads = 2, steps = 8, quick = 0, mapped = 0, n_busy = 1;
+    int64_t mem_budget = (int64_t)5 << 30;
     show_nodes = 0;
     const char *only = "";
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -688,10 +977,11 @@ int main(int argc, char **argv)
             }
             if (!n_sess_pos) { fprintf(stderr, "dsv4-bench: bad --positions\n"); return 2; }
         }
+        else if (!strcmp(a, "--mem-budget") && v) mem_budget = (int64_t)(atof(argv[++i]) * (1 << 30));
         else {
             fprintf(stderr, "usage: dsv4-bench --model DIR [--synth DSV4-SYNTH] [--threads N] [--steps N] "
-                            "[--quick] [--mapped] [--nodes] [--only kernels|decode|prefill|context|spin|sessions] [--positions N,N,...] [--prefill-max N] "
-                            "[--busy N] [--json FILE]\n");
+                            "[--quick] [--mapped] [--nodes] [--only kernels|decode|prefill|context|spin|sessions|experts] [--positions N,N,...] "
+                            "[--prefill-max N] [--busy N] [--mem-budget GIB] [--json FILE]\n");
             return 2;
         }
     }
@@ -736,6 +1026,10 @@ int main(int argc, char **argv)
     printf("streaming read (1 GiB, %d threads, %s, best of 5): %.1f GB/s\n", threads,
            have_avx512 ? "AVX-512" : have_avx2 ? "AVX2" : "portable", bw);
     jnum("bandwidth_gbs", bw);
+    if (!strcmp(only, "experts")) {
+        dsv4k_pool_free(pool);
+        return experts_bench(dir, full, threads, steps, mem_budget, bw);
+    }
 
 #define RUN(sec) (!*only || !strcmp(only, sec))
     /* 2. m = 1 products per weight format at real widths */

@@ -246,6 +246,36 @@ enum dsv4_option_value {
     DSV4_OPT_MTP = 200
 };
 
+#ifdef DSV4_ENABLE_EXPERIMENTAL
+/**
+ * Option keys of the experimental tier (more values of dsv4_option;
+ * docs/memory.md). @experimental @since 0.1.0
+ */
+enum dsv4_option_experimental_value {
+    /** model load, i64 >= 0, default 0 = no budget: run the model within
+     *  this many bytes of memory for its weights. The weights every token
+     *  reads are copied to anonymous memory (as DSV4_OPT_RESIDENT does,
+     *  whatever that option says) and the embedding stays mapped (counted
+     *  whole); the routed experts live in an expert cache that takes the
+     *  rest of the budget, one expert per slot, filled from the shard files
+     *  with direct reads (the page cache keeps no second copy) and evicted
+     *  least recently used first. Outputs are bit-identical to a model
+     *  loaded without a budget; a miss costs a disk read. Contexts' scratch
+     *  and sessions' KV memory come on top (dsv4_model_info_memory()). A
+     *  budget below the resident weights plus one token's selected experts
+     *  makes dsv4_model_load() fail with DSV4_ERR_INVALID_ARGUMENT, the
+     *  message giving the minimum. A shard truncated or changed on disk
+     *  after the load makes the eval call that needs it fail with
+     *  DSV4_ERR_IO and resets that session to position 0.
+     *  DSV4_OPT_PREFETCH is ignored under a budget. @experimental */
+    DSV4_OPT_MEM_BUDGET = 4,
+    /** model load, i64 0..100, default 0 = none: the budget as a percentage
+     *  of DSV4_INFO_PHYSICAL_MEMORY; with DSV4_OPT_MEM_BUDGET too, the
+     *  smaller of the two applies. @experimental */
+    DSV4_OPT_MEM_BUDGET_PERCENT = 5
+};
+#endif
+
 /** Values of DSV4_OPT_NUMERICS. @since 0.1.0 */
 typedef int32_t dsv4_numerics;
 /** The values of dsv4_numerics (explicit; never renumbered). @since 0.1.0 */
@@ -457,6 +487,38 @@ enum dsv4_info_key_value {
      *  exceed it. @since 0.1.0 */
     DSV4_INFO_PHYSICAL_MEMORY    = 30
 };
+
+#ifdef DSV4_ENABLE_EXPERIMENTAL
+/**
+ * Info keys of the experimental tier (more values of dsv4_info_key): the
+ * memory of a loaded model (0 for config-only info; docs/memory.md). The
+ * counters are read when dsv4_model_get_info() is called.
+ * @experimental @since 0.1.0
+ */
+enum dsv4_info_key_experimental_value {
+    /** bytes the weights hold in memory outside the expert cache: copies
+     *  of the weights every token reads, vectors and tables (the mapped
+     *  embedding not included) @experimental */
+    DSV4_INFO_RESIDENT_BYTES     = 31,
+    /** the memory budget in bytes (DSV4_OPT_MEM_BUDGET), 0 without one @experimental */
+    DSV4_INFO_MEM_BUDGET         = 32,
+    /** bytes of the expert cache's slots, 0 without a budget @experimental */
+    DSV4_INFO_EXPERT_CACHE_BYTES = 33,
+    /** routed experts the cache holds at once @experimental */
+    DSV4_INFO_EXPERT_CACHE_SLOTS = 34,
+    /** expected bytes read from the disk per decoded token (trunk), were
+     *  the experts chosen uniformly: the selected experts' bytes times the
+     *  fraction of experts the cache cannot hold; 0 without a budget
+     *  @experimental */
+    DSV4_INFO_DISK_BYTES_PER_TOKEN = 35,
+    /** expert look-ups served by the cache, and those read from the disk,
+     *  since the load (all contexts) @experimental */
+    DSV4_INFO_EXPERT_HITS        = 36,
+    DSV4_INFO_EXPERT_MISSES      = 37,
+    /** bytes read from the shard files by the expert cache since the load @experimental */
+    DSV4_INFO_DISK_BYTES_READ    = 38
+};
+#endif
 
 /**
  * Read facts from a checkpoint directory's config.json alone, without

@@ -194,6 +194,10 @@ static dsv4_status eval_chunks(dsv4_session *s, const int32_t *tokens, int64_t n
                            s->has_mtp ? s->mtp + n_mtp * V : NULL, &got, &e);
         if (st) {
             snprintf(s->err, sizeof s->err, "dsv4_session_eval: %s", e.msg);
+            if (st == DSV4_ERR_IO) { /* a weight read failed: the state was reset (memory budget) */
+                dsv4_session_reset(s);
+                return st;
+            }
             break;
         }
         dsv4__session_note_eval(s, pos + done, tokens + done, m); /* each chunk is its own call (rewind) */
@@ -250,6 +254,7 @@ dsv4_status dsv4_session_eval(dsv4_session *s, const int32_t *tokens, size_t n, 
     dsv4_status st = dsv4__forward(s->st, tokens, (int64_t)n, s->logits, rows, s->has_mtp ? s->mtp : NULL, &n_mtp, &e);
     if (st) {
         snprintf(s->err, sizeof s->err, "dsv4_session_eval: %s", e.msg);
+        if (st == DSV4_ERR_IO) dsv4_session_reset(s); /* a weight read failed: the state was reset */
         return st;
     }
     dsv4__session_note_eval(s, pos, tokens, (int64_t)n);
@@ -341,7 +346,10 @@ dsv4_status dsv4__session_eval_batch(dsv4_session *const *sess, const int32_t *c
     dsv4__err e = { 0, "" };
     dsv4_status st = dsv4__forward_batch(ctx->rt, reqs, n, &e);
     if (st) {
-        for (int i = 0; i < n; i++) snprintf(sess[i]->err, sizeof sess[i]->err, "batched eval: %s", e.msg);
+        for (int i = 0; i < n; i++) {
+            snprintf(sess[i]->err, sizeof sess[i]->err, "batched eval: %s", e.msg);
+            if (st == DSV4_ERR_IO) dsv4_session_reset(sess[i]); /* a weight read failed: states reset */
+        }
         return st;
     }
     for (int i = 0; i < n; i++) {

@@ -2,11 +2,16 @@
  * lib/api/model.c — public model and model-info entry points. A model is
  * an opened checkpoint plus the weights bound from it (api_int.h).
  */
+#define DSV4_ENABLE_EXPERIMENTAL /* the memory budget (docs/memory.md) */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "api/api_int.h"
+#include "graph/experts.h"
+
+_Static_assert(DSV4__OPT_MEM_BUDGET == DSV4_OPT_MEM_BUDGET, "option key");
+_Static_assert(DSV4__OPT_MEM_BUDGET_PERCENT == DSV4_OPT_MEM_BUDGET_PERCENT, "option key");
 
 struct dsv4_model_info {
     dsv4__config cfg;
@@ -14,6 +19,8 @@ struct dsv4_model_info {
     int64_t params_total, params_active;
     int64_t bytes_total, bytes_by_dtype[16];
     int64_t bytes_per_token;
+    /* a loaded model's memory (DSV4_INFO_RESIDENT_BYTES ..) */
+    int64_t resident, budget, cache_bytes, slots, disk_per_token, hits, misses, bytes_read;
 };
 
 static dsv4_status info_build(const dsv4__config *cfg, int loaded, int has_mtp, dsv4_model_info **out);
@@ -36,15 +43,49 @@ static void warn_memory(const dsv4_model *m, const char *dir)
                dsv4__fmt_bytes(b2, sizeof b2, phys), getenv("DSV4_PHYS_MEM_LIMIT") ? ", DSV4_PHYS_MEM_LIMIT" : "");
 }
 
+/* the memory budget of the options in bytes (0: none); -1 when only a
+ * percentage is given and the physical memory is unknown */
+static int64_t mem_budget(const dsv4_options *opts)
+{
+    int64_t bytes = dsv4__opt_i64(opts, DSV4_OPT_MEM_BUDGET), pct = dsv4__opt_i64(opts, DSV4_OPT_MEM_BUDGET_PERCENT);
+    if (pct > 0) {
+        int64_t phys = dsv4__phys_mem_bytes();
+        if (phys <= 0) return -1;
+        int64_t b = phys / 100 * pct;
+        if (!bytes || b < bytes) bytes = b;
+    }
+    return bytes;
+}
+
 /* open and check the checkpoint, bind its weights (the work of dsv4_model_load) */
 static dsv4_status model_open(const char *dir, const dsv4_options *opts, dsv4_model **out, dsv4__err *e)
 {
+    int64_t budget = mem_budget(opts);
+    if (budget < 0)
+        return dsv4__fail(e, DSV4_ERR_INVALID_ARGUMENT, "%s: a memory budget as a percentage of the physical "
+                          "memory, which is unknown here (give DSV4_OPT_MEM_BUDGET in bytes)", dir);
+    dsv4_options nopf;
+    if (budget && opts && dsv4__opt_i64(opts, DSV4_OPT_PREFETCH)) {
+        /* the experts are read into the cache, never through the mapping */
+        nopf = *opts;
+        dsv4_options_set_i64(&nopf, DSV4_OPT_PREFETCH, 0);
+        opts = &nopf;
+    }
     dsv4_model *m = dsv4__calloc(1, sizeof *m);
     if (!m) return dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory");
     dsv4__ref_init(&m->ref);
     dsv4_status st = dsv4__checkpoint_open(dir, opts, &m->ck, e);
-    if (!st) warn_memory(m, dir); /* before the copies DSV4_OPT_RESIDENT makes */
-    if (!st) st = dsv4__weights_bind(m->ck, dsv4__opt_i64(opts, DSV4_OPT_RESIDENT) != 0, &m->weights, e);
+    if (!st && !budget) warn_memory(m, dir); /* before the copies DSV4_OPT_RESIDENT makes */
+    int resident = budget > 0 || dsv4__opt_i64(opts, DSV4_OPT_RESIDENT) != 0;
+    if (!st) st = dsv4__weights_bind(m->ck, resident, &m->weights, e);
+    if (!st && budget) {
+        st = dsv4__xcache_create(m->ck, m->weights, budget, &m->weights->xc, e);
+        if (st) {
+            char msg[sizeof e->msg];
+            snprintf(msg, sizeof msg, "%s", e->msg);
+            dsv4__fail(e, st, "%s: %s", dir, msg);
+        }
+    }
     dsv4_progress_fn progress = opts ? opts->progress : NULL;
     if (!st && progress && progress(opts->progress_user, 1.0) != 0)
         st = dsv4__fail(e, DSV4_ERR_ABORTED, "%s: load aborted by the progress callback", dir);
@@ -56,6 +97,16 @@ static dsv4_status model_open(const char *dir, const dsv4_options *opts, dsv4_mo
     dsv4__logf(&ck->log, DSV4_LOG_INFO, "%s: %d shards, %lld tensors, MTP %s, %.1f MiB of weights resident", dir,
                ck->n_shards, (long long)ck->n_tensors, ck->has_mtp ? "on" : "off",
                (double)m->weights->resident_bytes / (1 << 20));
+    if (m->weights->xc) {
+        dsv4__xstats xs;
+        dsv4__xcache_stats(m->weights->xc, &xs);
+        char b1[32], b2[32], b3[32];
+        dsv4__logf(&ck->log, DSV4_LOG_INFO, "%s: memory budget %s: %s resident, expert cache of %lld slots of %s "
+                   "(%lld of %lld experts)%s", dir, dsv4__fmt_bytes(b1, sizeof b1, xs.budget),
+                   dsv4__fmt_bytes(b2, sizeof b2, xs.fixed_bytes), (long long)xs.slots,
+                   dsv4__fmt_bytes(b3, sizeof b3, xs.slot_bytes), (long long)xs.slots, (long long)xs.n_experts,
+                   xs.direct ? ", direct reads" : ", buffered reads (no O_DIRECT here)");
+    }
     *out = m;
     return DSV4_OK;
 }
@@ -86,6 +137,7 @@ const char *dsv4_model_tokenizer_path(const dsv4_model *model)
 void dsv4__model_release(dsv4_model *m)
 {
     if (!m || !dsv4__ref_put(&m->ref)) return;
+    if (m->weights) dsv4__xcache_free(m->weights->xc);
     dsv4__weights_free(m->weights);
     dsv4__checkpoint_close(m->ck);
     dsv4__free(m);
@@ -186,7 +238,26 @@ dsv4_status dsv4_model_get_info(const dsv4_model *model, dsv4_model_info **out)
 {
     if (out) *out = NULL;
     if (!model || !out) return DSV4_ERR_INVALID_ARGUMENT;
-    return info_build(&model->ck->cfg, 1, model->ck->has_mtp, out);
+    dsv4_status st = info_build(&model->ck->cfg, 1, model->ck->has_mtp, out);
+    if (st) return st;
+    struct dsv4_model_info *in = *out;
+    const struct dsv4__weights *w = model->weights;
+    in->resident = w->owned_bytes;
+    if (w->xc) {
+        dsv4__xstats xs;
+        dsv4__xcache_stats(w->xc, &xs);
+        const dsv4__config *c = &model->ck->cfg;
+        double miss = xs.n_experts > 0 ? 1.0 - (double)xs.slots / (double)xs.n_experts : 0.0;
+        in->budget = xs.budget;
+        in->cache_bytes = xs.slots * xs.slot_bytes;
+        in->slots = xs.slots;
+        in->disk_per_token = (int64_t)((double)c->n_layers * c->n_active_experts * (double)xs.expert_bytes *
+                                       (miss > 0 ? miss : 0.0));
+        in->hits = xs.hits;
+        in->misses = xs.misses;
+        in->bytes_read = xs.bytes_read;
+    }
+    return DSV4_OK;
 }
 
 void dsv4_model_info_free(dsv4_model_info *info)
@@ -288,6 +359,14 @@ dsv4_status dsv4_model_info_get_i64(const dsv4_model_info *info, dsv4_info_key k
     case DSV4_INFO_HAS_MTP: v = info->has_mtp; break;
     case DSV4_INFO_WEIGHTS_LOADED: v = info->loaded; break;
     case DSV4_INFO_PHYSICAL_MEMORY: v = dsv4__phys_mem_bytes(); break;
+    case DSV4_INFO_RESIDENT_BYTES: v = info->resident; break;
+    case DSV4_INFO_MEM_BUDGET: v = info->budget; break;
+    case DSV4_INFO_EXPERT_CACHE_BYTES: v = info->cache_bytes; break;
+    case DSV4_INFO_EXPERT_CACHE_SLOTS: v = info->slots; break;
+    case DSV4_INFO_DISK_BYTES_PER_TOKEN: v = info->disk_per_token; break;
+    case DSV4_INFO_EXPERT_HITS: v = info->hits; break;
+    case DSV4_INFO_EXPERT_MISSES: v = info->misses; break;
+    case DSV4_INFO_DISK_BYTES_READ: v = info->bytes_read; break;
     default: return DSV4_ERR_UNKNOWN_OPTION;
     }
     *value = v;
@@ -347,7 +426,11 @@ dsv4_status dsv4_model_info_to_json(const dsv4_model_info *info, char **json)
         { DSV4_INFO_BYTES_FP4, "bytes_fp4" }, { DSV4_INFO_BYTES_I64, "bytes_i64" },
         { DSV4_INFO_BYTES_PER_TOKEN, "bytes_per_token" }, { DSV4_INFO_KV_BYTES_PER_1K, "kv_bytes_per_1k" },
         { DSV4_INFO_HAS_MTP, "has_mtp" }, { DSV4_INFO_WEIGHTS_LOADED, "weights_loaded" },
-        { DSV4_INFO_PHYSICAL_MEMORY, "physical_memory" },
+        { DSV4_INFO_PHYSICAL_MEMORY, "physical_memory" }, { DSV4_INFO_RESIDENT_BYTES, "resident_bytes" },
+        { DSV4_INFO_MEM_BUDGET, "mem_budget" }, { DSV4_INFO_EXPERT_CACHE_BYTES, "expert_cache_bytes" },
+        { DSV4_INFO_EXPERT_CACHE_SLOTS, "expert_cache_slots" },
+        { DSV4_INFO_DISK_BYTES_PER_TOKEN, "disk_bytes_per_token" }, { DSV4_INFO_EXPERT_HITS, "expert_hits" },
+        { DSV4_INFO_EXPERT_MISSES, "expert_misses" }, { DSV4_INFO_DISK_BYTES_READ, "disk_bytes_read" },
     };
     json_t *o = json_object(), *sched = json_array();
     int bad = !o || !sched;

@@ -119,6 +119,9 @@ dsv4_status dsv4__rt_create(const dsv4__config *c, const struct dsv4__weights *w
     if (!(rt->DBG = rt_alloc(rt, B * c->index_topk * 4))) goto oom;
     if (!(rt->wo_views = rt_alloc(rt, (int64_t)(c->n_layers + 1) * c->o_groups * (int64_t)sizeof(dsv4k_weight))))
         goto oom;
+    if (w->xc && (!(rt->x_ids = rt_alloc(rt, c->n_routed_experts * 4)) ||
+                  !(rt->x_slots = rt_alloc(rt, c->n_routed_experts * 4))))
+        goto oom;
     int b = build_graphs(rt);
     if (b < 0) {
         dsv4__rt_free(rt);
@@ -430,6 +433,7 @@ static void run_batch(dsv4__rt *rt, const part *pt, int n_parts)
      * threads too (one set of threads on the cores, see pool.h) */
     int omp = rt->gemm && tr->n >= DSV4G_GEMM_MIN_ROWS;
     dsv4k_pool_set_omp(rt->pool, omp);
+    dsv4__moe_prefetch(rt);
     run_graph(rt, &rt->g);
     dsv4k_pool_set_omp(rt->pool, 0);
     for (int k = 0; k < n_parts; k++) pt[k].q->s->pos += pt[k].n;
@@ -454,8 +458,9 @@ dsv4_status dsv4__forward_batch(dsv4__rt *rt, dsv4__req *reqs, int n_reqs, dsv4_
     part pt[64];
     int np = 0;
     int64_t rows = 0;
-    for (int i = 0; i < n_reqs; i++) {
-        for (int64_t done = 0; done < reqs[i].n;) {
+    rt->x_fail = 0;
+    for (int i = 0; i < n_reqs && !rt->x_fail; i++) {
+        for (int64_t done = 0; done < reqs[i].n && !rt->x_fail;) {
             int64_t take = reqs[i].n - done < B - rows ? reqs[i].n - done : B - rows;
             pt[np++] = (part){ &reqs[i], done, take };
             rows += take;
@@ -467,7 +472,14 @@ dsv4_status dsv4__forward_batch(dsv4__rt *rt, dsv4__req *reqs, int n_reqs, dsv4_
             }
         }
     }
-    if (np) run_batch(rt, pt, np);
+    if (np && !rt->x_fail) run_batch(rt, pt, np);
+    if (rt->x_fail) {
+        /* a routed expert could not be read (memory budget): the states ran
+         * part of a step, so none is kept */
+        for (int i = 0; i < n_reqs; i++) dsv4__state_reset(reqs[i].s);
+        rt->x_fail = 0;
+        return dsv4__fail(e, DSV4_ERR_IO, "%s (the session was reset to position 0)", rt->x_msg);
+    }
     return DSV4_OK;
 }
 
@@ -492,6 +504,11 @@ dsv4_status dsv4__forward_mtp_draft(dsv4__state *s, int32_t next_token, float *l
     rt->rs[DSV4G_MTP].tok[ms->row0] = next_token;
     span *mo = rs_push(&rt->rs[DSV4G_MTP_LOGIT], s, s->pos - 1, 1, logits);
     rt->rs[DSV4G_MTP_LOGIT].src[mo->row0] = 0;
+    rt->x_fail = 0;
     run_graph(rt, &rt->gd);
+    if (rt->x_fail) {
+        rt->x_fail = 0;
+        return dsv4__fail(e, DSV4_ERR_IO, "%s", rt->x_msg);
+    }
     return DSV4_OK;
 }

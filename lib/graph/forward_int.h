@@ -64,6 +64,13 @@ struct dsv4__rt {
     int64_t *prof_ns;      /* per node of g, when profiling */
     void **allocs;
     int n_allocs;
+    /* under a memory budget (experts.h): the cached experts the layer being
+     * run selected, ascending, their slots, how many are pinned (a prefix)
+     * and used; a failed read (x_fail, x_msg) fails the forward pass */
+    int32_t *x_ids, *x_slots;  /* [n_routed_experts] */
+    int x_n, x_acq, x_done;
+    int x_fail;
+    char x_msg[256];
 };
 
 typedef struct lstate {
@@ -112,5 +119,8 @@ int32_t dsv4__build_attention(dsv4__rt *rt, dsv4g_graph *g, int li, const dsv4__
 
 /* moe.c: the MoE sublayer (§5.7), likewise */
 int32_t dsv4__build_moe(dsv4__rt *rt, dsv4g_graph *g, int li, const dsv4__layer_w *lw, int dom, int32_t x);
+/* moe.c: under a memory budget, start reading the experts of the hash-routed
+ * layers for the batch's tokens (rt->rs) before the graph runs */
+void dsv4__moe_prefetch(dsv4__rt *rt);
 
 #endif

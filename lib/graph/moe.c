@@ -4,8 +4,10 @@
  * grouped per expert, the shared expert, and the nodes of the sublayer.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "experts.h"
 #include "forward_int.h"
 #include "ops.h"
 
@@ -83,6 +85,8 @@ static void op_experts(dsv4g_run *r, const dsv4g_node *n)
     int32_t *ROWS = (int32_t *)(OE + T * dim);
     float *WR = (float *)(ROWS + T);
     float lim = (float)c->swiglu_limit;
+    dsv4__xcache *xc = rt->w->xc;
+    int li = (int)n->i[0];
     memset(ACC, 0, (size_t)(T * dim) * 4);
     for (int64_t e = 0; e < E; e++) {
         int64_t m = 0;
@@ -95,16 +99,67 @@ static void op_experts(dsv4g_run *r, const dsv4g_node *n)
                     m++;
                 }
         if (!m) continue;
-        dsv4g_linear_exec(r, &lw->w1[e], XE, dim, m, GE, inter, r->aq);
-        dsv4g_linear_exec(r, &lw->w3[e], XE, dim, m, UE, inter, r->aq);
+        const dsv4k_weight *w1 = &lw->w1[e], *w2 = &lw->w2[e], *w3 = &lw->w3[e];
+        dsv4k_weight cw[3];
+        int32_t held = -1;
+        if (xc && dsv4__xcache_cached(xc, li, (int)e)) {
+            /* the experts' slots in id order (op_fetch pinned a prefix):
+             * pin the rest once every slot before was released */
+            int j = rt->x_done;
+            if (rt->x_fail || j >= rt->x_n || rt->x_ids[j] != e) {
+                if (!rt->x_fail) {
+                    rt->x_fail = 1;
+                    snprintf(rt->x_msg, sizeof rt->x_msg, "expert cache: expert %lld of layer %d not pinned",
+                             (long long)e, li);
+                }
+                continue;
+            }
+            if (j >= rt->x_acq) rt->x_acq = j + dsv4__xcache_acquire(xc, li, rt->x_ids + j, rt->x_n - j,
+                                                                      rt->x_slots + j, 1);
+            held = rt->x_slots[j];
+            rt->x_done++;
+            if (dsv4__xcache_wait(xc, held, lw, cw, rt->x_msg, sizeof rt->x_msg)) {
+                rt->x_fail = 1;
+                dsv4__xcache_release(xc, held);
+                continue;
+            }
+            w1 = &cw[0], w2 = &cw[1], w3 = &cw[2];
+        }
+        dsv4g_linear_exec(r, w1, XE, dim, m, GE, inter, r->aq);
+        dsv4g_linear_exec(r, w3, XE, dim, m, UE, inter, r->aq);
         for (int64_t i = 0; i < m; i++) swiglu(GE + i * inter, UE + i * inter, inter, lim, WR[i]);
-        dsv4g_linear_exec(r, &lw->w2[e], GE, inter, m, OE, dim, r->aq);
+        dsv4g_linear_exec(r, w2, GE, inter, m, OE, dim, r->aq);
+        if (held >= 0) dsv4__xcache_release(xc, held);
         for (int64_t i = 0; i < m; i++) {
             float *acc = ACC + ROWS[i] * dim;
             const float *o = OE + i * dim;
             for (int64_t d = 0; d < dim; d++) acc[d] += o[d];
         }
     }
+    /* after a failure: the pins not used */
+    for (int j = rt->x_done; xc && j < rt->x_acq; j++) dsv4__xcache_release(xc, rt->x_slots[j]);
+    rt->x_n = rt->x_acq = rt->x_done = 0;
+}
+
+/* under a memory budget (experts.h): the distinct cached experts the rows
+ * selected, ascending, and their reads started (as many as free slots
+ * allow) before the shared expert's products run */
+static void op_fetch(dsv4g_run *r, const dsv4g_node *n)
+{
+    dsv4__rt *rt = RT(r);
+    dsv4__xcache *xc = rt->w->xc;
+    int li = (int)n->i[0];
+    int64_t E = rt->c->n_routed_experts, K = rt->c->n_active_experts, T = dsv4g_rows(r, n->in[0]);
+    const int32_t *SEL = dsv4g_i32(r, n->in[0]);
+    int32_t *mark = rt->x_slots;
+    memset(mark, 0, (size_t)E * sizeof *mark);
+    for (int64_t i = 0; i < T * K; i++) mark[SEL[i]] = 1;
+    int cnt = 0;
+    for (int64_t e = 0; e < E; e++)
+        if (mark[e] && dsv4__xcache_cached(xc, li, (int)e)) rt->x_ids[cnt++] = (int32_t)e;
+    rt->x_n = rt->x_fail ? 0 : cnt;
+    rt->x_acq = rt->x_done = 0;
+    if (rt->x_n) rt->x_acq = dsv4__xcache_acquire(xc, li, rt->x_ids, rt->x_n, rt->x_slots, 1);
 }
 
 /* g = silu(min(g, lim)) · clamp(u, ±lim) (lim 0: no clamp) */
@@ -114,6 +169,29 @@ static void op_swiglu(dsv4g_run *r, const dsv4g_node *n)
     float *g = dsv4g_f32(r, n->in[0]);
     const float *u = dsv4g_f32(r, n->in[1]);
     for (int64_t t = 0; t < rows; t++) swiglu(g + t * cols, u + t * cols, cols, n->f[0], 1.0f);
+}
+
+/* under a memory budget: the hash-routed layers' experts are known from the
+ * batch's tokens before the step runs; their reads start now (first layers
+ * first) */
+void dsv4__moe_prefetch(dsv4__rt *rt)
+{
+    dsv4__xcache *xc = rt->w->xc;
+    const rowset *rs = &rt->rs[DSV4G_TOK];
+    int64_t E = rt->c->n_routed_experts, K = rt->c->n_active_experts;
+    if (!xc || !rs->n) return;
+    for (int l = 0; l < rt->w->n_layers; l++) {
+        const dsv4__layer_w *lw = &rt->w->layers[l];
+        if (!lw->hash) continue;
+        int32_t *mark = rt->x_slots;
+        memset(mark, 0, (size_t)E * sizeof *mark);
+        for (int64_t t = 0; t < rs->n; t++)
+            for (int64_t k = 0; k < K; k++) mark[lw->tid2eid[(int64_t)rs->tok[t] * K + k]] = 1;
+        int cnt = 0;
+        for (int64_t e = 0; e < E; e++)
+            if (mark[e]) rt->x_ids[cnt++] = (int32_t)e;
+        if (dsv4__xcache_prefetch(xc, l, rt->x_ids, cnt) < cnt) break; /* no room for more */
+    }
 }
 
 /* ---- the MoE sublayer -------------------------------------------------- */
@@ -132,10 +210,20 @@ int32_t dsv4__build_moe(dsv4__rt *rt, dsv4g_graph *g, int li, const dsv4__layer_
     n->p[0] = lw;
     n->i[0] = li; n->i[1] = dom;
     int32_t ACC = F(g, "routed_out", dom, 1, dim), WS = F(g, "expert_ws", dom, 1, 2 * dim + 2 * inter + 2);
-    n = dsv4g_node_add(g, op_experts, "experts");
-    dsv4g_in(g, n, x, SEL, SELW, -1, -1);
-    dsv4g_out(g, n, ACC, WS, -1);
-    n->p[0] = lw;
+    /* under a memory budget the routed experts' reads start first and run
+     * while the shared expert computes (the same sums either way) */
+    int cached = rt->w->xc != NULL;
+    if (cached) {
+        n = dsv4g_node_add(g, op_fetch, "expert_fetch");
+        dsv4g_in(g, n, SEL, -1, -1, -1, -1);
+        n->i[0] = li;
+    } else {
+        n = dsv4g_node_add(g, op_experts, "experts");
+        dsv4g_in(g, n, x, SEL, SELW, -1, -1);
+        dsv4g_out(g, n, ACC, WS, -1);
+        n->p[0] = lw;
+        n->i[0] = li;
+    }
     int32_t SG = F(g, "shared_gate", dom, 1, inter), SU = F(g, "shared_up", dom, 1, inter);
     int32_t SO = F(g, "shared_out", dom, 1, dim), out = F(g, "ffn_out", dom, 1, dim);
     dsv4g_linear(g, &lw->sw1, x, SG, 1);
@@ -145,6 +233,13 @@ int32_t dsv4__build_moe(dsv4__rt *rt, dsv4g_graph *g, int li, const dsv4__layer_
     dsv4g_out(g, n, SG, -1, -1);
     n->f[0] = rt->shared_clamp ? (float)c->swiglu_limit : 0.0f;
     dsv4g_linear(g, &lw->sw2, SG, SO, 1);
+    if (cached) {
+        n = dsv4g_node_add(g, op_experts, "experts");
+        dsv4g_in(g, n, x, SEL, SELW, -1, -1);
+        dsv4g_out(g, n, ACC, WS, -1);
+        n->p[0] = lw;
+        n->i[0] = li;
+    }
     dsv4g_add(g, ACC, SO, out);
     return out;
 }

@@ -32,6 +32,7 @@ static void *own(binder *b, size_t bytes)
     void *q = dsv4__malloc_aligned(bytes ? bytes : 1);
     if (!q) { b->st = dsv4__fail(b->e, DSV4_ERR_OUT_OF_MEMORY, "binding weights: out of memory"); return NULL; }
     w->owned[w->n_owned++] = q;
+    w->owned_bytes += (int64_t)bytes;
     return q;
 }
 

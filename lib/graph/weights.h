@@ -49,6 +49,9 @@ struct dsv4__weights {
     void **owned;
     int64_t n_owned, cap_owned;
     int64_t resident_bytes;    /* copied out of the mapping (resident) */
+    int64_t owned_bytes;       /* all owned memory (resident copies, vectors, tables) */
+    struct dsv4__xcache *xc;   /* routed-expert cache under a memory budget (experts.h), or NULL;
+                                * set and freed by the model (lib/api) */
 };
 
 /* Bind the tensors of an opened (and validated) checkpoint: the MTP block

@@ -194,6 +194,7 @@ typedef struct cli {
     bool has_temperature, has_top_p, has_top_k, has_seed, has_think_budget, has_threads, has_ctx, has_spin;
     double temperature, top_p;
     int64_t top_k, seed, think_budget, threads, ctx, max_tokens, spin;
+    int64_t mem_budget, mem_pct;   /* --mem-budget: bytes, or a percentage of the memory */
 } cli;
 
 static void print_usage(FILE *f)
@@ -226,6 +227,9 @@ static void print_usage(FILE *f)
             "runtime:\n"
             "  --threads N             worker threads, at most 1024 (default: one per core)\n"
             "  --ctx N                 context length in tokens (default %d)\n"
+            "  --mem-budget SIZE|P%%    keep the weights within SIZE bytes (K, M, G, T suffixes) or P%%\n"
+            "                          of the memory: routed experts are read from the disk into a\n"
+            "                          cache as needed (docs/memory.md; same outputs, slower)\n"
             "  --spin N|auto           pauses the worker threads spin before sleeping: auto\n"
             "                          (default) spins while it pays; 0 sleeps at once (shared cores)\n"
             "sessions (docs/sessions.md):\n"
@@ -272,6 +276,36 @@ static bool parse_i64(const char *flag, const char *v, int64_t lo, int64_t hi, i
     }
     *out = x;
     return true;
+}
+
+/* --mem-budget: "12G", "12GiB", "800M", bytes, or "50%" of the physical memory */
+static bool parse_budget(const char *v, int64_t *bytes, int64_t *pct)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    int shift = 0;
+    *bytes = *pct = 0;
+    if (errno || end == v || v[0] == '-') goto bad;
+    if (*end == '%' && end[1] == 0) {
+        if (x < 1 || x > 100) goto bad;
+        *pct = (int64_t)x;
+        return true;
+    }
+    if (*end == 'K' || *end == 'k') shift = 10;
+    else if (*end == 'M' || *end == 'm') shift = 20;
+    else if (*end == 'G' || *end == 'g') shift = 30;
+    else if (*end == 'T' || *end == 't') shift = 40;
+    if (shift) end++;
+    if (shift && *end == 'i') end++;
+    if (shift && (*end == 'B' || *end == 'b')) end++;
+    if (*end || x == 0 || x > (unsigned long long)INT64_MAX >> shift) goto bad;
+    *bytes = (int64_t)(x << shift);
+    return true;
+bad:
+    fprintf(stderr, PROG ": bad value for --mem-budget: '%s' (bytes with an optional K, M, G or T suffix, or "
+            "a percentage such as 50%%)\n", v);
+    return false;
 }
 
 static bool parse_f64(const char *flag, const char *v, double lo, double hi, bool lo_open, double *out)
@@ -346,7 +380,7 @@ static int parse_args(int argc, char **argv, cli *c)
         static const char *const with_value[] = {
             "-p", "--prompt", "-f", "--file", "--system", "--tokenizer", "--effort", "--think-budget",
             "--temperature", "--top-p", "--top-k", "--seed", "--max-tokens", "--stop", "--schema", "--tools",
-            "--tool-choice", "--threads", "--ctx", "--spin", "--session", "--prompt-cache",
+            "--tool-choice", "--threads", "--ctx", "--spin", "--session", "--prompt-cache", "--mem-budget",
         };
         bool known = false;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= !strcmp(name, with_value[k]);
@@ -400,6 +434,8 @@ static int parse_args(int argc, char **argv, cli *c)
         } else if (!strcmp(name, "--ctx")) {
             if (!parse_i64(name, val, 1, INT32_MAX, &c->ctx)) return EXIT_USAGE;
             c->has_ctx = true;
+        } else if (!strcmp(name, "--mem-budget")) {
+            if (!parse_budget(val, &c->mem_budget, &c->mem_pct)) return EXIT_USAGE;
         } else if (!strcmp(name, "--spin")) {
             if (!strcmp(val, "auto")) c->spin = -1;
             else if (!parse_i64(name, val, 0, 1 << 20, &c->spin)) {
@@ -630,6 +666,8 @@ static int load(app *a)
     }
     double t0 = now_s();
     g_cancellable = 1;
+    if (c->mem_budget) dsv4_options_set_i64(o, DSV4_OPT_MEM_BUDGET, c->mem_budget);
+    if (c->mem_pct) dsv4_options_set_i64(o, DSV4_OPT_MEM_BUDGET_PERCENT, c->mem_pct);
     st = dsv4_model_load(c->model_dir, o, &a->model, &err);
     if (st == DSV4_OK) st = dsv4_tokenizer_load(tok_path, NULL, &a->tok, &err);
     g_cancellable = 0;
@@ -663,6 +701,12 @@ static int load(app *a)
         dsv4_model_info_get_i64(info, DSV4_INFO_BYTES_TOTAL, &weights);
         dsv4_model_info_get_i64(info, DSV4_INFO_PHYSICAL_MEMORY, &phys);
         dsv4_model_info_memory(info, n_ctx, DSV4_NUMERICS_REFERENCE, NULL, &ram);
+        int64_t budget = 0; /* under --mem-budget the weights hold that much memory */
+        dsv4_model_info_get_i64(info, DSV4_INFO_MEM_BUDGET, &budget);
+        if (budget > 0 && ram > 0) {
+            ram = ram - weights + budget;
+            weights = budget;
+        }
         dsv4_model_info_free(info);
     }
     /* The library warned at load when the weights alone do not fit; the

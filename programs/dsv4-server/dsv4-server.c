@@ -111,6 +111,7 @@ static bool key_equal(const char *a, size_t an, const char *b, size_t bn)
 typedef struct config {
     const char *host, *api_key, *model_dir, *prompt_cache, *tokenizer;
     int64_t port, parallel, ctx, threads, queue, timeout, max_body, prefill_chunk;
+    int64_t mem_budget, mem_pct;   /* --mem-budget: bytes, or a percentage of the memory */
     bool has_ctx, has_threads, quiet;
 } config;
 
@@ -132,6 +133,9 @@ static void usage(FILE *f)
             "  --prefill-chunk N    prompt tokens fed per engine step beside the other streams' tokens\n"
             "                       (default 256; 0 = a prompt is fed whole when its request starts)\n"
             "  --tokenizer FILE     tokenizer.json (default MODEL_DIR/tokenizer.json)\n"
+            "  --mem-budget SIZE|P%% keep the weights within SIZE bytes (K, M, G, T suffixes) or P%% of\n"
+            "                       the memory: routed experts are read from the disk into a cache\n"
+            "                       as needed (docs/memory.md; same outputs, slower)\n"
             "  --prompt-cache DIR   back the slots' shared prefix cache (kept in memory, 1 GiB) with\n"
             "                       files in DIR, which later server processes reuse\n"
             "  --quiet              no progress lines and no libmicrohttpd messages on stderr\n"
@@ -150,6 +154,36 @@ static int usage_error(const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\n(" PROG " --help lists the options)\n");
     return EXIT_USAGE;
+}
+
+/* --mem-budget: "12G", "12GiB", "800M", bytes, or "50%" of the physical memory */
+static bool parse_budget(const char *v, int64_t *bytes, int64_t *pct)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    int shift = 0;
+    *bytes = *pct = 0;
+    if (errno || end == v || v[0] == '-') goto bad;
+    if (*end == '%' && end[1] == 0) {
+        if (x < 1 || x > 100) goto bad;
+        *pct = (int64_t)x;
+        return true;
+    }
+    if (*end == 'K' || *end == 'k') shift = 10;
+    else if (*end == 'M' || *end == 'm') shift = 20;
+    else if (*end == 'G' || *end == 'g') shift = 30;
+    else if (*end == 'T' || *end == 't') shift = 40;
+    if (shift) end++;
+    if (shift && *end == 'i') end++;
+    if (shift && (*end == 'B' || *end == 'b')) end++;
+    if (*end || x == 0 || x > (unsigned long long)INT64_MAX >> shift) goto bad;
+    *bytes = (int64_t)(x << shift);
+    return true;
+bad:
+    fprintf(stderr, PROG ": bad value for --mem-budget: '%s' (bytes with an optional K, M, G or T suffix, or "
+            "a percentage such as 50%%)\n", v);
+    return false;
 }
 
 static bool parse_i64(const char *name, const char *s, int64_t lo, int64_t hi, int64_t *out)
@@ -193,6 +227,7 @@ static int parse_args(int argc, char **argv, config *c)
                 c->api_key = v;
             } else if (!strcmp(a, "--prompt-cache")) c->prompt_cache = v;
             else if (!strcmp(a, "--tokenizer")) c->tokenizer = v;
+            else if (!strcmp(a, "--mem-budget")) { if (!parse_budget(v, &c->mem_budget, &c->mem_pct)) return EXIT_USAGE; }
             else if (!strcmp(a, "--port")) { if (!parse_i64(a, v, 0, 65535, &c->port)) return EXIT_USAGE; }
             else if (!strcmp(a, "--parallel")) { if (!parse_i64(a, v, 1, 64, &c->parallel)) return EXIT_USAGE; }
             else if (!strcmp(a, "--ctx")) {
@@ -1068,6 +1103,8 @@ static int load(void)
     if (dsv4_options_create(&o)) return EXIT_RUNTIME;
     int last = -100;
     if (!c->quiet) dsv4_options_set_progress(o, on_progress, &last);
+    if (c->mem_budget) dsv4_options_set_i64(o, DSV4_OPT_MEM_BUDGET, c->mem_budget);
+    if (c->mem_pct) dsv4_options_set_i64(o, DSV4_OPT_MEM_BUDGET_PERCENT, c->mem_pct);
     double t0 = now_s();
     dsv4_status st = dsv4_model_load(c->model_dir, o, &S.model, &err);
     if (!st) st = dsv4_tokenizer_load(tok_path, NULL, &S.tok, &err);

@@ -83,6 +83,37 @@ static dsv4_status op_model(void *arg, int *ok, char *why, size_t n)
     return st;
 }
 
+/* a load under a memory budget (its expert cache, docs/memory.md) and a
+ * first evaluation through the cache */
+static dsv4_status op_model_budget(void *arg, int *ok, char *why, size_t n)
+{
+    (void)arg;
+    dsv4_model *m = NULL;
+    dsv4_context *c = NULL;
+    dsv4_session *s = NULL;
+    dsv4_options *o = NULL;
+    char *err = NULL;
+    dsv4_status st = dsv4_options_create(&o);
+    if (st == DSV4_OK) st = dsv4_options_set_i64(o, DSV4__OPT_MEM_BUDGET, (int64_t)64 << 20);
+    if (st == DSV4_OK) {
+        st = dsv4_model_load(golden, o, &m, &err);
+        if (st != DSV4_OK && (m || !err || !err[0])) {
+            *ok = 0;
+            snprintf(why, n, "model %p, message '%s'", (void *)m, NZ(err));
+        }
+    }
+    if (st == DSV4_OK) st = dsv4_context_create(m, NULL, &c, NULL);
+    if (st == DSV4_OK) st = dsv4_session_create(c, NULL, &s, NULL);
+    const int32_t tok[4] = { 1, 7, 300, 42 };
+    if (st == DSV4_OK) st = dsv4_session_eval(s, tok, 4, 0);
+    dsv4_session_free(s);
+    dsv4_context_free(c);
+    dsv4_free(err);
+    dsv4_model_free(m);
+    dsv4_options_free(o);
+    return st;
+}
+
 static dsv4_status op_info(void *arg, int *ok, char *why, size_t n)
 {
     (void)arg;
@@ -484,6 +515,7 @@ int main(int argc, char **argv)
     }
     sweep("options", op_options, NULL, 1000);
     sweep("model load", op_model, NULL, 100000);
+    sweep("model load under a memory budget, first evaluation", op_model_budget, NULL, 100000);
     sweep("model info", op_info, NULL, 100000);
     sweep("context, session and first evaluation", op_context_session, NULL, 100000);
     sweep("tokenizer load, encode, decode", op_tokenizer, NULL, 100000);

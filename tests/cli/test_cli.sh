@@ -110,6 +110,15 @@ if run "one-shot" 0 "${common[@]}" --max-tokens 8 --seed 1 "$model" 'Hello, who 
             bad "same seed, different output" "$(head -c 300 "$tmp/first.out")" "$(head -c 300 "$tmp/out")"; fi
     fi
 fi
+# --- a memory budget (docs/memory.md): the same output; bad and too small budgets refused --------
+if [ -f "$tmp/first.out" ] && run "--mem-budget 69M" 0 "${common[@]}" --mem-budget 69M --max-tokens 8 --seed 1 "$model" \
+    'Hello, who are you?'; then
+    if cmp -s "$tmp/first.out" "$tmp/out"; then ok "--mem-budget: same output"; else
+        bad "--mem-budget: different output" "$(head -c 300 "$tmp/first.out")" "$(head -c 300 "$tmp/out")"; fi
+fi
+run "bad --mem-budget" 2 --mem-budget 12X "$model" hi && expect "bad --mem-budget: message" "$tmp/err" 'bad value for --mem-budget'
+run "--mem-budget too small" 1 "${common[@]}" --mem-budget 1M "$model" hi &&
+    expect "--mem-budget too small: message" "$tmp/err" "below this model's minimum"
 run "--hide-reasoning --quiet" 0 "${common[@]}" --max-tokens 6 --seed 1 --hide-reasoning --quiet "$model" hi &&
     if grep -q '\[reasoning\]' "$tmp/out" || [ -s "$tmp/err" ]; then
         bad "--hide-reasoning --quiet printed reasoning or stderr" "$(head -c 300 "$tmp/out")" "$(head -c 300 "$tmp/err")"

@@ -1,0 +1,86 @@
+/*
+ * lib/graph/experts.h — the routed-expert cache of a model loaded under a
+ * memory budget (internal; docs/memory.md).
+ *
+ * The weights every token reads stay resident (weights.c copies them); the
+ * routed experts live in fixed-size cache slots, one expert (its w1, w2, w3
+ * and their scales) per slot. A miss is read from the shard files with
+ * pread — O_DIRECT into 4 KiB-aligned slots where the file system allows,
+ * so the page cache holds no second copy; else a plain pread followed by
+ * POSIX_FADV_DONTNEED — by the cache's I/O threads, several at once. Each
+ * read keeps the bytes' offset modulo 4096 as in the file (and so as in the
+ * mapping): the products read a slot exactly as they would read the
+ * mapping, and give the same bits.
+ *
+ * One cache per model, shared by every context (and so every session) of
+ * it: a mutex guards the slots. A run pins the slots of the experts it is
+ * about to use (acquire), waits for each to be filled (wait), and unpins
+ * each after its products (release). Eviction takes the unpinned slot of
+ * the least recently used expert (or the least frequently used one, policy
+ * LFU, for measurements). An acquire never waits while its caller holds
+ * pins, so runs sharing the cache cannot deadlock; the minimum budget is
+ * one token's selected experts (n_active slots).
+ */
+#ifndef DSV4_GRAPH_EXPERTS_H
+#define DSV4_GRAPH_EXPERTS_H
+
+#include "weights.h"
+
+typedef struct dsv4__xcache dsv4__xcache;
+
+/* Create the cache of the bound weights w of ck within `budget` bytes (the
+ * bytes the weights own, the mapped embedding and the slots all count).
+ * DSV4_ERR_INVALID_ARGUMENT when the budget cannot hold the resident
+ * weights plus n_active slots (the message gives the minimum);
+ * DSV4_ERR_IO when a shard cannot be opened or has changed since it was
+ * mapped; DSV4_ERR_OUT_OF_MEMORY. */
+dsv4_status dsv4__xcache_create(const dsv4__checkpoint *ck, const struct dsv4__weights *w, int64_t budget,
+                                dsv4__xcache **out, dsv4__err *e);
+void dsv4__xcache_free(dsv4__xcache *xc);
+
+/* the smallest budget dsv4__xcache_create accepts for these weights */
+int64_t dsv4__xcache_min_budget(const dsv4__checkpoint *ck, const struct dsv4__weights *w);
+
+typedef struct dsv4__xstats {
+    int64_t budget, fixed_bytes;   /* budget; resident weights + mapped embedding */
+    int64_t slots, slot_bytes;     /* cache slots and their size */
+    int64_t expert_bytes;          /* bytes one expert's products read (mean over cached experts) */
+    int64_t n_experts;             /* experts that go through the cache */
+    int64_t hits, misses, bytes_read, waits;
+    int64_t prefetches;            /* reads started ahead (dsv4__xcache_prefetch) */
+    int direct;                    /* 1: every shard read with O_DIRECT */
+} dsv4__xstats;
+void dsv4__xcache_stats(dsv4__xcache *xc, dsv4__xstats *s);
+/* zero the hit/miss/byte counters (bench) */
+void dsv4__xcache_reset_stats(dsv4__xcache *xc);
+/* eviction policy (bench): 0 LRU (default), 1 LFU (least used since
+ * loaded, ties to the least recent) */
+void dsv4__xcache_set_policy(dsv4__xcache *xc, int policy);
+/* drop every unpinned expert (bench: a cold cache) */
+void dsv4__xcache_drop(dsv4__xcache *xc);
+
+/* 1 when expert e of layer (n_layers = the MTP block) goes through the cache */
+int dsv4__xcache_cached(const dsv4__xcache *xc, int layer, int e);
+
+/* Pin the experts ids[0 .. n) (ascending, all cached) of a layer, in order,
+ * as many as free slots allow: hits are pinned, misses get a slot (the
+ * least useful unpinned one) and their reads start. slots[i] receives the
+ * slot of ids[i]. Returns how many were pinned; with `block` (the caller
+ * holds no pin), waits until at least one can be (n > 0). */
+int dsv4__xcache_acquire(dsv4__xcache *xc, int layer, const int32_t *ids, int n, int32_t *slots, int block);
+/* wait until a pinned slot holds its expert; the expert's w1, w2, w3 bound
+ * to the slot's bytes into w[0..3) (from lw's descriptors). Returns 0, or
+ * -1 after a failed read (msg says why). */
+int dsv4__xcache_wait(dsv4__xcache *xc, int32_t slot, const dsv4__layer_w *lw, dsv4k_weight w[3], char *msg,
+                      size_t cap);
+void dsv4__xcache_release(dsv4__xcache *xc, int32_t slot);
+/* Start reading experts ids[0 .. n) of a layer ahead of their use (the
+ * hash-routed layers know them from the token ids when the step starts):
+ * misses get an unpinned slot whose read is queued (such a slot is never
+ * evicted while being read), up to half the slots free of pins; no wait.
+ * Returns the reads started. A later acquire finds them as hits. */
+int dsv4__xcache_prefetch(dsv4__xcache *xc, int layer, const int32_t *ids, int n);
+/* prefetching on (default) or off (bench) */
+void dsv4__xcache_set_prefetch(dsv4__xcache *xc, int on);
+
+#endif
