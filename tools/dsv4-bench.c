@@ -185,7 +185,7 @@ static kres kernel_bench(dsv4k_pool *pool, dsv4k_linear_ctx *lc, const char *nam
                          int reps)
 {
     kres r = { name, 0, 0 };
-    dsv4k_weight w0 = { fmt, n, k, NULL, NULL, 0 };
+    dsv4k_weight w0 = { fmt, n, k, NULL, NULL, 0, 0 };
     int64_t per = wbytes(&w0), wb = fmt == DSV4K_W_FP4 ? n * k / 2 : fmt == DSV4K_W_BF16 ? n * k * 2 : n * k;
     int64_t copies = (768LL << 20) / per;
     if (copies < 2) copies = 2;
@@ -227,7 +227,7 @@ static kres kernel_bench(dsv4k_pool *pool, dsv4k_linear_ctx *lc, const char *nam
  * GB/s (best of 7; a neighbour can only slow it down) */
 static double kernel_hot(dsv4k_linear_ctx *lc1, int fmt, int64_t k)
 {
-    dsv4k_weight w = { fmt, 0, k, NULL, NULL, 0 };
+    dsv4k_weight w = { fmt, 0, k, NULL, NULL, 0, 0 };
     double bpw = fmt == DSV4K_W_FP4 ? 0.5 : fmt == DSV4K_W_BF16 ? 2 : 1;
     w.n = (int64_t)((512 << 10) / (bpw * (double)k)) / 64 * 64;
     if (w.n < 64) w.n = 64;
