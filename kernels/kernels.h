@@ -128,6 +128,10 @@ typedef struct dsv4k_weight {
  */
 /* bytes per row when the format and width can be interleaved, else 0 */
 int64_t dsv4k_ilv_row_bytes(int32_t fmt, int64_t k);
+/* dsv4k_ilv_row_bytes where interleaving the weights at load pays (the
+ * loader's choice): BF16 only — measured on Zen 5 (docs/bench.md), the
+ * FP8 kernel's four-row pass gained in cache but not from memory */
+int64_t dsv4k_ilv_load_row_bytes(int32_t fmt, int64_t k);
 /* dst = src (n rows of rb bytes) with rows [0, n/4·4) interleaved; returns
  * that count (the weight's ilv), or 0 (a plain copy) when rb is not a
  * positive multiple of 64. dst and src do not overlap. */

@@ -114,6 +114,11 @@ int64_t dsv4k_ilv_row_bytes(int32_t fmt, int64_t k)
     return rb > 0 && rb % 64 == 0 ? rb : 0;
 }
 
+int64_t dsv4k_ilv_load_row_bytes(int32_t fmt, int64_t k)
+{
+    return fmt == DSV4K_W_BF16 ? dsv4k_ilv_row_bytes(fmt, k) : 0;
+}
+
 int64_t dsv4k_repack_rows(void *dst, const void *src, int64_t n, int64_t rb)
 {
     uint8_t *d = dst;

@@ -106,7 +106,7 @@ static const void *hot_data(binder *b, const dsv4__tensor *t, const void *mapped
     /* a linear's rows: interleaved in groups of 4 while copied where the
      * format allows (kernels.h; the kernels read either layout) */
     const char *env = getenv("DSV4_INTERLEAVE"); /* "0": plain copies (benchmarks' A/B) */
-    int64_t rb = lw && !(env && !strcmp(env, "0")) ? dsv4k_ilv_row_bytes(lw->fmt, lw->k) : 0;
+    int64_t rb = lw && !(env && !strcmp(env, "0")) ? dsv4k_ilv_load_row_bytes(lw->fmt, lw->k) : 0;
     if (rb && lw->n * rb == (int64_t)n) lw->ilv = dsv4k_repack_rows(q, t->data, lw->n, rb);
     else memcpy(q, t->data, n);
     b->w->resident_bytes += (int64_t)n;
