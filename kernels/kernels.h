@@ -129,8 +129,9 @@ typedef struct dsv4k_weight {
 /* bytes per row when the format and width can be interleaved, else 0 */
 int64_t dsv4k_ilv_row_bytes(int32_t fmt, int64_t k);
 /* dsv4k_ilv_row_bytes where interleaving the weights at load pays (the
- * loader's choice): BF16 only — measured on Zen 5 (docs/bench.md), the
- * FP8 kernel's four-row pass gained in cache but not from memory */
+ * loader's choice): BF16 on CPUs with AVX-512 only — measured on Zen 5
+ * (docs/bench.md): the FP8 kernel's four-row pass gained in cache but not
+ * from memory, AVX2's two-row BF16 pass did not gain in cache */
 int64_t dsv4k_ilv_load_row_bytes(int32_t fmt, int64_t k);
 /* dst = src (n rows of rb bytes) with rows [0, n/4·4) interleaved; returns
  * that count (the weight's ilv), or 0 (a plain copy) when rb is not a

@@ -1260,7 +1260,8 @@ static void interleaved(void)
     T(dsv4k_ilv_row_bytes(DSV4K_W_FP8, 128) == 128 && dsv4k_ilv_row_bytes(DSV4K_W_FP4, 128) == 0);
     T(dsv4k_ilv_row_bytes(DSV4K_W_F32, 128) == 0 && dsv4k_ilv_row_bytes(DSV4K_W_FP8, 96) == 0);
     /* what the loader interleaves: BF16 rows of a multiple of 64 bytes */
-    T(dsv4k_ilv_load_row_bytes(DSV4K_W_BF16, 4096) == 8192 && dsv4k_ilv_load_row_bytes(DSV4K_W_BF16, 40) == 0);
+    T(dsv4k_ilv_load_row_bytes(DSV4K_W_BF16, 4096) == (dsv4k_have_avx512() ? 8192 : 0));
+    T(dsv4k_ilv_load_row_bytes(DSV4K_W_BF16, 40) == 0);
     T(dsv4k_ilv_load_row_bytes(DSV4K_W_FP8, 4096) == 0 && dsv4k_ilv_load_row_bytes(DSV4K_W_FP4, 4096) == 0);
     for (int extreme = 0; extreme <= 1; extreme++) {
         interleaved_case(DSV4K_W_BF16, 7, 64, extreme);
