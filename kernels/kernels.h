@@ -111,7 +111,46 @@ typedef struct dsv4k_weight {
     const void *s;    /* scales, NULL for BF16/F32 */
     int64_t row0;     /* a view of rows [row0, row0 + n) of the stored tensor
                        * (w and s still point at the whole tensor); 0 normally */
+    int64_t ilv;      /* rows [0, ilv) of the stored tensor are interleaved in
+                       * groups of 4 (dsv4k_repack_rows; ilv a multiple of 4);
+                       * 0: every row plain (row-major) */
 } dsv4k_weight;
+
+/*
+ * Row-interleaved layout (BF16 and FP8 weights whose rows are a multiple
+ * of 64 bytes; made by dsv4k_repack_rows when weights are copied at load).
+ * Rows 4g .. 4g+3 of the stored tensor occupy the same 4 row-lengths of
+ * bytes as in the plain layout, but in 64-byte chunks taken in turn: chunk
+ * c of row 4g + i lies at byte (4g)·rb + (4c + i)·64 (rb: bytes per row),
+ * so a kernel reading the four rows together reads one sequential stream.
+ * Rows from ilv on (the last n % 4) stay plain where they were. Scales
+ * are not moved.
+ */
+/* bytes per row when the format and width can be interleaved, else 0 */
+int64_t dsv4k_ilv_row_bytes(int32_t fmt, int64_t k);
+/* dsv4k_ilv_row_bytes where interleaving the weights at load pays (the
+ * loader's choice): BF16 on CPUs with AVX-512 only — measured on Zen 5
+ * (docs/bench.md): the FP8 kernel's four-row pass gained in cache but not
+ * from memory, AVX2's two-row BF16 pass did not gain in cache */
+int64_t dsv4k_ilv_load_row_bytes(int32_t fmt, int64_t k);
+/* dst = src (n rows of rb bytes) with rows [0, n/4·4) interleaved; returns
+ * that count (the weight's ilv), or 0 (a plain copy) when rb is not a
+ * positive multiple of 64. dst and src do not overlap. */
+int64_t dsv4k_repack_rows(void *dst, const void *src, int64_t n, int64_t rb);
+/* address of byte c of stored row rr (rb bytes per row) in either layout */
+static inline const uint8_t *dsv4k_row_byte(const dsv4k_weight *w, int64_t rr, int64_t rb, int64_t c)
+{
+    const uint8_t *b = (const uint8_t *)w->w;
+    if (rr < w->ilv) return b + (rr & ~(int64_t)3) * rb + (c >> 6) * 256 + (rr & 3) * 64 + (c & 63);
+    return b + rr * rb + c;
+}
+/* stored row rr's first byte; *cs: the bytes from one of its 64-byte
+ * chunks to the next (64 plain, 256 interleaved) */
+static inline const uint8_t *dsv4k_row_start(const dsv4k_weight *w, int64_t rr, int64_t rb, int64_t *cs)
+{
+    *cs = rr < w->ilv ? 256 : 64;
+    return dsv4k_row_byte(w, rr, rb, 0);
+}
 
 /* Dequantise rows [r0, r1) of W into f32 dst[(r - r0) * k + c]. Exact. */
 void dsv4k_weight_rows_f32_ref(const dsv4k_weight *w, int64_t r0, int64_t r1, float *dst);

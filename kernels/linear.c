@@ -108,10 +108,54 @@ void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c)
     free(c);
 }
 
+int64_t dsv4k_ilv_row_bytes(int32_t fmt, int64_t k)
+{
+    int64_t rb = fmt == DSV4K_W_BF16 ? 2 * k : fmt == DSV4K_W_FP8 || fmt == DSV4K_W_FP8_F32S ? k : 0;
+    return rb > 0 && rb % 64 == 0 ? rb : 0;
+}
+
+int64_t dsv4k_ilv_load_row_bytes(int32_t fmt, int64_t k)
+{
+    /* AVX-512's four-row BF16 pass gains; AVX2's two-row pass measured
+     * level with the plain kernel in cache, so AVX2-only CPUs keep it */
+    return fmt == DSV4K_W_BF16 && dsv4k_have_avx512() ? dsv4k_ilv_row_bytes(fmt, k) : 0;
+}
+
+int64_t dsv4k_repack_rows(void *dst, const void *src, int64_t n, int64_t rb)
+{
+    uint8_t *d = dst;
+    const uint8_t *s = src;
+    if (rb <= 0 || rb % 64 || n < 4) {
+        if (n > 0 && rb > 0) memcpy(d, s, (size_t)(n * rb));
+        return 0;
+    }
+    int64_t ilv = n / 4 * 4, nc = rb / 64;
+    for (int64_t g = 0; g < ilv; g += 4) {
+        uint8_t *o = d + g * rb;
+        const uint8_t *i0 = s + g * rb;
+        for (int64_t c = 0; c < nc; c++, o += 256)
+            for (int i = 0; i < 4; i++) memcpy(o + 64 * i, i0 + i * rb + 64 * c, 64);
+    }
+    if (n > ilv) memcpy(d + ilv * rb, s + ilv * rb, (size_t)((n - ilv) * rb));
+    return ilv;
+}
+
 void dsv4k_decode_row(const dsv4k_weight *w, int64_t r, float *dst)
 {
     int64_t k = w->k;
     r += w->row0;
+    if (r < w->ilv && w->fmt == DSV4K_W_BF16) {
+        /* interleaved: in 64-byte chunks (32 weights) */
+        for (int64_t c = 0; c < k; c += 32) {
+            const uint8_t *q = dsv4k_row_byte(w, r, 2 * k, 2 * c);
+            for (int i = 0; i < 32; i++) {
+                uint16_t h;
+                memcpy(&h, q + 2 * i, 2);
+                dst[c + i] = dsv4k_bits_f32((uint32_t)h << 16);
+            }
+        }
+        return;
+    }
     switch (w->fmt) {
     case DSV4K_W_BF16: {
         const uint16_t *p = (const uint16_t *)w->w + r * k;
@@ -129,6 +173,14 @@ void dsv4k_decode_row(const dsv4k_weight *w, int64_t r, float *dst)
             float s = w->fmt == DSV4K_W_FP8 ? dsv4k_lut_e8m0[((const uint8_t *)w->s)[(r / 128) * kb + c0 / 128]]
                                             : ((const float *)w->s)[(r / 128) * kb + c0 / 128];
             int64_t c1 = c0 + 128 < k ? c0 + 128 : k;
+            if (r < w->ilv) {
+                /* interleaved (k % 64 == 0): a 64-byte chunk at a time */
+                for (int64_t c = c0; c < c1; c += 64) {
+                    const uint8_t *q = dsv4k_row_byte(w, r, k, c);
+                    for (int i = 0; i < 64; i++) dst[c + i] = dsv4k_lut_e4m3[q[i]] * s;
+                }
+                continue;
+            }
             for (int64_t c = c0; c < c1; c++) dst[c] = dsv4k_lut_e4m3[p[c]] * s;
         }
         break;
@@ -242,6 +294,34 @@ static void run(void *arg, int64_t r0, int64_t r1, int thread)
     }
 }
 
+/* rows of a weight with interleaved groups are handed out in whole groups
+ * of the stored tensor (a unit of the pool is one group), so the kernels'
+ * four-row passes are never cut by a chunk boundary */
+typedef struct groups {
+    dsv4k_task_fn fn;
+    void *arg;
+    int64_t off, n; /* the view's first row within its group; its rows */
+} groups;
+
+static void run_groups(void *arg, int64_t u0, int64_t u1, int thread)
+{
+    groups *g = arg;
+    int64_t a = 4 * u0 - g->off, b = 4 * u1 - g->off;
+    if (a < 0) a = 0;
+    if (b > g->n) b = g->n;
+    if (a < b) g->fn(g->arg, a, b, thread);
+}
+
+static void pool_rows(dsv4k_linear_ctx *c, const dsv4k_weight *w, int64_t grain, dsv4k_task_fn fn, void *arg)
+{
+    if (w->ilv <= w->row0) {
+        dsv4k_pool_for(c->pool, w->n, grain, fn, arg);
+        return;
+    }
+    groups g = { fn, arg, w->row0 & 3, w->n };
+    dsv4k_pool_for(c->pool, (g.off + w->n + 3) / 4, (grain + 3) / 4, run_groups, &g);
+}
+
 int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int64_t ldx, int64_t m, float *y,
                  int64_t ldy, int aq)
 {
@@ -259,12 +339,12 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
             if (w->k % 512 == 0 && c->isa >= DSV4K_ISA_AVX512X && dsv4k_have_avx512vnni() &&
                 dsv4k_fp4v_prepare(c->aq, c->ex, w->k, c->q4v) == 0) {
                 task tq = { c, w, NULL, w->k, 1, y, ldy };
-                dsv4k_pool_for(c->pool, w->n, grain, run_fp4v, &tq);
+                pool_rows(c, w, grain, run_fp4v, &tq);
                 return 0;
             }
             if (dsv4k_fp4q_prepare(c->aq, c->ex, w->k, c->q4) == 0) {
                 task tq = { c, w, NULL, w->k, 1, y, ldy };
-                dsv4k_pool_for(c->pool, w->n, grain, on512 ? run_fp4q512 : run_fp4q, &tq);
+                pool_rows(c, w, grain, on512 ? run_fp4q512 : run_fp4q, &tq);
                 return 0;
             }
             /* a value that is not finite: the f32 kernels carry it through */
@@ -275,7 +355,7 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
                 if (c->isa >= DSV4K_ISA_AVX512X && dsv4k_have_avx512bf16() &&
                     dsv4k_fp8b_prepare(c->aq, c->ex, w->k, c->b16) == 0) {
                     task tq = { c, w, NULL, w->k, 1, y, ldy };
-                    dsv4k_pool_for(c->pool, w->n, grain, run_fp8b, &tq);
+                    pool_rows(c, w, grain, run_fp8b, &tq);
                     return 0;
                 }
                 dsv4k_fp8q_prepare(c->aq, c->ex, w->k, c->xs, c->sh);
@@ -288,7 +368,7 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
             }
             if (ok) {
                 task tq = { c, w, c->xs, w->k, 1, y, ldy };
-                dsv4k_pool_for(c->pool, w->n, grain, on512 ? run_fp8q512 : run_fp8q, &tq);
+                pool_rows(c, w, grain, on512 ? run_fp8q512 : run_fp8q, &tq);
                 return 0;
             }
         }
@@ -322,6 +402,6 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
             t.ldx = w->k;
         }
     }
-    dsv4k_pool_for(c->pool, w->n, grain, fn, &t);
+    pool_rows(c, w, grain, fn, &t);
     return 0;
 }

@@ -191,7 +191,7 @@ static kres kernel_bench(dsv4k_pool *pool, dsv4k_linear_ctx *lc, const char *nam
                          int reps)
 {
     kres r = { name, 0, 0 };
-    dsv4k_weight w0 = { fmt, n, k, NULL, NULL, 0 };
+    dsv4k_weight w0 = { fmt, n, k, NULL, NULL, 0, 0 };
     int64_t per = wbytes(&w0), wb = fmt == DSV4K_W_FP4 ? n * k / 2 : fmt == DSV4K_W_BF16 ? n * k * 2 : n * k;
     int64_t copies = (768LL << 20) / per;
     if (copies < 2) copies = 2;
@@ -228,12 +228,131 @@ static kres kernel_bench(dsv4k_pool *pool, dsv4k_linear_ctx *lc, const char *nam
     return r;
 }
 
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/*
+ * The row-interleaved layout (kernels.h) against the plain one, m = 1: the
+ * same copies of one matrix (~768 MB) in both layouts, products over each
+ * alternated with a read of the same buffer, best of reps for each. Prints
+ * each layout's GB/s and ratio to its read, and interleaved / plain. Then in
+ * cache: one matrix of ~512 KB on one thread, 64 products, the layouts
+ * alternated 7 times, best of each.
+ */
+static void layout_bench(dsv4k_pool *pool, dsv4k_linear_ctx *lc, dsv4k_linear_ctx *lc1, const char *name, int fmt,
+                         int64_t n, int64_t k, int reps)
+{
+    dsv4k_weight w0 = { fmt, n, k, NULL, NULL, 0, 0 };
+    int64_t per = wbytes(&w0), rb = dsv4k_ilv_row_bytes(fmt, k), wb = n * rb, sb = per - wb;
+    int64_t copies = (768LL << 20) / per;
+    if (copies < 2) copies = 2;
+    uint8_t *buf[2] = { big_alloc((size_t)(copies * per)), big_alloc((size_t)(copies * per)) };
+    float *x = malloc((size_t)k * 4), *y = malloc((size_t)n * 4);
+    int64_t ilv = 0;
+    if (!rb || !buf[0] || !buf[1] || !x || !y) goto out;
+    for (int64_t i = 0; i < copies * per; i++) buf[0][i] = (uint8_t)(i * 2654435761u >> 13) & 0x77;
+    for (int64_t c = 0; c < copies; c++) {
+        uint8_t *s0 = buf[0] + c * per + wb;
+        for (int64_t i = 0; i < sb; i++) s0[i] = (uint8_t)(fmt == DSV4K_W_FP8_F32S ? 0 : 120 + i % 8);
+        ilv = dsv4k_repack_rows(buf[1] + c * per, buf[0] + c * per, n, rb);
+        memcpy(buf[1] + c * per + wb, s0, (size_t)sb);
+    }
+    for (int64_t i = 0; i < k; i++) x[i] = (float)((i % 17) - 8) * 0.125f;
+    double best[2] = { 0, 0 }, best_rd[2] = { 0, 0 };
+    for (int rep = 0; rep < reps; rep++)
+        for (int v = 0; v < 2; v++) {
+            double t = now();
+            for (int64_t c = 0; c < copies; c++) {
+                dsv4k_weight w = w0;
+                w.w = buf[v] + c * per;
+                w.s = sb ? buf[v] + c * per + wb : NULL;
+                w.ilv = v ? ilv : 0;
+                dsv4k_linear(lc, &w, x, k, 1, y, n, 1);
+            }
+            t = now() - t;
+            best[v] = fmax(best[v], (double)(copies * per) / t / 1e9);
+            best_rd[v] = fmax(best_rd[v], read_once(pool, buf[v], copies * per));
+        }
+    printf("layout %-18s m=1: plain %6.1f GB/s = %5.1f %% of its read, interleaved %6.1f GB/s = %5.1f %%: "
+           "interleaved / plain %.3f\n", name, best[0], 100 * best[0] / best_rd[0], best[1], 100 * best[1] / best_rd[1],
+           best[1] / best[0]);
+    char key[96];
+    snprintf(key, sizeof key, "layout_%s_plain_frac", name);
+    jnum(key, best[0] / best_rd[0]);
+    snprintf(key, sizeof key, "layout_%s_interleaved_frac", name);
+    jnum(key, best[1] / best_rd[1]);
+    /* one thread from memory in thread CPU time (a one-thread pool runs in
+     * the caller): on a machine other processes load, the time this thread
+     * ran, against a read timed the same way */
+    if (lc1) {
+        dsv4k_pool *p1 = dsv4k_pool_create(1);
+        double c1[2] = { 0, 0 }, r1[2] = { 0, 0 };
+        int64_t nc = copies / 2 > 1 ? copies / 2 : 1;
+        for (int rep = 0; rep < reps; rep++)
+            for (int v = 0; v < 2; v++) {
+                double t = thread_cpu();
+                for (int64_t c = 0; c < nc; c++) {
+                    dsv4k_weight w = w0;
+                    w.w = buf[v] + c * per;
+                    w.s = sb ? buf[v] + c * per + wb : NULL;
+                    w.ilv = v ? ilv : 0;
+                    dsv4k_linear(lc1, &w, x, k, 1, y, n, 1);
+                }
+                t = thread_cpu() - t;
+                c1[v] = fmax(c1[v], (double)(nc * per) / t / 1e9);
+                t = thread_cpu();
+                read_once(p1, buf[v], nc * per);
+                t = thread_cpu() - t;
+                r1[v] = fmax(r1[v], (double)(nc * per) / t / 1e9);
+            }
+        printf("layout %-18s 1 thread, CPU time: plain %6.1f GB/s = %5.1f %% of its read, interleaved %6.1f GB/s = "
+               "%5.1f %%: interleaved / plain %.3f\n", name, c1[0], 100 * c1[0] / r1[0], c1[1], 100 * c1[1] / r1[1],
+               c1[1] / c1[0]);
+        snprintf(key, sizeof key, "layout_%s_1t_cpu_ratio", name);
+        jnum(key, c1[1] / c1[0]);
+        dsv4k_pool_free(p1);
+    }
+    /* in cache: the first ~512 KB of rows of copy 0 in each layout */
+    if (lc1) {
+        int64_t nh = (512 << 10) / rb / 4 * 4;
+        if (nh > n / 4 * 4) nh = n / 4 * 4;
+        /* the best kernels, then the AVX2 ones (two rows per pass) */
+        for (int isa = 0; isa < (have_avx512 && have_avx2 ? 2 : 1); isa++) {
+            double hot[2] = { 0, 0 };
+            dsv4k_linear_set_isa(lc1, isa ? DSV4K_ISA_AVX2 : DSV4K_ISA_BEST);
+            for (int rep = 0; rep < 7; rep++)
+                for (int v = 0; v < 2; v++) {
+                    dsv4k_weight w = w0;
+                    w.n = nh;
+                    w.w = buf[v];
+                    w.s = sb ? buf[v] + wb : NULL;
+                    w.ilv = v ? nh : 0;
+                    double t = thread_cpu();
+                    for (int i = 0; i < 64; i++) dsv4k_linear(lc1, &w, x, k, 1, y, nh, 1);
+                    t = thread_cpu() - t;
+                    hot[v] = fmax(hot[v], 64.0 * (double)(nh * rb) / t / 1e9);
+                }
+            printf("layout %-18s in cache, 1 thread%s: plain %6.1f GB/s, interleaved %6.1f GB/s: interleaved / "
+                   "plain %.3f\n", name, isa ? ", AVX2" : "", hot[0], hot[1], hot[1] / hot[0]);
+            snprintf(key, sizeof key, "layout_%s_hot_ratio%s", name, isa ? "_avx2" : "");
+            jnum(key, hot[1] / hot[0]);
+        }
+        dsv4k_linear_set_isa(lc1, DSV4K_ISA_BEST);
+    }
+out:
+    free(buf[0]); free(buf[1]); free(x); free(y);
+}
+
 /* one thread, one matrix of about 512 KB (resident in a core's L2), the
  * product repeated: the core's compute ceiling for the format in weight
  * GB/s (best of 7; a neighbour can only slow it down) */
 static double kernel_hot(dsv4k_linear_ctx *lc1, int fmt, int64_t k)
 {
-    dsv4k_weight w = { fmt, 0, k, NULL, NULL, 0 };
+    dsv4k_weight w = { fmt, 0, k, NULL, NULL, 0, 0 };
     double bpw = fmt == DSV4K_W_FP4 ? 0.5 : fmt == DSV4K_W_BF16 ? 2 : 1;
     w.n = (int64_t)((512 << 10) / (bpw * (double)k)) / 64 * 64;
     if (w.n < 64) w.n = 64;
@@ -267,7 +386,7 @@ static int by_time(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* the 25 slowest nodes of a run, with their layer and part, then the time
+/* the 40 slowest nodes of a run, with their layer and part, then the time
  * per operator name (those above 0.1 ms per step) */
 static void print_nodes(const dsv4g_graph *g, const int64_t *prof, int steps)
 {
@@ -278,10 +397,21 @@ static void print_nodes(const dsv4g_graph *g, const int64_t *prof, int steps)
     qsort(ix, (size_t)g->n_n, sizeof *ix, by_time);
     const char *pn[4] = { "other", "attn", "ffn", "head" };
     printf("  slowest nodes (ms per token):\n");
-    for (int32_t j = 0; j < g->n_n && j < 25; j++) {
+    for (int32_t j = 0; j < g->n_n && j < 40; j++) {
         const dsv4g_node *nd = &g->n[ix[j]];
-        printf("    %8.3f  layer %2d %-5s %s\n", (double)prof[ix[j]] / 1e6 / steps, nd->layer,
+        printf("    %8.3f  layer %2d %-5s %s", (double)prof[ix[j]] / 1e6 / steps, nd->layer,
                nd->part >= 0 && nd->part < 4 ? pn[nd->part] : "?", nd->name);
+        if (!strcmp(nd->name, "linear") && nd->p[0]) {
+            /* the product's weight: format, shape, activations quantised
+             * or not, and the GB/s of its bytes in the model */
+            const dsv4k_weight *w = nd->p[0];
+            static const char *fn[6] = { "?", "BF16", "F32", "FP8", "FP8/f32s", "FP4" };
+            double ms = (double)prof[ix[j]] / 1e6 / steps;
+            printf(" %-8s %6lld x %-5lld %s %6.1f MB %5.1f GB/s%s", fn[w->fmt >= 1 && w->fmt <= 5 ? w->fmt : 0],
+                   (long long)w->n, (long long)w->k, nd->i[0] ? "aq" : "f32", wbytes(w) / 1e6,
+                   ms > 0 ? wbytes(w) / 1e6 / ms : 0.0, w->ilv > w->row0 ? " interleaved" : "");
+        }
+        printf("\n");
     }
     /* totals per operator name */
     printf("  per operator (ms):\n");
@@ -717,6 +847,73 @@ static int experts_bench(const char *dir, const char *full, int threads, int ste
     return 0;
 }
 
+static int by_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * --layout-ab: the decode step with the resident weights interleaved (the
+ * model m as loaded) against the same checkpoint loaded a second time with
+ * plain copies (DSV4_INTERLEAVE=0 while it loads), steps alternating between
+ * the two (the order swapped every other pair), each state fed the same 8
+ * tokens first. Costs a second resident copy. Prints best and median of
+ * each and their ratios.
+ */
+static void layout_decode_ab(const char *dir, dsv4_model *m, int threads, int steps, const int32_t *tok, float *lg)
+{
+    dsv4_model *m2 = NULL;
+    dsv4__rt *ra = NULL, *rb = NULL;
+    dsv4__state *sa = NULL, *sb = NULL;
+    dsv4__err e = { 0, "" };
+    char *err = NULL;
+    int n = 2 * steps;
+    double *ta = malloc((size_t)n * sizeof *ta), *tb = malloc((size_t)n * sizeof *tb);
+    setenv("DSV4_INTERLEAVE", "0", 1);
+    int ok = dsv4_model_load(dir, NULL, &m2, &err) == DSV4_OK;
+    unsetenv("DSV4_INTERLEAVE");
+    ok = ok && ta && tb && make_rt(m, threads, 1024, 8, &ra, &sa) == 0 && make_rt(m2, threads, 1024, 8, &rb, &sb) == 0;
+    ok = ok && dsv4__forward(sa, tok, 8, NULL, 0, NULL, NULL, &e) == DSV4_OK &&
+         dsv4__forward(sb, tok, 8, NULL, 0, NULL, NULL, &e) == DSV4_OK;
+    for (int i = 0; ok && i < n; i++)
+        for (int h = 0; h < 2; h++) {
+            int a = (h == 0) == (i % 2 == 0);
+            double t = now();
+            ok &= dsv4__forward(a ? sa : sb, tok + 8 + i, 1, lg, 1, NULL, NULL, &e) == DSV4_OK;
+            (a ? ta : tb)[i] = now() - t;
+        }
+    if (ok) {
+        /* the ratio of each pair of neighbouring steps: a load that drifts
+         * over seconds cancels; their median */
+        double *pr = malloc((size_t)n * sizeof *pr);
+        for (int i = 0; pr && i < n; i++) pr[i] = ta[i] / tb[i];
+        if (pr) qsort(pr, (size_t)n, sizeof *pr, by_double);
+        qsort(ta, (size_t)n, sizeof *ta, by_double);
+        qsort(tb, (size_t)n, sizeof *tb, by_double);
+        printf("decode step, resident weights interleaved vs plain (alternating, %d steps each): best %.2f / %.2f ms "
+               "(interleaved / plain %.3f), median %.2f / %.2f ms (%.3f)\n", n, 1e3 * ta[0], 1e3 * tb[0], ta[0] / tb[0],
+               1e3 * ta[n / 2], 1e3 * tb[n / 2], ta[n / 2] / tb[n / 2]);
+        jnum("decode_layout_ab_best_ratio", ta[0] / tb[0]);
+        jnum("decode_layout_ab_median_ratio", ta[n / 2] / tb[n / 2]);
+        if (pr) {
+            printf("  median of the %d pairs' ratios (neighbouring steps): %.3f\n", n, pr[n / 2]);
+            jnum("decode_layout_ab_pair_ratio", pr[n / 2]);
+        }
+        free(pr);
+    } else {
+        fprintf(stderr, "dsv4-bench: layout A/B: %s\n", err ? err : e.msg);
+    }
+    dsv4_free(err);
+    dsv4__state_free(sa);
+    dsv4__state_free(sb);
+    dsv4__rt_free(ra);
+    dsv4__rt_free(rb);
+    dsv4_model_free(m2);
+    free(ta);
+    free(tb);
+}
+
 /* ---- --only spin: the pool's waiting, idle and beside a busy process --------------- */
 
 /* Decode tokens/s of the three waiting settings, measured in turns of
@@ -948,7 +1145,7 @@ out:
 int main(int argc, char **argv)
 {
     const char *dir = NULL, *synth = NULL, *jpath = NULL;
-    int threads = 2, steps = 8, quick = 0, mapped = 0, n_busy = 1;
+    int threads = 2, steps = 8, quick = 0, mapped = 0, n_busy = 1, layout_ab = 0;
     int64_t mem_budget = (int64_t)5 << 30;
     show_nodes = 0;
     const char *only = "";
@@ -963,6 +1160,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--quick")) quick = 1;
         else if (!strcmp(a, "--mapped")) mapped = 1;
         else if (!strcmp(a, "--nodes")) show_nodes = 1;
+        else if (!strcmp(a, "--layout-ab")) layout_ab = 1;
         else if (!strcmp(a, "--only") && v) only = argv[++i];
         else if (!strcmp(a, "--busy") && v) n_busy = atoi(argv[++i]);
         else if (!strcmp(a, "--prefill-max") && v) sess_prefill_max = atoll(argv[++i]);
@@ -980,7 +1178,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--mem-budget") && v) mem_budget = (int64_t)(atof(argv[++i]) * (1 << 30));
         else {
             fprintf(stderr, "usage: dsv4-bench --model DIR [--synth DSV4-SYNTH] [--threads N] [--steps N] "
-                            "[--quick] [--mapped] [--nodes] [--only kernels|decode|prefill|context|spin|sessions|experts] [--positions N,N,...] "
+                            "[--quick] [--mapped] [--nodes] [--layout-ab] "
+                            "[--only kernels|layout|decode|prefill|context|spin|sessions|experts] [--positions N,N,...] "
                             "[--prefill-max N] [--busy N] [--mem-budget GIB] [--json FILE]\n");
             return 2;
         }
@@ -1035,6 +1234,24 @@ int main(int argc, char **argv)
     /* 2. m = 1 products per weight format at real widths */
     dsv4k_linear_ctx *lc = dsv4k_linear_ctx_create(pool, 8192, 1);
     int kern_pass = 1;
+    if (RUN("layout") || !strcmp(only, "kernels")) {
+        /* the layouts of the resident weights (BF16 head, FP8 attention) */
+        dsv4k_pool *p1 = dsv4k_pool_create(1);
+        dsv4k_linear_ctx *l1 = dsv4k_linear_ctx_create(p1, 8192, 1);
+        layout_bench(pool, lc, l1, "bf16_4096x4096", DSV4K_W_BF16, 4096, 4096, quick ? 2 : 4);
+        layout_bench(pool, lc, l1, "bf16_head_32768x4096", DSV4K_W_BF16, 32768, 4096, quick ? 2 : 3);
+        layout_bench(pool, lc, l1, "fp8_4096x8192", DSV4K_W_FP8, 4096, 8192, quick ? 2 : 4);
+        layout_bench(pool, lc, l1, "fp8_1024x4096", DSV4K_W_FP8, 1024, 4096, quick ? 2 : 4);
+        dsv4k_linear_ctx_free(l1);
+        dsv4k_pool_free(p1);
+        if (!strcmp(only, "layout")) {
+            fprintf(js, "\n}\n");
+            fclose(js);
+            dsv4k_linear_ctx_free(lc);
+            dsv4k_pool_free(pool);
+            return 0;
+        }
+    }
     if (RUN("kernels")) {
     /* FP4 twice over: the default kernel (the integer one on AVX2 and AVX-512, the
      * activations being e4m3 in reference numerics) and the f32 one,
@@ -1068,6 +1285,7 @@ int main(int argc, char **argv)
      * (from memory), and each format's compute ceiling in cache */
     dsv4k_pool *pool1 = dsv4k_pool_create(1);
     dsv4k_linear_ctx *lc1 = dsv4k_linear_ctx_create(pool1, 8192, 1);
+
     void *bw1buf = big_alloc((size_t)1 << 29);
     double bw1 = 0;
     for (int i = 0; bw1buf && i < 3; i++) bw1 = fmax(bw1, read_once(pool1, bw1buf, (int64_t)1 << 29));
@@ -1264,6 +1482,8 @@ int main(int argc, char **argv)
         jnum("flash_tok_s_460", frac * 460e9 / (double)full_bytes);
         jnum("flash_tok_s_186", frac * 186e9 / (double)full_bytes);
     }
+
+    if (layout_ab) layout_decode_ab(dir, m, threads, steps, tok, lg);
 
     /* MTP speculative decoding, projected: a draft by the MTP block, then a
      * two-row step verifying it; each round yields 1 + a tokens at

@@ -2,10 +2,12 @@
  * kernels/ref/linear.c — scalar reference of the quantised linear operator
  * (spec §3.3, §4.3–4.5). The oracle for every optimised twin: weights are
  * decoded exactly and products are accumulated in double, then rounded once
- * to f32.
+ * to f32. Weight bytes are found through dsv4k_row_byte, so rows in the
+ * interleaved layout (kernels.h) read as plain ones.
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include "kernels.h"
 
 /* value of weight element (r, c) */
@@ -14,17 +16,20 @@ static float weight_at(const dsv4k_weight *w, int64_t r, int64_t c)
     int64_t kb = (w->k + 127) / 128;
     r += w->row0;
     switch (w->fmt) {
-    case DSV4K_W_BF16:
-        return dsv4k_bf16_to_f32(((const uint16_t *)w->w)[r * w->k + c]);
+    case DSV4K_W_BF16: {
+        uint16_t h;
+        memcpy(&h, dsv4k_row_byte(w, r, 2 * w->k, 2 * c), 2);
+        return dsv4k_bf16_to_f32(h);
+    }
     case DSV4K_W_F32:
         return ((const float *)w->w)[r * w->k + c];
     case DSV4K_W_FP8: {
         uint8_t s = ((const uint8_t *)w->s)[(r / 128) * kb + c / 128];
-        return dsv4k_e4m3_to_f32(((const uint8_t *)w->w)[r * w->k + c]) * dsv4k_e8m0_to_f32(s);
+        return dsv4k_e4m3_to_f32(*dsv4k_row_byte(w, r, w->k, c)) * dsv4k_e8m0_to_f32(s);
     }
     case DSV4K_W_FP8_F32S: {
         float s = ((const float *)w->s)[(r / 128) * kb + c / 128];
-        return dsv4k_e4m3_to_f32(((const uint8_t *)w->w)[r * w->k + c]) * s;
+        return dsv4k_e4m3_to_f32(*dsv4k_row_byte(w, r, w->k, c)) * s;
     }
     case DSV4K_W_FP4: {
         uint8_t byte = ((const uint8_t *)w->w)[r * (w->k / 2) + c / 2];

@@ -75,12 +75,12 @@ TGT static inline float hmax(__m256 v)
 
 /* one activation row: four independent accumulators, so the FMA latency
  * does not bound the loop */
-TGT static float dot1_bf16(const uint16_t *p, const float *x, int64_t k)
+TGT static float dot1_bf16(const uint16_t *p, int64_t cs, const float *x, int64_t k)
 {
     __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
     int64_t c = 0;
-    for (; c + 32 <= k; c += 32) {
-        __m256i h0 = _mm256_loadu_si256((const __m256i *)(p + c)), h1 = _mm256_loadu_si256((const __m256i *)(p + c + 16));
+    for (; c + 32 <= k; c += 32, p += cs) {
+        __m256i h0 = _mm256_loadu_si256((const __m256i *)p), h1 = _mm256_loadu_si256((const __m256i *)(p + 16));
         c0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(h0)), 16)),
                              _mm256_loadu_ps(x + c), c0);
         c1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(h0, 1)), 16)),
@@ -91,7 +91,8 @@ TGT static float dot1_bf16(const uint16_t *p, const float *x, int64_t k)
                              _mm256_loadu_ps(x + c + 24), c3);
     }
     for (; c < k; c += 16) {
-        __m256i h = _mm256_loadu_si256((const __m256i *)(p + c));
+        __m256i h = _mm256_loadu_si256((const __m256i *)p);
+        p += 16;
         c0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(h)), 16)),
                              _mm256_loadu_ps(x + c), c0);
         c1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1)), 16)),
@@ -111,13 +112,15 @@ TGT static float dot1_bf16(const uint16_t *p, const float *x, int64_t k)
         (od) = _mm256_castsi256_ps(_mm256_and_si256(v_, hm));                      \
     } while (0)
 
-TGT static float dot1_bf16_split(const uint16_t *p, const float *xs, int64_t k)
+/* one row whose 32-weight chunks lie cs words apart (32 plain, 128 in the
+ * interleaved layout) */
+TGT static float dot1_bf16_split(const uint16_t *p, int64_t cs, const float *xs, int64_t k)
 {
     const __m256i hm = _mm256_set1_epi32((int)0xffff0000u);
     __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, e0, o0, e1, o1;
-    for (int64_t c = 0; c < k; c += 32) {
-        BF16X16S(p + c, e0, o0);      /* elements 0..15 of the block */
-        BF16X16S(p + c + 16, e1, o1); /* elements 16..31 */
+    for (int64_t c = 0; c < k; c += 32, p += cs) {
+        BF16X16S(p, e0, o0);      /* elements 0..15 of the block */
+        BF16X16S(p + 16, e1, o1); /* elements 16..31 */
         c0 = _mm256_fmadd_ps(e0, _mm256_loadu_ps(xs + c), c0);
         c1 = _mm256_fmadd_ps(o0, _mm256_loadu_ps(xs + c + 16), c1);
         c2 = _mm256_fmadd_ps(e1, _mm256_loadu_ps(xs + c + 8), c2);
@@ -126,26 +129,70 @@ TGT static float dot1_bf16_split(const uint16_t *p, const float *xs, int64_t k)
     return hsum(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)));
 }
 
+/*
+ * Two rows of an interleaved group (p: the first one's start; the second's
+ * chunks follow each of its chunks) in one pass: the activations are
+ * loaded once for both, and each row keeps dot1_bf16_split's accumulators
+ * in its order, so the results are bit for bit its results. Two rows, not
+ * four: AVX2 has 16 registers. The second pass over the group (its other
+ * two rows) finds the lines in cache.
+ */
+#define BF16S2_ROW(i, q)                                                    \
+    do {                                                                    \
+        BF16X16S((q), e0, o0);                                              \
+        BF16X16S((q) + 16, e1, o1);                                         \
+        c##i##0 = _mm256_fmadd_ps(e0, x0, c##i##0);                         \
+        c##i##1 = _mm256_fmadd_ps(o0, x1, c##i##1);                         \
+        c##i##2 = _mm256_fmadd_ps(e1, x2, c##i##2);                         \
+        c##i##3 = _mm256_fmadd_ps(o1, x3, c##i##3);                         \
+    } while (0)
+
+TGT static void dot2_bf16_split(const uint16_t *p, const float *xs, int64_t k, float *y)
+{
+    const __m256i hm = _mm256_set1_epi32((int)0xffff0000u);
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    __m256 e0, o0, e1, o1, x0, x1, x2, x3;
+    for (int64_t c = 0; c < k; c += 32, p += 128) {
+        x0 = _mm256_loadu_ps(xs + c);
+        x1 = _mm256_loadu_ps(xs + c + 16);
+        x2 = _mm256_loadu_ps(xs + c + 8);
+        x3 = _mm256_loadu_ps(xs + c + 24);
+        BF16S2_ROW(0, p);
+        BF16S2_ROW(1, p + 32);
+    }
+    y[0] = hsum(_mm256_add_ps(_mm256_add_ps(c00, c01), _mm256_add_ps(c02, c03)));
+    y[1] = hsum(_mm256_add_ps(_mm256_add_ps(c10, c11), _mm256_add_ps(c12, c13)));
+}
+
 TGT static void rows_bf16_split(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *xs, int64_t ldx,
                                 int64_t m, float *y, int64_t ldy)
 {
     int64_t k = w->k;
     const __m256i hm = _mm256_set1_epi32((int)0xffff0000u);
     for (int64_t r = r0; r < r1; r++) {
-        const uint16_t *p = (const uint16_t *)w->w + (w->row0 + r) * k;
+        int64_t rr = w->row0 + r, cs;
+        const uint16_t *p = (const uint16_t *)(const void *)dsv4k_row_start(w, rr, 2 * k, &cs);
+        cs /= 2;
         if (m == 1) {
-            y[r] = dot1_bf16_split(p, xs, k);
+            if (rr < w->ilv && (rr & 3) == 0 && r + 4 <= r1) {
+                dot2_bf16_split(p, xs, k, y + r);
+                dot2_bf16_split(p + 64, xs, k, y + r + 2);
+                r += 3;
+            } else {
+                y[r] = dot1_bf16_split(p, cs, xs, k);
+            }
             continue;
         }
         for (int64_t i0 = 0; i0 < m; i0 += 4) {
             int64_t mi = m - i0 < 4 ? m - i0 : 4;
             const float *x0 = xs + i0 * ldx;
+            const uint16_t *q = p;
             __m256 b0 = _mm256_setzero_ps(), b1 = b0, b2 = b0, b3 = b0, ev, od;
-            for (int64_t c = 0; c < k; c += 32) {
-                BF16X16S(p + c, ev, od);
+            for (int64_t c = 0; c < k; c += 32, q += cs) {
+                BF16X16S(q, ev, od);
                 ACC4(ev, c);
                 ACC4(od, c + 16);
-                BF16X16S(p + c + 16, ev, od);
+                BF16X16S(q + 16, ev, od);
                 ACC4(ev, c + 8);
                 ACC4(od, c + 24);
             }
@@ -160,9 +207,11 @@ TGT static void rows_bf16(const dsv4k_weight *w, int64_t r0, int64_t r1, const f
 {
     int64_t k = w->k;
     for (int64_t r = r0; r < r1; r++) {
-        const uint16_t *p = (const uint16_t *)w->w + (w->row0 + r) * k;
+        int64_t cs;
+        const uint16_t *p = (const uint16_t *)(const void *)dsv4k_row_start(w, w->row0 + r, 2 * k, &cs);
+        cs /= 2;
         if (m == 1) {
-            y[r] = dot1_bf16(p, x, k);
+            y[r] = dot1_bf16(p, cs, x, k);
             continue;
         }
         for (int64_t i0 = 0; i0 < m; i0 += 4) {
@@ -170,7 +219,7 @@ TGT static void rows_bf16(const dsv4k_weight *w, int64_t r0, int64_t r1, const f
             const float *x0 = x + i0 * ldx;
             __m256 b0 = _mm256_setzero_ps(), b1 = b0, b2 = b0, b3 = b0;
             for (int64_t c = 0; c < k; c += 16) {
-                __m256i h = _mm256_loadu_si256((const __m256i *)(p + c));
+                __m256i h = _mm256_loadu_si256((const __m256i *)(p + (c >> 5) * cs + (c & 31)));
                 __m256 lo = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(h)), 16));
                 __m256 hi = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1)), 16));
                 ACC4(lo, c);
@@ -197,15 +246,16 @@ TGT static void rows_bf16(const dsv4k_weight *w, int64_t r0, int64_t r1, const f
 
 /* one activation row, one row of weights: per 128-block four independent
  * partial sums, scaled into two alternating totals */
-TGT static float dot1_fp8(const uint8_t *p, const float *sc, const float *x, int64_t k)
+TGT static float dot1_fp8(const uint8_t *p, int64_t cs, const float *sc, const float *x, int64_t k)
 {
     const __m256i em = _mm256_set1_epi16((short)0xbfff);
     __m256 t0 = _mm256_setzero_ps(), t1 = t0;
     for (int64_t c0 = 0; c0 < k; c0 += 128) {
         __m256 c_0 = _mm256_setzero_ps(), c_1 = c_0, c_2 = c_0, c_3 = c_0, w0, w1, w2, w3;
         for (int64_t c = c0; c < c0 + 128; c += 32) {
-            E4M3X16(p + c, w0, w1);
-            E4M3X16(p + c + 16, w2, w3);
+            const uint8_t *q = p + (c >> 6) * cs + (c & 63);
+            E4M3X16(q, w0, w1);
+            E4M3X16(q + 16, w2, w3);
             c_0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + c), c_0);
             c_1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + c + 8), c_1);
             c_2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + c + 16), c_2);
@@ -226,8 +276,8 @@ TGT static void rows_fp8(const dsv4k_weight *w, int64_t r0, int64_t r1, const fl
     float scb[64];  /* one row-block's scales × 2^8 (k <= 8192) */
     int64_t cur = -1;
     for (int64_t r = r0; r < r1; r++) {
-        int64_t rr = w->row0 + r;
-        const uint8_t *p = (const uint8_t *)w->w + rr * k;
+        int64_t rr = w->row0 + r, cs;
+        const uint8_t *p = dsv4k_row_start(w, rr, k, &cs);
         if (m == 1 && kb <= 64) {
             if (rr / 128 != cur) {
                 cur = rr / 128;
@@ -235,7 +285,7 @@ TGT static void rows_fp8(const dsv4k_weight *w, int64_t r0, int64_t r1, const fl
                     scb[b] = 256.0f * (w->fmt == DSV4K_W_FP8 ? dsv4k_lut_e8m0[((const uint8_t *)w->s)[cur * kb + b]]
                                                              : ((const float *)w->s)[cur * kb + b]);
             }
-            y[r] = dot1_fp8(p, scb, x, k);
+            y[r] = dot1_fp8(p, cs, scb, x, k);
             continue;
         }
         for (int64_t i0 = 0; i0 < m; i0 += 4) {
@@ -247,7 +297,7 @@ TGT static void rows_fp8(const dsv4k_weight *w, int64_t r0, int64_t r1, const fl
                                                 : ((const float *)w->s)[(rr / 128) * kb + c0 / 128];
                 for (int64_t c = c0; c < c0 + 128; c += 16) {
                     __m256 lo, hi;
-                    E4M3X16(p + c, lo, hi);
+                    E4M3X16(p + (c >> 6) * cs + (c & 63), lo, hi);
                     ACC4(lo, c);
                     ACC4(hi, c + 8);
                 }
@@ -273,23 +323,65 @@ TGT static void rows_fp8(const dsv4k_weight *w, int64_t r0, int64_t r1, const fl
     _mm256_castsi256_ps(                                                                                  \
         _mm256_and_si256(_mm256_slli_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(ptr))), 20), msk))
 
-TGT static float dot1_fp8q(const uint8_t *p, const float *sc, const float *x, int64_t k)
+TGT static float dot1_fp8q(const uint8_t *p, int64_t cs, const float *sc, const float *x, int64_t k)
 {
     const __m256i msk = _mm256_set1_epi32((int)0x87f00000u);
     __m256 t0 = _mm256_setzero_ps(), t1 = t0;
     for (int64_t c0 = 0; c0 < k; c0 += 128) {
         __m256 c_0 = _mm256_setzero_ps(), c_1 = c_0, c_2 = c_0, c_3 = c_0;
         for (int64_t c = c0; c < c0 + 128; c += 32) {
-            c_0 = _mm256_fmadd_ps(E4M3X8(p + c), _mm256_loadu_ps(x + c), c_0);
-            c_1 = _mm256_fmadd_ps(E4M3X8(p + c + 8), _mm256_loadu_ps(x + c + 8), c_1);
-            c_2 = _mm256_fmadd_ps(E4M3X8(p + c + 16), _mm256_loadu_ps(x + c + 16), c_2);
-            c_3 = _mm256_fmadd_ps(E4M3X8(p + c + 24), _mm256_loadu_ps(x + c + 24), c_3);
+            const uint8_t *q = p + (c >> 6) * cs + (c & 63);
+            c_0 = _mm256_fmadd_ps(E4M3X8(q), _mm256_loadu_ps(x + c), c_0);
+            c_1 = _mm256_fmadd_ps(E4M3X8(q + 8), _mm256_loadu_ps(x + c + 8), c_1);
+            c_2 = _mm256_fmadd_ps(E4M3X8(q + 16), _mm256_loadu_ps(x + c + 16), c_2);
+            c_3 = _mm256_fmadd_ps(E4M3X8(q + 24), _mm256_loadu_ps(x + c + 24), c_3);
         }
         __m256 bs = _mm256_add_ps(_mm256_add_ps(c_0, c_1), _mm256_add_ps(c_2, c_3));
         if ((c0 / 128) & 1) t1 = _mm256_fmadd_ps(bs, _mm256_set1_ps(sc[c0 / 128]), t1);
         else t0 = _mm256_fmadd_ps(bs, _mm256_set1_ps(sc[c0 / 128]), t0);
     }
     return hsum(_mm256_add_ps(t0, t1));
+}
+
+/*
+ * Two rows of an interleaved group (p: the first one's start, the second
+ * 64 bytes further in each 256-byte step) in one pass, each with
+ * dot1_fp8q's sums in its order (bit for bit its results); the activations
+ * are loaded once for both.
+ */
+#define FP8Q2_ROW(i, q)                                                          \
+    do {                                                                         \
+        d##i##0 = _mm256_fmadd_ps(E4M3X8(q), x0, d##i##0);                       \
+        d##i##1 = _mm256_fmadd_ps(E4M3X8((q) + 8), x1, d##i##1);                 \
+        d##i##2 = _mm256_fmadd_ps(E4M3X8((q) + 16), x2, d##i##2);                \
+        d##i##3 = _mm256_fmadd_ps(E4M3X8((q) + 24), x3, d##i##3);                \
+    } while (0)
+#define FP8Q2_END(i)                                                             \
+    do {                                                                         \
+        __m256 bs = _mm256_add_ps(_mm256_add_ps(d##i##0, d##i##1), _mm256_add_ps(d##i##2, d##i##3)); \
+        if (j & 1) u##i = _mm256_fmadd_ps(bs, sv, u##i);                         \
+        else t##i = _mm256_fmadd_ps(bs, sv, t##i);                               \
+    } while (0)
+
+TGT static void dot2_fp8q(const uint8_t *p, const float *sc, const float *x, int64_t k, float *y)
+{
+    const __m256i msk = _mm256_set1_epi32((int)0x87f00000u);
+    __m256 t0 = _mm256_setzero_ps(), t1 = t0, u0 = t0, u1 = t0;
+    for (int64_t j = 0; j < k / 128; j++) {
+        __m256 d00 = _mm256_setzero_ps(), d01 = d00, d02 = d00, d03 = d00, d10 = d00, d11 = d00, d12 = d00, d13 = d00;
+        for (int64_t c = 128 * j; c < 128 * j + 128; c += 32) {
+            const uint8_t *q = p + (c >> 6) * 256 + (c & 63);
+            __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+            __m256 x2 = _mm256_loadu_ps(x + c + 16), x3 = _mm256_loadu_ps(x + c + 24);
+            FP8Q2_ROW(0, q);
+            FP8Q2_ROW(1, q + 64);
+        }
+        __m256 sv = _mm256_set1_ps(sc[j]);
+        FP8Q2_END(0);
+        FP8Q2_END(1);
+    }
+    y[0] = hsum(_mm256_add_ps(t0, u0));
+    y[1] = hsum(_mm256_add_ps(t1, u1));
 }
 
 void dsv4k_fp8q_prepare(const float *dq, const int8_t *ex, int64_t k, float *xp, int16_t *sh)
@@ -372,8 +464,16 @@ TGT int dsv4k_rows_fp8q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, cons
             cur = rr / 128;
             fast = dsv4k_fp8q_block_scales(w, cur, sh, sq, sf);
         }
-        const uint8_t *p = (const uint8_t *)w->w + rr * k;
-        y[r] = fast ? dot1_fp8q(p, sq, xp, k) : dot1_fp8(p, sf, x, k);
+        int64_t cs;
+        const uint8_t *p = dsv4k_row_start(w, rr, k, &cs);
+        if (fast && rr < w->ilv && (rr & 3) == 0 && r + 4 <= r1) {
+            /* an interleaved group: two rows per pass */
+            dot2_fp8q(p, sq, xp, k, y + r);
+            dot2_fp8q(p + 128, sq, xp, k, y + r + 2);
+            r += 3;
+            continue;
+        }
+        y[r] = fast ? dot1_fp8q(p, cs, sq, xp, k) : dot1_fp8(p, cs, sf, x, k);
     }
     return 0;
 }
@@ -531,6 +631,17 @@ TGT int dsv4k_decode_row_avx2(const dsv4k_weight *w, int64_t r, float *dst)
     switch (w->fmt) {
     case DSV4K_W_BF16: {
         if (k % 16) return -1;
+        if (r < w->ilv) {
+            /* interleaved rows (k % 32 == 0): a 64-byte chunk at a time */
+            for (int64_t c0 = 0; c0 < k; c0 += 32) {
+                const uint16_t *q = (const uint16_t *)(const void *)dsv4k_row_byte(w, r, 2 * k, 2 * c0);
+                for (int64_t c = 0; c < 32; c += 8) {
+                    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(q + c)));
+                    _mm256_storeu_ps(dst + c0 + c, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+                }
+            }
+            return 0;
+        }
         const uint16_t *p = (const uint16_t *)w->w + r * k;
         for (int64_t c = 0; c < k; c += 8) {
             __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p + c)));
@@ -552,11 +663,13 @@ TGT int dsv4k_decode_row_avx2(const dsv4k_weight *w, int64_t r, float *dst)
             if (!(fabsf(s) >= 0x1p-100f && fabsf(s) <= 0x1p100f)) return -1;
             __m256 sv = _mm256_set1_ps(s * 256.0f);
             for (int64_t c = c0; c < c0 + 128; c += 16) {
+                /* rows in the interleaved layout: a 64-byte chunk is contiguous */
+                const uint8_t *q = r < w->ilv ? dsv4k_row_byte(w, r, k, c) : p + c;
                 /* e4m3 NaN (S.1111.111) has no f16 twin here: the portable decoder takes the row */
-                __m128i raw = _mm_loadu_si128((const __m128i *)(p + c)), x7f = _mm_set1_epi8(0x7f);
+                __m128i raw = _mm_loadu_si128((const __m128i *)q), x7f = _mm_set1_epi8(0x7f);
                 if (_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_and_si128(raw, x7f), x7f))) return -1;
                 __m256 lo, hi;
-                E4M3X16(p + c, lo, hi);
+                E4M3X16(q, lo, hi);
                 _mm256_storeu_ps(dst + c, _mm256_mul_ps(lo, sv));
                 _mm256_storeu_ps(dst + c + 8, _mm256_mul_ps(hi, sv));
             }

@@ -184,24 +184,79 @@ static float hsum16(__m512 v)
         (od) = _mm512_castsi512_ps(_mm512_and_si512(v_, _mm512_set1_epi32((int)0xffff0000u)));  \
     } while (0)
 
-TGT static float dot1_bf16(const uint16_t *p, const float *xs, int64_t k)
+/* one row whose 32-weight chunks lie cs words apart (32 plain, 128 in the
+ * interleaved layout) */
+TGT static float dot1_bf16(const uint16_t *p, int64_t cs, const float *xs, int64_t k)
 {
     __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, e0, o0, e1, o1;
     int64_t c = 0;
-    for (; c + 64 <= k; c += 64) {
-        BF16X32(p + c, e0, o0);
-        BF16X32(p + c + 32, e1, o1);
+    for (; c + 64 <= k; c += 64, p += 2 * cs) {
+        BF16X32(p, e0, o0);
+        BF16X32(p + cs, e1, o1);
         c0 = _mm512_fmadd_ps(e0, _mm512_loadu_ps(xs + c), c0);
         c1 = _mm512_fmadd_ps(o0, _mm512_loadu_ps(xs + c + 16), c1);
         c2 = _mm512_fmadd_ps(e1, _mm512_loadu_ps(xs + c + 32), c2);
         c3 = _mm512_fmadd_ps(o1, _mm512_loadu_ps(xs + c + 48), c3);
     }
     if (c < k) {
-        BF16X32(p + c, e0, o0);
+        BF16X32(p, e0, o0);
         c0 = _mm512_fmadd_ps(e0, _mm512_loadu_ps(xs + c), c0);
         c1 = _mm512_fmadd_ps(o0, _mm512_loadu_ps(xs + c + 16), c1);
     }
     return hsum16(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)));
+}
+
+/*
+ * The four rows of an interleaved group (kernels.h) at once, as one
+ * sequential stream: each activation vector is loaded once for the four,
+ * and each row keeps the four accumulators of dot1_bf16, updated in the
+ * same order — so every row's result is bit for bit dot1_bf16's.
+ */
+#define BF16G_ROW(i)                                                          \
+    do {                                                                      \
+        BF16X32(q + 32 * (i), e0, o0);                                        \
+        BF16X32(q + 128 + 32 * (i), e1, o1);                                  \
+        c##i##0 = _mm512_fmadd_ps(e0, x0, c##i##0);                           \
+        c##i##1 = _mm512_fmadd_ps(o0, x1, c##i##1);                           \
+        c##i##2 = _mm512_fmadd_ps(e1, x2, c##i##2);                           \
+        c##i##3 = _mm512_fmadd_ps(o1, x3, c##i##3);                           \
+    } while (0)
+#define BF16G_TAIL(i)                                                         \
+    do {                                                                      \
+        BF16X32(q + 32 * (i), e0, o0);                                        \
+        c##i##0 = _mm512_fmadd_ps(e0, x0, c##i##0);                           \
+        c##i##1 = _mm512_fmadd_ps(o0, x1, c##i##1);                           \
+    } while (0)
+#define BF16G_SUM(i) hsum16(_mm512_add_ps(_mm512_add_ps(c##i##0, c##i##1), _mm512_add_ps(c##i##2, c##i##3)))
+
+TGT static void dot4_bf16(const uint16_t *q, const float *xs, int64_t k, float *y)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    __m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+    __m512 e0, o0, e1, o1, x0, x1, x2, x3;
+    int64_t c = 0;
+    for (; c + 64 <= k; c += 64, q += 256) {
+        x0 = _mm512_loadu_ps(xs + c);
+        x1 = _mm512_loadu_ps(xs + c + 16);
+        x2 = _mm512_loadu_ps(xs + c + 32);
+        x3 = _mm512_loadu_ps(xs + c + 48);
+        BF16G_ROW(0);
+        BF16G_ROW(1);
+        BF16G_ROW(2);
+        BF16G_ROW(3);
+    }
+    if (c < k) {
+        x0 = _mm512_loadu_ps(xs + c);
+        x1 = _mm512_loadu_ps(xs + c + 16);
+        BF16G_TAIL(0);
+        BF16G_TAIL(1);
+        BF16G_TAIL(2);
+        BF16G_TAIL(3);
+    }
+    y[0] = BF16G_SUM(0);
+    y[1] = BF16G_SUM(1);
+    y[2] = BF16G_SUM(2);
+    y[3] = BF16G_SUM(3);
 }
 
 TGT static void rows_bf16(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *xs, int64_t ldx, int64_t m,
@@ -209,17 +264,25 @@ TGT static void rows_bf16(const dsv4k_weight *w, int64_t r0, int64_t r1, const f
 {
     int64_t k = w->k;
     for (int64_t r = r0; r < r1; r++) {
-        const uint16_t *p = (const uint16_t *)w->w + (w->row0 + r) * k;
+        int64_t rr = w->row0 + r, cs;
+        const uint16_t *p = (const uint16_t *)(const void *)dsv4k_row_start(w, rr, 2 * k, &cs);
+        cs /= 2;
         if (m == 1) {
-            y[r] = dot1_bf16(p, xs, k);
+            if (rr < w->ilv && (rr & 3) == 0 && r + 4 <= r1) {
+                dot4_bf16(p, xs, k, y + r);
+                r += 3;
+            } else {
+                y[r] = dot1_bf16(p, cs, xs, k);
+            }
             continue;
         }
         for (int64_t i0 = 0; i0 < m; i0 += 4) {
             int64_t mi = m - i0 < 4 ? m - i0 : 4;
             const float *x0 = xs + i0 * ldx;
+            const uint16_t *q = p;
             __m512 b0 = _mm512_setzero_ps(), b1 = b0, b2 = b0, b3 = b0, ev, od;
-            for (int64_t c = 0; c < k; c += 32) {
-                BF16X32(p + c, ev, od);
+            for (int64_t c = 0; c < k; c += 32, q += cs) {
+                BF16X32(q, ev, od);
                 ACC4(ev, c);
                 ACC4(od, c + 16);
             }
@@ -244,15 +307,15 @@ TGT static void rows_bf16(const dsv4k_weight *w, int64_t r0, int64_t r1, const f
 
 /* one activation row: per 128-block four independent partial sums, scaled
  * (sc already × 2^8) into two alternating totals */
-TGT static float dot1_fp8(const uint8_t *p, const float *sc, const float *x, int64_t k)
+TGT static float dot1_fp8(const uint8_t *p, int64_t cs, const float *sc, const float *x, int64_t k)
 {
     const __m512i em = _mm512_set1_epi16((short)0xbfff);
     __m512 t0 = _mm512_setzero_ps(), t1 = t0;
     for (int64_t c0 = 0; c0 < k; c0 += 128) {
         __m512 c_0 = _mm512_setzero_ps(), c_1 = c_0, c_2 = c_0, c_3 = c_0, w0, w1, w2, w3;
-        for (int64_t c = c0; c < c0 + 128; c += 64) {
-            E4M3X32(p + c, w0, w1);
-            E4M3X32(p + c + 32, w2, w3);
+        for (int64_t c = c0; c < c0 + 128; c += 64, p += cs) {
+            E4M3X32(p, w0, w1);
+            E4M3X32(p + 32, w2, w3);
             c_0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + c), c_0);
             c_1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + c + 16), c_1);
             c_2 = _mm512_fmadd_ps(w2, _mm512_loadu_ps(x + c + 32), c_2);
@@ -279,14 +342,14 @@ TGT static void rows_fp8(const dsv4k_weight *w, int64_t r0, int64_t r1, const fl
     float scb[64]; /* one row-block's scales × 2^8 (k <= 8192) */
     int64_t cur = -1;
     for (int64_t r = r0; r < r1; r++) {
-        int64_t rr = w->row0 + r;
-        const uint8_t *p = (const uint8_t *)w->w + rr * k;
+        int64_t rr = w->row0 + r, cs;
+        const uint8_t *p = dsv4k_row_start(w, rr, k, &cs);
         if (m == 1 && kb <= 64) {
             if (rr / 128 != cur) {
                 cur = rr / 128;
                 for (int64_t b = 0; b < kb; b++) scb[b] = 256.0f * fp8_scale(w, rr, b, kb);
             }
-            y[r] = dot1_fp8(p, scb, x, k);
+            y[r] = dot1_fp8(p, cs, scb, x, k);
             continue;
         }
         for (int64_t i0 = 0; i0 < m; i0 += 4) {
@@ -296,7 +359,7 @@ TGT static void rows_fp8(const dsv4k_weight *w, int64_t r0, int64_t r1, const fl
             for (int64_t c0 = 0; c0 < k; c0 += 128) {
                 for (int64_t c = c0; c < c0 + 128; c += 32) {
                     __m512 lo, hi;
-                    E4M3X32(p + c, lo, hi);
+                    E4M3X32(p + (c >> 6) * cs + (c & 63), lo, hi);
                     ACC4(lo, c);
                     ACC4(hi, c + 16);
                 }
@@ -387,17 +450,17 @@ TGT static void rows_fp4(const dsv4k_weight *w, int64_t r0, int64_t r1, const fl
  * subnormals): sign-extended, shifted left by 20, sign and 7 low bits kept */
 #define E4M3X16Q(ptr) _mm512_castsi512_ps(_mm512_and_si512(_mm512_slli_epi32(ld_s8x16_epi32(ptr), 20), msk))
 
-TGT static float dot1_fp8q(const uint8_t *p, const float *sc, const float *x, int64_t k)
+TGT static float dot1_fp8q(const uint8_t *p, int64_t cs, const float *sc, const float *x, int64_t k)
 {
     const __m512i msk = _mm512_set1_epi32((int)0x87f00000u);
     __m512 t0 = _mm512_setzero_ps(), t1 = t0;
     for (int64_t c0 = 0; c0 < k; c0 += 128) {
         __m512 c_0 = _mm512_setzero_ps(), c_1 = c_0, c_2 = c_0, c_3 = c_0;
-        for (int64_t c = c0; c < c0 + 128; c += 64) {
-            c_0 = _mm512_fmadd_ps(E4M3X16Q(p + c), _mm512_loadu_ps(x + c), c_0);
-            c_1 = _mm512_fmadd_ps(E4M3X16Q(p + c + 16), _mm512_loadu_ps(x + c + 16), c_1);
-            c_2 = _mm512_fmadd_ps(E4M3X16Q(p + c + 32), _mm512_loadu_ps(x + c + 32), c_2);
-            c_3 = _mm512_fmadd_ps(E4M3X16Q(p + c + 48), _mm512_loadu_ps(x + c + 48), c_3);
+        for (int64_t c = c0; c < c0 + 128; c += 64, p += cs) {
+            c_0 = _mm512_fmadd_ps(E4M3X16Q(p), _mm512_loadu_ps(x + c), c_0);
+            c_1 = _mm512_fmadd_ps(E4M3X16Q(p + 16), _mm512_loadu_ps(x + c + 16), c_1);
+            c_2 = _mm512_fmadd_ps(E4M3X16Q(p + 32), _mm512_loadu_ps(x + c + 32), c_2);
+            c_3 = _mm512_fmadd_ps(E4M3X16Q(p + 48), _mm512_loadu_ps(x + c + 48), c_3);
         }
         __m512 bs = _mm512_add_ps(_mm512_add_ps(c_0, c_1), _mm512_add_ps(c_2, c_3));
         if ((c0 / 128) & 1) t1 = _mm512_fmadd_ps(bs, _mm512_set1_ps(sc[c0 / 128]), t1);
@@ -420,8 +483,9 @@ TGT int K512(dsv4k_rows_fp8q_avx512)(const dsv4k_weight *w, int64_t r0, int64_t 
             cur = rr / 128;
             fast = dsv4k_fp8q_block_scales(w, cur, sh, sq, sf);
         }
-        const uint8_t *p = (const uint8_t *)w->w + rr * k;
-        y[r] = fast ? dot1_fp8q(p, sq, xp, k) : dot1_fp8(p, sf, x, k);
+        int64_t cs;
+        const uint8_t *p = dsv4k_row_start(w, rr, k, &cs);
+        y[r] = fast ? dot1_fp8q(p, cs, sq, xp, k) : dot1_fp8(p, cs, sf, x, k);
     }
     return 0;
 }
@@ -855,6 +919,46 @@ TGT int K512(dsv4k_fp8b_prepare)(const float *dq, const int8_t *ex, int64_t k, v
         (w1) = _mm512_unpackhi_epi8(l_, h_);                                                               \
     } while (0)
 
+/*
+ * The four rows of an interleaved group (q: its first byte) against the
+ * activation words: each row's sums in the order of the one-row loop
+ * (two partial sums per 128-block, their sum scaled into two alternating
+ * totals), so each result is bit for bit that loop's; the activation words
+ * are loaded once for the four rows.
+ */
+#define FP8B_ROW(i)                                                                         \
+    do {                                                                                    \
+        __m512i w0, w1, w2, w3;                                                             \
+        E4M3_BF16X64(q + 64 * (i), w0, w1);                                                 \
+        E4M3_BF16X64(q + 256 + 64 * (i), w2, w3);                                           \
+        __m512 s0 = DPBF16(_mm512_setzero_ps(), w0, a0);                                    \
+        __m512 s1 = DPBF16(_mm512_setzero_ps(), w2, a2);                                    \
+        s0 = DPBF16(s0, w1, a1);                                                            \
+        s1 = DPBF16(s1, w3, a3);                                                            \
+        if (j & 1) u##i = _mm512_fmadd_ps(_mm512_add_ps(s0, s1), sv, u##i);                 \
+        else t##i = _mm512_fmadd_ps(_mm512_add_ps(s0, s1), sv, t##i);                       \
+    } while (0)
+
+TGTB static void fp8b_group(const uint8_t *q, const uint16_t *a16, const float *sc, int64_t kb, __m512i th0,
+                            __m512i th1, __m512i tl0, __m512i tl1, __m512i sgn, float *y)
+{
+    __m512 t0 = _mm512_setzero_ps(), t1 = t0, t2 = t0, t3 = t0, u0 = t0, u1 = t0, u2 = t0, u3 = t0;
+    for (int64_t j = 0; j < kb; j++, q += 512) {
+        const uint16_t *a = a16 + 128 * j;
+        __m512i a0 = _mm512_loadu_si512((const void *)a), a1 = _mm512_loadu_si512((const void *)(a + 32));
+        __m512i a2 = _mm512_loadu_si512((const void *)(a + 64)), a3 = _mm512_loadu_si512((const void *)(a + 96));
+        __m512 sv = _mm512_set1_ps(sc[j]);
+        FP8B_ROW(0);
+        FP8B_ROW(1);
+        FP8B_ROW(2);
+        FP8B_ROW(3);
+    }
+    y[0] = hsum16(_mm512_add_ps(t0, u0));
+    y[1] = hsum16(_mm512_add_ps(t1, u1));
+    y[2] = hsum16(_mm512_add_ps(t2, u2));
+    y[3] = hsum16(_mm512_add_ps(t3, u3));
+}
+
 TGTB int K512(dsv4k_rows_fp8b_avx512bf16)(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x,
                                           const void *buf, float *y)
 {
@@ -882,17 +986,24 @@ TGTB int K512(dsv4k_rows_fp8b_avx512bf16)(const dsv4k_weight *w, int64_t r0, int
                 fast &= fabsf(sc[b]) >= 0x1p-100f && fabsf(sc[b]) <= 0x1p100f;
             }
         }
-        const uint8_t *p = (const uint8_t *)w->w + rr * k;
+        int64_t cs;
+        const uint8_t *p = dsv4k_row_start(w, rr, k, &cs);
         if (!fast) {
-            y[r] = dot1_fp8(p, sf, x, k);
+            y[r] = dot1_fp8(p, cs, sf, x, k);
+            continue;
+        }
+        if (rr < w->ilv && (rr & 3) == 0 && r + 4 <= r1) {
+            /* an interleaved group: its four rows in one stream */
+            fp8b_group(p, a16, sc, kb, th0, th1, tl0, tl1, sgn, y + r);
+            r += 3;
             continue;
         }
         __m512 t0 = _mm512_setzero_ps(), t1 = t0;
-        for (int64_t j = 0; j < kb; j++) {
+        for (int64_t j = 0; j < kb; j++, p += 2 * cs) {
             __m512i w0, w1, w2, w3;
             const uint16_t *a = a16 + 128 * j;
-            E4M3_BF16X64(p + 128 * j, w0, w1);
-            E4M3_BF16X64(p + 128 * j + 64, w2, w3);
+            E4M3_BF16X64(p, w0, w1);
+            E4M3_BF16X64(p + cs, w2, w3);
             __m512 s0 = DPBF16(_mm512_setzero_ps(), w0, _mm512_loadu_si512((const void *)a));
             __m512 s1 = DPBF16(_mm512_setzero_ps(), w2, _mm512_loadu_si512((const void *)(a + 64)));
             s0 = DPBF16(s0, w1, _mm512_loadu_si512((const void *)(a + 32)));

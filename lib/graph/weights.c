@@ -4,6 +4,7 @@
  * has checked every tensor's dtype and shape against the config.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include "weights.h"
@@ -91,7 +92,7 @@ static const void *aligned_data(binder *b, const dsv4__tensor *t, size_t align)
  * anonymous memory (transparent huge pages asked for before the copy
  * touches it, on the 2 MiB-aligned interior) when the binder is resident
  * and hot; else the mapping's bytes as they are */
-static const void *hot_data(binder *b, const dsv4__tensor *t, const void *mapped)
+static const void *hot_data(binder *b, const dsv4__tensor *t, const void *mapped, dsv4k_weight *lw)
 {
     if (!b->resident || !b->hot || !mapped) return mapped;
     if (mapped != (const void *)t->data) return mapped; /* already an aligned copy */
@@ -103,7 +104,12 @@ static const void *hot_data(binder *b, const dsv4__tensor *t, const void *mapped
     uintptr_t lo = ((uintptr_t)q + huge - 1) & ~(huge - 1), hi = ((uintptr_t)q + n) & ~(huge - 1);
     if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE); /* advice only: failure changes nothing */
 #endif
-    memcpy(q, t->data, n);
+    /* a linear's rows: interleaved in groups of 4 while copied where the
+     * format allows (kernels.h; the kernels read either layout) */
+    const char *env = getenv("DSV4_INTERLEAVE"); /* "0": plain copies (benchmarks' A/B) */
+    int64_t rb = lw && !(env && !strcmp(env, "0")) ? dsv4k_ilv_load_row_bytes(lw->fmt, lw->k) : 0;
+    if (rb && lw->n * rb == (int64_t)n) lw->ilv = dsv4k_repack_rows(q, t->data, lw->n, rb);
+    else memcpy(q, t->data, n);
     b->w->resident_bytes += (int64_t)n;
     return q;
 }
@@ -126,18 +132,18 @@ static void lin(binder *b, dsv4k_weight *out, const char *fmt, const char *p, in
         if (!s) return;
     }
     switch (t->dtype) {
-    case DSV4__DT_BF16: out->fmt = DSV4K_W_BF16; out->w = hot_data(b, t, aligned_data(b, t, 2)); break;
-    case DSV4__DT_F32: out->fmt = DSV4K_W_F32; out->w = hot_data(b, t, aligned_data(b, t, 4)); break;
+    case DSV4__DT_BF16: out->fmt = DSV4K_W_BF16; out->w = hot_data(b, t, aligned_data(b, t, 2), out); break;
+    case DSV4__DT_F32: out->fmt = DSV4K_W_F32; out->w = hot_data(b, t, aligned_data(b, t, 4), NULL); break;
     case DSV4__DT_F8_E4M3:
-        out->w = hot_data(b, t, t->data);
-        if (s->dtype == DSV4__DT_F32) { out->fmt = DSV4K_W_FP8_F32S; out->s = hot_data(b, s, aligned_data(b, s, 4)); }
-        else { out->fmt = DSV4K_W_FP8; out->s = hot_data(b, s, s->data); }
+        out->fmt = s->dtype == DSV4__DT_F32 ? DSV4K_W_FP8_F32S : DSV4K_W_FP8;
+        out->w = hot_data(b, t, t->data, out);
+        out->s = s->dtype == DSV4__DT_F32 ? hot_data(b, s, aligned_data(b, s, 4), NULL) : hot_data(b, s, s->data, NULL);
         break;
     case DSV4__DT_I8:
         out->fmt = DSV4K_W_FP4;
         out->k = t->shape[1] * 2;
-        out->w = hot_data(b, t, t->data);
-        out->s = hot_data(b, s, s->data);
+        out->w = hot_data(b, t, t->data, NULL);
+        out->s = hot_data(b, s, s->data, NULL);
         break;
     default:
         b->st = dsv4__fail(b->e, DSV4_ERR_TENSOR_MISMATCH, "binding weights: %s has dtype %s, not a linear layer's",

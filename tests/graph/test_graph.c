@@ -58,7 +58,7 @@ int main(void)
     for (int64_t i = 0; i < D; i++) wn[i] = 1.0f + 0.1f * frand();
     for (int64_t i = 0; i < 2 * D * D; i++) wl[i] = dsv4k_f32_to_bf16(frand() * 0.2f);
     dsv4k_rope_freqs(10000.0, 16, 0, 1.0, 32.0, 1.0, freqs);
-    dsv4k_weight W = { DSV4K_W_BF16, 2 * D, D, wl, NULL, 0 };
+    dsv4k_weight W = { DSV4K_W_BF16, 2 * D, D, wl, NULL, 0, 0 };
     /* A's producer: a node without inputs (standing in for the embedding);
      * the run below fills A itself and runs the nodes after it */
     dsv4g_node *seed = dsv4g_node_add(&g, NULL, "seed");

@@ -61,7 +61,7 @@ static wbuf make_w(int fmt, int64_t n, int64_t k, int e_lo, int e_hi)
         for (int64_t i = 0; i < nbk * kb; i++) ((float *)b.s)[i] = frand() * 0.01f;
     if (fmt == DSV4K_W_FP4)
         for (int64_t i = 0; i < n * (k / 32); i++) ((uint8_t *)b.s)[i] = (uint8_t)(127 + e_lo + (int)(rnd() % (uint32_t)(e_hi - e_lo + 1)));
-    dsv4k_weight w = { fmt, n, k, b.d, b.s, 0 };
+    dsv4k_weight w = { fmt, n, k, b.d, b.s, 0, 0 };
     b.w = w;
     return b;
 }

@@ -192,7 +192,7 @@ static void linear_case(int fmt, int64_t m, int64_t n, int64_t k, int aq)
         for (int64_t i = 0; i < nb * kb; i++) ((float *)sd)[i] = frand() * 0.01f;
     if (fmt == DSV4K_W_FP4)
         for (int64_t i = 0; i < n * (k / 32); i++) ((uint8_t *)sd)[i] = (uint8_t)(120 + rnd() % 8);
-    dsv4k_weight w = { fmt, n, k, wd, sd, 0 };
+    dsv4k_weight w = { fmt, n, k, wd, sd, 0, 0 };
     float *x = malloc((size_t)(m * k) * 4), *y = malloc((size_t)(m * n) * 4), *a = malloc((size_t)k * 4);
     double *sabs = malloc((size_t)(m * n) * sizeof(double));
     int8_t ex[64];
@@ -699,7 +699,7 @@ static void decode_rows(void)
             for (int64_t i = 0; i < nb * kb; i++) ((float *)sd)[i] = frand() * 0.01f;
         if (fmt == DSV4K_W_FP4)
             for (int64_t i = 0; i < n * (k / 32); i++) ((uint8_t *)sd)[i] = (uint8_t)(i % 97 == 5 ? 2 : 100 + rnd() % 50);
-        dsv4k_weight w = { fmt, n, k, wd, sd, 0 };
+        dsv4k_weight w = { fmt, n, k, wd, sd, 0, 0 };
         float *a = malloc((size_t)k * 4), *b = malloc((size_t)k * 4);
         int same = 1, fast = 0, back = 0;
         for (int64_t r = 0; r < n; r++) {
@@ -758,7 +758,7 @@ static void fp4q(void)
     for (int64_t i = 0; i < k / 2; i++) wd[4 * (k / 2) + i] = 0xff; /* row 4: every weight -6 */
     sd[5 * (k / 32) + 7] = 0;                                       /* row 5: one scale 2^-127 */
     sd[6 * (k / 32) + 30] = 255;                                    /* row 6: one NaN scale */
-    dsv4k_weight w = { DSV4K_W_FP4, n, k, wd, sd, 0 };
+    dsv4k_weight w = { DSV4K_W_FP4, n, k, wd, sd, 0, 0 };
     float *x = malloc((size_t)k * 4), *y = malloc((size_t)n * 4), *yr = malloc((size_t)n * 4);
     float *dq = malloc((size_t)k * 4), *a = malloc((size_t)k * 4);
     int8_t ex[64];
@@ -930,7 +930,7 @@ static void fp8q(void)
     int8_t ex[8];
     int16_t sh[8];
     for (int f = 0; f < 2; f++) {
-        dsv4k_weight w = { f ? DSV4K_W_FP8_F32S : DSV4K_W_FP8, n, k, wd, f ? (const void *)sf : (const void *)se, 0 };
+        dsv4k_weight w = { f ? DSV4K_W_FP8_F32S : DSV4K_W_FP8, n, k, wd, f ? (const void *)sf : (const void *)se, 0, 0 };
         for (int kind = 0; kind < 4; kind++) {
             int aq = kind < 2;
             for (int64_t i = 0; i < k; i++) {
@@ -1038,7 +1038,7 @@ static void fp8q(void)
     }
     /* refusals of dsv4k_fp8x_prepare, and dsv4k_linear (float numerics) through the f32 kernel */
     {
-        dsv4k_weight w = { DSV4K_W_FP8, n, k, wd, se, 0 };
+        dsv4k_weight w = { DSV4K_W_FP8, n, k, wd, se, 0, 0 };
         dsv4k_pool *pl = dsv4k_pool_create(2);
         dsv4k_linear_ctx *lc = dsv4k_linear_ctx_create(pl, k, 1);
         const char *what[5] = { "none", "a subnormal", "NaN", "an infinity", "a block spanning 2^98" };
@@ -1064,7 +1064,7 @@ static void fp8q(void)
         dsv4k_linear_ctx_free(lc);
         dsv4k_pool_free(pl);
     }
-    dsv4k_weight w4 = { DSV4K_W_FP4, 1, k, wd, se, 0 }, w5 = { DSV4K_W_FP8, 1, 1000, wd, se, 0 };
+    dsv4k_weight w4 = { DSV4K_W_FP4, 1, k, wd, se, 0, 0 }, w5 = { DSV4K_W_FP8, 1, 1000, wd, se, 0, 0 };
     y[0] = -7.0f;
     for (int v = 0; v < 3; v++)
         if (fp8q_fns[v])
@@ -1073,6 +1073,206 @@ static void fp8q(void)
                   "the FP8 kernel with integer decoding (%s) declines FP4 and k %% 128 != 0, writing nothing",
                   fp4q_names[v]);
     free(wd); free(x); free(dq); free(xp); free(y); free(y2); free(yr);
+}
+
+/*
+ * Row-interleaved weights (kernels.h, dsv4k_repack_rows): every kernel reads
+ * them bit for bit as the plain layout — the four-row (AVX-512) and two-row
+ * (AVX2) passes over a group keep each row's sums in the one-row order.
+ * Checked for BF16 and FP8 (E8M0 and F32 scales) with every code, extreme
+ * and odd scales, row counts that are not a multiple of 4 (a plain tail),
+ * row views starting inside a group, ranges cutting groups, 1, 2 and 5
+ * activation rows, both numerics, every kernel level and the reference.
+ */
+typedef int (*fp8b_fn)(const dsv4k_weight *, int64_t, int64_t, const float *, const void *, float *);
+typedef int (*fp8b_prep_fn)(const float *, const int8_t *, int64_t, void *);
+
+/* the same bits, or both NaN (which NaN an FMA passes on depends on the
+ * operand order the compiler chose for the instruction) */
+static int same_bits(const float *a, const float *b, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(a + i, b + i, 4) && !(isnan(a[i]) && isnan(b[i]))) return 0;
+    return 1;
+}
+
+static void interleaved_case(int fmt, int64_t n, int64_t k, int extreme)
+{
+    int64_t rb = dsv4k_ilv_row_bytes(fmt, k), kb = (k + 127) / 128, nb = (n + 127) / 128;
+    CHECK(rb > 0, "fmt %d k %lld can be interleaved", fmt, (long long)k);
+    if (rb <= 0) return;
+    uint8_t *wd = malloc((size_t)(n * rb)), *wi = malloc((size_t)(n * rb));
+    for (int64_t i = 0; i < n * rb; i++) wd[i] = (uint8_t)rnd();
+    if (fmt == DSV4K_W_BF16) {
+        /* mostly finite values, with every bit pattern in the first rows */
+        for (int64_t i = 0; i < n * k; i++) {
+            uint16_t h = i < 65536 && extreme ? (uint16_t)i : dsv4k_f32_to_bf16(frand() * (extreme ? 1e20f : 1.0f));
+            memcpy(wd + 2 * i, &h, 2);
+        }
+    } else {
+        for (int64_t i = 0; i < n * k; i++) {
+            if (i < 256) wd[i] = (uint8_t)i; /* row 0: every code */
+            else if (!extreme && (wd[i] & 0x7f) == 0x7f) wd[i] = 0x7e;
+        }
+    }
+    uint8_t *se = malloc((size_t)(nb * kb));
+    float *sf = malloc((size_t)(nb * kb) * 4);
+    for (int64_t i = 0; i < nb * kb; i++) { se[i] = (uint8_t)(118 + rnd() % 12); sf[i] = frand() * 0.01f; }
+    if (extreme && nb * kb > 5) {
+        se[0] = 0; se[1] = 254; se[2] = 1; se[nb * kb - 1] = 255; se[3] = 20; se[4] = 230;
+        sf[0] = 1e30f; sf[1] = 1e-30f; sf[2] = 0x1p-101f; sf[3] = 0x1p101f; sf[nb * kb - 1] = NAN;
+    }
+    const void *sd = fmt == DSV4K_W_FP8 ? (const void *)se : fmt == DSV4K_W_FP8_F32S ? (const void *)sf : NULL;
+    int64_t ilv = dsv4k_repack_rows(wi, wd, n, rb);
+    CHECK(ilv == n / 4 * 4, "repack of %lld rows interleaves %lld", (long long)n, (long long)ilv);
+    dsv4k_weight wp = { fmt, n, k, wd, sd, 0, 0 }, wv = { fmt, n, k, wi, sd, 0, ilv };
+    /* the layout: every byte where kernels.h says; the tail rows in place */
+    int moved = 0;
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t c = 0; c < rb; c++) moved += *dsv4k_row_byte(&wv, r, rb, c) != wd[r * rb + c];
+    for (int64_t r = ilv; r < n; r++) moved += memcmp(wi + r * rb, wd + r * rb, (size_t)rb) != 0;
+    if (ilv >= 4) moved += memcmp(wi + 64, wd + rb, 64) != 0; /* chunk 0 of row 1 second */
+    CHECK(moved == 0, "interleaved layout of fmt %d n %lld k %lld: %d bytes misplaced", fmt, (long long)n,
+          (long long)k, moved);
+    /* rows decoded */
+    float *d1 = malloc((size_t)k * 4), *d2 = malloc((size_t)k * 4);
+    int dbad = 0;
+    for (int64_t r = 0; r < n; r++) {
+        dsv4k_decode_row(&wp, r, d1);
+        dsv4k_decode_row(&wv, r, d2);
+        dbad += !same_bits(d1, d2, k);
+        if (dsv4k_have_avx2()) {
+            int a = dsv4k_decode_row_avx2(&wp, r, d1), b = dsv4k_decode_row_avx2(&wv, r, d2);
+            dbad += a != b || (a == 0 && !same_bits(d1, d2, k));
+        }
+    }
+    CHECK(dbad == 0, "decode_row (portable, AVX2) of interleaved fmt %d: %d rows differ", fmt, dbad);
+    int64_t ms[3] = { 1, 2, 5 };
+    float *x = malloc((size_t)(5 * k) * 4), *y1 = malloc((size_t)(5 * n) * 4), *y2 = malloc((size_t)(5 * n) * 4);
+    for (int64_t i = 0; i < 5 * k; i++) {
+        x[i] = frand() * 3;
+        if (extreme && i % 131 == 7) x[i] *= 1e25f;
+        if (extreme && i % 137 == 9) x[i] *= 1e-25f;
+    }
+    dsv4k_pool *pl = dsv4k_pool_create(2);
+    dsv4k_linear_ctx *lc = dsv4k_linear_ctx_create(pl, k, 5);
+    dsv4k_gemm *gm = ONEDNN ? dsv4k_gemm_create(2, k, 5) : NULL;
+    const int isas[4] = { DSV4K_ISA_BEST, DSV4K_ISA_AVX512, DSV4K_ISA_AVX2, DSV4K_ISA_PORTABLE };
+    int bad = 0, runs = 0;
+    for (int aq = 0; aq <= 1; aq++)
+        for (int mi = 0; mi < 3; mi++) {
+            int64_t m = ms[mi];
+            dsv4k_linear_ref(&wp, x, k, m, y1, n, aq);
+            dsv4k_linear_ref(&wv, x, k, m, y2, n, aq);
+            bad += !same_bits(y1, y2, m * n);
+            for (int is = 0; is < 4; is++)
+                for (int iq = 0; iq <= 1; iq++) {
+                    dsv4k_linear_set_isa(lc, isas[is]);
+                    dsv4k_linear_set_intq(lc, iq);
+                    for (int64_t i = 0; i < m * n; i++) y1[i] = y2[i] = -7.0f;
+                    int a = dsv4k_linear(lc, &wp, x, k, m, y1, n, aq), b = dsv4k_linear(lc, &wv, x, k, m, y2, n, aq);
+                    bad += a != 0 || b != 0 || !same_bits(y1, y2, m * n);
+                    if (getenv("DSV4_TEST_DEBUG") && !same_bits(y1, y2, m * n))
+                        for (int64_t i = 0; i < m * n; i++)
+                            if (memcmp(y1 + i, y2 + i, 4)) printf("aq %d m %lld isa %d iq %d i %lld: %a %a\n", aq, (long long)m, isas[is], iq, (long long)i, y1[i], y2[i]);
+                    runs++;
+                    /* a view from inside a group to before the last row */
+                    if (n > 6) {
+                        dsv4k_weight vp = wp, vv = wv;
+                        vp.row0 = vv.row0 = 1 + n % 3;
+                        vp.n = vv.n = n - vp.row0 - 1;
+                        for (int64_t i = 0; i < m * n; i++) y1[i] = y2[i] = -7.0f;
+                        a = dsv4k_linear(lc, &vp, x, k, m, y1, n, aq);
+                        b = dsv4k_linear(lc, &vv, x, k, m, y2, n, aq);
+                        bad += a != 0 || b != 0 || !same_bits(y1, y2, m * n);
+                    }
+                }
+            if (gm) {
+                for (int64_t i = 0; i < m * n; i++) y1[i] = y2[i] = -7.0f;
+                int a = dsv4k_gemm_run(gm, &wp, x, k, m, y1, n, aq), b = dsv4k_gemm_run(gm, &wv, x, k, m, y2, n, aq);
+                bad += a != b || (a == 0 && !same_bits(y1, y2, m * n));
+            }
+        }
+    dsv4k_linear_set_isa(lc, DSV4K_ISA_BEST);
+    dsv4k_linear_set_intq(lc, 1);
+    CHECK(bad == 0, "interleaved fmt %d n %lld k %lld%s: %d of %d products differ from the plain layout's bits", fmt,
+          (long long)n, (long long)k, extreme ? " (extreme values)" : "", bad, runs);
+    /* the row kernels called directly on ranges that cut groups: the
+     * AVX-512 build on SIMDe (any x86-64) and natively */
+    rows_fn fns[2] = { NULL, NULL };
+    fp8b_fn bfns[2] = { NULL, NULL };
+    fp8b_prep_fn bprep[2] = { NULL, NULL };
+#ifdef DSV4K_HAVE_EMUL512
+    fns[0] = dsv4k_rows_avx512_emul;
+    bfns[0] = dsv4k_rows_fp8b_avx512bf16_emul;
+    bprep[0] = dsv4k_fp8b_prepare_emul;
+#endif
+    if (dsv4k_have_avx512()) fns[1] = dsv4k_rows_avx512;
+    if (dsv4k_have_avx512() && dsv4k_have_avx512bf16()) {
+        bfns[1] = dsv4k_rows_fp8b_avx512bf16;
+        bprep[1] = dsv4k_fp8b_prepare;
+    }
+    float *xs = malloc((size_t)k * 4), *dq = malloc((size_t)k * 4);
+    void *b16 = malloc((size_t)dsv4k_fp8b_bytes(k) + 64);
+    int8_t ex[128];
+    int dbad2 = 0, checked = 0;
+    int64_t cut[4] = { 0, n / 3, n / 3 + 5 < n ? n / 3 + 5 : n, n };
+    for (int f = 0; f < 2; f++) {
+        if (fns[f]) {
+            if (fmt == DSV4K_W_BF16) dsv4k_split_even_odd(x, k, xs);
+            else memcpy(xs, x, (size_t)k * 4);
+            for (int c = 0; c < 3; c++) {
+                int a = fns[f](&wp, cut[c], cut[c + 1], xs, k, 1, y1, n), b = fns[f](&wv, cut[c], cut[c + 1], xs, k, 1, y2, n);
+                dbad2 += a != b;
+            }
+            dbad2 += !same_bits(y1, y2, n);
+            checked++;
+        }
+        if (bfns[f] && fmt != DSV4K_W_BF16 && k % 128 == 0 && k <= 8192) {
+            dsv4k_act_quant_dq(x, k, dq, ex, 0);
+            if (bprep[f](dq, ex, k, b16) == 0) {
+                for (int c = 0; c < 3; c++) {
+                    int a = bfns[f](&wp, cut[c], cut[c + 1], dq, b16, y1), b = bfns[f](&wv, cut[c], cut[c + 1], dq, b16, y2);
+                    dbad2 += a != 0 || b != 0;
+                }
+                dbad2 += !same_bits(y1, y2, n);
+                checked++;
+            }
+        }
+    }
+    CHECK(dbad2 == 0, "AVX-512 row kernels (emulated and native) on interleaved fmt %d n %lld k %lld, ranges cutting "
+          "groups: %d differences in %d checks", fmt, (long long)n, (long long)k, dbad2, checked);
+    free(xs); free(dq); free(b16);
+    dsv4k_gemm_free(gm);
+    dsv4k_linear_ctx_free(lc);
+    dsv4k_pool_free(pl);
+    free(x); free(y1); free(y2); free(d1); free(d2);
+    free(wd); free(wi); free(se); free(sf);
+}
+
+static void interleaved(void)
+{
+    uint8_t a[3 * 64], b[3 * 64];
+    for (int i = 0; i < 3 * 64; i++) a[i] = (uint8_t)i;
+    CHECK(dsv4k_repack_rows(b, a, 3, 64) == 0 && !memcmp(a, b, sizeof a), "3 rows: a plain copy");
+    CHECK(dsv4k_repack_rows(b, a, 2, 96) == 0 && !memcmp(a, b, 192), "rows of 96 bytes: a plain copy");
+    T(dsv4k_ilv_row_bytes(DSV4K_W_BF16, 48) == 0 && dsv4k_ilv_row_bytes(DSV4K_W_BF16, 64) == 128);
+    T(dsv4k_ilv_row_bytes(DSV4K_W_FP8, 128) == 128 && dsv4k_ilv_row_bytes(DSV4K_W_FP4, 128) == 0);
+    T(dsv4k_ilv_row_bytes(DSV4K_W_F32, 128) == 0 && dsv4k_ilv_row_bytes(DSV4K_W_FP8, 96) == 0);
+    /* what the loader interleaves: BF16 rows of a multiple of 64 bytes */
+    T(dsv4k_ilv_load_row_bytes(DSV4K_W_BF16, 4096) == (dsv4k_have_avx512() ? 8192 : 0));
+    T(dsv4k_ilv_load_row_bytes(DSV4K_W_BF16, 40) == 0);
+    T(dsv4k_ilv_load_row_bytes(DSV4K_W_FP8, 4096) == 0 && dsv4k_ilv_load_row_bytes(DSV4K_W_FP4, 4096) == 0);
+    for (int extreme = 0; extreme <= 1; extreme++) {
+        interleaved_case(DSV4K_W_BF16, 7, 64, extreme);
+        interleaved_case(DSV4K_W_BF16, 13, 96, extreme);   /* a 32-tail after the 64-steps */
+        interleaved_case(DSV4K_W_BF16, 9, 4096, extreme);  /* every bf16 code */
+        interleaved_case(DSV4K_W_BF16, 66, 256, extreme);
+        interleaved_case(DSV4K_W_FP8, 130, 256, extreme);  /* 2 row blocks, ragged */
+        interleaved_case(DSV4K_W_FP8, 263, 1152, extreme); /* 3 row blocks, 9 column blocks */
+        interleaved_case(DSV4K_W_FP8_F32S, 131, 384, extreme);
+        interleaved_case(DSV4K_W_FP8, 6, 192, extreme);    /* k % 128: the f32 kernels */
+    }
 }
 
 int main(void)
@@ -1104,6 +1304,7 @@ int main(void)
     }
     fp4q();
     fp8q();
+    interleaved();
     pool();
     pool_spin();
     return test_summary();
