@@ -440,26 +440,41 @@ class Attention(nn.Module):
             N = ent.shape[1]
             vis = torch.arange(N)[None, :] < ((pos + 1) // r)[:, None]  # [T, N]
             vis = vis[None].expand(B, T, N)
-            if r == 4 and N > cfg.index_topk:
+            if r == 4 and (N > cfg.index_topk or (self.training and N > 0)):
                 qi = self.indexer.wq_b(ql).view(B, T, cfg.ih, cfg.ihd)
                 qi = hadamard(rope_tail(qi, pos, self.freqs, rd))
                 wt = self.indexer.weights_proj(x) * (cfg.ihd ** -0.5 * cfg.ih ** -0.5)
                 ik = hadamard(self.indexer.compressor(x, cfg, self.freqs))   # [B, N, ihd]
                 dots = torch.einsum("bthd,bnd->bthn", qi, ik).relu()
                 sc = torch.einsum("bthn,bth->btn", dots, wt)
-                sc = sc.masked_fill(~vis, float("-inf")).detach()
-                # top-k by score, ties to the lower index; never more than the visible ones
-                k = cfg.index_topk
-                order = torch.argsort(-sc, dim=-1, stable=True)[..., :k]
-                sel = torch.zeros_like(vis)
-                sel.scatter_(-1, order, True)
-                vis = vis & sel
+                sc = sc.masked_fill(~vis, float("-inf"))
+                if self.training:
+                    self._index_scores, self._index_vis = sc, vis
+                sc = sc.detach()
+                if N > cfg.index_topk:
+                    # top-k by score, ties to the lower index; never more than the visible ones
+                    k = cfg.index_topk
+                    order = torch.argsort(-sc, dim=-1, stable=True)[..., :k]
+                    sel = torch.zeros_like(vis)
+                    sel.scatter_(-1, order, True)
+                    vis = vis & sel
             keys = torch.cat((kv, ent), dim=1)
             mask = torch.cat((mask, vis), dim=2)
         s = torch.einsum("bthd,bnd->bhtn", q, keys) * (hd ** -0.5)
         s = s.masked_fill(~mask[:, None], float("-inf"))
         sink = self.attn_sink.view(1, H, 1, 1).expand(B, H, T, 1)
         p = torch.softmax(torch.cat((s, sink), dim=-1), dim=-1)[..., :-1]
+        if self.training and getattr(self, "_index_scores", None) is not None:
+            # indexer training signal: its distribution over the visible entries should follow the
+            # attention mass the heads put on them (all visible entries scored, target detached)
+            sc, vis = self._index_scores, self._index_vis
+            self._index_scores = None
+            tgt = p[..., T:].sum(1).detach()                      # [B, T, N]
+            rows = vis.any(-1) & (tgt.sum(-1) > 0)
+            tgt = tgt / tgt.sum(-1, keepdim=True).clamp(min=1e-9)
+            logq = torch.log_softmax(sc.masked_fill(~vis, -1e9), dim=-1)
+            kl = (tgt * (torch.log(tgt.clamp(min=1e-9)) - logq)).sum(-1)
+            self.aux_loss = kl[rows].mean() if rows.any() else sc.new_zeros(())
         o = torch.einsum("bhtn,bnd->bthd", p, keys)
         o = rope_tail(o, pos, self.freqs, rd, inverse=True)
         G = cfg.o_groups
@@ -521,6 +536,8 @@ class MoE(nn.Module):
             xe = xf[rows]
             h = w[rows, slot, None] * swiglu(ex.w1(xe), ex.w3(xe), lim)
             out = out.index_add(0, rows, ex.w2(h))
+        if self.training:
+            self.load = torch.bincount(sel.reshape(-1), minlength=cfg.n_experts)
         if stats is not None:
             stats.append(torch.bincount(sel.reshape(-1), minlength=cfg.n_experts))
         se = self.shared_experts
@@ -621,18 +638,22 @@ class Model(nn.Module):
             e = _STE.apply(e, "bf16")
         return e[tokens]
 
-    def _head(self, X, site, norm):
-        return rmsnorm(hc_head(X, site, self.cfg), norm, self.cfg.eps) @ self.head.w().t()
+    def _head(self, X, site, norm, rows=None):
+        y = rmsnorm(hc_head(X, site, self.cfg), norm, self.cfg.eps)
+        if rows is not None:
+            y = y[rows]
+        return y @ self.head.w().t()
 
-    def forward(self, tokens, mtp=True, stats=None):
+    def forward(self, tokens, mtp=True, stats=None, rows=None, mtp_rows=None):
         """tokens [B, T] (positions 0..T-1) -> (logits [B, T, V], MTP logits [B, T-1, V] or None);
-        MTP row i predicts token i+2 from the trunk state at i and token i+1 (RoPE position i)"""
+        MTP row i predicts token i+2 from the trunk state at i and token i+1 (RoPE position i).
+        rows / mtp_rows (bool [B, T] / [B, T-1]): logits of those rows only, as [n, V] (training)"""
         cfg = self.cfg
         h = self._emb(tokens)
         X = h[:, :, None, :].expand(-1, -1, cfg.hc, -1)
         for layer in self.layers:
             X = layer(X, tokens, cfg, stats)
-        logits = self._head(X, self.hc_head, self.norm)
+        logits = self._head(X, self.hc_head, self.norm, rows)
         ml = None
         if mtp and self.mtp is not None and tokens.shape[1] > 1:
             m = self.mtp
@@ -640,7 +661,7 @@ class Model(nn.Module):
             hn = rmsnorm(X[:, :-1], m.hnorm, cfg.eps)
             Z = m.e_proj(e)[:, :, None, :] + m.h_proj(hn)
             Z = m.block(Z, tokens[:, 1:], cfg, stats)
-            ml = self._head(Z, m.hc_head, m.norm)
+            ml = self._head(Z, m.hc_head, m.norm, mtp_rows)
         return logits, ml
 
 
