@@ -10,7 +10,9 @@ against libdsv4 (meson test 'train-tiny', run by run-test.sh).
      the model quantised in place equals the exported-and-reloaded checkpoint (and fake quantisation
      leaves quantised weights unchanged), and
      libdsv4 on the export equals model.py on it within 1e-3 (main and MTP, prefill and decode);
-  4. train.py runs a few steps from a seed and exports a checkpoint libdsv4 loads.
+  4. train.py runs a few steps from a seed and exports a checkpoint libdsv4 loads;
+  5. the committed demo model models/tiny-chat: at most 16 MiB, and libdsv4's logits equal model.py's
+     within 1e-3 (main and MTP, prefill and decode) on a chat prompt and the model's own answer.
 
 Argument: the build dir (libdsv4.so). Environment: DSV4_SHARED_DIR. Prints "N passed, N failed".
 """
@@ -145,6 +147,22 @@ if os.path.exists(os.path.join(here, "train.py")):
     if r.returncode == 0:
         m = M.load_model(out)
         compare_lib("train.py --smoke", out, m, [int(t) for t in rng.integers(0, m.cfg.vocab, 20)], steps=(None, 1))
+
+# ---- 5. the committed demo model ---------------------------------------------------------------
+demo = os.path.join(here, "..", "..", "models", "tiny-chat")
+if os.path.exists(os.path.join(demo, "config.json")):
+    size = sum(os.path.getsize(os.path.join(demo, f)) for f in os.listdir(demo))
+    check(size <= 16 * 1024 * 1024, f"models/tiny-chat: {size / 1e6:.2f} MB (<= 16 MiB)")
+    m = M.load_model(demo)
+    tok = dsv4.Tokenizer(os.path.join(demo, "tokenizer.json"))
+    text = ("<\uff5cbegin\u2581of\u2581sentence\uff5c>You are a helpful assistant.<\uff5cUser\uff5c>"
+            "What is the capital of Peru?<\uff5cAssistant\uff5c><think>")
+    ids = tok.encode(text)
+    # a prompt, then the model's own greedy continuation, so the decode runs where the model is sure
+    with torch.no_grad():
+        for _ in range(12):
+            ids.append(int(m(torch.tensor(ids)[None], mtp=False)[0][0, -1].argmax()))
+    compare_lib("models/tiny-chat", demo, m, ids, steps=(None, 1))
 
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
