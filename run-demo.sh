@@ -41,15 +41,18 @@ build/programs/dsv4-info "$model" --load
 # The text layer on the model's own tokenizer.
 printf 'Hello from libdsv4! 你好 <think>' | build/examples/dsv4-tokenize "$model/tokenizer.json" encode - --pieces
 # A real generation: prefill the prompt, then sample 24 tokens. The tiny
-# model learnt a few facts about countries and words; the synthetic model's
-# weights are random, so its text is too.
+# model learnt the forms of its corpus (English sentences about countries and
+# words) but few of the facts; the synthetic model's weights are random, so
+# its text is too.
 build/examples/dsv4-generate --tokens 24 --seed 1 "$model" 'The capital of France is'
 # A chat answer through the generation API, streamed as it is produced: the
 # reasoning first (dimmed on a terminal), then the answer, then a line of
 # timings on stderr.
 build/programs/dsv4-cli --max-tokens 96 --temperature 0 --seed 1 "$model" 'What is the capital of Peru?'
-# A tool call: the model sees the tools' schemas, answers with a DSML call that
-# the library parses into a structured call (printed as [tool call #0] ...).
+# A tool call: the model sees the tools' schemas and answers with a DSML call
+# that the library parses into a structured call (printed as [tool call #0]).
+# tool_choice required: the tiny model rarely decides to call on its own
+# (docs/tiny-model.md), so the library's constraint makes it call.
 tools=build/demo-tools.json
 cat > "$tools" <<'JSON'
 [{"type": "function", "function": {"name": "get_country", "description": "Look up facts about a country.",
@@ -59,4 +62,4 @@ cat > "$tools" <<'JSON'
   "parameters": {"type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]}}}]
 JSON
 build/programs/dsv4-cli --max-tokens 96 --temperature 0 --seed 1 --system 'You are a helpful assistant.' \
-    --tools "$tools" "$model" 'What does dimly mean?'
+    --tools "$tools" --tool-choice required "$model" 'What does dimly mean?'

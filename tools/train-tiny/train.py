@@ -1,7 +1,7 @@
 """tools/train-tiny/train.py — train the tiny DeepSeek-V4-architecture model (docs/tiny-model.md).
 
 CPU only, Debian's python3-torch; reproducible from --seed (the same seed, steps, data and thread count
-give the same weights, unless --minutes cuts the run short). The corpus is the data helper's output
+give the same weights, unless --minutes, a time budget, is what ends the run). The corpus is the data helper's output
 (tools/train-tiny/data: corpus-train.jsonl / corpus-heldout.jsonl with the token ids of chat
 conversations in the official DeepSeek-V4 encoding, made with the model's tokenizer.json, and the
 `loss_spans` the assistant writes). A training window packs whole conversations back to back from a
@@ -127,12 +127,14 @@ def main():
     ap.add_argument("--tokenizer", default=None, help="default: DATA/tokenizer.json")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=23)
-    ap.add_argument("--steps", type=int, default=170)
+    ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--qat", type=float, default=0.2, help="fraction of the steps run quantisation-aware")
-    ap.add_argument("--minutes", type=float, default=0, help="stop early (and still export) after this long")
+    ap.add_argument("--minutes", type=float, default=0,
+                    help="a time budget: the schedule (learning rate, quantisation-aware phase) follows the larger "
+                         "of the step and time fractions, and the run stops (and exports) when either ends")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--save-every", type=int, default=200)
@@ -152,7 +154,7 @@ def main():
         wts = [np.ones(len(x), np.float32) for x in ids]
         v_ids, v_wts = ids[:20], wts[:20]
         ids, wts = ids[20:], wts[20:]
-        a.steps, a.seq, a.batch, a.log_every, a.save_every = 4, 48, 2, 1, 0
+        a.steps, a.seq, a.batch, a.log_every, a.save_every, a.qat = 4, 48, 2, 1, 0, 0.5
     else:
         tj = json.load(open(tok_path, encoding="utf-8"))
         vocab = max([len(tj["model"]["vocab"])] + [t["id"] + 1 for t in tj.get("added_tokens", [])])
@@ -180,23 +182,37 @@ def main():
                             lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
     warm = max(1, min(30, a.steps // 10))
 
-    def lr_at(s):
+    def progress(s):
+        """fraction of the run done: by steps, or by time when --minutes runs out first"""
+        p = s / a.steps
+        if a.minutes:
+            p = max(p, (time.time() - t0) / (a.minutes * 60))
+        return min(p, 1.0)
+
+    def lr_at(s, p):
         if s < warm:
             return a.lr * (s + 1) / warm
-        t = (s - warm) / max(1, a.steps - warm)
+        p0 = warm / a.steps
+        t = min(1.0, max(0.0, (p - p0) / max(1e-9, 1 - p0)))
         return a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
     rng = random.Random(a.seed)
     it = batches(ids, wts, a.seq, a.batch, rng)
-    qat_from = int(a.steps * (1 - a.qat))
     t0 = time.time()
     ema = None
+    qat_on = False
     for step in range(a.steps):
-        if step == qat_from and a.qat > 0:
+        p = progress(step)
+        if p >= 1.0:
+            print(f"train.py: stopping at step {step} (--minutes {a.minutes})", flush=True)
+            break
+        if not qat_on and a.qat > 0 and p >= 1 - a.qat:
+            qat_on = True
             M.set_fake_quant(model, True)
             print(f"train.py: step {step}: quantisation-aware from here", flush=True)
+        lr = lr_at(step, p)
         for gparam in opt.param_groups:
-            gparam["lr"] = lr_at(step)
+            gparam["lr"] = lr
         x, w = next(it)
         loss, main_l, mtp_l, aux_l = loss_of(model, x, w)
         opt.zero_grad(set_to_none=True)
@@ -213,11 +229,8 @@ def main():
         if step % a.log_every == 0 or step == a.steps - 1:
             el = time.time() - t0
             print(f"step {step:5d}  loss {main_l.item():.3f} (ema {ema:.3f})  mtp {mtp_l.item():.3f}  "
-                  f"indexer {aux_l.item():.3f}  lr {lr_at(step):.2e}  {el / (step + 1):.2f} s/step  "
+                  f"indexer {aux_l.item():.3f}  lr {lr:.2e}  {el / (step + 1):.2f} s/step  "
                   f"{el / 60:.1f} min", flush=True)
-        if a.minutes and time.time() - t0 > a.minutes * 60:
-            print(f"train.py: stopping at step {step} (time budget)", flush=True)
-            break
         if a.save_every and step and step % a.save_every == 0:
             torch.save({"step": step, "model": model.state_dict(), "cfg": cfg}, os.path.join(a.out, "..",
                        f".{os.path.basename(a.out)}-state.pt"))
