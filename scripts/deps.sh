@@ -5,7 +5,8 @@
 # Go, bindgen (which loads clang's libclang) and Rust for the binding tests (bindings/, suite
 # 'bindings'); libmicrohttpd is dsv4-server's HTTP library, wrk and curl drive its test
 # (tests/server); python3-regex for the tiny model's tokenizer tools
-# (tools/train-tiny/data, checked by tests/text/tiny_tokenizer_check.py).
+# (tools/train-tiny/data, checked by tests/text/tiny_tokenizer_check.py);
+# python3-torch runs the tiny model's training script test (tools/train-tiny).
 # Does nothing when everything is already installed.
 # Runs apt-get directly as root, through sudo otherwise.
 set -eu
@@ -13,7 +14,7 @@ pkgs="build-essential g++ meson ninja-build pkg-config python3 python3-numpy pyt
       libdnnl-dev libjansson-dev libzstd-dev zlib1g-dev libpcre2-dev
       abigail-tools ca-certificates libsimde-dev
       clang libclang-rt-14-dev libomp-dev
-      python3-pytest python3-pip valgrind golang-go bindgen
+      python3-pytest python3-pip python3-torch valgrind golang-go bindgen
       libmicrohttpd-dev wrk curl"
 missing=""
 for p in $pkgs; do
