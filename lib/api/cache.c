@@ -256,7 +256,8 @@ dsv4_status dsv4_prefix_cache_store(dsv4_prefix_cache *c, dsv4_session *s)
         snprintf(path, pl, "%s/%016llx.dsv4s", c->dir, (unsigned long long)key_hash(&m, x.tokens, pos));
         snprintf(tmp, pl + 16, "%s.%ld.tmp", path, (long)getpid());
         int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-        dsv4__sfile_data d = { pos, x.tokens, x.cuts, x.img, x.img_bytes, x.logits, { 0 } };
+        dsv4__sfile_data d = { .pos = pos, .tokens = x.tokens, .cuts = x.cuts, .img = x.img,
+                               .img_bytes = x.img_bytes, .logits = x.logits };
         dsv4__err e = { 0, "" };
         if (fd < 0 || dsv4__sfile_write(&m, &d, 1, dsv4__fd_write, &fd, &e) || close(fd) || rename(tmp, path)) {
             io = DSV4_ERR_IO;
@@ -361,6 +362,8 @@ dsv4_status dsv4_prefix_cache_restore(dsv4_prefix_cache *c, dsv4_session *s, con
             x->has_logits = d.logits != NULL;
             x->bytes = x->img_bytes + x->pos * 4 + (x->pos + 7) / 8 + (x->logits ? m.vocab * 4 : 0);
             dsv4__free(d.tokens);
+            dsv4__free(d.ck); /* an entry's file holds no checkpoints; a session file put there may */
+            dsv4__free(d.ck_raw);
             c->bytes += x->bytes;
             x->used = ++c->tick;
             apply_entry(s, x);

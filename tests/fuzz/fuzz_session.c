@@ -17,13 +17,23 @@ static dsv4_session *sess;
 static uint8_t *base;
 static size_t base_len;
 
-static uint8_t *snap(size_t *n)
+/* the session saved (uncompressed) into a buffer of this process: one
+ * save when it fits (it does after the first), two otherwise */
+static uint8_t *snap_buf;
+static size_t snap_cap;
+
+static const uint8_t *snap(size_t *n)
 {
-    size_t need = 0;
-    dsv4_session_save_buffer(sess, NULL, 0, &need, DSV4_SAVE_UNCOMPRESSED);
-    uint8_t *b = malloc(need ? need : 1);
-    FUZZ_ASSERT(b && dsv4_session_save_buffer(sess, b, need, n, DSV4_SAVE_UNCOMPRESSED) == DSV4_OK, "save");
-    return b;
+    dsv4_status st = dsv4_session_save_buffer(sess, snap_buf, snap_cap, n, DSV4_SAVE_UNCOMPRESSED);
+    if (st == DSV4_ERR_BUFFER_TOO_SMALL) {
+        free(snap_buf);
+        snap_cap = *n + *n / 2;
+        snap_buf = malloc(snap_cap);
+        FUZZ_ASSERT(snap_buf, "out of memory");
+        st = dsv4_session_save_buffer(sess, snap_buf, snap_cap, n, DSV4_SAVE_UNCOMPRESSED);
+    }
+    FUZZ_ASSERT(st == DSV4_OK, "save: %d", st);
+    return snap_buf;
 }
 
 static void setup(void)
@@ -41,7 +51,10 @@ static void setup(void)
     dsv4_options_free(o);
     static const int32_t t[5] = { 1, 7, 300, 42, 9 };
     dsv4_session_eval(sess, t, 5, 0);
-    base = snap(&base_len);
+    const uint8_t *b = snap(&base_len);
+    base = malloc(base_len);
+    FUZZ_ASSERT(base, "out of memory");
+    memcpy(base, b, base_len);
 }
 
 static void fix_sums(uint8_t *b, size_t n)
@@ -82,15 +95,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (dsv4_session_position(sess) < 64)
             FUZZ_ASSERT(dsv4_session_eval(sess, &t, 1, 0) == DSV4_OK, "eval after restore");
         size_t len = 0;
-        free(snap(&len));
+        snap(&len);
         /* back to the base state for the next input */
         FUZZ_ASSERT(dsv4_session_restore_buffer(sess, base, base_len) == DSV4_OK, "restore base");
     } else {
         FUZZ_ASSERT(dsv4_session_last_error(sess)[0] != 0, "status %d without a message", st);
         size_t len = 0;
-        uint8_t *now = snap(&len);
+        const uint8_t *now = snap(&len);
         FUZZ_ASSERT(len == base_len && !memcmp(now, base, len), "refused input (status %d) changed the session", st);
-        free(now);
     }
     free(in);
     return 0;
