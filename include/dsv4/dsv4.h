@@ -880,8 +880,12 @@ typedef struct dsv4_prefix_cache dsv4_prefix_cache;
  * `dir` (created if missing): every stored state is also written there as a
  * session file (docs/sessions.md), and the files already there — from this
  * or an earlier process — are indexed at creation and restored when they
- * match (a file that fails its checks is skipped). Files are never deleted
- * by the cache. Entries of any model live side by side: a lookup only
+ * match (a file that fails its checks is skipped). The directory's entry
+ * files are kept within a disk budget (DSV4_PREFIX_CACHE_DISK_DEFAULT until
+ * dsv4_prefix_cache_set_disk_limit), least recently used removed first; it
+ * may be shared by several processes at once (files are written under a
+ * temporary name and renamed; one that vanishes is dropped from the index).
+ * Entries of any model live side by side: a lookup only
  * considers those of the session's model, numerics, revision and MTP setting.
  * @param dir      NULL for memory only; borrowed for the call.
  * @param err_msg  optional, as for dsv4_model_load.
@@ -896,6 +900,26 @@ DSV4_EXPERIMENTAL_API dsv4_status dsv4_prefix_cache_create(int64_t max_bytes, co
 /** Release the caller's reference (sessions using the cache keep it
  *  alive); NULL is a no-op. @experimental @since 0.1.0 */
 DSV4_EXPERIMENTAL_API void dsv4_prefix_cache_free(dsv4_prefix_cache *cache);
+
+/** The disk budget of a cache's directory until
+ *  dsv4_prefix_cache_set_disk_limit: 8 GiB. @experimental @since 0.1.0 */
+#define DSV4_PREFIX_CACHE_DISK_DEFAULT (INT64_C(8) << 30)
+
+/**
+ * Limit the bytes of entry files in the cache's directory (0: no limit).
+ * After every file it writes, and now, the cache removes the directory's
+ * least recently used entry files until the rest fit; the file just written
+ * goes last (alone above the budget, it goes too: the entry then lives in
+ * memory only). "Used" is the time the cache records in the file (its
+ * modification time, set when a cache of any process writes, restores or
+ * re-stores it; never the access time), so processes sharing the directory
+ * evict in one order; each applies its own budget. Temporary files of
+ * writers that died over an hour ago are removed too. No-op without a
+ * directory.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL, max_bytes < 0).
+ * @threadsafety any thread. @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_prefix_cache_set_disk_limit(dsv4_prefix_cache *cache, int64_t max_bytes);
 
 /**
  * Store the session's state at its current position, keyed by its token
@@ -937,7 +961,9 @@ enum dsv4_cache_stat_value {
     DSV4_CACHE_HITS = 3,         /**< restores that found a prefix */
     DSV4_CACHE_MISSES = 4,       /**< restores that found none */
     DSV4_CACHE_HIT_TOKENS = 5,   /**< tokens restored in all */
-    DSV4_CACHE_EVICTIONS = 6     /**< states dropped from memory for the budget */
+    DSV4_CACHE_EVICTIONS = 6,    /**< states dropped from memory for the budget */
+    DSV4_CACHE_DISK_BYTES = 7,   /**< bytes of entry files in the directory at the last trim (0 without one) */
+    DSV4_CACHE_DISK_EVICTIONS = 8 /**< entry files this cache removed for the disk budget */
 };
 
 /** One counter; -1 for NULL or an unknown key. @threadsafety any thread.

@@ -747,6 +747,89 @@ static void ckpt_file_checks(dsv4_model *m, const int32_t *tok)
     dsv4_context_free(c);
 }
 
+/* the directory's disk budget: least recently used files go, by the times
+ * the cache records; caches (processes) sharing it; half-written files */
+static void disk_checks(dsv4_session *s1, dsv4_session *s2, const int32_t *tok)
+{
+    char *dir = test_tmpdir("pcache-disk");
+    char cmd[4400];
+    size_t got = 0;
+    dsv4_prefix_cache *e1 = NULL, *e2 = NULL, *e3 = NULL;
+    /* memory budget 1 byte: every entry lives in its file only */
+    CHECK(dsv4_prefix_cache_create(1, dir, &e1, NULL) == DSV4_OK, "cache on %s", dir);
+    CHECK(dsv4_prefix_cache_set_disk_limit(e1, -1) == DSV4_ERR_INVALID_ARGUMENT &&
+          dsv4_prefix_cache_set_disk_limit(NULL, 0) == DSV4_ERR_INVALID_ARGUMENT, "bad disk limits refused");
+    CHECK(dsv4_prefix_cache_stat(e1, DSV4_CACHE_DISK_BYTES) == 0, "empty directory: 0 bytes");
+    for (int p = 30; p <= 40; p += 10) {
+        dsv4_session_reset(s1);
+        feed_calls(s1, tok, p);
+        CHECK(dsv4_prefix_cache_store(e1, s1) == DSV4_OK, "store %d", p);
+    }
+    int64_t two = dsv4_prefix_cache_stat(e1, DSV4_CACHE_DISK_BYTES), limit = two + two * 3 / 10;
+    CHECK(two > 0 && dsv4_prefix_cache_set_disk_limit(e1, limit) == DSV4_OK &&
+          dsv4_prefix_cache_stat(e1, DSV4_CACHE_DISK_EVICTIONS) == 0, "two files, %lld bytes, within %lld",
+          (long long)two, (long long)limit);
+    /* use the entry at 30, then store one at 50: the one at 40 is the least recently used */
+    dsv4_session_reset(s2);
+    CHECK(dsv4_prefix_cache_restore(e1, s2, tok, 35, 0, &got) == DSV4_OK && got == 30, "hit at 30 (%zu)", got);
+    dsv4_session_reset(s1);
+    feed_calls(s1, tok, 50);
+    CHECK(dsv4_prefix_cache_store(e1, s1) == DSV4_OK, "store 50");
+    int64_t now = dsv4_prefix_cache_stat(e1, DSV4_CACHE_DISK_BYTES);
+    CHECK(dsv4_prefix_cache_stat(e1, DSV4_CACHE_DISK_EVICTIONS) == 1 && now <= limit && now > two / 2,
+          "over the budget: one file removed (%lld), %lld bytes left", (long long)dsv4_prefix_cache_stat(e1, DSV4_CACHE_DISK_EVICTIONS),
+          (long long)now);
+    /* another cache (as another process would) sees 30 and 50, not 40 */
+    CHECK(dsv4_prefix_cache_create(64 << 20, dir, &e2, NULL) == DSV4_OK &&
+          dsv4_prefix_cache_stat(e2, DSV4_CACHE_ENTRIES) == 2, "a second cache indexes the 2 files left");
+    dsv4_session_reset(s2);
+    CHECK(dsv4_prefix_cache_restore(e2, s2, tok, 45, 0, &got) == DSV4_OK && got == 30, "least recently used went: "
+          "40 is gone, 30 is there (%zu)", got);
+    CHECK(dsv4_prefix_cache_restore(e2, s2, tok, 80, 0, &got) == DSV4_OK && got == 50, "the newest is there (%zu)", got);
+    /* a half-written file under an entry's name (not by the cache, which
+     * renames): the next best entry is restored, the bad file dropped */
+    snprintf(cmd, sizeof cmd, "cd '%s' && f=$(ls -S *.dsv4s | head -n 1) && head -c 3000 \"$f\" > 0000half.dsv4s && "
+             "rm \"$f\"", dir);
+    CHECK(system(cmd) == 0, "half-written file made");
+    CHECK(dsv4_prefix_cache_create(1 << 20, dir, &e3, NULL) == DSV4_OK, "third cache");
+    dsv4_session_reset(s2);
+    int64_t e3n = dsv4_prefix_cache_stat(e3, DSV4_CACHE_ENTRIES);
+    CHECK(dsv4_prefix_cache_restore(e3, s2, tok, 80, 0, &got) == DSV4_OK && got == 30 &&
+          dsv4_prefix_cache_stat(e3, DSV4_CACHE_ENTRIES) == 1, "half-written file (indexed: %lld): skipped, 30 "
+          "restored (%zu)", (long long)e3n, got);
+    /* e1's file of 50 vanished (removed above, as by another process): a miss down to 30, no crash */
+    dsv4_session_reset(s2);
+    CHECK(dsv4_prefix_cache_restore(e1, s2, tok, 80, 0, &got) == DSV4_OK && got == 30, "a vanished file: the next "
+          "best (%zu)", got);
+    /* temporary files: a live writer's stays, a dead one's (over an hour old) goes */
+    snprintf(cmd, sizeof cmd, "cd '%s' && echo x > a.dsv4s.1.0.tmp && echo x > b.dsv4s.2.0.tmp && "
+             "touch -d '2 hours ago' b.dsv4s.2.0.tmp", dir);
+    CHECK(system(cmd) == 0, "temporary files made");
+    dsv4_prefix_cache_set_disk_limit(e2, 0);
+    snprintf(cmd, sizeof cmd, "cd '%s' && test -f a.dsv4s.1.0.tmp && test ! -e b.dsv4s.2.0.tmp", dir);
+    CHECK(system(cmd) == 0, "a fresh temporary file kept, an old one removed");
+    /* a tiny budget from another cache empties the directory under e1 */
+    CHECK(dsv4_prefix_cache_set_disk_limit(e2, 1) == DSV4_OK && dsv4_prefix_cache_stat(e2, DSV4_CACHE_DISK_BYTES) == 0,
+          "budget 1 byte: every entry file removed");
+    dsv4_session_reset(s2);
+    CHECK(dsv4_prefix_cache_restore(e1, s2, tok, 80, 0, &got) == DSV4_OK && got == 0 && dsv4_session_position(s2) == 0,
+          "every file gone under the cache: a clean miss");
+    dsv4_session_reset(s1);
+    feed_calls(s1, tok, 20);
+    dsv4_status sst = dsv4_prefix_cache_store(e2, s1);
+    int64_t db = dsv4_prefix_cache_stat(e2, DSV4_CACHE_DISK_BYTES);
+    dsv4_session_reset(s2);
+    dsv4_status rst = dsv4_prefix_cache_restore(e2, s2, tok, 25, 0, &got);
+    CHECK(sst == DSV4_OK && db == 0 && rst == DSV4_OK && got == 20,
+          "a file alone above the budget goes too; the entry stays in memory (store %d, %lld bytes on disk, %zu "
+          "restored)", sst, (long long)db, got);
+    dsv4_prefix_cache_free(e1);
+    dsv4_prefix_cache_free(e2);
+    dsv4_prefix_cache_free(e3);
+    test_rmtree(dir);
+    free(dir);
+}
+
 static void cache_checks(dsv4_model *m, const int32_t *tok)
 {
     dsv4_context *c = mkctx(m, DSV4_NUMERICS_REFERENCE, 256), *c2 = mkctx(m, DSV4_NUMERICS_REFERENCE, 128),
@@ -838,6 +921,7 @@ static void cache_checks(dsv4_model *m, const int32_t *tok)
     dsv4_prefix_cache_free(d2);
     test_rmtree(dir);
     free(dir);
+    disk_checks(s1, s2, tok);
     free(at50);
     free(la);
     free(lb);
