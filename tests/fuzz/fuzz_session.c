@@ -3,7 +3,8 @@
  * docs/sessions.md). Byte 0 bit 0: restore the rest as is; set: first
  * rewrite its header checksum and every section checksum (sections laid out
  * by their declared stored sizes) so the fuzzer gets past them. The session
- * (golden tiny-a, MTP on, 64-token context, at position 5) must either
+ * (golden tiny-a, MTP on, 64-token context, at position 5, checkpoints at
+ * 3 and 5; the comparison below includes them) must either
  * accept the input — then it evaluates a token and saves again — or refuse
  * it with a status and a message, byte-for-byte unchanged.
  */
@@ -49,8 +50,12 @@ static void setup(void)
     dsv4_options_set_i64(o, DSV4_OPT_MTP, 1);
     FUZZ_ASSERT(dsv4_session_create(ctx, o, &sess, NULL) == DSV4_OK, "session");
     dsv4_options_free(o);
+    /* at position 5 with checkpoints at 3 and 5 (format version 2's section) */
     static const int32_t t[5] = { 1, 7, 300, 42, 9 };
-    dsv4_session_eval(sess, t, 5, 0);
+    dsv4_session_eval(sess, t, 3, 0);
+    dsv4_session_checkpoint(sess);
+    dsv4_session_eval(sess, t + 3, 2, 0);
+    dsv4_session_checkpoint(sess);
     const uint8_t *b = snap(&base_len);
     base = malloc(base_len);
     FUZZ_ASSERT(base, "out of memory");
