@@ -223,7 +223,6 @@ static void disk_trim(dsv4_prefix_cache *c, const char *keep)
     }
     const char *keep_name = keep ? strrchr(keep, '/') : NULL;
     keep_name = keep_name ? keep_name + 1 : keep;
-    int removed = 0;
     if (max > 0 && total > max && nf > 0) {
         qsort(f, (size_t)nf, sizeof *f, dfile_older);
         for (int pass = 0; pass < 2 && total > max; pass++)
@@ -231,7 +230,6 @@ static void disk_trim(dsv4_prefix_cache *c, const char *keep)
                 if (!f[i].name[0] || (pass == 0 && keep_name && !strcmp(f[i].name, keep_name))) continue;
                 if (unlinkat(dirfd(d), f[i].name, 0) == 0 || errno == ENOENT) {
                     total -= f[i].size;
-                    removed++;
                     size_t pl = strlen(c->dir) + strlen(f[i].name) + 2;
                     char *path = dsv4__malloc(pl);
                     if (path) {
@@ -252,7 +250,6 @@ static void disk_trim(dsv4_prefix_cache *c, const char *keep)
     pthread_mutex_unlock(&c->mu);
     for (int i = 0; i < nf; i++) dsv4__free(f[i].name);
     dsv4__free(f);
-    (void)removed;
 }
 
 dsv4_status dsv4_prefix_cache_set_disk_limit(dsv4_prefix_cache *c, int64_t max_bytes)
