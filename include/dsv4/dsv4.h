@@ -855,18 +855,24 @@ typedef int64_t (*dsv4_read_fn)(void *user, void *dst, size_t len);
 /** Flags of dsv4_session_save(). @experimental @since 0.1.0 */
 enum {
     /** store the sections raw instead of zstd-compressed */
-    DSV4_SAVE_UNCOMPRESSED = 1u << 0
+    DSV4_SAVE_UNCOMPRESSED = 1u << 0,
+    /** leave the session's checkpoints out (a smaller file; the restored
+     *  session then rewinds from position 0) */
+    DSV4_SAVE_NO_CHECKPOINTS = 1u << 1
 };
 
 /**
  * Save the session: the exact decode state at its position, its token
- * history (with its eval calls' boundaries) and its last logits, in the
- * versioned session format of docs/sessions.md (magic, format and library
- * version, model fingerprint, numerics, revision, context length, MTP
- * flag, position; zstd-compressed sections; checksums). Checkpoints are not
- * saved. The session is not changed.
+ * history (with its eval calls' boundaries), its last logits and its
+ * checkpoints (so that a restored session rewinds as cheaply as this one),
+ * in the versioned session format of docs/sessions.md (magic, format and
+ * library version, model fingerprint, numerics, revision, context length,
+ * MTP flag, position; zstd-compressed sections; checksums). Files are
+ * written in format version 2; version 1 files (no checkpoints, libdsv4
+ * before checkpoints were saved) are still read. The session is not changed.
  * @param fn     receives the bytes in order (several calls).
- * @param flags  0 or DSV4_SAVE_UNCOMPRESSED.
+ * @param flags  0 or a combination of DSV4_SAVE_UNCOMPRESSED and
+ *               DSV4_SAVE_NO_CHECKPOINTS.
  * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL, unknown flag);
  *         DSV4_ERR_OUT_OF_MEMORY; DSV4_ERR_IO (the sink failed; what it
  *         was given so far is not a whole file).
@@ -885,8 +891,11 @@ DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_save_fd(dsv4_session *session, in
 /**
  * dsv4_session_save() into a caller buffer of `cap` bytes; *len receives
  * the size of the saved state (also when the buffer is too small).
- * @return as dsv4_session_save(); DSV4_ERR_BUFFER_TOO_SMALL (nothing
- *         written; *len is the size needed). @experimental @since 0.1.0
+ * The bytes are written in place as they come (no copy is allocated);
+ * buf NULL with cap 0 asks for the size only.
+ * @return as dsv4_session_save(); DSV4_ERR_BUFFER_TOO_SMALL (*len is the
+ *         size needed; the buffer holds no whole file: its first bytes may
+ *         have been written). @experimental @since 0.1.0
  */
 DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_save_buffer(dsv4_session *session, void *buf, size_t cap,
                                                            size_t *len, uint32_t flags);
@@ -896,14 +905,17 @@ DSV4_EXPERIMENTAL_API dsv4_status dsv4_session_save_buffer(dsv4_session *session
  * same model (fingerprint of its config and tensor table), numerics,
  * revision and MTP setting, into a context at least as long as the saved
  * position. The whole input is read, checked and decompressed first
- * (allocations bounded by this session's own capacity); only then is the
- * session replaced: position, state, history, last logits. Its
- * checkpoints are dropped. On any failure the session is unchanged.
+ * (allocations bounded by this session's own capacity and checkpoint
+ * count); only then is the session replaced: position, state, history,
+ * last logits, and its checkpoints by those of the file (then limited by
+ * dsv4_session_set_checkpoint_limit as usual; a file without checkpoints
+ * leaves none). On any failure the session is unchanged.
  * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL); DSV4_ERR_BAD_FORMAT
  *         (not a session file, unknown format version, truncated,
  *         checksum mismatch, corrupt section, bad token or value);
  *         DSV4_ERR_INCOMPATIBLE (another model, numerics, revision or MTP
- *         setting); DSV4_ERR_CONTEXT_FULL (the saved position exceeds this
+ *         setting; more checkpoints than this session keeps, when that is
+ *         above the default 4: raise its limit first); DSV4_ERR_CONTEXT_FULL (the saved position exceeds this
  *         context's length); DSV4_ERR_IO (the source failed);
  *         DSV4_ERR_OUT_OF_MEMORY.
  * @threadsafety one thread per context. @experimental @since 0.1.0
@@ -930,8 +942,12 @@ typedef struct dsv4_prefix_cache dsv4_prefix_cache;
  * `dir` (created if missing): every stored state is also written there as a
  * session file (docs/sessions.md), and the files already there — from this
  * or an earlier process — are indexed at creation and restored when they
- * match (a file that fails its checks is skipped). Files are never deleted
- * by the cache. Entries of any model live side by side: a lookup only
+ * match (a file that fails its checks is skipped). The directory's entry
+ * files are kept within a disk budget (DSV4_PREFIX_CACHE_DISK_DEFAULT until
+ * dsv4_prefix_cache_set_disk_limit), least recently used removed first; it
+ * may be shared by several processes at once (files are written under a
+ * temporary name and renamed; one that vanishes is dropped from the index).
+ * Entries of any model live side by side: a lookup only
  * considers those of the session's model, numerics, revision and MTP setting.
  * @param dir      NULL for memory only; borrowed for the call.
  * @param err_msg  optional, as for dsv4_model_load.
@@ -946,6 +962,26 @@ DSV4_EXPERIMENTAL_API dsv4_status dsv4_prefix_cache_create(int64_t max_bytes, co
 /** Release the caller's reference (sessions using the cache keep it
  *  alive); NULL is a no-op. @experimental @since 0.1.0 */
 DSV4_EXPERIMENTAL_API void dsv4_prefix_cache_free(dsv4_prefix_cache *cache);
+
+/** The disk budget of a cache's directory until
+ *  dsv4_prefix_cache_set_disk_limit: 8 GiB. @experimental @since 0.1.0 */
+#define DSV4_PREFIX_CACHE_DISK_DEFAULT (INT64_C(8) << 30)
+
+/**
+ * Limit the bytes of entry files in the cache's directory (0: no limit).
+ * After every file it writes, and now, the cache removes the directory's
+ * least recently used entry files until the rest fit; the file just written
+ * goes last (alone above the budget, it goes too: the entry then lives in
+ * memory only). "Used" is the time the cache records in the file (its
+ * modification time, set when a cache of any process writes, restores or
+ * re-stores it; never the access time), so processes sharing the directory
+ * evict in one order; each applies its own budget. Temporary files of
+ * writers that died over an hour ago are removed too. No-op without a
+ * directory.
+ * @return DSV4_OK; DSV4_ERR_INVALID_ARGUMENT (NULL, max_bytes < 0).
+ * @threadsafety any thread. @experimental @since 0.1.0
+ */
+DSV4_EXPERIMENTAL_API dsv4_status dsv4_prefix_cache_set_disk_limit(dsv4_prefix_cache *cache, int64_t max_bytes);
 
 /**
  * Store the session's state at its current position, keyed by its token
@@ -987,7 +1023,9 @@ enum dsv4_cache_stat_value {
     DSV4_CACHE_HITS = 3,         /**< restores that found a prefix */
     DSV4_CACHE_MISSES = 4,       /**< restores that found none */
     DSV4_CACHE_HIT_TOKENS = 5,   /**< tokens restored in all */
-    DSV4_CACHE_EVICTIONS = 6     /**< states dropped from memory for the budget */
+    DSV4_CACHE_EVICTIONS = 6,    /**< states dropped from memory for the budget */
+    DSV4_CACHE_DISK_BYTES = 7,   /**< bytes of entry files in the directory at the last trim (0 without one) */
+    DSV4_CACHE_DISK_EVICTIONS = 8 /**< entry files this cache removed for the disk budget */
 };
 
 /** One counter; -1 for NULL or an unknown key. @threadsafety any thread.

@@ -2,16 +2,30 @@
  * lib/api/cache.c — the prefix cache (docs/sessions.md): session states
  * keyed by (model fingerprint, numerics, revision, MTP, token prefix), in
  * memory under a byte budget with LRU eviction, optionally backed by a
- * directory of session files (lib/state) that outlives the process.
+ * directory of session files (lib/state) that outlives the process, under a
+ * disk budget with LRU eviction of its files.
+ *
+ * The directory may be shared by several processes at once: files are
+ * written under a temporary name of their own and renamed (a reader never
+ * sees half a file; a file is complete or absent), a file that vanished or
+ * fails its checks is dropped from the index, and the time of last use is
+ * the file's modification time, which the cache itself sets (utimensat with
+ * the real-time clock) when it writes, restores or re-stores an entry: the
+ * eviction order of every process sharing the directory, independent of the
+ * mount's atime policy. Temporary files older than an hour (a writer that
+ * died) are removed by the next trim.
  */
 #define DSV4_ENABLE_EXPERIMENTAL
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "api/api_int.h"
 #include "state/sfile.h"
@@ -41,7 +55,20 @@ struct dsv4_prefix_cache {
     int n, cap;
     uint64_t tick;
     int64_t hits, misses, hit_tokens, evictions;
+    int64_t disk_max, disk_bytes, disk_evictions;
 };
+
+/* temporary names unique within the process (pid, then this count) */
+static atomic_uint tmp_seq;
+
+/* record a use of an entry file: its modification time, now, to the ns */
+static void touch_file(const char *path)
+{
+    struct timespec t[2];
+    clock_gettime(CLOCK_REALTIME, &t[0]);
+    t[1] = t[0];
+    utimensat(AT_FDCWD, path, t, 0); /* a file another process removed: nothing to record */
+}
 
 static void drop_state(dsv4_prefix_cache *c, centry *x)
 {
@@ -124,6 +151,117 @@ static void scan_dir(dsv4_prefix_cache *c)
     closedir(d);
 }
 
+typedef struct dfile {
+    char *name;
+    int64_t size;
+    struct timespec used;
+} dfile;
+
+static int dfile_older(const void *a, const void *b)
+{
+    const dfile *x = a, *y = b;
+    if (x->used.tv_sec != y->used.tv_sec) return x->used.tv_sec < y->used.tv_sec ? -1 : 1;
+    if (x->used.tv_nsec != y->used.tv_nsec) return x->used.tv_nsec < y->used.tv_nsec ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* the index forgets a file removed from the directory: a memory state stays
+ * (memory only from now on), an entry without one goes */
+static void forget_path(dsv4_prefix_cache *c, const char *path)
+{
+    for (int i = 0; i < c->n; i++) {
+        if (!c->e[i].path || strcmp(c->e[i].path, path)) continue;
+        if (c->e[i].img) {
+            dsv4__free(c->e[i].path);
+            c->e[i].path = NULL;
+        } else {
+            remove_entry(c, i);
+        }
+        return;
+    }
+}
+
+/* keep the directory's entry files within the disk budget: remove the least
+ * recently used ones (their recorded times) until the rest fit; `keep` (a
+ * file just written, or NULL) goes last. Outside the cache's lock but for
+ * the index update; another process removing the same files is fine. */
+static void disk_trim(dsv4_prefix_cache *c, const char *keep)
+{
+    DIR *d = opendir(c->dir);
+    if (!d) return;
+    pthread_mutex_lock(&c->mu);
+    int64_t max = c->disk_max;
+    pthread_mutex_unlock(&c->mu);
+    dfile *f = NULL;
+    int nf = 0, cap = 0;
+    int64_t total = 0;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        int entry = l >= 7 && !strcmp(de->d_name + l - 6, ".dsv4s"), tmp = l >= 5 && !strcmp(de->d_name + l - 4, ".tmp");
+        if (!entry && !tmp) continue;
+        struct stat sb;
+        if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) || !S_ISREG(sb.st_mode)) continue;
+        if (tmp) {
+            /* a writer that died an hour ago or more */
+            if (now.tv_sec - sb.st_mtim.tv_sec > 3600) unlinkat(dirfd(d), de->d_name, 0);
+            continue;
+        }
+        total += (int64_t)sb.st_size;
+        if (nf == cap) {
+            int nc = cap ? 2 * cap : 64;
+            dfile *g = dsv4__realloc(f, (size_t)nc * sizeof *g);
+            if (!g) break;
+            f = g;
+            cap = nc;
+        }
+        char *name = dsv4__strdup(de->d_name);
+        if (!name) break;
+        f[nf++] = (dfile){ name, (int64_t)sb.st_size, sb.st_mtim };
+    }
+    const char *keep_name = keep ? strrchr(keep, '/') : NULL;
+    keep_name = keep_name ? keep_name + 1 : keep;
+    if (max > 0 && total > max && nf > 0) {
+        qsort(f, (size_t)nf, sizeof *f, dfile_older);
+        for (int pass = 0; pass < 2 && total > max; pass++)
+            for (int i = 0; i < nf && total > max; i++) {
+                if (!f[i].name[0] || (pass == 0 && keep_name && !strcmp(f[i].name, keep_name))) continue;
+                if (unlinkat(dirfd(d), f[i].name, 0) == 0 || errno == ENOENT) {
+                    total -= f[i].size;
+                    size_t pl = strlen(c->dir) + strlen(f[i].name) + 2;
+                    char *path = dsv4__malloc(pl);
+                    if (path) {
+                        snprintf(path, pl, "%s/%s", c->dir, f[i].name);
+                        pthread_mutex_lock(&c->mu);
+                        forget_path(c, path);
+                        c->disk_evictions++;
+                        pthread_mutex_unlock(&c->mu);
+                        dsv4__free(path);
+                    }
+                    f[i].name[0] = 0;
+                }
+            }
+    }
+    closedir(d);
+    pthread_mutex_lock(&c->mu);
+    c->disk_bytes = total;
+    pthread_mutex_unlock(&c->mu);
+    for (int i = 0; i < nf; i++) dsv4__free(f[i].name);
+    dsv4__free(f);
+}
+
+dsv4_status dsv4_prefix_cache_set_disk_limit(dsv4_prefix_cache *c, int64_t max_bytes)
+{
+    if (!c || max_bytes < 0) return DSV4_ERR_INVALID_ARGUMENT;
+    pthread_mutex_lock(&c->mu);
+    c->disk_max = max_bytes;
+    pthread_mutex_unlock(&c->mu);
+    if (c->dir) disk_trim(c, NULL);
+    return DSV4_OK;
+}
+
 dsv4_status dsv4_prefix_cache_create(int64_t max_bytes, const char *dir, dsv4_prefix_cache **out, char **err_msg)
 {
     dsv4__err e = { 0, "" };
@@ -155,7 +293,11 @@ dsv4_status dsv4_prefix_cache_create(int64_t max_bytes, const char *dir, dsv4_pr
     pthread_mutex_init(&c->mu, NULL);
     dsv4__ref_init(&c->ref);
     c->max_bytes = max_bytes;
-    if (c->dir) scan_dir(c);
+    c->disk_max = DSV4_PREFIX_CACHE_DISK_DEFAULT;
+    if (c->dir) {
+        disk_trim(c, NULL);
+        scan_dir(c);
+    }
     *out = c;
     return DSV4_OK;
 }
@@ -185,6 +327,8 @@ int64_t dsv4_prefix_cache_stat(const dsv4_prefix_cache *cc, dsv4_cache_stat key)
     case DSV4_CACHE_MISSES: v = c->misses; break;
     case DSV4_CACHE_HIT_TOKENS: v = c->hit_tokens; break;
     case DSV4_CACHE_EVICTIONS: v = c->evictions; break;
+    case DSV4_CACHE_DISK_BYTES: v = c->dir ? c->disk_bytes : 0; break;
+    case DSV4_CACHE_DISK_EVICTIONS: v = c->disk_evictions; break;
     default: break;
     }
     pthread_mutex_unlock(&c->mu);
@@ -215,6 +359,7 @@ dsv4_status dsv4_prefix_cache_store(dsv4_prefix_cache *c, dsv4_session *s)
     for (int i = 0; i < c->n; i++)
         if (c->e[i].pos == pos && same_kind(&c->e[i].m, &m) && !memcmp(c->e[i].tokens, s->hist, (size_t)pos * 4)) {
             c->e[i].used = ++c->tick;
+            if (c->e[i].path) touch_file(c->e[i].path);
             pthread_mutex_unlock(&c->mu);
             return DSV4_OK;
         }
@@ -246,7 +391,7 @@ dsv4_status dsv4_prefix_cache_store(dsv4_prefix_cache *c, dsv4_session *s)
     dsv4_status io = DSV4_OK;
     if (c->dir) {
         size_t pl = strlen(c->dir) + 64;
-        char *path = dsv4__malloc(pl), *tmp = dsv4__malloc(pl + 16);
+        char *path = dsv4__malloc(pl), *tmp = dsv4__malloc(pl + 32);
         if (!path || !tmp) {
             dsv4__free(path);
             dsv4__free(tmp);
@@ -254,9 +399,10 @@ dsv4_status dsv4_prefix_cache_store(dsv4_prefix_cache *c, dsv4_session *s)
             goto fail;
         }
         snprintf(path, pl, "%s/%016llx.dsv4s", c->dir, (unsigned long long)key_hash(&m, x.tokens, pos));
-        snprintf(tmp, pl + 16, "%s.%ld.tmp", path, (long)getpid());
+        snprintf(tmp, pl + 32, "%s.%ld.%u.tmp", path, (long)getpid(), atomic_fetch_add(&tmp_seq, 1u));
         int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-        dsv4__sfile_data d = { pos, x.tokens, x.cuts, x.img, x.img_bytes, x.logits, { 0 } };
+        dsv4__sfile_data d = { .pos = pos, .tokens = x.tokens, .cuts = x.cuts, .img = x.img,
+                               .img_bytes = x.img_bytes, .logits = x.logits };
         dsv4__err e = { 0, "" };
         if (fd < 0 || dsv4__sfile_write(&m, &d, 1, dsv4__fd_write, &fd, &e) || close(fd) || rename(tmp, path)) {
             io = DSV4_ERR_IO;
@@ -265,6 +411,7 @@ dsv4_status dsv4_prefix_cache_store(dsv4_prefix_cache *c, dsv4_session *s)
             dsv4__free(path);
         } else {
             x.path = path;
+            touch_file(path);
         }
         dsv4__free(tmp);
     }
@@ -276,10 +423,17 @@ dsv4_status dsv4_prefix_cache_store(dsv4_prefix_cache *c, dsv4_session *s)
         goto fail;
     }
     x.used = ++c->tick;
+    /* the file replaced one of the same name (same key): one index entry */
+    if (x.path) forget_path(c, x.path);
     c->e[c->n++] = x;
     c->bytes += x.bytes;
     evict(c);
+    char *written = x.path ? dsv4__strdup(x.path) : NULL;
     pthread_mutex_unlock(&c->mu);
+    if (written) {
+        disk_trim(c, written);
+        dsv4__free(written);
+    }
     return io;
 fail:
     dsv4__free(x.tokens);
@@ -331,6 +485,7 @@ dsv4_status dsv4_prefix_cache_restore(dsv4_prefix_cache *c, dsv4_session *s, con
         if (x->img) {
             apply_entry(s, x);
             x->used = ++c->tick;
+            if (x->path) touch_file(x->path);
         } else {
             /* from the file, checked in full; a bad file leaves the index */
             int fd = open(x->path, O_RDONLY | O_CLOEXEC);
@@ -361,8 +516,11 @@ dsv4_status dsv4_prefix_cache_restore(dsv4_prefix_cache *c, dsv4_session *s, con
             x->has_logits = d.logits != NULL;
             x->bytes = x->img_bytes + x->pos * 4 + (x->pos + 7) / 8 + (x->logits ? m.vocab * 4 : 0);
             dsv4__free(d.tokens);
+            dsv4__free(d.ck); /* an entry's file holds no checkpoints; a session file put there may */
+            dsv4__free(d.ck_raw);
             c->bytes += x->bytes;
             x->used = ++c->tick;
+            touch_file(x->path);
             apply_entry(s, x);
             int64_t got = x->pos;
             evict(c);

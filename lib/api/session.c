@@ -318,13 +318,16 @@ void dsv4__session_meta(dsv4_session *s, dsv4__sfile_meta *m)
     m->mtp = s->has_mtp;
     m->vocab = vocab(s);
     m->lib_version = dsv4_version_number();
+    /* a restore takes as many checkpoints as the session keeps, and at
+     * least the default count (then drops what is above its limits) */
+    m->max_ck = s->max_ck > DEFAULT_MAX_CK ? s->max_ck : DEFAULT_MAX_CK;
 }
 
 dsv4_status dsv4_session_save(dsv4_session *s, dsv4_write_fn fn, void *user, uint32_t flags)
 {
     if (!s) return DSV4_ERR_INVALID_ARGUMENT;
     s->err[0] = 0;
-    if (!fn || (flags & ~(uint32_t)DSV4_SAVE_UNCOMPRESSED)) {
+    if (!fn || (flags & ~(uint32_t)(DSV4_SAVE_UNCOMPRESSED | DSV4_SAVE_NO_CHECKPOINTS))) {
         snprintf(s->err, sizeof s->err, "dsv4_session_save: %s", !fn ? "fn is NULL" : "unknown flags");
         return DSV4_ERR_INVALID_ARGUMENT;
     }
@@ -335,14 +338,25 @@ dsv4_status dsv4_session_save(dsv4_session *s, dsv4_write_fn fn, void *user, uin
     d.tokens = s->hist;
     d.cuts = s->cuts;
     dsv4__err e = { 0, "" };
+    /* the checkpoints, borrowed */
+    int n_ck = flags & DSV4_SAVE_NO_CHECKPOINTS ? 0 : s->n_ck;
+    if (n_ck > 0 && !(d.ck = dsv4__malloc((size_t)n_ck * sizeof *d.ck))) {
+        snprintf(s->err, sizeof s->err, "dsv4_session_save: out of memory");
+        return DSV4_ERR_OUT_OF_MEMORY;
+    }
+    for (int i = 0; i < n_ck; i++)
+        d.ck[i] = (dsv4__sfile_ckpt){ s->ck[i].pos, s->ck[i].img, s->ck[i].img_bytes, s->ck[i].logits };
+    d.n_ck = n_ck;
     dsv4_status st = dsv4__session_image(s, &d.img, &d.img_bytes, &d.logits);
     if (st) {
+        dsv4__free(d.ck);
         snprintf(s->err, sizeof s->err, "dsv4_session_save: out of memory for the state");
         return st;
     }
     st = dsv4__sfile_write(&m, &d, !(flags & DSV4_SAVE_UNCOMPRESSED), fn, user, &e);
     dsv4__free(d.img);
     dsv4__free(d.logits);
+    dsv4__free(d.ck);
     if (st) snprintf(s->err, sizeof s->err, "dsv4_session_save: %s", e.msg);
     return st;
 }
@@ -367,20 +381,14 @@ dsv4_status dsv4_session_save_fd(dsv4_session *s, int fd, uint32_t flags)
     return dsv4_session_save(s, dsv4__fd_write, &fd, flags);
 }
 
-typedef struct membuf { uint8_t *p; size_t n, cap; int oom; } membuf;
+/* the caller's buffer: written in place while the bytes fit, then only
+ * counted (no copy of the whole file in between, no allocation) */
+typedef struct membuf { uint8_t *p; size_t n, cap; } membuf;
 
 static int32_t write_mem(void *user, const void *data, size_t len)
 {
     membuf *b = user;
-    if (b->n + len > b->cap) {
-        size_t c = b->cap ? b->cap : 4096;
-        while (c < b->n + len) c *= 2;
-        uint8_t *p = dsv4__realloc(b->p, c);
-        if (!p) { b->oom = 1; return -1; }
-        b->p = p;
-        b->cap = c;
-    }
-    memcpy(b->p + b->n, data, len);
+    if (b->n <= b->cap && len <= b->cap - b->n) memcpy(b->p + b->n, data, len);
     b->n += len;
     return 0;
 }
@@ -389,28 +397,51 @@ dsv4_status dsv4_session_save_buffer(dsv4_session *s, void *buf, size_t cap, siz
 {
     if (!s || !len || (!buf && cap)) return DSV4_ERR_INVALID_ARGUMENT;
     *len = 0;
-    membuf b = { 0 };
+    membuf b = { buf, 0, cap };
     dsv4_status st = dsv4_session_save(s, write_mem, &b, flags);
-    if (st == DSV4_ERR_IO && b.oom) {
-        snprintf(s->err, sizeof s->err, "dsv4_session_save_buffer: out of memory");
-        st = DSV4_ERR_OUT_OF_MEMORY;
-    }
     if (!st) {
         *len = b.n;
-        if (cap < b.n) st = DSV4_ERR_BUFFER_TOO_SMALL;
-        else memcpy(buf, b.p, b.n);
+        if (cap < b.n) st = DSV4_ERR_BUFFER_TOO_SMALL; /* what was written is not a whole file */
     }
-    dsv4__free(b.p);
     return st;
 }
 
+/* the session at a parsed file: its checkpoints copied first (nothing
+ * changes when that fails), then the rest, which cannot fail */
 static dsv4_status restore_parsed(dsv4_session *s, const dsv4__sfile_data *d)
 {
+    dsv4__ckpt *ck = NULL;
+    if (d->n_ck > 0) {
+        ck = dsv4__calloc((size_t)d->n_ck, sizeof *ck);
+        for (int i = 0; ck && i < d->n_ck; i++) {
+            const dsv4__sfile_ckpt *f = &d->ck[i];
+            ck[i].pos = f->pos;
+            ck[i].img_bytes = f->img_bytes;
+            ck[i].img = dsv4__malloc((size_t)(f->img_bytes > 0 ? f->img_bytes : 1));
+            if (ck[i].img) memcpy(ck[i].img, f->img, (size_t)f->img_bytes);
+            if (f->logits && (ck[i].logits = dsv4__malloc((size_t)vocab(s) * 4)))
+                memcpy(ck[i].logits, f->logits, (size_t)vocab(s) * 4);
+            if (!ck[i].img || (f->logits && !ck[i].logits)) {
+                for (int j = 0; j <= i; j++) ck_free(&ck[j]);
+                dsv4__free(ck);
+                ck = NULL;
+            }
+        }
+        if (!ck) {
+            snprintf(s->err, sizeof s->err, "dsv4_session_restore: out of memory for the checkpoints");
+            return DSV4_ERR_OUT_OF_MEMORY;
+        }
+    }
     memcpy(s->hist, d->tokens, (size_t)d->pos * sizeof *s->hist);
     memset(s->cuts, 0, (size_t)s->ctx->n_ctx / 8 + 1);
     memcpy(s->cuts, d->cuts, (size_t)(d->pos + 7) / 8);
     dsv4__session_drop_checkpoints(s, -1);
     dsv4__session_apply(s, d->pos, d->img, d->logits);
+    dsv4__free(s->ck);
+    s->ck = ck;
+    s->n_ck = d->n_ck;
+    for (int i = 0; i < s->n_ck; i++) s->ck[i].used = ++s->tick;
+    enforce_limits(s, -1);
     return DSV4_OK;
 }
 
@@ -436,9 +467,9 @@ dsv4_status dsv4_session_restore(dsv4_session *s, dsv4_read_fn fn, void *user)
         snprintf(s->err, sizeof s->err, "dsv4_session_restore: %s", e.msg);
         return st;
     }
-    restore_parsed(s, &d);
+    st = restore_parsed(s, &d);
     dsv4__sfile_data_free(&d);
-    return DSV4_OK;
+    return st;
 }
 
 int64_t dsv4__fd_read(void *user, void *dst, size_t len)

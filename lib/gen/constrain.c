@@ -1014,6 +1014,11 @@ int dsv4__cons_complete(const dsv4__cons *c)
 
 int dsv4__cons_in_block(const dsv4__cons *c) { return c && c->p->dsml && c->st.h.started; }
 
+int dsv4__cons_same_state(const dsv4__cons *a, const dsv4__cons *b)
+{
+    return a && b && a->p == b->p && !memcmp(&a->st, &b->st, sizeof a->st);
+}
+
 /* ---- completion ---------------------------------------------------------- */
 
 /* Bytes are fed to the sim as they are emitted: every choice below is made

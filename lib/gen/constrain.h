@@ -83,5 +83,8 @@ size_t dsv4__cons_completion(const dsv4__cons *c, char *buf, size_t cap);
  * 0 for JSON. Set once the "<｜DSML｜" of the opening has been fed (in
  * REQUIRED mode too: the leading "\n\n" alone does not start it). */
 int dsv4__cons_in_block(const dsv4__cons *c);
+/* 1 when a and b are the same program in the same state byte for byte (a
+ * clone, or a constraint that a refused feed left alone); for tests. */
+int dsv4__cons_same_state(const dsv4__cons *a, const dsv4__cons *b);
 
 #endif

@@ -847,7 +847,7 @@ static int allowed(dsv4_gen *g, int32_t t)
     if (t == g->think_open) return 0;
     if (t == g->think_close) return g->in_reasoning;
     if (t == g->eos) {
-        if (g->in_reasoning) return !g->cons; /* constrained content must still come */
+        if (g->in_reasoning) return 1; /* with a constraint: closes the reasoning (next_token) */
         return !g->cons || dsv4__cons_complete(g->cons);
     }
     if (g->in_reasoning) {
@@ -1100,6 +1100,16 @@ static dsv4_status next_token(dsv4_gen *g, int32_t *t)
          * vocabulary): close the output (not a length stop) */
         g->forcing_len = 2;
         return next_token(g, t);
+    }
+    if (!st && g->in_reasoning && g->cons && (*t == g->eos || (*t == g->dsml && g->cons_kind == 2))) {
+        /* the model ends its reasoning without </think> while constrained
+         * content must still come: it wants to stop, or opens a tool-call
+         * block (the DSML marker) inside the reasoning. Left there, the block
+         * would be reasoning text and the stop refused, on to max_tokens;
+         * instead the reasoning closes here and the content (the tool call)
+         * follows under the constraint */
+        force_think_end(g, 1);
+        *t = g->forced[g->i_forced++];
     }
     return st;
 }

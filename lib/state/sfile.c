@@ -2,8 +2,9 @@
  * lib/state/sfile.c — the session file format (sfile.h, docs/sessions.md).
  *
  * Layout (little-endian):
- *   header, 96 bytes: magic "DSV4SESS", u32 format version, u32 header
- *   bytes (96), u32 library version, u32 flags (1 MTP, 2 logits), u64 model
+ *   header, 96 bytes: magic "DSV4SESS", u32 format version (2; 1 is read
+ *   too), u32 header bytes (96), u32 library version, u32 flags (1 MTP,
+ *   2 logits, 4 checkpoints: version 2), u64 model
  *   fingerprint, i32 numerics, i32 revision, i64 context length, i64
  *   position, i32 vocab, u32 section count, 32 bytes reserved (zero);
  *   section table: per section u32 id, u32 codec (0 raw, 1 zstd), u64 raw
@@ -12,7 +13,11 @@
  *   the sections' stored bytes, in table order.
  * Sections, in this order: 1 tokens (i32 each), 2 call boundaries (a bit per
  * position), 3 the state image (lib/graph/kv.c), 4 the logits of position
- * pos-1 (f32, only with flag 2).
+ * pos-1 (f32, only with flag 2), 5 the checkpoints (only with flag 4): u32
+ * count, u32 zero, then per checkpoint, ascending positions at most the
+ * file's: i64 position, u32 flags (1: logits), u32 zero, i64 image bytes,
+ * the state image at that position, the logits of the position before it
+ * (f32, with flag 1). Version 1 is version 2 without flag 4.
  */
 #include <math.h>
 #include <string.h>
@@ -20,9 +25,10 @@
 #include <zstd_errors.h>
 #include "state/sfile.h"
 
-enum { SEC_TOKENS = 1, SEC_CUTS = 2, SEC_STATE = 3, SEC_LOGITS = 4 };
+enum { SEC_TOKENS = 1, SEC_CUTS = 2, SEC_STATE = 3, SEC_LOGITS = 4, SEC_CKPTS = 5 };
 enum { CODEC_RAW = 0, CODEC_ZSTD = 1 };
-enum { FLAG_MTP = 1, FLAG_LOGITS = 2 };
+enum { FLAG_MTP = 1, FLAG_LOGITS = 2, FLAG_CKPTS = 4 };
+#define CK_HEAD 24 /* a checkpoint's fields before its image */
 #define ZSTD_LEVEL 1
 
 /* ---- checksum and fingerprint ------------------------------------------- */
@@ -121,14 +127,42 @@ typedef struct section {
 dsv4_status dsv4__sfile_write(const dsv4__sfile_meta *m, const dsv4__sfile_data *d, int compress,
                               dsv4_write_fn fn, void *user, dsv4__err *e)
 {
-    section sec[4];
+    section sec[5];
     int ns = 0;
+    uint8_t *ck_raw = NULL;
     /* tokens and boundaries as stored little-endian (the library runs on x86-64 only) */
     sec[ns++] = (section){ SEC_TOKENS, 0, (uint64_t)d->pos * 4, 0, 0, (const uint8_t *)d->tokens, NULL };
     sec[ns++] = (section){ SEC_CUTS, 0, (uint64_t)(d->pos + 7) / 8, 0, 0, d->cuts, NULL };
     sec[ns++] = (section){ SEC_STATE, 0, (uint64_t)d->img_bytes, 0, 0, d->img, NULL };
     if (d->logits) sec[ns++] = (section){ SEC_LOGITS, 0, (uint64_t)m->vocab * 4, 0, 0, (const uint8_t *)d->logits, NULL };
     dsv4_status st = DSV4_OK;
+    if (d->n_ck > 0) {
+        /* the checkpoints laid out in one buffer */
+        uint64_t n = 8;
+        for (int32_t i = 0; i < d->n_ck; i++)
+            n += CK_HEAD + (uint64_t)d->ck[i].img_bytes + (d->ck[i].logits ? (uint64_t)m->vocab * 4 : 0);
+        ck_raw = dsv4__malloc((size_t)n);
+        if (!ck_raw) return dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory for the checkpoints");
+        uint8_t *p = ck_raw;
+        put32(p, (uint32_t)d->n_ck);
+        put32(p + 4, 0);
+        p += 8;
+        for (int32_t i = 0; i < d->n_ck; i++) {
+            const dsv4__sfile_ckpt *c = &d->ck[i];
+            put64(p, (uint64_t)c->pos);
+            put32(p + 8, c->logits ? 1u : 0u);
+            put32(p + 12, 0);
+            put64(p + 16, (uint64_t)c->img_bytes);
+            p += CK_HEAD;
+            if (c->img_bytes) memcpy(p, c->img, (size_t)c->img_bytes);
+            p += c->img_bytes;
+            if (c->logits) {
+                memcpy(p, c->logits, (size_t)m->vocab * 4);
+                p += (size_t)m->vocab * 4;
+            }
+        }
+        sec[ns++] = (section){ SEC_CKPTS, 0, n, 0, 0, ck_raw, NULL };
+    }
     ZSTD_CCtx *cz = NULL;
     uint8_t *last_cuts = NULL;
     if (compress) {
@@ -170,7 +204,7 @@ dsv4_status dsv4__sfile_write(const dsv4__sfile_meta *m, const dsv4__sfile_data 
     put32(head + 8, DSV4__SFILE_VERSION);
     put32(head + 12, DSV4__SFILE_HEADER);
     put32(head + 16, m->lib_version);
-    put32(head + 20, (m->mtp ? FLAG_MTP : 0) | (d->logits ? FLAG_LOGITS : 0));
+    put32(head + 20, (m->mtp ? FLAG_MTP : 0) | (d->logits ? FLAG_LOGITS : 0) | (d->n_ck > 0 ? FLAG_CKPTS : 0));
     put64(head + 24, m->fingerprint);
     put32(head + 32, (uint32_t)m->numerics);
     put32(head + 36, (uint32_t)m->revision);
@@ -204,6 +238,7 @@ dsv4_status dsv4__sfile_write(const dsv4__sfile_meta *m, const dsv4__sfile_data 
 done:
     for (int i = 0; i < ns; i++) dsv4__free(sec[i].buf);
     dsv4__free(last_cuts);
+    dsv4__free(ck_raw);
     ZSTD_freeCCtx(cz);
     return st;
 }
@@ -216,10 +251,15 @@ void dsv4__sfile_data_free(dsv4__sfile_data *d)
     dsv4__free(d->cuts);
     dsv4__free(d->img);
     dsv4__free(d->logits);
+    dsv4__free(d->ck);
+    dsv4__free(d->ck_raw);
     d->tokens = NULL;
     d->cuts = NULL;
     d->img = NULL;
     d->logits = NULL;
+    d->ck = NULL;
+    d->ck_raw = NULL;
+    d->n_ck = 0;
 }
 
 /* read exactly n bytes; 1 when the input ended first, -1 on a source error */
@@ -250,14 +290,15 @@ dsv4_status dsv4__sfile_read(const dsv4__sfile_meta *m, const dsv4__rt *rt, dsv4
     if (memcmp(head, DSV4__SFILE_MAGIC, 8))
         return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "not a libdsv4 session file (magic)");
     uint32_t ver = get32(head + 8);
-    if (ver != DSV4__SFILE_VERSION)
-        return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "session format version %u; this library reads version %u",
-                          (unsigned)ver, DSV4__SFILE_VERSION);
+    if (ver < DSV4__SFILE_MIN_VERSION || ver > DSV4__SFILE_VERSION)
+        return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "session format version %u; this library reads versions %u to %u",
+                          (unsigned)ver, DSV4__SFILE_MIN_VERSION, DSV4__SFILE_VERSION);
+    d->version = ver;
     if (get32(head + 12) != DSV4__SFILE_HEADER)
         return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "header size %u, %u expected", (unsigned)get32(head + 12),
                           (unsigned)DSV4__SFILE_HEADER);
     uint32_t ns = get32(head + 60);
-    if (ns < 3 || ns > 4) return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "%u sections (3 or 4 expected)", (unsigned)ns);
+    if (ns < 3 || ns > 5) return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "%u sections (3 to 5 expected)", (unsigned)ns);
     size_t tl = (size_t)ns * 32 + 8;
     r = read_all(fn, user, head + DSV4__SFILE_HEADER, tl);
     if (r < 0) return dsv4__fail(e, DSV4_ERR_IO, "reading the section table failed");
@@ -277,8 +318,9 @@ dsv4_status dsv4__sfile_read(const dsv4__sfile_meta *m, const dsv4__rt *rt, dsv4
     f->mtp = (flags & FLAG_MTP) != 0;
     for (int i = 64; i < DSV4__SFILE_HEADER; i++)
         if (head[i]) return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "reserved header byte %d is not zero", i);
-    if (flags & ~(uint32_t)(FLAG_MTP | FLAG_LOGITS))
-        return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "unknown header flags 0x%x", (unsigned)flags);
+    if (flags & ~(uint32_t)(FLAG_MTP | FLAG_LOGITS | (ver >= 2 ? FLAG_CKPTS : 0)))
+        return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "unknown header flags 0x%x for format version %u", (unsigned)flags,
+                          (unsigned)ver);
     if (f->fingerprint != m->fingerprint || f->vocab != m->vocab)
         return dsv4__fail(e, DSV4_ERR_INCOMPATIBLE, "saved by another model (fingerprint %016llx, this model's "
                           "%016llx)", (unsigned long long)f->fingerprint, (unsigned long long)m->fingerprint);
@@ -295,15 +337,21 @@ dsv4_status dsv4__sfile_read(const dsv4__sfile_meta *m, const dsv4__rt *rt, dsv4
         return dsv4__fail(e, DSV4_ERR_CONTEXT_FULL, "saved at position %lld; this context holds %lld tokens",
                           (long long)pos, (long long)m->n_ctx);
     /* the sections: exactly the expected ones, sizes from this runtime */
-    int with_logits = (flags & FLAG_LOGITS) != 0;
-    if (ns != (uint32_t)(3 + with_logits))
-        return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "%u sections; the flags call for %d", (unsigned)ns, 3 + with_logits);
-    uint64_t want[4] = { (uint64_t)pos * 4, (uint64_t)(pos + 7) / 8,
-                         (uint64_t)dsv4__state_image_bytes(rt, m->mtp, pos), (uint64_t)m->vocab * 4 };
-    section sec[4];
+    int with_logits = (flags & FLAG_LOGITS) != 0, with_ck = (flags & FLAG_CKPTS) != 0;
+    if (ns != (uint32_t)(3 + with_logits + with_ck))
+        return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "%u sections; the flags call for %d", (unsigned)ns,
+                          3 + with_logits + with_ck);
+    uint32_t ids[5] = { SEC_TOKENS, SEC_CUTS, SEC_STATE, SEC_LOGITS, SEC_CKPTS };
+    if (!with_logits) ids[3] = SEC_CKPTS;
+    /* checkpoints: at most the restorer's count, each at most this position's size */
+    int32_t max_ck = m->max_ck > 0 ? m->max_ck : 0;
+    uint64_t img_pos = (uint64_t)dsv4__state_image_bytes(rt, m->mtp, pos);
+    uint64_t ck_max = 8 + (uint64_t)max_ck * (CK_HEAD + img_pos + (uint64_t)m->vocab * 4);
+    section sec[5];
     memset(sec, 0, sizeof sec);
     dsv4_status st = DSV4_OK;
-    uint8_t *raw[4] = { 0 };
+    uint8_t *raw[5] = { 0 };
+    dsv4__sfile_ckpt *cks = NULL;
     const uint8_t *t = head + DSV4__SFILE_HEADER;
     for (uint32_t i = 0; i < ns; i++, t += 32) {
         section *s = &sec[i];
@@ -312,10 +360,21 @@ dsv4_status dsv4__sfile_read(const dsv4__sfile_meta *m, const dsv4__rt *rt, dsv4
         s->raw = get64(t + 8);
         s->stored = get64(t + 16);
         s->sum = get64(t + 24);
-        if (s->id != i + 1) return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "section %u has id %u", i, (unsigned)s->id);
-        if (s->raw != want[i])
+        if (s->id != ids[i]) return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "section %u has id %u", i, (unsigned)s->id);
+        uint64_t want = s->id == SEC_TOKENS ? (uint64_t)pos * 4
+                        : s->id == SEC_CUTS ? (uint64_t)(pos + 7) / 8
+                        : s->id == SEC_STATE ? img_pos
+                        : s->id == SEC_LOGITS ? (uint64_t)m->vocab * 4 : s->raw;
+        if (s->id == SEC_CKPTS && (s->raw < 8 + CK_HEAD || s->raw > ck_max)) {
+            if (s->raw > ck_max && s->raw >= 8 + CK_HEAD)
+                return dsv4__fail(e, DSV4_ERR_INCOMPATIBLE, "the checkpoints take %llu bytes, more than the %d "
+                                  "this session keeps (dsv4_session_set_checkpoint_limit) can at position %lld",
+                                  (unsigned long long)s->raw, (int)max_ck, (long long)pos);
+            return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "checkpoint section of %llu bytes", (unsigned long long)s->raw);
+        }
+        if (s->raw != want)
             return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "section %u holds %llu bytes; %llu expected at position %lld",
-                              (unsigned)s->id, (unsigned long long)s->raw, (unsigned long long)want[i], (long long)pos);
+                              (unsigned)s->id, (unsigned long long)s->raw, (unsigned long long)want, (long long)pos);
         if (s->codec == CODEC_RAW ? s->stored != s->raw
             : s->codec == CODEC_ZSTD ? s->stored > ZSTD_compressBound((size_t)s->raw) || (s->raw && !s->stored) : 1)
             return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "section %u: codec %u with %llu stored bytes for %llu",
@@ -379,6 +438,57 @@ dsv4_status dsv4__sfile_read(const dsv4__sfile_meta *m, const dsv4__rt *rt, dsv4
             if (!isfinite(lg[i])) { st = dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "a logit that is not finite"); goto fail; }
         if (pos == 0) { st = dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "logits at position 0"); goto fail; }
     }
+    if (with_ck) {
+        /* each checkpoint whole and checked like the state itself */
+        uint32_t ci = 3 + (uint32_t)with_logits;
+        const uint8_t *p = raw[ci], *end = raw[ci] + sec[ci].raw;
+        uint32_t n = get32(p);
+        if (n == 0 || get32(p + 4) || n > (uint32_t)max_ck) {
+            st = n > (uint32_t)max_ck && !get32(p + 4)
+                     ? dsv4__fail(e, DSV4_ERR_INCOMPATIBLE, "%u checkpoints; this session keeps at most %d "
+                                  "(dsv4_session_set_checkpoint_limit)", (unsigned)n, (int)max_ck)
+                     : dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "checkpoint count %u", (unsigned)n);
+            goto fail;
+        }
+        cks = dsv4__calloc(n, sizeof *cks);
+        if (!cks) { st = dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "out of memory for the checkpoints"); goto fail; }
+        p += 8;
+        for (uint32_t i = 0; i < n; i++) {
+            if ((size_t)(end - p) < CK_HEAD) { st = dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "checkpoint %u cut short", i); goto fail; }
+            int64_t cp = (int64_t)get64(p);
+            uint32_t cf = get32(p + 8);
+            uint64_t ib = get64(p + 16);
+            if (cp < 0 || cp > pos || (i > 0 && cp <= cks[i - 1].pos) || cf > 1 || get32(p + 12) || (cf && cp == 0)) {
+                st = dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "checkpoint %u: position %lld, flags %u", i, (long long)cp, (unsigned)cf);
+                goto fail;
+            }
+            uint64_t lb = cf ? (uint64_t)m->vocab * 4 : 0;
+            p += CK_HEAD;
+            if (ib != (uint64_t)dsv4__state_image_bytes(rt, m->mtp, cp) || (uint64_t)(end - p) < ib ||
+                (uint64_t)(end - p) - ib < lb) {
+                st = dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "checkpoint %u at %lld: %llu image bytes", i, (long long)cp,
+                                (unsigned long long)ib);
+                goto fail;
+            }
+            st = dsv4__state_image_check(rt, m->mtp, cp, p, (int64_t)ib, e);
+            if (st) goto fail;
+            cks[i] = (dsv4__sfile_ckpt){ cp, p, (int64_t)ib, NULL };
+            p += ib;
+            if (cf) {
+                float f;
+                for (int64_t k = 0; k < m->vocab; k++) {
+                    memcpy(&f, p + 4 * k, 4);
+                    if (!isfinite(f)) { st = dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "checkpoint %u: a logit that is not finite", i); goto fail; }
+                }
+                cks[i].logits = (const float *)p;
+                p += lb;
+            }
+        }
+        if (p != end) { st = dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "bytes after the checkpoints"); goto fail; }
+        d->n_ck = (int32_t)n;
+        d->ck = cks;
+        d->ck_raw = raw[ci];
+    }
     ZSTD_freeDCtx(dz);
     d->pos = pos;
     d->tokens = (int32_t *)raw[0];
@@ -389,7 +499,8 @@ dsv4_status dsv4__sfile_read(const dsv4__sfile_meta *m, const dsv4__rt *rt, dsv4
     return DSV4_OK;
 fail:
     ZSTD_freeDCtx(dz);
-    for (int i = 0; i < 4; i++) {
+    dsv4__free(cks);
+    for (int i = 0; i < 5; i++) {
         dsv4__free(raw[i]);
         dsv4__free(sec[i].buf);
     }
@@ -402,11 +513,13 @@ dsv4_status dsv4__sfile_peek(dsv4_read_fn fn, void *user, int64_t max_pos, dsv4_
     uint8_t head[DSV4__SFILE_HEADER + DSV4__SFILE_MAX_SECTIONS * 32 + 8];
     int r = read_all(fn, user, head, DSV4__SFILE_HEADER);
     if (r) return r < 0 ? dsv4__fail(e, DSV4_ERR_IO, "read failed") : TRUNC("header");
-    if (memcmp(head, DSV4__SFILE_MAGIC, 8) || get32(head + 8) != DSV4__SFILE_VERSION ||
-        get32(head + 12) != DSV4__SFILE_HEADER)
-        return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "not a session file of format version %u", DSV4__SFILE_VERSION);
+    if (memcmp(head, DSV4__SFILE_MAGIC, 8) || get32(head + 8) < DSV4__SFILE_MIN_VERSION ||
+        get32(head + 8) > DSV4__SFILE_VERSION || get32(head + 12) != DSV4__SFILE_HEADER)
+        return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "not a session file of format version %u to %u",
+                          DSV4__SFILE_MIN_VERSION, DSV4__SFILE_VERSION);
+    d->version = get32(head + 8);
     uint32_t ns = get32(head + 60);
-    if (ns < 3 || ns > 4) return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "%u sections", (unsigned)ns);
+    if (ns < 3 || ns > 5) return dsv4__fail(e, DSV4_ERR_BAD_FORMAT, "%u sections", (unsigned)ns);
     size_t tl = (size_t)ns * 32 + 8;
     r = read_all(fn, user, head + DSV4__SFILE_HEADER, tl);
     if (r) return r < 0 ? dsv4__fail(e, DSV4_ERR_IO, "read failed") : TRUNC("section table");

@@ -3,7 +3,8 @@
  * versioned header (magic, format and library version, model fingerprint,
  * numerics, revision, context length, MTP flag, position), a section table,
  * then the sections (token history, eval-call boundaries, state image, last
- * logits), each raw or zstd-compressed, each with a checksum. Internal.
+ * logits, checkpoints), each raw or zstd-compressed, each with a checksum.
+ * Internal.
  *
  * Reading parses and checks everything into temporaries; the caller
  * applies the result to a session only once it is whole.
@@ -17,7 +18,8 @@
 #include "graph/forward.h"
 
 #define DSV4__SFILE_MAGIC "DSV4SESS"
-#define DSV4__SFILE_VERSION 1u
+#define DSV4__SFILE_VERSION 2u     /* written; versions 1 and 2 are read */
+#define DSV4__SFILE_MIN_VERSION 1u
 #define DSV4__SFILE_HEADER 96
 #define DSV4__SFILE_MAX_SECTIONS 8
 
@@ -29,7 +31,17 @@ typedef struct dsv4__sfile_meta {
     int32_t mtp;
     int32_t vocab;
     uint32_t lib_version;
+    int32_t max_ck;         /* read: checkpoints the restorer takes at most (a file with more is refused) */
 } dsv4__sfile_meta;
+
+/* a checkpoint in a file: the state image at pos and the logits of pos-1
+ * (NULL: none). Written: borrowed; read: pointing into the data's ck_raw */
+typedef struct dsv4__sfile_ckpt {
+    int64_t pos;
+    const uint8_t *img;
+    int64_t img_bytes;
+    const float *logits;
+} dsv4__sfile_ckpt;
 
 /* the contents: position, history [pos], call boundaries [(pos+7)/8 bytes],
  * the state image and the logits of position pos-1 (NULL: none). Read
@@ -41,8 +53,13 @@ typedef struct dsv4__sfile_data {
     uint8_t *img;
     int64_t img_bytes;
     float *logits;
-    /* filled by the reader: the file's own header fields */
+    /* checkpoints, ascending positions at most pos (format version 2) */
+    int32_t n_ck;
+    dsv4__sfile_ckpt *ck;
+    uint8_t *ck_raw;        /* read: the section the checkpoints point into */
+    /* filled by the reader: the file's own header fields and version */
     dsv4__sfile_meta file;
+    uint32_t version;
 } dsv4__sfile_data;
 
 /* write (zstd when compress) through fn; DSV4_ERR_IO when fn fails */

@@ -11,49 +11,14 @@
  */
 #include "fuzz_common.h"
 
-#ifndef DSV4_FUZZ_SYNTH
-#define DSV4_FUZZ_SYNTH "dsv4-synth"
-#endif
-
 static dsv4_gen *gen;
-
-static void setup(void)
-{
-    char dir[4200];
-    const char *m = getenv("DSV4_FUZZ_MODEL");
-    if (m && *m) snprintf(dir, sizeof dir, "%s", m);
-    else {
-        snprintf(dir, sizeof dir, "%s/model", fuzz_tmpdir());
-        char cmd[9000];
-        snprintf(cmd, sizeof cmd, "'%s' --preset tiny --out '%s' --seed 7 >/dev/null", DSV4_FUZZ_SYNTH, dir);
-        if (system(cmd) != 0) { fprintf(stderr, "fuzz: %s failed (set DSV4_FUZZ_MODEL)\n", cmd); exit(2); }
-    }
-    dsv4_options *o = NULL;
-    dsv4_options_create(&o);
-    dsv4_options_set_i64(o, DSV4_OPT_CONTEXT_LENGTH, 4);
-    dsv4_options_set_i64(o, DSV4_OPT_THREADS, 1);
-    dsv4_model *model = NULL;
-    dsv4_context *ctx = NULL;
-    dsv4_session *s = NULL;
-    char *err = NULL;
-    if (dsv4_model_load(dir, o, &model, &err) || dsv4_context_create(model, o, &ctx, &err) ||
-        dsv4_session_create(ctx, NULL, &s, &err) || dsv4_gen_create(s, fuzz_tokenizer(), &gen)) {
-        fprintf(stderr, "fuzz: model %s: %s\n", dir, err ? err : "cannot create a generator");
-        exit(2);
-    }
-    /* the generator keeps its session, context and model alive */
-    dsv4_session_free(s);
-    dsv4_context_free(ctx);
-    dsv4_model_free(model);
-    dsv4_options_free(o);
-}
 
 /* the model is written and loaded before the first input (outside its time limit) */
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    setup();
+    gen = fuzz_synth_gen(4);
     return 0;
 }
 

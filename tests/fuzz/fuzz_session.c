@@ -3,7 +3,8 @@
  * docs/sessions.md). Byte 0 bit 0: restore the rest as is; set: first
  * rewrite its header checksum and every section checksum (sections laid out
  * by their declared stored sizes) so the fuzzer gets past them. The session
- * (golden tiny-a, MTP on, 64-token context, at position 5) must either
+ * (golden tiny-a, MTP on, 64-token context, at position 5, checkpoints at
+ * 3 and 5; the comparison below includes them) must either
  * accept the input — then it evaluates a token and saves again — or refuse
  * it with a status and a message, byte-for-byte unchanged.
  */
@@ -17,13 +18,23 @@ static dsv4_session *sess;
 static uint8_t *base;
 static size_t base_len;
 
-static uint8_t *snap(size_t *n)
+/* the session saved (uncompressed) into a buffer of this process: one
+ * save when it fits (it does after the first), two otherwise */
+static uint8_t *snap_buf;
+static size_t snap_cap;
+
+static const uint8_t *snap(size_t *n)
 {
-    size_t need = 0;
-    dsv4_session_save_buffer(sess, NULL, 0, &need, DSV4_SAVE_UNCOMPRESSED);
-    uint8_t *b = malloc(need ? need : 1);
-    FUZZ_ASSERT(b && dsv4_session_save_buffer(sess, b, need, n, DSV4_SAVE_UNCOMPRESSED) == DSV4_OK, "save");
-    return b;
+    dsv4_status st = dsv4_session_save_buffer(sess, snap_buf, snap_cap, n, DSV4_SAVE_UNCOMPRESSED);
+    if (st == DSV4_ERR_BUFFER_TOO_SMALL) {
+        free(snap_buf);
+        snap_cap = *n + *n / 2;
+        snap_buf = malloc(snap_cap);
+        FUZZ_ASSERT(snap_buf, "out of memory");
+        st = dsv4_session_save_buffer(sess, snap_buf, snap_cap, n, DSV4_SAVE_UNCOMPRESSED);
+    }
+    FUZZ_ASSERT(st == DSV4_OK, "save: %d", st);
+    return snap_buf;
 }
 
 static void setup(void)
@@ -39,9 +50,16 @@ static void setup(void)
     dsv4_options_set_i64(o, DSV4_OPT_MTP, 1);
     FUZZ_ASSERT(dsv4_session_create(ctx, o, &sess, NULL) == DSV4_OK, "session");
     dsv4_options_free(o);
+    /* at position 5 with checkpoints at 3 and 5 (format version 2's section) */
     static const int32_t t[5] = { 1, 7, 300, 42, 9 };
-    dsv4_session_eval(sess, t, 5, 0);
-    base = snap(&base_len);
+    dsv4_session_eval(sess, t, 3, 0);
+    dsv4_session_checkpoint(sess);
+    dsv4_session_eval(sess, t + 3, 2, 0);
+    dsv4_session_checkpoint(sess);
+    const uint8_t *b = snap(&base_len);
+    base = malloc(base_len);
+    FUZZ_ASSERT(base, "out of memory");
+    memcpy(base, b, base_len);
 }
 
 static void fix_sums(uint8_t *b, size_t n)
@@ -82,15 +100,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (dsv4_session_position(sess) < 64)
             FUZZ_ASSERT(dsv4_session_eval(sess, &t, 1, 0) == DSV4_OK, "eval after restore");
         size_t len = 0;
-        free(snap(&len));
+        snap(&len);
         /* back to the base state for the next input */
         FUZZ_ASSERT(dsv4_session_restore_buffer(sess, base, base_len) == DSV4_OK, "restore base");
     } else {
         FUZZ_ASSERT(dsv4_session_last_error(sess)[0] != 0, "status %d without a message", st);
         size_t len = 0;
-        uint8_t *now = snap(&len);
+        const uint8_t *now = snap(&len);
         FUZZ_ASSERT(len == base_len && !memcmp(now, base, len), "refused input (status %d) changed the session", st);
-        free(now);
     }
     free(in);
     return 0;

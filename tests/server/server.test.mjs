@@ -267,6 +267,34 @@ test('8 concurrent greedy streams all complete, each equal to its sequential run
   assert.deepEqual(par, seq);
 });
 
+test('TTFT: a short request\'s first token comes while a long prompt is still being prefilled', async () => {
+  // an ordering, not a time: the long prompt (~1700 tokens) needs 7 or more
+  // engine steps of --prefill-chunk 256 tokens; the short request, sent once
+  // the long one holds a slot, is fed beside those chunks (continuous
+  // batching) and must have its first token before the long one has any.
+  // Without chunked prefill the long prompt would be fed whole first.
+  assert.ok(await idle());
+  const order = [];
+  const first = async (name, stream) => {
+    let seen = false;
+    for await (const ch of stream) {
+      const c = ch.choices[0];
+      if (!seen && c && ((c.delta?.content ?? '') !== '' || (c.delta?.reasoning_content ?? '') !== '' || c.finish_reason)) {
+        seen = true;
+        order.push(name);
+      }
+    }
+  };
+  const body = (q, n) => ({ model: 'm', messages: user(q), max_tokens: n, temperature: 0, reasoning_effort: 'none', stream: true });
+  const longText = Array.from({ length: 850 }, (_, i) => `w${i % 10}`).join(' '); // ~1700 tokens
+  const longRun = oa.chat.completions.create(body(longText, 2)).then((st) => first('long', st));
+  const t0 = Date.now();
+  while ((await health()).slots_busy < 1 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 2));
+  const shortRun = oa.chat.completions.create(body('Hi', 2)).then((st) => first('short', st));
+  await Promise.all([longRun, shortRun]);
+  assert.deepEqual(order, ['short', 'long'], `first tokens in the order ${order.join(', ')}`);
+});
+
 test('more requests than slots and queue: 429 with Retry-After', async () => {
   assert.ok(await idle());
   const u = new URL(base);

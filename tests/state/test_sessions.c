@@ -79,13 +79,14 @@ static int call_size(int k)
     return pat[k % (int)(sizeof pat / sizeof pat[0])];
 }
 
-/* uncompressed saved file of a session (malloc) */
+/* uncompressed saved file of a session without its checkpoints (malloc) */
 static uint8_t *snap(dsv4_session *s, size_t *len)
 {
     size_t n = 0;
-    dsv4_session_save_buffer(s, NULL, 0, &n, DSV4_SAVE_UNCOMPRESSED);
+    uint32_t fl = DSV4_SAVE_UNCOMPRESSED | DSV4_SAVE_NO_CHECKPOINTS; /* the state alone */
+    dsv4_session_save_buffer(s, NULL, 0, &n, fl);
     uint8_t *b = malloc(n ? n : 1);
-    if (dsv4_session_save_buffer(s, b, n, len, DSV4_SAVE_UNCOMPRESSED) != DSV4_OK) { free(b); return NULL; }
+    if (dsv4_session_save_buffer(s, b, n, len, fl) != DSV4_OK) { free(b); return NULL; }
     return b;
 }
 
@@ -580,6 +581,255 @@ static void save_checks(dsv4_model *m, dsv4_model *other, const char *preset, in
 
 /* ---- the prefix cache ---------------------------------------------------------------- */
 
+/* ---- checkpoints in the session file (format version 2) ------------------------------ */
+
+/* the offset of section `want` (id) in an uncompressed file, its size in *n */
+static size_t section_at(const uint8_t *b, uint32_t want, uint64_t *n)
+{
+    uint32_t ns;
+    memcpy(&ns, b + 60, 4);
+    size_t off = DSV4__SFILE_HEADER + (size_t)ns * 32 + 8;
+    for (uint32_t i = 0; i < ns; i++) {
+        uint32_t id;
+        uint64_t st;
+        memcpy(&id, b + DSV4__SFILE_HEADER + i * 32, 4);
+        memcpy(&st, b + DSV4__SFILE_HEADER + i * 32 + 16, 8);
+        if (id == want) { *n = st; return off; }
+        off += st;
+    }
+    *n = 0;
+    return 0;
+}
+
+/* recompute the checksum of section `id` and of the header */
+static void refix_section(uint8_t *b, uint32_t id)
+{
+    uint32_t ns;
+    memcpy(&ns, b + 60, 4);
+    uint64_t n = 0;
+    size_t off = section_at(b, id, &n);
+    for (uint32_t i = 0; off && i < ns; i++) {
+        uint32_t x;
+        memcpy(&x, b + DSV4__SFILE_HEADER + i * 32, 4);
+        if (x != id) continue;
+        uint64_t h = dsv4__hash64(b + off, (size_t)n, id);
+        memcpy(b + DSV4__SFILE_HEADER + i * 32 + 24, &h, 8);
+    }
+    refix_header(b);
+}
+
+static void ckpt_file_checks(dsv4_model *m, const int32_t *tok)
+{
+    const int64_t N = 150;
+    dsv4_context *c = mkctx(m, 1, 200);
+    dsv4_session *A = mksess(c, 1), *R = mksess(c, 1), *B = mksess(c, 1), *small = mksess(c, 1);
+    float *la = malloc((size_t)V * 4), *lb = malloc((size_t)V * 4);
+    dsv4_session_set_checkpoint_limit(A, 16, 0);
+    dsv4_session_set_checkpoint_limit(R, 16, 0);
+    /* A: the calls, a checkpoint after every second */
+    int64_t a = 0;
+    for (int k = 0; a < N; k++) {
+        int64_t n = call_size(k);
+        if (a + n > N) n = N - a;
+        dsv4_session_eval(A, tok + a, (size_t)n, 0);
+        a += n;
+        if (k % 2 == 1) dsv4_session_checkpoint(A);
+    }
+    int64_t pa[32], pr[32];
+    size_t na = 0, nr = 0;
+    dsv4_session_checkpoints(A, pa, 32, &na);
+    sink k = { NULL, 0, 0, -1 }, kr = { NULL, 0, 0, -1 }, k0 = { NULL, 0, 0, -1 };
+    CHECK(dsv4_session_save(A, sink_write, &k, 0) == DSV4_OK &&
+          dsv4_session_save(A, sink_write, &kr, DSV4_SAVE_UNCOMPRESSED) == DSV4_OK &&
+          dsv4_session_save(A, sink_write, &k0, DSV4_SAVE_UNCOMPRESSED | DSV4_SAVE_NO_CHECKPOINTS) == DSV4_OK,
+          "save with and without checkpoints");
+    uint32_t ver = 0, flags = 0;
+    memcpy(&ver, k.p + 8, 4);
+    memcpy(&flags, k.p + 20, 4);
+    CHECK(ver == 2 && (flags & 4) && k0.n < kr.n, "format version 2 with a checkpoint section (%zu bytes raw, %zu "
+          "without checkpoints)", kr.n, k0.n);
+    CHECK(dsv4_session_restore_buffer(R, k.p, k.n) == DSV4_OK && dsv4_session_checkpoints(R, pr, 32, &nr) == DSV4_OK &&
+          nr == na && na >= 5 && !memcmp(pa, pr, na * sizeof *pa), "restored: the same %zu checkpoints", na);
+    /* rewind the restored session to positions between and at checkpoints:
+     * bit-identical to a session fed the same calls that never went ahead */
+    int64_t targets[] = { N - 1, 131, 100, pa[2], pa[2] + 1, 57, 20, 3, 0 };
+    int ok = 0, nt = (int)(sizeof targets / sizeof targets[0]);
+    for (int i = 0; i < nt; i++) {
+        int64_t p = targets[i];
+        int r = dsv4_session_restore_buffer(R, kr.p, kr.n) == DSV4_OK && dsv4_session_rewind(R, p, 0) == DSV4_OK;
+        dsv4_session_reset(B);
+        feed_calls(B, tok, p);
+        size_t ln = 0;
+        uint8_t *ref = snap(B, &ln);
+        r = r && ref && same_snap(R, ref, ln);
+        free(ref);
+        int sa = last_logits(R, la), sb = last_logits(B, lb);
+        r = r && sa == sb && (sa || !memcmp(la, lb, (size_t)V * 4));
+        dsv4_session_eval(R, tok + p, 1, 0);
+        dsv4_session_eval(B, tok + p, 1, 0);
+        last_logits(R, la);
+        last_logits(B, lb);
+        r = r && !memcmp(la, lb, (size_t)V * 4);
+        ok += r;
+    }
+    CHECK(ok == nt, "save with checkpoints → restore → rewind: %d of %d positions bit-identical", ok, nt);
+    /* without checkpoints: none restored (and R's own are replaced) */
+    CHECK(dsv4_session_restore_buffer(R, k0.p, k0.n) == DSV4_OK && dsv4_session_checkpoints(R, NULL, 0, &nr) == DSV4_OK &&
+          nr == 0, "a file without checkpoints leaves none");
+    /* a version 1 file (no checkpoint section) still reads */
+    uint8_t *b = malloc(kr.n + 1);
+    memcpy(b, k0.p, k0.n);
+    b[8] = 1;
+    refix_header(b);
+    CHECK(dsv4_session_restore_buffer(R, b, k0.n) == DSV4_OK && dsv4_session_position(R) == N,
+          "format version 1 read: %s", dsv4_session_last_error(R));
+    /* refusals, the session unchanged */
+    dsv4_session_restore_buffer(R, kr.p, kr.n);
+    dsv4_session_rewind(R, 60, 0); /* (refused() reads at most 64 tokens) */
+    size_t bl = 0;
+    uint8_t *before = snap(R, &bl);
+    dsv4_session_checkpoints(R, NULL, 0, &na);
+    memcpy(b, kr.p, kr.n);
+    b[8] = 1; /* version 1 with the checkpoint flag */
+    refix_header(b);
+    CHECK(refused(R, b, kr.n, DSV4_ERR_BAD_FORMAT, before, bl), "version 1 with checkpoints refused");
+    memcpy(b, kr.p, kr.n);
+    b[8] = 3;
+    refix_header(b);
+    CHECK(refused(R, b, kr.n, DSV4_ERR_BAD_FORMAT, before, bl) && strstr(dsv4_session_last_error(R), "version 3"),
+          "version 3 refused: %s", dsv4_session_last_error(R));
+    uint64_t sn = 0;
+    size_t so = section_at(kr.p, 5, &sn);
+    CHECK(so && sn > 40, "checkpoint section found (%llu bytes)", (unsigned long long)sn);
+    struct { size_t at; int64_t v; const char *what; } bad[] = {
+        { 0, 0, "count 0" }, { 0, 1000, "count above the limit" }, { 8, N + 1, "position beyond the file's" },
+        { 8, -1, "negative position" }, { 16, 2, "unknown checkpoint flag" }, { 24, 5, "image size" },
+    };
+    for (size_t i = 0; so && i < sizeof bad / sizeof bad[0]; i++) {
+        memcpy(b, kr.p, kr.n);
+        if (bad[i].at == 0 || bad[i].at == 16) {
+            uint32_t v = (uint32_t)bad[i].v;
+            memcpy(b + so + bad[i].at, &v, 4);
+        } else {
+            memcpy(b + so + bad[i].at, &bad[i].v, 8);
+        }
+        refix_section(b, 5);
+        CHECK(refused(R, b, kr.n, bad[i].at == 0 && bad[i].v ? DSV4_ERR_INCOMPATIBLE : DSV4_ERR_BAD_FORMAT, before, bl),
+              "checkpoint %s refused, session unchanged: %s", bad[i].what, dsv4_session_last_error(R));
+    }
+    /* a NaN in a checkpoint's image */
+    memcpy(b, kr.p, kr.n);
+    float nan = 0.0f / 0.0f;
+    memcpy(b + so + 8 + 24 + 4, &nan, 4);
+    refix_section(b, 5);
+    CHECK(refused(R, b, kr.n, DSV4_ERR_BAD_FORMAT, before, bl), "NaN in a checkpoint refused");
+    /* more checkpoints than a session keeps (default 4): refused clearly */
+    size_t bl2 = 0;
+    uint8_t *before2 = snap(small, &bl2);
+    CHECK(refused(small, k.p, k.n, DSV4_ERR_INCOMPATIBLE, before2, bl2), "%zu checkpoints into a session keeping 4: "
+          "refused: %s", na, dsv4_session_last_error(small));
+    dsv4_session_set_checkpoint_limit(small, 16, 0);
+    CHECK(dsv4_session_restore_buffer(small, k.p, k.n) == DSV4_OK, "accepted after raising the limit");
+    free(before2);
+    /* after every refusal: R still holds its checkpoints */
+    CHECK(dsv4_session_checkpoints(R, NULL, 0, &nr) == DSV4_OK && nr == na, "checkpoints kept through refusals");
+    free(before);
+    free(b);
+    free(k.p);
+    free(kr.p);
+    free(k0.p);
+    free(la);
+    free(lb);
+    dsv4_session_free(A);
+    dsv4_session_free(R);
+    dsv4_session_free(B);
+    dsv4_session_free(small);
+    dsv4_context_free(c);
+}
+
+/* the directory's disk budget: least recently used files go, by the times
+ * the cache records; caches (processes) sharing it; half-written files */
+static void disk_checks(dsv4_session *s1, dsv4_session *s2, const int32_t *tok)
+{
+    char *dir = test_tmpdir("pcache-disk");
+    char cmd[4400];
+    size_t got = 0;
+    dsv4_prefix_cache *e1 = NULL, *e2 = NULL, *e3 = NULL;
+    /* memory budget 1 byte: every entry lives in its file only */
+    CHECK(dsv4_prefix_cache_create(1, dir, &e1, NULL) == DSV4_OK, "cache on %s", dir);
+    CHECK(dsv4_prefix_cache_set_disk_limit(e1, -1) == DSV4_ERR_INVALID_ARGUMENT &&
+          dsv4_prefix_cache_set_disk_limit(NULL, 0) == DSV4_ERR_INVALID_ARGUMENT, "bad disk limits refused");
+    CHECK(dsv4_prefix_cache_stat(e1, DSV4_CACHE_DISK_BYTES) == 0, "empty directory: 0 bytes");
+    for (int p = 30; p <= 40; p += 10) {
+        dsv4_session_reset(s1);
+        feed_calls(s1, tok, p);
+        CHECK(dsv4_prefix_cache_store(e1, s1) == DSV4_OK, "store %d", p);
+    }
+    int64_t two = dsv4_prefix_cache_stat(e1, DSV4_CACHE_DISK_BYTES), limit = two + two * 3 / 10;
+    CHECK(two > 0 && dsv4_prefix_cache_set_disk_limit(e1, limit) == DSV4_OK &&
+          dsv4_prefix_cache_stat(e1, DSV4_CACHE_DISK_EVICTIONS) == 0, "two files, %lld bytes, within %lld",
+          (long long)two, (long long)limit);
+    /* use the entry at 30, then store one at 50: the one at 40 is the least recently used */
+    dsv4_session_reset(s2);
+    CHECK(dsv4_prefix_cache_restore(e1, s2, tok, 35, 0, &got) == DSV4_OK && got == 30, "hit at 30 (%zu)", got);
+    dsv4_session_reset(s1);
+    feed_calls(s1, tok, 50);
+    CHECK(dsv4_prefix_cache_store(e1, s1) == DSV4_OK, "store 50");
+    int64_t now = dsv4_prefix_cache_stat(e1, DSV4_CACHE_DISK_BYTES);
+    CHECK(dsv4_prefix_cache_stat(e1, DSV4_CACHE_DISK_EVICTIONS) == 1 && now <= limit && now > two / 2,
+          "over the budget: one file removed (%lld), %lld bytes left", (long long)dsv4_prefix_cache_stat(e1, DSV4_CACHE_DISK_EVICTIONS),
+          (long long)now);
+    /* another cache (as another process would) sees 30 and 50, not 40 */
+    CHECK(dsv4_prefix_cache_create(64 << 20, dir, &e2, NULL) == DSV4_OK &&
+          dsv4_prefix_cache_stat(e2, DSV4_CACHE_ENTRIES) == 2, "a second cache indexes the 2 files left");
+    dsv4_session_reset(s2);
+    CHECK(dsv4_prefix_cache_restore(e2, s2, tok, 45, 0, &got) == DSV4_OK && got == 30, "least recently used went: "
+          "40 is gone, 30 is there (%zu)", got);
+    CHECK(dsv4_prefix_cache_restore(e2, s2, tok, 80, 0, &got) == DSV4_OK && got == 50, "the newest is there (%zu)", got);
+    /* a half-written file under an entry's name (not by the cache, which
+     * renames): the next best entry is restored, the bad file dropped */
+    snprintf(cmd, sizeof cmd, "cd '%s' && f=$(ls -S *.dsv4s | head -n 1) && head -c 3000 \"$f\" > 0000half.dsv4s && "
+             "rm \"$f\"", dir);
+    CHECK(system(cmd) == 0, "half-written file made");
+    CHECK(dsv4_prefix_cache_create(1 << 20, dir, &e3, NULL) == DSV4_OK, "third cache");
+    dsv4_session_reset(s2);
+    int64_t e3n = dsv4_prefix_cache_stat(e3, DSV4_CACHE_ENTRIES);
+    CHECK(dsv4_prefix_cache_restore(e3, s2, tok, 80, 0, &got) == DSV4_OK && got == 30 &&
+          dsv4_prefix_cache_stat(e3, DSV4_CACHE_ENTRIES) == 1, "half-written file (indexed: %lld): skipped, 30 "
+          "restored (%zu)", (long long)e3n, got);
+    /* e1's file of 50 vanished (removed above, as by another process): a miss down to 30, no crash */
+    dsv4_session_reset(s2);
+    CHECK(dsv4_prefix_cache_restore(e1, s2, tok, 80, 0, &got) == DSV4_OK && got == 30, "a vanished file: the next "
+          "best (%zu)", got);
+    /* temporary files: a live writer's stays, a dead one's (over an hour old) goes */
+    snprintf(cmd, sizeof cmd, "cd '%s' && echo x > a.dsv4s.1.0.tmp && echo x > b.dsv4s.2.0.tmp && "
+             "touch -d '2 hours ago' b.dsv4s.2.0.tmp", dir);
+    CHECK(system(cmd) == 0, "temporary files made");
+    dsv4_prefix_cache_set_disk_limit(e2, 0);
+    snprintf(cmd, sizeof cmd, "cd '%s' && test -f a.dsv4s.1.0.tmp && test ! -e b.dsv4s.2.0.tmp", dir);
+    CHECK(system(cmd) == 0, "a fresh temporary file kept, an old one removed");
+    /* a tiny budget from another cache empties the directory under e1 */
+    CHECK(dsv4_prefix_cache_set_disk_limit(e2, 1) == DSV4_OK && dsv4_prefix_cache_stat(e2, DSV4_CACHE_DISK_BYTES) == 0,
+          "budget 1 byte: every entry file removed");
+    dsv4_session_reset(s2);
+    CHECK(dsv4_prefix_cache_restore(e1, s2, tok, 80, 0, &got) == DSV4_OK && got == 0 && dsv4_session_position(s2) == 0,
+          "every file gone under the cache: a clean miss");
+    dsv4_session_reset(s1);
+    feed_calls(s1, tok, 20);
+    dsv4_status sst = dsv4_prefix_cache_store(e2, s1);
+    int64_t db = dsv4_prefix_cache_stat(e2, DSV4_CACHE_DISK_BYTES);
+    dsv4_session_reset(s2);
+    dsv4_status rst = dsv4_prefix_cache_restore(e2, s2, tok, 25, 0, &got);
+    CHECK(sst == DSV4_OK && db == 0 && rst == DSV4_OK && got == 20,
+          "a file alone above the budget goes too; the entry stays in memory (store %d, %lld bytes on disk, %zu "
+          "restored)", sst, (long long)db, got);
+    dsv4_prefix_cache_free(e1);
+    dsv4_prefix_cache_free(e2);
+    dsv4_prefix_cache_free(e3);
+    test_rmtree(dir);
+    free(dir);
+}
+
 static void cache_checks(dsv4_model *m, const int32_t *tok)
 {
     dsv4_context *c = mkctx(m, DSV4_NUMERICS_REFERENCE, 256), *c2 = mkctx(m, DSV4_NUMERICS_REFERENCE, 128),
@@ -671,6 +921,7 @@ static void cache_checks(dsv4_model *m, const int32_t *tok)
     dsv4_prefix_cache_free(d2);
     test_rmtree(dir);
     free(dir);
+    disk_checks(s1, s2, tok);
     free(at50);
     free(la);
     free(lb);
@@ -705,6 +956,7 @@ int main(int argc, char **argv)
         dsv4_model_info_free(info);
         if (i == 0) limit_checks(m[i], tok);
         if (i == 0) cache_checks(m[i], tok);
+        if (i == 0) ckpt_file_checks(m[i], tok);
         for (int num = 1; num <= 2; num++) {
             if (full || num == 1) rewind_checks(m[i], presets[i], num, tok, (int64_t)n, full ? 1 : 5);
             if (full || num == 2) save_checks(m[i], m[1 - i], presets[i], num, tok, (int64_t)n);
