@@ -621,8 +621,8 @@ func TestReadmeExampleRunsAsWritten(t *testing.T) {
 	dir := t.TempDir()
 	here, _ := os.Getwd()
 	must(t, os.MkdirAll(filepath.Join(dir, "models"), 0o755))
-	demo, _ := filepath.Abs(demoDir(t))
-	must(t, os.Symlink(demo, filepath.Join(dir, "models", "tiny")))
+	demo, _ := filepath.Abs(filepath.Join("..", "..", "models", "tiny-chat")) // the committed demo model
+	must(t, os.Symlink(demo, filepath.Join(dir, "models", "tiny-chat")))
 	must(t, os.WriteFile(filepath.Join(dir, "main.go"), m[1], 0o644))
 	must(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example\n\ngo 1.19\n\nrequire libdsv4/dsv4 v0.0.0\n\n"+
 		"replace libdsv4/dsv4 => "+here+"\n"), 0o644))

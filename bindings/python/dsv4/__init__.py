@@ -1,7 +1,7 @@
 """dsv4 — Python binding of libdsv4 (DeepSeek-V4 on the CPU), pure Python over ctypes.
 
     import dsv4
-    with dsv4.Model("models/tiny") as model, model.context() as ctx, ctx.session() as s, \\
+    with dsv4.Model("models/tiny-chat") as model, model.context() as ctx, ctx.session() as s, \\
             dsv4.Generator(s, model.tokenizer()) as gen:
         for ev in gen.chat([{"role": "user", "content": "Hello"}], stream=True, max_tokens=32):
             print(ev.text, end="")

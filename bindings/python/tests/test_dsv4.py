@@ -10,7 +10,7 @@ import time
 import pytest
 
 import dsv4
-from conftest import load_npy
+from conftest import ROOT, load_npy
 
 TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": {
@@ -562,7 +562,7 @@ def test_sampler_settings_roundtrip(gen):
 
 
 def test_readme_example_runs_as_written(demo_dir, tmp_path):
-    """The streaming example of README.md, run as written in a folder whose models/tiny is the demo model."""
+    """The streaming example of README.md, run as written in a folder holding the committed demo model models/tiny-chat."""
     import re
     import subprocess
     import sys
@@ -571,7 +571,7 @@ def test_readme_example_runs_as_written(demo_dir, tmp_path):
         code = re.search(r"```python\n(.*?)```", f.read(), re.S).group(1)
     assert len([ln for ln in code.splitlines() if ln.strip()]) <= 10
     (tmp_path / "models").mkdir()
-    os.symlink(os.path.abspath(demo_dir), str(tmp_path / "models" / "tiny"))
+    os.symlink(os.path.join(ROOT, "models", "tiny-chat"), str(tmp_path / "models" / "tiny-chat"))
     (tmp_path / "example.py").write_text(code, encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     r = subprocess.run([sys.executable, "example.py"], cwd=str(tmp_path), env=env, capture_output=True, text=True,
