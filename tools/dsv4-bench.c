@@ -5,12 +5,20 @@
  *   dsv4-bench --model DIR [--synth DSV4-SYNTH] [--threads N] [--steps N]
  *              [--quick] [--mapped] [--nodes] [--json FILE]
  *   --nodes: after the decode figures, the graph nodes taking the most time
- *   --only experts [--mem-budget GIB]: decode under a memory budget (default
- *              5 GiB; docs/memory.md) on a checkpoint whose routed experts
- *              exceed it (tools/dsv4-widen-experts.py): tokens/s, disk bytes
- *              per token, hit rate, LRU against LFU, the disk's O_DIRECT
- *              sequential read measured in turns with them and the fraction
- *              reached; V4-Flash projected on a 64 GB machine, 7 GB/s NVMe
+ *   --only experts [--mem-budget GIB | --mem-slots N] [--text FILE]
+ *              [--lookahead-ab N]: decode under a memory budget (default
+ *              5 GiB, or the one giving N cache slots; docs/memory.md) on a
+ *              checkpoint whose routed experts exceed it
+ *              (tools/dsv4-widen-experts.py): tokens/s, disk bytes per
+ *              token, hit rate, demand misses, LRU against LFU and per-layer
+ *              quotas, the look-ahead predictor (top-k, top-2k) and its
+ *              accuracy, the disk's O_DIRECT sequential read measured in
+ *              turns with them and the fraction reached; V4-Flash projected
+ *              on a 64 GB machine, 7 GB/s NVMe; plain mmap in a memory
+ *              cgroup with the budget's memory (--only experts-mmap: that
+ *              alone). --text: decode the file's tokens (the model's
+ *              tokenizer) instead of random ids. --lookahead-ab N: only N
+ *              pairs of turns, the predictor off and on, alternating
  *   --only spin [--busy N]: decode tokens/s of DIR (the tiny model will do)
  *              with the pool's waiting adaptive (the default), spinning
  *              4096 pauses, and sleeping at once, in alternating turns;
@@ -568,6 +576,7 @@ static void tokens(int32_t *t, int64_t n, int64_t V, uint32_t seed)
 
 /* ---- --only experts: decode under a memory budget (docs/memory.md) ----------------- */
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include "graph/experts.h"
@@ -612,7 +621,53 @@ static double disk_read(const char *path, int64_t off, int64_t len, int n_thr)
     return (double)got / t / 1e9;
 }
 
-typedef struct xrun_res { double tok_s, bytes_tok, hit, disk_gbs; } xrun_res;
+typedef struct xrun_res {
+    double tok_s, bytes_tok, hit, disk_gbs;
+    dsv4__xstats xs;       /* the cache's counters over the timed tokens */
+} xrun_res;
+
+/* --text FILE: decode the file's tokens (the model's tokenizer.json) instead
+ * of random ids: trained routers then route as on real text */
+static int32_t *xtext;
+static int64_t n_xtext;
+
+static int load_text(const char *dir, const char *path)
+{
+    char tp[4200];
+    snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
+    dsv4_tokenizer *tk = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f || dsv4_tokenizer_load(tp, NULL, &tk, NULL) != DSV4_OK) {
+        fprintf(stderr, "dsv4-bench: --text needs %s and %s\n", path, tp);
+        if (f) fclose(f);
+        return -1;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *txt = malloc((size_t)n + 1);
+    size_t got = txt ? fread(txt, 1, (size_t)n, f) : 0;
+    fclose(f);
+    size_t cap = got + 16, cnt = 0;
+    xtext = malloc(cap * sizeof *xtext);
+    int ok = txt && xtext && dsv4_tokenizer_encode(tk, txt, got, 0, xtext, cap, &cnt, NULL) == DSV4_OK;
+    n_xtext = ok ? (int64_t)cnt : 0;
+    free(txt);
+    dsv4_tokenizer_free(tk);
+    if (!ok || n_xtext < 64) {
+        fprintf(stderr, "dsv4-bench: %s: could not tokenize (or fewer than 64 tokens)\n", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* the tokens of a run: random ids, or a window of --text picked by seed */
+static void run_tokens(int32_t *tok, int n, int64_t V, uint32_t seed)
+{
+    if (!xtext) { tokens(tok, n, V, seed); return; }
+    int64_t span = n_xtext > n ? n_xtext - n : 1, at = (int64_t)((seed * 2654435761u) % (uint32_t)span);
+    for (int i = 0; i < n; i++) tok[i] = xtext[(at + i) % n_xtext];
+}
 
 /* bytes this process made the storage read (page faults included) */
 static int64_t proc_read_bytes(void)
@@ -655,15 +710,19 @@ static double cache_read_gbs(dsv4_model *m, int n)
     return (double)xs.bytes_read / t / 1e9;
 }
 
-/* decode `steps` tokens one by one after `warm` untimed ones, cache emptied first */
-static xrun_res experts_run(dsv4_model *m, dsv4_session *s, int policy, int prefetch, int warm, int steps,
-                            uint32_t seed)
+/* decode `steps` tokens one by one after `warm` untimed ones, cache emptied
+ * first; policy -1: the same token over and over; lookahead: the
+ * predictor's mode (experts.h) */
+static xrun_res experts_run(dsv4_model *m, dsv4_session *s, int policy, int prefetch, int lookahead, int warm,
+                            int steps, uint32_t seed)
 {
     dsv4__xcache *xc = m->weights->xc;
     dsv4__xcache_set_prefetch(xc, prefetch);
+    dsv4__xcache_set_lookahead(xc, lookahead);
     int64_t V = dsv4__model_config(m)->vocab_size;
-    int32_t tok[4096];
-    tokens(tok, warm + steps, V, seed);
+    static int32_t tok[1 << 16];
+    if (warm + steps > (int)(sizeof tok / sizeof *tok)) steps = (int)(sizeof tok / sizeof *tok) - warm;
+    run_tokens(tok, warm + steps, V, seed);
     if (policy < 0) { /* hot: one token over and over (the same experts: hits), the compute alone */
         for (int i = 1; i < warm + steps; i++) tok[i] = tok[0];
         policy = 0;
@@ -678,11 +737,173 @@ static xrun_res experts_run(dsv4_model *m, dsv4_session *s, int policy, int pref
     t = now() - t;
     dsv4__xstats xs;
     dsv4__xcache_stats(xc, &xs);
-    /* a prefetched expert counts as a read, not a hit */
+    /* hit: found in the cache without a read for it (an expert read ahead
+     * and then used counts as a read, not a hit) */
     xrun_res r = { steps / t, (double)xs.bytes_read / steps,
-                   xs.hits + xs.misses ? 1.0 - (double)(xs.misses + xs.prefetches) / (double)(xs.hits + xs.misses) : 0,
-                   (double)xs.bytes_read / t / 1e9 };
+                   xs.hits + xs.misses ? (double)(xs.hits - xs.pf_used) / (double)(xs.hits + xs.misses) : 0,
+                   (double)xs.bytes_read / t / 1e9, xs };
     return r;
+}
+
+static const char *xtext_path; /* --text */
+static int by_double(const void *a, const void *b);
+static int lookahead_ab;        /* --lookahead-ab N: only N pairs of turns, look-ahead off / top-k */
+static int mmap_only;           /* --only experts-mmap: only the cgroup run */
+
+/* --mem-slots N: the budget that gives the cache exactly N slots */
+static int64_t budget_for_slots(const char *dir, int n)
+{
+    dsv4_model *m = NULL;
+    if (dsv4_model_load(dir, NULL, &m, NULL) != DSV4_OK) return -1;
+    int64_t min = dsv4__xcache_min_budget(m->ck, m->weights);
+    int64_t K = dsv4__model_config(m)->n_active_experts;
+    dsv4_model_free(m);
+    dsv4_options *o = NULL;
+    dsv4_options_create(&o);
+    dsv4_options_set_i64(o, DSV4_OPT_MEM_BUDGET, min);
+    int64_t b = -1;
+    if (dsv4_model_load(dir, o, &m, NULL) == DSV4_OK) {
+        dsv4__xstats xs;
+        dsv4__xcache_stats(m->weights->xc, &xs);
+        b = min + (n > K ? n - K : 0) * xs.slot_bytes;
+        dsv4_model_free(m);
+    }
+    dsv4_options_free(o);
+    return b;
+}
+
+/* the child of mmap_cgroup_bench: dsv4-bench --mmap-child DIR CGROUP BUDGET
+ * STEPS WARM THREADS SEED. Loads DIR without a budget (the weights every
+ * token reads copied to anonymous memory, as by default), runs one token
+ * (the scratch touched), drops every shard page from its mapping and the
+ * page cache, limits CGROUP to BUDGET minus those copies (the bytes the
+ * budget leaves to the embedding and the experts), moves itself in, and
+ * decodes WARM then STEPS tokens of the same ids as the budget run. Prints
+ * "MMAPCHILD tok/s bytes-per-token limit" or "MMAPCHILD fail why". */
+static int mmap_child(char **argv)
+{
+    const char *dir = argv[0], *cg = argv[1];
+    int64_t budget = atoll(argv[2]);
+    int steps = atoi(argv[3]), warm = atoi(argv[4]), threads = atoi(argv[5]);
+    uint32_t seed = (uint32_t)strtoul(argv[6], NULL, 10);
+    dsv4_options *o = NULL;
+    dsv4_model *m = NULL;
+    dsv4_context *ctx = NULL;
+    dsv4_session *s = NULL;
+    dsv4_options_create(&o);
+    dsv4_options_set_i64(o, DSV4_OPT_THREADS, threads);
+    if (dsv4_model_load(dir, NULL, &m, NULL) || dsv4_context_create(m, o, &ctx, NULL) ||
+        dsv4_session_create(ctx, NULL, &s, NULL)) {
+        printf("MMAPCHILD fail the model did not load\n");
+        return 1;
+    }
+    if (xtext_path && load_text(dir, xtext_path)) return 1;
+    static int32_t tok[1 << 16];
+    if (warm + steps > (int)(sizeof tok / sizeof *tok)) steps = (int)(sizeof tok / sizeof *tok) - warm;
+    run_tokens(tok, warm + steps, dsv4__model_config(m)->vocab_size, seed);
+    dsv4_session_eval(s, &tok[0], 1, 0);
+    dsv4_session_reset(s);
+    int64_t limit = budget - m->weights->owned_bytes;
+    if (limit < ((int64_t)16 << 20)) limit = (int64_t)16 << 20;
+    for (int i = 0; i < m->ck->n_shards; i++) {
+        const dsv4__shard *sh = &m->ck->shards[i];
+        madvise((void *)sh->map, sh->size, MADV_DONTNEED);
+        int fd = open(sh->path, O_RDONLY);
+        if (fd >= 0) {
+            posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+            close(fd);
+        }
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/memory.limit_in_bytes", cg);
+    FILE *f = fopen(path, "w");
+    int ok = f && fprintf(f, "%lld\n", (long long)limit) > 0;
+    if (f) ok &= fclose(f) == 0;
+    snprintf(path, sizeof path, "%s/cgroup.procs", cg);
+    f = ok ? fopen(path, "w") : NULL;
+    ok = ok && f && fprintf(f, "%d\n", (int)getpid()) > 0;
+    if (f) ok &= fclose(f) == 0;
+    if (!ok) {
+        printf("MMAPCHILD fail cannot set the limit or join %s: %s\n", cg, strerror(errno));
+        return 1;
+    }
+    for (int i = 0; i < warm; i++) dsv4_session_eval(s, &tok[i], 1, 0);
+    int64_t r0 = proc_read_bytes();
+    double t = now();
+    for (int i = warm; i < warm + steps; i++) dsv4_session_eval(s, &tok[i], 1, 0);
+    t = now() - t;
+    printf("MMAPCHILD %.6f %.1f %lld\n", steps / t, (double)(proc_read_bytes() - r0) / steps, (long long)limit);
+    dsv4_session_free(s);
+    dsv4_context_free(ctx);
+    dsv4_model_free(m);
+    dsv4_options_free(o);
+    return 0;
+}
+
+static int64_t cg_read(const char *cg, const char *file)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", cg, file);
+    FILE *f = fopen(path, "r");
+    long long v = -1;
+    if (f) {
+        if (fscanf(f, "%lld", &v) != 1) v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
+/* plain mmap (no budget) confined to a memory cgroup (v1, mounted at
+ * /sys/fs/cgroup/memory; root) with the budget's memory for the embedding
+ * and the experts, in a child process (mmap_child); skipped with a message
+ * when no group can be made */
+static void mmap_cgroup_bench(const char *dir, int64_t budget, int steps, int warm, int threads, uint32_t seed)
+{
+    const char *root = "/sys/fs/cgroup/memory";
+    char cg[256], self[4096], cmd[12000], line[512];
+    snprintf(cg, sizeof cg, "%s/dsv4-bench-%d", root, (int)getpid());
+    if (mkdir(cg, 0755) != 0) {
+        printf("plain mmap under the same memory limit: skipped (cannot make the memory cgroup %s: %s; needs the "
+               "cgroup v1 memory controller mounted at %s, writable: root)\n", cg, strerror(errno), root);
+        return;
+    }
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[n > 0 ? n : 0] = 0;
+    char *del = strstr(self, " (deleted)"); /* rebuilt while running: the new file */
+    if (del) *del = 0;
+    snprintf(cmd, sizeof cmd, "'%s' --mmap-child '%s' '%s' %lld %d %d %d %u%s%s%s", self, dir, cg, (long long)budget,
+             steps, warm, threads, seed, xtext_path ? " --text '" : "", xtext_path ? xtext_path : "",
+             xtext_path ? "'" : "");
+    double tok_s = 0, bytes = 0;
+    long long limit = 0;
+    char why[600] = "the child reported nothing";
+    FILE *p = popen(cmd, "r");
+    while (p && fgets(line, sizeof line, p)) {
+        if (sscanf(line, "MMAPCHILD %lf %lf %lld", &tok_s, &bytes, &limit) == 3) why[0] = 0;
+        else if (!strncmp(line, "MMAPCHILD fail ", 15)) snprintf(why, sizeof why, "%s", line + 15);
+    }
+    int st = p ? pclose(p) : -1;
+    int64_t peak = cg_read(cg, "memory.max_usage_in_bytes"), failcnt = cg_read(cg, "memory.failcnt");
+    if (rmdir(cg) != 0) { /* page cache still charged: empty it, then retry */
+        char fe[300];
+        snprintf(fe, sizeof fe, "%s/memory.force_empty", cg);
+        FILE *f = fopen(fe, "w");
+        if (f) { fputs("0\n", f); fclose(f); }
+        if (rmdir(cg) != 0) fprintf(stderr, "dsv4-bench: could not remove %s: %s\n", cg, strerror(errno));
+    }
+    if (why[0] || st != 0) {
+        why[strcspn(why, "\n")] = 0;
+        printf("plain mmap under the same memory limit: failed (%s, exit status %d)\n", why, st);
+        return;
+    }
+    printf("plain mmap, no budget, in a memory cgroup limited to %.2f GB (the budget minus the %s copies of the "
+           "weights every token reads, made before joining: the same memory for the embedding and the experts), "
+           "shards dropped from the page cache first, %d tokens after %d (the ids of the first LRU turn): %.3f tok/s, "
+           "%.1f MB read from the disk per token (/proc/self/io read_bytes); group peak %.2f GB, limit hit %lld "
+           "times\n", limit / 1e9, "anonymous", steps, warm, tok_s, bytes / 1e6, peak / 1e9, (long long)failcnt);
+    jnum("mmap_cgroup_limit_bytes", (double)limit);
+    jnum("mmap_cgroup_tok_s", tok_s);
+    jnum("mmap_cgroup_bytes_per_token", bytes);
 }
 
 static int experts_bench(const char *dir, const char *full, int threads, int steps, int64_t budget, double ram_bw)
@@ -725,27 +946,68 @@ static int experts_bench(const char *dir, const char *full, int threads, int ste
     int64_t len = (int64_t)ck->shards[ck->n_shards - 1].size;
     if (len > ((int64_t)2 << 30)) len = (int64_t)2 << 30;
     len &= ~(int64_t)((8 << 20) - 1);
-    /* alternating: disk, decode LRU, decode LFU, disk, ... (the machine is shared) */
+    if (lookahead_ab > 0 || mmap_only) {
+        /* pairs of turns on the same tokens, the order swapped every other pair */
+        double *ta = calloc((size_t)lookahead_ab + 1, sizeof *ta), *tb = calloc((size_t)lookahead_ab + 1, sizeof *tb);
+        double ma = 0, mb = 0, ba = 0, bb = 0;
+        for (int i = 0; i < lookahead_ab; i++)
+            for (int h = 0; h < 2; h++) {
+                int la = (h ^ (i & 1)) ? 2 : 0;
+                xrun_res r = experts_run(m, s, 0, 1, la, 8, steps, 31 + (uint32_t)i);
+                (la ? tb : ta)[i] = r.tok_s;
+                *(la ? &mb : &ma) += (double)r.xs.misses / steps;
+                *(la ? &bb : &ba) += r.bytes_tok;
+            }
+        if (lookahead_ab > 0) {
+            qsort(ta, (size_t)lookahead_ab, sizeof *ta, by_double);
+            qsort(tb, (size_t)lookahead_ab, sizeof *tb, by_double);
+            printf("look-ahead A/B, %d pairs of %d tokens (LRU, hash prefetch): median tok/s off %.3f, top-k %.3f "
+                   "(ratio %.3f); demand misses per token %.2f vs %.2f; MB read per token %.3f vs %.3f\n",
+                   lookahead_ab, steps, ta[lookahead_ab / 2], tb[lookahead_ab / 2], tb[lookahead_ab / 2] /
+                   ta[lookahead_ab / 2], ma / lookahead_ab, mb / lookahead_ab, ba / lookahead_ab / 1e6,
+                   bb / lookahead_ab / 1e6);
+        }
+        free(ta);
+        free(tb);
+        dsv4_session_free(s);
+        dsv4_context_free(ctx);
+        dsv4_model_free(m);
+        if (mmap_only) mmap_cgroup_bench(dir, budget, steps, 8, threads, 11);
+        fprintf(js, "\n}\n");
+        fclose(js);
+        return 0;
+    }
+    /* alternating: disk, then each variant in turn, disk, ... (the machine is shared) */
     double seq1 = 0, seq4 = 0, xr = 0;
-    xrun_res best[3] = { { 0, 0, 0, 0 }, { 0, 0, 0, 0 }, { 0, 0, 0, 0 } }, hot = { 0, 0, 0, 0 };
-    static const char *const vname[3] = { "LRU, hash layers prefetched", "LFU, hash layers prefetched",
-                                          "LRU, no prefetch" };
+    enum { NV = 6 };
+    static const struct { const char *name, *key; int policy, prefetch, lookahead; } var[NV] = {
+        { "LRU, hash layers prefetched", "lru", 0, 1, 0 },
+        { "LFU, hash layers prefetched", "lfu", 1, 1, 0 },
+        { "LRU, no prefetch", "lru_noprefetch", 0, 0, 0 },
+        { "per-layer quotas (LRU within), hash layers prefetched", "quota", 2, 1, 0 },
+        { "LRU, hash prefetch + look-ahead top-k", "lru_lookahead_k", 0, 1, 2 },
+        { "LRU, hash prefetch + look-ahead top-2k", "lru_lookahead_2k", 0, 1, 3 },
+    };
+    xrun_res best[NV], hot = { 0 };
+    memset(best, 0, sizeof best);
     int warm = 8;
     for (int rep = 0; rep < 3; rep++) {
         seq1 = fmax(seq1, disk_read(shard, 0, len / 2, 1));
         seq4 = fmax(seq4, disk_read(shard, len / 2, len / 2, 4));
         xr = fmax(xr, cache_read_gbs(m, 48));
-        xrun_res h = experts_run(m, s, -1, 1, warm, steps, 5);
+        xrun_res h = experts_run(m, s, -1, 1, 0, warm, steps, 5);
         if (h.tok_s > hot.tok_s) hot = h;
-        for (int p = 0; p < 3; p++) {
-            xrun_res r = experts_run(m, s, p == 1, p != 2, warm, steps, 11 + (uint32_t)rep);
+        for (int p = 0; p < NV; p++) {
+            xrun_res r = experts_run(m, s, var[p].policy, var[p].prefetch, var[p].lookahead, warm, steps,
+                                     11 + (uint32_t)rep);
             printf("  %s turn %d: %.3f tok/s, %.1f MB read per token, hit rate %.2f, %.2f GB/s from the disk\n",
-                   vname[p], rep + 1, r.tok_s, r.bytes_tok / 1e6, r.hit, r.disk_gbs);
+                   var[p].name, rep + 1, r.tok_s, r.bytes_tok / 1e6, r.hit, r.disk_gbs);
             if (r.tok_s > best[p].tok_s) best[p] = r;
         }
     }
     dsv4__xcache_set_prefetch(m->weights->xc, 1);
     dsv4__xcache_set_policy(m->weights->xc, 0);
+    dsv4__xcache_set_lookahead(m->weights->xc, 0);
     double seq = fmax(seq1, seq4);
     printf("disk, sequential O_DIRECT 8 MiB reads (same run, best of 3): 1 stream %.2f GB/s, 4 streams %.2f GB/s\n",
            seq1, seq4);
@@ -758,17 +1020,32 @@ static int experts_bench(const char *dir, const char *full, int threads, int ste
     printf("decode with the same token over and over (its experts stay cached: hit rate %.2f), the compute "
            "alone: %.3f tok/s\n", hot.hit, hot.tok_s);
     jnum("xc_hot_tok_s", hot.tok_s);
-    for (int p = 0; p < 3; p++) {
-        const char *nm = p == 0 ? "lru" : p == 1 ? "lfu" : "lru_noprefetch";
+    for (int p = 0; p < NV; p++) {
+        const dsv4__xstats *q = &best[p].xs;
         printf("decode under the budget, %s (best of 3, %d tokens after %d, cache emptied first): %.3f tok/s, "
-               "%.1f MB from the disk per token, hit rate %.2f, %.2f GB/s = %.0f %% of the sequential read\n",
-               vname[p], steps, warm, best[p].tok_s, best[p].bytes_tok / 1e6, best[p].hit,
-               best[p].disk_gbs, seq > 0 ? 100 * best[p].disk_gbs / seq : 0);
+               "%.1f MB from the disk per token, hit rate %.2f, %.2f GB/s = %.0f %% of the sequential read; "
+               "demand misses %.2f per token, read ahead %.2f per token (%.0f %% of them used)\n",
+               var[p].name, steps, warm, best[p].tok_s, best[p].bytes_tok / 1e6, best[p].hit,
+               best[p].disk_gbs, seq > 0 ? 100 * best[p].disk_gbs / seq : 0, (double)q->misses / steps,
+               (double)q->prefetches / steps, q->prefetches ? 100.0 * q->pf_used / q->prefetches : 0);
         char key[64];
-        snprintf(key, sizeof key, "xc_%s_tok_s", nm); jnum(key, best[p].tok_s);
-        snprintf(key, sizeof key, "xc_%s_bytes_per_token", nm); jnum(key, best[p].bytes_tok);
-        snprintf(key, sizeof key, "xc_%s_hit_rate", nm); jnum(key, best[p].hit);
-        snprintf(key, sizeof key, "xc_%s_disk_frac", nm); jnum(key, seq > 0 ? best[p].disk_gbs / seq : 0);
+        snprintf(key, sizeof key, "xc_%s_tok_s", var[p].key); jnum(key, best[p].tok_s);
+        snprintf(key, sizeof key, "xc_%s_bytes_per_token", var[p].key); jnum(key, best[p].bytes_tok);
+        snprintf(key, sizeof key, "xc_%s_hit_rate", var[p].key); jnum(key, best[p].hit);
+        snprintf(key, sizeof key, "xc_%s_misses_per_token", var[p].key); jnum(key, (double)q->misses / steps);
+        snprintf(key, sizeof key, "xc_%s_disk_frac", var[p].key); jnum(key, seq > 0 ? best[p].disk_gbs / seq : 0);
+        if (q->pred_layers) {
+            double pk = q->pred_k ? (double)q->pred_tp_k / q->pred_k : 0, rk = (double)q->pred_tp_k / q->pred_actual;
+            double p2 = q->pred_2k ? (double)q->pred_tp_2k / q->pred_2k : 0, r2 = (double)q->pred_tp_2k / q->pred_actual;
+            printf("  look-ahead predictor (%lld layer steps scored): top-k precision %.3f recall %.3f, top-2k "
+                   "precision %.3f recall %.3f (chance: recall k/E = %.3f, 2k/E = %.3f; the previous layer's "
+                   "selection as the guess: recall %.3f)\n", (long long)q->pred_layers,
+                   pk, rk, p2, r2, (double)c->n_active_experts / c->n_routed_experts,
+                   fmin(1.0, 2.0 * c->n_active_experts / c->n_routed_experts),
+                   q->pred_actual ? (double)q->ctl_tp / q->pred_actual : 0);
+            snprintf(key, sizeof key, "xc_%s_pred_recall_k", var[p].key); jnum(key, rk);
+            snprintf(key, sizeof key, "xc_%s_pred_recall_2k", var[p].key); jnum(key, r2);
+        }
     }
     /* V4-Flash on a 64 GB machine with a 7 GB/s NVMe */
     double frac = seq > 0 ? fmin(1.0, xr / seq) : 0;
@@ -808,7 +1085,7 @@ static int experts_bench(const char *dir, const char *full, int threads, int ste
     /* cold start, the first `steps` tokens: the cache emptied, against plain
      * mmap with the shards dropped from the page cache (no memory limit can be
      * imposed here: the page cache may keep all it reads) */
-    xrun_res cold = experts_run(m, s, 0, 1, 0, steps, 21);
+    xrun_res cold = experts_run(m, s, 0, 1, 0, 0, steps, 21);
     int64_t vocab = c->vocab_size;
     dsv4_session_free(s);
     dsv4_context_free(ctx);
@@ -839,11 +1116,12 @@ static int experts_bench(const char *dir, const char *full, int threads, int ste
     jnum("xc_cold_tok_s", cold.tok_s);
     jnum("mmap_cold_tok_s", mm_tok_s);
     jnum("mmap_cold_bytes_per_token", mm_bytes);
-    fprintf(js, "\n}\n");
-    fclose(js);
     dsv4_session_free(s);
     dsv4_context_free(ctx);
     dsv4_model_free(m);
+    mmap_cgroup_bench(dir, budget, steps, warm, threads, 11);
+    fprintf(js, "\n}\n");
+    fclose(js);
     return 0;
 }
 
@@ -1147,7 +1425,13 @@ int main(int argc, char **argv)
     const char *dir = NULL, *synth = NULL, *jpath = NULL;
     int threads = 2, steps = 8, quick = 0, mapped = 0, n_busy = 1, layout_ab = 0;
     int64_t mem_budget = (int64_t)5 << 30;
+    int mem_slots = 0;
     show_nodes = 0;
+    if (argc >= 9 && !strcmp(argv[1], "--mmap-child")) {
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        if (argc >= 11 && !strcmp(argv[9], "--text")) xtext_path = argv[10];
+        return mmap_child(argv + 2);
+    }
     const char *only = "";
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
@@ -1176,11 +1460,14 @@ int main(int argc, char **argv)
             if (!n_sess_pos) { fprintf(stderr, "dsv4-bench: bad --positions\n"); return 2; }
         }
         else if (!strcmp(a, "--mem-budget") && v) mem_budget = (int64_t)(atof(argv[++i]) * (1 << 30));
+        else if (!strcmp(a, "--mem-slots") && v) mem_slots = atoi(argv[++i]);
+        else if (!strcmp(a, "--text") && v) xtext_path = argv[++i];
+        else if (!strcmp(a, "--lookahead-ab") && v) lookahead_ab = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: dsv4-bench --model DIR [--synth DSV4-SYNTH] [--threads N] [--steps N] "
                             "[--quick] [--mapped] [--nodes] [--layout-ab] "
-                            "[--only kernels|layout|decode|prefill|context|spin|sessions|experts] [--positions N,N,...] "
-                            "[--prefill-max N] [--busy N] [--mem-budget GIB] [--json FILE]\n");
+                            "[--only kernels|layout|decode|prefill|context|spin|sessions|experts|experts-mmap] [--positions N,N,...] "
+                            "[--prefill-max N] [--busy N] [--mem-budget GIB] [--mem-slots N] [--text FILE] [--lookahead-ab N] [--json FILE]\n");
             return 2;
         }
     }
@@ -1225,8 +1512,15 @@ int main(int argc, char **argv)
     printf("streaming read (1 GiB, %d threads, %s, best of 5): %.1f GB/s\n", threads,
            have_avx512 ? "AVX-512" : have_avx2 ? "AVX2" : "portable", bw);
     jnum("bandwidth_gbs", bw);
+    if (!strcmp(only, "experts-mmap")) {
+        only = "experts";
+        mmap_only = 1;
+    }
     if (!strcmp(only, "experts")) {
         dsv4k_pool_free(pool);
+        if (xtext_path && load_text(dir, xtext_path)) return 1;
+        if (mem_slots > 0) mem_budget = budget_for_slots(dir, mem_slots);
+        if (mem_budget <= 0) return 1;
         return experts_bench(dir, full, threads, steps, mem_budget, bw);
     }
 

@@ -43,6 +43,7 @@ typedef struct xslot {
     int32_t key;           /* layer·E + expert, -1 none */
     int32_t state;
     int32_t pins;
+    int32_t pf;            /* filled by a prefetch, not acquired since */
     uint64_t tick, freq;
     char err[200];
 } xslot;
@@ -68,10 +69,25 @@ struct dsv4__xcache {
     pthread_t io[XMAX_IO];
     int n_io, stop;
     uint64_t tick;
-    int policy, prefetch;
+    int policy, prefetch, lookahead;
+    int32_t *held;         /* [n_rows] slots holding each layer's experts (quotas) */
+    uint8_t *pred;         /* [n_rows][E] the recorded guess: 1 top-k, 2 top-2k only */
+    uint8_t *pred_on;      /* [n_rows] a guess is recorded */
+    uint8_t *ctl;          /* [n_rows][E] the control guess: the previous layer's selection */
+    uint8_t *ctl_on;       /* [n_rows] */
     int64_t budget, fixed, n_cached, bytes_cached;
-    int64_t hits, misses, bytes_read, waits, prefetches;
+    int64_t hits, misses, bytes_read, waits, prefetches, pf_used;
+    int64_t pred_layers, pred_actual, pred_k, pred_2k, pred_tp_k, pred_tp_2k, ctl_n, ctl_tp;
 };
+
+/* slot s now holds key (-1: nothing): the per-layer counts follow */
+static void set_key(dsv4__xcache *xc, int32_t s, int32_t key)
+{
+    xslot *v = &xc->slots[s];
+    if (v->key >= 0) xc->held[v->key / xc->E]--;
+    v->key = key;
+    if (key >= 0) xc->held[key / xc->E]++;
+}
 
 /* ---- layout ------------------------------------------------------------ */
 
@@ -263,7 +279,7 @@ static void *io_main(void *arg)
             sl->state = S_FAILED;
             snprintf(sl->err, sizeof sl->err, "%s", err);
             xc->ex[key].slot = -1;
-            sl->key = -1;
+            set_key(xc, s, -1);
         }
         pthread_cond_broadcast(&xc->cv);
     }
@@ -299,6 +315,11 @@ void dsv4__xcache_free(dsv4__xcache *xc)
     dsv4__free(xc->mt_ns);
     dsv4__free(xc->q);
     dsv4__free(xc->slots);
+    dsv4__free(xc->held);
+    dsv4__free(xc->pred);
+    dsv4__free(xc->pred_on);
+    dsv4__free(xc->ctl);
+    dsv4__free(xc->ctl_on);
     dsv4__free(xc->ex);
     dsv4__free(xc);
 }
@@ -318,6 +339,8 @@ dsv4_status dsv4__xcache_create(const dsv4__checkpoint *ck, const struct dsv4__w
     xc->n_rows = w->n_layers + (w->mtp ? 1 : 0);
     xc->budget = budget;
     xc->prefetch = 1;
+    const char *la = getenv("DSV4_LOOKAHEAD");
+    xc->lookahead = la && *la >= '0' && *la <= '3' ? *la - '0' : 0;
     dsv4_status st = DSV4_OK;
     char b1[32], b2[32], b3[32], b4[32];
     if (build_table(xc, w)) {
@@ -346,7 +369,12 @@ dsv4_status dsv4__xcache_create(const dsv4__checkpoint *ck, const struct dsv4__w
     xc->size = dsv4__calloc((size_t)ck->n_shards, sizeof *xc->size);
     xc->mt_s = dsv4__calloc((size_t)ck->n_shards, sizeof *xc->mt_s);
     xc->mt_ns = dsv4__calloc((size_t)ck->n_shards, sizeof *xc->mt_ns);
-    if (!xc->slots || !xc->q || !xc->fd || !xc->fdd || !xc->size || !xc->mt_s || !xc->mt_ns) {
+    xc->held = dsv4__calloc((size_t)xc->n_rows, sizeof *xc->held);
+    xc->pred = dsv4__calloc((size_t)xc->n_rows * (size_t)xc->E, 1);
+    xc->pred_on = dsv4__calloc((size_t)xc->n_rows, 1);
+    xc->ctl = dsv4__calloc((size_t)xc->n_rows * (size_t)xc->E, 1);
+    xc->ctl_on = dsv4__calloc((size_t)xc->n_rows, 1);
+    if (!xc->held || !xc->ctl || !xc->ctl_on || !xc->pred || !xc->pred_on || !xc->slots || !xc->q || !xc->fd || !xc->fdd || !xc->size || !xc->mt_s || !xc->mt_ns) {
         dsv4__free(xc->fd);
         xc->fd = NULL;
         st = dsv4__fail(e, DSV4_ERR_OUT_OF_MEMORY, "expert cache: out of memory");
@@ -412,16 +440,25 @@ int dsv4__xcache_cached(const dsv4__xcache *xc, int layer, int e)
     return xc->ex[(size_t)layer * xc->E + e].cached;
 }
 
-/* the unpinned slot to refill: an empty one, else the least recently (LRU)
- * or least often (LFU) used; -1 when every slot is pinned */
-static int32_t victim(dsv4__xcache *xc)
+/* the unpinned slot to refill for an expert of layer `row`: an empty one,
+ * else the least recently (LRU) or least often (LFU) used; with quotas
+ * (policy 2) the least recent of the preferred class (experts.h); -1 when
+ * every slot is pinned */
+static int32_t victim(dsv4__xcache *xc, int row)
 {
-    int32_t best = -1;
+    int32_t best = -1, quota = xc->n_slots / xc->n_rows;
+    int bclass = 3, own_full = quota > 0 && xc->held[row] >= quota;
     for (int32_t i = 0; i < xc->n_slots; i++) {
         const xslot *s = &xc->slots[i];
         if (s->pins || s->state == S_LOADING) continue; /* a prefetch being read has no pin */
         if (s->key < 0) return i;
-        if (best < 0) { best = i; continue; }
+        int cls = 0;
+        if (xc->policy == 2 && quota > 0) {
+            int r = s->key / xc->E;
+            cls = own_full ? (r == row ? 1 : 2) : (xc->held[r] > quota ? 1 : 2);
+        }
+        if (best < 0 || cls < bclass) { best = i; bclass = cls; continue; }
+        if (cls > bclass) continue;
         const xslot *b = &xc->slots[best];
         int better = xc->policy == 1 ? (s->freq < b->freq || (s->freq == b->freq && s->tick < b->tick))
                                      : s->tick < b->tick;
@@ -442,14 +479,17 @@ int dsv4__xcache_acquire(dsv4__xcache *xc, int layer, const int32_t *ids, int n,
             if (s >= 0) {
                 xc->hits++;
                 if (xc->slots[s].state == S_LOADING) xc->waits++;
+                if (xc->slots[s].pf) xc->pf_used++;
+                xc->slots[s].pf = 0;
             } else {
-                s = victim(xc);
+                s = victim(xc, layer);
                 if (s < 0) break;
                 xslot *v = &xc->slots[s];
                 if (v->key >= 0) xc->ex[v->key].slot = -1;
-                v->key = key;
+                set_key(xc, s, key);
                 v->state = S_LOADING;
                 v->freq = 0;
+                v->pf = 0;
                 x->slot = s;
                 xc->misses++;
                 xc->q[(xc->qh + xc->qn) % xc->n_slots] = s;
@@ -481,13 +521,14 @@ int dsv4__xcache_prefetch(dsv4__xcache *xc, int layer, const int32_t *ids, int n
         int32_t key = layer * xc->E + ids[i];
         xexp *x = &xc->ex[key];
         if (!x->cached || x->slot >= 0) continue;
-        int32_t s = victim(xc);
+        int32_t s = victim(xc, layer);
         if (s < 0) break;
         xslot *v = &xc->slots[s];
         if (v->key >= 0) xc->ex[v->key].slot = -1;
-        v->key = key;
+        set_key(xc, s, key);
         v->state = S_LOADING;
         v->freq = 0;
+        v->pf = 1;
         v->tick = ++xc->tick;
         x->slot = s;
         xc->prefetches++;
@@ -558,6 +599,15 @@ void dsv4__xcache_stats(dsv4__xcache *xc, dsv4__xstats *s)
     s->bytes_read = xc->bytes_read;
     s->waits = xc->waits;
     s->prefetches = xc->prefetches;
+    s->pf_used = xc->pf_used;
+    s->pred_layers = xc->pred_layers;
+    s->pred_actual = xc->pred_actual;
+    s->pred_k = xc->pred_k;
+    s->pred_2k = xc->pred_2k;
+    s->pred_tp_k = xc->pred_tp_k;
+    s->pred_tp_2k = xc->pred_tp_2k;
+    s->ctl_n = xc->ctl_n;
+    s->ctl_tp = xc->ctl_tp;
     s->direct = 1;
     for (int i = 0; i < xc->n_shards; i++) s->direct &= atomic_load(&xc->fdd[i]) >= 0;
     pthread_mutex_unlock(&xc->mu);
@@ -566,7 +616,9 @@ void dsv4__xcache_stats(dsv4__xcache *xc, dsv4__xstats *s)
 void dsv4__xcache_reset_stats(dsv4__xcache *xc)
 {
     pthread_mutex_lock(&xc->mu);
-    xc->hits = xc->misses = xc->bytes_read = xc->waits = xc->prefetches = 0;
+    xc->hits = xc->misses = xc->bytes_read = xc->waits = xc->prefetches = xc->pf_used = 0;
+    xc->pred_layers = xc->pred_actual = xc->pred_k = xc->pred_2k = xc->pred_tp_k = xc->pred_tp_2k = 0;
+    xc->ctl_n = xc->ctl_tp = 0;
     pthread_mutex_unlock(&xc->mu);
 }
 
@@ -584,10 +636,70 @@ void dsv4__xcache_drop(dsv4__xcache *xc)
         xslot *s = &xc->slots[i];
         if (s->pins || s->key < 0 || s->state == S_LOADING) continue;
         xc->ex[s->key].slot = -1;
-        s->key = -1;
+        set_key(xc, i, -1);
         s->state = S_EMPTY;
+        s->pf = 0;
         s->freq = 0;
         s->tick = 0;
+    }
+    pthread_mutex_unlock(&xc->mu);
+}
+
+void dsv4__xcache_set_lookahead(dsv4__xcache *xc, int mode)
+{
+    pthread_mutex_lock(&xc->mu);
+    xc->lookahead = mode;
+    pthread_mutex_unlock(&xc->mu);
+}
+
+int dsv4__xcache_lookahead(dsv4__xcache *xc)
+{
+    pthread_mutex_lock(&xc->mu);
+    int m = xc->lookahead;
+    pthread_mutex_unlock(&xc->mu);
+    return m;
+}
+
+void dsv4__xcache_predicted(dsv4__xcache *xc, int layer, const int32_t *ids, int nk, const int32_t *ids2, int n2)
+{
+    pthread_mutex_lock(&xc->mu);
+    uint8_t *p = xc->pred + (size_t)layer * xc->E;
+    memset(p, 0, (size_t)xc->E);
+    for (int i = 0; i < n2; i++) p[ids2[i]] = 2;
+    for (int i = 0; i < nk; i++) p[ids[i]] = 1;
+    xc->pred_on[layer] = 1;
+    pthread_mutex_unlock(&xc->mu);
+}
+
+void dsv4__xcache_score(dsv4__xcache *xc, int layer, const int32_t *ids, int n)
+{
+    pthread_mutex_lock(&xc->mu);
+    if (xc->pred_on[layer]) {
+        const uint8_t *p = xc->pred + (size_t)layer * xc->E;
+        xc->pred_layers++;
+        xc->pred_actual += n;
+        for (int e = 0; e < xc->E; e++) {
+            xc->pred_k += p[e] == 1;
+            xc->pred_2k += p[e] != 0;
+        }
+        for (int i = 0; i < n; i++) {
+            xc->pred_tp_k += p[ids[i]] == 1;
+            xc->pred_tp_2k += p[ids[i]] != 0;
+        }
+        xc->pred_on[layer] = 0;
+        /* the control, scored on the same layer steps */
+        if (xc->ctl_on[layer]) {
+            const uint8_t *q = xc->ctl + (size_t)layer * xc->E;
+            for (int e = 0; e < xc->E; e++) xc->ctl_n += q[e];
+            for (int i = 0; i < n; i++) xc->ctl_tp += q[ids[i]];
+        }
+    }
+    xc->ctl_on[layer] = 0;
+    if (xc->lookahead && layer + 1 < xc->n_rows) {
+        uint8_t *q = xc->ctl + (size_t)(layer + 1) * xc->E;
+        memset(q, 0, (size_t)xc->E);
+        for (int i = 0; i < n; i++) q[ids[i]] = 1;
+        xc->ctl_on[layer + 1] = 1;
     }
     pthread_mutex_unlock(&xc->mu);
 }

@@ -16,8 +16,10 @@
  * it: a mutex guards the slots. A run pins the slots of the experts it is
  * about to use (acquire), waits for each to be filled (wait), and unpins
  * each after its products (release). Eviction takes the unpinned slot of
- * the least recently used expert (or the least frequently used one, policy
- * LFU, for measurements). An acquire never waits while its caller holds
+ * the least recently used expert (or, for measurements, the least
+ * frequently used one, or the least recent under per-layer quotas). A
+ * look-ahead predictor (moe.c; off by default) may start the next layer's
+ * reads from a guess. An acquire never waits while its caller holds
  * pins, so runs sharing the cache cannot deadlock; the minimum budget is
  * one token's selected experts (n_active slots).
  */
@@ -48,13 +50,25 @@ typedef struct dsv4__xstats {
     int64_t n_experts;             /* experts that go through the cache */
     int64_t hits, misses, bytes_read, waits;
     int64_t prefetches;            /* reads started ahead (dsv4__xcache_prefetch) */
+    int64_t pf_used;               /* experts read ahead that a run then acquired */
+    /* the look-ahead predictor's record (dsv4__xcache_predicted / _score):
+     * layers scored, the experts they selected, the predicted top-k and
+     * top-2k sets' sizes and how many of the selected each held */
+    int64_t pred_layers, pred_actual, pred_k, pred_2k, pred_tp_k, pred_tp_2k;
+    /* the control: the previous layer's selection as the guess (scored
+     * with the predictor's): guesses' sizes, how many of the selected they held */
+    int64_t ctl_n, ctl_tp;
     int direct;                    /* 1: every shard read with O_DIRECT */
 } dsv4__xstats;
 void dsv4__xcache_stats(dsv4__xcache *xc, dsv4__xstats *s);
 /* zero the hit/miss/byte counters (bench) */
 void dsv4__xcache_reset_stats(dsv4__xcache *xc);
-/* eviction policy (bench): 0 LRU (default), 1 LFU (least used since
- * loaded, ties to the least recent) */
+/* eviction policy: 0 LRU (default), 1 LFU (least used since loaded, ties
+ * to the least recent), 2 LRU with per-layer quotas (each layer — the MTP
+ * block counts as one — an equal share of the slots: a miss takes an
+ * empty slot, else the least recent of its own layer when the layer holds
+ * its share, else the least recent of a layer above its share; the global
+ * least recent when none of those is free) */
 void dsv4__xcache_set_policy(dsv4__xcache *xc, int policy);
 /* drop every unpinned expert (bench: a cold cache) */
 void dsv4__xcache_drop(dsv4__xcache *xc);
@@ -82,5 +96,22 @@ void dsv4__xcache_release(dsv4__xcache *xc, int32_t slot);
 int dsv4__xcache_prefetch(dsv4__xcache *xc, int layer, const int32_t *ids, int n);
 /* prefetching on (default) or off (bench) */
 void dsv4__xcache_set_prefetch(dsv4__xcache *xc, int on);
+
+/* The look-ahead predictor (lib/graph/moe.c): after a layer's router ran,
+ * the next layer's gate (when that layer routes by learned scores) applied
+ * to this layer's FFN input gives a guess of the next layer's experts.
+ * Mode 0: off (no product); 1: the guess is scored only (dsv4__xcache_score,
+ * for measurements), no read starts; 2: the top-k guess is prefetched; 3:
+ * the top-2k guess is. The default is 0 (docs/memory.md: it did not pay);
+ * DSV4_LOOKAHEAD=N in the environment at load sets it. */
+void dsv4__xcache_set_lookahead(dsv4__xcache *xc, int mode);
+int dsv4__xcache_lookahead(dsv4__xcache *xc);
+/* record a guess for `layer`: its top-k (ids[0..nk)) and top-2k (ids2[0..n2))
+ * experts, replacing any earlier one */
+void dsv4__xcache_predicted(dsv4__xcache *xc, int layer, const int32_t *ids, int nk, const int32_t *ids2, int n2);
+/* score the recorded guess for `layer` (if any) against the experts its
+ * router selected (ids[0..n), distinct), then forget it; with the predictor
+ * on, ids then stand as the control guess for layer + 1 */
+void dsv4__xcache_score(dsv4__xcache *xc, int layer, const int32_t *ids, int n);
 
 #endif

@@ -154,12 +154,62 @@ static void op_fetch(dsv4g_run *r, const dsv4g_node *n)
     int32_t *mark = rt->x_slots;
     memset(mark, 0, (size_t)E * sizeof *mark);
     for (int64_t i = 0; i < T * K; i++) mark[SEL[i]] = 1;
-    int cnt = 0;
+    int cnt = 0, all = 0;
     for (int64_t e = 0; e < E; e++)
-        if (mark[e] && dsv4__xcache_cached(xc, li, (int)e)) rt->x_ids[cnt++] = (int32_t)e;
+        if (mark[e]) rt->x_ids[all++] = (int32_t)e;
+    /* the look-ahead predictor's guess for this layer, if one was made (and
+     * this selection as the control guess for the next) */
+    dsv4__xcache_score(xc, li, rt->x_ids, all);
+    for (int j = 0; j < all; j++)
+        if (dsv4__xcache_cached(xc, li, rt->x_ids[j])) rt->x_ids[cnt++] = rt->x_ids[j];
     rt->x_n = rt->x_fail ? 0 : cnt;
     rt->x_acq = rt->x_done = 0;
     if (rt->x_n) rt->x_acq = dsv4__xcache_acquire(xc, li, rt->x_ids, rt->x_n, rt->x_slots, 1);
+}
+
+/* the look-ahead predictor (experts.h, docs/memory.md): the next layer's
+ * gate (p[0]: that layer) applied to this layer's FFN input x gives, per
+ * row, its top-k and top-2k experts by score + bias as the router would
+ * choose them; their union over the rows is recorded for scoring, and in
+ * modes 2 and 3 the top-k (or top-2k) union's reads start. Only the cache's
+ * reads depend on it: the sums are the same with it on or off. */
+static void op_predict(dsv4g_run *r, const dsv4g_node *n)
+{
+    dsv4__rt *rt = RT(r);
+    dsv4__xcache *xc = rt->w->xc;
+    int mode = dsv4__xcache_lookahead(xc);
+    if (!mode || rt->x_fail) return;
+    const dsv4__layer_w *nl = n->p[0];
+    int64_t dim = rt->c->dim, E = rt->c->n_routed_experts, K = rt->c->n_active_experts, T = dsv4g_rows(r, n->in[0]);
+    if (!T) return;
+    const float *x = dsv4g_f32(r, n->in[0]);
+    float *PL = dsv4g_f32(r, n->out[0]);
+    int32_t *mark = dsv4g_i32(r, n->out[1]), *ids = mark + E, *ids2 = ids + E; /* [3E] of the [T][3E] */
+    int64_t K2 = 2 * K < E ? 2 * K : E;
+    dsv4g_linear_exec(r, &nl->gate, x, dim, T, PL, E, 0);
+    memset(mark, 0, (size_t)E * sizeof *mark);
+    for (int64_t t = 0; t < T; t++) {
+        float *l = PL + t * E;
+        for (int64_t e = 0; e < E; e++) l[e] = sqrtf(dsv4k_softplus(l[e])) + nl->gate_bias[e];
+        for (int64_t k = 0; k < K2; k++) {
+            int32_t best = -1;
+            for (int64_t e = 0; e < E; e++)
+                if (!isnan(l[e]) && (best < 0 || l[e] > l[best])) best = (int32_t)e;
+            if (best < 0) break;
+            l[best] = NAN; /* taken */
+            int v = k < K ? 2 : 1;
+            if (mark[best] < v) mark[best] = v;
+        }
+    }
+    int nk = 0, n2 = 0;
+    for (int64_t e = 0; e < E; e++) {
+        if (mark[e] == 2) ids[nk++] = (int32_t)e;
+        if (mark[e]) ids2[n2++] = (int32_t)e;
+    }
+    int li = (int)n->i[0];
+    dsv4__xcache_predicted(xc, li, ids, nk, ids2, n2);
+    if (mode == 2) dsv4__xcache_prefetch(xc, li, ids, nk);
+    else if (mode == 3) dsv4__xcache_prefetch(xc, li, ids2, n2);
 }
 
 /* g = silu(min(g, lim)) · clamp(u, ±lim) (lim 0: no clamp) */
@@ -217,6 +267,17 @@ int32_t dsv4__build_moe(dsv4__rt *rt, dsv4g_graph *g, int li, const dsv4__layer_
         n = dsv4g_node_add(g, op_fetch, "expert_fetch");
         dsv4g_in(g, n, SEL, -1, -1, -1, -1);
         n->i[0] = li;
+        /* the look-ahead predictor for the next layer, when it routes by
+         * learned scores (its reads queue behind this layer's) */
+        if (li + 1 < rt->w->n_layers && !rt->w->layers[li + 1].hash) {
+            int32_t PL = F(g, "lookahead_logits", dom, 1, E);
+            int32_t PM = dsv4g_new(g, "lookahead_ids", DSV4G_I32, dom, 1, 3 * E);
+            n = dsv4g_node_add(g, op_predict, "expert_lookahead");
+            dsv4g_in(g, n, x, -1, -1, -1, -1);
+            dsv4g_out(g, n, PL, PM, -1);
+            n->p[0] = &rt->w->layers[li + 1];
+            n->i[0] = li + 1;
+        }
     } else {
         n = dsv4g_node_add(g, op_experts, "experts");
         dsv4g_in(g, n, x, SEL, SELW, -1, -1);

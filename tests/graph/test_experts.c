@@ -8,8 +8,13 @@
  *    many-expert model (dsv4-synth, path in argv[1]);
  *  - a budget one byte below the minimum is refused with
  *    DSV4_ERR_INVALID_ARGUMENT and a message naming the minimum;
+ *  - the look-ahead predictor (off, scored only, prefetching its top-k or
+ *    top-2k guess) and the per-layer quota policy: logits bit-identical to
+ *    no budget at small budgets; the predictor's guesses were scored, its
+ *    prefetches made and counted;
  *  - two threads, each with its own context and session on one model at the
- *    minimum budget, evicting each other's experts: both bit-identical;
+ *    minimum budget (and at a few slots more with quotas and the predictor
+ *    on), evicting each other's experts: both bit-identical;
  *  - the model info's memory keys;
  *  - a shard truncated after the load: DSV4_ERR_IO from eval, the session
  *    reset, no crash; a later eval fails the same way.
@@ -186,6 +191,73 @@ static void check_budgets(const char *name, const char *dir)
     dsv4_model_free(m0);
 }
 
+/* ---- the look-ahead predictor and the per-layer quotas -------------------- */
+
+static void check_variants(const char *name, const char *dir)
+{
+    int64_t mb = min_budget(dir);
+    dsv4_model *m0 = load(dir, 0, NULL, NULL), *m = load(dir, mb, NULL, NULL);
+    CHECK(m0 && m, "%s variants: models loaded", name);
+    if (!m0 || !m) {
+        dsv4_model_free(m0);
+        dsv4_model_free(m);
+        return;
+    }
+    const dsv4__config *c = dsv4__model_config(m0);
+    int64_t V = c->vocab_size, K = c->n_active_experts;
+    int learned_next = 0; /* a layer whose next one routes by learned scores */
+    for (int l = 0; l + 1 < c->n_layers; l++) learned_next |= !m0->weights->layers[l + 1].hash;
+    dsv4__xstats xs;
+    dsv4__xcache_stats(m->weights->xc, &xs);
+    int64_t slot = xs.slot_bytes;
+    dsv4_model_free(m);
+    int32_t tok[N_TOK];
+    tokens(tok, N_TOK, V, 11);
+    out ref;
+    int ok0 = run(m0, DSV4_NUMERICS_REFERENCE, tok, V, &ref);
+    CHECK(ok0, "%s variants: run without a budget", name);
+    /* the minimum, and room for 3 layers' selections (the predictor's reads fit) */
+    int64_t budgets[2] = { mb, mb + 3 * K * slot };
+    for (int b = 0; b < 2; b++) {
+        for (int v = 0; v < 6; v++) {
+            int policy = v == 5 ? 2 : v == 4 ? 1 : 0, la = v < 4 ? v : 2;
+            m = load(dir, budgets[b], NULL, NULL);
+            if (!m) { CHECK(0, "%s: load with budget %lld", name, (long long)budgets[b]); continue; }
+            dsv4__xcache *xc = m->weights->xc;
+            dsv4__xcache_set_policy(xc, policy);
+            dsv4__xcache_set_lookahead(xc, la);
+            CHECK_EQ_INT(dsv4__xcache_lookahead(xc), la, "lookahead mode set");
+            out r;
+            int ok = run(m, DSV4_NUMERICS_REFERENCE, tok, V, &r);
+            dsv4__xcache_stats(xc, &xs);
+            CHECK(ok && ok0 && same(&r, &ref, V),
+                  "%s: budget %lld slots, policy %d, look-ahead %d: logits bit-identical", name, (long long)xs.slots,
+                  policy, la);
+            if (la && learned_next) {
+                CHECK(xs.pred_layers > 0 && xs.pred_actual > 0 && xs.pred_tp_k <= xs.pred_tp_2k &&
+                          xs.pred_tp_2k <= xs.pred_actual && xs.pred_k <= xs.pred_2k,
+                      "%s look-ahead %d: %lld guesses scored (top-k %lld/%lld, top-2k %lld/%lld)", name, la,
+                      (long long)xs.pred_layers, (long long)xs.pred_tp_k, (long long)xs.pred_actual,
+                      (long long)xs.pred_tp_2k, (long long)xs.pred_actual);
+                if (la >= 2 && b == 1)
+                    CHECK(xs.prefetches > 0 && xs.pf_used <= xs.prefetches,
+                          "%s look-ahead %d: %lld reads ahead, %lld used", name, la, (long long)xs.prefetches,
+                          (long long)xs.pf_used);
+            }
+            if (!la) CHECK(xs.pred_layers == 0, "%s: look-ahead off, nothing scored", name);
+            printf("  %s variants: %lld slots, policy %d, look-ahead %d: hits %lld, misses %lld, read ahead %lld "
+                   "(%lld used), guesses %lld: top-k %lld of %lld selected, top-2k %lld\n", name, (long long)xs.slots,
+                   policy, la, (long long)xs.hits, (long long)xs.misses, (long long)xs.prefetches,
+                   (long long)xs.pf_used, (long long)xs.pred_layers, (long long)xs.pred_tp_k,
+                   (long long)xs.pred_actual, (long long)xs.pred_tp_2k);
+            out_free(&r);
+            dsv4_model_free(m);
+        }
+    }
+    out_free(&ref);
+    dsv4_model_free(m0);
+}
+
 /* ---- two sessions on two threads sharing the cache at the minimum -------- */
 
 typedef struct job {
@@ -209,10 +281,25 @@ static void *job_main(void *arg)
     return NULL;
 }
 
-static void check_threads(const char *dir)
+/* variant 0: the minimum, LRU, no look-ahead; 1: a few slots more, quotas,
+ * the look-ahead prefetching its top-2k guess */
+static void check_threads(const char *dir, int variant)
 {
     int64_t mb = min_budget(dir);
+    if (variant) {
+        dsv4_model *mm = load(dir, mb, NULL, NULL);
+        dsv4__xstats xs;
+        if (mm) {
+            dsv4__xcache_stats(mm->weights->xc, &xs);
+            mb += 3 * xs.slot_bytes;
+        }
+        dsv4_model_free(mm);
+    }
     dsv4_model *m0 = load(dir, 0, NULL, NULL), *m = load(dir, mb, NULL, NULL);
+    if (m && variant) {
+        dsv4__xcache_set_policy(m->weights->xc, 2);
+        dsv4__xcache_set_lookahead(m->weights->xc, 3);
+    }
     CHECK(m0 && m, "threads: models loaded");
     if (!m0 || !m) {
         dsv4_model_free(m0);
@@ -231,8 +318,9 @@ static void check_threads(const char *dir)
     }
     for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, job_main, &jb[i]);
     for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
-    for (int i = 0; i < 2; i++) CHECK(jb[i].ok, "threads: session %d bit-identical while sharing %lld bytes", i,
-                                      (long long)mb);
+    for (int i = 0; i < 2; i++)
+        CHECK(jb[i].ok, "threads: session %d bit-identical while sharing %lld bytes (%s)", i, (long long)mb,
+              variant ? "quotas, look-ahead top-2k" : "LRU");
     for (int i = 0; i < 2; i++) out_free(&ref[i]);
     dsv4_model_free(m);
     dsv4_model_free(m0);
@@ -290,6 +378,7 @@ int main(int argc, char **argv)
             continue;
         }
         check_budgets(golden[i], dir);
+        check_variants(golden[i], dir);
     }
     char *tmp = test_tmpdir("experts");
     CHECK(synth && tmp, "dsv4-synth given, temporary directory");
@@ -300,7 +389,9 @@ int main(int argc, char **argv)
                  synth, dir);
         CHECK(system(cmd) == 0, "synthetic many-expert model written");
         if (!threads_only) check_budgets("synthetic 64 experts", dir);
-        check_threads(dir);
+        if (!threads_only) check_variants("synthetic 64 experts", dir);
+        check_threads(dir, 0);
+        check_threads(dir, 1);
         check_truncated(synth, tmp);
         test_rmtree(tmp);
     }
