@@ -200,6 +200,20 @@ int64_t dsv4__xcache_min_budget(const dsv4__checkpoint *ck, const struct dsv4__w
 
 /* ---- reads ------------------------------------------------------------- */
 
+/* tests: the n-th read of a shard run from now fails as an I/O error would
+ * (0: none) */
+static atomic_long read_countdown;
+void dsv4__xcache_read_fail_after(long n) { atomic_store(&read_countdown, n); }
+long dsv4__xcache_read_fail_pending(void) { return atomic_load(&read_countdown); }
+
+static int read_should_fail(void)
+{
+    long c = atomic_load(&read_countdown);
+    while (c > 0)
+        if (atomic_compare_exchange_weak(&read_countdown, &c, c - 1)) return c == 1;
+    return 0;
+}
+
 /* read expert x into slot memory dst; 0, or -1 with err */
 static int read_expert(dsv4__xcache *xc, const xexp *x, uint8_t *dst, int64_t *bytes, char *err, size_t cap)
 {
@@ -207,6 +221,11 @@ static int read_expert(dsv4__xcache *xc, const xexp *x, uint8_t *dst, int64_t *b
     for (int i = 0; i < x->n_runs; i++) {
         const xrun *r = &x->runs[i];
         const char *path = xc->ck->shards[r->shard].path;
+        if (read_should_fail()) {
+            snprintf(err, cap, "%s: read of %llu bytes at %llu failed: %s (injected)", path,
+                     (unsigned long long)r->need, (unsigned long long)r->off, strerror(EIO));
+            return -1;
+        }
         struct stat sb;
         if (fstat(xc->fd[r->shard], &sb) != 0) {
             snprintf(err, cap, "%s: cannot stat: %s", path, strerror(errno));

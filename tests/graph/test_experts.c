@@ -328,6 +328,70 @@ static void check_threads(const char *dir, int variant)
 
 /* ---- a shard truncated after the load ------------------------------------- */
 
+/* every shard read of a run failing in turn (the n-th read from the start,
+ * n = 1, 2, ..., 32, then ~12 % apart, until a run needs fewer): the eval that meets it returns
+ * DSV4_ERR_IO naming the failure, the session is reset, nothing crashes or
+ * leaks; then, reads working again, a fresh run on the same model (same
+ * cache) is bit-identical to the model without a budget */
+static void check_read_failures(const char *name, const char *dir)
+{
+    int64_t mb = min_budget(dir);
+    dsv4_model *m0 = load(dir, 0, NULL, NULL), *m1 = mb > 0 ? load(dir, mb, NULL, NULL) : NULL;
+    CHECK(m0 && m1, "%s: read failures: models loaded", name);
+    if (!m0 || !m1) {
+        dsv4_model_free(m0);
+        dsv4_model_free(m1);
+        return;
+    }
+    int64_t V = dsv4__model_config(m0)->vocab_size;
+    int32_t tok[N_TOK];
+    tokens(tok, N_TOK, V, 11);
+    out ref = { 0 }, got = { 0 };
+    int ok0 = run(m0, DSV4_NUMERICS_REFERENCE, tok, V, &ref);
+    CHECK(ok0, "%s: read failures: reference run", name);
+    int failed_runs = 0, bad_status = 0, not_reset = 0, not_named = 0, differ = 0;
+    long n = 1, tried = 0;
+    for (; ok0 && n <= 4000; n += n < 32 ? 1 : n / 8, tried++) {
+        dsv4_context *ctx = NULL;
+        dsv4_session *s = NULL;
+        dsv4__xcache_drop(m1->weights->xc); /* every expert a miss again */
+        if (dsv4_context_create(m1, NULL, &ctx, NULL) != DSV4_OK || dsv4_session_create(ctx, NULL, &s, NULL) != DSV4_OK) {
+            dsv4_session_free(s);
+            dsv4_context_free(ctx);
+            CHECK(0, "%s: read failures: context and session", name);
+            break;
+        }
+        dsv4__xcache_read_fail_after(n);
+        dsv4_status st = dsv4_session_eval(s, tok, N_PRE, 0);
+        for (int64_t p = N_PRE; st == DSV4_OK && p < N_TOK; p++) st = dsv4_session_eval(s, tok + p, 1, 0);
+        int hit = dsv4__xcache_read_fail_pending() == 0;
+        dsv4__xcache_read_fail_after(0);
+        if (st != DSV4_OK) {
+            failed_runs++;
+            bad_status += st != DSV4_ERR_IO;
+            not_named += strstr(dsv4_session_last_error(s), "injected") == NULL;
+            not_reset += dsv4_session_position(s) != 0;
+        }
+        dsv4_session_free(s);
+        dsv4_context_free(ctx);
+        if (st == DSV4_OK && !hit) break; /* the run made fewer than n reads */
+        if (n % 4 == 1 || st == DSV4_OK) {
+            differ += !run(m1, DSV4_NUMERICS_REFERENCE, tok, V, &got) || !same(&ref, &got, V);
+            out_free(&got);
+        }
+    }
+    printf("  %s: %ld read positions tried (up to the %ld-th read), %d evals failed\n", name, tried, n, failed_runs);
+    CHECK(failed_runs > 0, "%s: read failures: some eval met an injected failure", name);
+    CHECK(bad_status == 0, "%s: read failures: every failed eval gave DSV4_ERR_IO (%d did not)", name, bad_status);
+    CHECK(not_named == 0, "%s: read failures: every message names the failure (%d did not)", name, not_named);
+    CHECK(not_reset == 0, "%s: read failures: every failed session was reset (%d were not)", name, not_reset);
+    CHECK(differ == 0, "%s: read failures: later runs bit-identical to no budget (%d differ)", name, differ);
+    CHECK(n <= 4000, "%s: read failures: the runs end (fewer than 4000 reads)", name);
+    out_free(&ref);
+    dsv4_model_free(m0);
+    dsv4_model_free(m1);
+}
+
 static void check_truncated(const char *synth, const char *tmp)
 {
     char dir[1024], cmd[4096], path[1200];
@@ -379,6 +443,7 @@ int main(int argc, char **argv)
         }
         check_budgets(golden[i], dir);
         check_variants(golden[i], dir);
+        check_read_failures(golden[i], dir);
     }
     char *tmp = test_tmpdir("experts");
     CHECK(synth && tmp, "dsv4-synth given, temporary directory");
