@@ -794,6 +794,41 @@ static bool authorized(struct MHD_Connection *c)
     return ok;
 }
 
+/* the expert cache of a model loaded with --mem-budget (docs/memory.md):
+ * nothing when the model has none */
+static void metrics_expert_cache(buf *b)
+{
+    dsv4_model_info *info = NULL;
+    int64_t budget = 0, bytes = 0, slots = 0, hits = 0, misses = 0, read = 0, resident = 0, per_tok = 0;
+    if (dsv4_model_get_info(S.model, &info) != DSV4_OK) return;
+    dsv4_model_info_get_i64(info, DSV4_INFO_MEM_BUDGET, &budget);
+    dsv4_model_info_get_i64(info, DSV4_INFO_EXPERT_CACHE_BYTES, &bytes);
+    dsv4_model_info_get_i64(info, DSV4_INFO_EXPERT_CACHE_SLOTS, &slots);
+    dsv4_model_info_get_i64(info, DSV4_INFO_EXPERT_HITS, &hits);
+    dsv4_model_info_get_i64(info, DSV4_INFO_EXPERT_MISSES, &misses);
+    dsv4_model_info_get_i64(info, DSV4_INFO_DISK_BYTES_READ, &read);
+    dsv4_model_info_get_i64(info, DSV4_INFO_RESIDENT_BYTES, &resident);
+    dsv4_model_info_get_i64(info, DSV4_INFO_DISK_BYTES_PER_TOKEN, &per_tok);
+    dsv4_model_info_free(info);
+    if (budget <= 0) return;
+    buf_printf(b, "# HELP dsv4_mem_budget_bytes The memory budget (--mem-budget).\n# TYPE dsv4_mem_budget_bytes gauge\n"
+                  "dsv4_mem_budget_bytes %" PRId64 "\n", budget);
+    buf_printf(b, "# HELP dsv4_resident_bytes Weights kept in memory.\n# TYPE dsv4_resident_bytes gauge\n"
+                  "dsv4_resident_bytes %" PRId64 "\n", resident);
+    buf_printf(b, "# HELP dsv4_expert_cache_bytes Memory of the expert cache.\n# TYPE dsv4_expert_cache_bytes gauge\n"
+                  "dsv4_expert_cache_bytes %" PRId64 "\n", bytes);
+    buf_printf(b, "# HELP dsv4_expert_cache_slots Experts the cache holds.\n# TYPE dsv4_expert_cache_slots gauge\n"
+                  "dsv4_expert_cache_slots %" PRId64 "\n", slots);
+    buf_printf(b, "# HELP dsv4_expert_cache_hits_total Expert uses found in the cache.\n# TYPE dsv4_expert_cache_hits_total counter\n"
+                  "dsv4_expert_cache_hits_total %" PRId64 "\n", hits);
+    buf_printf(b, "# HELP dsv4_expert_cache_misses_total Expert uses read from disk.\n# TYPE dsv4_expert_cache_misses_total counter\n"
+                  "dsv4_expert_cache_misses_total %" PRId64 "\n", misses);
+    buf_printf(b, "# HELP dsv4_disk_read_bytes_total Bytes of experts read from the shards.\n# TYPE dsv4_disk_read_bytes_total counter\n"
+                  "dsv4_disk_read_bytes_total %" PRId64 "\n", read);
+    buf_printf(b, "# HELP dsv4_disk_bytes_per_token_expected Expected disk bytes per token at the cache's size.\n"
+                  "# TYPE dsv4_disk_bytes_per_token_expected gauge\ndsv4_disk_bytes_per_token_expected %" PRId64 "\n", per_tok);
+}
+
 static enum MHD_Result serve_metrics(struct MHD_Connection *c)
 {
     buf b = { 0 };
@@ -829,6 +864,7 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *c)
     buf_printf(&b, "# HELP dsv4_uptime_seconds Seconds since the server started.\n# TYPE dsv4_uptime_seconds gauge\n"
                    "dsv4_uptime_seconds %.1f\n", now_s() - S.started_at);
     pthread_mutex_unlock(&S.mu);
+    metrics_expert_cache(&b);
     enum MHD_Result r = b.p ? reply(c, 200, "text/plain; version=0.0.4", b.p, b.n) : MHD_NO;
     free(b.p);
     return r;

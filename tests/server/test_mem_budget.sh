@@ -7,8 +7,8 @@
 #    expert slot) the server starts, answers greedy requests, one at a time
 #    and four at once (sessions sharing and evicting the expert cache), and
 #    every answer equals the one of the server without a budget;
-#  - /metrics: the expert cache's figures when the server exposes them (it
-#    does not yet: said so, not failed).
+#  - /metrics: the expert cache's slots, hits, misses and bytes read (misses
+#    and bytes read above zero after the requests).
 # Needs curl; skipped (exit 77) without it unless CI=true.
 # Ends with "N passed, N failed".
 set -u
@@ -101,11 +101,13 @@ if start_server --mem-budget "$min"; then
     ok "server up with --mem-budget $min (the minimum, $min_txt)"
     answers bud
     m=$(curl -s -m 10 "$url/metrics")
-    if echo "$m" | grep -q 'dsv4_expert'; then
-        echo "$m" | grep -q 'dsv4_expert_cache' && ok "/metrics shows the expert cache" || bad "/metrics: no expert cache" "$m"
-    else
-        echo "note: /metrics shows no expert-cache figures (the server does not expose them)"
-    fi
+    hits=$(echo "$m" | sed -n 's/^dsv4_expert_cache_hits_total \([0-9]*\)$/\1/p')
+    misses=$(echo "$m" | sed -n 's/^dsv4_expert_cache_misses_total \([0-9]*\)$/\1/p')
+    rd=$(echo "$m" | sed -n 's/^dsv4_disk_read_bytes_total \([0-9]*\)$/\1/p')
+    slots=$(echo "$m" | sed -n 's/^dsv4_expert_cache_slots \([0-9]*\)$/\1/p')
+    [ -n "$hits" ] && [ -n "$misses" ] && [ "${misses:-0}" -gt 0 ] && [ "${rd:-0}" -gt 0 ] && [ "${slots:-0}" -gt 0 ] &&
+        ok "/metrics: expert cache $slots slots, $hits hits, $misses misses, $rd bytes read" ||
+        bad "/metrics: no expert-cache figures after the requests" "$(echo "$m" | grep -i 'expert\|disk\|budget')"
     kill -0 "$pid" 2>/dev/null && ok "server alive after the budgeted requests" || bad "server died" "$(tail -3 "$tmp/srv.err")"
     stop_server
 else
