@@ -272,7 +272,16 @@ enum dsv4_option_experimental_value {
     /** model load, i64 0..100, default 0 = none: the budget as a percentage
      *  of DSV4_INFO_PHYSICAL_MEMORY; with DSV4_OPT_MEM_BUDGET too, the
      *  smaller of the two applies. @experimental */
-    DSV4_OPT_MEM_BUDGET_PERCENT = 5
+    DSV4_OPT_MEM_BUDGET_PERCENT = 5,
+    /** model load, i64 0/1, default 0: lock the weights held in memory
+     *  (the resident copies, vectors and tables, and the expert cache's
+     *  slots under a budget) with mlock(2), so the system never pages them
+     *  out. Best effort: a lock the system refuses (RLIMIT_MEMLOCK without
+     *  CAP_IPC_LOCK) leaves the rest unlocked, logs a warning naming the
+     *  cause, and the load still succeeds; DSV4_INFO_LOCKED_BYTES tells
+     *  how much was locked. The mapped embedding and routed experts
+     *  without a budget are never locked. @experimental */
+    DSV4_OPT_MEM_LOCK = 6
 };
 #endif
 
@@ -516,7 +525,10 @@ enum dsv4_info_key_experimental_value {
     DSV4_INFO_EXPERT_HITS        = 36,
     DSV4_INFO_EXPERT_MISSES      = 37,
     /** bytes read from the shard files by the expert cache since the load @experimental */
-    DSV4_INFO_DISK_BYTES_READ    = 38
+    DSV4_INFO_DISK_BYTES_READ    = 38,
+    /** bytes of weights locked in memory (DSV4_OPT_MEM_LOCK), 0 without the
+     *  option @experimental */
+    DSV4_INFO_LOCKED_BYTES       = 39
 };
 #endif
 

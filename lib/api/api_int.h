@@ -16,6 +16,7 @@ struct dsv4_model {
     dsv4__ref ref;
     dsv4__checkpoint *ck;          /* config, mapped shards, tensor table */
     struct dsv4__weights *weights; /* bound from ck at load */
+    int64_t locked_cache;          /* bytes of the expert cache locked (DSV4_OPT_MEM_LOCK) */
 };
 
 struct dsv4_context {

@@ -3,6 +3,7 @@
  * an opened checkpoint plus the weights bound from it (api_int.h).
  */
 #define DSV4_ENABLE_EXPERIMENTAL /* the memory budget (docs/memory.md) */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 _Static_assert(DSV4__OPT_MEM_BUDGET == DSV4_OPT_MEM_BUDGET, "option key");
 _Static_assert(DSV4__OPT_MEM_BUDGET_PERCENT == DSV4_OPT_MEM_BUDGET_PERCENT, "option key");
+_Static_assert(DSV4__OPT_MEM_LOCK == DSV4_OPT_MEM_LOCK, "option key");
 
 struct dsv4_model_info {
     dsv4__config cfg;
@@ -20,7 +22,7 @@ struct dsv4_model_info {
     int64_t bytes_total, bytes_by_dtype[16];
     int64_t bytes_per_token;
     /* a loaded model's memory (DSV4_INFO_RESIDENT_BYTES ..) */
-    int64_t resident, budget, cache_bytes, slots, disk_per_token, hits, misses, bytes_read;
+    int64_t resident, budget, cache_bytes, slots, disk_per_token, hits, misses, bytes_read, locked;
 };
 
 static dsv4_status info_build(const dsv4__config *cfg, int loaded, int has_mtp, dsv4_model_info **out);
@@ -84,6 +86,23 @@ static dsv4_status model_open(const char *dir, const dsv4_options *opts, dsv4_mo
             char msg[sizeof e->msg];
             snprintf(msg, sizeof msg, "%s", e->msg);
             dsv4__fail(e, st, "%s: %s", dir, msg);
+        }
+    }
+    if (!st && dsv4__opt_i64(opts, DSV4__OPT_MEM_LOCK)) {
+        int en = 0, en2 = 0;
+        int64_t want = m->weights->owned_bytes, got = dsv4__weights_lock(m->weights, &en);
+        if (m->weights->xc && !en) {
+            dsv4__xstats xs;
+            dsv4__xcache_stats(m->weights->xc, &xs);
+            want += xs.slots * xs.slot_bytes;
+            m->locked_cache = dsv4__xcache_lock(m->weights->xc, &en2);
+        }
+        if (en || en2) {
+            char b1[32], b2[32];
+            dsv4__logf(&m->ck->log, DSV4_LOG_WARN, "%s: locked %s of %s of weights in memory: mlock: %s%s", dir,
+                       dsv4__fmt_bytes(b1, sizeof b1, got + m->locked_cache), dsv4__fmt_bytes(b2, sizeof b2, want),
+                       strerror(en ? en : en2), (en ? en : en2) == ENOMEM || (en ? en : en2) == EPERM ?
+                       " (RLIMIT_MEMLOCK: raise it, e.g. ulimit -l, or run with CAP_IPC_LOCK)" : "");
         }
     }
     dsv4_progress_fn progress = opts ? opts->progress : NULL;
@@ -243,6 +262,7 @@ dsv4_status dsv4_model_get_info(const dsv4_model *model, dsv4_model_info **out)
     struct dsv4_model_info *in = *out;
     const struct dsv4__weights *w = model->weights;
     in->resident = w->owned_bytes;
+    in->locked = w->locked_bytes + model->locked_cache;
     if (w->xc) {
         dsv4__xstats xs;
         dsv4__xcache_stats(w->xc, &xs);
@@ -367,6 +387,7 @@ dsv4_status dsv4_model_info_get_i64(const dsv4_model_info *info, dsv4_info_key k
     case DSV4_INFO_EXPERT_HITS: v = info->hits; break;
     case DSV4_INFO_EXPERT_MISSES: v = info->misses; break;
     case DSV4_INFO_DISK_BYTES_READ: v = info->bytes_read; break;
+    case DSV4_INFO_LOCKED_BYTES: v = info->locked; break;
     default: return DSV4_ERR_UNKNOWN_OPTION;
     }
     *value = v;
@@ -431,6 +452,7 @@ dsv4_status dsv4_model_info_to_json(const dsv4_model_info *info, char **json)
         { DSV4_INFO_EXPERT_CACHE_SLOTS, "expert_cache_slots" },
         { DSV4_INFO_DISK_BYTES_PER_TOKEN, "disk_bytes_per_token" }, { DSV4_INFO_EXPERT_HITS, "expert_hits" },
         { DSV4_INFO_EXPERT_MISSES, "expert_misses" }, { DSV4_INFO_DISK_BYTES_READ, "disk_bytes_read" },
+        { DSV4_INFO_LOCKED_BYTES, "locked_bytes" },
     };
     json_t *o = json_object(), *sched = json_array();
     int bad = !o || !sched;

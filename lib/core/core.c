@@ -193,6 +193,7 @@ static const struct opt_desc {
     {DSV4_OPT_RESIDENT, 9, 1, 0, 1},
     {DSV4__OPT_MEM_BUDGET, 10, 0, 0, INT64_MAX},
     {DSV4__OPT_MEM_BUDGET_PERCENT, 11, 0, 0, 100},
+    {DSV4__OPT_MEM_LOCK, 12, 0, 0, 1},
 };
 
 static const struct opt_desc *opt_find(dsv4_option key)

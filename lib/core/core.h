@@ -53,10 +53,11 @@ void dsv4__logf(const dsv4__log *log, int32_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Options bag (public type dsv4_options). */
-#define DSV4__OPT_SLOTS 12
+#define DSV4__OPT_SLOTS 13
 /* experimental option keys (DSV4_OPT_MEM_BUDGET, _PERCENT in the header) */
 #define DSV4__OPT_MEM_BUDGET 4
 #define DSV4__OPT_MEM_BUDGET_PERCENT 5
+#define DSV4__OPT_MEM_LOCK 6
 struct dsv4_options {
     int64_t val[DSV4__OPT_SLOTS];
     uint32_t set; /* bit i: slot i set */

@@ -203,6 +203,17 @@ int64_t dsv4__xcache_min_budget(const dsv4__checkpoint *ck, const struct dsv4__w
 /* tests: the n-th read of a shard run from now fails as an I/O error would
  * (0: none) */
 static atomic_long read_countdown;
+int64_t dsv4__xcache_lock(dsv4__xcache *xc, int *err_no)
+{
+    *err_no = 0;
+    if (!xc->mem || !xc->mem_bytes) return 0;
+    if (mlock(xc->mem, xc->mem_bytes) != 0) {
+        *err_no = errno;
+        return 0;
+    }
+    return (int64_t)xc->mem_bytes;
+}
+
 void dsv4__xcache_read_fail_after(long n) { atomic_store(&read_countdown, n); }
 long dsv4__xcache_read_fail_pending(void) { return atomic_load(&read_countdown); }
 

@@ -39,6 +39,8 @@ typedef struct dsv4__xcache dsv4__xcache;
 dsv4_status dsv4__xcache_create(const dsv4__checkpoint *ck, const struct dsv4__weights *w, int64_t budget,
                                 dsv4__xcache **out, dsv4__err *e);
 void dsv4__xcache_free(dsv4__xcache *xc);
+/* mlock the slots (DSV4_OPT_MEM_LOCK): bytes locked, or 0 and *err_no */
+int64_t dsv4__xcache_lock(dsv4__xcache *xc, int *err_no);
 /* tests: the n-th shard read from now on (over every cache) fails with EIO; 0 none */
 void dsv4__xcache_read_fail_after(long n);
 long dsv4__xcache_read_fail_pending(void); /* reads left before the failure; 0 once it happened */

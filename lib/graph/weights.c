@@ -3,6 +3,7 @@
  * (struct dsv4__weights). Runs once in dsv4_model_load, after the loader
  * has checked every tensor's dtype and shape against the config.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +27,15 @@ static void *own(binder *b, size_t bytes)
     if (w->n_owned == w->cap_owned) {
         int64_t cap = w->cap_owned ? 2 * w->cap_owned : 64;
         void **p = dsv4__realloc(w->owned, (size_t)cap * sizeof *p);
-        if (!p) { b->st = dsv4__fail(b->e, DSV4_ERR_OUT_OF_MEMORY, "binding weights: out of memory"); return NULL; }
-        w->owned = p;
+        if (p) w->owned = p;
+        size_t *z = p ? dsv4__realloc(w->owned_sz, (size_t)cap * sizeof *z) : NULL;
+        if (!z) { b->st = dsv4__fail(b->e, DSV4_ERR_OUT_OF_MEMORY, "binding weights: out of memory"); return NULL; }
+        w->owned_sz = z;
         w->cap_owned = cap;
     }
     void *q = dsv4__malloc_aligned(bytes ? bytes : 1);
     if (!q) { b->st = dsv4__fail(b->e, DSV4_ERR_OUT_OF_MEMORY, "binding weights: out of memory"); return NULL; }
+    w->owned_sz[w->n_owned] = bytes ? bytes : 1;
     w->owned[w->n_owned++] = q;
     w->owned_bytes += (int64_t)bytes;
     return q;
@@ -235,11 +239,28 @@ static void layer(binder *b, dsv4__layer_w *L, const char *p, int l, int is_mtp)
     lin(b, &L->sw3, "%sffn.shared_experts.w3", p, 0);
 }
 
+int64_t dsv4__weights_lock(struct dsv4__weights *w, int *err_no)
+{
+    *err_no = 0;
+    for (int64_t i = 0; i < w->n_owned; i++) {
+        if (mlock(w->owned[i], w->owned_sz[i]) != 0) {
+            *err_no = errno;
+            break;
+        }
+        w->locked_bytes += (int64_t)w->owned_sz[i];
+    }
+    return w->locked_bytes;
+}
+
 void dsv4__weights_free(struct dsv4__weights *w)
 {
     if (!w) return;
-    for (int64_t i = 0; i < w->n_owned; i++) dsv4__free_aligned(w->owned[i]);
+    for (int64_t i = 0; i < w->n_owned; i++) {
+        if (w->locked_bytes) (void)munlock(w->owned[i], w->owned_sz[i]);
+        dsv4__free_aligned(w->owned[i]);
+    }
     dsv4__free(w->owned);
+    dsv4__free(w->owned_sz);
     dsv4__free(w);
 }
 

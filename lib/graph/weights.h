@@ -47,6 +47,8 @@ struct dsv4__weights {
     const float *enorm, *hnorm, *mtp_norm, *mtp_hc_fn, *mtp_hc_base, *mtp_hc_scale;
     float *rope_plain, *rope_comp; /* [rope_dim/2] each */
     void **owned;
+    size_t *owned_sz;         /* their sizes */
+    int64_t locked_bytes;      /* of them locked in memory (dsv4__weights_lock) */
     int64_t n_owned, cap_owned;
     int64_t resident_bytes;    /* copied out of the mapping (resident) */
     int64_t owned_bytes;       /* all owned memory (resident copies, vectors, tables) */
@@ -61,5 +63,8 @@ struct dsv4__weights {
  * anonymous memory instead (DSV4_OPT_RESIDENT; resident_bytes says how much). */
 dsv4_status dsv4__weights_bind(const dsv4__checkpoint *ck, int resident, struct dsv4__weights **out, dsv4__err *e);
 void dsv4__weights_free(struct dsv4__weights *w);
+/* mlock the owned memory (DSV4_OPT_MEM_LOCK): bytes locked (locked_bytes);
+ * at the first refusal stops and returns what was locked, *err_no its errno */
+int64_t dsv4__weights_lock(struct dsv4__weights *w, int *err_no);
 
 #endif

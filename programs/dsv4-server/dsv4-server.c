@@ -112,6 +112,7 @@ typedef struct config {
     const char *host, *api_key, *model_dir, *prompt_cache, *tokenizer;
     int64_t port, parallel, ctx, threads, queue, timeout, max_body, prefill_chunk;
     int64_t mem_budget, mem_pct;   /* --mem-budget: bytes, or a percentage of the memory */
+    bool mlock;                    /* --mlock */
     bool has_ctx, has_threads, quiet;
 } config;
 
@@ -136,6 +137,8 @@ static void usage(FILE *f)
             "  --mem-budget SIZE|P%% keep the weights within SIZE bytes (K, M, G, T suffixes) or P%% of\n"
             "                       the memory: routed experts are read from the disk into a cache\n"
             "                       as needed (docs/memory.md; same outputs, slower)\n"
+            "  --mlock              lock the weights held in memory (and the expert cache) so the\n"
+            "                       system never pages them out (best effort: a warning if refused)\n"
             "  --prompt-cache DIR   back the slots' shared prefix cache (kept in memory, 1 GiB) with\n"
             "                       files in DIR, which later server processes reuse\n"
             "  --quiet              no progress lines and no libmicrohttpd messages on stderr\n"
@@ -216,6 +219,10 @@ static int parse_args(int argc, char **argv, config *c)
         }
         if (!strcmp(a, "--quiet")) {
             c->quiet = true;
+            continue;
+        }
+        if (!strcmp(a, "--mlock")) {
+            c->mlock = true;
             continue;
         }
         if (a[0] == '-' && a[1] == '-') {
@@ -1141,6 +1148,7 @@ static int load(void)
     if (!c->quiet) dsv4_options_set_progress(o, on_progress, &last);
     if (c->mem_budget) dsv4_options_set_i64(o, DSV4_OPT_MEM_BUDGET, c->mem_budget);
     if (c->mem_pct) dsv4_options_set_i64(o, DSV4_OPT_MEM_BUDGET_PERCENT, c->mem_pct);
+    if (c->mlock) dsv4_options_set_i64(o, DSV4_OPT_MEM_LOCK, 1);
     double t0 = now_s();
     dsv4_status st = dsv4_model_load(c->model_dir, o, &S.model, &err);
     if (!st) st = dsv4_tokenizer_load(tok_path, NULL, &S.tok, &err);
@@ -1152,8 +1160,19 @@ static int load(void)
     }
     dsv4_model_info *info = NULL;
     int64_t max_pos = 0;
-    if (!dsv4_model_get_info(S.model, &info)) dsv4_model_info_get_i64(info, DSV4_INFO_MAX_POSITION, &max_pos);
+    int64_t locked = 0, resident = 0, cache = 0;
+    if (!dsv4_model_get_info(S.model, &info)) {
+        dsv4_model_info_get_i64(info, DSV4_INFO_MAX_POSITION, &max_pos);
+        dsv4_model_info_get_i64(info, DSV4_INFO_LOCKED_BYTES, &locked);
+        dsv4_model_info_get_i64(info, DSV4_INFO_RESIDENT_BYTES, &resident);
+        dsv4_model_info_get_i64(info, DSV4_INFO_EXPERT_CACHE_BYTES, &cache);
+    }
     dsv4_model_info_free(info);
+    if (c->mlock && locked < resident + cache)
+        fprintf(stderr, PROG ": --mlock: only %.1f of %.1f MiB locked in memory (RLIMIT_MEMLOCK: raise it with "
+                "ulimit -l, or run with CAP_IPC_LOCK)\n", locked / 1048576.0, (resident + cache) / 1048576.0);
+    else if (c->mlock && !c->quiet)
+        fprintf(stderr, PROG ": --mlock: %.1f MiB locked in memory\n", locked / 1048576.0);
     S.n_ctx = c->has_ctx ? c->ctx : (max_pos > 0 && max_pos < 8192 ? max_pos : 8192);
     if ((st = dsv4_options_set_i64(o, DSV4_OPT_CONTEXT_LENGTH, S.n_ctx)) ||
         (c->has_threads && (st = dsv4_options_set_i64(o, DSV4_OPT_THREADS, c->threads))) ||

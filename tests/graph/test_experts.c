@@ -24,6 +24,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <dsv4/dsv4.h>
@@ -392,6 +395,119 @@ static void check_read_failures(const char *name, const char *dir)
     dsv4_model_free(m1);
 }
 
+/* kB of memory locked by this process (VmLck), -1 when unknown */
+static long vm_locked_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmLck:", 6)) kb = strtol(line + 6, NULL, 10);
+    if (f) fclose(f);
+    return kb;
+}
+
+static int lock_warned;
+static void lock_log(void *user, int32_t level, const char *msg, size_t len)
+{
+    (void)user;
+    (void)len;
+    if (level == DSV4_LOG_WARN && strstr(msg, "mlock")) lock_warned = 1;
+}
+
+/* DSV4_OPT_MEM_LOCK: the weights in memory (and the cache's slots under a
+ * budget) locked, DSV4_INFO_LOCKED_BYTES says how much; where the system
+ * refuses (no CAP_IPC_LOCK and a small RLIMIT_MEMLOCK) a warning and a
+ * smaller figure; unlocked again when the model is freed */
+static void check_lock_refused(const char *name, const char *dir, int64_t budget);
+
+static void check_lock(const char *name, const char *dir, int64_t budget)
+{
+    long before = vm_locked_kb();
+    dsv4_options *o = NULL;
+    dsv4_model *m = NULL;
+    dsv4_options_create(&o);
+    CHECK(dsv4_options_set_i64(o, DSV4_OPT_MEM_LOCK, 2) == DSV4_ERR_INVALID_ARGUMENT, "%s: lock: 2 refused", name);
+    dsv4_options_set_i64(o, DSV4_OPT_MEM_LOCK, 1);
+    if (budget) dsv4_options_set_i64(o, DSV4_OPT_MEM_BUDGET, budget);
+    dsv4_options_set_log(o, lock_log, NULL, DSV4_LOG_WARN);
+    lock_warned = 0;
+    dsv4_status st = dsv4_model_load(dir, o, &m, NULL);
+    dsv4_options_free(o);
+    CHECK(st == DSV4_OK, "%s: lock: loaded (%d)", name, st);
+    if (st) return;
+    dsv4_model_info *info = NULL;
+    int64_t locked = -1, resident = -1, cache = -1;
+    dsv4_model_get_info(m, &info);
+    dsv4_model_info_get_i64(info, DSV4_INFO_LOCKED_BYTES, &locked);
+    dsv4_model_info_get_i64(info, DSV4_INFO_RESIDENT_BYTES, &resident);
+    dsv4_model_info_get_i64(info, DSV4_INFO_EXPERT_CACHE_BYTES, &cache);
+    dsv4_model_info_free(info);
+    long during = vm_locked_kb();
+    printf("  %s: budget %lld: locked %lld of %lld + %lld bytes, VmLck %ld -> %ld kB%s\n", name, (long long)budget,
+           (long long)locked, (long long)resident, (long long)cache, before, during, lock_warned ? " (warned)" : "");
+    if (!lock_warned) {
+        CHECK(locked == resident + cache, "%s: lock: everything in memory locked (%lld of %lld)", name,
+              (long long)locked, (long long)(resident + cache));
+        CHECK(before < 0 || during - before >= locked / 1024, "%s: lock: VmLck grew by the locked bytes", name);
+    } else {
+        CHECK(locked < resident + cache, "%s: lock: a warning only when something stayed unlocked", name);
+    }
+    dsv4_model_free(m);
+    long after = vm_locked_kb();
+    CHECK(before < 0 || after <= before + 8, "%s: lock: unlocked when freed (VmLck %ld -> %ld kB)", name, before, after);
+    /* without the option: nothing locked */
+    m = load(dir, budget, NULL, NULL);
+    info = NULL;
+    locked = -1;
+    if (m && dsv4_model_get_info(m, &info) == DSV4_OK) dsv4_model_info_get_i64(info, DSV4_INFO_LOCKED_BYTES, &locked);
+    dsv4_model_info_free(info);
+    CHECK(locked == 0, "%s: lock: 0 bytes locked without the option (%lld)", name, (long long)locked);
+    dsv4_model_free(m);
+    check_lock_refused(name, dir, budget);
+}
+
+/* in a child without CAP_IPC_LOCK and with RLIMIT_MEMLOCK of 64 KiB: the
+ * load succeeds, warns, and reports less than everything locked */
+static void check_lock_refused(const char *name, const char *dir, int64_t budget)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+        struct __user_cap_data_struct d[2];
+        if (syscall(SYS_capget, &h, d) == 0) {
+            d[0].effective &= ~(1u << CAP_IPC_LOCK);
+            d[0].permitted &= ~(1u << CAP_IPC_LOCK);
+            d[0].inheritable &= ~(1u << CAP_IPC_LOCK);
+            (void)syscall(SYS_capset, &h, d);
+        }
+        struct rlimit rl = { 64 << 10, 64 << 10 };
+        if (setrlimit(RLIMIT_MEMLOCK, &rl) != 0) _exit(3);
+        dsv4_options *o = NULL;
+        dsv4_model *m = NULL;
+        dsv4_options_create(&o);
+        dsv4_options_set_i64(o, DSV4_OPT_MEM_LOCK, 1);
+        if (budget) dsv4_options_set_i64(o, DSV4_OPT_MEM_BUDGET, budget);
+        dsv4_options_set_log(o, lock_log, NULL, DSV4_LOG_WARN);
+        lock_warned = 0;
+        if (dsv4_model_load(dir, o, &m, NULL) != DSV4_OK) _exit(4);
+        dsv4_model_info *info = NULL;
+        int64_t locked = -1, resident = -1, cache = 0;
+        dsv4_model_get_info(m, &info);
+        dsv4_model_info_get_i64(info, DSV4_INFO_LOCKED_BYTES, &locked);
+        dsv4_model_info_get_i64(info, DSV4_INFO_RESIDENT_BYTES, &resident);
+        dsv4_model_info_get_i64(info, DSV4_INFO_EXPERT_CACHE_BYTES, &cache);
+        dsv4_model_info_free(info);
+        dsv4_model_free(m);
+        dsv4_options_free(o);
+        _exit(!lock_warned ? 5 : locked >= resident + cache ? 6 : 0);
+    }
+    int ws = 0;
+    CHECK(pid > 0 && waitpid(pid, &ws, 0) == pid, "%s: lock refused: child ran", name);
+    CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "%s: lock refused (64 KiB limit): load OK, a warning, less locked "
+          "(child exit %d: 4 load failed, 5 no warning, 6 all locked)", name, WIFEXITED(ws) ? WEXITSTATUS(ws) : -1);
+}
+
 static void check_truncated(const char *synth, const char *tmp)
 {
     char dir[1024], cmd[4096], path[1200];
@@ -444,6 +560,8 @@ int main(int argc, char **argv)
         check_budgets(golden[i], dir);
         check_variants(golden[i], dir);
         check_read_failures(golden[i], dir);
+        check_lock(golden[i], dir, 0);
+        check_lock(golden[i], dir, min_budget(dir));
     }
     char *tmp = test_tmpdir("experts");
     CHECK(synth && tmp, "dsv4-synth given, temporary directory");

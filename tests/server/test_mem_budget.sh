@@ -4,7 +4,7 @@
 #  - a budget below the model's minimum is refused: non-zero exit, a message
 #    naming the minimum;
 #  - at the minimum (parsed from that message, rounded up by less than one
-#    expert slot) the server starts, answers greedy requests, one at a time
+#    expert slot) and with --mlock the server starts, reports the memory it locked, answers greedy requests, one at a time
 #    and four at once (sessions sharing and evicting the expert cache), and
 #    every answer equals the one of the server without a budget;
 #  - /metrics: the expert cache's slots, hits, misses and bytes read (misses
@@ -97,8 +97,10 @@ else
     bad "server without a budget did not start" "$(tail -3 "$tmp/srv.err")"
     finish
 fi
-if start_server --mem-budget "$min"; then
-    ok "server up with --mem-budget $min (the minimum, $min_txt)"
+if start_server --mem-budget "$min" --mlock; then
+    ok "server up with --mem-budget $min (the minimum, $min_txt) --mlock"
+    grep -q -- '--mlock: .* locked in memory' "$tmp/srv.err" && ok "--mlock: $(grep -o -- '--mlock: .*' "$tmp/srv.err")" ||
+        bad "--mlock: no report of the locked memory" "$(tail -3 "$tmp/srv.err")"
     answers bud
     m=$(curl -s -m 10 "$url/metrics")
     hits=$(echo "$m" | sed -n 's/^dsv4_expert_cache_hits_total \([0-9]*\)$/\1/p')
