@@ -988,12 +988,31 @@ static dsv4_status sampling_failed(dsv4_gen *g, dsv4_status st)
     return st;
 }
 
-/* Speculative sampling: the draft d was drawn from q (g->qdist); p' is
- * the sampler's distribution p restricted to the allowed tokens, which is
- * what choose() samples from. Accept d with probability min(1, p'(d)/q(d)),
- * else draw from norm(max(0, p' - q)): the token is distributed as p'.
- * DSV4_ERR_NOT_AVAILABLE: p' has no mass (p is then zero where not allowed;
- * the usual path goes on from there). */
+/* Speculative sampling (see gen_int.h): accept d with probability
+ * min(1, p(d)/q(d)) (p = pw / z), else draw from norm(max(0, p - q)). */
+dsv4_status dsv4__gen_spec_choose(dsv4_sampler *s, const float *pw, double z, const float *q, int32_t d, float *work,
+                                  size_t n, int32_t *out)
+{
+    double pd = d >= 0 && (size_t)d < n ? pw[d] / z : 0, qd = d >= 0 && (size_t)d < n ? q[d] : 0;
+    if (qd > 0 && dsv4__sampler_uniform(s) * qd < pd) {
+        *out = d;
+        return DSV4_OK;
+    }
+    double mass = 0;
+    for (size_t i = 0; i < n; i++) {
+        double v = pw[i] / z - q[i];
+        work[i] = v > 0 ? (float)v : 0;
+        mass += work[i];
+    }
+    /* no residual mass only when p equals q up to rounding: then p itself */
+    return dsv4__sampler_pick(s, mass > 0 ? work : pw, n, out);
+}
+
+/* The draft d of g->verify_d was drawn from q (g->qdist); p' is the
+ * sampler's distribution p restricted to the allowed tokens, which is what
+ * choose() samples from: the speculative choice among them, distributed as
+ * p'. DSV4_ERR_NOT_AVAILABLE: p' has no mass (p is then zero where not
+ * allowed; the usual path goes on from there). */
 static dsv4_status spec_pick(dsv4_gen *g, float *p, size_t n, int32_t *out)
 {
     double z = 0;
@@ -1002,21 +1021,7 @@ static dsv4_status spec_pick(dsv4_gen *g, float *p, size_t n, int32_t *out)
         z += p[i];
     }
     if (!(z > 0)) return DSV4_ERR_NOT_AVAILABLE;
-    int32_t d = g->verify_d;
-    double pd = d >= 0 && (size_t)d < n ? p[d] / z : 0, qd = d >= 0 && (size_t)d < n ? g->qdist[d] : 0;
-    if (qd > 0 && dsv4__sampler_uniform(g->sampler) * qd < pd) {
-        *out = d;
-        return DSV4_OK;
-    }
-    float *r = g->work;
-    double mass = 0;
-    for (size_t i = 0; i < n; i++) {
-        double v = p[i] / z - g->qdist[i];
-        r[i] = v > 0 ? (float)v : 0;
-        mass += r[i];
-    }
-    /* no residual mass only when p' equals q up to rounding: then p' itself */
-    return dsv4__sampler_pick(g->sampler, mass > 0 ? r : p, n, out);
+    return dsv4__gen_spec_choose(g->sampler, p, z, g->qdist, g->verify_d, g->work, n, out);
 }
 
 /* Sample with the sampler and the constraint: rejection first (cheap when

@@ -156,6 +156,13 @@ dsv4_status dsv4__gen_start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__
 dsv4_status dsv4__gen_store_schema(dsv4_gen *g, const char *schema, size_t len);
 dsv4_status dsv4__gen_store_tools(dsv4_gen *g, const char *tools, size_t len, const char *forced_name);
 
+/* Speculative sampling: the token after a draft d drawn from q (q sums to
+ * 1), distributed as p = pw / z whatever q is: d with probability
+ * min(1, p(d)/q(d)), else a draw from norm(max(0, p - q)); work: n floats
+ * of scratch. Statuses of dsv4__sampler_pick. */
+dsv4_status dsv4__gen_spec_choose(dsv4_sampler *s, const float *pw, double z, const float *q, int32_t d, float *work,
+                                  size_t n, int32_t *out);
+
 /* request.c */
 /* parse, check and apply a request: its prompt ids (*ids, dsv4__free) and
  * its content constraint, already compiled (*cons, NULL for none), for

@@ -24,6 +24,8 @@
 #include "testutil.h"
 #include "core/core.h"
 #include "api/api_int.h"
+#include "gen/gen_int.h"
+#include "gen/sampler_int.h"
 
 typedef struct {
     dsv4_model *m;
@@ -486,6 +488,40 @@ static void test_sampling(const char *dir, const dsv4_tokenizer *tok)
     rig_close(&r);
 }
 
+/* the acceptance rule alone, on a fixed distribution p and a draft
+ * distribution q far from it: the tokens must follow p (and would follow q
+ * if every draft were accepted, or lean to it with a wrong residual) */
+static void test_rule(void)
+{
+    const size_t n = 5;
+    const float p[5] = { 0.40f, 0.25f, 0.20f, 0.10f, 0.05f }, q[5] = { 0.05f, 0.10f, 0.15f, 0.30f, 0.40f };
+    float pw[5], work[5];
+    for (size_t i = 0; i < n; i++) pw[i] = 2 * p[i]; /* unnormalised, z = 2 */
+    dsv4_sampler *s = NULL;
+    dsv4_sampler_create(&s);
+    dsv4_sampler_set_i64(s, DSV4_SAMPLER_SEED, 77);
+    const int N = 100000;
+    int64_t cnt[5] = { 0 }, accepted = 0;
+    int bad = 0;
+    for (int it = 0; it < N; it++) {
+        int32_t d = -1, t = -1;
+        if (dsv4__sampler_pick(s, q, n, &d) || dsv4__gen_spec_choose(s, pw, 2.0, q, d, work, n, &t) || t < 0 ||
+            t >= 5) {
+            bad++;
+            continue;
+        }
+        cnt[t]++;
+        accepted += t == d;
+    }
+    double chi = 0;
+    for (size_t i = 0; i < n; i++) chi += (cnt[i] - p[i] * N) * (cnt[i] - p[i] * N) / (p[i] * N);
+    /* 4 degrees of freedom: P(chi2 > 18.47) = 0.001; accepted: sum min(p, q) = 0.45 */
+    CHECK(bad == 0 && chi < 18.47, "speculative sampling rule: %d draws from q give p (chi2 %.2f, 4 df)", N, chi);
+    CHECK(fabs((double)accepted / N - 0.45) < 0.01, "accepted %.4f of the drafts (sum of min(p, q) = 0.45)",
+          (double)accepted / N);
+    dsv4_sampler_free(s);
+}
+
 /* ---- settings ---------------------------------------------------------------- */
 
 static void test_settings(const char *dir, const dsv4_tokenizer *tok)
@@ -533,6 +569,7 @@ int main(int argc, char **argv)
     snprintf(ga, sizeof ga, "%s/golden/tiny-a/ckpt", test_shared_dir());
     snprintf(gb, sizeof gb, "%s/golden/tiny-b/ckpt", test_shared_dir());
 
+    test_rule();
     test_settings(chat, tok);
     /* tiny-chat: ratios 4 and 32, window 64; tiny-a: ratio 128, window 32 */
     test_undo(chat, DSV4_NUMERICS_REFERENCE, 1, 70);
