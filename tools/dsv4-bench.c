@@ -19,6 +19,11 @@
  *              alone). --text: decode the file's tokens (the model's
  *              tokenizer) instead of random ids. --lookahead-ab N: only N
  *              pairs of turns, the predictor off and on, alternating
+ *   --only mtp: speculative decoding in the generator on a trained model
+ *              with an MTP block and its tokenizer (models/tiny-chat): greedy
+ *              chat answers' decode tokens/s off, DSV4_GEN_SPECULATIVE 1 and 2
+ *              in alternating turns (best round of --steps, at least 3),
+ *              draft acceptance, answers equal to those without
  *   --only spin [--busy N]: decode tokens/s of DIR (the tiny model will do)
  *              with the pool's waiting adaptive (the default), spinning
  *              4096 pauses, and sleeping at once, in alternating turns;
@@ -1511,6 +1516,143 @@ out:
     dsv4_options_free(o);
 }
 
+/* ---- --only mtp: speculative decoding in the generator (docs/generation.md) -------- */
+
+/* Greedy chat answers of a model with an MTP block and its tokenizer (the
+ * trained models/tiny-chat): decode tokens/s without speculation (a session
+ * without the MTP block), with DSV4_GEN_SPECULATIVE 1 (exact) and 2 (two-row
+ * verify), in alternating turns over the same prompts, best round of
+ * `rounds`; acceptance of the drafts; outputs equal to the run without. */
+static const char *const MTP_PROMPTS[] = {
+    "What is the capital of France?", "Tell me a story about a dragon.", "How do plants grow?",
+    "What is two plus two?", "Write a short poem about the sea.", "Why is the sky blue?",
+    "Give me three tips for learning to cook.", "What do cats like to eat?",
+};
+
+static int mtp_gen_bench(const char *dir, int threads, int rounds)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    dsv4_model *m = NULL;
+    dsv4_tokenizer *tok = NULL;
+    dsv4_context *ctx = NULL;
+    dsv4_session *s0 = NULL, *s1 = NULL;
+    dsv4_options *o = NULL;
+    char *err = NULL;
+    dsv4_options_create(&o);
+    dsv4_options_set_i64(o, DSV4_OPT_THREADS, threads);
+    dsv4_options_set_i64(o, DSV4_OPT_CONTEXT_LENGTH, 2048);
+    dsv4_options_set_i64(o, DSV4_OPT_MTP, 1);
+    int rc = 1;
+    if (dsv4_model_load(dir, o, &m, &err) || dsv4_tokenizer_load(path, NULL, &tok, &err) ||
+        dsv4_context_create(m, o, &ctx, &err) || dsv4_session_create(ctx, NULL, &s0, &err) ||
+        dsv4_session_create(ctx, o, &s1, &err)) {
+        fprintf(stderr, "dsv4-bench --only mtp: %s (a model with an MTP block and tokenizer.json)\n",
+                err ? err : "cannot open the model");
+        goto out;
+    }
+    const int NP = (int)(sizeof MTP_PROMPTS / sizeof *MTP_PROMPTS);
+    double best_tps[3] = { 0, 0, 0 };
+    int64_t prop[3] = { 0 }, acc[3] = { 0 }, same[3] = { 0 }, toks_total[3] = { 0 };
+    int32_t *ref = malloc(sizeof(int32_t) * NP * 256);
+    int64_t *ref_n = calloc((size_t)NP, sizeof *ref_n);
+    for (int r = 0; r < rounds; r++) {
+        int64_t ns[3] = { 0 }, tk[3] = { 0 };
+        for (int i = 0; i < NP; i++) {
+            char req[1024];
+            snprintf(req, sizeof req, "{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],\"temperature\":0,"
+                     "\"max_tokens\":200,\"thinking\":{\"type\":\"disabled\"}}", MTP_PROMPTS[i]);
+            for (int k = 0; k < 3; k++) {
+                int mode = (k + r + i) % 3; /* turns: no mode always first */
+                dsv4_gen *g = NULL;
+                if (dsv4_gen_create(mode ? s1 : s0, tok, &g)) goto out;
+                dsv4_gen_set_i64(g, DSV4_GEN_REUSE_PREFIX, 0);
+                if (mode) dsv4_gen_set_i64(g, DSV4_GEN_SPECULATIVE, mode);
+                if (dsv4_gen_start_messages(g, req, strlen(req)) != DSV4_OK) {
+                    fprintf(stderr, "dsv4-bench --only mtp: %s\n", dsv4_gen_last_error(g));
+                    dsv4_gen_free(g);
+                    goto out;
+                }
+                dsv4_gen_event_type t;
+                do {
+                    if (dsv4_gen_next(g, &t, NULL, NULL, NULL)) break;
+                } while (t != DSV4_GEN_EVENT_STOP);
+                int64_t n = dsv4_gen_n_tokens(g);
+                ns[mode] += dsv4_gen_usage(g, DSV4_USAGE_DECODE_NS);
+                tk[mode] += n;
+                if (r == 0) {
+                    prop[mode] += dsv4_gen_usage(g, DSV4_USAGE_DRAFTS_PROPOSED);
+                    acc[mode] += dsv4_gen_usage(g, DSV4_USAGE_DRAFTS_ACCEPTED);
+                    toks_total[mode] += n;
+                }
+                /* the run without speculation is the reference (compared after the rounds) */
+                int32_t ids[256];
+                int64_t nn = n < 256 ? n : 256;
+                for (int64_t j = 0; j < nn; j++) dsv4_gen_token(g, j, &ids[j], NULL, NULL, NULL, 0, NULL);
+                if (mode == 0) {
+                    memcpy(ref + i * 256, ids, (size_t)nn * 4);
+                    ref_n[i] = nn;
+                }
+                dsv4_gen_free(g);
+            }
+        }
+        for (int k = 0; k < 3; k++) {
+            double tps = ns[k] > 0 ? (double)tk[k] / (ns[k] * 1e-9) : 0;
+            if (tps > best_tps[k]) best_tps[k] = tps;
+        }
+    }
+    /* equality with the run without speculation: one more pass, in order */
+    for (int i = 0; i < NP; i++) {
+        char req[1024];
+        snprintf(req, sizeof req, "{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],\"temperature\":0,"
+                 "\"max_tokens\":200,\"thinking\":{\"type\":\"disabled\"}}", MTP_PROMPTS[i]);
+        for (int mode = 1; mode < 3; mode++) {
+            dsv4_gen *g = NULL;
+            if (dsv4_gen_create(s1, tok, &g)) goto out;
+            dsv4_gen_set_i64(g, DSV4_GEN_REUSE_PREFIX, 0);
+            dsv4_gen_set_i64(g, DSV4_GEN_SPECULATIVE, mode);
+            if (dsv4_gen_start_messages(g, req, strlen(req)) == DSV4_OK) {
+                dsv4_gen_event_type t;
+                do {
+                    if (dsv4_gen_next(g, &t, NULL, NULL, NULL)) break;
+                } while (t != DSV4_GEN_EVENT_STOP);
+                int64_t n = dsv4_gen_n_tokens(g), nn = n < 256 ? n : 256;
+                int eq = nn == ref_n[i];
+                for (int64_t j = 0; eq && j < nn; j++) {
+                    int32_t x = -1;
+                    dsv4_gen_token(g, j, &x, NULL, NULL, NULL, 0, NULL);
+                    eq = x == ref[i * 256 + j];
+                }
+                same[mode] += eq;
+            }
+            dsv4_gen_free(g);
+        }
+    }
+    printf("speculative decoding, %s, %d greedy chat answers (best round of %d, %d threads):\n", dir, NP, rounds,
+           threads);
+    printf("  off:                  %7.1f tok/s  (%lld tokens)\n", best_tps[0], (long long)toks_total[0]);
+    for (int k = 1; k < 3; k++)
+        printf("  speculative %d:        %7.1f tok/s  x%.2f  drafts %lld, accepted %lld (%.1f %%), %lld/%d answers "
+               "equal to off\n", k, best_tps[k], best_tps[0] > 0 ? best_tps[k] / best_tps[0] : 0, (long long)prop[k],
+               (long long)acc[k], prop[k] ? 100.0 * acc[k] / prop[k] : 0, (long long)same[k], NP);
+    jnum("mtp_gen_off_tps", best_tps[0]);
+    jnum("mtp_gen_spec1_tps", best_tps[1]);
+    jnum("mtp_gen_spec2_tps", best_tps[2]);
+    jnum("mtp_gen_acceptance", prop[2] ? (double)acc[2] / prop[2] : 0);
+    free(ref);
+    free(ref_n);
+    rc = 0;
+out:
+    dsv4_free(err);
+    dsv4_session_free(s0);
+    dsv4_session_free(s1);
+    dsv4_context_free(ctx);
+    dsv4_tokenizer_free(tok);
+    dsv4_model_free(m);
+    dsv4_options_free(o);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = NULL, *synth = NULL, *jpath = NULL;
@@ -1557,7 +1699,7 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr, "usage: dsv4-bench --model DIR [--synth DSV4-SYNTH] [--threads N] [--steps N] "
                             "[--quick] [--mapped] [--nodes] [--layout-ab] "
-                            "[--only kernels|layout|decode|prefill|context|spin|sessions|experts|experts-mmap] [--positions N,N,...] "
+                            "[--only kernels|layout|decode|prefill|context|spin|sessions|experts|experts-mmap|mtp] [--positions N,N,...] "
                             "[--prefill-max N] [--busy N] [--mem-budget GIB] [--mem-slots N] [--text FILE] [--lookahead-ab N] [--json FILE]\n");
             return 2;
         }
@@ -1588,6 +1730,7 @@ int main(int argc, char **argv)
     js = jpath ? fopen(jpath, "w") : NULL;
     if (!js) js = fopen("/dev/null", "w");
     if (!strcmp(only, "spin")) return spin_bench(dir, threads, n_busy < 0 ? 0 : n_busy);
+    if (!strcmp(only, "mtp")) return mtp_gen_bench(dir, threads, steps < 3 ? 3 : steps);
     have_avx512 = __builtin_cpu_supports("avx512f");
     have_avx2 = __builtin_cpu_supports("avx2");
     dsv4k_tables_init();

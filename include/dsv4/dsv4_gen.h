@@ -85,7 +85,23 @@ enum dsv4_gen_param_value {
      *  single-generator calls feed all of it at their first step. Results are
      *  the same either way. A cancel while the prompt is fed ends the
      *  generation with DSV4_FINISH_CANCELLED. */
-    DSV4_GEN_PREFILL_CHUNK = 10
+    DSV4_GEN_PREFILL_CHUNK = 10,
+    /** @experimental speculative decoding with the model's MTP head
+     *  (docs/generation.md "Speculative decoding"); needs a session created
+     *  with DSV4_OPT_MTP (else DSV4_ERR_NOT_AVAILABLE). 0 (default): off.
+     *  1: after each token the MTP head drafts the next one, and the next
+     *  step checks the draft with the logits after the token; greedy output
+     *  is the same token for token as without speculation, sampled output
+     *  has the same distribution (other draws). The token and its draft go
+     *  through the model in one two-row pass only where that pass computes
+     *  what two one-row passes compute, bit for bit; elsewhere (today: all
+     *  numerics) as two one-row passes, so it gains no speed yet. 2: always
+     *  one two-row pass (faster; a greedy run may then differ from one
+     *  without speculation where two logits are within rounding). Drafts
+     *  are not made for sampled output under a JSON or tool constraint, with
+     *  a user sampler stage or select callback, or in dsv4_gen_step_batch().
+     *  Counters: DSV4_USAGE_DRAFTS_PROPOSED / _ACCEPTED. */
+    DSV4_GEN_SPECULATIVE = 11
 #endif
 };
 
@@ -142,6 +158,15 @@ enum dsv4_usage_key_value {
     DSV4_USAGE_REASONING_TOKENS = 4,  /**< of which reasoning ("</think>" included) */
     DSV4_USAGE_PROMPT_NS = 5,         /**< nanoseconds spent feeding the prompt */
     DSV4_USAGE_DECODE_NS = 6          /**< nanoseconds spent generating */
+#ifdef DSV4_ENABLE_EXPERIMENTAL
+    ,
+    /** @experimental tokens drafted by the MTP head (DSV4_GEN_SPECULATIVE) */
+    DSV4_USAGE_DRAFTS_PROPOSED = 7,
+    /** @experimental of which accepted: generated as drafted */
+    DSV4_USAGE_DRAFTS_ACCEPTED = 8,
+    /** @experimental checks run as one two-row pass (the rest: one-row passes) */
+    DSV4_USAGE_DRAFTS_BATCHED = 9
+#endif
 };
 
 /**

@@ -48,6 +48,7 @@ struct dsv4_session {
     float *mtp;             /* MTP rows for positions [mtp_first, mtp_first + mtp_n) */
     int64_t mtp_first, mtp_n, mtp_cap;
     int has_mtp;
+    int mtp_rows_off;              /* no MTP logits rows (the MTP block still runs): dsv4__session_mtp_rows */
     uint64_t edits;                /* changes of its tokens, by anyone (dsv4__session_edits) */
     /* the tokens fed [0, pos) and where each eval call started (bit p set:
      * a call began at position p), room for the full capacity */

@@ -191,7 +191,7 @@ static dsv4_status eval_chunks(dsv4_session *s, const int32_t *tokens, int64_t n
         int64_t m = n - done < B ? n - done : B, got = 0;
         dsv4__err e = { 0, "" };
         st = dsv4__forward(s->st, tokens + done, m, all ? s->logits + done * V : s->logits, all ? m : 1,
-                           s->has_mtp ? s->mtp + n_mtp * V : NULL, &got, &e);
+                           s->has_mtp && !s->mtp_rows_off ? s->mtp + n_mtp * V : NULL, &got, &e);
         if (st) {
             snprintf(s->err, sizeof s->err, "dsv4_session_eval: %s", e.msg);
             if (st == DSV4_ERR_IO) { /* a weight read failed: the state was reset (memory budget) */
@@ -208,7 +208,7 @@ static dsv4_status eval_chunks(dsv4_session *s, const int32_t *tokens, int64_t n
     /* the rows of what was fed */
     s->lg_n = all ? done : 1;
     s->lg_first = pos + done - s->lg_n;
-    s->mtp_n = n_mtp;
+    s->mtp_n = s->mtp_rows_off ? 0 : n_mtp;
     s->mtp_first = pos > 0 ? pos - 1 : 0;
     return st;
 }
@@ -251,7 +251,8 @@ dsv4_status dsv4_session_eval(dsv4_session *s, const int32_t *tokens, size_t n, 
     int64_t n_mtp = 0;
     s->edits++;
     if (s->progress) return eval_chunks(s, tokens, (int64_t)n, flags);
-    dsv4_status st = dsv4__forward(s->st, tokens, (int64_t)n, s->logits, rows, s->has_mtp ? s->mtp : NULL, &n_mtp, &e);
+    dsv4_status st = dsv4__forward(s->st, tokens, (int64_t)n, s->logits, rows,
+                                   s->has_mtp && !s->mtp_rows_off ? s->mtp : NULL, &n_mtp, &e);
     if (st) {
         snprintf(s->err, sizeof s->err, "dsv4_session_eval: %s", e.msg);
         if (st == DSV4_ERR_IO) dsv4_session_reset(s); /* a weight read failed: the state was reset */
@@ -260,7 +261,7 @@ dsv4_status dsv4_session_eval(dsv4_session *s, const int32_t *tokens, size_t n, 
     dsv4__session_note_eval(s, pos, tokens, (int64_t)n);
     s->lg_first = pos + (int64_t)n - rows;
     s->lg_n = rows;
-    s->mtp_n = n_mtp;
+    s->mtp_n = s->mtp_rows_off ? 0 : n_mtp;
     s->mtp_first = pos > 0 ? pos - 1 : 0;
     return DSV4_OK;
 }
@@ -339,7 +340,7 @@ dsv4_status dsv4__session_eval_batch(dsv4_session *const *sess, const int32_t *c
             (s->has_mtp && dsv4__session_reserve(&s->mtp, &s->mtp_cap, (int64_t)count[i], c->vocab_size)))
             return DSV4_ERR_OUT_OF_MEMORY;
         reqs[i] = (dsv4__req){ .s = s->st, .tokens = tokens[i], .n = (int64_t)count[i], .logits = s->logits,
-                               .n_logit_rows = 1, .mtp_logits = s->has_mtp ? s->mtp : NULL };
+                               .n_logit_rows = 1, .mtp_logits = s->has_mtp && !s->mtp_rows_off ? s->mtp : NULL };
     }
     int64_t pos0[256];
     for (int i = 0; i < n; i++) pos0[i] = dsv4__state_pos(sess[i]->st);
@@ -357,7 +358,7 @@ dsv4_status dsv4__session_eval_batch(dsv4_session *const *sess, const int32_t *c
         dsv4__session_note_eval(s, pos0[i], tokens[i], (int64_t)count[i]); /* history (rewind, save) */
         s->lg_first = pos0[i] + (int64_t)count[i] - 1;
         s->lg_n = 1;
-        s->mtp_n = reqs[i].n_mtp;
+        s->mtp_n = s->mtp_rows_off ? 0 : reqs[i].n_mtp;
         s->mtp_first = pos0[i] > 0 ? pos0[i] - 1 : 0;
     }
     return DSV4_OK;

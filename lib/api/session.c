@@ -230,7 +230,8 @@ static dsv4_status refeed(dsv4_session *s, int64_t from, int64_t to, int batched
         else
             b = to;
         int64_t n_mtp = 0;
-        dsv4_status st = dsv4__forward(s->st, s->hist + a, b - a, s->logits, 1, s->has_mtp ? s->mtp : NULL, &n_mtp, &e);
+        dsv4_status st = dsv4__forward(s->st, s->hist + a, b - a, s->logits, 1,
+                                       s->has_mtp && !s->mtp_rows_off ? s->mtp : NULL, &n_mtp, &e);
         if (st) {
             snprintf(s->err, sizeof s->err, "dsv4_session_rewind: %s", e.msg);
             return st;
@@ -238,7 +239,7 @@ static dsv4_status refeed(dsv4_session *s, int64_t from, int64_t to, int batched
         cut_set(s->cuts, a);
         s->lg_first = b - 1;
         s->lg_n = 1;
-        s->mtp_n = n_mtp;
+        s->mtp_n = s->mtp_rows_off ? 0 : n_mtp;
         s->mtp_first = a > 0 ? a - 1 : 0;
         a = b;
     }
@@ -298,6 +299,30 @@ dsv4_status dsv4_session_rewind(dsv4_session *s, int64_t pos, uint32_t flags)
     }
     return DSV4_OK;
 }
+
+/* ---- undoing one position (the generator's speculative decoding) ------- */
+
+dsv4_status dsv4__session_undo_mark(dsv4_session *s) { return dsv4__state_undo_mark(s->st); }
+
+dsv4_status dsv4__session_undo(dsv4_session *s)
+{
+    dsv4_status st = dsv4__state_undo(s->st);
+    if (st) return st;
+    int64_t q = dsv4__state_pos(s->st);
+    s->edits++;
+    cuts_truncate(s->cuts, q, s->ctx->n_ctx);
+    dsv4__session_drop_checkpoints(s, q);
+    /* logits rows of positions < q stay; MTP rows whose next token is < q */
+    if (s->lg_first >= q) s->lg_n = 0;
+    else if (s->lg_first + s->lg_n > q) s->lg_n = q - s->lg_first;
+    if (s->mtp_first >= q - 1) s->mtp_n = 0;
+    else if (s->mtp_first + s->mtp_n > q - 1) s->mtp_n = q - 1 - s->mtp_first;
+    return DSV4_OK;
+}
+
+int dsv4__session_rows_identical(const dsv4_session *s) { return dsv4__rt_rows_identical(s->ctx->rt); }
+int dsv4__session_has_mtp(const dsv4_session *s) { return s->has_mtp; }
+void dsv4__session_mtp_rows(dsv4_session *s, int on) { s->mtp_rows_off = !on; }
 
 /* ---- save / restore (format: lib/state/sfile.c) ------------------------ */
 

@@ -99,6 +99,19 @@ dsv4_status dsv4__session_eval_batch(dsv4_session *const *sess, const int32_t *c
                                      int n);
 /* changes of the session's tokens so far (evaluations and resets, by anyone) */
 uint64_t dsv4__session_edits(const dsv4_session *s);
+/* speculative decoding (lib/api/session.c): mark the session at position p
+ * (p >= 1, with MTP) so that, once tokens p and p+1 are fed, undo takes
+ * token p+1 back exactly (dsv4__state_undo_mark); statuses as those */
+dsv4_status dsv4__session_undo_mark(dsv4_session *s);
+dsv4_status dsv4__session_undo(dsv4_session *s);
+/* largest batch whose rows compute what one-row steps compute, bit for bit
+ * (dsv4__rt_rows_identical) */
+int dsv4__session_rows_identical(const dsv4_session *s);
+/* 1 when the session keeps the MTP block's state (DSV4_OPT_MTP) */
+int dsv4__session_has_mtp(const dsv4_session *s);
+/* on (default): evaluations write the MTP logits rows (dsv4_session_mtp_logits);
+ * off: the MTP block still runs (its state), its logits head does not */
+void dsv4__session_mtp_rows(dsv4_session *s, int on);
 
 #define DSV4__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -115,6 +115,7 @@ dsv4_status dsv4_gen_create(dsv4_session *session, const dsv4_tokenizer *tok, ds
     g->thinking_opt = -1;
     g->reuse = 1;
     g->pending = -1;
+    g->draft = g->verify_d = -1;
     atomic_init(&g->cancel, 0);
     dsv4_status st = dsv4_sampler_create(&g->sampler);
     if (!st) st = build_pieces(g);
@@ -164,6 +165,9 @@ static void clear_generation(dsv4_gen *g)
     g->finish = DSV4_FINISH_NONE;
     g->n_gen = g->n_reason = g->prompt_tokens = g->cached = g->prompt_ns = g->decode_ns = 0;
     g->pending = -1;
+    g->draft = g->verify_d = -1;
+    g->spec_fed = g->spec_batched = g->draft_sampled = 0;
+    g->n_proposed = g->n_accepted = g->n_verify_batched = 0;
     g->n_forced = g->i_forced = 0;
     g->forcing_len = 0;
     g->utf8_need = 0;
@@ -189,6 +193,8 @@ void dsv4_gen_free(dsv4_gen *g)
     dsv4__free(g->logits);
     dsv4__free(g->probs);
     dsv4__free(g->work);
+    dsv4__free(g->qdist);
+    dsv4__free(g->logits2);
     dsv4__free(g->allowed_cache);
     dsv4__free(g->piece_off);
     dsv4__free(g->piece_pool);
@@ -264,6 +270,19 @@ dsv4_status dsv4_gen_set_i64(dsv4_gen *g, dsv4_gen_param key, int64_t v)
         if (v < 0 || v > 65536) return dsv4__gen_fail(g, DSV4_ERR_INVALID_ARGUMENT, "prefill_chunk must be in 0..65536");
         g->prefill_chunk = v;
         break;
+    case DSV4_GEN_SPECULATIVE:
+        if (v < 0 || v > 2) return dsv4__gen_fail(g, DSV4_ERR_INVALID_ARGUMENT, "speculative must be 0, 1 or 2");
+        if (v && !dsv4__session_has_mtp(g->sess))
+            return dsv4__gen_fail(g, DSV4_ERR_NOT_AVAILABLE, "speculative decoding needs the MTP block: a session "
+                                  "created with DSV4_OPT_MTP on a model that has one");
+        if (v && (!g->qdist || !g->logits2)) {
+            if (!g->qdist) g->qdist = dsv4__malloc((size_t)g->model_vocab * sizeof(float));
+            if (!g->logits2) g->logits2 = dsv4__malloc((size_t)g->model_vocab * sizeof(float));
+            if (!g->qdist || !g->logits2) return DSV4_ERR_OUT_OF_MEMORY;
+        }
+        g->spec = v;
+        if (!v) g->draft = -1;
+        break;
     default:
         return dsv4__gen_fail(g, DSV4_ERR_UNKNOWN_OPTION, "unknown generator setting %d", (int)key);
     }
@@ -284,6 +303,7 @@ dsv4_status dsv4_gen_get_i64(const dsv4_gen *g, dsv4_gen_param key, int64_t *v)
     case DSV4_GEN_TOP_LOGPROBS: *v = g->top_logprobs; break;
     case DSV4_GEN_REUSE_PREFIX: *v = g->reuse; break;
     case DSV4_GEN_PREFILL_CHUNK: *v = g->prefill_chunk; break;
+    case DSV4_GEN_SPECULATIVE: *v = g->spec; break;
     default: return DSV4_ERR_UNKNOWN_OPTION;
     }
     return DSV4_OK;
@@ -416,6 +436,9 @@ int64_t dsv4_gen_usage(const dsv4_gen *g, dsv4_usage_key key)
     case DSV4_USAGE_REASONING_TOKENS: return g->n_reason;
     case DSV4_USAGE_PROMPT_NS: return g->prompt_ns;
     case DSV4_USAGE_DECODE_NS: return g->decode_ns;
+    case DSV4_USAGE_DRAFTS_PROPOSED: return g->n_proposed;
+    case DSV4_USAGE_DRAFTS_ACCEPTED: return g->n_accepted;
+    case DSV4_USAGE_DRAFTS_BATCHED: return g->n_verify_batched;
     default: return -1;
     }
 }
@@ -569,10 +592,15 @@ static dsv4_status drain_parser(dsv4_gen *g)
 }
 
 /* End the generation: flush the text layers and queue STOP. */
+static void spec_unfeed(dsv4_gen *g);
+
 static void finish(dsv4_gen *g, int reason)
 {
     if (g->ended) return;
     g->ended = 1;
+    /* a draft fed ahead of its turn: the session ends where it would have */
+    if (g->spec_fed) spec_unfeed(g);
+    g->draft = -1;
     dsv4_status st = DSV4_OK;
     if (g->detok && g->parser && !g->stopped_by_string) {
         char buf[64];
@@ -639,11 +667,15 @@ static dsv4_status hist_reserve(dsv4_gen *g, size_t n)
 }
 
 /* feed tokens to the session, tracking them in hist */
-static dsv4_status feed(dsv4_gen *g, const int32_t *t, size_t n)
+static dsv4_status feed_flags(dsv4_gen *g, const int32_t *t, size_t n, uint32_t flags)
 {
     dsv4_status st = hist_reserve(g, g->n_hist + n);
     if (st) return st;
-    st = dsv4_session_eval(g->sess, t, n, 0);
+    /* with speculation the MTP head drafts on demand (propose): no MTP
+     * logits rows for the tokens fed */
+    if (g->spec) dsv4__session_mtp_rows(g->sess, 0);
+    st = dsv4_session_eval(g->sess, t, n, flags);
+    if (g->spec) dsv4__session_mtp_rows(g->sess, 1);
     if (st) {
         dsv4__gen_fail(g, st, "eval: %s", dsv4_session_last_error(g->sess));
         /* a failed eval leaves the session as it was, except INTERNAL */
@@ -655,6 +687,8 @@ static dsv4_status feed(dsv4_gen *g, const int32_t *t, size_t n)
     g->sess_edits = dsv4__session_edits(g->sess);
     return DSV4_OK;
 }
+
+static dsv4_status feed(dsv4_gen *g, const int32_t *t, size_t n) { return feed_flags(g, t, n, 0); }
 
 dsv4_status dsv4_gen_start(dsv4_gen *g, const int32_t *prompt, size_t n)
 {
@@ -954,6 +988,42 @@ static dsv4_status sampling_failed(dsv4_gen *g, dsv4_status st)
     return st;
 }
 
+/* Speculative sampling (see gen_int.h): accept d with probability
+ * min(1, p(d)/q(d)) (p = pw / z), else draw from norm(max(0, p - q)). */
+dsv4_status dsv4__gen_spec_choose(dsv4_sampler *s, const float *pw, double z, const float *q, int32_t d, float *work,
+                                  size_t n, int32_t *out)
+{
+    double pd = d >= 0 && (size_t)d < n ? pw[d] / z : 0, qd = d >= 0 && (size_t)d < n ? q[d] : 0;
+    if (qd > 0 && dsv4__sampler_uniform(s) * qd < pd) {
+        *out = d;
+        return DSV4_OK;
+    }
+    double mass = 0;
+    for (size_t i = 0; i < n; i++) {
+        double v = pw[i] / z - q[i];
+        work[i] = v > 0 ? (float)v : 0;
+        mass += work[i];
+    }
+    /* no residual mass only when p equals q up to rounding: then p itself */
+    return dsv4__sampler_pick(s, mass > 0 ? work : pw, n, out);
+}
+
+/* The draft d of g->verify_d was drawn from q (g->qdist); p' is the
+ * sampler's distribution p restricted to the allowed tokens, which is what
+ * choose() samples from: the speculative choice among them, distributed as
+ * p'. DSV4_ERR_NOT_AVAILABLE: p' has no mass (p is then zero where not
+ * allowed; the usual path goes on from there). */
+static dsv4_status spec_pick(dsv4_gen *g, float *p, size_t n, int32_t *out)
+{
+    double z = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] > 0 && !allowed(g, (int32_t)i)) p[i] = 0;
+        z += p[i];
+    }
+    if (!(z > 0)) return DSV4_ERR_NOT_AVAILABLE;
+    return dsv4__gen_spec_choose(g->sampler, p, z, g->qdist, g->verify_d, g->work, n, out);
+}
+
 /* Sample with the sampler and the constraint: rejection first (cheap when
  * the model mostly agrees with the constraint), then the allowed part of
  * the sampler's distribution, then the constraint applied to the logits
@@ -972,6 +1042,11 @@ static dsv4_status choose(dsv4_gen *g, int32_t *out)
         if (is_greedy) {
             if (allowed(g, greedy)) { *out = greedy; return DSV4_OK; }
         } else {
+            if (g->verify_d >= 0 && g->draft_sampled && !g->cons) {
+                st = spec_pick(g, p, n, &t);
+                if (!st) { *out = t; return DSV4_OK; }
+                if (st != DSV4_ERR_NOT_AVAILABLE) return sampling_failed(g, st);
+            }
             for (int k = 0; k < REJECT_TRIES; k++) {
                 st = dsv4__sampler_pick(g->sampler, p, n, &t);
                 if (st == DSV4_ERR_NOT_AVAILABLE) break; /* no mass left */
@@ -1154,6 +1229,7 @@ static dsv4_status feed_deferred(dsv4_gen *g, size_t max)
 }
 
 static dsv4_status step_choose(dsv4_gen *g, int64_t t0);
+static dsv4_status verify(dsv4_gen *g, int64_t t0);
 
 static dsv4_status step_one(dsv4_gen *g)
 {
@@ -1173,12 +1249,83 @@ static dsv4_status step_one(dsv4_gen *g)
             finish(g, DSV4_FINISH_LENGTH);
             return DSV4_OK;
         }
+        if (g->draft >= 0 && dsv4__session_capacity(g->sess) - (int64_t)g->n_hist >= 2) return verify(g, t0);
+        g->draft = -1;
         st = feed(g, &t, 1);
         if (st == DSV4_ERR_CONTEXT_FULL) { g->pending = -1; finish(g, DSV4_FINISH_LENGTH); return DSV4_OK; }
         if (st) return st;
         g->pending = -1;
         st = dsv4_session_logits(g->sess, -1, g->logits, (size_t)g->model_vocab);
         if (st) return dsv4__gen_fail(g, st, "no logits");
+    }
+    return step_choose(g, t0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* speculative decoding (DSV4_GEN_SPECULATIVE)                               */
+/* ------------------------------------------------------------------------ */
+
+/* take back the draft fed ahead of its turn (exact: lib/graph/kv.c) */
+static void spec_unfeed(dsv4_gen *g)
+{
+    g->spec_fed = 0;
+    if (dsv4__session_undo(g->sess) == DSV4_OK) {
+        g->n_hist--;
+        g->sess_edits = dsv4__session_edits(g->sess);
+    }
+}
+
+/* After choosing `pending`: the MTP head drafts the token after it, from
+ * the trunk state of the last token fed and `pending` (the state does not
+ * move). Greedy: the argmax of the sampler's distribution over the draft
+ * logits; sampled: a draw from it (kept in qdist for the acceptance). */
+static void propose(dsv4_gen *g)
+{
+    g->draft = -1;
+    if (!g->spec || g->no_draft || g->ended || g->pending < 0) return;
+    if (dsv4__sampler_has_user(g->sampler)) return;    /* the user stage would see the draft's logits */
+    int greedy = dsv4__sampler_is_greedy(g->sampler);
+    if (!greedy && g->cons) return;                     /* p' is not explicit under a constraint */
+    if (g->i_forced < g->n_forced) return;              /* a forced token comes next anyway */
+    if (g->n_gen >= g->max_tokens || dsv4__session_capacity(g->sess) - (int64_t)g->n_hist < 2) return;
+    size_t n = (size_t)g->n_vocab;
+    if (dsv4_session_mtp_draft(g->sess, g->pending, g->work, (size_t)g->model_vocab) != DSV4_OK) return;
+    int32_t d = -1;
+    dsv4_status st = dsv4__sampler_dist(g->sampler, g->work, n, g->qdist, &d);
+    if (st) return;
+    if (!greedy && dsv4__sampler_pick(g->sampler, g->qdist, n, &d) != DSV4_OK) return;
+    if (d < 0 || (size_t)d >= n) return;
+    g->draft = d;
+    g->draft_sampled = !greedy;
+    g->n_proposed++;
+}
+
+/* The step of a drafted token: feed `pending` and its draft, as one
+ * two-row pass when that computes what one-row passes compute (or
+ * DSV4_GEN_SPECULATIVE 2), else `pending` alone; then choose the token after
+ * `pending` as ever (the sampling acceptance in choose()). The draft is
+ * accepted when that token is the draft: after a two-row pass its logits
+ * are ready and the next step chooses at once. A rejected draft fed is
+ * taken back. */
+static dsv4_status verify(dsv4_gen *g, int64_t t0)
+{
+    int32_t tk[2] = { g->pending, g->draft };
+    int batched = g->spec == 2 || dsv4__session_rows_identical(g->sess) >= 2;
+    if (batched && dsv4__session_undo_mark(g->sess) != DSV4_OK) batched = 0;
+    dsv4_status st = feed_flags(g, tk, batched ? 2 : 1, batched ? DSV4_EVAL_ALL_LOGITS : 0);
+    if (st == DSV4_ERR_CONTEXT_FULL) { g->pending = g->draft = -1; finish(g, DSV4_FINISH_LENGTH); return DSV4_OK; }
+    if (st) return st;
+    g->pending = -1;
+    g->verify_d = g->draft;
+    g->draft = -1;
+    g->spec_batched = batched;
+    int64_t at = (int64_t)g->n_hist - (batched ? 2 : 1);
+    st = dsv4_session_logits(g->sess, at, g->logits, (size_t)g->model_vocab);
+    if (!st && batched) st = dsv4_session_logits(g->sess, at + 1, g->logits2, (size_t)g->model_vocab);
+    if (st) return dsv4__gen_fail(g, st, "no logits");
+    if (batched) {
+        g->spec_fed = 1;
+        g->n_verify_batched++;
     }
     return step_choose(g, t0);
 }
@@ -1192,12 +1339,21 @@ static dsv4_status step_choose(dsv4_gen *g, int64_t t0)
     if (remaining(g) <= 0) { finish(g, DSV4_FINISH_LENGTH); return DSV4_OK; }
 
     int32_t t = -1;
+    int32_t d = g->verify_d;
     st = next_token(g, &t);
+    g->verify_d = -1;
     if (st == DSV4_ERR_NOT_AVAILABLE && g->sampler_empty)
         return dsv4__gen_fail(g, DSV4_ERR_NOT_AVAILABLE,
                               "sampling: the sampler removed every token (logit bias, penalties, user stage or min-p)");
     if (st == DSV4_ERR_NOT_AVAILABLE) return dsv4__gen_fail(g, DSV4_ERR_INTERNAL, "no token satisfies the output constraint");
     if (st) return g->err[0] ? st : dsv4__gen_fail(g, st, "sampling: %s", dsv4_status_string(st)); /* keep a named cause */
+    int accepted = d >= 0 && t == d;
+    if (d >= 0) {
+        g->n_accepted += accepted;
+        if (g->spec_batched && !accepted) spec_unfeed(g); /* the draft fed is taken back */
+    } else {
+        g->spec_fed = 0; /* a token chosen after the draft: the draft is in place */
+    }
     st = record(g, t);
     if (st) return st;
     st = dsv4_sampler_accept(g->sampler, t);
@@ -1234,12 +1390,20 @@ static dsv4_status step_choose(dsv4_gen *g, int64_t t0)
     if (!st) st = drain_parser(g);
     if (st) return st;
     g->pending = t;
-    g->decode_ns += now_ns() - t0;
-    if (g->stopped_by_string) { finish(g, DSV4_FINISH_STOP); return DSV4_OK; }
+    if (accepted && g->spec_batched) {
+        /* the draft is fed and its logits are ready: nothing pending */
+        g->pending = -1;
+        memcpy(g->logits, g->logits2, (size_t)g->model_vocab * sizeof *g->logits);
+    }
+    g->spec_batched = 0;
+    if (g->stopped_by_string) { g->decode_ns += now_ns() - t0; finish(g, DSV4_FINISH_STOP); return DSV4_OK; }
     if (g->n_gen >= g->max_tokens) {
+        g->decode_ns += now_ns() - t0;
         finish(g, DSV4_FINISH_LENGTH);
         return DSV4_OK;
     }
+    propose(g);
+    g->decode_ns += now_ns() - t0;
     /* constrained content that is complete and admits nothing more ends here
      * (e.g. after "</｜DSML｜tool_calls>"): EOS is the only choice anyway */
     return DSV4_OK;
@@ -1331,6 +1495,7 @@ dsv4_status dsv4_gen_step_batch(dsv4_gen *const *gens, int32_t n, int32_t *n_tok
             if (gens[k] == gens[i] || gens[k]->sess == gens[i]->sess) return DSV4_ERR_INVALID_ARGUMENT;
     }
     int64_t t0 = now_ns();
+    for (int32_t i = 0; i < n; i++) gens[i]->no_draft = 1;
     dsv4_session *sess[DSV4__GEN_MAX_BATCH];
     const int32_t *toks[DSV4__GEN_MAX_BATCH];
     size_t cnt[DSV4__GEN_MAX_BATCH];
@@ -1360,6 +1525,7 @@ dsv4_status dsv4_gen_step_batch(dsv4_gen *const *gens, int32_t n, int32_t *n_tok
             }
             if (hist_reserve(g, g->n_hist + 1)) { step_failed(g, DSV4_ERR_OUT_OF_MEMORY); continue; }
             kind[i] = 2;
+            g->draft = -1; /* no speculation in a batched step */
             one[i] = g->pending;
             sess[nb] = g->sess;
             toks[nb] = &one[i];
@@ -1404,6 +1570,7 @@ dsv4_status dsv4_gen_step_batch(dsv4_gen *const *gens, int32_t n, int32_t *n_tok
     }
     for (int32_t i = 0; i < n; i++)
         if (kind[i] == 3) step_failed(gens[i], step_choose(gens[i], t0));
+    for (int32_t i = 0; i < n; i++) gens[i]->no_draft = 0;
     if (n_tokens) {
         int64_t n1 = 0;
         for (int32_t i = 0; i < n; i++) n1 += gens[i]->n_gen;

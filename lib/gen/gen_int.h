@@ -96,6 +96,18 @@ struct dsv4_gen {
     dsv4__cons *cons;   /* constraint of the content part, NULL for none */
     int cons_kind;      /* 0 none, 1 JSON, 2 DSML */
 
+    /* speculative decoding with the MTP head (DSV4_GEN_SPECULATIVE) */
+    int64_t spec;       /* 0 off, 1 exact, 2 batched verify always */
+    int32_t draft;      /* the token drafted after `pending`, -1 none */
+    int32_t verify_d;   /* the draft being checked by the current choice, -1 none */
+    int draft_sampled;  /* drawn from qdist: the sampling acceptance applies */
+    int spec_batched;   /* the current verify fed [pending, draft] together */
+    int spec_fed;       /* the draft is fed ahead of its turn: undone if the generation ends first */
+    int no_draft;       /* dsv4_gen_step_batch: no drafts */
+    int64_t n_proposed, n_accepted, n_verify_batched;
+    float *qdist;       /* the draft's distribution */
+    float *logits2;     /* logits after the draft (batched verify) */
+
     /* events */
     dsv4__gen_event *q;
     size_t q_head, q_n, q_cap;
@@ -143,6 +155,13 @@ dsv4_status dsv4__gen_start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__
  * (compiled) by the caller: store the copy and the format / tool choice. */
 dsv4_status dsv4__gen_store_schema(dsv4_gen *g, const char *schema, size_t len);
 dsv4_status dsv4__gen_store_tools(dsv4_gen *g, const char *tools, size_t len, const char *forced_name);
+
+/* Speculative sampling: the token after a draft d drawn from q (q sums to
+ * 1), distributed as p = pw / z whatever q is: d with probability
+ * min(1, p(d)/q(d)), else a draw from norm(max(0, p - q)); work: n floats
+ * of scratch. Statuses of dsv4__sampler_pick. */
+dsv4_status dsv4__gen_spec_choose(dsv4_sampler *s, const float *pw, double z, const float *q, int32_t d, float *work,
+                                  size_t n, int32_t *out);
 
 /* request.c */
 /* parse, check and apply a request: its prompt ids (*ids, dsv4__free) and

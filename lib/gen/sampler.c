@@ -448,6 +448,8 @@ double dsv4__sampler_uniform(dsv4_sampler *s)
     return (double)(next64(s) >> 11) * (1.0 / 9007199254740992.0);
 }
 
+int dsv4__sampler_has_user(const dsv4_sampler *s) { return s->cb.apply || s->cb.select; }
+
 int dsv4__sampler_is_greedy(const dsv4_sampler *s) { return s->temperature == 0 && !s->cb.select; }
 
 dsv4_status dsv4__sampler_dist(dsv4_sampler *s, const float *logits, size_t n, float *p, int32_t *greedy)

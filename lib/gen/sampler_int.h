@@ -22,6 +22,8 @@ dsv4_status dsv4__sampler_pick(dsv4_sampler *s, const float *p, size_t n, int32_
 void dsv4__sampler_defaults(dsv4_sampler *s);
 /* A uniform double in [0, 1) from the seeded generator. */
 double dsv4__sampler_uniform(dsv4_sampler *s);
+/* 1 when a user stage or select callback is set */
+int dsv4__sampler_has_user(const dsv4_sampler *s);
 /* 1 when the choice is the argmax (temperature 0, no select callback). */
 int dsv4__sampler_is_greedy(const dsv4_sampler *s);
 

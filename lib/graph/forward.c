@@ -218,9 +218,14 @@ static void op_mtp_stage(dsv4g_run *r, const dsv4g_node *n)
         for (int64_t t = 0; t + o < ms->n; t++)
             memcpy(Hs + (ms->row0 + o + t) * w, X + (ts->row0 + t) * w, (size_t)w * 4);
     }
-    /* every session keeps its last trunk row for the next batch */
-    for (int k = 0; k < tr->n_sp; k++)
-        memcpy(tr->sp[k].s->last_x, X + (tr->sp[k].row0 + tr->sp[k].n - 1) * w, (size_t)w * 4);
+    /* every session keeps its last trunk row for the next batch, and the
+     * one before it (dsv4__state_undo) */
+    for (int k = 0; k < tr->n_sp; k++) {
+        const span *ts = &tr->sp[k];
+        const float *prev = ts->n >= 2 ? X + (ts->row0 + ts->n - 2) * w : ts->s->last_x;
+        memcpy(ts->s->prev_x, prev, (size_t)w * 4);
+        memcpy(ts->s->last_x, X + (ts->row0 + ts->n - 1) * w, (size_t)w * 4);
+    }
 }
 
 /* the draft's single MTP row: the saved trunk row at pos-1 */
@@ -490,6 +495,15 @@ dsv4_status dsv4__forward(dsv4__state *s, const int32_t *tokens, int64_t n, floa
     dsv4_status st = dsv4__forward_batch(s->rt, &q, 1, e);
     if (st == DSV4_OK && n_mtp_rows) *n_mtp_rows = q.n_mtp;
     return st;
+}
+
+int dsv4__rt_rows_identical(const dsv4__rt *rt)
+{
+    /* the m > 1 products (kernels/linear.c, oneDNN) sum in another order
+     * than the m = 1 kernels in both numerics today: set this once the
+     * m = 2..8 kernels keep the one-row order */
+    (void)rt;
+    return 1;
 }
 
 dsv4_status dsv4__forward_mtp_draft(dsv4__state *s, int32_t next_token, float *logits, dsv4__err *e)

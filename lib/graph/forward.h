@@ -136,6 +136,31 @@ typedef void (*dsv4__debug_fn)(void *user, int layer, int kind, int64_t T, int64
                                const float *w);
 void dsv4__rt_set_debug(dsv4__rt *rt, dsv4__debug_fn fn, void *user);
 
+/*
+ * Undoing one position (speculative decoding: a rejected draft). A mark at
+ * position p (p >= 1, MTP state kept) saves what feeding position p+1
+ * overwrites and what later positions cannot touch (the window-ring rows,
+ * the compressors' running-state slots of p+1, the MTP block's ring row);
+ * after tokens p and p+1 are fed (one call or two), undo makes the state
+ * exactly what it was after token p alone: image_write gives the same bytes.
+ * mark: DSV4_ERR_NOT_AVAILABLE without MTP or at position 0,
+ * DSV4_ERR_OUT_OF_MEMORY. undo: DSV4_ERR_INVALID_ARGUMENT unless the state
+ * is at mark + 2 with the mark unused (any reset, image read or other undo
+ * drops the mark). Both leave the state as it was on failure.
+ */
+dsv4_status dsv4__state_undo_mark(dsv4__state *s);
+dsv4_status dsv4__state_undo(dsv4__state *s);
+
+/*
+ * Largest m for which a product over m rows gives every row the bytes the
+ * same product over that row alone gives (so a batch of m tokens computes
+ * what m single-token steps compute), under this runtime's numerics; 1 when
+ * the batched products use another summation order than the one-row
+ * kernels. The generator's speculative verify step batches the drafted
+ * token only when this is at least 2 (else it runs two one-row steps).
+ */
+int dsv4__rt_rows_identical(const dsv4__rt *rt);
+
 /* MTP logits for (trunk state at pos-1, next_token) without advancing. */
 dsv4_status dsv4__forward_mtp_draft(dsv4__state *s, int32_t next_token, float *logits, dsv4__err *e);
 

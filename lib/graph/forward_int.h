@@ -89,7 +89,12 @@ struct dsv4__state {
     int mtp;
     int64_t pos;           /* tokens fed */
     float *last_x;         /* trunk streams at pos-1 (MTP input) */
+    float *prev_x;         /* trunk streams at pos-2 (undoing the last position) */
     int64_t reserved;
+    /* undo of one position (dsv4__state_undo_mark): what position
+     * undo_pos + 1 overwrites, saved at position undo_pos (-1: no mark) */
+    float *undo;
+    int64_t undo_pos;
 };
 
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }

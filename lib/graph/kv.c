@@ -25,6 +25,8 @@ void dsv4__state_free(dsv4__state *s)
     }
     dsv4__free(s->L);
     dsv4__free_aligned(s->last_x);
+    dsv4__free_aligned(s->prev_x);
+    dsv4__free(s->undo);
     dsv4__free(s);
 }
 
@@ -47,6 +49,7 @@ void dsv4__state_reset(dsv4__state *s)
         }
     }
     s->pos = 0;
+    s->undo_pos = -1;
 }
 
 dsv4_status dsv4__state_create(dsv4__rt *rt, int with_mtp, dsv4__state **out, dsv4__err *e)
@@ -81,6 +84,7 @@ dsv4_status dsv4__state_create(dsv4__rt *rt, int with_mtp, dsv4__state **out, ds
         }
     }
     AL(s->last_x, (int64_t)c->hc_mult * c->dim * 4);
+    AL(s->prev_x, (int64_t)c->hc_mult * c->dim * 4);
 #undef AL
     s->reserved = total;
     dsv4__state_reset(s);
@@ -240,6 +244,7 @@ void dsv4__state_fill_synthetic(dsv4__state *s, int64_t pos, uint32_t seed)
     dsv4__free(v);
     for (int64_t i = 0; i < (int64_t)c->hc_mult * c->dim; i++) s->last_x[i] = 0.0f;
     s->pos = pos;
+    s->undo_pos = -1;
 }
 
 /* ---- the window ring --------------------------------------------------- */
@@ -338,6 +343,98 @@ void dsv4__state_image_read(dsv4__state *s, int64_t pos, const uint8_t *img)
         if (r > 0) s->L[l].n = pos / r;
     }
     s->pos = pos;
+    s->undo_pos = -1;
+}
+
+/* ---- undoing one position (speculative decoding) ------------------------- */
+
+/* Position q = mark + 1 writes, in each trunk layer: ring row q % W, the
+ * running-state slot of q in each compressor and, when q ends a block of a
+ * ratio-4 compressor, its shift of slots 4..7 to 0..3 (slots 0..3 held the
+ * block before, which no position between the mark and q changes); in the
+ * MTP block, ring row (q-1) % W. The buffer keeps, per layer: the ring row,
+ * then for a compressor 5 slots (q's, then 0..3) of kv and of scores, for
+ * the indexer's the same. */
+static int64_t undo_floats(const dsv4__config *c, int l)
+{
+    int r = c->compress_ratios[l];
+    int64_t n = c->head_dim;
+    if (r > 0) n += 2 * 5 * (r == 4 ? 2 : 1) * (int64_t)c->head_dim;
+    if (r == 4) n += 2 * 5 * 2 * (int64_t)c->index_head_dim;
+    return n;
+}
+
+/* copy compressor slots: slot sl and (with four) slots 0..3, between the
+ * state (kv, sc) and the saved area u (to_state: restore) */
+static float *undo_slots(float *u, float *kv, float *sc, int64_t width, int sl, int four, int to_state)
+{
+    int slots[5] = { sl, 0, 1, 2, 3 };
+    int ns = four ? 5 : 1;
+    for (int k = 0; k < 2; k++) {
+        float *a = k ? sc : kv;
+        for (int i = 0; i < ns; i++) {
+            float *st = a + (int64_t)slots[i] * width, *sv = u + i * width;
+            if (to_state) memcpy(st, sv, (size_t)width * 4);
+            else memcpy(sv, st, (size_t)width * 4);
+        }
+        u += 5 * width;
+    }
+    return u;
+}
+
+static void undo_copy(dsv4__state *s, int64_t q, int to_state)
+{
+    const dsv4__config *c = s->rt->c;
+    int64_t hd = c->head_dim, W = c->window;
+    float *u = s->undo;
+    for (int l = 0; l < c->n_layers + (s->mtp ? 1 : 0); l++) {
+        lstate *L = &s->L[l];
+        int r = c->compress_ratios[l];
+        float *base = u;
+        int64_t row = l == c->n_layers ? (q - 1) % W : q % W;
+        if (to_state) memcpy(L->ring + row * hd, u, (size_t)hd * 4);
+        else memcpy(u, L->ring + row * hd, (size_t)hd * 4);
+        u += hd;
+        if (r > 0 && l < c->n_layers) {
+            int sl = r == 4 ? 4 + (int)(q % 4) : (int)(q % r);
+            /* restoring slots 0..3 only when q's shift overwrote them */
+            int four = r == 4 && (!to_state || (q + 1) % 4 == 0);
+            u = undo_slots(u, L->ckv, L->csc, (r == 4 ? 2 : 1) * hd, sl, four, to_state);
+            if (r == 4) u = undo_slots(u, L->ikv, L->isc, 2 * c->index_head_dim, sl, four, to_state);
+        }
+        u = base + undo_floats(c, l);
+    }
+}
+
+dsv4_status dsv4__state_undo_mark(dsv4__state *s)
+{
+    const dsv4__config *c = s->rt->c;
+    s->undo_pos = -1;
+    if (!s->mtp || s->pos < 1) return DSV4_ERR_NOT_AVAILABLE;
+    if (!s->undo) {
+        int64_t n = 0;
+        for (int l = 0; l < c->n_layers + 1; l++) n += undo_floats(c, l);
+        if (!(s->undo = dsv4__malloc((size_t)n * 4))) return DSV4_ERR_OUT_OF_MEMORY;
+    }
+    undo_copy(s, s->pos + 1, 0);
+    s->undo_pos = s->pos;
+    return DSV4_OK;
+}
+
+dsv4_status dsv4__state_undo(dsv4__state *s)
+{
+    const dsv4__config *c = s->rt->c;
+    if (s->undo_pos < 1 || s->pos != s->undo_pos + 2) return DSV4_ERR_INVALID_ARGUMENT;
+    int64_t q = s->pos - 1;
+    undo_copy(s, q, 1);
+    for (int l = 0; l < c->n_layers; l++) {
+        int r = c->compress_ratios[l];
+        if (r > 0) s->L[l].n = q / r < s->L[l].cap ? q / r : s->L[l].cap;
+    }
+    memcpy(s->last_x, s->prev_x, (size_t)c->hc_mult * c->dim * 4);
+    s->pos = q;
+    s->undo_pos = -1;
+    return DSV4_OK;
 }
 
 /* checking an image: every float finite (the compressors' scores may be

@@ -194,6 +194,7 @@ typedef struct cli {
     bool has_temperature, has_top_p, has_top_k, has_seed, has_think_budget, has_threads, has_ctx, has_spin;
     double temperature, top_p;
     int64_t top_k, seed, think_budget, threads, ctx, max_tokens, spin;
+    int64_t speculative; /* DSV4_GEN_SPECULATIVE */
     int64_t mem_budget, mem_pct;   /* --mem-budget: bytes, or a percentage of the memory */
 } cli;
 
@@ -232,6 +233,10 @@ static void print_usage(FILE *f)
             "                          cache as needed (docs/memory.md; same outputs, slower)\n"
             "  --spin N|auto           pauses the worker threads spin before sleeping: auto\n"
             "                          (default) spins while it pays; 0 sleeps at once (shared cores)\n"
+            "  --speculative N         speculative decoding with the model's MTP head (experimental):\n"
+            "                          0 off (default); 1 exact: the same answer as without, token for\n"
+            "                          token (no faster yet); 2 faster: token and draft in one pass\n"
+            "                          (an answer may differ where two choices are within rounding)\n"
             "sessions (docs/sessions.md):\n"
             "  --session FILE          restore the session (and the chat in FILE.json) if FILE exists;\n"
             "                          save both on exit\n"
@@ -380,7 +385,7 @@ static int parse_args(int argc, char **argv, cli *c)
         static const char *const with_value[] = {
             "-p", "--prompt", "-f", "--file", "--system", "--tokenizer", "--effort", "--think-budget",
             "--temperature", "--top-p", "--top-k", "--seed", "--max-tokens", "--stop", "--schema", "--tools",
-            "--tool-choice", "--threads", "--ctx", "--spin", "--session", "--prompt-cache", "--mem-budget",
+            "--tool-choice", "--threads", "--ctx", "--spin", "--speculative", "--session", "--prompt-cache", "--mem-budget",
         };
         bool known = false;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= !strcmp(name, with_value[k]);
@@ -434,6 +439,8 @@ static int parse_args(int argc, char **argv, cli *c)
         } else if (!strcmp(name, "--ctx")) {
             if (!parse_i64(name, val, 1, INT32_MAX, &c->ctx)) return EXIT_USAGE;
             c->has_ctx = true;
+        } else if (!strcmp(name, "--speculative")) {
+            if (!parse_i64(name, val, 0, 2, &c->speculative)) return EXIT_USAGE;
         } else if (!strcmp(name, "--mem-budget")) {
             if (!parse_budget(val, &c->mem_budget, &c->mem_pct)) return EXIT_USAGE;
         } else if (!strcmp(name, "--spin")) {
@@ -730,8 +737,10 @@ static int load(app *a)
         dsv4_options_free(o);
         return EXIT_USAGE;
     }
+    /* the MTP block's state, for speculative decoding */
+    if (c->speculative) dsv4_options_set_i64(o, DSV4_OPT_MTP, 1);
     if ((st = dsv4_context_create(a->model, o, &a->ctx, &err)) ||
-        (st = dsv4_session_create(a->ctx, NULL, &a->session, &err))) {
+        (st = dsv4_session_create(a->ctx, o, &a->session, &err))) {
         fprintf(stderr, PROG ": cannot create a %s of %lld tokens: %s\n", a->ctx ? "session" : "context",
                 (long long)n_ctx, err ? err : dsv4_status_string(st));
         dsv4_free(err);
@@ -744,6 +753,10 @@ static int load(app *a)
         return EXIT_RUNTIME;
     }
     g_gen = a->gen;
+    if (c->speculative && (st = dsv4_gen_set_i64(a->gen, DSV4_GEN_SPECULATIVE, c->speculative))) {
+        fprintf(stderr, PROG ": --speculative: %s\n", dsv4_gen_last_error(a->gen));
+        return EXIT_RUNTIME;
+    }
     if (!c->quiet) dsv4_gen_set_progress(a->gen, on_prefill, &a->err_tty);
     return session_open(a);
 }
@@ -949,6 +962,11 @@ static void print_stats(const app *a, const char *finish)
             "%.2f s, %.1f tok/s | finish: %s\n",
             (long long)prompt, (long long)cached, ps > 0 ? ps : 0, prate, (long long)made, (long long)reasoning,
             ds > 0 ? ds : 0, drate, finish);
+    int64_t drafts = dsv4_gen_usage(a->gen, DSV4_USAGE_DRAFTS_PROPOSED);
+    if (a->c.speculative && drafts > 0)
+        fprintf(stderr, "speculative: %lld of %lld drafts accepted (%.0f %%)\n",
+                (long long)dsv4_gen_usage(a->gen, DSV4_USAGE_DRAFTS_ACCEPTED), (long long)drafts,
+                100.0 * (double)dsv4_gen_usage(a->gen, DSV4_USAGE_DRAFTS_ACCEPTED) / (double)drafts);
 }
 
 /* The assistant message of the finished answer, in the form the chat
