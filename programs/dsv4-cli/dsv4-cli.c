@@ -44,6 +44,7 @@
 #include <jansson.h>
 
 #include <dsv4/dsv4.h>
+#include "../common/size.h"
 
 #define PROG "dsv4-cli"
 
@@ -196,6 +197,7 @@ typedef struct cli {
     int64_t top_k, seed, think_budget, threads, ctx, max_tokens, spin;
     int64_t speculative; /* DSV4_GEN_SPECULATIVE */
     int64_t mem_budget, mem_pct;   /* --mem-budget: bytes, or a percentage of the memory */
+    bool mlock;                    /* --mlock */
 } cli;
 
 static void print_usage(FILE *f)
@@ -231,6 +233,8 @@ static void print_usage(FILE *f)
             "  --mem-budget SIZE|P%%    keep the weights within SIZE bytes (K, M, G, T suffixes) or P%%\n"
             "                          of the memory: routed experts are read from the disk into a\n"
             "                          cache as needed (docs/memory.md; same outputs, slower)\n"
+            "  --mlock                 lock the weights held in memory (and the expert cache) so the\n"
+            "                          system never pages them out (a warning if the system refuses)\n"
             "  --spin N|auto           pauses the worker threads spin before sleeping: auto\n"
             "                          (default) spins while it pays; 0 sleeps at once (shared cores)\n"
             "  --speculative N         speculative decoding with the model's MTP head (experimental):\n"
@@ -286,28 +290,7 @@ static bool parse_i64(const char *flag, const char *v, int64_t lo, int64_t hi, i
 /* --mem-budget: "12G", "12GiB", "800M", bytes, or "50%" of the physical memory */
 static bool parse_budget(const char *v, int64_t *bytes, int64_t *pct)
 {
-    char *end;
-    errno = 0;
-    unsigned long long x = strtoull(v, &end, 10);
-    int shift = 0;
-    *bytes = *pct = 0;
-    if (errno || end == v || v[0] == '-') goto bad;
-    if (*end == '%' && end[1] == 0) {
-        if (x < 1 || x > 100) goto bad;
-        *pct = (int64_t)x;
-        return true;
-    }
-    if (*end == 'K' || *end == 'k') shift = 10;
-    else if (*end == 'M' || *end == 'm') shift = 20;
-    else if (*end == 'G' || *end == 'g') shift = 30;
-    else if (*end == 'T' || *end == 't') shift = 40;
-    if (shift) end++;
-    if (shift && *end == 'i') end++;
-    if (shift && (*end == 'B' || *end == 'b')) end++;
-    if (*end || x == 0 || x > (unsigned long long)INT64_MAX >> shift) goto bad;
-    *bytes = (int64_t)(x << shift);
-    return true;
-bad:
+    if (dsv4p_parse_size(v, bytes, pct)) return true;
     fprintf(stderr, PROG ": bad value for --mem-budget: '%s' (bytes with an optional K, M, G or T suffix, or "
             "a percentage such as 50%%)\n", v);
     return false;
@@ -369,6 +352,7 @@ static int parse_args(int argc, char **argv, cli *c)
         else if (!strcmp(name, "--json")) flag = &c->json_mode;
         else if (!strcmp(name, "--raw-json")) flag = &c->raw_json;
         else if (!strcmp(name, "--quiet")) flag = &c->quiet;
+        else if (!strcmp(name, "--mlock")) flag = &c->mlock;
         else if (!strcmp(name, "--hide-reasoning")) flag = &c->hide_reasoning;
         else if (!strcmp(name, "--show-reasoning")) {
             if (eq) return usage_error("option %s takes no value", name);
@@ -675,6 +659,7 @@ static int load(app *a)
     g_cancellable = 1;
     if (c->mem_budget) dsv4_options_set_i64(o, DSV4_OPT_MEM_BUDGET, c->mem_budget);
     if (c->mem_pct) dsv4_options_set_i64(o, DSV4_OPT_MEM_BUDGET_PERCENT, c->mem_pct);
+    if (c->mlock) dsv4_options_set_i64(o, DSV4_OPT_MEM_LOCK, 1);
     st = dsv4_model_load(c->model_dir, o, &a->model, &err);
     if (st == DSV4_OK) st = dsv4_tokenizer_load(tok_path, NULL, &a->tok, &err);
     g_cancellable = 0;

@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <dsv4/dsv4.h>
+#include "../common/size.h"
 
 #define PROG "dsv4-server"
 #define EXIT_USAGE 2
@@ -162,28 +163,7 @@ static int usage_error(const char *fmt, ...)
 /* --mem-budget: "12G", "12GiB", "800M", bytes, or "50%" of the physical memory */
 static bool parse_budget(const char *v, int64_t *bytes, int64_t *pct)
 {
-    char *end;
-    errno = 0;
-    unsigned long long x = strtoull(v, &end, 10);
-    int shift = 0;
-    *bytes = *pct = 0;
-    if (errno || end == v || v[0] == '-') goto bad;
-    if (*end == '%' && end[1] == 0) {
-        if (x < 1 || x > 100) goto bad;
-        *pct = (int64_t)x;
-        return true;
-    }
-    if (*end == 'K' || *end == 'k') shift = 10;
-    else if (*end == 'M' || *end == 'm') shift = 20;
-    else if (*end == 'G' || *end == 'g') shift = 30;
-    else if (*end == 'T' || *end == 't') shift = 40;
-    if (shift) end++;
-    if (shift && *end == 'i') end++;
-    if (shift && (*end == 'B' || *end == 'b')) end++;
-    if (*end || x == 0 || x > (unsigned long long)INT64_MAX >> shift) goto bad;
-    *bytes = (int64_t)(x << shift);
-    return true;
-bad:
+    if (dsv4p_parse_size(v, bytes, pct)) return true;
     fprintf(stderr, PROG ": bad value for --mem-budget: '%s' (bytes with an optional K, M, G or T suffix, or "
             "a percentage such as 50%%)\n", v);
     return false;

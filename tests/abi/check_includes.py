@@ -33,7 +33,8 @@ ALLOWED = {
     "lib/chat": ["include", "lib/core", "lib/chat"],
     "lib/gen": ["include", "lib/core", "lib/text", "lib/chat", "lib/gen"],
     "examples": ["include"],
-    "programs": ["include"],
+    "programs": ["include", "programs/common"],
+    "programs/common": ["include", "programs/common"],
     "bindings": ["include"],
 }
 # never, whatever the folder: (including folder prefix, included prefix, why)

@@ -117,6 +117,14 @@ if [ -f "$tmp/first.out" ] && run "--mem-budget 69M" 0 "${common[@]}" --mem-budg
         bad "--mem-budget: different output" "$(head -c 300 "$tmp/first.out")" "$(head -c 300 "$tmp/out")"; fi
 fi
 run "bad --mem-budget" 2 --mem-budget 12X "$model" hi && expect "bad --mem-budget: message" "$tmp/err" 'bad value for --mem-budget'
+for v in 0 -5G +5G 0% 101% 5%x 1GX 1GiBs 99999999999T 18446744073709551616 '' ' 5G'; do
+    run "bad --mem-budget '$v'" 2 --mem-budget "$v" "$model" hi &&
+        expect "bad --mem-budget '$v': message" "$tmp/err" 'bad value for --mem-budget'
+done
+if [ -f "$tmp/first.out" ] && run "--mlock" 0 "${common[@]}" --mlock --max-tokens 8 --seed 1 "$model" 'Hello, who are you?'; then
+    if cmp -s "$tmp/first.out" "$tmp/out"; then ok "--mlock: same output"; else
+        bad "--mlock: different output" "$(head -c 300 "$tmp/first.out")" "$(head -c 300 "$tmp/out")"; fi
+fi
 run "--mem-budget too small" 1 "${common[@]}" --mem-budget 1M "$model" hi &&
     expect "--mem-budget too small: message" "$tmp/err" "below this model's minimum"
 run "--hide-reasoning --quiet" 0 "${common[@]}" --max-tokens 6 --seed 1 --hide-reasoning --quiet "$model" hi &&
