@@ -44,7 +44,7 @@
 #include <jansson.h>
 
 #include <dsv4/dsv4.h>
-#include "../common/size.h"
+#include "../common/common.h"
 
 #define PROG "dsv4-cli"
 
@@ -1191,6 +1191,7 @@ static int interactive(app *a)
 
 int main(int argc, char **argv)
 {
+    dsv4p_omp_passive(argv); /* before any thread: common.h */
     app a;
     memset(&a, 0, sizeof a);
     int rc = parse_args(argc, argv, &a.c);

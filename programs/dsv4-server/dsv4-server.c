@@ -39,7 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <dsv4/dsv4.h>
-#include "../common/size.h"
+#include "../common/common.h"
 
 #define PROG "dsv4-server"
 #define EXIT_USAGE 2
@@ -1207,6 +1207,7 @@ static void unload(void)
 
 int main(int argc, char **argv)
 {
+    dsv4p_omp_passive(argv); /* before any thread: common.h */
     int rc = parse_args(argc, argv, &S.cfg);
     if (rc >= 0) return rc;
     /* SIGINT/SIGTERM are taken by sigwait() below; every thread inherits the mask */

@@ -225,5 +225,28 @@ read -r p4 c4 <<<"$(cached_of 1)"
 if [ "${c4:-0}" -ge $((p4 - 1)) ] 2>/dev/null; then ok "--prompt-cache: a new process restores $c4 of $p4"; else
     bad "--prompt-cache: second run cached ${c4:-?} of ${p4:-?}" "$(cat "$tmp/err")"; fi
 
+# --- OpenMP's wait policy (programs/common/common.h): without OMP_WAIT_POLICY and GOMP_SPINCOUNT the
+# program restarts itself with OMP_WAIT_POLICY=passive; a setting of the caller's is kept -----------
+wait_env() { # wait_env VAR=VALUE...: start dsv4-cli on a FIFO prompt under that environment, print its environment
+    rm -f "$tmp/fifo"
+    mkfifo "$tmp/fifo"
+    env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$@" "$cli" "${common[@]}" --max-tokens 1 -f "$tmp/fifo" "$model" \
+        >/dev/null 2>&1 &
+    local p=$!
+    sleep 1
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -E '^(OMP_WAIT_POLICY|GOMP_SPINCOUNT)='
+    echo hi >"$tmp/fifo"
+    wait "$p"
+}
+if [ -d /proc/self ] && command -v mkfifo >/dev/null; then
+    e=$(wait_env)
+    [ "$e" = "OMP_WAIT_POLICY=passive" ] && ok "no OpenMP setting: restarted with OMP_WAIT_POLICY=passive" ||
+        bad "no OpenMP setting: environment '$e'"
+    e=$(wait_env OMP_WAIT_POLICY=active)
+    [ "$e" = "OMP_WAIT_POLICY=active" ] && ok "OMP_WAIT_POLICY=active kept" || bad "OMP_WAIT_POLICY=active: environment '$e'"
+    e=$(wait_env GOMP_SPINCOUNT=1000)
+    [ "$e" = "GOMP_SPINCOUNT=1000" ] && ok "GOMP_SPINCOUNT=1000 kept, no policy added" || bad "GOMP_SPINCOUNT: environment '$e'"
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,7 +1,8 @@
-/* programs/common/size.c — see size.h */
+/* programs/common/common.c — see common.h */
 #include <errno.h>
 #include <stdlib.h>
-#include "size.h"
+#include <unistd.h>
+#include "common.h"
 
 bool dsv4p_parse_size(const char *v, int64_t *bytes, int64_t *pct)
 {
@@ -27,4 +28,13 @@ bool dsv4p_parse_size(const char *v, int64_t *bytes, int64_t *pct)
     if (*end || x == 0 || x > (unsigned long long)INT64_MAX >> shift) return false;
     *bytes = (int64_t)(x << shift);
     return true;
+}
+
+void dsv4p_omp_passive(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    /* no restart: this process keeps the runtime's setting; children
+     * inherit the variable */
 }
