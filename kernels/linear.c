@@ -453,7 +453,10 @@ static void mtask_init(mtask *t, dsv4k_linear_ctx *c, const dsv4k_weight *w, int
     t->c = c;
     t->w = w;
     t->route = route;
-    t->fused = c->mrows == 1;
+    /* the m-row kernels where they measured faster than the blocked
+     * one-row calls (FP4 on VNNI; BF16 and FP8 measured level or slower in
+     * thread CPU time on Zen 5), all of them with mode 3 */
+    t->fused = c->mrows == 3 || (c->mrows == 1 && route == R_FP4V);
     int64_t blk = MROWS_BLOCK_BYTES / weight_row_bytes(w) / 4 * 4;
     t->blk = blk < 4 ? 4 : blk;
 }

@@ -512,6 +512,51 @@ TGT static INL void bf16_rows(const uint16_t *p, int64_t cs, const float *const 
         out[a] = hsum16(_mm512_add_ps(_mm512_add_ps(c0[a], c1[a]), _mm512_add_ps(c2[a], c3[a])));
 }
 
+/* the same for two weight rows (p, q; chunks cs, cq apart) against M (<= 2)
+ * activation rows: each activation vector is loaded once for both rows,
+ * each (row, activation) pair keeps its own four accumulators in
+ * dot1_bf16's order */
+TGT static INL void bf16_rows2(const uint16_t *p, int64_t cs, const uint16_t *q, int64_t cq,
+                               const float *const *xs, int64_t k, float *out0, float *out1, const int M)
+{
+    __m512 c0[2], c1[2], c2[2], c3[2], d0[2], d1[2], d2[2], d3[2], e0, o0, e1, o1, f0, g0, f1, g1;
+    UNROLL for (int a = 0; a < M; a++) c0[a] = c1[a] = c2[a] = c3[a] = d0[a] = d1[a] = d2[a] = d3[a] = _mm512_setzero_ps();
+    int64_t c = 0;
+    for (; c + 64 <= k; c += 64, p += 2 * cs, q += 2 * cq) {
+        BF16X32(p, e0, o0);
+        BF16X32(p + cs, e1, o1);
+        BF16X32(q, f0, g0);
+        BF16X32(q + cq, f1, g1);
+        UNROLL for (int a = 0; a < M; a++) {
+            __m512 x0 = _mm512_loadu_ps(xs[a] + c), x1 = _mm512_loadu_ps(xs[a] + c + 16);
+            __m512 x2 = _mm512_loadu_ps(xs[a] + c + 32), x3 = _mm512_loadu_ps(xs[a] + c + 48);
+            c0[a] = _mm512_fmadd_ps(e0, x0, c0[a]);
+            c1[a] = _mm512_fmadd_ps(o0, x1, c1[a]);
+            c2[a] = _mm512_fmadd_ps(e1, x2, c2[a]);
+            c3[a] = _mm512_fmadd_ps(o1, x3, c3[a]);
+            d0[a] = _mm512_fmadd_ps(f0, x0, d0[a]);
+            d1[a] = _mm512_fmadd_ps(g0, x1, d1[a]);
+            d2[a] = _mm512_fmadd_ps(f1, x2, d2[a]);
+            d3[a] = _mm512_fmadd_ps(g1, x3, d3[a]);
+        }
+    }
+    if (c < k) {
+        BF16X32(p, e0, o0);
+        BF16X32(q, f0, g0);
+        UNROLL for (int a = 0; a < M; a++) {
+            __m512 x0 = _mm512_loadu_ps(xs[a] + c), x1 = _mm512_loadu_ps(xs[a] + c + 16);
+            c0[a] = _mm512_fmadd_ps(e0, x0, c0[a]);
+            c1[a] = _mm512_fmadd_ps(o0, x1, c1[a]);
+            d0[a] = _mm512_fmadd_ps(f0, x0, d0[a]);
+            d1[a] = _mm512_fmadd_ps(g0, x1, d1[a]);
+        }
+    }
+    UNROLL for (int a = 0; a < M; a++) {
+        out0[a] = hsum16(_mm512_add_ps(_mm512_add_ps(c0[a], c1[a]), _mm512_add_ps(c2[a], c3[a])));
+        out1[a] = hsum16(_mm512_add_ps(_mm512_add_ps(d0[a], d1[a]), _mm512_add_ps(d2[a], d3[a])));
+    }
+}
+
 static const float e2m1_val[16] = { 0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
                                     -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f };
 
@@ -569,7 +614,23 @@ TGT int K512(dsv4k_rows_mrows_avx512)(const dsv4k_weight *w, int64_t r0, int64_t
     int64_t k = w->k;
     if (m < 1 || m > DSV4K_MROWS_MAX || k % 32) return -1;
     if (w->fmt == DSV4K_W_BF16) {
-        for (int64_t r = r0; r < r1; r++) {
+        int64_t r = r0;
+        /* two weight rows per pass (measured: one row per pass is bound by
+         * the activation loads) */
+        for (; r + 2 <= r1; r += 2) {
+            int64_t rr = w->row0 + r, cs, cq;
+            const uint16_t *p = (const uint16_t *)(const void *)dsv4k_row_start(w, rr, 2 * k, &cs);
+            const uint16_t *q = (const uint16_t *)(const void *)dsv4k_row_start(w, rr + 1, 2 * k, &cq);
+            float o0[DSV4K_MROWS_MAX], o1[DSV4K_MROWS_MAX];
+            int a = 0;
+            for (; m - a >= 2; a += 2) bf16_rows2(p, cs / 2, q, cq / 2, x + a, k, o0 + a, o1 + a, 2);
+            if (a < m) bf16_rows2(p, cs / 2, q, cq / 2, x + a, k, o0 + a, o1 + a, 1);
+            for (a = 0; a < m; a++) {
+                y[a][r] = o0[a];
+                y[a][r + 1] = o1[a];
+            }
+        }
+        for (; r < r1; r++) {
             int64_t rr = w->row0 + r, cs;
             const uint16_t *p = (const uint16_t *)(const void *)dsv4k_row_start(w, rr, 2 * k, &cs);
             cs /= 2;

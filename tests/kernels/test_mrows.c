@@ -136,7 +136,7 @@ static void linear_mcase(const char *what, const dsv4k_weight *w, int special, i
         sum_abs(w, x, MMAX, aq, sa);
         for (int is = 0; is < 4; is++)
             for (int iq = 0; iq <= 1; iq++)
-                for (int mode = 1; mode <= 2; mode++) {
+                for (int mode = 1; mode <= 3; mode++) {
                     dsv4k_linear_set_isa(lc, isas[is]);
                     dsv4k_linear_set_intq(lc, iq);
                     dsv4k_linear_set_mrows(lc, mode);
