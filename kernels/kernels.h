@@ -152,6 +152,13 @@ static inline const uint8_t *dsv4k_row_start(const dsv4k_weight *w, int64_t rr, 
     return dsv4k_row_byte(w, rr, rb, 0);
 }
 
+/* most activation rows the m-row kernels take at once
+ * (kernels/x86/gemv_mrows.h); dsv4k_linear computes every row of a product
+ * of up to DSV4K_MROWS_EXACT rows as alone (in pieces of at most
+ * DSV4K_MROWS_MAX rows; dsv4k_linear_set_mrows) */
+#define DSV4K_MROWS_MAX 8
+#define DSV4K_MROWS_EXACT 15
+
 /* Dequantise rows [r0, r1) of W into f32 dst[(r - r0) * k + c]. Exact. */
 void dsv4k_weight_rows_f32_ref(const dsv4k_weight *w, int64_t r0, int64_t r1, float *dst);
 

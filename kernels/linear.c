@@ -14,6 +14,7 @@
 #include <string.h>
 #include "linear.h"
 #include "x86/gemv.h"
+#include "x86/gemv_mrows.h"
 
 float dsv4k_lut_e4m3[256], dsv4k_lut_e2m1[16], dsv4k_lut_e8m0[256];
 static pthread_once_t lut_once = PTHREAD_ONCE_INIT;
@@ -47,6 +48,9 @@ struct dsv4k_linear_ctx {
     int16_t *sh;     /* max_k/128 block shifts of the FP8 kernel's activation row */
     const float *fx; /* that row unscaled (the FP8 kernel's fallback rows) */
     int intq;        /* kernels with integer weight decoding allowed (dsv4k_linear_set_intq) */
+    int mrows;       /* 2..DSV4K_MROWS_MAX rows by the one-row kernels (dsv4k_linear_set_mrows) */
+    int64_t mr;      /* activation rows with their own prepared buffers: min(max_m, DSV4K_MROWS_MAX) */
+    size_t q4s, q4vs, b16s; /* strides of those buffers (multiples of 64 bytes) */
     int isa;       /* highest kernel set allowed: DSV4K_ISA_* (dsv4k_linear_set_isa) */
 };
 
@@ -54,6 +58,7 @@ struct dsv4k_linear_ctx {
  * AVX-512 kernels then never straddle two (measured: unaligned planes cost
  * the FP4 VNNI kernel a fifth of its speed) */
 static void *alloc64(size_t n) { return aligned_alloc(64, (n + 64) / 64 * 64); }
+static size_t round64(int64_t n) { return ((size_t)n + 63) / 64 * 64; }
 
 dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64_t max_m)
 {
@@ -66,14 +71,20 @@ dsv4k_linear_ctx *dsv4k_linear_ctx_create(dsv4k_pool *pool, int64_t max_k, int64
     c->max_m = max_m;
     c->isa = DSV4K_ISA_BEST;
     c->intq = 1;
+    c->mrows = 1;
+    c->mr = max_m < DSV4K_MROWS_MAX ? max_m : DSV4K_MROWS_MAX;
+    if (c->mr < 1) c->mr = 1;
+    c->q4s = round64(dsv4k_fp4q_bytes(max_k / 128 * 128));
+    c->q4vs = round64(dsv4k_fp4v_bytes(max_k / 512 * 512));
+    c->b16s = round64(dsv4k_fp8b_bytes(max_k));
     c->rows = malloc((size_t)(c->n_threads * max_k) * sizeof(float));
     c->aq = alloc64((size_t)(max_m * max_k) * sizeof(float));
     c->xs = alloc64((size_t)((max_m < SPLIT_M ? max_m : SPLIT_M) * max_k) * sizeof(float));
-    c->ex = malloc((size_t)(max_k / 128 + 1));
-    c->q4 = alloc64((size_t)dsv4k_fp4q_bytes(max_k / 128 * 128));
-    c->q4v = alloc64((size_t)dsv4k_fp4v_bytes(max_k / 512 * 512));
-    c->b16 = alloc64((size_t)dsv4k_fp8b_bytes(max_k));
-    c->sh = malloc((size_t)(max_k / 128 + 1) * sizeof(int16_t));
+    c->ex = malloc((size_t)(c->mr * (max_k / 128 + 1)));
+    c->q4 = alloc64((size_t)c->mr * c->q4s);
+    c->q4v = alloc64((size_t)c->mr * c->q4vs);
+    c->b16 = alloc64((size_t)c->mr * c->b16s);
+    c->sh = malloc((size_t)(c->mr * (max_k / 128 + 1)) * sizeof(int16_t));
     if (!c->rows || !c->aq || !c->xs || !c->ex || !c->q4 || !c->q4v || !c->b16 || !c->sh) {
         dsv4k_linear_ctx_free(c);
         return NULL;
@@ -93,6 +104,7 @@ void dsv4k_act_quant_dq(const float *x, int64_t k, float *out, int8_t *ex, int s
 
 void dsv4k_linear_set_isa(dsv4k_linear_ctx *c, int isa) { c->isa = isa; }
 void dsv4k_linear_set_intq(dsv4k_linear_ctx *c, int on) { c->intq = on; }
+void dsv4k_linear_set_mrows(dsv4k_linear_ctx *c, int on) { c->mrows = on; }
 
 void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c)
 {
@@ -322,13 +334,226 @@ static void pool_rows(dsv4k_linear_ctx *c, const dsv4k_weight *w, int64_t grain,
     dsv4k_pool_for(c->pool, (g.off + w->n + 3) / 4, (grain + 3) / 4, run_groups, &g);
 }
 
+
+/* ---- 2..DSV4K_MROWS_MAX activation rows, each as its one-row product ----
+ *
+ * Every activation row takes the route dsv4k_linear would give it alone
+ * (its own prepared buffers), and every weight row's result for it is the
+ * one-row kernel's, bit for bit: the rows of a route go through a kernel of
+ * gemv_mrows_*.c that decodes each weight once for all of them, or, where
+ * there is none, through the one-row kernel row after row over blocks of
+ * weight rows small enough to stay in cache (so the weights are still read
+ * from memory once). Rows whose one-row product takes another route (an
+ * activation a preparation refuses) are computed alone afterwards.
+ */
+enum { R_FP4V, R_FP4Q, R_FP8B, R_FP8Q, R_GEN512, R_GEN2, R_N };
+
+/* weight bytes of one block of rows per one-row call of the blocked loop */
+#define MROWS_BLOCK_BYTES 49152
+
+typedef struct mtask {
+    dsv4k_linear_ctx *c;
+    const dsv4k_weight *w;
+    int route, n, fused;
+    int64_t ldx, blk;
+    const void *buf[DSV4K_MROWS_MAX];
+    const float *x[DSV4K_MROWS_MAX];  /* the f32 kernels' activation row */
+    const float *xp[DSV4K_MROWS_MAX]; /* FP8 kernels: the scaled row */
+    const int16_t *sh[DSV4K_MROWS_MAX];
+    float *y[DSV4K_MROWS_MAX];
+} mtask;
+
+static void one_route(const mtask *t, int i, int64_t a, int64_t b)
+{
+    const dsv4k_weight *w = t->w;
+    const dsv4k_linear_ctx *c = t->c;
+    switch (t->route) {
+    case R_FP4V:
+        dsv4k_rows_fp4v_avx512vnni(w, a, b, t->buf[i], t->y[i]);
+        break;
+    case R_FP4Q:
+        if (c->isa >= DSV4K_ISA_AVX512 && dsv4k_have_avx512()) {
+            if (c->isa >= DSV4K_ISA_AVX512X && dsv4k_have_avx512vnni())
+                dsv4k_rows_fp4q_avx512vnni(w, a, b, t->buf[i], t->y[i]);
+            else
+                dsv4k_rows_fp4q_avx512(w, a, b, t->buf[i], t->y[i]);
+        } else {
+            dsv4k_rows_fp4q_avx2(w, a, b, t->buf[i], t->y[i]);
+        }
+        break;
+    case R_FP8B:
+        dsv4k_rows_fp8b_avx512bf16(w, a, b, t->x[i], t->buf[i], t->y[i]);
+        break;
+    case R_FP8Q:
+        if (c->isa >= DSV4K_ISA_AVX512 && dsv4k_have_avx512())
+            dsv4k_rows_fp8q_avx512(w, a, b, t->x[i], t->xp[i], t->sh[i], t->y[i]);
+        else
+            dsv4k_rows_fp8q_avx2(w, a, b, t->x[i], t->xp[i], t->sh[i], t->y[i]);
+        break;
+    case R_GEN512:
+        dsv4k_rows_avx512(w, a, b, t->x[i], t->ldx, 1, t->y[i], 0);
+        break;
+    case R_GEN2:
+        dsv4k_rows_avx2(w, a, b, t->x[i], t->ldx, 1, t->y[i], 0);
+        break;
+    }
+}
+
+/* the fused kernels of gemv_mrows_*.c where there is one: 1 when done */
+static int fused_route(const mtask *t, int64_t a, int64_t b)
+{
+    const dsv4k_weight *w = t->w;
+    switch (t->route) {
+    case R_FP4V:
+        dsv4k_rows_fp4v_mrows_avx512vnni(w, a, b, t->n, t->buf, t->y);
+        return 1;
+    case R_FP8B:
+        return dsv4k_rows_fp8b_mrows_avx512bf16(w, a, b, t->n, t->x, t->buf, t->y) == 0;
+    case R_FP8Q:
+        return t->c->isa >= DSV4K_ISA_AVX512 && dsv4k_have_avx512() &&
+               dsv4k_rows_fp8q_mrows_avx512(w, a, b, t->n, t->x, t->xp, t->sh, t->y) == 0;
+    case R_GEN512:
+        return dsv4k_rows_mrows_avx512(w, a, b, t->n, t->x, t->y) == 0;
+    }
+    return 0;
+}
+
+static void run_mrows(void *arg, int64_t r0, int64_t r1, int thread)
+{
+    mtask *t = arg;
+    (void)thread;
+    if (t->fused && fused_route(t, r0, r1)) return;
+    for (int64_t a = r0, b; a < r1; a = b) {
+        /* blocks end on a whole interleaved group */
+        b = a + t->blk;
+        if (b < r1) {
+            int64_t e = ((t->w->row0 + b) & ~(int64_t)3) - t->w->row0;
+            if (e > a) b = e;
+        } else {
+            b = r1;
+        }
+        for (int i = 0; i < t->n; i++) one_route(t, i, a, b);
+    }
+}
+
+static int64_t weight_row_bytes(const dsv4k_weight *w)
+{
+    switch (w->fmt) {
+    case DSV4K_W_FP4: return w->k / 2 + w->k / 32;
+    case DSV4K_W_FP8:
+    case DSV4K_W_FP8_F32S: return w->k;
+    case DSV4K_W_BF16: return 2 * w->k;
+    }
+    return 4 * w->k;
+}
+
+static void mtask_init(mtask *t, dsv4k_linear_ctx *c, const dsv4k_weight *w, int route)
+{
+    memset(t, 0, sizeof *t);
+    t->c = c;
+    t->w = w;
+    t->route = route;
+    /* the m-row kernels where they measured faster than the blocked
+     * one-row calls (FP4 on VNNI; BF16 and FP8 measured level or slower in
+     * thread CPU time on Zen 5), all of them with mode 3 */
+    t->fused = c->mrows == 3 || (c->mrows == 1 && route == R_FP4V);
+    int64_t blk = MROWS_BLOCK_BYTES / weight_row_bytes(w) / 4 * 4;
+    t->blk = blk < 4 ? 4 : blk;
+}
+
+static void mtask_run(dsv4k_linear_ctx *c, const dsv4k_weight *w, int64_t grain, mtask *t)
+{
+    if (t->n > 0) pool_rows(c, w, grain, run_mrows, t);
+}
+
+/* the one-row routes of the integer kernels for m rows (2 <= m <= c->mr);
+ * returns 0 when it took the product, 1 when the rows take the f32 path */
+static int linear_mrows_int(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int64_t ldx, int64_t m,
+                            float *y, int64_t ldy, int aq, int64_t grain)
+{
+    int64_t k = w->k, kb = k / 128 + 1;
+    int on512 = c->isa >= DSV4K_ISA_AVX512 && dsv4k_have_avx512();
+    int alone[DSV4K_MROWS_MAX], na = 0;
+    mtask t[R_N];
+    for (int r = 0; r < R_N; r++) mtask_init(&t[r], c, w, r);
+    if (w->fmt == DSV4K_W_FP4 && aq) {
+        for (int64_t i = 0; i < m; i++) {
+            float *dq = c->aq + i * k;
+            int8_t *ex = c->ex + i * kb;
+            void *qv = (uint8_t *)c->q4v + i * c->q4vs, *q = (uint8_t *)c->q4 + i * c->q4s;
+            dsv4k_act_quant_dq(x + i * ldx, k, dq, ex, 1);
+            mtask *u = NULL;
+            if (k % 512 == 0 && c->isa >= DSV4K_ISA_AVX512X && dsv4k_have_avx512vnni() &&
+                dsv4k_fp4v_prepare(dq, ex, k, qv) == 0) {
+                u = &t[R_FP4V];
+                u->buf[u->n] = qv;
+            } else if (dsv4k_fp4q_prepare(dq, ex, k, q) == 0) {
+                u = &t[R_FP4Q];
+                u->buf[u->n] = q;
+            }
+            if (!u) {
+                alone[na++] = (int)i;
+                continue;
+            }
+            u->y[u->n++] = y + i * ldy;
+        }
+    } else if ((w->fmt == DSV4K_W_FP8 || w->fmt == DSV4K_W_FP8_F32S) && k <= 8192) {
+        for (int64_t i = 0; i < m; i++) {
+            float *dq = c->aq + i * k, *xp = c->xs + i * k;
+            int8_t *ex = c->ex + i * kb;
+            int16_t *sh = c->sh + i * kb;
+            void *b16 = (uint8_t *)c->b16 + i * c->b16s;
+            mtask *u = &t[R_FP8Q];
+            if (aq) {
+                dsv4k_act_quant_dq(x + i * ldx, k, dq, ex, 1);
+                if (c->isa >= DSV4K_ISA_AVX512X && dsv4k_have_avx512bf16() && dsv4k_fp8b_prepare(dq, ex, k, b16) == 0) {
+                    u = &t[R_FP8B];
+                    u->buf[u->n] = b16;
+                } else {
+                    dsv4k_fp8q_prepare(dq, ex, k, xp, sh);
+                }
+                u->x[u->n] = dq;
+            } else {
+                if (dsv4k_fp8x_prepare(x + i * ldx, k, xp, sh) != 0) {
+                    alone[na++] = (int)i;
+                    continue;
+                }
+                u->x[u->n] = x + i * ldx;
+            }
+            u->xp[u->n] = xp;
+            u->sh[u->n] = sh;
+            u->y[u->n++] = y + i * ldy;
+        }
+    } else {
+        return 1;
+    }
+    (void)on512;
+    for (int r = 0; r < R_N; r++) mtask_run(c, w, grain, &t[r]);
+    for (int j = 0; j < na; j++)
+        if (dsv4k_linear(c, w, x + alone[j] * ldx, ldx, 1, y + alone[j] * ldy, ldy, aq) != 0) return -1;
+    return 0;
+}
+
 int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int64_t ldx, int64_t m, float *y,
                  int64_t ldy, int aq)
 {
     if (m <= 0 || w->n <= 0) return 0;
     if (w->k > c->max_k) return -1;
+    if (c->mrows && m >= 2 && m <= DSV4K_MROWS_EXACT && m > c->mr) {
+        /* more rows than prepared buffers: in pieces, each row still as alone */
+        for (int64_t i = 0; i < m; i += c->mr) {
+            int64_t n = m - i < c->mr ? m - i : c->mr;
+            if (dsv4k_linear(c, w, x + i * ldx, ldx, n, y + i * ldy, ldy, aq) != 0) return -1;
+        }
+        return 0;
+    }
     int64_t grain = w->n / (4 * c->n_threads);
     if (grain < 1) grain = 1;
+    int multi = c->mrows && m >= 2 && m <= DSV4K_MROWS_MAX;
+    if (multi && c->intq && w->k % 128 == 0 && c->isa >= DSV4K_ISA_AVX2 && dsv4k_have_avx2()) {
+        int rc = linear_mrows_int(c, w, x, ldx, m, y, ldy, aq, grain);
+        if (rc <= 0) return rc;
+    }
     int on512 = c->isa >= DSV4K_ISA_AVX512 && dsv4k_have_avx512();
     if (c->intq && m == 1 && c->max_m >= 1 && w->k % 128 == 0 && c->isa >= DSV4K_ISA_AVX2 && dsv4k_have_avx2()) {
         /* one activation row: the kernels with integer weight decoding (see
@@ -400,6 +625,19 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
             for (int64_t i = 0; i < m; i++) dsv4k_split_even_odd(t.x + i * t.ldx, w->k, c->xs + i * w->k);
             t.x = c->xs;
             t.ldx = w->k;
+        }
+        if (multi) {
+            /* every activation row as the one-row product the kernels give it */
+            mtask u;
+            mtask_init(&u, c, w, fn == run_avx512 ? R_GEN512 : R_GEN2);
+            u.ldx = t.ldx;
+            for (int64_t i = 0; i < m; i++) {
+                u.x[i] = t.x + i * t.ldx;
+                u.y[i] = y + i * ldy;
+            }
+            u.n = (int)m;
+            mtask_run(c, w, grain, &u);
+            return 0;
         }
     }
     pool_rows(c, w, grain, fn, &t);

@@ -32,6 +32,15 @@ void dsv4k_linear_set_isa(dsv4k_linear_ctx *c, int isa);
  * the kernels with integer weight decoding (dsv4k_rows_fp4q_avx2/_avx512,
  * dsv4k_rows_fp8q_avx2/_avx512); off: the f32 ones (tests, benchmarks) */
 void dsv4k_linear_set_intq(dsv4k_linear_ctx *c, int on);
+/* products of 2..DSV4K_MROWS_EXACT (kernels.h) activation rows: on (1,
+ * default), every row's result is bit for bit the one it gets alone
+ * (m = 1), in pieces of up to DSV4K_MROWS_MAX rows: the weights decoded
+ * once for all rows where a kernel of gemv_mrows_*.c takes the route and
+ * measured faster (FP4 on VNNI), else the one-row kernels over cache-sized
+ * blocks of weight rows (the weights still read from memory once); 2:
+ * always the blocked one-row calls; 3: every m-row kernel there is; 0: the
+ * f32 kernels of many rows (another summation order; tests, benchmarks) */
+void dsv4k_linear_set_mrows(dsv4k_linear_ctx *c, int on);
 
 /*
  * y[i][j] = Σ_c a[i][c] · W[j][c], x f32 [m][w->k] (rows ldx apart), y f32

@@ -73,6 +73,7 @@
 #include "api/api_int.h"
 #include "graph/forward.h"
 #include "graph/graph.h"
+#include "graph/forward_int.h"
 #include "linear.h"
 #include "gemm/gemm.h"
 #include "pool.h"
@@ -216,11 +217,27 @@ static int64_t wbytes(const dsv4k_weight *w)
 
 typedef struct kres { const char *name; double gbs, frac; } kres;
 
-/* copies of one matrix shape filling ~768 MB, products alternated with reads
- * of the same buffers, both timed by clock_s(cpu) (cpu: a one-thread pool,
- * whose loops run in the caller) */
+/* copies of one matrix shape filling ~768 MB, products of m activation
+ * rows alternated with reads of the same buffers, both timed by
+ * clock_s(cpu) (cpu: a one-thread pool, whose loops run in the caller):
+ * GB/s of weights per m-row product */
+static kres kernel_bench_cm(dsv4k_pool *pool, dsv4k_linear_ctx *lc, const char *name, int fmt, int64_t n, int64_t k,
+                            int reps, int cpu, int64_t m);
+
 static kres kernel_bench_clk(dsv4k_pool *pool, dsv4k_linear_ctx *lc, const char *name, int fmt, int64_t n, int64_t k,
                              int reps, int cpu)
+{
+    return kernel_bench_cm(pool, lc, name, fmt, n, k, reps, cpu, 1);
+}
+
+static kres kernel_bench_m(dsv4k_pool *pool, dsv4k_linear_ctx *lc, const char *name, int fmt, int64_t n, int64_t k,
+                           int reps, int64_t m)
+{
+    return kernel_bench_cm(pool, lc, name, fmt, n, k, reps, 0, m);
+}
+
+static kres kernel_bench_cm(dsv4k_pool *pool, dsv4k_linear_ctx *lc, const char *name, int fmt, int64_t n, int64_t k,
+                            int reps, int cpu, int64_t m)
 {
     kres r = { name, 0, 0 };
     dsv4k_weight w0 = { fmt, n, k, NULL, NULL, 0, 0 };
@@ -229,7 +246,7 @@ static kres kernel_bench_clk(dsv4k_pool *pool, dsv4k_linear_ctx *lc, const char 
     if (copies < 2) copies = 2;
     int64_t sb = per - wb;
     uint8_t *buf = big_alloc((size_t)(copies * per));
-    float *x = malloc((size_t)k * 4), *y = malloc((size_t)n * 4);
+    float *x = malloc((size_t)(m * k) * 4), *y = malloc((size_t)(m * n) * 4);
     if (!buf || !x || !y) { free(buf); free(x); free(y); return r; }
     /* valid codes: e4m3 without NaN, scales near 1, bf16 small */
     for (int64_t i = 0; i < copies * per; i++) buf[i] = (uint8_t)(i * 2654435761u >> 13) & 0x77;
@@ -246,7 +263,7 @@ static kres kernel_bench_clk(dsv4k_pool *pool, dsv4k_linear_ctx *lc, const char 
         ilv = dsv4k_repack_rows(buf + c * per, tmp, n, rb);
     }
     free(tmp);
-    for (int64_t i = 0; i < k; i++) x[i] = (float)((i % 17) - 8) * 0.125f;
+    for (int64_t i = 0; i < m * k; i++) x[i] = (float)((i % 17) - 8) * 0.125f * (float)(1 + i / k);
     double best = 0, best_rd = 0;
     for (int rep = 0; rep < reps; rep++) {
         double t = clock_s(cpu);
@@ -255,7 +272,7 @@ static kres kernel_bench_clk(dsv4k_pool *pool, dsv4k_linear_ctx *lc, const char 
             w.w = buf + c * per;
             w.s = sb ? buf + c * per + wb : NULL;
             w.ilv = ilv;
-            dsv4k_linear(lc, &w, x, k, 1, y, n, 1);
+            dsv4k_linear(lc, &w, x, k, m, y, n, 1);
         }
         t = clock_s(cpu) - t;
         double g = (double)(copies * per) / t / 1e9, rd = read_once_clk(pool, buf, copies * per, cpu);
@@ -1809,6 +1826,38 @@ int main(int argc, char **argv)
         jnum(key, kr[i].frac);
         if (i < 4) kern_pass &= kr[i].frac >= 0.9;
     }
+    /* m = 2 and 4 activation rows (a batched decode step, a speculative
+     * verification): each row bit for bit its one-row product; GB/s of
+     * weights per m-row product and its time against the one-row product's,
+     * alternated with m = 1 in the same run, best of each */
+    {
+        dsv4k_linear_ctx *lcm = dsv4k_linear_ctx_create(pool, 8192, 4);
+        struct { const char *name; int fmt; int64_t n, k; } mf[3] = {
+            { "fp4_expert_2048x4096", DSV4K_W_FP4, 2048, 4096 },
+            { "fp8_4096x8192", DSV4K_W_FP8, 4096, 8192 },
+            { "bf16_4096x4096", DSV4K_W_BF16, 4096, 4096 },
+        };
+        for (int f = 0; lcm && f < 3; f++) {
+            double g[3] = { 0, 0, 0 };
+            const int64_t ms[3] = { 1, 2, 4 };
+            for (int rep = 0; rep < (quick ? 1 : 2); rep++)
+                for (int j = 0; j < 3; j++) {
+                    kres q = kernel_bench_m(pool, lcm, mf[f].name, mf[f].fmt, mf[f].n, mf[f].k, quick ? 1 : 2, ms[j]);
+                    if (q.gbs > g[j]) g[j] = q.gbs;
+                }
+            for (int j = 1; j < 3 && g[j] > 0; j++) {
+                printf("kernel %-30s m=%lld: %6.1f GB/s of weights per %lld-row product, time %.2f x the one-row "
+                       "product's (%.1f GB/s)\n", mf[f].name, (long long)ms[j], g[j], (long long)ms[j], g[0] / g[j],
+                       g[0]);
+                char key[96];
+                snprintf(key, sizeof key, "kernel_%s_m%lld_gbs", mf[f].name, (long long)ms[j]);
+                jnum(key, g[j]);
+                snprintf(key, sizeof key, "kernel_%s_m%lld_ratio", mf[f].name, (long long)ms[j]);
+                jnum(key, g[0] / g[j]);
+            }
+        }
+        dsv4k_linear_ctx_free(lcm);
+    }
     /* per core: the same products on one thread against a one-thread read
      * (from memory), and each format's compute ceiling in cache */
     dsv4k_pool *pool1 = dsv4k_pool_create(1);
@@ -2034,7 +2083,7 @@ int main(int argc, char **argv)
     dsv4__state *sm = NULL;
     if (W->mtp && dsv4__state_create(rt, 1, &sm, &e) == DSV4_OK) {
         float *lg2 = malloc((size_t)V * 8);
-        double t1 = 1e9, t2 = 1e9, td = 1e9;
+        double t1 = 1e9, t2 = 1e9, td = 1e9, t2f = 1e9;
         int ok = lg2 && dsv4__forward(sm, tok, 64, NULL, 0, NULL, NULL, &e) == DSV4_OK;
         for (int i = 0; ok && i < steps; i++) {
             t = now();
@@ -2046,12 +2095,23 @@ int main(int argc, char **argv)
             t = now();
             ok &= dsv4__forward(sm, tok + 65 + 3 * i, 2, lg2, 2, NULL, NULL, &e) == DSV4_OK;
             t2 = fmin(t2, now() - t);
+            /* the same verify with the f32 kernels of many rows (before the
+             * m-row route; rows not bit for bit the one-row ones) */
+            dsv4k_linear_set_mrows(rt->lin, 0);
+            t = now();
+            ok &= dsv4__forward(sm, tok + 65 + 3 * i, 2, lg2, 2, NULL, NULL, &e) == DSV4_OK;
+            t2f = fmin(t2f, now() - t);
+            dsv4k_linear_set_mrows(rt->lin, 1);
         }
         if (ok) {
             printf("MTP speculative decoding (best of %d): one-row step %.2f ms, MTP draft %.2f ms, two-row verify "
                    "step %.2f ms (%.2f x the one-row step); projected speed-up at acceptance 0.6 / 0.8 / 0.9: "
                    "%.2f / %.2f / %.2f\n", steps, 1e3 * t1, 1e3 * td, 1e3 * t2, t2 / t1, 1.6 * t1 / (t2 + td),
                    1.8 * t1 / (t2 + td), 1.9 * t1 / (t2 + td));
+            printf("  two-row verify step with the f32 kernels of many rows (the route before): %.2f ms (%.2f x "
+                   "the one-row step)\n", 1e3 * t2f, t2f / t1);
+            jnum("mtp_verify2_ratio", t2 / t1);
+            jnum("mtp_verify2_f32_ratio", t2f / t1);
             jnum("mtp_step1_ms", 1e3 * t1);
             jnum("mtp_draft_ms", 1e3 * td);
             jnum("mtp_verify2_ms", 1e3 * t2);
