@@ -105,6 +105,7 @@ void dsv4k_act_quant_dq(const float *x, int64_t k, float *out, int8_t *ex, int s
 void dsv4k_linear_set_isa(dsv4k_linear_ctx *c, int isa) { c->isa = isa; }
 void dsv4k_linear_set_intq(dsv4k_linear_ctx *c, int on) { c->intq = on; }
 void dsv4k_linear_set_mrows(dsv4k_linear_ctx *c, int on) { c->mrows = on; }
+int dsv4k_linear_rows_exact(const dsv4k_linear_ctx *c) { return c->mrows ? DSV4K_MROWS_EXACT : 1; }
 
 void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c)
 {

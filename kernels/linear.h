@@ -41,6 +41,9 @@ void dsv4k_linear_set_intq(dsv4k_linear_ctx *c, int on);
  * always the blocked one-row calls; 3: every m-row kernel there is; 0: the
  * f32 kernels of many rows (another summation order; tests, benchmarks) */
 void dsv4k_linear_set_mrows(dsv4k_linear_ctx *c, int on);
+/* the most activation rows whose every row is bit for bit its one-row
+ * product (DSV4K_MROWS_EXACT; 1 with the old route, mode 0) */
+int dsv4k_linear_rows_exact(const dsv4k_linear_ctx *c);
 
 /*
  * y[i][j] = Σ_c a[i][c] · W[j][c], x f32 [m][w->k] (rows ldx apart), y f32

@@ -499,11 +499,11 @@ dsv4_status dsv4__forward(dsv4__state *s, const int32_t *tokens, int64_t n, floa
 
 int dsv4__rt_rows_identical(const dsv4__rt *rt)
 {
-    /* the m > 1 products (kernels/linear.c, oneDNN) sum in another order
-     * than the m = 1 kernels in both numerics today: set this once the
-     * m = 2..8 kernels keep the one-row order */
-    (void)rt;
-    return 1;
+    /* products of up to DSV4K_MROWS_EXACT rows give every row bit for bit
+     * its one-row product (kernels/linear.c; tests kernels-mrows and
+     * mrows-session); 16 rows or more may go to oneDNN, which sums in
+     * another order */
+    return dsv4k_linear_rows_exact(rt->lin);
 }
 
 dsv4_status dsv4__forward_mtp_draft(dsv4__state *s, int32_t next_token, float *logits, dsv4__err *e)
