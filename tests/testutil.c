@@ -40,6 +40,17 @@ int test_summary(void)
     return test_failed ? 1 : 0;
 }
 
+int test_light(void)
+{
+    const char *e = getenv("DSV4_TEST_LIGHT");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
+int test_reps(int full, int light)
+{
+    return test_light() ? light : full;
+}
+
 const char *test_shared_dir(void)
 {
     const char *e = getenv("DSV4_SHARED_DIR");

@@ -24,6 +24,14 @@ int test_summary(void);
  * to the current directory, else the build-time default. Never NULL. */
 const char *test_shared_dir(void);
 
+/* DSV4_TEST_LIGHT=1 (the ThreadSanitizer tree in CI, docs/THREADS.md):
+ * the numeric tests run fewer repetitions of the same checks (seeds,
+ * positions, budgets) — every code path and every thread interaction
+ * still runs once or more. test_reps(full, light) is full normally and
+ * light under DSV4_TEST_LIGHT. */
+int test_light(void);
+int test_reps(int full, int light);
+
 /* Make a fresh temporary directory (mkdtemp); returns a static-lifetime copy
  * the caller frees with free(). */
 char *test_tmpdir(const char *tag);

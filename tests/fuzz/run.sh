@@ -10,7 +10,8 @@
 #   libFuzzer's output:                build-fuzz/fuzz-logs/TARGET.log
 # Environment: DSV4_SHARED_DIR (default ../shared), DSV4_FUZZ_BUILD (build
 # tree, default build-fuzz), CC (default clang), DSV4_FUZZ_JOBS (parallel
-# fuzzing processes per target, default 1). docs/fuzzing.md says more.
+# fuzzing processes per target, default 1), DSV4_FUZZ_PARALLEL (targets run
+# at once, default 1; CI: 2, one per core). docs/fuzzing.md says more.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -22,6 +23,7 @@ targets=("$@")
 build=${DSV4_FUZZ_BUILD:-build-fuzz}
 shared=${DSV4_SHARED_DIR:-$root/../shared}
 jobs=${DSV4_FUZZ_JOBS:-1}
+par=${DSV4_FUZZ_PARALLEL:-1}
 
 if [ ! -d "$build/meson-private" ]; then
     CC=${CC:-clang} meson setup "$build" --buildtype=debugoptimized -Dfuzz=true \
@@ -38,12 +40,13 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 # the library's worker threads: one per process, no OpenMP spinning
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 status=0
-printf '%-16s %12s %10s %8s  %s\n' target executions exec/s corpus result
-for t in "${targets[@]}"; do
+# one target: run it for $secs, then print its line (and its findings)
+run_one() {
+    local t=$1 corpus findings log dict rc execs rate n_found result
     corpus=$build/fuzz-corpus/$t findings=$build/fuzz-findings/$t log=$build/fuzz-logs/$t.log
     mkdir -p "$corpus" "$findings" "$(dirname "$log")"
-    args=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1
-          -artifact_prefix="$findings/")
+    local args=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1
+                -artifact_prefix="$findings/")
     dict=tests/fuzz/dict/$t.dict
     [ -f "$dict" ] || dict=""
     case $t in
@@ -61,9 +64,24 @@ for t in "${targets[@]}"; do
     result=ok
     if [ "$rc" -ne 0 ] || [ "$n_found" -ne 0 ]; then
         result="FINDING (exit $rc, $n_found file(s) in $findings; log $log)"
-        status=1
-        grep -a -m 5 -E 'ERROR|runtime error|fuzz property failed|SUMMARY' "$log" | sed 's/^/    /' || true
     fi
     printf '%-16s %12s %10s %8s  %s\n' "$t" "${execs:-?}" "${rate:-?}" "$(find "$corpus" -type f | wc -l)" "$result"
-done
+    if [ "$result" != ok ]; then
+        grep -a -m 5 -E 'ERROR|runtime error|fuzz property failed|SUMMARY' "$log" | sed 's/^/    /' || true
+        return 1
+    fi
+}
+printf '%-16s %12s %10s %8s  %s\n' target executions exec/s corpus result
+if [ "$par" -le 1 ]; then
+    for t in "${targets[@]}"; do run_one "$t" || status=1; done
+else
+    # $par targets at a time, each printing its line when it ends
+    pids=()
+    for t in "${targets[@]}"; do
+        while [ "$(jobs -rp | wc -l)" -ge "$par" ]; do wait -n || true; done
+        run_one "$t" &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || status=1; done
+fi
 exit $status

@@ -213,7 +213,7 @@ static void test_json_mode(rig *a)
     dsv4_gen *g = NULL;
     if (!CHECK(dsv4_gen_create(a->s, tok, &g) == DSV4_OK, "create")) return;
     dsv4_gen_set_i64(g, DSV4_GEN_RESPONSE_FORMAT, DSV4_RESPONSE_JSON_OBJECT);
-    int parsed = 0, objects = 0, runs = 220, lengths = 0;
+    int parsed = 0, objects = 0, runs = test_reps(220, 30), lengths = 0; /* DSV4_TEST_LIGHT: fewer seeds */
     for (int s = 0; s < runs; s++) {
         dsv4_sampler_set_i64(dsv4_gen_sampler(g), DSV4_SAMPLER_SEED, s);
         dsv4_sampler_set_f64(dsv4_gen_sampler(g), DSV4_SAMPLER_TEMPERATURE, 0.7 + (s % 5) * 0.2);
@@ -237,7 +237,7 @@ static void test_json_mode(rig *a)
                          "\"required\":[\"name\",\"age\"],\"additionalProperties\":false}";
     CHECK(dsv4_gen_set_json_schema(g, schema, strlen(schema)) == DSV4_OK, "schema: %s", dsv4_gen_last_error(g));
     int valid = 0;
-    runs = 60;
+    runs = test_reps(60, 12);
     for (int s = 0; s < runs; s++) {
         dsv4_sampler_set_i64(dsv4_gen_sampler(g), DSV4_SAMPLER_SEED, 1000 + s);
         dsv4_gen_set_i64(g, DSV4_GEN_MAX_TOKENS, 24 + s % 50); /* the shortest valid object is 19 byte tokens */
@@ -423,7 +423,7 @@ static void test_budget(rig *b)
     int32_t think_end = dsv4_tokenizer_special_id(tok, DSV4_TOKEN_THINK_END);
     int64_t budgets[] = { 0, 1, 2, 5, 17, 30 };
     for (size_t k = 0; k < NELEM(budgets); k++) {
-        for (int s = 0; s < 3; s++) {
+        for (int s = 0; s < test_reps(3, 1); s++) { /* DSV4_TEST_LIGHT: one seed per budget */
             dsv4_sampler_set_i64(dsv4_gen_sampler(g), DSV4_SAMPLER_SEED, s);
             dsv4_gen_set_i64(g, DSV4_GEN_REASONING_BUDGET, budgets[k]);
             dsv4_gen_set_i64(g, DSV4_GEN_MAX_TOKENS, 48);
@@ -449,7 +449,7 @@ static void test_budget(rig *b)
     render_ids("{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"thinking\":{\"type\":\"disabled\"}}", ids2, 256, &n2);
     dsv4_gen_set_i64(g, DSV4_GEN_REASONING_BUDGET, -1);
     int clean = 1;
-    for (int s = 0; s < 5; s++) {
+    for (int s = 0; s < test_reps(5, 2); s++) {
         dsv4_sampler_set_i64(dsv4_gen_sampler(g), DSV4_SAMPLER_SEED, s);
         dsv4_gen_start(g, ids2, n2);
         result r;
@@ -493,7 +493,7 @@ static void test_tools(rig *b)
     dsv4_gen *g = NULL;
     if (!CHECK(dsv4_gen_create(b->s, tok, &g) == DSV4_OK, "create")) return;
     char req[4096];
-    int ok = 0, runs = 24;
+    int ok = 0, runs = test_reps(24, 6); /* DSV4_TEST_LIGHT: both thinking modes, fewer seeds */
     for (int s = 0; s < runs; s++) {
         snprintf(req, sizeof req,
                  "{\"messages\":[{\"role\":\"user\",\"content\":\"Weather in Paris?\"}],\"tools\":%s,"
@@ -521,7 +521,7 @@ static void test_tools(rig *b)
     dsv4_free(resp);
     /* auto: any block that appears parses (random text mostly has none) */
     int auto_ok = 1;
-    for (int s = 0; s < 6; s++) {
+    for (int s = 0; s < test_reps(6, 2); s++) {
         snprintf(req, sizeof req,
                  "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"tools\":%s,\"seed\":%d,\"max_tokens\":24}", TOOLS, s);
         resp = NULL;

@@ -18,7 +18,9 @@
  *
  * Argument "full": every position of both models in both numerics (suite
  * golden); without it, tiny-a, every 5th position of the first 200, one
- * numerics each part (suite fast).
+ * numerics each part (suite fast). DSV4_TEST_LIGHT (the ThreadSanitizer
+ * tree): every 20th position, shorter continuations, a sparser sample of
+ * flipped bytes and truncations past the first 512 bytes.
  */
 #define DSV4_ENABLE_EXPERIMENTAL
 #include <stdio.h>
@@ -366,7 +368,7 @@ static void save_checks(dsv4_model *m, dsv4_model *other, const char *preset, in
         int k2 = 0;
         for (; a < p; k2++) a += call_size(k2);
         int cont = 1;
-        for (int64_t q = p; q < N && q < p + 160; q++) {
+        for (int64_t q = p; q < N && q < p + test_reps(160, 40); q++) {
             dsv4_session_eval(A, tok + q, 1, 0);
             dsv4_session_eval(R, tok + q, 1, 0);
             last_logits(A, la);
@@ -443,7 +445,9 @@ static void save_checks(dsv4_model *m, dsv4_model *other, const char *preset, in
     int flips = 0, flip_ok = 0, tr = 0, tr_ok = 0;
     for (int f = 0; f < 2; f++) {
         const sink *src_ = f ? &k : &k1;
-        size_t step = f == 0 ? 1 : 29;
+        /* DSV4_TEST_LIGHT: every byte of the first 512 (header, section
+         * table, the start of the sections), a sparser sample after */
+        size_t step = f == 0 ? (size_t)test_reps(1, 7) : (size_t)test_reps(29, 97);
         uint8_t *fb = malloc(src_->n + 1);
         for (size_t i = 0; i < src_->n; i += (i < 512 ? 1 : step)) {
             memcpy(fb, src_->p, src_->n);
@@ -958,7 +962,7 @@ int main(int argc, char **argv)
         if (i == 0) cache_checks(m[i], tok);
         if (i == 0) ckpt_file_checks(m[i], tok);
         for (int num = 1; num <= 2; num++) {
-            if (full || num == 1) rewind_checks(m[i], presets[i], num, tok, (int64_t)n, full ? 1 : 5);
+            if (full || num == 1) rewind_checks(m[i], presets[i], num, tok, (int64_t)n, full ? 1 : test_reps(5, 20));
             if (full || num == 2) save_checks(m[i], m[1 - i], presets[i], num, tok, (int64_t)n);
         }
         free(tok);
