@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.."
 root=$(pwd)
 secs=${1:-30}
 [ $# -gt 0 ] && shift
-all=(chat_render chat_parser request messages tokenizer tokenizer_load config checkpoint schema constraint session)
+all=(chat_render chat_parser request messages tokenizer tokenizer_load config checkpoint schema constraint session size)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 build=${DSV4_FUZZ_BUILD:-build-fuzz}
