@@ -232,9 +232,16 @@ wait_env() { # wait_env VAR=VALUE...: start dsv4-cli on a FIFO prompt under that
     mkfifo "$tmp/fifo"
     env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$@" "$cli" "${common[@]}" --max-tokens 1 -f "$tmp/fifo" "$model" \
         >/dev/null 2>&1 &
-    local p=$!
-    sleep 1
-    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -E '^(OMP_WAIT_POLICY|GOMP_SPINCOUNT)='
+    local p=$! e= i
+    # once the process is dsv4-cli (not env) and shows a setting (the restart adds one), up to 20 s
+    for i in $(seq 1 100); do
+        case "$(readlink "/proc/$p/exe" 2>/dev/null)" in
+        *dsv4-cli*) e=$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -E '^(OMP_WAIT_POLICY|GOMP_SPINCOUNT)=')
+                    [ -n "$e" ] && break ;;
+        esac
+        sleep 0.2
+    done
+    echo "$e"
     echo hi >"$tmp/fifo"
     wait "$p"
 }
