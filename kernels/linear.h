@@ -65,4 +65,10 @@ void dsv4k_act_quant_dq(const float *x, int64_t k, float *out, int8_t *ex, int s
  * dst[k], exactly */
 void dsv4k_decode_row(const dsv4k_weight *w, int64_t r, float *dst);
 
+/* row r of w as bf16 bits in dst[k] when every value is exactly a bf16
+ * zero or normal number (then 0), else -1 (dst undefined): the scalar twin
+ * (dsv4k_decode_row into tmp[k], then each value checked and its upper half
+ * kept) of dsv4k_decode_row_bf16_avx512 (kernels/x86/gemv.h) */
+int dsv4k_decode_row_bf16_ref(const dsv4k_weight *w, int64_t r, float *tmp, uint16_t *dst);
+
 #endif

@@ -9,7 +9,8 @@
  * (AVX-512 BF16, AMX), FP8 (E8M0 scales), FP4 and BF16 weights go through a
  * bf16 matmul: quantised activations and those weights are bf16 values, so
  * the products are exact; a value outside bf16's normal range refuses the
- * call (an activation) or its block of rows (a weight) to the f32 route.
+ * call (an activation) or its block of rows (a weight) to the f32 route;
+ * unquantised activations that are all bf16 values take the bf16 route too.
  * Everything else (float numerics, F32 weights, F32-scaled FP8, k % 128)
  * takes an f32 matmul. Primitives take the row count as a fixed M (faster
  * kernels than a run-time M) and are cached per shape and M. Same contract

@@ -8,9 +8,12 @@
  * scales, on CPUs where oneDNN runs bf16 natively): every activation is
  * e4m3 · 2^e and every weight e4m3 · 2^e, e2m1 · 2^e or bf16, so each is a
  * bf16 value when it lies in bf16's normal range, and the product of two
- * bf16 values is exact in f32. The activations are converted once per call,
- * the weights a block of rows at a time (decoded to f32 exactly, then their
- * upper halves taken), each conversion checked value by value: any value
+ * bf16 values is exact in f32. Unquantised activations that happen to be
+ * bf16 values take it too. The activations are converted once per call
+ * (quantised by the threads, a row each), the weights a block of about
+ * 4 MiB of bf16 rows at a time (in one pass, dsv4k_decode_row_bf16_avx512,
+ * or decoded to f32 exactly and their upper halves taken), each conversion
+ * checked value by value: any value
  * that is not zero or a finite normal bf16 (a tiny scale times a subnormal
  * code, a huge scale, NaN, Inf — the AVX-512 bf16 instructions flush
  * subnormals) sends the whole call (activations) or that block of rows
@@ -18,7 +21,8 @@
  * computes the block with f32 accumulation. Only the f32 summation order
  * differs from the f32 route.
  *
- * f32 (everything else): for each block of NB output rows, OpenMP threads
+ * f32 (everything else): for each block of NB output rows (as many as
+ * 8 MiB of f32 hold at this k: small blocks cost oneDNN a fifth), OpenMP threads
  * decode the weight rows to f32 (exact, dsv4k_decode_row), then one f32
  * matmul computes y[:, n0:n0+NB] = x · blockᵀ with the weights read through
  * strides (the block is [NB][k] row-major, i.e. B = blockᵀ with strides
@@ -39,6 +43,14 @@
 #include "x86/gemv.h"
 
 #define CACHE 128
+/* decoded weights per block: f32 blocks fill F32_BLOCK bytes (at least
+ * 16 rows), bf16 blocks BF16_BLOCK */
+#ifndef F32_BLOCK
+#define F32_BLOCK (8 << 20)
+#endif
+#ifndef BF16_BLOCK
+#define BF16_BLOCK (4 << 20)
+#endif
 
 typedef struct prim {
     int bf;                 /* bf16 source and weights */
@@ -55,7 +67,7 @@ struct dsv4k_gemm {
     dnnl_stream_t str;
     float *blk;        /* nb × max_k decoded weights */
     float *aq;         /* max_m × max_k quantised activations */
-    int8_t *ex;
+    int8_t *ex;        /* threads × (max_k / 128 + 1) block exponents */
     uint16_t *xb;      /* max_m × max_k activations in bf16 */
     uint16_t *blkb;    /* bf16 weight block (blkb_bytes) */
     int64_t blkb_bytes;
@@ -98,14 +110,14 @@ dsv4k_gemm *dsv4k_gemm_create(int threads, int64_t max_k, int64_t max_m)
     g->max_m = max_m;
     g->bf16 = dsv4k_gemm_bf16_native();
     /* blocks of about 2 MiB of decoded weights, at least 64 rows */
-    g->nb = (2 << 20) / (4 * (max_k > 0 ? max_k : 1));
+    /* nb × max_k floats: F32_BLOCK bytes, at least 64 rows */
+    g->nb = (F32_BLOCK) / (4 * (max_k > 0 ? max_k : 1));
     if (g->nb < 64) g->nb = 64;
     g->nb &= ~(int64_t)15;
-    /* bf16 blocks: about 2 MiB too, a multiple of nb rows (see bf16_rows) */
-    g->blkb_bytes = 2 * g->nb * max_k > (2 << 20) ? 2 * g->nb * max_k : (2 << 20);
+    g->blkb_bytes = (BF16_BLOCK) > 2 * 16 * max_k ? (BF16_BLOCK) : 2 * 16 * max_k;
     g->blk = malloc((size_t)(g->nb * max_k) * sizeof(float));
     g->aq = malloc((size_t)(max_m * max_k) * sizeof(float));
-    g->ex = malloc((size_t)(max_k / 128 + 1));
+    g->ex = malloc((size_t)(g->threads * (max_k / 128 + 1)));
     g->xb = malloc((size_t)(max_m * max_k) * sizeof(uint16_t));
     g->blkb = malloc((size_t)g->blkb_bytes);
     g->rowt = malloc((size_t)(g->threads * max_k) * sizeof(float));
@@ -243,8 +255,10 @@ static int f32_rows(dsv4k_gemm *g, const dsv4k_weight *w, const float *x, int64_
 {
     int64_t k = w->k;
     int simd = dsv4k_have_avx2();
-    for (; n0 < n1; n0 += g->nb) {
-        int64_t nb = n1 - n0 < g->nb ? n1 - n0 : g->nb;
+    /* as many rows as the buffer holds at this k (a multiple of 16) */
+    int64_t cap = (g->nb * g->max_k / k) & ~(int64_t)15;
+    for (; n0 < n1; n0 += cap) {
+        int64_t nb = n1 - n0 < cap ? n1 - n0 : cap;
         prim *p = get_prim(g, 0, m, k, nb, ldx, ldy);
         if (!p) return -1;
         /* decoded by oneDNN's own OpenMP threads: they are awake between
@@ -258,17 +272,27 @@ static int f32_rows(dsv4k_gemm *g, const dsv4k_weight *w, const float *x, int64_
     return 0;
 }
 
-/* rows of a bf16 block: about blkb_bytes of weights, a multiple of nb
- * (a refused block then splits into the f32 route's own blocks) */
+/* rows of a bf16 block: about blkb_bytes of weights, a multiple of 16 (a
+ * refused block goes through the f32 route's own blocks) */
 static int64_t bf16_rows(const dsv4k_gemm *g, int64_t k)
 {
-    int64_t r = g->blkb_bytes / (2 * k) / g->nb * g->nb;
-    return r > g->nb ? r : g->nb;
+    return (g->blkb_bytes / (2 * k)) & ~(int64_t)15;
+}
+
+/* row r of w in bf16 into dst, exactly, or -1: in one pass where the CPU
+ * and the row allow (dsv4k_decode_row_bf16_avx512), else decoded to f32 in
+ * t and checked (the same bits) */
+static int decode_bf16(const dsv4k_weight *w, int64_t r, float *t, uint16_t *dst, int simd)
+{
+    if (dsv4k_have_avx512() && dsv4k_decode_row_bf16_avx512(w, r, dst) == 0) return 0;
+    decode_f32(w, r, t, simd);
+    return to_bf16(t, w->k, dst);
 }
 
 /* the bf16 route: xb the activations in bf16 (rows k apart), xf the same
- * in f32 (for refused blocks) */
-static int bf16_run(dsv4k_gemm *g, const dsv4k_weight *w, const float *xf, int64_t m, float *y, int64_t ldy)
+ * in f32, rows ldxf apart (for refused blocks) */
+static int bf16_run(dsv4k_gemm *g, const dsv4k_weight *w, const float *xf, int64_t ldxf, int64_t m, float *y,
+                    int64_t ldy)
 {
     int64_t k = w->k, n = w->n, rows = bf16_rows(g, k);
     int simd = dsv4k_have_avx2();
@@ -278,19 +302,18 @@ static int bf16_run(dsv4k_gemm *g, const dsv4k_weight *w, const float *xf, int64
 #pragma omp parallel for num_threads(g->threads) schedule(static) reduction(|: bad)
         for (int64_t r = 0; r < nb; r++) {
             float *t = g->rowt + (int64_t)omp_get_thread_num() * g->max_k;
-            decode_f32(w, n0 + r, t, simd);
-            bad |= to_bf16(t, k, g->blkb + r * k) != 0;
+            bad |= decode_bf16(w, n0 + r, t, g->blkb + r * k, simd) != 0;
         }
         if (bad) {
             /* a weight outside bf16's normal range (or not finite) */
-            if (f32_rows(g, w, xf, k, m, y, ldy, n0, n0 + nb)) return -1;
+            if (f32_rows(g, w, xf, ldxf, m, y, ldy, n0, n0 + nb)) return -1;
             continue;
         }
         prim *p = get_prim(g, 1, m, k, nb, k, ldy);
         if (!p) {
             /* oneDNN made no bf16 matmul after all: f32 from here on */
             g->bf16 = 0;
-            return f32_rows(g, w, xf, k, m, y, ldy, n0, n);
+            return f32_rows(g, w, xf, ldxf, m, y, ldy, n0, n);
         }
         if (exec(g, p, g->xb, g->blkb, y + n0)) return -1;
         g->n_bf16++;
@@ -305,18 +328,27 @@ int dsv4k_gemm_run(dsv4k_gemm *g, const dsv4k_weight *w, const float *x, int64_t
     if (m <= 0 || n <= 0) return 0;
     if (k > g->max_k || m > g->max_m) return -1;
     omp_set_num_threads(g->threads);
+    int bfw = g->bf16 && (w->fmt == DSV4K_W_FP8 || w->fmt == DSV4K_W_FP4 || w->fmt == DSV4K_W_BF16);
     if (aq && k % 128 == 0) {
-        for (int64_t i = 0; i < m; i++) dsv4k_act_quant_dq(x + i * ldx, k, g->aq + i * k, g->ex, 1);
+        int64_t nex = k / 128 + 1;
+#pragma omp parallel for num_threads(g->threads) schedule(static)
+        for (int64_t i = 0; i < m; i++)
+            dsv4k_act_quant_dq(x + i * ldx, k, g->aq + i * k, g->ex + (int64_t)omp_get_thread_num() * nex, 1);
         x = g->aq;
         ldx = k;
-        /* bf16: quantised activations (a subnormal, infinite or NaN one
-         * refuses the call) against weights with power-of-two or no scales */
-        if (g->bf16 && (w->fmt == DSV4K_W_FP8 || w->fmt == DSV4K_W_FP4 || w->fmt == DSV4K_W_BF16)) {
-            int bad = 0;
+    }
+    /* bf16: activations that are all bf16 zeros or normal numbers — the
+     * quantised ones (e4m3 times a power of two) unless a subnormal,
+     * infinite or NaN one refuses the call, and unquantised ones that
+     * happen to be bf16 values (the forward pass keeps its unquantised
+     * activations in f32: they refuse at the first row of each thread) —
+     * against weights with power-of-two or no scales: exact products */
+    if (bfw) {
+        int bad = 0;
 #pragma omp parallel for num_threads(g->threads) schedule(static) reduction(|: bad)
-            for (int64_t i = 0; i < m; i++) bad |= to_bf16(g->aq + i * k, k, g->xb + i * k) != 0;
-            if (!bad) return bf16_run(g, w, x, m, y, ldy);
-        }
+        for (int64_t i = 0; i < m; i++)
+            if (!bad) bad |= to_bf16(x + i * ldx, k, g->xb + i * k) != 0;
+        if (!bad) return bf16_run(g, w, x, ldx, m, y, ldy);
     }
     return f32_rows(g, w, x, ldx, m, y, ldy, 0, n);
 }

@@ -1,6 +1,7 @@
 /* Scalar reference of the numeric formats and quantisation primitives
  * (spec architecture.md §3.3, §4.3, §4.7, §4.8). Bit-exact by construction. */
 #include "kernels.h"
+#include "linear.h"
 
 #include <math.h>
 
@@ -133,4 +134,17 @@ void dsv4k_fp4_sim_ref(float *x, int64_t n, int block)
             x[b0 + i] = dsv4k_e2m1_round(y, NULL) * s;
         }
     }
+}
+
+int dsv4k_decode_row_bf16_ref(const dsv4k_weight *w, int64_t r, float *tmp, uint16_t *dst)
+{
+    dsv4k_decode_row(w, r, tmp);
+    int ok = 1;
+    for (int64_t i = 0; i < w->k; i++) {
+        uint32_t u = dsv4k_f32_bits(tmp[i]), e = (u >> 23) & 0xff;
+        /* the low half zero, finite, and normal or a (signed) zero */
+        ok &= (u & 0xffff) == 0 && e != 0xff && (e != 0 || (u & 0x7fffffff) == 0);
+        dst[i] = (uint16_t)(u >> 16);
+    }
+    return ok ? 0 : -1;
 }

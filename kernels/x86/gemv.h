@@ -42,6 +42,13 @@ int dsv4k_rows_avx512_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const 
  * does not take (scales outside 2^±100 stay with the portable decoder) */
 int dsv4k_decode_row_avx2(const dsv4k_weight *w, int64_t r, float *dst);
 
+/* twin of dsv4k_decode_row_bf16_ref (linear.h) in one pass, for FP8 (E8M0
+ * scales), FP4 and BF16 rows with k % 32 == 0 (FP8: % 128): the same bits
+ * and the same 0; -1 also for what it does not take (scales outside 2^±100,
+ * e4m3 NaN codes, other formats): decode the row with the twin then
+ * (kernels/x86/decode_bf16_avx512.c; CPUs with AVX-512 F/BW/VL) */
+int dsv4k_decode_row_bf16_avx512(const dsv4k_weight *w, int64_t r, uint16_t *dst);
+
 /* twin of dsv4k_index_score_ref (d a multiple of 8) */
 float dsv4k_index_score_avx2(const float *q, const float *w, int heads, int64_t d, const float *k);
 

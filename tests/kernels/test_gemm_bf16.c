@@ -24,6 +24,7 @@
 #include "kernels.h"
 #include "linear.h"
 #include "gemm/gemm.h"
+#include "x86/gemv.h"
 #include "testutil.h"
 
 #define T(c) CHECK((c), "%s", #c)
@@ -351,17 +352,149 @@ static void conversion(void)
           "the normal range's ends convert");
 }
 
+/* activations that are not quantised but are bf16 values already (what
+ * reference numerics gives wo_a and the compressors): the bf16 route takes
+ * them; one value that is not a bf16 sends the call to f32 */
+static void unquantised_bf16(dsv4k_gemm *g)
+{
+    int64_t m = 33, n = 300;
+    int fmts[3] = { DSV4K_W_FP8, DSV4K_W_FP4, DSV4K_W_BF16 };
+    int64_t ks[2] = { 512, 480 };
+    for (int f = 0; f < 3; f++)
+        for (int ki = 0; ki < 2; ki++) {
+            int64_t k = ks[ki];
+            if (fmts[f] == DSV4K_W_FP8 && k % 128) continue;
+            wbuf b = make_w(fmts[f], n, k, -9, -3);
+            float *x = acts(m, k, 5.0f);
+            for (int64_t i = 0; i < m * k; i++) x[i] = dsv4k_round_bf16(x[i]);
+            memset(x + k, 0, (size_t)k * 4); /* a row of zeros */
+            char what[96];
+            snprintf(what, sizeof what, "fmt %d k %lld, unquantised bf16 activations", fmts[f], (long long)k);
+            check(g, what, &b.w, x, m, 0, 1);
+            x[(m - 1) * k + 7] = 1.0f + 0x1p-12f; /* not a bf16 */
+            snprintf(what, sizeof what, "fmt %d k %lld, one activation not a bf16", fmts[f], (long long)k);
+            check(g, what, &b.w, x, m, 0, 0);
+            x[(m - 1) * k + 7] = 0x1p-130f; /* a bf16, but subnormal */
+            snprintf(what, sizeof what, "fmt %d k %lld, one subnormal activation", fmts[f], (long long)k);
+            check(g, what, &b.w, x, m, 0, 0);
+            free(x);
+            free_w(&b);
+        }
+}
+
+/* the one-pass AVX-512 decoder against its scalar twin: every code, every
+ * scale byte, interleaved rows, views */
+static void decode_twin(void)
+{
+    if (!dsv4k_have_avx512()) {
+        printf("note: no AVX-512 here: dsv4k_decode_row_bf16_avx512 not checked\n");
+        return;
+    }
+    dsv4k_tables_init();
+    int fmts[3] = { DSV4K_W_FP8, DSV4K_W_FP4, DSV4K_W_BF16 };
+    int64_t taken = 0, refused_both = 0, refused_fast = 0, bad = 0, rows = 0;
+    for (int f = 0; f < 3; f++)
+        for (int ilv = 0; ilv <= (fmts[f] == DSV4K_W_FP4 ? 0 : 1); ilv++) {
+            int64_t n = 260, k = fmts[f] == DSV4K_W_FP8 ? 768 : 512;
+            wbuf b = make_w(fmts[f], n, k, -3, 3);
+            uint8_t *d = b.d;
+            size_t es = fmts[f] == DSV4K_W_BF16 ? 2 : 1;
+            if (fmts[f] == DSV4K_W_FP8) {
+                /* every code incl. NaN in rows 200.., every scale byte 0..255
+                 * over the (2 × 6) blocks and the rows below 128 kept in range */
+                for (int64_t i = 0; i < n * k; i++) d[i] = (uint8_t)(i * 7 + i / 256);
+                for (int64_t r = 0; r < 200; r++)
+                    for (int64_t c = 0; c < k; c++)
+                        if ((d[r * k + c] & 0x7f) == 0x7f) d[r * k + c] ^= 1;
+                uint8_t *sc = b.s;
+                for (int i = 0; i < 6; i++) sc[i] = (uint8_t)(127 - 3 + 2 * i);
+                for (int i = 6; i < 18; i++) sc[i] = (uint8_t)(rnd() & 0xff);
+                sc[6] = 27; sc[7] = 26; sc[8] = 227; sc[9] = 228; sc[10] = 0; sc[11] = 255;
+            }
+            if (fmts[f] == DSV4K_W_FP4) {
+                uint8_t *sc = b.s;
+                for (int64_t i = 0; i < n * (k / 32); i++) sc[i] = (uint8_t)(i < 16 * 100 ? 127 + (int)(i % 201) - 100 : i & 0xff);
+            }
+            if (fmts[f] == DSV4K_W_BF16) {
+                /* random bits: subnormals, infinities and NaNs in some rows */
+                uint16_t *h = (uint16_t *)(void *)d;
+                for (int64_t r = 0; r < n; r++)
+                    for (int64_t c = 0; c < k; c++)
+                        if (r % 5 == 3) h[r * k + c] = (uint16_t)rnd();
+                h[7 * k + 3] = 0x0001;  /* subnormal */
+                h[11 * k + 500] = 0x7f80; /* +Inf */
+                h[13 * k + 31] = 0x8000; /* -0: taken */
+            }
+            uint8_t *store = d;
+            if (ilv) {
+                store = malloc((size_t)(n * k) * es);
+                b.w.ilv = dsv4k_repack_rows(store, d, n, k * (int64_t)es);
+                b.w.w = store;
+            }
+            float *tmp = malloc((size_t)k * 4);
+            uint16_t *h1 = malloc((size_t)k * 2), *h2 = malloc((size_t)k * 2);
+            for (int view = 0; view <= 1; view++) {
+                dsv4k_weight w = b.w;
+                if (view) { w.row0 = 5; w.n = n - 9; }
+                for (int64_t r = 0; r < w.n; r++) {
+                    memset(h1, 0xa5, (size_t)k * 2);
+                    int a = dsv4k_decode_row_bf16_avx512(&w, r, h1);
+                    int e = dsv4k_decode_row_bf16_ref(&w, r, tmp, h2);
+                    rows++;
+                    if (a == 0) {
+                        taken++;
+                        int wrong = e != 0 || memcmp(h1, h2, (size_t)k * 2) != 0;
+                        if (wrong && bad < 3) {
+                            int64_t c = 0;
+                            while (c < k && h1[c] == h2[c]) c++;
+                            printf("# fmt %d ilv %d view %d row %lld: twin %d, col %lld: %04x vs %04x byte %02x s %02x tmp %g\n", fmts[f], ilv, view,
+                                   (long long)r, e, (long long)c, c < k ? h1[c] : 0, c < k ? h2[c] : 0, d[r * k + c], ((uint8_t *)w.s)[c / 128], (double)tmp[c]);
+                        }
+                        bad += wrong;
+                    } else if (e == 0) {
+                        refused_fast++; /* allowed: scales outside 2^±100 only */
+                        int64_t rr = r + w.row0;
+                        int far = 0;
+                        if (fmts[f] == DSV4K_W_FP4)
+                            for (int64_t c = 0; c < k / 32; c++) {
+                                int x = ((uint8_t *)w.s)[rr * (k / 32) + c] - 127;
+                                far |= x < -100 || x > 100;
+                            }
+                        if (fmts[f] == DSV4K_W_FP8)
+                            for (int64_t c = 0; c < k / 128; c++) {
+                                int x = ((uint8_t *)w.s)[(rr / 128) * (k / 128) + c] - 127;
+                                far |= x < -100 || x > 100;
+                            }
+                        if (!far && bad < 3) printf("# fmt %d ilv %d view %d row %lld: refused, twin takes it\n", fmts[f], ilv, view, (long long)r);
+                        bad += !far;
+                    } else {
+                        refused_both++;
+                    }
+                }
+            }
+            if (ilv) free(store);
+            free(tmp); free(h1); free(h2);
+            free_w(&b);
+        }
+    CHECK(bad == 0 && taken > 0 && refused_both > 0 && refused_fast > 0,
+          "one-pass bf16 decoding = the twin: %lld rows, %lld taken (same bits), %lld refused by both, %lld left "
+          "to the twin (scales beyond 2^±100), %lld wrong", (long long)rows, (long long)taken, (long long)refused_both,
+          (long long)refused_fast, (long long)bad);
+}
+
 int main(void)
 {
     native = dsv4k_gemm_bf16_native();
     if (!native) printf("note: oneDNN has no native bf16 here: only the f32 route and the refusals are checked\n");
     conversion();
+    decode_twin();
     dsv4k_gemm *g = dsv4k_gemm_create(2, 4096, 512);
     if (CHECK(g != NULL, "oneDNN gemm created")) {
         random_shapes(g);
         edge_scales(g);
         edge_acts(g);
         refused(g);
+        unquantised_bf16(g);
     }
     dsv4k_gemm_free(g);
     return test_summary();
