@@ -28,6 +28,65 @@ static void swiglu(float *g, const float *u, int64_t n, float lim, float w)
     }
 }
 
+/* ---- the expert op's row work, split over the pool ---------------------- */
+
+typedef struct xrows {
+    const float *x;      /* the op's input rows */
+    float *XE, *GE, *UE, *OE, *ACC;
+    const int32_t *ROWS;
+    const float *WR;
+    int64_t dim, inter;
+    float lim;
+} xrows;
+
+/* rows of one expert: gathered inputs */
+static void xr_gather(void *arg, int64_t a, int64_t b, int thread)
+{
+    const xrows *j = arg;
+    (void)thread;
+    for (int64_t i = a; i < b; i++) memcpy(j->XE + i * j->dim, j->x + j->ROWS[i] * j->dim, (size_t)j->dim * 4);
+}
+
+static void xr_swiglu_1(void *arg, int64_t a, int64_t b, int thread)
+{
+    const xrows *j = arg;
+    (void)thread;
+    for (int64_t i = a; i < b; i++) swiglu(j->GE + i * j->inter, j->UE + i * j->inter, j->inter, j->lim, 1.0f);
+}
+
+static void xr_swiglu(void *arg, int64_t a, int64_t b, int thread)
+{
+    const xrows *j = arg;
+    (void)thread;
+    for (int64_t i = a; i < b; i++) swiglu(j->GE + i * j->inter, j->UE + i * j->inter, j->inter, j->lim, j->WR[i]);
+}
+
+/* the expert's outputs added to their tokens' sums (a token at most once
+ * per expert: rows never collide; experts in id order, as before) */
+static void xr_add(void *arg, int64_t a, int64_t b, int thread)
+{
+    const xrows *j = arg;
+    (void)thread;
+    for (int64_t i = a; i < b; i++) {
+        float *acc = j->ACC + j->ROWS[i] * j->dim;
+        const float *o = j->OE + i * j->dim;
+        for (int64_t d = 0; d < j->dim; d++) acc[d] += o[d];
+    }
+}
+
+static void xr_zero(void *arg, int64_t a, int64_t b, int thread)
+{
+    const xrows *j = arg;
+    (void)thread;
+    memset(j->ACC + a * j->dim, 0, (size_t)((b - a) * j->dim) * 4);
+}
+
+/* in parallel where there are enough rows to pay for waking the pool */
+static void xr_for(dsv4g_run *r, int64_t rows, dsv4k_task_fn fn, xrows *j)
+{
+    if (rows > 0) dsv4k_pool_for(rows >= 16 ? r->pool : NULL, rows, 4, fn, j);
+}
+
 /* ---- operators --------------------------------------------------------- */
 
 /* routing (§5.7): scores sqrt(softplus(logit)), the K best of score + bias
@@ -87,7 +146,8 @@ static void op_experts(dsv4g_run *r, const dsv4g_node *n)
     float lim = (float)c->swiglu_limit;
     dsv4__xcache *xc = rt->w->xc;
     int li = (int)n->i[0];
-    memset(ACC, 0, (size_t)(T * dim) * 4);
+    xrows xr = { x, XE, GE, UE, OE, ACC, ROWS, WR, dim, inter, lim };
+    xr_for(r, T, xr_zero, &xr);
     for (int64_t e = 0; e < E; e++) {
         int64_t m = 0;
         for (int64_t t = 0; t < T; t++)
@@ -95,10 +155,10 @@ static void op_experts(dsv4g_run *r, const dsv4g_node *n)
                 if (SEL[t * K + k] == e) {
                     ROWS[m] = (int32_t)t;
                     WR[m] = SELW[t * K + k];
-                    memcpy(XE + m * dim, x + t * dim, (size_t)dim * 4);
                     m++;
                 }
         if (!m) continue;
+        xr_for(r, m, xr_gather, &xr);
         const dsv4k_weight *w1 = &lw->w1[e], *w2 = &lw->w2[e], *w3 = &lw->w3[e];
         dsv4k_weight cw[3];
         int32_t held = -1;
@@ -127,14 +187,10 @@ static void op_experts(dsv4g_run *r, const dsv4g_node *n)
         }
         dsv4g_linear_exec(r, w1, XE, dim, m, GE, inter, r->aq);
         dsv4g_linear_exec(r, w3, XE, dim, m, UE, inter, r->aq);
-        for (int64_t i = 0; i < m; i++) swiglu(GE + i * inter, UE + i * inter, inter, lim, WR[i]);
+        xr_for(r, m, xr_swiglu, &xr);
         dsv4g_linear_exec(r, w2, GE, inter, m, OE, dim, r->aq);
         if (held >= 0) dsv4__xcache_release(xc, held);
-        for (int64_t i = 0; i < m; i++) {
-            float *acc = ACC + ROWS[i] * dim;
-            const float *o = OE + i * dim;
-            for (int64_t d = 0; d < dim; d++) acc[d] += o[d];
-        }
+        xr_for(r, m, xr_add, &xr);
     }
     /* after a failure: the pins not used */
     for (int j = rt->x_done; xc && j < rt->x_acq; j++) dsv4__xcache_release(xc, rt->x_slots[j]);
@@ -218,7 +274,9 @@ static void op_swiglu(dsv4g_run *r, const dsv4g_node *n)
     int64_t rows = dsv4g_rows(r, n->in[0]), cols = r->g->t[n->in[0]].cols;
     float *g = dsv4g_f32(r, n->in[0]);
     const float *u = dsv4g_f32(r, n->in[1]);
-    for (int64_t t = 0; t < rows; t++) swiglu(g + t * cols, u + t * cols, cols, n->f[0], 1.0f);
+    /* rows cols apart, unit weights */
+    xrows xr = { NULL, NULL, g, (float *)u, NULL, NULL, NULL, NULL, 0, cols, n->f[0] };
+    xr_for(r, rows, xr_swiglu_1, &xr);
 }
 
 /* under a memory budget: the hash-routed layers' experts are known from the
