@@ -12,7 +12,7 @@
  *  - softmax with the sink logit (zero value): the maximum, e^(s - max) 16
  *    at a time with the polynomial of the AVX2 kernel (same accuracy), the
  *    denominator;
- *  - weighted sums: 4 heads × 64 columns per pass (16 accumulators), the
+ *  - weighted sums: 6 heads × 64 columns per pass (24 accumulators), the
  *    vectors in blocks whose 64-column slices stay in the first-level cache
  *    while every head passes over them; then the multiplication by
  *    1 / denominator.
@@ -51,11 +51,19 @@ typedef __mmask16 mask16;
 
 #define INL static inline __attribute__((always_inline))
 
+/* a loaded value kept in a register: without it the compiler folds the
+ * query load into both FMAs that use it (twice the loads of the scores) */
+#ifdef DSV4K_EMULATE_AVX512
+#define IN_REG(v) ((void)0)
+#else
+#define IN_REG(v) __asm__("" : "+v"(v))
+#endif
+
 /* vectors per block, heads per pass of the scores, heads and 16-column
  * chunks per pass of the weighted sums */
 #define AT_EB 64
 #define AT_GH 8
-#define AT_WH 4
+#define AT_WH 6
 #define AT_WC 4
 
 /* the sum of the 16 lanes of a (a fixed tree: lanes j and j+8, then j and
@@ -131,6 +139,7 @@ TGT INL void at_dots(const float *q, int64_t ldq, int G, const float *const *kv,
         for (int g = 0; g < AT_GH; g++) {
             if (g < G) {
                 __m512 qv = _mm512_loadu_ps(q + g * ldq + c);
+                IN_REG(qv);
                 a[2 * g] = _mm512_fmadd_ps(qv, v0, a[2 * g]);
                 if (V > 1) a[2 * g + 1] = _mm512_fmadd_ps(qv, v1, a[2 * g + 1]);
             }
@@ -149,36 +158,36 @@ TGT static void at_dots_any(const float *q, int64_t ldq, int G, const float *con
     at_dots(q, ldq, G, kv, V, d, scale, sc, lds);
 }
 
-/* o[g][c0 .. c0 + 16·C) += Σ_i p[g][i] · kv[i][c0 ..] for G <= 4 heads (p
+/* o[g][c0 .. c0 + 16·C) += Σ_i p[g][i] · kv[i][c0 ..] for G <= 6 heads (p
  * ldp apart, o ldo apart), i in [0, ne): one accumulator per lane, the
  * vectors in order */
 TGT INL void at_wsum(const float *p, int64_t ldp, int G, const float *const *kv, int64_t ne, int64_t c0, int C,
                      float *o, int64_t ldo)
 {
     __m512 a[AT_WH * AT_WC];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int g = 0; g < AT_WH; g++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int j = 0; j < AT_WC; j++)
             a[g * AT_WC + j] = g < G && j < C ? _mm512_loadu_ps(o + g * ldo + c0 + 16 * j) : _mm512_setzero_ps();
     for (int64_t i = 0; i < ne; i++) {
         const float *k = kv[i] + c0;
         __m512 v[AT_WC];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int j = 0; j < AT_WC; j++) v[j] = j < C ? _mm512_loadu_ps(k + 16 * j) : _mm512_setzero_ps();
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int g = 0; g < AT_WH; g++) {
             if (g < G) {
                 __m512 pw = _mm512_set1_ps(p[g * ldp + i]);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
                 for (int j = 0; j < AT_WC; j++)
                     if (j < C) a[g * AT_WC + j] = _mm512_fmadd_ps(pw, v[j], a[g * AT_WC + j]);
             }
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int g = 0; g < AT_WH; g++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int j = 0; j < AT_WC; j++)
             if (g < G && j < C) _mm512_storeu_ps(o + g * ldo + c0 + 16 * j, a[g * AT_WC + j]);
 }
