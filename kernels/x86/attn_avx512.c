@@ -5,9 +5,9 @@
  * OS have AVX-512; tested against dsv4k_attn_head_ref in tests/kernels).
  *
  * The same three phases as the AVX2 kernel, 16 lanes wide:
- *  - scores: 8 heads × 2 vectors per pass (16 accumulators), so each vector
- *    is read once per 8 heads; the 16 dot products are summed across their
- *    lanes together (a transposed reduction: four levels of shuffles and
+ *  - scores: 8 heads × 3 vectors per pass (24 accumulators), so each vector
+ *    is read once per 8 heads; the dot products are summed across their
+ *    lanes 16 at a time (a transposed reduction: four levels of shuffles and
  *    adds for all 16 instead of four levels each);
  *  - softmax with the sink logit (zero value): the maximum, e^(s - max) 16
  *    at a time with the polynomial of the AVX2 kernel (same accuracy), the
@@ -124,17 +124,20 @@ TGT INL __m512 at_sum16(const __m512 *a)
 /* the lane of at_sum16's result that holds the sum of a[p] */
 #define AT_LANE(p) (4 * ((p) % 4) + (p) / 4)
 
-/* scores of G <= 8 heads (queries ldq apart) × V <= 2 vectors into
- * sc[g·lds + v]: one accumulator per pair over the columns in order */
+/* scores of G <= 8 heads (queries ldq apart) × V <= 3 vectors into
+ * sc[g·lds + v]: one accumulator per pair over the columns in order (24 in
+ * registers), summed across lanes 16 at a time by at_sum16 (the pairs of
+ * the first two vectors in one, those of the third with 8 zeros in the
+ * other: each lane is reduced alone, so the sum is the same either way) */
 TGT INL void at_dots(const float *q, int64_t ldq, int G, const float *const *kv, int V, int64_t d, float scale,
                      float *sc, int64_t lds)
 {
-    __m512 a[16];
-#pragma GCC unroll 16
-    for (int k = 0; k < 16; k++) a[k] = _mm512_setzero_ps();
-    const float *k0 = kv[0], *k1 = V > 1 ? kv[1] : kv[0];
+    __m512 a[32];
+#pragma GCC unroll 32
+    for (int k = 0; k < 32; k++) a[k] = _mm512_setzero_ps();
+    const float *k0 = kv[0], *k1 = V > 1 ? kv[1] : kv[0], *k2 = V > 2 ? kv[2] : kv[0];
     for (int64_t c = 0; c < d; c += 16) {
-        __m512 v0 = _mm512_loadu_ps(k0 + c), v1 = _mm512_loadu_ps(k1 + c);
+        __m512 v0 = _mm512_loadu_ps(k0 + c), v1 = _mm512_loadu_ps(k1 + c), v2 = _mm512_loadu_ps(k2 + c);
 #pragma GCC unroll 8
         for (int g = 0; g < AT_GH; g++) {
             if (g < G) {
@@ -142,13 +145,17 @@ TGT INL void at_dots(const float *q, int64_t ldq, int G, const float *const *kv,
                 IN_REG(qv);
                 a[2 * g] = _mm512_fmadd_ps(qv, v0, a[2 * g]);
                 if (V > 1) a[2 * g + 1] = _mm512_fmadd_ps(qv, v1, a[2 * g + 1]);
+                if (V > 2) a[16 + g] = _mm512_fmadd_ps(qv, v2, a[16 + g]);
             }
         }
     }
-    float t[16];
+    float t[16], t2[16];
     _mm512_storeu_ps(t, _mm512_mul_ps(at_sum16(a), _mm512_set1_ps(scale)));
-    for (int g = 0; g < G; g++)
-        for (int v = 0; v < V; v++) sc[g * lds + v] = t[AT_LANE(2 * g + v)];
+    if (V > 2) _mm512_storeu_ps(t2, _mm512_mul_ps(at_sum16(a + 16), _mm512_set1_ps(scale)));
+    for (int g = 0; g < G; g++) {
+        for (int v = 0; v < V && v < 2; v++) sc[g * lds + v] = t[AT_LANE(2 * g + v)];
+        if (V > 2) sc[g * lds + 2] = t2[AT_LANE(g)];
+    }
 }
 
 /* the ragged passes */
@@ -234,9 +241,9 @@ TGT void K512(dsv4k_attn_heads_avx512)(const float *q, int64_t ldq, int64_t nh, 
             int G = nh - h < AT_GH ? (int)(nh - h) : AT_GH;
             int64_t i = e0;
             if (G == AT_GH)
-                for (; i + 2 <= e1; i += 2) at_dots(q + h * ldq, ldq, AT_GH, kv + i, 2, d, scale, sc + h * n + i, n);
-            for (; i < e1; i += 2) {
-                int V = e1 - i < 2 ? 1 : 2;
+                for (; i + 3 <= e1; i += 3) at_dots(q + h * ldq, ldq, AT_GH, kv + i, 3, d, scale, sc + h * n + i, n);
+            for (; i < e1; i += 3) {
+                int V = e1 - i < 3 ? (int)(e1 - i) : 3;
                 at_dots_any(q + h * ldq, ldq, G, kv + i, V, d, scale, sc + h * n + i, n);
             }
         }
