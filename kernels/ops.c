@@ -45,6 +45,10 @@ void dsv4k_hc_head(const float *X, int hc, int64_t dim, const float *fn, const f
 void dsv4k_attn_heads(const float *q, int64_t ldq, int64_t nh, const float *const *kv, int64_t n, int64_t d,
                       float scale, const float *sink, float *out, int64_t ldo, float *sc, int simd)
 {
+    if (simd && d % 16 == 0 && dsv4k_have_avx512()) {
+        dsv4k_attn_heads_avx512(q, ldq, nh, kv, n, d, scale, sink, out, ldo, sc);
+        return;
+    }
     if (simd && d % 8 == 0 && dsv4k_have_avx2()) {
         dsv4k_attn_heads_avx2(q, ldq, nh, kv, n, d, scale, sink, out, ldo, sc);
         return;

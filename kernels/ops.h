@@ -87,9 +87,11 @@ void dsv4k_hc_head(const float *X, int hc, int64_t dim, const float *fn, const f
 void dsv4k_attn_head_ref(const float *q, const float *const *kv, int64_t n, int64_t d, float scale,
                          float sink, float *out);
 /* every head h < nh of a row over the same n vectors: out + h·ldo from the
- * query q + h·ldq and sink[h]; the AVX2 twin (f32, each vector read once
- * per 4 heads; sc: room for nh·(n + 1) floats) when simd, d % 8 == 0 and
- * the CPU has it, else dsv4k_attn_head_ref per head (sc unused) */
+ * query q + h·ldq and sink[h]; when simd, the AVX-512 twin (f32, each
+ * vector read once per 8 heads) for d % 16 == 0 on a CPU that has it, else
+ * the AVX2 twin (once per 4 heads) for d % 8 == 0 (sc: room for nh·(n + 1)
+ * floats), else dsv4k_attn_head_ref per head (sc unused). The choice does
+ * not depend on the row or on how many rows a step holds. */
 void dsv4k_attn_heads(const float *q, int64_t ldq, int64_t nh, const float *const *kv, int64_t n, int64_t d,
                       float scale, const float *sink, float *out, int64_t ldo, float *sc, int simd);
 

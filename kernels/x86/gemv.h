@@ -78,6 +78,14 @@ void dsv4k_key_fp4_decode_avx2(const uint8_t *p, int64_t d, float *dst);
  * nh·(n + 1) floats. Each vector is read once per 4 heads. */
 void dsv4k_attn_heads_avx2(const float *q, int64_t ldq, int64_t nh, const float *const *kv, int64_t n, int64_t d,
                            float scale, const float *sink, float *out, int64_t ldo, float *sc);
+/* its AVX-512 twin (kernels/x86/attn_avx512.c): same contract for d a
+ * multiple of 16; each vector read once per 8 heads, and every head's
+ * output the same bits whatever nh and the head's place among them.
+ * _emul: built on SIMDe, tests only */
+void dsv4k_attn_heads_avx512(const float *q, int64_t ldq, int64_t nh, const float *const *kv, int64_t n, int64_t d,
+                             float scale, const float *sink, float *out, int64_t ldo, float *sc);
+void dsv4k_attn_heads_avx512_emul(const float *q, int64_t ldq, int64_t nh, const float *const *kv, int64_t n,
+                                  int64_t d, float scale, const float *sink, float *out, int64_t ldo, float *sc);
 
 /* the activation quantisation of dsv4k_act_quant_fp8_ref (blocks of 128, n a
  * multiple of 128) with the result given dequantised: out = q · 2^e, bit

@@ -631,6 +631,107 @@ static void ops(void)
     free(fn);
 }
 
+/*
+ * The AVX-512 attention twin (native where the CPU has AVX-512, and its
+ * SIMDe build) against dsv4k_attn_head_ref, with the AVX2 twin's tolerance:
+ * the AVX2 test's shapes with d a multiple of 16 (16, 144: a ragged
+ * 64-column pass, 512), then every head count 1..67 at d 512 with n from 0
+ * to 700 (ragged blocks of 64 vectors and of 16 scores), sharply peaked
+ * scores, a dominating and a negligible sink, vectors scaled by 2^±12.
+ * Columns past d and heads past nh stay untouched; every head's output is
+ * the same bits when the heads come in other groups (threads split them).
+ */
+typedef void (*attn_fn)(const float *, int64_t, int64_t, const float *const *, int64_t, int64_t, float, const float *,
+                        float *, int64_t, float *);
+
+static void attn512(void)
+{
+    attn_fn fns[2] = { NULL, NULL };
+    const char *names[2] = { "AVX-512 attention (SIMDe emulation)", "AVX-512 attention (native)" };
+#ifdef DSV4K_HAVE_EMUL512
+    fns[0] = dsv4k_attn_heads_avx512_emul;
+#endif
+    if (dsv4k_have_avx512()) fns[1] = dsv4k_attn_heads_avx512;
+    enum { NV = 700, HM = 67, LD = 520 };
+    float *kvh = malloc((size_t)NV * 512 * sizeof(float)), *qh = malloc((size_t)HM * LD * sizeof(float));
+    float *oh = malloc((size_t)HM * LD * sizeof(float)), *o1 = malloc((size_t)HM * LD * sizeof(float));
+    float *scr = malloc((size_t)HM * (NV + 1) * sizeof(float)), sk[HM], oref[512];
+    const float **kvq = malloc(NV * sizeof *kvq);
+    for (int i = 0; i < NV * 512; i++) kvh[i] = frand();
+    for (int i = 0; i < HM * LD; i++) qh[i] = frand() * (i % LD == 3 ? 40.0f : 1.0f);
+    for (int i = 0; i < HM; i++) sk[i] = frand();
+    for (int f = 0; f < 2; f++) {
+        if (!fns[f]) continue;
+        /* (nh, n, d, kind): kind 0 plain, 1 sink +30, 2 sink -1e30, 3 vectors × 2^12, 4 × 2^-12 */
+        int cases[400][4], nc = 0;
+        {
+            int hs[4] = { 1, 4, 7, 11 }, ns[4] = { 1, 2, 65, 150 }, ds[3] = { 16, 144, 512 };
+            for (int di = 0; di < 3; di++)
+                for (int hi = 0; hi < 4; hi++)
+                    for (int ni = 0; ni < 4; ni++) {
+                        cases[nc][0] = hs[hi]; cases[nc][1] = ns[ni]; cases[nc][2] = ds[di]; cases[nc][3] = 0;
+                        nc++;
+                    }
+        }
+        int step = test_reps(1, 5);
+        for (int h = 1; h <= HM; h += step) {
+            cases[nc][0] = h; cases[nc][1] = h == 1 ? 0 : (h * 263) % 701; cases[nc][2] = 512; cases[nc][3] = h % 5;
+            nc++;
+        }
+        cases[nc][0] = HM; cases[nc][1] = NV; cases[nc][2] = 512; cases[nc][3] = 0;
+        nc++;
+        double mh = 0, mrel = 0;
+        int bad_untouched = 0, worst = -1;
+        for (int ci = 0; ci < nc; ci++) {
+            int nh = cases[ci][0], n = cases[ci][1], kind = cases[ci][3];
+            int64_t D = cases[ci][2];
+            float sks[HM], mul = kind == 3 ? 4096.0f : kind == 4 ? 1.0f / 4096.0f : 1.0f;
+            for (int hh = 0; hh < nh; hh++) sks[hh] = kind == 1 ? 30.0f : kind == 2 ? -1e30f : sk[hh];
+            float *kvs = kvh;
+            if (mul != 1.0f) {
+                kvs = malloc((size_t)n * D * sizeof(float) + 1);
+                for (int64_t i = 0; i < (int64_t)n * D; i++) kvs[i] = kvh[i] * mul;
+            }
+            /* the vectors in a scattered order */
+            for (int i = 0; i < n; i++) kvq[i] = kvs + (int64_t)((i * 37) % (n > 0 ? n : 1)) * D;
+            for (int i = 0; i < HM * LD; i++) oh[i] = NAN;
+            fns[f](qh, LD, nh, kvq, n, D, 0.05f, sks, oh, LD, scr);
+            for (int hh = 0; hh < nh; hh++) {
+                dsv4k_attn_head_ref(qh + hh * LD, kvq, n, D, 0.05f, sks[hh], oref);
+                for (int64_t c = 0; c < D; c++) {
+                    /* the AVX2 test's absolute bound on values of size 1 */
+                    double dd = fabs((double)oref[c] - oh[hh * LD + c]) / mul;
+                    if (!(dd <= mh)) { mh = dd == dd ? dd : INFINITY; worst = ci; }
+                    if (fabs(oref[c]) > 1e-3 * mul) mrel = fmax(mrel, dd * mul / fabs(oref[c]));
+                }
+                if (oh[hh * LD + D] == oh[hh * LD + D]) bad_untouched++;
+            }
+            if (nh < HM && oh[nh * LD] == oh[nh * LD]) bad_untouched++;
+            if (kvs != kvh) free(kvs);
+        }
+        CHECK(mh < 2e-5 && bad_untouched == 0,
+              "%s vs reference over %d shapes: max abs diff %.3g (worst nh %d n %d d %d), rel %.3g; %d wrote outside",
+              names[f], nc, mh, worst >= 0 ? cases[worst][0] : 0, worst >= 0 ? cases[worst][1] : 0,
+              worst >= 0 ? cases[worst][2] : 0, mrel, bad_untouched);
+        /* the heads in other groups: one at a time, and split at 13 and 42 */
+        int nsp[3] = { 1, 129, NV }, bits = 0;
+        for (int k = 0; k < 3; k++) {
+            int n = nsp[k];
+            for (int i = 0; i < n; i++) kvq[i] = kvh + (int64_t)((i * 37) % n) * 512;
+            fns[f](qh, LD, HM, kvq, n, 512, 0.05f, sk, oh, LD, scr);
+            for (int hh = 0; hh < HM; hh++) fns[f](qh + hh * LD, LD, 1, kvq, n, 512, 0.05f, sk + hh, o1 + hh * LD, LD, scr);
+            for (int hh = 0; hh < HM; hh++) bits += memcmp(oh + hh * LD, o1 + hh * LD, 512 * sizeof(float)) != 0;
+            fns[f](qh, LD, 13, kvq, n, 512, 0.05f, sk, o1, LD, scr);
+            fns[f](qh + 13 * LD, LD, 29, kvq, n, 512, 0.05f, sk + 13, o1 + 13 * LD, LD, scr);
+            fns[f](qh + 42 * LD, LD, HM - 42, kvq, n, 512, 0.05f, sk + 42, o1 + 42 * LD, LD, scr);
+            for (int hh = 0; hh < HM; hh++) bits += memcmp(oh + hh * LD, o1 + hh * LD, 512 * sizeof(float)) != 0;
+        }
+        CHECK(bits == 0, "%s: every head the same bits in other head groups (%d of %d differ)", names[f], bits,
+              6 * HM);
+    }
+    free(kvh); free(qh); free(oh); free(o1); free(scr); free(kvq);
+}
+
 /* the compact KV codecs equal the simulations and decode back exactly */
 static void kv_codecs(void)
 {
@@ -1284,6 +1385,7 @@ int main(void)
     kv_codecs();
     formats();
     ops();
+    attn512();
     int64_t ms[] = { 1, 3, 17 };
     for (int aq = 0; aq <= 1; aq++) {
         for (size_t i = 0; i < 3; i++) {
