@@ -147,3 +147,9 @@ void dsv4k_fp8_sim(float *x, int64_t n, int block, int simd)
     if (simd && block == 64 && n % 64 == 0 && dsv4k_have_avx512()) dsv4k_fp8_sim_avx512(x, n);
     else dsv4k_fp8_sim_ref(x, n, block);
 }
+
+void dsv4k_hadamard(float *x, int n, int simd)
+{
+    if (simd && n >= 16 && (n & (n - 1)) == 0 && dsv4k_have_avx512()) dsv4k_hadamard_avx512(x, n);
+    else dsv4k_hadamard_ref(x, n);
+}

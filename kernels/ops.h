@@ -54,6 +54,9 @@ void dsv4k_fp8_sim(float *x, int64_t n, int block, int simd);
 /* Sylvester-ordered Hadamard transform of n (a power of two) values scaled
  * by n^-0.5 (§4.9). In place. */
 void dsv4k_hadamard_ref(float *x, int n);
+/* the same through the AVX-512 twin (same bits) when simd, n >= 16 and the
+ * CPU has it */
+void dsv4k_hadamard(float *x, int n, int simd);
 
 /*
  * mHC pre-mix (§5.2 HcPre) for one token: X is hc streams of dim values

@@ -204,6 +204,8 @@ void dsv4k_fp8_sim_avx512(float *x, int64_t n);
  * (width % 8 == 0) */
 void dsv4k_hc_mix_avx512(const float *X, int64_t ldx, int nt, int64_t width, const float *fn, int rows,
                          float norm_eps, double *m, int ldm);
+/* dsv4k_hadamard_ref for n a power of two >= 16, bit for bit */
+void dsv4k_hadamard_avx512(float *x, int n);
 /* dsv4k_hc_post_ref for hc <= 8, bit for bit */
 void dsv4k_hc_post_avx512(const float *X, const float *o, const float *post, const float *comb, int hc,
                           int64_t dim, float *Xo);

@@ -304,3 +304,34 @@ TGT void dsv4k_hc_post_avx512(const float *X, const float *o, const float *post,
             Xo[k * dim + c] = (float)acc;
         }
 }
+
+/* ---- Hadamard ------------------------------------------------------------------------- */
+
+/* one butterfly stage of span h < 16 inside a vector: a lane without bit h
+ * takes itself + its partner, a lane with it partner − itself (the
+ * reference's a + b and a − b) */
+TGT static inline __m512 bfly(__m512 v, __m512 partner, __mmask16 upper)
+{
+    return _mm512_mask_sub_ps(_mm512_add_ps(v, partner), upper, partner, v);
+}
+
+TGT void dsv4k_hadamard_avx512(float *x, int n)
+{
+    for (int b = 0; b < n; b += 16) {
+        __m512 v = _mm512_loadu_ps(x + b);
+        v = bfly(v, _mm512_permute_ps(v, 0xB1), 0xAAAA);
+        v = bfly(v, _mm512_permute_ps(v, 0x4E), 0xCCCC);
+        v = bfly(v, _mm512_shuffle_f32x4(v, v, 0xB1), 0xF0F0);
+        v = bfly(v, _mm512_shuffle_f32x4(v, v, 0x4E), 0xFF00);
+        _mm512_storeu_ps(x + b, v);
+    }
+    for (int h = 16; h < n; h *= 2)
+        for (int i = 0; i < n; i += 2 * h)
+            for (int j = i; j < i + h; j += 16) {
+                __m512 a = _mm512_loadu_ps(x + j), c = _mm512_loadu_ps(x + j + h);
+                _mm512_storeu_ps(x + j, _mm512_add_ps(a, c));
+                _mm512_storeu_ps(x + j + h, _mm512_sub_ps(a, c));
+            }
+    __m512 s = _mm512_set1_ps((float)(1.0 / sqrt((double)n)));
+    for (int i = 0; i < n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), s));
+}

@@ -340,7 +340,7 @@ void dsv4g_rope(dsv4g_graph *g, int32_t x, const float *freqs, int inverse)
 
 static void hadamard_row(dsv4g_run *r, const dsv4g_node *n, int64_t i)
 {
-    dsv4k_hadamard_ref(row_f32(r, n->in[0], i), (int)r->g->t[n->in[0]].cols);
+    dsv4k_hadamard(row_f32(r, n->in[0], i), (int)r->g->t[n->in[0]].cols, !r->ref);
 }
 static void op_hadamard(dsv4g_run *r, const dsv4g_node *n) { for_rows(r, n, dsv4g_rows(r, n->in[0]), hadamard_row); }
 

@@ -291,6 +291,29 @@ static void hc_post(void)
     CHECK(bad == 0, "HcPost's twins = the reference, bit for bit (%d mismatches in %d cases)", bad, cases);
 }
 
+static void hadamard(void)
+{
+    float x[4096], y1[4096], y2[4096];
+    int bad = 0, cases = 0;
+    for (int n = 1; n <= 4096; n *= 2)
+        for (int rep = 0; rep < 20; rep++) {
+            float sc = ldexpf(1.0f, (int)(rnd() % 270) - 140);
+            for (int i = 0; i < n; i++) x[i] = value(sc, rep % 4 == 3);
+            memcpy(y1, x, (size_t)n * 4);
+            memcpy(y2, x, (size_t)n * 4);
+            dsv4k_hadamard_ref(y1, n);
+            dsv4k_hadamard(y2, n, 1);
+            bad += !same_bits(y1, y2, n);
+            if (n >= 16 && dsv4k_have_avx512()) {
+                memcpy(y2, x, (size_t)n * 4);
+                dsv4k_hadamard_avx512(y2, n);
+                bad += !same_bits(y1, y2, n);
+            }
+            cases++;
+        }
+    CHECK(bad == 0, "Hadamard's twin = the reference, bit for bit (%d mismatches in %d cases)", bad, cases);
+}
+
 /* the twins do change values (a test of the test) */
 static void sim_rounds(void)
 {
@@ -310,5 +333,6 @@ int main(void)
     sim_rounds();
     hc();
     hc_post();
+    hadamard();
     return test_summary();
 }
