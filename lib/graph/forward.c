@@ -161,6 +161,7 @@ typedef struct embed_job {
     const rowset *rs;
     float *X;
     int64_t dim, width, copies;
+    int ref;
 } embed_job;
 
 static void embed_span(void *arg, int64_t a, int64_t b, int thread)
@@ -169,7 +170,9 @@ static void embed_span(void *arg, int64_t a, int64_t b, int thread)
     (void)thread;
     for (int64_t t = a; t < b; t++) {
         float *x = j->X + t * j->width;
-        dsv4k_weight_rows_f32_ref(&j->rt->w->embed, j->rs->tok[t], j->rs->tok[t] + 1, x);
+        /* the same exact values either way; the reference decodes value by value */
+        if (j->ref) dsv4k_weight_rows_f32_ref(&j->rt->w->embed, j->rs->tok[t], j->rs->tok[t] + 1, x);
+        else dsv4k_decode_row(&j->rt->w->embed, j->rs->tok[t], x);
         for (int64_t k = 1; k < j->copies; k++) memcpy(x + k * j->dim, x, (size_t)j->dim * 4);
     }
 }
@@ -178,7 +181,7 @@ static void op_embed(dsv4g_run *r, const dsv4g_node *n)
 {
     dsv4__rt *rt = RT(r);
     const rowset *rs = &rt->rs[n->i[0]];
-    embed_job j = { rt, rs, dsv4g_f32(r, n->out[0]), rt->c->dim, r->g->t[n->out[0]].ld, n->i[1] };
+    embed_job j = { rt, rs, dsv4g_f32(r, n->out[0]), rt->c->dim, r->g->t[n->out[0]].ld, n->i[1], r->ref };
     if (rs->n > 0) dsv4k_pool_for(rs->n > 1 ? r->pool : NULL, rs->n, 1, embed_span, &j);
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include "kernels.h"
 #include "ops.h"
+#include "linear.h"
 #include "x86/gemv.h"
 #include "testutil.h"
 
@@ -314,6 +315,41 @@ static void hadamard(void)
     CHECK(bad == 0, "Hadamard's twin = the reference, bit for bit (%d mismatches in %d cases)", bad, cases);
 }
 
+/* the embedding lookup decodes rows with dsv4k_decode_row: the reference's
+ * values (dsv4k_weight_rows_f32_ref) in every format, on a row view too */
+static void decode_rows(void)
+{
+    dsv4k_tables_init();
+    int fmts[5] = { DSV4K_W_BF16, DSV4K_W_F32, DSV4K_W_FP8, DSV4K_W_FP8_F32S, DSV4K_W_FP4 };
+    int bad = 0, rows = 0;
+    for (int f = 0; f < 5; f++) {
+        int fmt = fmts[f];
+        int64_t n = 256, k = 512, kb = k / 128, nb = n / 128;
+        size_t wbytes = fmt == DSV4K_W_BF16 ? 2 : fmt == DSV4K_W_F32 ? 4 : 1;
+        uint8_t *wd = malloc((size_t)(n * k) * wbytes);
+        void *sd = malloc((size_t)(fmt == DSV4K_W_FP4 ? n * (k / 32) : nb * kb * 4));
+        for (int64_t i = 0; i < n * k * (int64_t)wbytes; i++) wd[i] = (uint8_t)rnd();
+        if (fmt == DSV4K_W_FP8)
+            for (int64_t i = 0; i < nb * kb; i++) ((uint8_t *)sd)[i] = (uint8_t)(i == 3 ? 250 : 60 + rnd() % 130);
+        if (fmt == DSV4K_W_FP8_F32S)
+            for (int64_t i = 0; i < nb * kb; i++) ((float *)sd)[i] = frand() * 0.01f;
+        if (fmt == DSV4K_W_FP4)
+            for (int64_t i = 0; i < n * (k / 32); i++) ((uint8_t *)sd)[i] = (uint8_t)(i % 97 == 5 ? 2 : 60 + rnd() % 130);
+        float *a = malloc((size_t)k * 4), *b = malloc((size_t)k * 4);
+        for (int view = 0; view < 2; view++) {
+            dsv4k_weight w = { fmt, view ? 100 : n, k, wd, sd, view ? 37 : 0, 0 };
+            for (int64_t r = 0; r < w.n; r++) {
+                dsv4k_weight_rows_f32_ref(&w, r, r + 1, a);
+                dsv4k_decode_row(&w, r, b);
+                bad += !same_bits(a, b, k);
+                rows++;
+            }
+        }
+        free(wd); free(sd); free(a); free(b);
+    }
+    CHECK(bad == 0 && rows > 1000, "row decoding = the reference's values (%d of %d rows differ)", bad, rows);
+}
+
 /* the twins do change values (a test of the test) */
 static void sim_rounds(void)
 {
@@ -334,5 +370,6 @@ int main(void)
     hc();
     hc_post();
     hadamard();
+    decode_rows();
     return test_summary();
 }
