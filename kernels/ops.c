@@ -27,10 +27,35 @@ void dsv4k_hc_pre(const float *X, int hc, int64_t dim, const float *fn, const fl
     dsv4k_hc_pre_from_mix_ref(X, hc, dim, m, base, scale, iters, hc_eps, u, post, comb);
 }
 
+void dsv4k_hc_pre_rows(const float *X, int64_t ldx, int64_t T, int hc, int64_t dim, const float *fn,
+                       const float *base, const float *scale, int iters, float norm_eps, float hc_eps, float *u,
+                       int64_t ldu, float *post, int64_t ldp, float *comb, int64_t ldc, int simd)
+{
+    int rows = (2 + hc) * hc;
+    if (!(simd && hc >= 1 && hc <= 8 && (hc * dim) % 8 == 0 && dsv4k_have_avx512())) {
+        for (int64_t t = 0; t < T; t++)
+            dsv4k_hc_pre(X + t * ldx, hc, dim, fn, base, scale, iters, norm_eps, hc_eps, u + t * ldu, post + t * ldp,
+                         comb + t * ldc, simd);
+        return;
+    }
+    double m[4 * 80];
+    for (int64_t t0 = 0; t0 < T; t0 += 4) {
+        int nt = T - t0 < 4 ? (int)(T - t0) : 4;
+        dsv4k_hc_mix_avx512(X + t0 * ldx, ldx, nt, hc * dim, fn, rows, norm_eps, m, 80);
+        for (int t = 0; t < nt; t++) {
+            float pre[8];
+            int64_t i = t0 + t;
+            dsv4k_hc_pre_weights_ref(hc, m + t * 80, base, scale, iters, hc_eps, pre, post + i * ldp, comb + i * ldc);
+            dsv4k_hc_sum_avx512(X + i * ldx, hc, dim, pre, u + i * ldu);
+        }
+    }
+}
+
 void dsv4k_hc_post(const float *X, const float *o, const float *post, const float *comb, int hc, int64_t dim,
                    float *Xo, int simd)
 {
-    if (simd && dim % 8 == 0 && dsv4k_have_avx2()) dsv4k_hc_post_avx2(X, o, post, comb, hc, dim, Xo);
+    if (simd && hc <= 8 && dsv4k_have_avx512()) dsv4k_hc_post_avx512(X, o, post, comb, hc, dim, Xo);
+    else if (simd && dim % 8 == 0 && dsv4k_have_avx2()) dsv4k_hc_post_avx2(X, o, post, comb, hc, dim, Xo);
     else dsv4k_hc_post_ref(X, o, post, comb, hc, dim, Xo);
 }
 
@@ -97,4 +122,38 @@ void dsv4k_key_fp4_decode(const uint8_t *p, int64_t d, float *dst, int simd)
 {
     if (simd && d % 32 == 0 && dsv4k_have_avx2()) dsv4k_key_fp4_decode_avx2(p, d, dst);
     else dsv4k_key_fp4_decode_ref(p, d, dst);
+}
+
+void dsv4k_rmsnorm_rows(const float *x, int64_t ldx, const float *w, int64_t n, float eps, float *y, int64_t ldy,
+                        int64_t m, int simd)
+{
+    if (simd && dsv4k_have_avx512()) {
+        dsv4k_rmsnorm_rows_avx512(x, ldx, w, n, eps, y, ldy, m);
+        return;
+    }
+    for (int64_t i = 0; i < m; i++) dsv4k_rmsnorm_ref(x + i * ldx, w, n, eps, y + i * ldy);
+}
+
+void dsv4k_rope_apply(float *x, int rope_dim, const float *cs, int simd)
+{
+    if (simd && dsv4k_have_avx512()) dsv4k_rope_apply_avx512(x, rope_dim, cs);
+    else dsv4k_rope_apply_ref(x, rope_dim, cs);
+}
+
+void dsv4k_fp4_sim(float *x, int64_t n, int block, int simd)
+{
+    if (simd && block == 32 && n % 32 == 0 && dsv4k_have_avx512()) dsv4k_fp4_sim_avx512(x, n);
+    else dsv4k_fp4_sim_ref(x, n, block);
+}
+
+void dsv4k_fp8_sim(float *x, int64_t n, int block, int simd)
+{
+    if (simd && block == 64 && n % 64 == 0 && dsv4k_have_avx512()) dsv4k_fp8_sim_avx512(x, n);
+    else dsv4k_fp8_sim_ref(x, n, block);
+}
+
+void dsv4k_hadamard(float *x, int n, int simd)
+{
+    if (simd && n >= 16 && (n & (n - 1)) == 0 && dsv4k_have_avx512()) dsv4k_hadamard_avx512(x, n);
+    else dsv4k_hadamard_ref(x, n);
 }

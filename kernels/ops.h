@@ -21,6 +21,13 @@
  * y may equal x. */
 void dsv4k_rmsnorm_ref(const float *x, const float *w, int64_t n, float eps, float *y);
 
+/* dsv4k_rmsnorm_ref on m rows: row i of x at x + i·ldx, its result at
+ * y + i·ldy (y may equal x with ldy == ldx). The AVX-512 twin when simd and
+ * the CPU has it (the same bits: each row's sum in the reference's order),
+ * else the reference per row. */
+void dsv4k_rmsnorm_rows(const float *x, int64_t ldx, const float *w, int64_t n, float eps, float *y, int64_t ldy,
+                        int64_t m, int simd);
+
 /* RoPE frequency table (§4.6): f[i] for i < rope_dim/2. YaRN is applied when
  * orig_len > 0 (factor, beta_fast, beta_slow as in config.json). */
 void dsv4k_rope_freqs(double base, int rope_dim, int64_t orig_len, double factor, double beta_fast,
@@ -30,9 +37,26 @@ void dsv4k_rope_freqs(double base, int rope_dim, int64_t orig_len, double factor
  * angle fp32(pos)·f[i] (inverse: by the negative angle). In place. */
 void dsv4k_rope_ref(float *x, int rope_dim, int64_t pos, const float *f, int inverse);
 
+/* dsv4k_rope_ref in two steps, for rows that share a position: the table
+ * cs [rope_dim] of the cosines (cs[2i]) and sines (cs[2i+1], negated when
+ * inverse) of the angles fp32(pos)·f[i], then the rotation of x by it. The
+ * two steps give dsv4k_rope_ref's bits; dsv4k_rope_apply takes the AVX-512
+ * twin when simd and the CPU has it. */
+void dsv4k_rope_table(int rope_dim, int64_t pos, const float *f, int inverse, float *cs);
+void dsv4k_rope_apply_ref(float *x, int rope_dim, const float *cs);
+void dsv4k_rope_apply(float *x, int rope_dim, const float *cs, int simd);
+
+/* dsv4k_fp4_sim_ref / dsv4k_fp8_sim_ref (kernels.h) through their AVX-512
+ * twins (same bits) when simd, the CPU has it and the block is 32 / 64 */
+void dsv4k_fp4_sim(float *x, int64_t n, int block, int simd);
+void dsv4k_fp8_sim(float *x, int64_t n, int block, int simd);
+
 /* Sylvester-ordered Hadamard transform of n (a power of two) values scaled
  * by n^-0.5 (§4.9). In place. */
 void dsv4k_hadamard_ref(float *x, int n);
+/* the same through the AVX-512 twin (same bits) when simd, n >= 16 and the
+ * CPU has it */
+void dsv4k_hadamard(float *x, int n, int simd);
 
 /*
  * mHC pre-mix (§5.2 HcPre) for one token: X is hc streams of dim values
@@ -49,11 +73,26 @@ void dsv4k_hc_pre_ref(const float *X, int hc, int64_t dim, const float *fn, cons
 void dsv4k_hc_pre_from_mix_ref(const float *X, int hc, int64_t dim, const double *m, const float *base,
                                const float *scale, int iters, float hc_eps, float *u, float *post, float *comb);
 
+/* the parts of dsv4k_hc_pre_from_mix_ref: the weights pre [hc], post and
+ * comb from the mix, then u = Σ_j pre[j]·X[j] (dsv4k_hc_sum_ref: per value a
+ * double sum over the streams in order, rounded once; HcHead's too) */
+void dsv4k_hc_pre_weights_ref(int hc, const double *m, const float *base, const float *scale, int iters,
+                              float hc_eps, float *pre, float *post, float *comb);
+void dsv4k_hc_sum_ref(const float *X, int hc, int64_t dim, const float *w, float *y);
+
 /* the same with the stream mix (the (2+hc)·hc dot products over hc·dim
  * values, the bulk of the work) through the AVX2 twin when simd and the CPU
  * has it; the rest is the reference's (kernels/ops.c) */
 void dsv4k_hc_pre(const float *X, int hc, int64_t dim, const float *fn, const float *base, const float *scale,
                   int iters, float norm_eps, float hc_eps, float *u, float *post, float *comb, int simd);
+
+/* dsv4k_hc_pre for T tokens: token t's X at X + t·ldx, its u, post and
+ * comb at u + t·ldu, post + t·ldp, comb + t·ldc; each token's results are
+ * dsv4k_hc_pre's bits. With AVX-512 (simd, hc·dim % 8 == 0, hc <= 8) the
+ * mix takes 4 tokens per pass over fn. */
+void dsv4k_hc_pre_rows(const float *X, int64_t ldx, int64_t T, int hc, int64_t dim, const float *fn,
+                       const float *base, const float *scale, int iters, float norm_eps, float hc_eps, float *u,
+                       int64_t ldu, float *post, int64_t ldp, float *comb, int64_t ldc, int simd);
 
 /* the stream mix of HcPre / HcHead: m[o] = (f32)(fn[o] · X) · r for rows o,
  * r the f32-rounded inverse RMS of X[0..width); sums in double */
@@ -75,6 +114,9 @@ void dsv4k_hc_head_ref(const float *X, int hc, int64_t dim, const float *fn, con
  * gives it */
 void dsv4k_hc_head_from_mix_ref(const float *X, int hc, int64_t dim, const double *m, const float *base,
                                 const float *scale, float hc_eps, float *y);
+/* its weights w [hc] (then y = dsv4k_hc_sum_ref of them) */
+void dsv4k_hc_head_weights_ref(int hc, const double *m, const float *base, const float *scale, float hc_eps,
+                               float *w);
 /* the same, the mix as for dsv4k_hc_pre (kernels/ops.c) */
 void dsv4k_hc_head(const float *X, int hc, int64_t dim, const float *fn, const float *base, const float *scale,
                    float norm_eps, float hc_eps, float *y, int simd);

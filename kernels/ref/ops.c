@@ -54,6 +54,27 @@ void dsv4k_rope_ref(float *x, int rope_dim, int64_t pos, const float *f, int inv
     }
 }
 
+void dsv4k_rope_table(int rope_dim, int64_t pos, const float *f, int inverse, float *cs)
+{
+    float t = (float)pos;
+    for (int i = 0; i < rope_dim / 2; i++) {
+        float ang = t * f[i];
+        float c = (float)cos((double)ang), s = (float)sin((double)ang);
+        cs[2 * i] = c;
+        cs[2 * i + 1] = inverse ? -s : s;
+    }
+}
+
+void dsv4k_rope_apply_ref(float *x, int rope_dim, const float *cs)
+{
+    for (int i = 0; i < rope_dim / 2; i++) {
+        float c = cs[2 * i], s = cs[2 * i + 1];
+        float a = x[2 * i], b = x[2 * i + 1];
+        x[2 * i] = a * c - b * s;
+        x[2 * i + 1] = a * s + b * c;
+    }
+}
+
 void dsv4k_hadamard_ref(float *x, int n)
 {
     for (int h = 1; h < n; h *= 2)
@@ -90,10 +111,9 @@ void dsv4k_hc_pre_ref(const float *X, int hc, int64_t dim, const float *fn, cons
     dsv4k_hc_pre_from_mix_ref(X, hc, dim, m, base, scale, iters, hc_eps, u, post, comb);
 }
 
-void dsv4k_hc_pre_from_mix_ref(const float *X, int hc, int64_t dim, const double *m, const float *base,
-                               const float *scale, int iters, float hc_eps, float *u, float *post, float *comb)
+void dsv4k_hc_pre_weights_ref(int hc, const double *m, const float *base, const float *scale, int iters,
+                              float hc_eps, float *pre, float *post, float *comb)
 {
-    float pre[8];
     for (int j = 0; j < hc; j++) {
         pre[j] = sigmoidf_((float)m[j] * scale[0] + base[j]) + hc_eps;
         post[j] = 2.0f * sigmoidf_((float)m[hc + j] * scale[1] + base[hc + j]);
@@ -123,11 +143,23 @@ void dsv4k_hc_pre_from_mix_ref(const float *X, int hc, int64_t dim, const double
             for (int j = 0; j < hc; j++) comb[j * hc + k] /= s + hc_eps;
         }
     }
+}
+
+void dsv4k_hc_sum_ref(const float *X, int hc, int64_t dim, const float *w, float *y)
+{
     for (int64_t c = 0; c < dim; c++) {
         double acc = 0.0;
-        for (int j = 0; j < hc; j++) acc += (double)pre[j] * X[j * dim + c];
-        u[c] = (float)acc;
+        for (int j = 0; j < hc; j++) acc += (double)w[j] * X[j * dim + c];
+        y[c] = (float)acc;
     }
+}
+
+void dsv4k_hc_pre_from_mix_ref(const float *X, int hc, int64_t dim, const double *m, const float *base,
+                               const float *scale, int iters, float hc_eps, float *u, float *post, float *comb)
+{
+    float pre[8];
+    dsv4k_hc_pre_weights_ref(hc, m, base, scale, iters, hc_eps, pre, post, comb);
+    dsv4k_hc_sum_ref(X, hc, dim, pre, u);
 }
 
 void dsv4k_hc_post_ref(const float *X, const float *o, const float *post, const float *comb, int hc,
@@ -149,16 +181,18 @@ void dsv4k_hc_head_ref(const float *X, int hc, int64_t dim, const float *fn, con
     dsv4k_hc_head_from_mix_ref(X, hc, dim, m, base, scale, hc_eps, y);
 }
 
+void dsv4k_hc_head_weights_ref(int hc, const double *m, const float *base, const float *scale, float hc_eps,
+                               float *w)
+{
+    for (int j = 0; j < hc; j++) w[j] = sigmoidf_((float)m[j] * scale[0] + base[j]) + hc_eps;
+}
+
 void dsv4k_hc_head_from_mix_ref(const float *X, int hc, int64_t dim, const double *m, const float *base,
                                 const float *scale, float hc_eps, float *y)
 {
     float w[8];
-    for (int j = 0; j < hc; j++) w[j] = sigmoidf_((float)m[j] * scale[0] + base[j]) + hc_eps;
-    for (int64_t c = 0; c < dim; c++) {
-        double acc = 0.0;
-        for (int j = 0; j < hc; j++) acc += (double)w[j] * X[j * dim + c];
-        y[c] = (float)acc;
-    }
+    dsv4k_hc_head_weights_ref(hc, m, base, scale, hc_eps, w);
+    dsv4k_hc_sum_ref(X, hc, dim, w, y);
 }
 
 void dsv4k_attn_head_ref(const float *q, const float *const *kv, int64_t n, int64_t d, float scale,

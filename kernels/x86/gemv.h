@@ -202,6 +202,31 @@ void dsv4k_rows_fp4q_avx512_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, 
 int dsv4k_rows_fp8q_avx512_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const float *x, const float *xp,
                                 const int16_t *sh, float *y);
 
+/*
+ * AVX-512 twins of per-row operators (kernels/x86/ops_avx512.c), bit for bit
+ * the references' results: RMSNorm of m rows (dsv4k_rmsnorm_ref per row; the
+ * sums of 8 rows side by side), the RoPE rotation from a table of
+ * dsv4k_rope_table, the FP4 simulation with blocks of 32 and the FP8
+ * simulation with blocks of 64 (n a multiple of the block).
+ */
+void dsv4k_rmsnorm_rows_avx512(const float *x, int64_t ldx, const float *w, int64_t n, float eps, float *y,
+                               int64_t ldy, int64_t m);
+void dsv4k_rope_apply_avx512(float *x, int rope_dim, const float *cs);
+void dsv4k_fp4_sim_avx512(float *x, int64_t n);
+void dsv4k_fp8_sim_avx512(float *x, int64_t n);
+/* dsv4k_hc_mix_avx2 (the same bits) for nt <= 4 tokens at once, token t at
+ * X + t·ldx, its m at m + t·ldm: each row of fn is read once per 4 tokens
+ * (width % 8 == 0) */
+void dsv4k_hc_mix_avx512(const float *X, int64_t ldx, int nt, int64_t width, const float *fn, int rows,
+                         float norm_eps, double *m, int ldm);
+/* dsv4k_hadamard_ref for n a power of two >= 16, bit for bit */
+void dsv4k_hadamard_avx512(float *x, int n);
+/* dsv4k_hc_post_ref for hc <= 8, bit for bit */
+void dsv4k_hc_post_avx512(const float *X, const float *o, const float *post, const float *comb, int hc,
+                          int64_t dim, float *Xo);
+/* dsv4k_hc_sum_ref, bit for bit */
+void dsv4k_hc_sum_avx512(const float *X, int hc, int64_t dim, const float *w, float *y);
+
 /* per block of 32 of x[0..k): the 16 even elements, then the 16 odd ones */
 void dsv4k_split_even_odd(const float *x, int64_t k, float *dst);
 

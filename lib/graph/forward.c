@@ -156,16 +156,33 @@ int64_t dsv4__rt_scratch_bytes(const dsv4__rt *rt)
 /* ---- model operators --------------------------------------------------- */
 
 /* X[row] = hc copies of the token's embedding */
+typedef struct embed_job {
+    dsv4__rt *rt;
+    const rowset *rs;
+    float *X;
+    int64_t dim, width, copies;
+    int ref;
+} embed_job;
+
+static void embed_span(void *arg, int64_t a, int64_t b, int thread)
+{
+    embed_job *j = arg;
+    (void)thread;
+    for (int64_t t = a; t < b; t++) {
+        float *x = j->X + t * j->width;
+        /* the same exact values either way; the reference decodes value by value */
+        if (j->ref) dsv4k_weight_rows_f32_ref(&j->rt->w->embed, j->rs->tok[t], j->rs->tok[t] + 1, x);
+        else dsv4k_decode_row(&j->rt->w->embed, j->rs->tok[t], x);
+        for (int64_t k = 1; k < j->copies; k++) memcpy(x + k * j->dim, x, (size_t)j->dim * 4);
+    }
+}
+
 static void op_embed(dsv4g_run *r, const dsv4g_node *n)
 {
     dsv4__rt *rt = RT(r);
     const rowset *rs = &rt->rs[n->i[0]];
-    int64_t dim = rt->c->dim, width = r->g->t[n->out[0]].ld;
-    float *X = dsv4g_f32(r, n->out[0]);
-    for (int64_t t = 0; t < rs->n; t++) {
-        dsv4k_weight_rows_f32_ref(&rt->w->embed, rs->tok[t], rs->tok[t] + 1, X + t * width);
-        for (int64_t j = 1; j < n->i[1]; j++) memcpy(X + t * width + j * dim, X + t * width, (size_t)dim * 4);
-    }
+    embed_job j = { rt, rs, dsv4g_f32(r, n->out[0]), rt->c->dim, r->g->t[n->out[0]].ld, n->i[1], r->ref };
+    if (rs->n > 0) dsv4k_pool_for(rs->n > 1 ? r->pool : NULL, rs->n, 1, embed_span, &j);
 }
 
 static void add_embed(dsv4g_graph *g, int dom, int64_t copies, int32_t X)

@@ -239,11 +239,28 @@ static float *row_f32(const dsv4g_run *r, int32_t t, int64_t i)
     return dsv4g_f32(r, t) + i * r->g->t[t].ld;
 }
 
-static void rmsnorm_row(dsv4g_run *r, const dsv4g_node *n, int64_t i)
+typedef struct span_job {
+    dsv4g_run *r;
+    const dsv4g_node *n;
+} span_job;
+
+/* groups [a, b) of 8 rows at once: the twin takes 8 rows side by side */
+static void rmsnorm_span(void *arg, int64_t a, int64_t b, int thread)
 {
-    dsv4k_rmsnorm_ref(row_f32(r, n->in[0], i), n->p[0], r->g->t[n->in[0]].cols, n->f[0], row_f32(r, n->out[0], i));
+    span_job *j = arg;
+    const dsv4g_node *n = j->n;
+    const dsv4g_tensor *x = &j->r->g->t[n->in[0]], *y = &j->r->g->t[n->out[0]];
+    int64_t rows = dsv4g_rows(j->r, n->in[0]), end = 8 * b < rows ? 8 * b : rows;
+    (void)thread;
+    dsv4k_rmsnorm_rows(row_f32(j->r, n->in[0], 8 * a), x->ld, n->p[0], x->cols, n->f[0],
+                       row_f32(j->r, n->out[0], 8 * a), y->ld, end - 8 * a, !j->r->ref);
 }
-static void op_rmsnorm(dsv4g_run *r, const dsv4g_node *n) { for_rows(r, n, dsv4g_rows(r, n->in[0]), rmsnorm_row); }
+static void op_rmsnorm(dsv4g_run *r, const dsv4g_node *n)
+{
+    int64_t groups = (dsv4g_rows(r, n->in[0]) + 7) / 8;
+    span_job j = { r, n };
+    if (groups > 0) dsv4k_pool_for(groups > 1 ? r->pool : NULL, groups, 1, rmsnorm_span, &j);
+}
 
 void dsv4g_rmsnorm(dsv4g_graph *g, int32_t x, const float *w, float eps, int32_t y)
 {
@@ -282,12 +299,35 @@ void dsv4g_linear(dsv4g_graph *g, const dsv4k_weight *w, int32_t x, int32_t y, i
     n->i[0] = aq;
 }
 
-static void rope_row(dsv4g_run *r, const dsv4g_node *n, int64_t i)
+/* the rows of a token share its position: one table of cosines and sines
+ * per token (dsv4k_rope_table), then each row rotated by it */
+static void rope_tokens(void *arg, int64_t a, int64_t b, int thread)
 {
-    dsv4k_rope_ref(row_f32(r, n->in[0], i), (int)r->g->t[n->in[0]].cols, dsv4g_row_pos(r, n->in[0], i), n->p[0],
-                   (int)n->i[0]);
+    span_job *j = arg;
+    const dsv4g_node *n = j->n;
+    const dsv4g_tensor *x = &j->r->g->t[n->in[0]];
+    int rd = (int)x->cols;
+    float cs[1024];
+    (void)thread;
+    for (int64_t t = a; t < b; t++) {
+        int64_t row = t * x->mult;
+        int64_t pos = dsv4g_row_pos(j->r, n->in[0], row);
+        if (rd > 1024) {
+            for (int64_t k = 0; k < x->mult; k++)
+                dsv4k_rope_ref(row_f32(j->r, n->in[0], row + k), rd, pos, n->p[0], (int)n->i[0]);
+            continue;
+        }
+        dsv4k_rope_table(rd, pos, n->p[0], (int)n->i[0], cs);
+        for (int64_t k = 0; k < x->mult; k++) dsv4k_rope_apply(row_f32(j->r, n->in[0], row + k), rd, cs, !j->r->ref);
+    }
 }
-static void op_rope(dsv4g_run *r, const dsv4g_node *n) { for_rows(r, n, dsv4g_rows(r, n->in[0]), rope_row); }
+static void op_rope(dsv4g_run *r, const dsv4g_node *n)
+{
+    int64_t rows = dsv4g_rows(r, n->in[0]), mult = r->g->t[n->in[0]].mult;
+    int64_t toks = mult > 0 ? rows / mult : 0;
+    span_job j = { r, n };
+    if (toks > 0) dsv4k_pool_for(toks > 1 ? r->pool : NULL, toks, 1, rope_tokens, &j);
+}
 
 void dsv4g_rope(dsv4g_graph *g, int32_t x, const float *freqs, int inverse)
 {
@@ -300,7 +340,7 @@ void dsv4g_rope(dsv4g_graph *g, int32_t x, const float *freqs, int inverse)
 
 static void hadamard_row(dsv4g_run *r, const dsv4g_node *n, int64_t i)
 {
-    dsv4k_hadamard_ref(row_f32(r, n->in[0], i), (int)r->g->t[n->in[0]].cols);
+    dsv4k_hadamard(row_f32(r, n->in[0], i), (int)r->g->t[n->in[0]].cols, !r->ref);
 }
 static void op_hadamard(dsv4g_run *r, const dsv4g_node *n) { for_rows(r, n, dsv4g_rows(r, n->in[0]), hadamard_row); }
 
@@ -315,8 +355,8 @@ static void sim_row(dsv4g_run *r, const dsv4g_node *n, int64_t i)
 {
     float *x = row_f32(r, n->in[0], i);
     int64_t c = r->g->t[n->in[0]].cols;
-    if (n->i[0]) dsv4k_fp4_sim_ref(x, c, 32);
-    else dsv4k_fp8_sim_ref(x, c, 64);
+    if (n->i[0]) dsv4k_fp4_sim(x, c, 32, !r->ref);
+    else dsv4k_fp8_sim(x, c, 64, !r->ref);
 }
 static void op_sim(dsv4g_run *r, const dsv4g_node *n)
 {
@@ -362,14 +402,25 @@ void dsv4g_add(dsv4g_graph *g, int32_t a, int32_t b, int32_t y)
 }
 
 /* mHC: X rows are tokens (hc·dim values) */
-static void hc_pre_row(dsv4g_run *r, const dsv4g_node *n, int64_t i)
+static void hc_pre_span(void *arg, int64_t a, int64_t b, int thread)
 {
+    span_job *j = arg;
+    const dsv4g_node *n = j->n;
+    const dsv4g_tensor *t = j->r->g->t;
     int hc = (int)n->i[0];
-    dsv4k_hc_pre(row_f32(r, n->in[0], i), hc, r->g->t[n->in[0]].cols / hc, n->p[0], n->p[1], n->p[2], (int)n->i[1],
-                 n->f[0], n->f[1], row_f32(r, n->out[0], i), row_f32(r, n->out[1], i), row_f32(r, n->out[2], i),
-                 !r->ref);
+    (void)thread;
+    dsv4k_hc_pre_rows(row_f32(j->r, n->in[0], a), t[n->in[0]].ld, b - a, hc, t[n->in[0]].cols / hc, n->p[0], n->p[1],
+                      n->p[2], (int)n->i[1], n->f[0], n->f[1], row_f32(j->r, n->out[0], a), t[n->out[0]].ld,
+                      row_f32(j->r, n->out[1], a), t[n->out[1]].ld, row_f32(j->r, n->out[2], a), t[n->out[2]].ld,
+                      !j->r->ref);
 }
-static void op_hc_pre(dsv4g_run *r, const dsv4g_node *n) { for_rows(r, n, dsv4g_rows(r, n->in[0]), hc_pre_row); }
+/* tokens in groups of 4: the mix reads fn once per group */
+static void op_hc_pre(dsv4g_run *r, const dsv4g_node *n)
+{
+    int64_t rows = dsv4g_rows(r, n->in[0]);
+    span_job j = { r, n };
+    if (rows > 0) dsv4k_pool_for(rows > 4 ? r->pool : NULL, rows, 4, hc_pre_span, &j);
+}
 
 void dsv4g_hc_pre(dsv4g_graph *g, int32_t X, const float *fn, const float *base, const float *scale, int hc,
                   int iters, float eps, float hc_eps, int32_t u, int32_t post, int32_t comb)
