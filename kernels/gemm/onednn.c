@@ -26,7 +26,8 @@
  * decode the weight rows to f32 (exact, dsv4k_decode_row), then one f32
  * matmul computes y[:, n0:n0+NB] = x · blockᵀ with the weights read through
  * strides (the block is [NB][k] row-major, i.e. B = blockᵀ with strides
- * {1, k}).
+ * {1, k}) on one thread, or written transposed ([k][NB], B itself) on
+ * several, where oneDNN's matmul scales far better on that form.
  *
  * Both take the activation count as a fixed M: oneDNN then picks its brgemm
  * kernels, faster than the gemm a run-time M gets (by about a quarter on one
@@ -71,7 +72,7 @@ struct dsv4k_gemm {
     uint16_t *xb;      /* max_m × max_k activations in bf16 */
     uint16_t *blkb;    /* bf16 weight block (blkb_bytes) */
     int64_t blkb_bytes;
-    float *rowt;       /* threads × max_k: one f32 weight row per thread */
+    float *rowt;       /* threads × 16 × max_k: 16 f32 weight rows per thread */
     int64_t n_bf16, n_f32; /* blocks of output rows per route (dsv4k_gemm_counts) */
     prim cache[CACHE];
     int n_cache;
@@ -120,7 +121,7 @@ dsv4k_gemm *dsv4k_gemm_create(int threads, int64_t max_k, int64_t max_m)
     g->ex = malloc((size_t)(g->threads * (max_k / 128 + 1)));
     g->xb = malloc((size_t)(max_m * max_k) * sizeof(uint16_t));
     g->blkb = malloc((size_t)g->blkb_bytes);
-    g->rowt = malloc((size_t)(g->threads * max_k) * sizeof(float));
+    g->rowt = malloc((size_t)(g->threads * 16 * max_k) * sizeof(float));
     if (!g->blk || !g->aq || !g->ex || !g->xb || !g->blkb || !g->rowt ||
         dnnl_engine_create(&g->eng, dnnl_cpu, 0) != dnnl_success ||
         dnnl_stream_create(&g->str, g->eng, dnnl_stream_default_flags) != dnnl_success) {
@@ -158,7 +159,10 @@ static prim *get_prim(dsv4k_gemm *g, int bf, int64_t m, int64_t k, int64_t nb, i
     p->bf = bf; p->m = m; p->k = k; p->nb = nb; p->ldx = ldx; p->ldy = ldy;
     dnnl_data_type_t dt = bf ? dnnl_bf16 : dnnl_f32;
     dnnl_dims_t ds = { m, k }, ss = { ldx, 1 };
-    dnnl_dims_t dw = { k, nb }, sw = { 1, k };
+    /* weights [nb][k] row-major (B = blockᵀ through strides), or for f32
+     * on several threads [k][nb] (B itself; see f32_rows) */
+    int tr = !bf && g->threads > 1;
+    dnnl_dims_t dw = { k, nb }, sw = { tr ? nb : 1, tr ? 1 : k };
     dnnl_dims_t dd = { m, nb }, sd = { ldy, 1 };
     dnnl_matmul_desc_t md;
     dnnl_primitive_desc_t pd = NULL;
@@ -263,9 +267,24 @@ static int f32_rows(dsv4k_gemm *g, const dsv4k_weight *w, const float *x, int64_
         if (!p) return -1;
         /* decoded by oneDNN's own OpenMP threads: they are awake between
          * the products anyway, and the pool's workers would compete with
-         * them for the cores while they spin */
+         * them for the cores while they spin. On several threads the block
+         * is written transposed, blk[c][r] (16 rows decoded, then a cache
+         * line of them per column): oneDNN's f32 matmul on the strided
+         * form scaled 1.25x from one thread to two, on this form 1.85x; on
+         * one thread the transposition would cost about 10 % */
+        if (g->threads == 1) {
+            for (int64_t r = 0; r < nb; r++) decode_f32(w, n0 + r, g->blk + r * k, simd);
+        } else {
 #pragma omp parallel for num_threads(g->threads) schedule(static)
-        for (int64_t r = 0; r < nb; r++) decode_f32(w, n0 + r, g->blk + r * k, simd);
+            for (int64_t r0 = 0; r0 < nb; r0 += 16) {
+                float *t = g->rowt + (int64_t)omp_get_thread_num() * 16 * g->max_k;
+                int64_t rn = nb - r0 < 16 ? nb - r0 : 16;
+                for (int64_t i = 0; i < rn; i++) decode_f32(w, n0 + r0 + i, t + i * k, simd);
+                float *o = g->blk + r0;
+                for (int64_t c = 0; c < k; c++)
+                    for (int64_t i = 0; i < rn; i++) o[c * nb + i] = t[i * k + c];
+            }
+        }
         if (exec(g, p, x, g->blk, y + n0)) return -1;
         g->n_f32++;
     }
@@ -301,7 +320,7 @@ static int bf16_run(dsv4k_gemm *g, const dsv4k_weight *w, const float *xf, int64
         int bad = 0;
 #pragma omp parallel for num_threads(g->threads) schedule(static) reduction(|: bad)
         for (int64_t r = 0; r < nb; r++) {
-            float *t = g->rowt + (int64_t)omp_get_thread_num() * g->max_k;
+            float *t = g->rowt + (int64_t)omp_get_thread_num() * 16 * g->max_k;
             bad |= decode_bf16(w, n0 + r, t, g->blkb + r * k, simd) != 0;
         }
         if (bad) {

@@ -497,5 +497,12 @@ int main(void)
         unquantised_bf16(g);
     }
     dsv4k_gemm_free(g);
+    /* one thread: the f32 route's blocks stay row-major there */
+    g = dsv4k_gemm_create(1, 4096, 512);
+    if (CHECK(g != NULL, "oneDNN gemm created (one thread)")) {
+        refused(g);
+        unquantised_bf16(g);
+    }
+    dsv4k_gemm_free(g);
     return test_summary();
 }
