@@ -51,7 +51,8 @@ static void xr_swiglu(void *arg, int64_t a, int64_t b, int thread)
 {
     const xrows *j = arg;
     (void)thread;
-    for (int64_t i = a; i < b; i++) swiglu(j->GE + i * j->inter, j->UE + i * j->inter, j->inter, j->lim, j->WR[i]);
+    for (int64_t i = a; i < b; i++)
+        swiglu(j->GE + i * j->inter, j->UE + i * j->inter, j->inter, j->lim, j->WR ? j->WR[i] : 1.0f);
 }
 
 /* the expert's outputs added to their tokens' sums (a token at most once
@@ -262,25 +263,13 @@ static void op_predict(dsv4g_run *r, const dsv4g_node *n)
 }
 
 /* g = silu(min(g, lim)) · clamp(u, ±lim) (lim 0: no clamp) */
-typedef struct swiglu_job {
-    float *g;
-    const float *u;
-    int64_t cols;
-    float lim;
-} swiglu_job;
-
-static void swiglu_span(void *arg, int64_t a, int64_t b, int thread)
-{
-    swiglu_job *j = arg;
-    (void)thread;
-    for (int64_t t = a; t < b; t++) swiglu(j->g + t * j->cols, j->u + t * j->cols, j->cols, j->lim, 1.0f);
-}
-
 static void op_swiglu(dsv4g_run *r, const dsv4g_node *n)
 {
     int64_t rows = dsv4g_rows(r, n->in[0]), cols = r->g->t[n->in[0]].cols;
-    swiglu_job j = { dsv4g_f32(r, n->in[0]), dsv4g_f32(r, n->in[1]), cols, n->f[0] };
-    if (rows > 0) dsv4k_pool_for(rows > 1 ? r->pool : NULL, rows, 1, swiglu_span, &j);
+    /* rows cols apart, unit weights (WR NULL) */
+    xrows j = { NULL, NULL, dsv4g_f32(r, n->in[0]), (float *)dsv4g_f32(r, n->in[1]), NULL, NULL, NULL, NULL, 0,
+                cols, n->f[0] };
+    xr_for(r, rows, xr_swiglu, &j);
 }
 
 /* under a memory budget: the hash-routed layers' experts are known from the
