@@ -55,6 +55,31 @@ int dsv4k_linear_rows_exact(const dsv4k_linear_ctx *c);
 int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int64_t ldx, int64_t m,
                  float *y, int64_t ldy, int aq);
 
+/* one product of dsv4k_linear_batch: y[0..w->n) from the single
+ * activation row x[0..w->k) */
+typedef struct dsv4k_linear_job {
+    const dsv4k_weight *w;
+    const float *x;
+    float *y;
+} dsv4k_linear_job;
+
+/* most jobs dsv4k_linear_batch takes in one parallel loop (more go in
+ * several) */
+#define DSV4K_BATCH_MAX 64
+
+/*
+ * The n jobs' one-row products, each y bit for bit what dsv4k_linear(c, w,
+ * x, w->k, 1, y, w->n, aq) gives it, in one parallel loop where the routes
+ * allow (FP4 and FP8 in the integer / vdpbf16ps kernels, FP8 with f32
+ * activations, BF16; AVX-512 with VNNI and BF16): each distinct activation
+ * row (same pointer, width and route) prepared once, the pool woken once.
+ * Other jobs, and rows a preparation refuses, run through dsv4k_linear.
+ * The jobs must be independent: no y may overlap another job's x or y.
+ * Returns 0, or -1 when some job's dsv4k_linear returned -1 (the others
+ * are still computed).
+ */
+int dsv4k_linear_batch(dsv4k_linear_ctx *c, const dsv4k_linear_job *jobs, int n, int aq);
+
 /* the activations an FP8/FP4 product sees (spec §4.3): x[0..k) (k a
  * multiple of 128) quantised per 128 to e4m3 with power-of-two scales, given
  * dequantised in out; ex: the k/128 block exponents; simd: AVX2 where the CPU

@@ -68,6 +68,7 @@ struct dsv4__rt {
      * run selected, ascending, their slots, how many are pinned (a prefix)
      * and used; a failed read (x_fail, x_msg) fails the forward pass */
     int32_t *x_ids, *x_slots;  /* [n_routed_experts] */
+    float *x1ws;               /* one token's experts at once: [K][2·inter + dim] */
     int x_n, x_acq, x_done;
     int x_fail;
     char x_msg[256];

@@ -283,6 +283,13 @@ void dsv4g_linear_exec(dsv4g_run *r, const dsv4k_weight *w, const float *x, int6
     if (dsv4k_linear(r->lin, w, x, ldx, m, y, ldy, aq) != 0) dsv4k_linear_ref(w, x, ldx, m, y, ldy, aq);
 }
 
+void dsv4g_linear_batch(dsv4g_run *r, const dsv4k_linear_job *jobs, int n, int aq)
+{
+    if (!r->ref && dsv4k_linear_batch(r->lin, jobs, n, aq) == 0) return;
+    /* the reference route, or a job the context does not take (all again) */
+    for (int i = 0; i < n; i++) dsv4g_linear_exec(r, jobs[i].w, jobs[i].x, jobs[i].w->k, 1, jobs[i].y, jobs[i].w->n, aq);
+}
+
 static void op_linear(dsv4g_run *r, const dsv4g_node *n)
 {
     const dsv4g_tensor *x = &r->g->t[n->in[0]], *y = &r->g->t[n->out[0]];

@@ -143,5 +143,8 @@ void dsv4g_hc_head(dsv4g_graph *g, int32_t X, const float *fn, const float *base
 /* shared helpers for operators defined elsewhere */
 void dsv4g_linear_exec(dsv4g_run *r, const dsv4k_weight *w, const float *x, int64_t ldx, int64_t m, float *y,
                        int64_t ldy, int aq);
+/* one-row products of independent jobs (dsv4k_linear_batch): each result
+ * what dsv4g_linear_exec gives it alone, the pool woken once */
+void dsv4g_linear_batch(dsv4g_run *r, const dsv4k_linear_job *jobs, int n, int aq);
 
 #endif

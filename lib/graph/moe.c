@@ -121,6 +121,47 @@ static void op_route(dsv4g_run *r, const dsv4g_node *n)
     if (rt->debug && rs->n) rt->debug(rt->debug_user, (int)n->i[0], 0, rs->n, 0, SEL, SELW);
 }
 
+/* one token's routed experts (a decode step), without the expert cache:
+ * every expert's gate and up products in one parallel loop, then every
+ * down product in one, each bit for bit its dsv4g_linear_exec; the sums in
+ * expert id order as op_experts forms them */
+static void experts_one(dsv4g_run *r, const dsv4g_node *n, const float *x, const int32_t *SEL, const float *SELW,
+                        float *ACC)
+{
+    dsv4__rt *rt = RT(r);
+    const dsv4__config *c = rt->c;
+    const dsv4__layer_w *lw = n->p[0];
+    int64_t dim = c->dim, K = c->n_active_experts, inter = c->moe_inter_dim;
+    float lim = (float)c->swiglu_limit;
+    int sel[DSV4K_BATCH_MAX / 2];
+    int m = 0;
+    /* the selections by expert id (a stable order: by slot within an id) */
+    for (int64_t k = 0; k < K; k++) {
+        int j = m++;
+        while (j > 0 && SEL[sel[j - 1]] > SEL[k]) {
+            sel[j] = sel[j - 1];
+            j--;
+        }
+        sel[j] = (int)k;
+    }
+    dsv4k_linear_job jb[DSV4K_BATCH_MAX];
+    float *GE = rt->x1ws, *UE = GE + K * inter, *OE = UE + K * inter;
+    for (int i = 0; i < m; i++) {
+        int32_t e = SEL[sel[i]];
+        jb[2 * i] = (dsv4k_linear_job){ &lw->w1[e], x, GE + i * inter };
+        jb[2 * i + 1] = (dsv4k_linear_job){ &lw->w3[e], x, UE + i * inter };
+    }
+    dsv4g_linear_batch(r, jb, 2 * m, r->aq);
+    for (int i = 0; i < m; i++) {
+        swiglu(GE + i * inter, UE + i * inter, inter, lim, SELW[sel[i]]);
+        jb[i] = (dsv4k_linear_job){ &lw->w2[SEL[sel[i]]], GE + i * inter, OE + i * dim };
+    }
+    dsv4g_linear_batch(r, jb, m, r->aq);
+    memset(ACC, 0, (size_t)dim * 4);
+    for (int i = 0; i < m; i++)
+        for (int64_t d = 0; d < dim; d++) ACC[d] += OE[i * dim + d];
+}
+
 /* routed experts (§5.7): rows grouped per expert, in expert id order (so
  * each row's sum runs in id order too); ACC [rows][dim]; WS workspace
  * [rows][2·dim + 2·inter] */
@@ -140,6 +181,12 @@ static void op_experts(dsv4g_run *r, const dsv4g_node *n)
     float lim = (float)c->swiglu_limit;
     dsv4__xcache *xc = rt->w->xc;
     int li = (int)n->i[0];
+    int valid = T == 1;
+    for (int64_t k = 0; valid && k < K; k++) valid = SEL[k] >= 0 && SEL[k] < E;
+    if (valid && !xc && K <= DSV4K_BATCH_MAX / 2) {
+        experts_one(r, n, x, SEL, SELW, ACC);
+        return;
+    }
     xrows xr = { x, XE, GE, UE, OE, ACC, ROWS, WR, dim, inter, lim };
     xr_for(r, T, xr_zero, &xr);
     for (int64_t e = 0; e < E; e++) {

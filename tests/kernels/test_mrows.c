@@ -235,6 +235,108 @@ static void linear_all(void)
         }
 }
 
+/* ---- dsv4k_linear_batch: each job bit for bit its dsv4k_linear ---- */
+
+#define BX 4096 /* stride of the shared activation rows */
+
+static void batch_case(const char *what, wbuf *wb, int nw, int threads, int64_t max_k, int njobs, int special)
+{
+    float *X = malloc((size_t)(5 * BX + 128) * 4);
+    for (int64_t i = 0; i < 5 * BX + 128; i++) {
+        X[i] = frand() * 3;
+        if (special && i % 131 == 7) X[i] *= 1e25f;
+        if (special && i % 139 == 3) X[i] = 1e-40f;
+    }
+    X[3 * BX + 9] = INFINITY; /* row 3: every preparation refuses it */
+    dsv4k_linear_job *jobs = malloc((size_t)njobs * sizeof *jobs);
+    float **ye = malloc((size_t)njobs * sizeof(float *));
+    for (int j = 0; j < njobs; j++) {
+        const dsv4k_weight *w = &wb[(j * 7 + j / nw) % nw].w;
+        int xr = (int)(rnd() % 5);
+        jobs[j].w = w;
+        jobs[j].x = X + xr * BX + (xr == 4 ? 128 : 0); /* row 4 shifted: a pointer no other row has */
+        jobs[j].y = malloc((size_t)w->n * 4);
+        ye[j] = malloc((size_t)w->n * 4);
+    }
+    dsv4k_pool *pl = threads > 1 ? dsv4k_pool_create(threads) : NULL;
+    dsv4k_linear_ctx *lc = dsv4k_linear_ctx_create(pl, max_k, 4);
+    const int isas[3] = { DSV4K_ISA_BEST, DSV4K_ISA_AVX512, DSV4K_ISA_AVX2 };
+    int bad = 0, badrc = 0, runs = 0, first = 1;
+    for (int aq = 0; aq <= 1; aq++)
+        for (int is = 0; is < 3; is++)
+            for (int iq = 0; iq <= 1; iq++) {
+                dsv4k_linear_set_isa(lc, isas[is]);
+                dsv4k_linear_set_intq(lc, iq);
+                int want = 0;
+                for (int j = 0; j < njobs; j++) {
+                    for (int64_t i = 0; i < jobs[j].w->n; i++) ye[j][i] = -5.0f;
+                    if (dsv4k_linear(lc, jobs[j].w, jobs[j].x, jobs[j].w->k, 1, ye[j], jobs[j].w->n, aq) != 0) want = -1;
+                    for (int64_t i = 0; i < jobs[j].w->n; i++) jobs[j].y[i] = -7.0f;
+                }
+                int rc = dsv4k_linear_batch(lc, jobs, njobs, aq);
+                badrc += rc != want;
+                for (int j = 0; j < njobs; j++) {
+                    int64_t n = jobs[j].w->n;
+                    if (jobs[j].w->k > max_k) {
+                        /* refused alone: untouched in both */
+                        int untouched = 1;
+                        for (int64_t i = 0; i < n; i++) untouched &= jobs[j].y[i] == -7.0f;
+                        bad += !untouched;
+                        continue;
+                    }
+                    int ok = same_bits(jobs[j].y, ye[j], n);
+                    if (!ok && first) {
+                        first = 0;
+                        int64_t i = 0;
+                        while (i < n && (!memcmp(jobs[j].y + i, ye[j] + i, 4) || (isnan(jobs[j].y[i]) && isnan(ye[j][i]))))
+                            i++;
+                        printf("  first difference: %s aq %d isa %d intq %d job %d (fmt %d, %lldx%lld) out %lld: %a vs %a\n",
+                               what, aq, isas[is], iq, j, jobs[j].w->fmt, (long long)n, (long long)jobs[j].w->k,
+                               (long long)i, jobs[j].y[i], ye[j][i]);
+                    }
+                    bad += !ok;
+                    runs++;
+                }
+            }
+    CHECK(bad == 0 && badrc == 0 && runs > 0,
+          "batch %s (%d jobs, %d thread%s, max_k %lld): %d of %d products differ from dsv4k_linear's, %d return codes",
+          what, njobs, threads, threads > 1 ? "s" : "", (long long)max_k, bad, runs, badrc);
+    dsv4k_linear_ctx_free(lc);
+    dsv4k_pool_free(pl);
+    for (int j = 0; j < njobs; j++) { free(jobs[j].y); free(ye[j]); }
+    free(jobs); free(ye); free(X);
+}
+
+static void batch_all(void)
+{
+    struct { int fmt; int64_t n, k; int ilv; } cs[] = {
+        { DSV4K_W_FP4, 37, 1024, 0 },  { DSV4K_W_FP4, 300, 2048, 0 }, { DSV4K_W_FP4, 21, 1152, 0 },
+        { DSV4K_W_FP8, 130, 256, 0 },  { DSV4K_W_FP8, 263, 1152, 1 }, { DSV4K_W_FP8_F32S, 131, 384, 0 },
+        { DSV4K_W_FP8, 6, 192, 0 },    { DSV4K_W_BF16, 23, 256, 0 },  { DSV4K_W_BF16, 66, 96, 1 },
+        { DSV4K_W_BF16, 13, 4096, 1 }, { DSV4K_W_F32, 7, 256, 0 },
+    };
+    enum { NW = sizeof cs / sizeof cs[0] };
+    for (int extreme = 0; extreme <= 1; extreme++) {
+        wbuf b[NW + 1];
+        for (int c = 0; c < NW; c++) make_weight(&b[c], cs[c].fmt, cs[c].n, cs[c].k, extreme, cs[c].ilv);
+        /* a view from inside an interleaved group */
+        b[NW] = b[4];
+        b[NW].w.row0 = 2;
+        b[NW].w.n = 250;
+        const char *what = extreme ? "extreme scales" : "plain";
+        batch_case(what, b, NW + 1, 2, 4096, 12, 0);
+        if (!extreme) {
+            batch_case("extreme activations", b, NW + 1, 2, 4096, 12, 1);
+            batch_case(what, b, NW + 1, 1, 4096, 5, 0);
+            batch_case("more jobs than one loop takes", b, NW + 1, 2, 4096, DSV4K_BATCH_MAX + 9, 0);
+            batch_case("jobs wider than the context", b, NW + 1, 2, 1024, 12, 0);
+        }
+        for (int c = 0; c < NW; c++) free_weight(&b[c]);
+    }
+    CHECK(dsv4k_linear_batch(NULL, NULL, 1, 0) == -1 && dsv4k_linear_batch(NULL, NULL, 0, 0) == 0,
+          "batch: NULL arguments give -1, no jobs 0");
+}
+
 /* ---- the fused kernels directly: native and SIMDe builds ---- */
 
 typedef void (*fp4v_fn)(const dsv4k_weight *, int64_t, int64_t, const void *, float *);
@@ -354,5 +456,6 @@ int main(void)
 {
     direct();
     linear_all();
+    batch_all();
     return test_summary();
 }
