@@ -52,6 +52,7 @@ struct dsv4k_linear_ctx {
     int64_t mr;      /* activation rows with their own prepared buffers: min(max_m, DSV4K_MROWS_MAX) */
     size_t q4s, q4vs, b16s; /* strides of those buffers (multiples of 64 bytes) */
     int isa;       /* highest kernel set allowed: DSV4K_ISA_* (dsv4k_linear_set_isa) */
+    int nobatch;   /* dsv4k_linear_set_batch(c, 0) */
     void *barena;  /* dsv4k_linear_batch: its prepared rows (bsize bytes) */
     size_t bsize;
     void *bch;     /* and its chunk table (bch_cap entries) */
@@ -109,6 +110,7 @@ void dsv4k_act_quant_dq(const float *x, int64_t k, float *out, int8_t *ex, int s
 void dsv4k_linear_set_isa(dsv4k_linear_ctx *c, int isa) { c->isa = isa; }
 void dsv4k_linear_set_intq(dsv4k_linear_ctx *c, int on) { c->intq = on; }
 void dsv4k_linear_set_mrows(dsv4k_linear_ctx *c, int on) { c->mrows = on; }
+void dsv4k_linear_set_batch(dsv4k_linear_ctx *c, int on) { c->nobatch = !on; }
 int dsv4k_linear_rows_exact(const dsv4k_linear_ctx *c) { return c->mrows ? DSV4K_MROWS_EXACT : 1; }
 
 void dsv4k_linear_ctx_free(dsv4k_linear_ctx *c)
@@ -770,6 +772,11 @@ int dsv4k_linear_batch(dsv4k_linear_ctx *c, const dsv4k_linear_job *jobs, int n,
     int route[DSV4K_BATCH_MAX], pj[DSV4K_BATCH_MAX];
     bprep prep[DSV4K_BATCH_MAX];
     int np = 0, rc = 0;
+    if (c->nobatch) {
+        for (int i = 0; i < n; i++)
+            if (dsv4k_linear(c, jobs[i].w, jobs[i].x, jobs[i].w->k, 1, jobs[i].y, jobs[i].w->n, aq) != 0) rc = -1;
+        return rc;
+    }
     /* the distinct activation rows and their buffers' size */
     size_t need = 0;
     for (int i = 0; i < n; i++) {

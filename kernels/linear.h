@@ -32,6 +32,9 @@ void dsv4k_linear_set_isa(dsv4k_linear_ctx *c, int isa);
  * the kernels with integer weight decoding (dsv4k_rows_fp4q_avx2/_avx512,
  * dsv4k_rows_fp8q_avx2/_avx512); off: the f32 ones (tests, benchmarks) */
 void dsv4k_linear_set_intq(dsv4k_linear_ctx *c, int on);
+/* on (default): dsv4k_linear_batch runs its jobs in one parallel loop;
+ * off: one dsv4k_linear call per job (the same results; benchmarks) */
+void dsv4k_linear_set_batch(dsv4k_linear_ctx *c, int on);
 /* products of 2..DSV4K_MROWS_EXACT (kernels.h) activation rows: on (1,
  * default), every row's result is bit for bit the one it gets alone
  * (m = 1), in pieces of up to DSV4K_MROWS_MAX rows: the weights decoded

@@ -273,40 +273,61 @@ int32_t dsv4__build_attention(dsv4__rt *rt, dsv4g_graph *g, int li, const dsv4__
     int64_t ih = c->index_n_heads, ihd = c->index_head_dim, dim = c->dim;
     float eps = (float)c->norm_eps;
     /* queries: low rank, per-head norm without weight, rope */
-    int32_t QL = F(g, "q_lora", dom, 1, qlr), Q = F(g, "q", dom, 1, H * hd);
-    dsv4g_linear(g, &lw->wq_a, x, QL, 1);
+    int32_t QL = F(g, "q_lora", dom, 1, qlr), Q = F(g, "q", dom, 1, H * hd), KV = F(g, "kv", dom, 1, hd);
+    int32_t QI = -1, WT = -1;
+    if (lw->ratio == 4) {
+        QI = F(g, "index_q", dom, 1, ih * ihd);
+        WT = F(g, "index_w", dom, 1, ih);
+    }
+    /* the products of x, then those of the query's low rank, each set in one
+     * node (for one row: one parallel loop) */
+    {
+        const dsv4k_weight *w[2] = { &lw->wq_a, &lw->wkv };
+        int32_t xs[2] = { x, x }, ys[2] = { QL, KV };
+        dsv4g_linear_group(g, 2, w, xs, ys, 1);
+    }
+    int ncomp = lw->ratio == 4 ? 2 : lw->ratio > 0;
+    int32_t CV[2] = { -1, -1 }, CG[2] = { -1, -1 };
+    {
+        const dsv4k_weight *w[5];
+        int32_t xs[5] = { x, x, x, x, x }, ys[5];
+        int cnt = 0;
+        for (int ix = 0; ix < ncomp; ix++) {
+            const dsv4__compressor_w *cw = ix ? &lw->icomp : &lw->comp;
+            int64_t wd = (int64_t)cw->coff * cw->d;
+            CV[ix] = F(g, "comp_kv", dom, 1, wd);
+            CG[ix] = F(g, "comp_gate", dom, 1, wd);
+            w[cnt] = &cw->wkv, ys[cnt++] = CV[ix];
+            w[cnt] = &cw->wgate, ys[cnt++] = CG[ix];
+        }
+        if (lw->ratio == 4) w[cnt] = &lw->iwproj, ys[cnt++] = WT;
+        for (int i = 0; i < cnt; i += 3) dsv4g_linear_group(g, cnt - i < 3 ? cnt - i : 3, w + i, xs + i, ys + i, 0);
+    }
+    /* queries: low rank, per-head norm without weight, rope */
     dsv4g_rmsnorm(g, QL, lw->q_norm, eps, QL);
-    dsv4g_linear(g, &lw->wq_b, QL, Q, 1);
+    {
+        const dsv4k_weight *w[2] = { &lw->wq_b, &lw->iwq_b };
+        int32_t xs[2] = { QL, QL }, ys[2] = { Q, QI };
+        dsv4g_linear_group(g, lw->ratio == 4 ? 2 : 1, w, xs, ys, 1);
+    }
     dsv4g_rmsnorm(g, dsv4g_view(g, Q, dom, H, hd, hd, 0), NULL, eps, dsv4g_view(g, Q, dom, H, hd, hd, 0));
     dsv4g_rope(g, dsv4g_view(g, Q, dom, H, rd, hd, nope), lw->rope, 0);
     /* the one key=value vector per row */
-    int32_t KV = F(g, "kv", dom, 1, hd);
-    dsv4g_linear(g, &lw->wkv, x, KV, 1);
     dsv4g_rmsnorm(g, KV, lw->kv_norm, eps, KV);
     dsv4g_rope(g, dsv4g_view(g, KV, dom, 1, rd, hd, nope), lw->rope, 0);
     dsv4g_sim(g, dsv4g_view(g, KV, dom, 1, nope, hd, 0), 0);
-    int32_t QI = -1, WT = -1;
-    for (int ix = 0; ix < (lw->ratio == 4 ? 2 : lw->ratio > 0); ix++) {
-        const dsv4__compressor_w *cw = ix ? &lw->icomp : &lw->comp;
-        int64_t wd = (int64_t)cw->coff * cw->d;
-        int32_t CV = F(g, "comp_kv", dom, 1, wd), CG = F(g, "comp_gate", dom, 1, wd);
-        dsv4g_linear(g, &cw->wkv, x, CV, 0);
-        dsv4g_linear(g, &cw->wgate, x, CG, 0);
+    for (int ix = 0; ix < ncomp; ix++) {
         dsv4g_node *n = dsv4g_node_add(g, op_compress, ix ? "compress_indexer" : "compress");
-        dsv4g_in(g, n, CV, CG, -1, -1, -1);
+        dsv4g_in(g, n, CV[ix], CG[ix], -1, -1, -1);
         n->p[0] = lw;
         n->i[0] = li; n->i[1] = ix; n->i[2] = dom;
     }
     if (lw->ratio == 4) {
         /* indexer queries and head weights (§5.5) */
-        QI = F(g, "index_q", dom, 1, ih * ihd);
-        WT = F(g, "index_w", dom, 1, ih);
-        dsv4g_linear(g, &lw->iwq_b, QL, QI, 1);
         int32_t QIh = dsv4g_view(g, QI, dom, ih, ihd, ihd, 0);
         dsv4g_rope(g, dsv4g_view(g, QI, dom, ih, rd, ihd, ihd - rd), lw->rope, 0);
         dsv4g_hadamard(g, QIh);
         dsv4g_sim(g, QIh, 1);
-        dsv4g_linear(g, &lw->iwproj, x, WT, 0);
         dsv4g_scale(g, WT, (float)(1.0 / sqrt((double)ihd) / sqrt((double)ih)));
     }
     int32_t O = F(g, "attn_o", dom, 1, H * hd);
@@ -323,12 +344,20 @@ int32_t dsv4__build_attention(dsv4__rt *rt, dsv4g_graph *g, int li, const dsv4__
      * and rows [q·olr, (q+1)·olr) of wo_a (used unquantised, as BF16) */
     int64_t G = c->o_groups, olr = c->o_lora_rank, gin = H * hd / G;
     int32_t Z = F(g, "o_lora", dom, 1, G * olr), out = F(g, "attn_out", dom, 1, dim);
-    for (int64_t q = 0; q < G; q++) {
-        dsv4k_weight *wv = &rt->wo_views[(int64_t)li * G + q];
-        *wv = lw->wo_a;
-        wv->row0 = q * olr;
-        wv->n = olr;
-        dsv4g_linear(g, wv, dsv4g_view(g, O, dom, 1, gin, H * hd, q * gin), dsv4g_view(g, Z, dom, 1, olr, G * olr, q * olr), 0);
+    for (int64_t q0 = 0; q0 < G; q0 += 3) {
+        const dsv4k_weight *w[3];
+        int32_t xs[3], ys[3];
+        int cnt = 0;
+        for (int64_t q = q0; q < G && q < q0 + 3; q++, cnt++) {
+            dsv4k_weight *wv = &rt->wo_views[(int64_t)li * G + q];
+            *wv = lw->wo_a;
+            wv->row0 = q * olr;
+            wv->n = olr;
+            w[cnt] = wv;
+            xs[cnt] = dsv4g_view(g, O, dom, 1, gin, H * hd, q * gin);
+            ys[cnt] = dsv4g_view(g, Z, dom, 1, olr, G * olr, q * olr);
+        }
+        dsv4g_linear_group(g, cnt, w, xs, ys, 0);
     }
     dsv4g_linear(g, &lw->wo_b, Z, out, 1);
     return out;

@@ -144,6 +144,7 @@ void dsv4__rt_set_debug(dsv4__rt *rt, dsv4__debug_fn fn, void *user)
 
 const dsv4g_graph *dsv4__rt_graph(const dsv4__rt *rt) { return &rt->g; }
 dsv4k_pool *dsv4__rt_pool(dsv4__rt *rt) { return rt->pool; }
+dsv4k_linear_ctx *dsv4__rt_linear(dsv4__rt *rt) { return rt->lin; }
 
 void dsv4__rt_set_profile(dsv4__rt *rt, int64_t *ns_per_node) { rt->prof_ns = ns_per_node; }
 

@@ -14,6 +14,7 @@
 
 #include "weights.h"
 #include "pool.h"
+#include "linear.h"
 
 typedef struct dsv4__rt dsv4__rt;
 typedef struct dsv4__state dsv4__state;
@@ -108,6 +109,8 @@ const struct dsv4g_graph *dsv4__rt_graph(const dsv4__rt *rt);
 void dsv4__rt_set_profile(dsv4__rt *rt, int64_t *ns_per_node);
 /* the runtime's worker pool (bench) */
 dsv4k_pool *dsv4__rt_pool(dsv4__rt *rt);
+/* its products' context (benchmarks: dsv4k_linear_set_batch) */
+dsv4k_linear_ctx *dsv4__rt_linear(dsv4__rt *rt);
 
 /* the options the runtime was created with */
 dsv4__rt_opts dsv4__rt_options(const dsv4__rt *rt);

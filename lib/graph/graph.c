@@ -306,6 +306,39 @@ void dsv4g_linear(dsv4g_graph *g, const dsv4k_weight *w, int32_t x, int32_t y, i
     n->i[0] = aq;
 }
 
+/* up to three products of rows in one domain: for one row, one parallel
+ * loop (dsv4g_linear_batch); for more, one after another */
+static void op_linear_group(dsv4g_run *r, const dsv4g_node *n)
+{
+    int cnt = (int)n->i[1], aq = n->i[0] && r->aq;
+    int64_t m = dsv4g_rows(r, n->in[0]);
+    if (m == 1) {
+        dsv4k_linear_job jb[3];
+        for (int i = 0; i < cnt; i++)
+            jb[i] = (dsv4k_linear_job){ n->p[i], dsv4g_f32(r, n->in[i]), dsv4g_f32(r, n->out[i]) };
+        dsv4g_linear_batch(r, jb, cnt, aq);
+        return;
+    }
+    for (int i = 0; i < cnt; i++)
+        dsv4g_linear_exec(r, n->p[i], dsv4g_f32(r, n->in[i]), r->g->t[n->in[i]].ld, m, dsv4g_f32(r, n->out[i]),
+                          r->g->t[n->out[i]].ld, aq);
+}
+
+void dsv4g_linear_group(dsv4g_graph *g, int cnt, const dsv4k_weight *const *w, const int32_t *x, const int32_t *y,
+                        int aq)
+{
+    if (cnt == 1) {
+        dsv4g_linear(g, w[0], x[0], y[0], aq);
+        return;
+    }
+    dsv4g_node *n = dsv4g_node_add(g, op_linear_group, "linear_group");
+    dsv4g_in(g, n, x[0], x[1], cnt > 2 ? x[2] : -1, -1, -1);
+    dsv4g_out(g, n, y[0], y[1], cnt > 2 ? y[2] : -1);
+    for (int i = 0; i < cnt; i++) n->p[i] = w[i];
+    n->i[0] = aq;
+    n->i[1] = cnt;
+}
+
 /* the rows of a token share its position: one table of cosines and sines
  * per token (dsv4k_rope_table), then each row rotated by it */
 static void rope_tokens(void *arg, int64_t a, int64_t b, int thread)

@@ -120,6 +120,11 @@ int64_t dsv4g_row_pos(const dsv4g_run *r, int32_t t, int64_t row);
 void dsv4g_rmsnorm(dsv4g_graph *g, int32_t x, const float *w, float eps, int32_t y);
 /* y = x · Wᵀ (activations FP8-quantised first when aq and the run's aq) */
 void dsv4g_linear(dsv4g_graph *g, const dsv4k_weight *w, int32_t x, int32_t y, int aq);
+/* cnt (1..3) independent products y[i] = x[i] · w[i]ᵀ of rows in one
+ * domain, as cnt dsv4g_linear nodes would give them (for one row in one
+ * parallel loop) */
+void dsv4g_linear_group(dsv4g_graph *g, int cnt, const dsv4k_weight *const *w, const int32_t *x, const int32_t *y,
+                        int aq);
 /* rotate the rope dims (the whole row) by the row's position; in place */
 void dsv4g_rope(dsv4g_graph *g, int32_t x, const float *freqs, int inverse);
 void dsv4g_hadamard(dsv4g_graph *g, int32_t x);
