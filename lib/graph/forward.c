@@ -119,7 +119,7 @@ dsv4_status dsv4__rt_create(const dsv4__config *c, const struct dsv4__weights *w
     if (!(rt->DBG = rt_alloc(rt, B * c->index_topk * 4))) goto oom;
     if (!(rt->wo_views = rt_alloc(rt, (int64_t)(c->n_layers + 1) * c->o_groups * (int64_t)sizeof(dsv4k_weight))))
         goto oom;
-    if (!(rt->x1ws = rt_alloc(rt, c->n_active_experts * (2 * inter + dim) * 4))) goto oom;
+    if (!(rt->x1ws = rt_alloc(rt, XF_ROWS * c->n_active_experts * (2 * inter + 2 * dim) * 4))) goto oom;
     if (w->xc && (!(rt->x_ids = rt_alloc(rt, c->n_routed_experts * 4)) ||
                   !(rt->x_slots = rt_alloc(rt, c->n_routed_experts * 4))))
         goto oom;

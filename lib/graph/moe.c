@@ -121,45 +121,69 @@ static void op_route(dsv4g_run *r, const dsv4g_node *n)
     if (rt->debug && rs->n) rt->debug(rt->debug_user, (int)n->i[0], 0, rs->n, 0, SEL, SELW);
 }
 
-/* one token's routed experts (a decode step), without the expert cache:
- * every expert's gate and up products in one parallel loop, then every
- * down product in one, each bit for bit its dsv4g_linear_exec; the sums in
- * expert id order as op_experts forms them */
-static void experts_one(dsv4g_run *r, const dsv4g_node *n, const float *x, const int32_t *SEL, const float *SELW,
-                        float *ACC)
+/* (token, expert) pairs experts_few takes at most */
+#define XF_PAIRS 128
+
+/*
+ * A few rows' routed experts (a decode step, a verification, a server's
+ * batch of sessions), without the expert cache. An expert that one row
+ * selected has one-row products: all of those go in two parallel loops
+ * (every gate and up product, then every down product), each bit for bit
+ * its dsv4g_linear_exec; an expert that several rows selected takes its
+ * m-row products as op_experts runs them. The outputs are added in expert
+ * id order, a token's rows in op_experts' order, so every bit is the one
+ * op_experts gives.
+ */
+static void experts_few(dsv4g_run *r, const dsv4g_node *n, int64_t T, const float *x, const int32_t *SEL,
+                        const float *SELW, float *ACC)
 {
     dsv4__rt *rt = RT(r);
     const dsv4__config *c = rt->c;
     const dsv4__layer_w *lw = n->p[0];
     int64_t dim = c->dim, K = c->n_active_experts, inter = c->moe_inter_dim;
     float lim = (float)c->swiglu_limit;
-    int sel[DSV4K_BATCH_MAX / 2];
-    int m = 0;
-    /* the selections by expert id (a stable order: by slot within an id) */
-    for (int64_t k = 0; k < K; k++) {
-        int j = m++;
-        while (j > 0 && SEL[sel[j - 1]] > SEL[k]) {
-            sel[j] = sel[j - 1];
+    int P = (int)(T * K), pr[XF_PAIRS];
+    /* the pairs by expert id, stable: within an id by token, then slot */
+    for (int q = 0; q < P; q++) {
+        int j = q;
+        while (j > 0 && SEL[pr[j - 1]] > SEL[q]) {
+            pr[j] = pr[j - 1];
             j--;
         }
-        sel[j] = (int)k;
+        pr[j] = q;
     }
-    dsv4k_linear_job jb[DSV4K_BATCH_MAX];
-    float *GE = rt->x1ws, *UE = GE + K * inter, *OE = UE + K * inter;
-    for (int i = 0; i < m; i++) {
-        int32_t e = SEL[sel[i]];
-        jb[2 * i] = (dsv4k_linear_job){ &lw->w1[e], x, GE + i * inter };
-        jb[2 * i + 1] = (dsv4k_linear_job){ &lw->w3[e], x, UE + i * inter };
+    float *GE = rt->x1ws, *UE = GE + P * inter, *OE = UE + P * inter, *XE = OE + P * dim;
+    dsv4k_linear_job jb[2 * XF_PAIRS];
+    int nj = 0;
+    for (int i = 0, m; i < P; i += m) {
+        int32_t e = SEL[pr[i]];
+        for (m = 1; i + m < P && SEL[pr[i + m]] == e; m++) {}
+        if (m == 1) {
+            const float *xt = x + pr[i] / K * dim;
+            jb[nj++] = (dsv4k_linear_job){ &lw->w1[e], xt, GE + i * inter };
+            jb[nj++] = (dsv4k_linear_job){ &lw->w3[e], xt, UE + i * inter };
+            continue;
+        }
+        for (int j = 0; j < m; j++) memcpy(XE + (i + j) * dim, x + pr[i + j] / K * dim, (size_t)dim * 4);
+        dsv4g_linear_exec(r, &lw->w1[e], XE + i * dim, dim, m, GE + i * inter, inter, r->aq);
+        dsv4g_linear_exec(r, &lw->w3[e], XE + i * dim, dim, m, UE + i * inter, inter, r->aq);
     }
-    dsv4g_linear_batch(r, jb, 2 * m, r->aq);
-    for (int i = 0; i < m; i++) {
-        swiglu(GE + i * inter, UE + i * inter, inter, lim, SELW[sel[i]]);
-        jb[i] = (dsv4k_linear_job){ &lw->w2[SEL[sel[i]]], GE + i * inter, OE + i * dim };
+    if (nj) dsv4g_linear_batch(r, jb, nj, r->aq);
+    for (int i = 0; i < P; i++) swiglu(GE + i * inter, UE + i * inter, inter, lim, SELW[pr[i]]);
+    nj = 0;
+    for (int i = 0, m; i < P; i += m) {
+        int32_t e = SEL[pr[i]];
+        for (m = 1; i + m < P && SEL[pr[i + m]] == e; m++) {}
+        if (m == 1) jb[nj++] = (dsv4k_linear_job){ &lw->w2[e], GE + i * inter, OE + i * dim };
+        else dsv4g_linear_exec(r, &lw->w2[e], GE + i * inter, inter, m, OE + i * dim, dim, r->aq);
     }
-    dsv4g_linear_batch(r, jb, m, r->aq);
-    memset(ACC, 0, (size_t)dim * 4);
-    for (int i = 0; i < m; i++)
-        for (int64_t d = 0; d < dim; d++) ACC[d] += OE[i * dim + d];
+    if (nj) dsv4g_linear_batch(r, jb, nj, r->aq);
+    memset(ACC, 0, (size_t)(T * dim) * 4);
+    for (int i = 0; i < P; i++) {
+        float *acc = ACC + pr[i] / K * dim;
+        const float *o = OE + i * dim;
+        for (int64_t d = 0; d < dim; d++) acc[d] += o[d];
+    }
 }
 
 /* routed experts (§5.7): rows grouped per expert, in expert id order (so
@@ -181,10 +205,10 @@ static void op_experts(dsv4g_run *r, const dsv4g_node *n)
     float lim = (float)c->swiglu_limit;
     dsv4__xcache *xc = rt->w->xc;
     int li = (int)n->i[0];
-    int valid = T == 1;
-    for (int64_t k = 0; valid && k < K; k++) valid = SEL[k] >= 0 && SEL[k] < E;
-    if (valid && !xc && K <= DSV4K_BATCH_MAX / 2) {
-        experts_one(r, n, x, SEL, SELW, ACC);
+    int few = T * K <= XF_PAIRS && T <= XF_ROWS && !xc;
+    for (int64_t k = 0; few && k < T * K; k++) few = SEL[k] >= 0 && SEL[k] < E;
+    if (few) {
+        experts_few(r, n, T, x, SEL, SELW, ACC);
         return;
     }
     xrows xr = { x, XE, GE, UE, OE, ACC, ROWS, WR, dim, inter, lim };
