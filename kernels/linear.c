@@ -758,6 +758,11 @@ static int bprep_fill(bprep *p)
     return -1;
 }
 
+static int job_alone(dsv4k_linear_ctx *c, const dsv4k_linear_job *j, int aq)
+{
+    return dsv4k_linear(c, j->w, j->x, j->w->k, 1, j->y, j->w->n, aq);
+}
+
 int dsv4k_linear_batch(dsv4k_linear_ctx *c, const dsv4k_linear_job *jobs, int n, int aq)
 {
     if (n <= 0) return 0;
@@ -774,7 +779,7 @@ int dsv4k_linear_batch(dsv4k_linear_ctx *c, const dsv4k_linear_job *jobs, int n,
     int np = 0, rc = 0;
     if (c->nobatch) {
         for (int i = 0; i < n; i++)
-            if (dsv4k_linear(c, jobs[i].w, jobs[i].x, jobs[i].w->k, 1, jobs[i].y, jobs[i].w->n, aq) != 0) rc = -1;
+            if (job_alone(c, &jobs[i], aq) != 0) rc = -1;
         return rc;
     }
     /* the distinct activation rows and their buffers' size */
@@ -821,7 +826,7 @@ int dsv4k_linear_batch(dsv4k_linear_ctx *c, const dsv4k_linear_job *jobs, int n,
             continue;
         }
         pj[i] = -1;
-        if (dsv4k_linear(c, jobs[i].w, jobs[i].x, jobs[i].w->k, 1, jobs[i].y, jobs[i].w->n, aq) != 0) rc = -1;
+        if (job_alone(c, &jobs[i], aq) != 0) rc = -1;
     }
     for (int q = 0; q < np; q++)
         if (prep[q].route >= 0 && bprep_fill(&prep[q]) != 0) prep[q].route = -1;
@@ -846,7 +851,7 @@ int dsv4k_linear_batch(dsv4k_linear_ctx *c, const dsv4k_linear_job *jobs, int n,
         if (prep[pj[i]].route < 0 || !ch) {
             /* a refused preparation (a value that is not finite, an extreme
              * block range) or no memory: the job alone */
-            if (dsv4k_linear(c, w, jobs[i].x, w->k, 1, jobs[i].y, w->n, aq) != 0) rc = -1;
+            if (job_alone(c, &jobs[i], aq) != 0) rc = -1;
             continue;
         }
         for (int64_t r = 0; r < w->n;) {

@@ -119,7 +119,7 @@ dsv4_status dsv4__rt_create(const dsv4__config *c, const struct dsv4__weights *w
     if (!(rt->DBG = rt_alloc(rt, B * c->index_topk * 4))) goto oom;
     if (!(rt->wo_views = rt_alloc(rt, (int64_t)(c->n_layers + 1) * c->o_groups * (int64_t)sizeof(dsv4k_weight))))
         goto oom;
-    if (!(rt->x1ws = rt_alloc(rt, XF_ROWS * c->n_active_experts * (2 * inter + 2 * dim) * 4))) goto oom;
+    if (!(rt->x1ws = rt_alloc(rt, dsv4__experts_few_bytes(c)))) goto oom;
     if (w->xc && (!(rt->x_ids = rt_alloc(rt, c->n_routed_experts * 4)) ||
                   !(rt->x_slots = rt_alloc(rt, c->n_routed_experts * 4))))
         goto oom;
@@ -145,6 +145,11 @@ void dsv4__rt_set_debug(dsv4__rt *rt, dsv4__debug_fn fn, void *user)
 const dsv4g_graph *dsv4__rt_graph(const dsv4__rt *rt) { return &rt->g; }
 dsv4k_pool *dsv4__rt_pool(dsv4__rt *rt) { return rt->pool; }
 dsv4k_linear_ctx *dsv4__rt_linear(dsv4__rt *rt) { return rt->lin; }
+
+int64_t dsv4__experts_few_bytes(const dsv4__config *c)
+{
+    return DSV4__XF_ROWS * (int64_t)c->n_active_experts * (2 * (int64_t)c->moe_inter_dim + 2 * (int64_t)c->dim) * 4;
+}
 
 void dsv4__rt_set_profile(dsv4__rt *rt, int64_t *ns_per_node) { rt->prof_ns = ns_per_node; }
 

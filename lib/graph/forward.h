@@ -29,6 +29,11 @@ typedef struct dsv4__rt_opts {
 } dsv4__rt_opts;
 
 /* A runtime over a config and its bound weights (both must outlive it). */
+/* rows whose routed experts go in two parallel loops (moe.c), and the
+ * scratch a context holds for them: [rows·K][2·inter + 2·dim] floats */
+#define DSV4__XF_ROWS 16
+int64_t dsv4__experts_few_bytes(const dsv4__config *c);
+
 dsv4_status dsv4__rt_create(const dsv4__config *c, const struct dsv4__weights *w, const dsv4__rt_opts *o,
                             dsv4__rt **out, dsv4__err *e);
 void dsv4__rt_free(dsv4__rt *rt);

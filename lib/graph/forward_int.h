@@ -42,9 +42,6 @@ typedef struct rowset {
     int64_t *src;          /* logit domains: the row of TOK / MTP they read */
 } rowset;
 
-/* rows whose routed experts go in two parallel loops (moe.c, experts_few) */
-#define XF_ROWS 16
-
 struct dsv4__rt {
     const dsv4__config *c;
     const struct dsv4__weights *w;
@@ -71,8 +68,8 @@ struct dsv4__rt {
      * run selected, ascending, their slots, how many are pinned (a prefix)
      * and used; a failed read (x_fail, x_msg) fails the forward pass */
     int32_t *x_ids, *x_slots;  /* [n_routed_experts] */
-    float *x1ws;               /* up to XF_ROWS rows' experts at once (moe.c):
-                                * [XF_ROWS·K][2·inter + 2·dim] */
+    float *x1ws;               /* dsv4__experts_few_bytes: up to DSV4__XF_ROWS rows'
+                                * experts at once (moe.c) */
     int x_n, x_acq, x_done;
     int x_fail;
     char x_msg[256];

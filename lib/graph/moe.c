@@ -153,11 +153,17 @@ static void experts_few(dsv4g_run *r, const dsv4g_node *n, int64_t T, const floa
         pr[j] = q;
     }
     float *GE = rt->x1ws, *UE = GE + P * inter, *OE = UE + P * inter, *XE = OE + P * dim;
+    /* run[i]: at the first pair of an expert, how many pairs select it */
+    int run[XF_PAIRS];
+    for (int i = 0, m; i < P; i += m) {
+        for (m = 1; i + m < P && SEL[pr[i + m]] == SEL[pr[i]]; m++) {}
+        run[i] = m;
+    }
     dsv4k_linear_job jb[2 * XF_PAIRS];
     int nj = 0;
     for (int i = 0, m; i < P; i += m) {
         int32_t e = SEL[pr[i]];
-        for (m = 1; i + m < P && SEL[pr[i + m]] == e; m++) {}
+        m = run[i];
         if (m == 1) {
             const float *xt = x + pr[i] / K * dim;
             jb[nj++] = (dsv4k_linear_job){ &lw->w1[e], xt, GE + i * inter };
@@ -173,7 +179,7 @@ static void experts_few(dsv4g_run *r, const dsv4g_node *n, int64_t T, const floa
     nj = 0;
     for (int i = 0, m; i < P; i += m) {
         int32_t e = SEL[pr[i]];
-        for (m = 1; i + m < P && SEL[pr[i + m]] == e; m++) {}
+        m = run[i];
         if (m == 1) jb[nj++] = (dsv4k_linear_job){ &lw->w2[e], GE + i * inter, OE + i * dim };
         else dsv4g_linear_exec(r, &lw->w2[e], GE + i * inter, inter, m, OE + i * dim, dim, r->aq);
     }
@@ -205,7 +211,7 @@ static void op_experts(dsv4g_run *r, const dsv4g_node *n)
     float lim = (float)c->swiglu_limit;
     dsv4__xcache *xc = rt->w->xc;
     int li = (int)n->i[0];
-    int few = T * K <= XF_PAIRS && T <= XF_ROWS && !xc;
+    int few = T * K <= XF_PAIRS && T <= DSV4__XF_ROWS && !xc;
     for (int64_t k = 0; few && k < T * K; k++) few = SEL[k] >= 0 && SEL[k] < E;
     if (few) {
         experts_few(r, n, T, x, SEL, SELW, ACC);
