@@ -14,7 +14,7 @@
  *   --revision current|initial   (default current)
  *   --chunk N      feed the tokens in pieces of N (default: all at once)
  *   --decode       feed them one at a time (same as --chunk 1)
- *   --max-batch N  the context's largest internal batch (default 256)
+ *   --max-batch N  the context's largest internal batch (default 1024)
  *   --threads N    worker threads (default: one per core)
  *   --mtp          also write the MTP logits
  *   --ctx N        context capacity (default: the number of tokens)
@@ -70,7 +70,7 @@ static int parse_i64(const char *s, long long lo, long long *v)
 
 int main(int argc, char **argv)
 {
-    long long chunk = 0, max_batch = 256, threads = 0, n_ctx = 0;
+    long long chunk = 0, max_batch = 1024, threads = 0, n_ctx = 0;
     int numerics = DSV4_NUMERICS_REFERENCE, revision = DSV4_REVISION_CURRENT, mtp = 0;
     int i = 1;
     for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {

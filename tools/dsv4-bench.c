@@ -522,6 +522,16 @@ static void print_nodes(const dsv4g_graph *g, const int64_t *prof, int steps)
         const dsv4g_node *nd = &g->n[ix[j]];
         printf("    %8.3f  layer %2d %-5s %s", (double)prof[ix[j]] / 1e6 / steps, nd->layer,
                nd->part >= 0 && nd->part < 4 ? pn[nd->part] : "?", nd->name);
+        if (!strcmp(nd->name, "linear_group")) {
+            /* the group's products: count, each one's format and shape */
+            static const char *fn[6] = { "?", "BF16", "F32", "FP8", "FP8/f32s", "FP4" };
+            printf(" %d x", (int)nd->i[1]);
+            for (int q = 0; q < nd->i[1] && q < 3; q++) {
+                const dsv4k_weight *w = nd->p[q];
+                printf(" %s %lldx%lld", fn[w->fmt >= 1 && w->fmt <= 5 ? w->fmt : 0], (long long)w->n, (long long)w->k);
+            }
+            printf(" %s", nd->i[0] ? "aq" : "f32");
+        }
         if (!strcmp(nd->name, "linear") && nd->p[0]) {
             /* the product's weight: format, shape, activations quantised
              * or not, and the GB/s of its bytes in the model */
@@ -1425,6 +1435,8 @@ static int32_t bsink_write(void *u, const void *d, size_t len)
 static int64_t sess_pos[8] = { 256, 1024, 4096, 16384 };
 static int n_sess_pos = 4, sess_pos_given = 0;
 static int64_t sess_prefill_max = 65536; /* --prefill-max: longer states are filled synthetically */
+/* --max-batch: the chunk of the decode and prefill runtime (the library's default) */
+static int bench_max_batch = DSV4__MAX_BATCH_DEFAULT;
 
 static void bench_sessions(dsv4_model *m, int threads, int quick)
 {
@@ -1698,6 +1710,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--only") && v) only = argv[++i];
         else if (!strcmp(a, "--busy") && v) n_busy = atoi(argv[++i]);
         else if (!strcmp(a, "--prefill-max") && v) sess_prefill_max = atoll(argv[++i]);
+        else if (!strcmp(a, "--max-batch") && v && atoi(argv[i + 1]) >= 1) bench_max_batch = atoi(argv[++i]);
         else if (!strcmp(a, "--positions") && v) {
             n_sess_pos = 0;
             sess_pos_given = 1;
@@ -1717,7 +1730,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "usage: dsv4-bench --model DIR [--synth DSV4-SYNTH] [--threads N] [--steps N] "
                             "[--quick] [--mapped] [--nodes] [--layout-ab] "
                             "[--only kernels|layout|decode|prefill|context|spin|sessions|experts|experts-mmap|mtp] [--positions N,N,...] "
-                            "[--prefill-max N] [--busy N] [--mem-budget GIB] [--mem-slots N] [--text FILE] [--lookahead-ab N] [--json FILE]\n");
+                            "[--prefill-max N] [--max-batch N] [--busy N] [--mem-budget GIB] [--mem-slots N] [--text FILE] [--lookahead-ab N] [--json FILE]\n");
             return 2;
         }
     }
@@ -1979,7 +1992,7 @@ int main(int argc, char **argv)
     dsv4__state *st;
     int32_t *tok = malloc(4096 * sizeof *tok);
     float *lg = malloc((size_t)V * 4);
-    if (make_rt(m, threads, 8192, 512, &rt, &st)) return 1;
+    if (make_rt(m, threads, 8192, bench_max_batch, &rt, &st)) return 1;
     const dsv4g_graph *g = dsv4__rt_graph(rt);
     int64_t *prof = calloc((size_t)g->n_n, sizeof *prof);
     dsv4__err e = { 0, "" };
@@ -2177,6 +2190,9 @@ int main(int argc, char **argv)
     printf("products of >= %d rows: oneDNN %s route (%s)\n", DSV4G_GEMM_MIN_ROWS, native16 ? "bf16" : "f32",
            native16 ? "quantised activations, exact products; f32 for unquantised activations, F32 weights, F32-scaled FP8"
                     : "oneDNN has no native bf16 on this CPU");
+    printf("prompts in chunks of %d rows (DSV4_OPT_MAX_BATCH%s)\n", bench_max_batch,
+           bench_max_batch == DSV4__MAX_BATCH_DEFAULT ? ", the default" : ", --max-batch");
+    jnum("prefill_max_batch", bench_max_batch);
     int64_t pl[2] = { 512, 4096 };
     double pgf[2] = { 0, 0 }, ptok[2] = { 0, 0 }, pcpu[2] = { 0, 0 };
     /* one untimed 64-token prompt: pages of the mapping (the head, every

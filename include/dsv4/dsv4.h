@@ -224,9 +224,13 @@ enum dsv4_option_value {
     /** context, i64 dsv4_revision, default DSV4_REVISION_CURRENT: which
      *  official reference revision's behaviour to reproduce. */
     DSV4_OPT_REVISION = 103,
-    /** context, i64 >= 1, default 256: largest number of tokens run through
+    /** context, i64 >= 1, default 1024: largest number of tokens run through
      *  the forward pass at once; longer inputs are processed in chunks of
-     *  this size (results are the same). */
+     *  this size (results are the same). Larger chunks prefill faster (each
+     *  chunk decodes every weight it uses once; a model of many experts
+     *  gives each expert more rows) and cost the context activation memory
+     *  in proportion (about 376 KiB per token at V4-Flash widths). Progress
+     *  reports and cancellation come once per chunk. */
     DSV4_OPT_MAX_BATCH = 104,
     /** context, i64 -1 .. 1048576, default -1: pause instructions a worker
      *  thread (and the calling thread, waiting for the workers) spends

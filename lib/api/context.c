@@ -76,7 +76,7 @@ dsv4_status dsv4_context_create(dsv4_model *model, const dsv4_options *opts, dsv
     dsv4__ref_get(&model->ref);
     ctx->model = model;
     ctx->n_ctx = n_ctx;
-    ctx->max_batch = o.max_batch > 0 ? o.max_batch : 256;
+    ctx->max_batch = o.max_batch > 0 ? o.max_batch : DSV4__MAX_BATCH_DEFAULT;
     *out = ctx;
     return DSV4_OK;
 }

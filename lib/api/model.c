@@ -334,13 +334,13 @@ static int64_t fixed_state_bytes(const dsv4__config *c, int numerics, int has_mt
     return total;
 }
 
-/* scratch of a context: activations of DSV4_OPT_MAX_BATCH (256) tokens */
+/* scratch of a context: activations of DSV4_OPT_MAX_BATCH (its default) tokens */
 static int64_t scratch_bytes(const dsv4__config *c)
 {
     int64_t per_tok = 16 * (int64_t)c->dim + 3 * (int64_t)c->n_heads * c->head_dim + c->vocab_size +
                       2 * (int64_t)c->moe_inter_dim + c->q_lora_rank;
     /* and the routed experts of a few rows at once (graph/moe.c) */
-    return 256 * per_tok * 4 + dsv4__experts_few_bytes(c);
+    return DSV4__MAX_BATCH_DEFAULT * per_tok * 4 + dsv4__experts_few_bytes(c);
 }
 
 dsv4_status dsv4_model_info_get_i64(const dsv4_model_info *info, dsv4_info_key key, int64_t *value)

@@ -54,6 +54,10 @@ void dsv4__logf(const dsv4__log *log, int32_t level, const char *fmt, ...)
 
 /* Options bag (public type dsv4_options). */
 #define DSV4__OPT_SLOTS 13
+/* DSV4_OPT_MAX_BATCH's default: a prompt's chunk. A chunk decodes every
+ * weight it uses once, and a model of many experts gives each expert about
+ * chunk · active / experts rows (docs/bench.md) */
+#define DSV4__MAX_BATCH_DEFAULT 1024
 /* experimental option keys (DSV4_OPT_MEM_BUDGET, _PERCENT in the header) */
 #define DSV4__OPT_MEM_BUDGET 4
 #define DSV4__OPT_MEM_BUDGET_PERCENT 5

@@ -43,7 +43,7 @@ int main(void)
     struct { dsv4_option k; int64_t def; } defs[] = {
         { DSV4_OPT_LOAD_MTP, 1 }, { DSV4_OPT_PREFETCH, 0 }, { DSV4_OPT_THREADS, 0 },
         { DSV4_OPT_CONTEXT_LENGTH, 4096 }, { DSV4_OPT_NUMERICS, DSV4_NUMERICS_REFERENCE },
-        { DSV4_OPT_REVISION, DSV4_REVISION_CURRENT }, { DSV4_OPT_MAX_BATCH, 256 },
+        { DSV4_OPT_REVISION, DSV4_REVISION_CURRENT }, { DSV4_OPT_MAX_BATCH, 1024 },
         { DSV4_OPT_MTP, 0 }, { DSV4_OPT_WORKER_SPIN, -1 },
     };
     for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
