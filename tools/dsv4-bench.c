@@ -2194,7 +2194,7 @@ int main(int argc, char **argv)
            bench_max_batch == DSV4__MAX_BATCH_DEFAULT ? ", the default" : ", --max-batch");
     jnum("prefill_max_batch", bench_max_batch);
     int64_t pl[2] = { 512, 4096 };
-    double pgf[2] = { 0, 0 }, ptok[2] = { 0, 0 }, pcpu[2] = { 0, 0 };
+    double pgf[2] = { 0, 0 }, ptok[2] = { 0, 0 }, pcpu[2] = { 0, 0 }, pf32[2] = { 0, 0 }, psec[2] = { 0, 0 };
     /* one untimed 64-token prompt: pages of the mapping (the head, every
      * expert) touched and oneDNN's primitives made, when no decode ran */
     dsv4__state_reset(st);
@@ -2216,7 +2216,7 @@ int main(int argc, char **argv)
             print_nodes(g, prof, 1);
         }
         /* products only: 2 · Σ weights used per token (embedding, head once) */
-        double flop = 0;
+        double flop = 0, f32 = 0;
         for (int l = 0; l < c->n_layers; l++) {
             const dsv4__layer_w *lw = &W->layers[l];
             const dsv4k_weight *ws[] = { &lw->wq_a, &lw->wq_b, &lw->wkv, &lw->wo_a, &lw->wo_b, &lw->gate, &lw->sw1,
@@ -2225,8 +2225,15 @@ int main(int argc, char **argv)
             int nw = lw->ratio == 4 ? 15 : lw->ratio > 0 ? 11 : 9;
             for (int k = 0; k < nw; k++) flop += 2.0 * (double)ws[k]->n * (double)ws[k]->k;
             flop += 2.0 * K * 3 * (double)lw->w1[0].n * (double)lw->w1[0].k;
+            /* the products of unquantised activations (the f32 route in
+             * reference numerics too): wo_a, the router, the compressors,
+             * the indexer's weights projection */
+            for (int k = 0; k < nw; k++)
+                if (k == 3 || k == 5 || (k >= 9 && k != 13)) f32 += 2.0 * (double)ws[k]->n * (double)ws[k]->k;
         }
         flop *= (double)pl[i];
+        pf32[i] = f32 * (double)pl[i] + 2.0 * (double)W->head.n * (double)W->head.k;
+        psec[i] = dt;
         flop += 2.0 * (double)W->head.n * (double)W->head.k;
         pgf[i] = flop / dt / 1e9;
         ptok[i] = pl[i] / dt;
@@ -2259,6 +2266,16 @@ int main(int argc, char **argv)
                threads > 1 ? " (threads waiting by spinning count: compare at --threads 1)" : "");
         snprintf(key, sizeof key, "prefill_%lld_gflop_per_cpu_s", (long long)pl[i]);
         jnum(key, pcpu[i]);
+        if (peak16 > 0 && peak > 0) {
+            /* what the route each product must take allows: the f32 ones
+             * at the f32 peak, the rest at the bf16 peak */
+            double ideal = pf32[i] / (peak * 1e9) + (pgf[i] * psec[i] * 1e9 - pf32[i]) / (peak16 * 1e9);
+            printf("  the products at the peaks of their routes (%.0f %% of the FLOPs f32: unquantised activations) "
+                   "would take %.1f %% of this time\n", 100 * pf32[i] / (pgf[i] * psec[i] * 1e9),
+                   100 * ideal / psec[i]);
+            snprintf(key, sizeof key, "prefill_%lld_frac_route_peaks", (long long)pl[i]);
+            jnum(key, ideal / psec[i]);
+        }
     }
     jnum("onednn_f32_gflop_per_cpu_s", cpeak);
     jnum("onednn_bf16_gflop_per_cpu_s", cpeak16);
