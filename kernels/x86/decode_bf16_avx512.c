@@ -12,9 +12,10 @@
  *    (byte to the high half, arithmetic shift by one, the sign's copy
  *    cleared), widened by vcvtph2ps (exact, subnormal codes too), times
  *    2^(s+8), the upper halves kept;
- *  - FP4 e2m1, 32 codes per step (one scale): the nibbles spread to 16-bit
- *    lanes in element order, vpermw against the 16 codes' bf16 bits, s
- *    added to the exponent field of the nonzero ones;
+ *  - FP4 e2m1, 32 codes per step (one scale): each byte widened to a
+ *    32-bit lane whose two words index its two nibbles, vpermw against the
+ *    16 codes' bf16 bits with s added to the exponent field of the nonzero
+ *    ones (the row's scales checked first, 64 at a time);
  *  - BF16: copied (interleaved rows read chunk by chunk), each value
  *    checked to be zero or normal.
  * It returns -1 (dst then undefined) for what it does not take: a scale
@@ -30,8 +31,11 @@
 
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx2,f16c")))
 
-/* bf16 bits of the 16 e2m1 codes (bit 3 the sign; code 8 is -0) */
+/* bf16 bits of the 16 e2m1 codes (bit 3 the sign; code 8 is -0), twice:
+ * vpermw takes the low 5 bits of each index */
 static const uint16_t E2M1_BF16[32] = {
+    0x0000, 0x3f00, 0x3f80, 0x3fc0, 0x4000, 0x4040, 0x4080, 0x40c0,
+    0x8000, 0xbf00, 0xbf80, 0xbfc0, 0xc000, 0xc040, 0xc080, 0xc0c0,
     0x0000, 0x3f00, 0x3f80, 0x3fc0, 0x4000, 0x4040, 0x4080, 0x40c0,
     0x8000, 0xbf00, 0xbf80, 0xbfc0, 0xc000, 0xc040, 0xc080, 0xc0c0,
 };
@@ -66,22 +70,27 @@ TGT static int fp8_row(const dsv4k_weight *w, int64_t rr, uint16_t *dst)
 
 TGT static int fp4_row(const dsv4k_weight *w, int64_t rr, uint16_t *dst)
 {
-    int64_t k = w->k;
+    int64_t k = w->k, ns = k / 32, i = 0;
     const uint8_t *p = (const uint8_t *)w->w + rr * (k / 2);
-    const uint8_t *sc = (const uint8_t *)w->s + rr * (k / 32);
-    const __m512i tab = _mm512_loadu_si512(E2M1_BF16), mag = _mm512_set1_epi16(0x7fff);
-    const __m256i m0f = _mm256_set1_epi16(0x000f), mf0 = _mm256_set1_epi16(0x00f0);
+    const uint8_t *sc = (const uint8_t *)w->s + rr * ns;
+    /* every scale within 2^±100 (bytes 27 .. 227), 64 at a time */
+    const __m512i s27 = _mm512_set1_epi8(27), span = _mm512_set1_epi8((char)200);
+    for (; i + 64 <= ns; i += 64)
+        if (_mm512_cmpgt_epu8_mask(_mm512_sub_epi8(_mm512_loadu_si512(sc + i), s27), span)) return -1;
+    for (; i < ns; i++)
+        if (sc[i] < 27 || sc[i] > 227) return -1;
+    const __m512i tab = _mm512_loadu_si512(E2M1_BF16);
+    /* the table's entries of nonzero magnitude: all but ±0 (0, 8, 16, 24) */
+    const __mmask32 nz = ~(__mmask32)0x01010101u;
     for (int64_t c = 0; c < k; c += 32) {
-        int e = (int)sc[c / 32] - 127;
-        if (e < -100 || e > 100) return -1;
-        /* 16 bytes → 16-bit lanes (low nibble, high nibble << 8), read as
-         * 32 bytes: the codes in element order, one per byte */
-        __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(p + c / 2)));
-        __m256i nib = _mm256_or_si256(_mm256_and_si256(b, m0f), _mm256_slli_epi16(_mm256_and_si256(b, mf0), 4));
-        __m512i v = _mm512_permutexvar_epi16(_mm512_cvtepu8_epi16(nib), tab);
-        __mmask32 nz = _mm512_test_epi16_mask(v, mag);
-        v = _mm512_mask_add_epi16(v, nz, v, _mm512_set1_epi16((short)(e * 128)));
-        _mm512_storeu_si512(dst + c, v);
+        /* byte b of the 16 in a 32-bit lane, made b | b << 12: its low word
+         * indexes the low nibble (low 5 bits: the table's two halves are the
+         * same), its high word is the high nibble — the codes in element
+         * order; the block's scale added to the exponents of the table */
+        __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + c / 2)));
+        d = _mm512_or_si512(d, _mm512_slli_epi32(d, 12));
+        __m512i t = _mm512_mask_add_epi16(tab, nz, tab, _mm512_set1_epi16((short)(((int)sc[c / 32] - 127) * 128)));
+        _mm512_storeu_si512(dst + c, _mm512_permutexvar_epi16(d, t));
     }
     return 0;
 }

@@ -395,7 +395,9 @@ static void decode_twin(void)
     int64_t taken = 0, refused_both = 0, refused_fast = 0, bad = 0, rows = 0;
     for (int f = 0; f < 3; f++)
         for (int ilv = 0; ilv <= (fmts[f] == DSV4K_W_FP4 ? 0 : 1); ilv++) {
-            int64_t n = 260, k = fmts[f] == DSV4K_W_FP8 ? 768 : 512;
+            /* FP4: 69 scales a row (the decoder checks them 64 at a time,
+             * then one by one) */
+            int64_t n = 260, k = fmts[f] == DSV4K_W_FP8 ? 768 : fmts[f] == DSV4K_W_FP4 ? 2208 : 512;
             wbuf b = make_w(fmts[f], n, k, -3, 3);
             uint8_t *d = b.d;
             size_t es = fmts[f] == DSV4K_W_BF16 ? 2 : 1;
@@ -413,7 +415,13 @@ static void decode_twin(void)
             }
             if (fmts[f] == DSV4K_W_FP4) {
                 uint8_t *sc = b.s;
-                for (int64_t i = 0; i < n * (k / 32); i++) sc[i] = (uint8_t)(i < 16 * 100 ? 127 + (int)(i % 201) - 100 : i & 0xff);
+                /* rows below 200: every in-range byte (27 .. 227), then
+                 * rows 30 .. 69 one byte out of range (26, 228, 0 or 255)
+                 * somewhere in the row, from row 200 any byte */
+                int64_t ns = k / 32;
+                for (int64_t i = 0; i < n * ns; i++) sc[i] = (uint8_t)(i < 200 * ns ? 127 + (int)(i % 201) - 100 : i & 0xff);
+                static const uint8_t far[4] = { 26, 228, 0, 255 };
+                for (int64_t r = 30; r < 70; r++) sc[r * ns + (r * 7) % ns] = far[r % 4];
             }
             if (fmts[f] == DSV4K_W_BF16) {
                 /* random bits: subnormals, infinities and NaNs in some rows */
