@@ -522,9 +522,9 @@ static void print_nodes(const dsv4g_graph *g, const int64_t *prof, int steps)
         const dsv4g_node *nd = &g->n[ix[j]];
         printf("    %8.3f  layer %2d %-5s %s", (double)prof[ix[j]] / 1e6 / steps, nd->layer,
                nd->part >= 0 && nd->part < 4 ? pn[nd->part] : "?", nd->name);
+        static const char *fn[6] = { "?", "BF16", "F32", "FP8", "FP8/f32s", "FP4" };
         if (!strcmp(nd->name, "linear_group")) {
             /* the group's products: count, each one's format and shape */
-            static const char *fn[6] = { "?", "BF16", "F32", "FP8", "FP8/f32s", "FP4" };
             printf(" %d x", (int)nd->i[1]);
             for (int q = 0; q < nd->i[1] && q < 3; q++) {
                 const dsv4k_weight *w = nd->p[q];
@@ -536,7 +536,6 @@ static void print_nodes(const dsv4g_graph *g, const int64_t *prof, int steps)
             /* the product's weight: format, shape, activations quantised
              * or not, and the GB/s of its bytes in the model */
             const dsv4k_weight *w = nd->p[0];
-            static const char *fn[6] = { "?", "BF16", "F32", "FP8", "FP8/f32s", "FP4" };
             double ms = (double)prof[ix[j]] / 1e6 / steps;
             printf(" %-8s %6lld x %-5lld %s %6.1f MB %5.1f GB/s%s", fn[w->fmt >= 1 && w->fmt <= 5 ? w->fmt : 0],
                    (long long)w->n, (long long)w->k, nd->i[0] ? "aq" : "f32", wbytes(w) / 1e6,
