@@ -433,8 +433,9 @@ DSV4_API dsv4_status dsv4_gen_complete(dsv4_gen *gen, const char *request_json, 
  * Report the progress of feeding the prompt in dsv4_gen_start() and
  * dsv4_gen_start_request() to `fn` (NULL = none, the default): done and
  * total count the prompt tokens the session did not already hold; once
- * with done = 0 before any work, then after each chunk of up to 256
- * tokens, the last time with done = total. A nonzero return stops the
+ * with done = 0 before any work, then after each chunk of up to the
+ * context's DSV4_OPT_MAX_BATCH tokens (one forward pass each), the last
+ * time with done = total. A nonzero return stops the
  * feeding as dsv4_gen_cancel() does: the start returns DSV4_ERR_ABORTED and
  * the tokens already fed stay in the session, so the next start with the
  * same prompt (DSV4_GEN_REUSE_PREFIX) goes on from there. Decode steps are

@@ -324,6 +324,8 @@ int dsv4__session_rows_identical(const dsv4_session *s) { return dsv4__rt_rows_i
 int dsv4__session_has_mtp(const dsv4_session *s) { return s->has_mtp; }
 void dsv4__session_mtp_rows(dsv4_session *s, int on) { s->mtp_rows_off = !on; }
 
+int64_t dsv4__session_max_batch(const dsv4_session *s) { return s->ctx->max_batch; }
+
 /* ---- save / restore (format: lib/state/sfile.c) ------------------------ */
 
 uint64_t dsv4__context_fingerprint(dsv4_context *ctx)

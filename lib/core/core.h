@@ -116,6 +116,9 @@ int dsv4__session_has_mtp(const dsv4_session *s);
 /* on (default): evaluations write the MTP logits rows (dsv4_session_mtp_logits);
  * off: the MTP block still runs (its state), its logits head does not */
 void dsv4__session_mtp_rows(dsv4_session *s, int on);
+/* the largest chunk one evaluation runs at once: its context's
+ * DSV4_OPT_MAX_BATCH */
+int64_t dsv4__session_max_batch(const dsv4_session *s);
 
 #define DSV4__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

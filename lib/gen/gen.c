@@ -25,8 +25,15 @@
 #include "gen/sampler_int.h"
 #include "text/tokenizer_int.h"
 
-#define PROMPT_CHUNK 256
 #define REJECT_TRIES 8
+
+/* prompt tokens fed per evaluation (a progress report and a cancellation
+ * check after each): the context's chunk, so each is one forward pass */
+static size_t prompt_chunk(const dsv4_gen *g)
+{
+    int64_t b = dsv4__session_max_batch(g->sess);
+    return b > 0 ? (size_t)b : 1;
+}
 
 static int64_t now_ns(void)
 {
@@ -823,7 +830,7 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
             atomic_store(&g->cancel, 1);
         if (atomic_load(&g->cancel)) return dsv4__gen_fail(g, DSV4_ERR_ABORTED, "cancelled while feeding the prompt");
         if (i >= n) break;
-        size_t m = n - i < PROMPT_CHUNK ? n - i : PROMPT_CHUNK;
+        size_t m = n - i < prompt_chunk(g) ? n - i : prompt_chunk(g);
         if (i < mark && i + m > mark) m = mark - i;
         st = feed(g, prompt + i, m);
         if (st) return st;
@@ -1213,7 +1220,7 @@ static dsv4_status feed_deferred(dsv4_gen *g, size_t max)
     size_t end = max ? (g->n_defer - g->i_defer < max ? g->n_defer : g->i_defer + max) : g->n_defer;
     while (g->i_defer < end) {
         if (atomic_load(&g->cancel)) return DSV4_OK;
-        size_t m = defer_cut(g, end - g->i_defer < PROMPT_CHUNK ? end - g->i_defer : PROMPT_CHUNK);
+        size_t m = defer_cut(g, end - g->i_defer < prompt_chunk(g) ? end - g->i_defer : prompt_chunk(g));
         dsv4_status st = feed(g, g->defer + g->i_defer, m);
         if (st) return st;
         g->i_defer += m;

@@ -241,6 +241,32 @@ static void test_gen_progress(const char *golden)
     rig_close(&r);
 }
 
+/* the generator feeds a prompt in chunks of its context's DSV4_OPT_MAX_BATCH */
+static void test_gen_chunk(const char *golden)
+{
+    enum { N = 250 };
+    rig r;
+    if (!open_batch(&r, golden, 100)) {
+        rig_close(&r);
+        return;
+    }
+    dsv4_gen *g = NULL;
+    if (CHECK(dsv4_gen_create(r.s, tok, &g) == DSV4_OK, "gen")) {
+        static int32_t ids[N];
+        for (int i = 0; i < N; i++) ids[i] = 3 + (i * 53) % 500;
+        dsv4_gen_set_i64(g, DSV4_GEN_MAX_TOKENS, 1);
+        dsv4_gen_set_i64(g, DSV4_GEN_THINKING, 0);
+        prog p = { .stop_at = -1 };
+        dsv4_gen_set_progress(g, on_progress, &p);
+        CHECK(dsv4_gen_start(g, ids, N) == DSV4_OK, "start: %s", dsv4_gen_last_error(g));
+        CHECK(p.calls == 4 && p.bad == 0 && p.seen[1] == 100 && p.seen[2] == 200 && p.seen[3] == 250,
+              "a 250-token prompt at MAX_BATCH 100: reports at 0, 100, 200, 250 (%d reports, second at %lld)", p.calls,
+              (long long)p.seen[1]);
+        dsv4_gen_free(g);
+    }
+    rig_close(&r);
+}
+
 int main(void)
 {
     char path[4096], golden[4096];
@@ -253,6 +279,7 @@ int main(void)
     test_tokenizer_path(golden, path);
     test_session_progress(golden);
     test_gen_progress(golden);
+    test_gen_chunk(golden);
     dsv4_tokenizer_free(tok);
     return test_summary();
 }
