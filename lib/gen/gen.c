@@ -824,13 +824,14 @@ static dsv4_status start(dsv4_gen *g, const int32_t *prompt, size_t n, dsv4__con
         return DSV4_OK;
     }
     int64_t t0 = now_ns();
+    size_t chunk = prompt_chunk(g);
     for (size_t i = keep;;) {
         /* progress before each chunk and after the last (done = total) */
         if (g->progress && g->progress(g->progress_user, (int64_t)(i - keep), (int64_t)(n - keep)) != 0)
             atomic_store(&g->cancel, 1);
         if (atomic_load(&g->cancel)) return dsv4__gen_fail(g, DSV4_ERR_ABORTED, "cancelled while feeding the prompt");
         if (i >= n) break;
-        size_t m = n - i < prompt_chunk(g) ? n - i : prompt_chunk(g);
+        size_t m = n - i < chunk ? n - i : chunk;
         if (i < mark && i + m > mark) m = mark - i;
         st = feed(g, prompt + i, m);
         if (st) return st;
@@ -1218,9 +1219,10 @@ static dsv4_status feed_deferred(dsv4_gen *g, size_t max)
 {
     int64_t t0 = now_ns();
     size_t end = max ? (g->n_defer - g->i_defer < max ? g->n_defer : g->i_defer + max) : g->n_defer;
+    size_t chunk = prompt_chunk(g);
     while (g->i_defer < end) {
         if (atomic_load(&g->cancel)) return DSV4_OK;
-        size_t m = defer_cut(g, end - g->i_defer < prompt_chunk(g) ? end - g->i_defer : prompt_chunk(g));
+        size_t m = defer_cut(g, end - g->i_defer < chunk ? end - g->i_defer : chunk);
         dsv4_status st = feed(g, g->defer + g->i_defer, m);
         if (st) return st;
         g->i_defer += m;

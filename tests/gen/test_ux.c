@@ -181,19 +181,21 @@ static void test_session_progress(const char *golden)
     rig_close(&ref);
 }
 
+/* a rig of that chunk and a generator on its session; 0 (r closed) on failure */
+static int open_gen(rig *r, const char *golden, int64_t max_batch, dsv4_gen **g)
+{
+    *g = NULL;
+    if (open_batch(r, golden, max_batch) && CHECK(dsv4_gen_create(r->s, tok, g) == DSV4_OK, "gen")) return 1;
+    rig_close(r);
+    return 0;
+}
+
 static void test_gen_progress(const char *golden)
 {
     enum { N = 600 };
     rig r;
-    if (!open_batch(&r, golden, 256)) {
-        rig_close(&r);
-        return;
-    }
-    dsv4_gen *g = NULL;
-    if (!CHECK(dsv4_gen_create(r.s, tok, &g) == DSV4_OK, "gen")) {
-        rig_close(&r);
-        return;
-    }
+    dsv4_gen *g;
+    if (!open_gen(&r, golden, 256, &g)) return;
     CHECK(dsv4_gen_set_progress(NULL, on_progress, NULL) == DSV4_ERR_INVALID_ARGUMENT, "gen_set_progress(NULL)");
     static int32_t ids[N];
     for (int i = 0; i < N; i++) ids[i] = 3 + (i * 101) % 500;
@@ -246,24 +248,19 @@ static void test_gen_chunk(const char *golden)
 {
     enum { N = 250 };
     rig r;
-    if (!open_batch(&r, golden, 100)) {
-        rig_close(&r);
-        return;
-    }
-    dsv4_gen *g = NULL;
-    if (CHECK(dsv4_gen_create(r.s, tok, &g) == DSV4_OK, "gen")) {
-        static int32_t ids[N];
-        for (int i = 0; i < N; i++) ids[i] = 3 + (i * 53) % 500;
-        dsv4_gen_set_i64(g, DSV4_GEN_MAX_TOKENS, 1);
-        dsv4_gen_set_i64(g, DSV4_GEN_THINKING, 0);
-        prog p = { .stop_at = -1 };
-        dsv4_gen_set_progress(g, on_progress, &p);
-        CHECK(dsv4_gen_start(g, ids, N) == DSV4_OK, "start: %s", dsv4_gen_last_error(g));
-        CHECK(p.calls == 4 && p.bad == 0 && p.seen[1] == 100 && p.seen[2] == 200 && p.seen[3] == 250,
-              "a 250-token prompt at MAX_BATCH 100: reports at 0, 100, 200, 250 (%d reports, second at %lld)", p.calls,
-              (long long)p.seen[1]);
-        dsv4_gen_free(g);
-    }
+    dsv4_gen *g;
+    if (!open_gen(&r, golden, 100, &g)) return;
+    static int32_t ids[N];
+    for (int i = 0; i < N; i++) ids[i] = 3 + (i * 53) % 500;
+    dsv4_gen_set_i64(g, DSV4_GEN_MAX_TOKENS, 1);
+    dsv4_gen_set_i64(g, DSV4_GEN_THINKING, 0);
+    prog p = { .stop_at = -1 };
+    dsv4_gen_set_progress(g, on_progress, &p);
+    CHECK(dsv4_gen_start(g, ids, N) == DSV4_OK, "start: %s", dsv4_gen_last_error(g));
+    CHECK(p.calls == 4 && p.bad == 0 && p.seen[1] == 100 && p.seen[2] == 200 && p.seen[3] == 250,
+          "a 250-token prompt at MAX_BATCH 100: reports at 0, 100, 200, 250 (%d reports, second at %lld)", p.calls,
+          (long long)p.seen[1]);
+    dsv4_gen_free(g);
     rig_close(&r);
 }
 
