@@ -157,3 +157,9 @@ void dsv4k_hadamard(float *x, int n, int simd)
     if (simd && n >= 16 && (n & (n - 1)) == 0 && dsv4k_have_avx512()) dsv4k_hadamard_avx512(x, n);
     else dsv4k_hadamard_ref(x, n);
 }
+
+void dsv4k_swiglu(float *g, const float *u, int64_t n, float lim, float w, int simd)
+{
+    if (simd && dsv4k_have_avx512()) dsv4k_swiglu_avx512(g, u, n, lim, w);
+    else dsv4k_swiglu_ref(g, u, n, lim, w);
+}

@@ -58,6 +58,18 @@ void dsv4k_hadamard_ref(float *x, int n);
  * CPU has it */
 void dsv4k_hadamard(float *x, int n, int simd);
 
+/* SwiGLU of the routed and shared experts (§5.7), in place of g:
+ * g[i] = w · (silu(min(g[i], lim)) · clamp(u[i], ±lim)) with lim 0 meaning
+ * no clamp, silu(x) = x / (1 + e^-x) evaluated in double and rounded once
+ * to f32, the two products in f32 in that order. */
+void dsv4k_swiglu_ref(float *g, const float *u, int64_t n, float lim, float w);
+/* the same through the AVX-512 twin when simd and the CPU has it: its
+ * e^-x is a vector double-precision exponential (error below 2 ulp of a
+ * double), so a value's f32 silu can differ from the reference's only where
+ * the exact quotient lies within a few double ulps of an f32 rounding
+ * boundary (about one value in 10^7; the test counts them, none so far) */
+void dsv4k_swiglu(float *g, const float *u, int64_t n, float lim, float w, int simd);
+
 /*
  * mHC pre-mix (§5.2 HcPre) for one token: X is hc streams of dim values
  * (stream-major). fn [(2+hc)·hc][hc·dim], base [(2+hc)·hc], scale [3].

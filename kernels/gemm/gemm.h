@@ -52,4 +52,10 @@ void dsv4k_gemm_counts(const dsv4k_gemm *g, int64_t *bf16_blocks, int64_t *f32_b
  * undefined) */
 int dsv4k_gemm_to_bf16(const float *src, int64_t n, uint16_t *dst);
 
+/* o[c·nb + i] = t[i·k + c] for i < rn, c < k: the f32 route's transposition
+ * of rn <= 16 decoded rows into its [k][nb] block, by 16×16 tiles in
+ * AVX-512 registers when simd, rn == 16 and the CPU has it, else by the
+ * scalar loop (the twin the test compares it with) */
+void dsv4k_gemm_transpose_rows(const float *t, int64_t k, int rn, float *o, int64_t nb, int simd);
+
 #endif

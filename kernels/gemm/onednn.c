@@ -246,6 +246,53 @@ static int to_bf16(const float *src, int64_t n, uint16_t *dst)
 
 int dsv4k_gemm_to_bf16(const float *src, int64_t n, uint16_t *dst) { return to_bf16(src, n, dst); }
 
+/* ---- the f32 route's transposition -------------------------------------- */
+
+static void transpose_c(const float *t, int64_t k, int rn, float *o, int64_t nb, int64_t c0)
+{
+    for (int64_t c = c0; c < k; c++)
+        for (int i = 0; i < rn; i++) o[c * nb + i] = t[i * k + c];
+}
+
+/* 16 rows of 16 columns at a time: rows paired (unpack), then quadruples
+ * (shuffle within 128-bit lanes), then lanes gathered across rows in two
+ * steps; column c of the tile ends up as one vector of its 16 rows */
+__attribute__((target("avx512f"))) static void transpose_512(const float *t, int64_t k, float *o, int64_t nb)
+{
+    int64_t c0 = 0;
+    for (; c0 + 16 <= k; c0 += 16) {
+        __m512 r[16], a[16], b[16];
+        for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(t + i * k + c0);
+        for (int i = 0; i < 16; i += 2) {
+            a[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+            a[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+        }
+        /* b[4q + j], 128-bit lane L: rows 4q..4q+3 of column 4L + j */
+        for (int q = 0; q < 4; q++) {
+            b[4 * q + 0] = _mm512_shuffle_ps(a[4 * q], a[4 * q + 2], 0x44);
+            b[4 * q + 1] = _mm512_shuffle_ps(a[4 * q], a[4 * q + 2], 0xEE);
+            b[4 * q + 2] = _mm512_shuffle_ps(a[4 * q + 1], a[4 * q + 3], 0x44);
+            b[4 * q + 3] = _mm512_shuffle_ps(a[4 * q + 1], a[4 * q + 3], 0xEE);
+        }
+        for (int j = 0; j < 4; j++) {
+            __m512 v0 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88), v1 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xDD);
+            __m512 w0 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88);
+            __m512 w1 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xDD);
+            _mm512_storeu_ps(o + (c0 + j) * nb, _mm512_shuffle_f32x4(v0, w0, 0x88));
+            _mm512_storeu_ps(o + (c0 + 4 + j) * nb, _mm512_shuffle_f32x4(v1, w1, 0x88));
+            _mm512_storeu_ps(o + (c0 + 8 + j) * nb, _mm512_shuffle_f32x4(v0, w0, 0xDD));
+            _mm512_storeu_ps(o + (c0 + 12 + j) * nb, _mm512_shuffle_f32x4(v1, w1, 0xDD));
+        }
+    }
+    transpose_c(t, k, 16, o, nb, c0);
+}
+
+void dsv4k_gemm_transpose_rows(const float *t, int64_t k, int rn, float *o, int64_t nb, int simd)
+{
+    if (simd && rn == 16 && dsv4k_have_avx512()) transpose_512(t, k, o, nb);
+    else transpose_c(t, k, rn, o, nb, 0);
+}
+
 /* ---- the two routes ------------------------------------------------------ */
 
 static void decode_f32(const dsv4k_weight *w, int64_t r, float *dst, int simd)
@@ -280,9 +327,7 @@ static int f32_rows(dsv4k_gemm *g, const dsv4k_weight *w, const float *x, int64_
                 float *t = g->rowt + (int64_t)omp_get_thread_num() * 16 * g->max_k;
                 int64_t rn = nb - r0 < 16 ? nb - r0 : 16;
                 for (int64_t i = 0; i < rn; i++) decode_f32(w, n0 + r0 + i, t + i * k, simd);
-                float *o = g->blk + r0;
-                for (int64_t c = 0; c < k; c++)
-                    for (int64_t i = 0; i < rn; i++) o[c * nb + i] = t[i * k + c];
+                dsv4k_gemm_transpose_rows(t, k, (int)rn, g->blk + r0, nb, 1);
             }
         }
         if (exec(g, p, x, g->blk, y + n0)) return -1;

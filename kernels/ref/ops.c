@@ -268,3 +268,19 @@ void dsv4k_key_fp4_decode_ref(const uint8_t *p, int64_t d, float *dst)
         }
     }
 }
+
+/* ---- SwiGLU ------------------------------------------------------------ */
+
+static float silu_ref(float x) { return (float)((double)x / (1.0 + exp(-(double)x))); }
+
+void dsv4k_swiglu_ref(float *g, const float *u, int64_t n, float lim, float w)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float gv = g[i], uv = u[i];
+        if (lim > 0) {
+            gv = gv > lim ? lim : gv;
+            uv = uv > lim ? lim : uv < -lim ? -lim : uv;
+        }
+        g[i] = w * (silu_ref(gv) * uv);
+    }
+}

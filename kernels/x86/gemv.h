@@ -227,6 +227,10 @@ void dsv4k_hc_post_avx512(const float *X, const float *o, const float *post, con
 /* dsv4k_hc_sum_ref, bit for bit */
 void dsv4k_hc_sum_avx512(const float *X, int hc, int64_t dim, const float *w, float *y);
 
+/* dsv4k_swiglu_ref with e^-x from a vector double exponential (see
+ * dsv4k_swiglu in ops.h for how close it stays) */
+void dsv4k_swiglu_avx512(float *g, const float *u, int64_t n, float lim, float w);
+
 /* per block of 32 of x[0..k): the 16 even elements, then the 16 odd ones */
 void dsv4k_split_even_odd(const float *x, int64_t k, float *dst);
 

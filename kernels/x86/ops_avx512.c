@@ -335,3 +335,57 @@ TGT void dsv4k_hadamard_avx512(float *x, int n)
     __m512 s = _mm512_set1_ps((float)(1.0 / sqrt((double)n)));
     for (int i = 0; i < n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), s));
 }
+
+/* ---- SwiGLU ------------------------------------------------------------------------------ */
+
+/* e^t for 8 doubles: t = k·ln2 + r with k = round(t·log2 e) and |r| <= ln2/2
+ * (ln2 split so that k·ln2hi is exact), e^r by its Taylor polynomial to
+ * r^13 (truncation below 2e-16 relative), scaled by 2^k with vscalefpd,
+ * which saturates to +inf and flushes through the subnormals to +0 as exp
+ * does. t is clamped to ±800 first (both ends already saturate); a NaN t
+ * becomes 800 there, which only matters through the caller's quotient,
+ * whose numerator keeps the NaN. */
+TGT static inline __m512d exp_pd(__m512d t)
+{
+    t = _mm512_max_pd(_mm512_min_pd(t, _mm512_set1_pd(800.0)), _mm512_set1_pd(-800.0));
+    __m512d k = _mm512_roundscale_pd(_mm512_mul_pd(t, _mm512_set1_pd(1.4426950408889634)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512d r = _mm512_fnmadd_pd(k, _mm512_set1_pd(6.93147180369123816490e-01), t);
+    r = _mm512_fnmadd_pd(k, _mm512_set1_pd(1.90821492927058770002e-10), r);
+    /* 1/j! for j = 13 down to 0 */
+    static const double inv_fact[14] = {
+        1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
+        1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0 };
+    __m512d p = _mm512_set1_pd(inv_fact[0]);
+    for (int j = 1; j < 14; j++) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(inv_fact[j]));
+    return _mm512_scalef_pd(p, k);
+}
+
+/* 8 values: w · (silu(min(g, lim)) · clamp(u, ±lim)) as the reference
+ * computes it (the clamps by masks, so a NaN passes through as there) */
+TGT static inline __m256 swiglu8(__m256 gv, __m256 uv, float lim, __m256 wv)
+{
+    if (lim > 0) {
+        __m256 l = _mm256_set1_ps(lim), nl = _mm256_set1_ps(-lim);
+        gv = _mm256_mask_blend_ps(_mm256_cmp_ps_mask(gv, l, _CMP_GT_OQ), gv, l);
+        __mmask8 hi = _mm256_cmp_ps_mask(uv, l, _CMP_GT_OQ), lo = _mm256_cmp_ps_mask(uv, nl, _CMP_LT_OQ);
+        uv = _mm256_mask_blend_ps(hi, _mm256_mask_blend_ps(lo, uv, nl), l);
+    }
+    __m512d x = _mm512_cvtps_pd(gv);
+    __m512d e = exp_pd(_mm512_sub_pd(_mm512_setzero_pd(), x));
+    __m256 s = _mm512_cvtpd_ps(_mm512_div_pd(x, _mm512_add_pd(_mm512_set1_pd(1.0), e)));
+    return _mm256_mul_ps(wv, _mm256_mul_ps(s, uv));
+}
+
+TGT void dsv4k_swiglu_avx512(float *g, const float *u, int64_t n, float lim, float w)
+{
+    __m256 wv = _mm256_set1_ps(w);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(g + i, swiglu8(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i), lim, wv));
+    if (i < n) {
+        __mmask8 m = (__mmask8)((1u << (n - i)) - 1);
+        __m256 r = swiglu8(_mm256_maskz_loadu_ps(m, g + i), _mm256_maskz_loadu_ps(m, u + i), lim, wv);
+        _mm256_mask_storeu_ps(g + i, m, r);
+    }
+}

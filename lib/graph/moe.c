@@ -11,23 +11,6 @@
 #include "forward_int.h"
 #include "ops.h"
 
-/* ---- SwiGLU ------------------------------------------------------------ */
-
-static float silu(float x) { return (float)((double)x / (1.0 + exp(-(double)x))); }
-
-/* h = w · silu(min(g, lim)) · clamp(u, ±lim) in place of g (lim 0 = none) */
-static void swiglu(float *g, const float *u, int64_t n, float lim, float w)
-{
-    for (int64_t i = 0; i < n; i++) {
-        float gv = g[i], uv = u[i];
-        if (lim > 0) {
-            gv = gv > lim ? lim : gv;
-            uv = uv > lim ? lim : uv < -lim ? -lim : uv;
-        }
-        g[i] = w * (silu(gv) * uv);
-    }
-}
-
 /* ---- the expert op's row work, split over the pool ---------------------- */
 
 typedef struct xrows {
@@ -37,6 +20,7 @@ typedef struct xrows {
     const float *WR;
     int64_t dim, inter;
     float lim;
+    int simd;
 } xrows;
 
 /* rows of one expert: gathered inputs */
@@ -52,7 +36,7 @@ static void xr_swiglu(void *arg, int64_t a, int64_t b, int thread)
     const xrows *j = arg;
     (void)thread;
     for (int64_t i = a; i < b; i++)
-        swiglu(j->GE + i * j->inter, j->UE + i * j->inter, j->inter, j->lim, j->WR ? j->WR[i] : 1.0f);
+        dsv4k_swiglu(j->GE + i * j->inter, j->UE + i * j->inter, j->inter, j->lim, j->WR ? j->WR[i] : 1.0f, j->simd);
 }
 
 /* the expert's outputs added to their tokens' sums (a token at most once
@@ -175,7 +159,7 @@ static void experts_few(dsv4g_run *r, const dsv4g_node *n, int64_t T, const floa
         dsv4g_linear_exec(r, &lw->w3[e], XE + i * dim, dim, m, UE + i * inter, inter, r->aq);
     }
     if (nj) dsv4g_linear_batch(r, jb, nj, r->aq);
-    for (int i = 0; i < P; i++) swiglu(GE + i * inter, UE + i * inter, inter, lim, SELW[pr[i]]);
+    for (int i = 0; i < P; i++) dsv4k_swiglu(GE + i * inter, UE + i * inter, inter, lim, SELW[pr[i]], rt->simd);
     nj = 0;
     for (int i = 0, m; i < P; i += m) {
         int32_t e = SEL[pr[i]];
@@ -217,7 +201,7 @@ static void op_experts(dsv4g_run *r, const dsv4g_node *n)
         experts_few(r, n, T, x, SEL, SELW, ACC);
         return;
     }
-    xrows xr = { x, XE, GE, UE, OE, ACC, ROWS, WR, dim, inter, lim };
+    xrows xr = { x, XE, GE, UE, OE, ACC, ROWS, WR, dim, inter, lim, rt->simd };
     xr_for(r, T, xr_zero, &xr);
     for (int64_t e = 0; e < E; e++) {
         int64_t m = 0;
@@ -345,7 +329,7 @@ static void op_swiglu(dsv4g_run *r, const dsv4g_node *n)
     int64_t rows = dsv4g_rows(r, n->in[0]), cols = r->g->t[n->in[0]].cols;
     /* rows cols apart, unit weights (WR NULL) */
     xrows j = { NULL, NULL, dsv4g_f32(r, n->in[0]), (float *)dsv4g_f32(r, n->in[1]), NULL, NULL, NULL, NULL, 0,
-                cols, n->f[0] };
+                cols, n->f[0], RT(r)->simd };
     xr_for(r, rows, xr_swiglu, &j);
 }
 

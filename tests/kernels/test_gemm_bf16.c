@@ -490,12 +490,40 @@ static void decode_twin(void)
           (long long)refused_fast, (long long)bad);
 }
 
+/* the f32 route's transposition of 16 decoded rows: the register tiles
+ * against the scalar loop, at widths with and without a ragged tail and
+ * into blocks wider than 16 rows (the column stride nb) */
+static void transpose(void)
+{
+    int bad = 0, cases = 0;
+    const int64_t ks[5] = { 16, 48, 129, 1024, 4100 };
+    for (int a = 0; a < 5; a++)
+        for (int64_t nb = 16; nb <= 53; nb += 37) {
+            int64_t k = ks[a];
+            float *t = malloc((size_t)(16 * k) * 4), *o1 = malloc((size_t)(k * nb) * 4), *o2 = malloc((size_t)(k * nb) * 4);
+            for (int64_t i = 0; i < 16 * k; i++) t[i] = (float)i + 0.5f;
+            for (int64_t i = 0; i < k * nb; i++) o1[i] = o2[i] = -1.0f;
+            for (int rn = 15; rn <= 16; rn++) {
+                dsv4k_gemm_transpose_rows(t, k, rn, o1, nb, 0);
+                dsv4k_gemm_transpose_rows(t, k, rn, o2, nb, 1);
+                int ok = memcmp(o1, o2, (size_t)(k * nb) * 4) == 0;
+                /* and the scalar loop itself: column c, row i */
+                for (int64_t c = 0; c < k; c += 7) ok &= o1[c * nb + rn - 1] == t[(rn - 1) * k + c] && (nb == rn || o1[c * nb + nb - 1] == -1.0f);
+                bad += !ok;
+                cases++;
+            }
+            free(t); free(o1); free(o2);
+        }
+    CHECK(bad == 0 && cases == 20, "the f32 route's 16-row transposition = the scalar loop (%d of %d cases differ)", bad, cases);
+}
+
 int main(void)
 {
     native = dsv4k_gemm_bf16_native();
     if (!native) printf("note: oneDNN has no native bf16 here: only the f32 route and the refusals are checked\n");
     conversion();
     decode_twin();
+    transpose();
     dsv4k_gemm *g = dsv4k_gemm_create(2, 4096, 512);
     if (CHECK(g != NULL, "oneDNN gemm created")) {
         random_shapes(g);

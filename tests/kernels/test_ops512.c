@@ -315,6 +315,51 @@ static void hadamard(void)
     CHECK(bad == 0, "Hadamard's twin = the reference, bit for bit (%d mismatches in %d cases)", bad, cases);
 }
 
+/* SwiGLU: the twin's vector e^-x against the reference's libm exp, over
+ * gate values at scales from subnormal to overflow (every part of silu's
+ * range: the saturations past ±709 and ±745, the subnormal results of
+ * e^-x, NaN and infinities), with and without the clamp, at ragged widths
+ * (the masked tail) */
+static void swiglu(void)
+{
+    enum { N = 4099 };
+    static float g[N], u[N], y1[N], y2[N];
+    int64_t bad = 0, total = 0;
+    const float scales[8] = { 1e-30f, 0.01f, 1.0f, 4.0f, 20.0f, 120.0f, 800.0f, 3e38f };
+    for (int rep = 0; rep < 400; rep++) {
+        int64_t n = rep % 5 == 4 ? 1 + rnd() % 40 : rep % 7 == 0 ? N : 2048;
+        float sc = scales[rep % 8], lim = rep % 3 == 0 ? 7.0f : rep % 3 == 1 ? 0.0f : 500.0f;
+        float w = rep % 4 == 0 ? 1.0f : frand();
+        for (int64_t i = 0; i < n; i++) {
+            g[i] = value(sc, rep % 5 == 1);
+            u[i] = value(rep % 2 ? sc : 3.0f, rep % 5 == 1);
+        }
+        memcpy(y1, g, (size_t)n * 4);
+        memcpy(y2, g, (size_t)n * 4);
+        dsv4k_swiglu_ref(y1, u, n, lim, w);
+        dsv4k_swiglu(y2, u, n, lim, w, 1);
+        for (int64_t i = 0; i < n; i++) bad += !same_bits(y1 + i, y2 + i, 1);
+        if (dsv4k_have_avx512()) {
+            memcpy(y2, g, (size_t)n * 4);
+            dsv4k_swiglu_avx512(y2, u, n, lim, w);
+            for (int64_t i = 0; i < n; i++) bad += !same_bits(y1 + i, y2 + i, 1);
+        }
+        total += n;
+    }
+    /* the edges of silu one by one */
+    const float edge[12] = { -745.5f, -745.0f, -709.9f, -709.7f, -88.7f, -87.3f, 708.5f, 745.2f, -0.0f, 0.0f,
+                             -INFINITY, INFINITY };
+    for (int i = 0; i < 12; i++) {
+        float a = edge[i], b = edge[i], one = 1.0f;
+        dsv4k_swiglu_ref(&a, &one, 1, 0.0f, 1.0f);
+        dsv4k_swiglu(&b, &one, 1, 0.0f, 1.0f, 1);
+        bad += !same_bits(&a, &b, 1);
+        total++;
+    }
+    CHECK(bad == 0 && total > 500000, "SwiGLU's twin = the reference, bit for bit (%lld of %lld values differ)",
+          (long long)bad, (long long)total);
+}
+
 /* the embedding lookup decodes rows with dsv4k_decode_row: the reference's
  * values (dsv4k_weight_rows_f32_ref) in every format, on a row view too */
 static void decode_rows(void)
@@ -370,6 +415,7 @@ int main(void)
     hc();
     hc_post();
     hadamard();
+    swiglu();
     decode_rows();
     return test_summary();
 }
