@@ -25,6 +25,9 @@ int dsv4k_gemm_cached(const dsv4k_gemm *g) { (void)g; return 0; }
 int dsv4k_gemm_bf16_native(void) { return 0; }
 void dsv4k_gemm_set_bf16(dsv4k_gemm *g, int on) { (void)g; (void)on; }
 
+void dsv4k_gemm_set_packing(dsv4k_gemm *g, int on) { (void)g; (void)on; }
+int64_t dsv4k_gemm_packed_blocks(const dsv4k_gemm *g) { (void)g; return 0; }
+
 void dsv4k_gemm_counts(const dsv4k_gemm *g, int64_t *bf16_blocks, int64_t *f32_blocks)
 {
     (void)g;

@@ -17,9 +17,17 @@
  * that is not zero or a finite normal bf16 (a tiny scale times a subnormal
  * code, a huge scale, NaN, Inf — the AVX-512 bf16 instructions flush
  * subnormals) sends the whole call (activations) or that block of rows
- * (weights) to the f32 route. A bf16 matmul (weights plain [rows][k]) then
- * computes the block with f32 accumulation. Only the f32 summation order
- * differs from the f32 route.
+ * (weights) to the f32 route. A bf16 matmul then computes the block with
+ * f32 accumulation. Only the f32 summation order differs from the f32
+ * route. The decoded weights are written in the blocked layout oneDNN's
+ * brgemm kernels read (asked for with format `any`, checked by packed_ok:
+ * tiles of 16 input pairs × 64 outputs, written by 16×16 register
+ * transposes of 16 decoded rows), into a dense [m][NB] result copied to
+ * y's columns after: given plain [rows][k] weights and a strided result,
+ * oneDNN 2.6 falls back to a gemm that packs the weights itself on every
+ * call — at 24 rows per call (an expert's share of a 1024-row chunk on
+ * V4-Flash) 2.7× slower, at 96 rows 10 %, at 768 a few %. A layout
+ * packed_ok does not know (another oneDNN, AMX) keeps the plain form.
  *
  * f32 (everything else): for each block of NB output rows (as many as
  * 8 MiB of f32 hold at this k: small blocks cost oneDNN a fifth), OpenMP threads
@@ -49,6 +57,8 @@
 #ifndef F32_BLOCK
 #define F32_BLOCK (8 << 20)
 #endif
+/* the packed bf16 form's result buffer, at most */
+#define YTMP_MAX (16 << 20)
 #ifndef BF16_BLOCK
 #define BF16_BLOCK (4 << 20)
 #endif
@@ -56,6 +66,11 @@
 typedef struct prim {
     int bf;                 /* bf16 source and weights */
     int64_t m, k, nb, ldx, ldy;
+    /* bf16 weights in oneDNN's own blocked layout (see packed_ok): blocks of
+     * 32 inputs × nbk outputs, input pairs innermost; s0, s1 the strides
+     * (in bf16 values) of the input and output blocks. 0: plain [nb][k] */
+    int packed, tried;      /* tried: packing was allowed when it was made */
+    int64_t nbk, s0, s1;
     dnnl_primitive_t p;
     dnnl_memory_desc_t src, wei, dst;
 } prim;
@@ -74,6 +89,10 @@ struct dsv4k_gemm {
     int64_t blkb_bytes;
     float *rowt;       /* threads × 16 × max_k: 16 f32 weight rows per thread */
     int64_t n_bf16, n_f32; /* blocks of output rows per route (dsv4k_gemm_counts) */
+    int64_t n_packed;  /* bf16 blocks written in oneDNN's blocked layout */
+    int packing;       /* the blocked layout allowed (dsv4k_gemm_set_packing) */
+    float *ytmp;       /* the packed form's dense result, ytmp_bytes (grown on demand) */
+    int64_t ytmp_bytes;
     prim cache[CACHE];
     int n_cache;
 };
@@ -90,6 +109,7 @@ void dsv4k_gemm_free(dsv4k_gemm *g)
     free(g->xb);
     free(g->blkb);
     free(g->rowt);
+    free(g->ytmp);
     free(g);
 }
 
@@ -110,17 +130,18 @@ dsv4k_gemm *dsv4k_gemm_create(int threads, int64_t max_k, int64_t max_m)
     g->max_k = max_k;
     g->max_m = max_m;
     g->bf16 = dsv4k_gemm_bf16_native();
+    g->packing = 1;
     /* blocks of about 2 MiB of decoded weights, at least 64 rows */
     /* nb × max_k floats: F32_BLOCK bytes, at least 64 rows */
     g->nb = (F32_BLOCK) / (4 * (max_k > 0 ? max_k : 1));
     if (g->nb < 64) g->nb = 64;
     g->nb &= ~(int64_t)15;
-    g->blkb_bytes = (BF16_BLOCK) > 2 * 16 * max_k ? (BF16_BLOCK) : 2 * 16 * max_k;
+    g->blkb_bytes = (BF16_BLOCK) > 2 * 64 * max_k ? (BF16_BLOCK) : 2 * 64 * max_k;
     g->blk = malloc((size_t)(g->nb * max_k) * sizeof(float));
     g->aq = malloc((size_t)(max_m * max_k) * sizeof(float));
     g->ex = malloc((size_t)(g->threads * (max_k / 128 + 1)));
     g->xb = malloc((size_t)(max_m * max_k) * sizeof(uint16_t));
-    g->blkb = malloc((size_t)g->blkb_bytes);
+    g->blkb = aligned_alloc(64, (size_t)((g->blkb_bytes + 63) & ~(int64_t)63));
     g->rowt = malloc((size_t)(g->threads * 16 * max_k) * sizeof(float));
     if (!g->blk || !g->aq || !g->ex || !g->xb || !g->blkb || !g->rowt ||
         dnnl_engine_create(&g->eng, dnnl_cpu, 0) != dnnl_success ||
@@ -135,17 +156,48 @@ int dsv4k_gemm_cached(const dsv4k_gemm *g) { return g ? g->n_cache : 0; }
 
 void dsv4k_gemm_set_bf16(dsv4k_gemm *g, int on) { g->bf16 = on && dsv4k_gemm_bf16_native(); }
 
+void dsv4k_gemm_set_packing(dsv4k_gemm *g, int on) { g->packing = on != 0; }
+int64_t dsv4k_gemm_packed_blocks(const dsv4k_gemm *g) { return g->n_packed; }
+
 void dsv4k_gemm_counts(const dsv4k_gemm *g, int64_t *bf16_blocks, int64_t *f32_blocks)
 {
     if (bf16_blocks) *bf16_blocks = g->n_bf16;
     if (f32_blocks) *f32_blocks = g->n_f32;
 }
 
+/* 1 (and p's layout fields set) when oneDNN's chosen weight layout w for
+ * B = [k][nb] is one the bf16 route writes itself: plain blocks of 16 input
+ * pairs × nbk outputs × the pair (oneDNN's "BA16a<nbk>b2a", the form its
+ * AVX-512 bf16 kernels read), nbk a multiple of 16, no padding of k, no
+ * extra data, and the whole within cap bytes (zero padding of nb to nbk is
+ * written with the block). Otherwise the plain layout is used. */
+static int packed_ok(const dnnl_memory_desc_t *w, int64_t k, int64_t nb, int64_t cap, prim *p)
+{
+    const dnnl_blocking_desc_t *b = &w->format_desc.blocking;
+    if (w->ndims != 2 || w->format_kind != dnnl_blocked || w->data_type != dnnl_bf16 || w->dims[0] != k ||
+        w->dims[1] != nb || w->padded_dims[0] != k || w->offset0 != 0 || w->padded_offsets[0] != 0 ||
+        w->padded_offsets[1] != 0 || w->extra.flags != 0 || b->inner_nblks != 3 || b->inner_blks[0] != 16 ||
+        b->inner_idxs[0] != 0 || b->inner_blks[2] != 2 || b->inner_idxs[2] != 0 || b->inner_idxs[1] != 1)
+        return 0;
+    int64_t nbk = b->inner_blks[1];
+    if (nbk < 16 || nbk % 16 || w->padded_dims[1] != (nb + nbk - 1) / nbk * nbk || k % 32 ||
+        b->strides[0] % 2 || b->strides[1] % 2 || b->strides[0] < 32 * nbk || b->strides[1] < 32 * nbk ||
+        (int64_t)dnnl_memory_desc_get_size(w) > cap)
+        return 0;
+    p->packed = 1;
+    p->nbk = nbk;
+    p->s0 = b->strides[0];
+    p->s1 = b->strides[1];
+    return 1;
+}
+
 static prim *get_prim(dsv4k_gemm *g, int bf, int64_t m, int64_t k, int64_t nb, int64_t ldx, int64_t ldy)
 {
     for (int i = 0; i < g->n_cache; i++) {
         prim *p = &g->cache[i];
-        if (p->bf == bf && p->m == m && p->k == k && p->nb == nb && p->ldx == ldx && p->ldy == ldy) return p;
+        if (p->bf == bf && p->m == m && p->k == k && p->nb == nb && p->ldx == ldx && p->ldy == ldy &&
+            p->tried == (bf && g->packing && m * nb * 4 <= YTMP_MAX))
+            return p;
     }
     if (g->n_cache == CACHE) {
         /* full: drop the oldest (oneDNN's own primitive cache makes
@@ -157,6 +209,11 @@ static prim *get_prim(dsv4k_gemm *g, int bf, int64_t m, int64_t k, int64_t nb, i
     prim *p = &g->cache[g->n_cache];
     memset(p, 0, sizeof *p);
     p->bf = bf; p->m = m; p->k = k; p->nb = nb; p->ldx = ldx; p->ldy = ldy;
+    /* the packed form writes a dense [m][nb] result (oneDNN 2.6 takes its
+     * brgemm kernels, which read the blocked weights, only for a dense
+     * destination; a strided one gets the older gemm, which packs the
+     * weights itself): at most YTMP_MAX bytes of it */
+    p->tried = bf && g->packing && m * nb * 4 <= YTMP_MAX;
     dnnl_data_type_t dt = bf ? dnnl_bf16 : dnnl_f32;
     dnnl_dims_t ds = { m, k }, ss = { ldx, 1 };
     /* weights [nb][k] row-major (B = blockᵀ through strides), or for f32
@@ -166,6 +223,25 @@ static prim *get_prim(dsv4k_gemm *g, int bf, int64_t m, int64_t k, int64_t nb, i
     dnnl_dims_t dd = { m, nb }, sd = { ldy, 1 };
     dnnl_matmul_desc_t md;
     dnnl_primitive_desc_t pd = NULL;
+    /* bf16: the weights in the layout oneDNN's kernel reads (format any),
+     * when it is one packed_ok knows how to write */
+    dnnl_dims_t sdd = { nb, 1 };
+    if (p->tried && dnnl_memory_desc_init_by_strides(&p->src, 2, ds, dt, ss) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&p->wei, 2, dw, dt, dnnl_format_tag_any) == dnnl_success &&
+        dnnl_memory_desc_init_by_strides(&p->dst, 2, dd, dnnl_f32, sdd) == dnnl_success &&
+        dnnl_matmul_desc_init(&md, &p->src, &p->wei, NULL, &p->dst) == dnnl_success &&
+        dnnl_primitive_desc_create(&pd, &md, NULL, g->eng, NULL) == dnnl_success) {
+        const dnnl_memory_desc_t *q = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+        if (q && packed_ok(q, k, nb, g->blkb_bytes, p) && dnnl_primitive_create(&p->p, pd) == dnnl_success) {
+            p->wei = *q;
+            dnnl_primitive_desc_destroy(pd);
+            g->n_cache++;
+            return p;
+        }
+        dnnl_primitive_desc_destroy(pd);
+        pd = NULL;
+        p->packed = 0;
+    }
     if (dnnl_memory_desc_init_by_strides(&p->src, 2, ds, dt, ss) != dnnl_success ||
         dnnl_memory_desc_init_by_strides(&p->wei, 2, dw, dt, sw) != dnnl_success ||
         dnnl_memory_desc_init_by_strides(&p->dst, 2, dd, dnnl_f32, sd) != dnnl_success ||
@@ -254,36 +330,46 @@ static void transpose_c(const float *t, int64_t k, int rn, float *o, int64_t nb,
         for (int i = 0; i < rn; i++) o[c * nb + i] = t[i * k + c];
 }
 
-/* 16 rows of 16 columns at a time: rows paired (unpack), then quadruples
- * (shuffle within 128-bit lanes), then lanes gathered across rows in two
- * steps; column c of the tile ends up as one vector of its 16 rows */
-__attribute__((target("avx512f"))) static void transpose_512(const float *t, int64_t k, float *o, int64_t nb)
+/* one tile: o[c·ldo + i] = t[i·ldt + c] for i, c < 16, as 32-bit values
+ * (f32 weights, or pairs of bf16 ones): rows paired (unpack), then
+ * quadruples (shuffle within 128-bit lanes), then lanes gathered across
+ * rows in two steps; column c ends up as one vector of its 16 rows */
+__attribute__((target("avx512f"))) static void tile_512(const float *t, int64_t ldt, float *o, int64_t ldo)
+{
+    __m512 r[16], a[16], b[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(t + i * ldt);
+    for (int i = 0; i < 16; i += 2) {
+        a[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        a[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    /* b[4q + j], 128-bit lane L: rows 4q..4q+3 of column 4L + j */
+    for (int q = 0; q < 4; q++) {
+        b[4 * q + 0] = _mm512_shuffle_ps(a[4 * q], a[4 * q + 2], 0x44);
+        b[4 * q + 1] = _mm512_shuffle_ps(a[4 * q], a[4 * q + 2], 0xEE);
+        b[4 * q + 2] = _mm512_shuffle_ps(a[4 * q + 1], a[4 * q + 3], 0x44);
+        b[4 * q + 3] = _mm512_shuffle_ps(a[4 * q + 1], a[4 * q + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; j++) {
+        __m512 v0 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88), v1 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xDD);
+        __m512 w0 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88);
+        __m512 w1 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xDD);
+        _mm512_storeu_ps(o + j * ldo, _mm512_shuffle_f32x4(v0, w0, 0x88));
+        _mm512_storeu_ps(o + (4 + j) * ldo, _mm512_shuffle_f32x4(v1, w1, 0x88));
+        _mm512_storeu_ps(o + (8 + j) * ldo, _mm512_shuffle_f32x4(v0, w0, 0xDD));
+        _mm512_storeu_ps(o + (12 + j) * ldo, _mm512_shuffle_f32x4(v1, w1, 0xDD));
+    }
+}
+
+static void tile_c(const uint32_t *t, int64_t ldt, uint32_t *o, int64_t ldo)
+{
+    for (int c = 0; c < 16; c++)
+        for (int i = 0; i < 16; i++) o[c * ldo + i] = t[i * ldt + c];
+}
+
+static void transpose_512(const float *t, int64_t k, float *o, int64_t nb)
 {
     int64_t c0 = 0;
-    for (; c0 + 16 <= k; c0 += 16) {
-        __m512 r[16], a[16], b[16];
-        for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(t + i * k + c0);
-        for (int i = 0; i < 16; i += 2) {
-            a[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-            a[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-        }
-        /* b[4q + j], 128-bit lane L: rows 4q..4q+3 of column 4L + j */
-        for (int q = 0; q < 4; q++) {
-            b[4 * q + 0] = _mm512_shuffle_ps(a[4 * q], a[4 * q + 2], 0x44);
-            b[4 * q + 1] = _mm512_shuffle_ps(a[4 * q], a[4 * q + 2], 0xEE);
-            b[4 * q + 2] = _mm512_shuffle_ps(a[4 * q + 1], a[4 * q + 3], 0x44);
-            b[4 * q + 3] = _mm512_shuffle_ps(a[4 * q + 1], a[4 * q + 3], 0xEE);
-        }
-        for (int j = 0; j < 4; j++) {
-            __m512 v0 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88), v1 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xDD);
-            __m512 w0 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88);
-            __m512 w1 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xDD);
-            _mm512_storeu_ps(o + (c0 + j) * nb, _mm512_shuffle_f32x4(v0, w0, 0x88));
-            _mm512_storeu_ps(o + (c0 + 4 + j) * nb, _mm512_shuffle_f32x4(v1, w1, 0x88));
-            _mm512_storeu_ps(o + (c0 + 8 + j) * nb, _mm512_shuffle_f32x4(v0, w0, 0xDD));
-            _mm512_storeu_ps(o + (c0 + 12 + j) * nb, _mm512_shuffle_f32x4(v1, w1, 0xDD));
-        }
-    }
+    for (; c0 + 16 <= k; c0 += 16) tile_512(t + c0, k, o + c0 * nb, nb);
     transpose_c(t, k, 16, o, nb, c0);
 }
 
@@ -336,11 +422,12 @@ static int f32_rows(dsv4k_gemm *g, const dsv4k_weight *w, const float *x, int64_
     return 0;
 }
 
-/* rows of a bf16 block: about blkb_bytes of weights, a multiple of 16 (a
- * refused block goes through the f32 route's own blocks) */
+/* rows of a bf16 block: about blkb_bytes of weights, a multiple of 64 (a
+ * refused block goes through the f32 route's own blocks; a ragged last
+ * block padded to 64 rows still fits) */
 static int64_t bf16_rows(const dsv4k_gemm *g, int64_t k)
 {
-    return (g->blkb_bytes / (2 * k)) & ~(int64_t)15;
+    return (g->blkb_bytes / (2 * k)) & ~(int64_t)63;
 }
 
 /* row r of w in bf16 into dst, exactly, or -1: in one pass where the CPU
@@ -353,6 +440,31 @@ static int decode_bf16(const dsv4k_weight *w, int64_t r, float *t, uint16_t *dst
     return to_bf16(t, w->k, dst);
 }
 
+/* rows [r0, r0 + 16) of a bf16 block of nb rows from n0 into p's blocked
+ * layout at g->blkb: decoded to bf16 rows in the thread's buffer (rows at
+ * or past nb zero: the layout's padding), then each 32-input block of them
+ * as one tile of 16 rows × 16 input pairs. 1 when a weight is refused. */
+static int pack16(dsv4k_gemm *g, const prim *p, const dsv4k_weight *w, int64_t n0, int64_t nb, int64_t r0, int simd)
+{
+    int64_t k = w->k, tid = omp_get_thread_num();
+    uint16_t *tb = (uint16_t *)(g->rowt + tid * 16 * g->max_k);
+    float *t = g->rowt + tid * 16 * g->max_k + 8 * g->max_k;
+    for (int64_t i = 0; i < 16; i++) {
+        if (r0 + i >= nb) memset(tb + i * k, 0, (size_t)k * 2);
+        else if (decode_bf16(w, n0 + r0 + i, t, tb + i * k, simd)) return 1;
+    }
+    /* a pair of inputs (kk, kk + 1) of row r sits, in 32-bit units, at
+     * ((r / nbk)·s1 + (kk / 32)·s0) / 2 + ((kk % 32) / 2)·nbk + r % nbk */
+    uint32_t *o = (uint32_t *)g->blkb + (r0 / p->nbk) * p->s1 / 2 + r0 % p->nbk;
+    const uint32_t *src = (const uint32_t *)tb;
+    int avx512 = dsv4k_have_avx512();
+    for (int64_t kb = 0; kb < k / 32; kb++) {
+        if (avx512) tile_512((const float *)(src + kb * 16), k / 2, (float *)(o + kb * p->s0 / 2), p->nbk);
+        else tile_c(src + kb * 16, k / 2, o + kb * p->s0 / 2, p->nbk);
+    }
+    return 0;
+}
+
 /* the bf16 route: xb the activations in bf16 (rows k apart), xf the same
  * in f32, rows ldxf apart (for refused blocks) */
 static int bf16_run(dsv4k_gemm *g, const dsv4k_weight *w, const float *xf, int64_t ldxf, int64_t m, float *y,
@@ -362,25 +474,46 @@ static int bf16_run(dsv4k_gemm *g, const dsv4k_weight *w, const float *xf, int64
     int simd = dsv4k_have_avx2();
     for (int64_t n0 = 0; n0 < n; n0 += rows) {
         int64_t nb = n - n0 < rows ? n - n0 : rows;
-        int bad = 0;
-#pragma omp parallel for num_threads(g->threads) schedule(static) reduction(|: bad)
-        for (int64_t r = 0; r < nb; r++) {
-            float *t = g->rowt + (int64_t)omp_get_thread_num() * 16 * g->max_k;
-            bad |= decode_bf16(w, n0 + r, t, g->blkb + r * k, simd) != 0;
-        }
-        if (bad) {
-            /* a weight outside bf16's normal range (or not finite) */
-            if (f32_rows(g, w, xf, ldxf, m, y, ldy, n0, n0 + nb)) return -1;
-            continue;
-        }
         prim *p = get_prim(g, 1, m, k, nb, k, ldy);
         if (!p) {
             /* oneDNN made no bf16 matmul after all: f32 from here on */
             g->bf16 = 0;
             return f32_rows(g, w, xf, ldxf, m, y, ldy, n0, n);
         }
-        if (exec(g, p, g->xb, g->blkb, y + n0)) return -1;
+        int bad = 0;
+        if (p->packed) {
+            int64_t groups = (nb + p->nbk - 1) / p->nbk * p->nbk / 16;
+#pragma omp parallel for num_threads(g->threads) schedule(static) reduction(|: bad)
+            for (int64_t gi = 0; gi < groups; gi++)
+                if (!bad) bad |= pack16(g, p, w, n0, nb, gi * 16, simd);
+        } else {
+#pragma omp parallel for num_threads(g->threads) schedule(static) reduction(|: bad)
+            for (int64_t r = 0; r < nb; r++) {
+                float *t = g->rowt + (int64_t)omp_get_thread_num() * 16 * g->max_k;
+                bad |= decode_bf16(w, n0 + r, t, g->blkb + r * k, simd) != 0;
+            }
+        }
+        if (bad) {
+            /* a weight outside bf16's normal range (or not finite) */
+            if (f32_rows(g, w, xf, ldxf, m, y, ldy, n0, n0 + nb)) return -1;
+            continue;
+        }
+        if (!p->packed || ldy == nb) {
+            if (exec(g, p, g->xb, g->blkb, y + n0)) return -1;
+        } else {
+            if (g->ytmp_bytes < m * nb * 4) {
+                free(g->ytmp);
+                g->ytmp_bytes = 0;
+                if (!(g->ytmp = aligned_alloc(64, (size_t)((m * nb * 4 + 63) & ~(int64_t)63)))) return -1;
+                g->ytmp_bytes = m * nb * 4;
+            }
+            if (exec(g, p, g->xb, g->blkb, g->ytmp)) return -1;
+            float *yt = g->ytmp;
+#pragma omp parallel for num_threads(g->threads) schedule(static)
+            for (int64_t i = 0; i < m; i++) memcpy(y + i * ldy + n0, yt + i * nb, (size_t)nb * 4);
+        }
         g->n_bf16++;
+        g->n_packed += p->packed;
     }
     return 0;
 }

@@ -16,7 +16,9 @@
  *    scales, NaN scales, infinite activations), float numerics, F32 and
  *    F32-scaled weights and k % 128 take the f32 route: the route counters
  *    say so and the result equals the f32-only route bit for bit;
- *  - the f32 → bf16 conversion's refusals value by value.
+ *  - the f32 → bf16 conversion's refusals value by value;
+ *  - the bf16 weights in oneDNN's blocked layout (ragged blocks padded) and
+ *    in the plain one, both against the same bound.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -527,6 +529,13 @@ int main(void)
     dsv4k_gemm *g = dsv4k_gemm_create(2, 4096, 512);
     if (CHECK(g != NULL, "oneDNN gemm created")) {
         random_shapes(g);
+        int64_t packed = dsv4k_gemm_packed_blocks(g);
+        CHECK(!native || packed > 0, "bf16 blocks written in oneDNN's blocked layout (%lld)", (long long)packed);
+        /* and in the plain layout, the route's other form */
+        dsv4k_gemm_set_packing(g, 0);
+        random_shapes(g);
+        CHECK(dsv4k_gemm_packed_blocks(g) == packed, "packing off: plain blocks only");
+        dsv4k_gemm_set_packing(g, 1);
         edge_scales(g);
         edge_acts(g);
         refused(g);
