@@ -330,36 +330,6 @@ static void transpose_c(const float *t, int64_t k, int rn, float *o, int64_t nb,
         for (int i = 0; i < rn; i++) o[c * nb + i] = t[i * k + c];
 }
 
-/* one tile: o[c·ldo + i] = t[i·ldt + c] for i, c < 16, as 32-bit values
- * (f32 weights, or pairs of bf16 ones): rows paired (unpack), then
- * quadruples (shuffle within 128-bit lanes), then lanes gathered across
- * rows in two steps; column c ends up as one vector of its 16 rows */
-__attribute__((target("avx512f"))) static void tile_512(const float *t, int64_t ldt, float *o, int64_t ldo)
-{
-    __m512 r[16], a[16], b[16];
-    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(t + i * ldt);
-    for (int i = 0; i < 16; i += 2) {
-        a[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        a[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    /* b[4q + j], 128-bit lane L: rows 4q..4q+3 of column 4L + j */
-    for (int q = 0; q < 4; q++) {
-        b[4 * q + 0] = _mm512_shuffle_ps(a[4 * q], a[4 * q + 2], 0x44);
-        b[4 * q + 1] = _mm512_shuffle_ps(a[4 * q], a[4 * q + 2], 0xEE);
-        b[4 * q + 2] = _mm512_shuffle_ps(a[4 * q + 1], a[4 * q + 3], 0x44);
-        b[4 * q + 3] = _mm512_shuffle_ps(a[4 * q + 1], a[4 * q + 3], 0xEE);
-    }
-    for (int j = 0; j < 4; j++) {
-        __m512 v0 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88), v1 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xDD);
-        __m512 w0 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88);
-        __m512 w1 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xDD);
-        _mm512_storeu_ps(o + j * ldo, _mm512_shuffle_f32x4(v0, w0, 0x88));
-        _mm512_storeu_ps(o + (4 + j) * ldo, _mm512_shuffle_f32x4(v1, w1, 0x88));
-        _mm512_storeu_ps(o + (8 + j) * ldo, _mm512_shuffle_f32x4(v0, w0, 0xDD));
-        _mm512_storeu_ps(o + (12 + j) * ldo, _mm512_shuffle_f32x4(v1, w1, 0xDD));
-    }
-}
-
 static void tile_c(const uint32_t *t, int64_t ldt, uint32_t *o, int64_t ldo)
 {
     for (int c = 0; c < 16; c++)
@@ -369,7 +339,7 @@ static void tile_c(const uint32_t *t, int64_t ldt, uint32_t *o, int64_t ldo)
 static void transpose_512(const float *t, int64_t k, float *o, int64_t nb)
 {
     int64_t c0 = 0;
-    for (; c0 + 16 <= k; c0 += 16) tile_512(t + c0, k, o + c0 * nb, nb);
+    for (; c0 + 16 <= k; c0 += 16) dsv4k_tile16_avx512(t + c0, k, o + c0 * nb, nb);
     transpose_c(t, k, 16, o, nb, c0);
 }
 
@@ -447,19 +417,22 @@ static int decode_bf16(const dsv4k_weight *w, int64_t r, float *t, uint16_t *dst
 static int pack16(dsv4k_gemm *g, const prim *p, const dsv4k_weight *w, int64_t n0, int64_t nb, int64_t r0, int simd)
 {
     int64_t k = w->k, tid = omp_get_thread_num();
+    /* a pair of inputs (kk, kk + 1) of row r sits, in 32-bit units, at
+     * ((r / nbk)·s1 + (kk / 32)·s0) / 2 + ((kk % 32) / 2)·nbk + r % nbk */
+    uint32_t *o = (uint32_t *)g->blkb + (r0 / p->nbk) * p->s1 / 2 + r0 % p->nbk;
+    int avx512 = dsv4k_have_avx512();
+    /* in one pass where the decoder takes all 16 rows, else row by row */
+    int rn = nb - r0 < 16 ? (int)(nb - r0 > 0 ? nb - r0 : 0) : 16;
+    if (avx512 && dsv4k_decode_tile_bf16_avx512(w, n0 + r0, rn, o, p->nbk, p->s0 / 2) == 0) return 0;
     uint16_t *tb = (uint16_t *)(g->rowt + tid * 16 * g->max_k);
     float *t = g->rowt + tid * 16 * g->max_k + 8 * g->max_k;
     for (int64_t i = 0; i < 16; i++) {
         if (r0 + i >= nb) memset(tb + i * k, 0, (size_t)k * 2);
         else if (decode_bf16(w, n0 + r0 + i, t, tb + i * k, simd)) return 1;
     }
-    /* a pair of inputs (kk, kk + 1) of row r sits, in 32-bit units, at
-     * ((r / nbk)·s1 + (kk / 32)·s0) / 2 + ((kk % 32) / 2)·nbk + r % nbk */
-    uint32_t *o = (uint32_t *)g->blkb + (r0 / p->nbk) * p->s1 / 2 + r0 % p->nbk;
     const uint32_t *src = (const uint32_t *)tb;
-    int avx512 = dsv4k_have_avx512();
     for (int64_t kb = 0; kb < k / 32; kb++) {
-        if (avx512) tile_512((const float *)(src + kb * 16), k / 2, (float *)(o + kb * p->s0 / 2), p->nbk);
+        if (avx512) dsv4k_tile16_avx512((const float *)(src + kb * 16), k / 2, (float *)(o + kb * p->s0 / 2), p->nbk);
         else tile_c(src + kb * 16, k / 2, o + kb * p->s0 / 2, p->nbk);
     }
     return 0;

@@ -48,6 +48,16 @@ int dsv4k_decode_row_avx2(const dsv4k_weight *w, int64_t r, float *dst);
  * e4m3 NaN codes, other formats): decode the row with the twin then
  * (kernels/x86/decode_bf16_avx512.c; CPUs with AVX-512 F/BW/VL) */
 int dsv4k_decode_row_bf16_avx512(const dsv4k_weight *w, int64_t r, uint16_t *dst);
+/* rows [r, r + rn) of the view (rn <= 16; rows rn.. of the tile zero) as
+ * dsv4k_decode_row_bf16_avx512 decodes them, written as pairs of bf16
+ * (32-bit units, the lower input in the low half): the pair p of row i at
+ * o[(p / 16)·kstep + (p % 16)·ldo + i] — oneDNN's blocked bf16 weight
+ * layout (kernels/gemm/onednn.c). 0, or -1 (o then partly written) where
+ * dsv4k_decode_row_bf16_avx512 would refuse any of the rows. */
+int dsv4k_decode_tile_bf16_avx512(const dsv4k_weight *w, int64_t r, int rn, uint32_t *o, int64_t ldo,
+                                  int64_t kstep);
+/* o[c·ldo + i] = t[i·ldt + c] for i, c < 16, 32-bit values */
+void dsv4k_tile16_avx512(const float *t, int64_t ldt, float *o, int64_t ldo);
 
 /* twin of dsv4k_index_score_ref (d a multiple of 8) */
 float dsv4k_index_score_avx2(const float *q, const float *w, int heads, int64_t d, const float *k);

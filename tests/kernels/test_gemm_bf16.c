@@ -395,6 +395,7 @@ static void decode_twin(void)
     dsv4k_tables_init();
     int fmts[3] = { DSV4K_W_FP8, DSV4K_W_FP4, DSV4K_W_BF16 };
     int64_t taken = 0, refused_both = 0, refused_fast = 0, bad = 0, rows = 0;
+    int64_t tiles = 0, tiles_taken = 0, tiles_bad = 0;
     for (int f = 0; f < 3; f++)
         for (int ilv = 0; ilv <= (fmts[f] == DSV4K_W_FP4 ? 0 : 1); ilv++) {
             /* FP4: 69 scales a row (the decoder checks them 64 at a time,
@@ -481,6 +482,32 @@ static void decode_twin(void)
                         refused_both++;
                     }
                 }
+                /* 16 rows at a time into the blocked layout (pair p of row
+                 * i at (p / 16)·kstep + (p % 16)·ldo + i; ldo 64, kstep
+                 * 2048 as oneDNN lays out 64-output blocks), ragged groups
+                 * too: taken exactly when the row decoder takes every row,
+                 * then its bits, zeros in the rows past rn */
+                int64_t ldo = 64, kstep = 2048;
+                uint32_t *o = malloc((size_t)(k / 32 * kstep) * 4);
+                for (int64_t r0 = 0; r0 < w.n; r0 += 16) {
+                    int rn = w.n - r0 < 16 ? (int)(w.n - r0) : (int)(r0 / 16 % 5 == 2 ? r0 / 16 % 17 : 16);
+                    int all = 1, wrong = 0;
+                    memset(o, 0xa5, (size_t)(k / 32 * kstep) * 4);
+                    int a = dsv4k_decode_tile_bf16_avx512(&w, r0, rn, o + 16 * (r0 / 16 % 4), ldo, kstep);
+                    for (int i = 0; i < 16; i++) {
+                        int ok = i >= rn || dsv4k_decode_row_bf16_avx512(&w, r0 + i, h1) == 0;
+                        all &= ok;
+                        if (a || !ok) continue;
+                        for (int64_t pp = 0; pp < k / 2; pp++) {
+                            uint32_t want = i >= rn ? 0 : (uint32_t)h1[2 * pp] | (uint32_t)h1[2 * pp + 1] << 16;
+                            wrong |= o[(pp / 16) * kstep + (pp % 16) * ldo + 16 * (r0 / 16 % 4) + i] != want;
+                        }
+                    }
+                    tiles++;
+                    tiles_taken += a == 0;
+                    tiles_bad += wrong || (a == 0) != all;
+                }
+                free(o);
             }
             if (ilv) free(store);
             free(tmp); free(h1); free(h2);
@@ -490,6 +517,9 @@ static void decode_twin(void)
           "one-pass bf16 decoding = the twin: %lld rows, %lld taken (same bits), %lld refused by both, %lld left "
           "to the twin (scales beyond 2^±100), %lld wrong", (long long)rows, (long long)taken, (long long)refused_both,
           (long long)refused_fast, (long long)bad);
+    CHECK(tiles_bad == 0 && tiles_taken > 10 && tiles_taken < tiles,
+          "16-row bf16 decoding into the blocked layout = the row decoder: %lld tiles, %lld taken, %lld wrong",
+          (long long)tiles, (long long)tiles_taken, (long long)tiles_bad);
 }
 
 /* the f32 route's transposition of 16 decoded rows: the register tiles
