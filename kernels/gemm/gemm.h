@@ -47,10 +47,9 @@ int dsv4k_gemm_bf16_native(void);
 void dsv4k_gemm_set_bf16(dsv4k_gemm *g, int on);
 /* blocks of output rows computed so far by each route (tests) */
 void dsv4k_gemm_counts(const dsv4k_gemm *g, int64_t *bf16_blocks, int64_t *f32_blocks);
-/* the bf16 route writes its decoded weights in the blocked layout oneDNN's
- * kernel reads, where it is one the route knows (default on), or plain
- * [rows][k] (off: tests, benchmarks); and how many bf16 blocks took the
- * blocked layout so far */
+/* both routes write their decoded weights in the blocked layout oneDNN's
+ * kernel reads, where it is one they know (default on), or plain (off:
+ * tests, benchmarks); and how many blocks took the blocked layout so far */
 void dsv4k_gemm_set_packing(dsv4k_gemm *g, int on);
 int64_t dsv4k_gemm_packed_blocks(const dsv4k_gemm *g);
 /* dst[i] = bf16 bits of src[i] for i < n, returning 0 when every value is

@@ -89,7 +89,7 @@ struct dsv4k_gemm {
     int64_t blkb_bytes;
     float *rowt;       /* threads × 16 × max_k: 16 f32 weight rows per thread */
     int64_t n_bf16, n_f32; /* blocks of output rows per route (dsv4k_gemm_counts) */
-    int64_t n_packed;  /* bf16 blocks written in oneDNN's blocked layout */
+    int64_t n_packed;  /* blocks written in oneDNN's blocked layout */
     int packing;       /* the blocked layout allowed (dsv4k_gemm_set_packing) */
     float *ytmp;       /* the packed form's dense result, ytmp_bytes (grown on demand) */
     int64_t ytmp_bytes;
@@ -166,22 +166,25 @@ void dsv4k_gemm_counts(const dsv4k_gemm *g, int64_t *bf16_blocks, int64_t *f32_b
 }
 
 /* 1 (and p's layout fields set) when oneDNN's chosen weight layout w for
- * B = [k][nb] is one the bf16 route writes itself: plain blocks of 16 input
- * pairs × nbk outputs × the pair (oneDNN's "BA16a<nbk>b2a", the form its
- * AVX-512 bf16 kernels read), nbk a multiple of 16, no padding of k, no
- * extra data, and the whole within cap bytes (zero padding of nb to nbk is
- * written with the block). Otherwise the plain layout is used. */
-static int packed_ok(const dnnl_memory_desc_t *w, int64_t k, int64_t nb, int64_t cap, prim *p)
+ * B = [k][nb] is one the routes write themselves: blocks of 16 inputs ×
+ * nbk outputs, outputs innermost (f32: oneDNN's "BA16a<nbk>b"), or of 16
+ * input pairs × nbk outputs × the pair (bf16: "BA16a<nbk>b2a") — the forms
+ * its AVX-512 brgemm kernels read — nbk a multiple of 16, no padding of k,
+ * no extra data, the whole within cap bytes (the padding of nb to nbk is
+ * written as zeros with the block). Otherwise the plain layout is used. */
+static int packed_ok(const dnnl_memory_desc_t *w, int bf, int64_t k, int64_t nb, int64_t cap, prim *p)
 {
     const dnnl_blocking_desc_t *b = &w->format_desc.blocking;
-    if (w->ndims != 2 || w->format_kind != dnnl_blocked || w->data_type != dnnl_bf16 || w->dims[0] != k ||
-        w->dims[1] != nb || w->padded_dims[0] != k || w->offset0 != 0 || w->padded_offsets[0] != 0 ||
-        w->padded_offsets[1] != 0 || w->extra.flags != 0 || b->inner_nblks != 3 || b->inner_blks[0] != 16 ||
-        b->inner_idxs[0] != 0 || b->inner_blks[2] != 2 || b->inner_idxs[2] != 0 || b->inner_idxs[1] != 1)
+    int pair = bf ? 2 : 1;
+    if (w->ndims != 2 || w->format_kind != dnnl_blocked || w->data_type != (bf ? dnnl_bf16 : dnnl_f32) ||
+        w->dims[0] != k || w->dims[1] != nb || w->padded_dims[0] != k || w->offset0 != 0 ||
+        w->padded_offsets[0] != 0 || w->padded_offsets[1] != 0 || w->extra.flags != 0 ||
+        b->inner_nblks != (bf ? 3 : 2) || b->inner_blks[0] != 16 || b->inner_idxs[0] != 0 || b->inner_idxs[1] != 1 ||
+        (bf && (b->inner_blks[2] != 2 || b->inner_idxs[2] != 0)))
         return 0;
-    int64_t nbk = b->inner_blks[1];
-    if (nbk < 16 || nbk % 16 || w->padded_dims[1] != (nb + nbk - 1) / nbk * nbk || k % 32 ||
-        b->strides[0] % 2 || b->strides[1] % 2 || b->strides[0] < 32 * nbk || b->strides[1] < 32 * nbk ||
+    int64_t nbk = b->inner_blks[1], tile = 16 * pair * nbk;
+    if (nbk < 16 || nbk % 16 || w->padded_dims[1] != (nb + nbk - 1) / nbk * nbk || k % (16 * pair) ||
+        b->strides[0] % pair || b->strides[1] % pair || b->strides[0] < tile || b->strides[1] < tile ||
         (int64_t)dnnl_memory_desc_get_size(w) > cap)
         return 0;
     p->packed = 1;
@@ -196,7 +199,7 @@ static prim *get_prim(dsv4k_gemm *g, int bf, int64_t m, int64_t k, int64_t nb, i
     for (int i = 0; i < g->n_cache; i++) {
         prim *p = &g->cache[i];
         if (p->bf == bf && p->m == m && p->k == k && p->nb == nb && p->ldx == ldx && p->ldy == ldy &&
-            p->tried == (bf && g->packing && m * nb * 4 <= YTMP_MAX))
+            p->tried == (g->packing && m * nb * 4 <= YTMP_MAX))
             return p;
     }
     if (g->n_cache == CACHE) {
@@ -213,7 +216,7 @@ static prim *get_prim(dsv4k_gemm *g, int bf, int64_t m, int64_t k, int64_t nb, i
      * brgemm kernels, which read the blocked weights, only for a dense
      * destination; a strided one gets the older gemm, which packs the
      * weights itself): at most YTMP_MAX bytes of it */
-    p->tried = bf && g->packing && m * nb * 4 <= YTMP_MAX;
+    p->tried = g->packing && m * nb * 4 <= YTMP_MAX;
     dnnl_data_type_t dt = bf ? dnnl_bf16 : dnnl_f32;
     dnnl_dims_t ds = { m, k }, ss = { ldx, 1 };
     /* weights [nb][k] row-major (B = blockᵀ through strides), or for f32
@@ -223,8 +226,8 @@ static prim *get_prim(dsv4k_gemm *g, int bf, int64_t m, int64_t k, int64_t nb, i
     dnnl_dims_t dd = { m, nb }, sd = { ldy, 1 };
     dnnl_matmul_desc_t md;
     dnnl_primitive_desc_t pd = NULL;
-    /* bf16: the weights in the layout oneDNN's kernel reads (format any),
-     * when it is one packed_ok knows how to write */
+    /* the weights in the layout oneDNN's kernel reads (format any), when
+     * it is one packed_ok knows how to write */
     dnnl_dims_t sdd = { nb, 1 };
     if (p->tried && dnnl_memory_desc_init_by_strides(&p->src, 2, ds, dt, ss) == dnnl_success &&
         dnnl_memory_desc_init_by_tag(&p->wei, 2, dw, dt, dnnl_format_tag_any) == dnnl_success &&
@@ -232,7 +235,8 @@ static prim *get_prim(dsv4k_gemm *g, int bf, int64_t m, int64_t k, int64_t nb, i
         dnnl_matmul_desc_init(&md, &p->src, &p->wei, NULL, &p->dst) == dnnl_success &&
         dnnl_primitive_desc_create(&pd, &md, NULL, g->eng, NULL) == dnnl_success) {
         const dnnl_memory_desc_t *q = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-        if (q && packed_ok(q, k, nb, g->blkb_bytes, p) && dnnl_primitive_create(&p->p, pd) == dnnl_success) {
+        int64_t cap = bf ? g->blkb_bytes : g->nb * g->max_k * 4;
+        if (q && packed_ok(q, bf, k, nb, cap, p) && dnnl_primitive_create(&p->p, pd) == dnnl_success) {
             p->wei = *q;
             dnnl_primitive_desc_destroy(pd);
             g->n_cache++;
@@ -273,6 +277,26 @@ static int exec(dsv4k_gemm *g, prim *p, const void *x, void *wt, float *y)
     if (mw) dnnl_memory_destroy(mw);
     if (md) dnnl_memory_destroy(md);
     return bad ? -1 : 0;
+}
+
+/* a block's product into y's columns [n0, n0 + nb): directly where p
+ * writes y's own layout, else (the packed forms: a dense result) through
+ * g->ytmp, copied into place by the threads */
+static int exec_into(dsv4k_gemm *g, prim *p, const void *x, void *wt, float *y, int64_t ldy, int64_t m, int64_t nb,
+                     int64_t n0)
+{
+    if (!p->packed || ldy == nb) return exec(g, p, x, wt, y + n0);
+    if (g->ytmp_bytes < m * nb * 4) {
+        free(g->ytmp);
+        g->ytmp_bytes = 0;
+        if (!(g->ytmp = aligned_alloc(64, (size_t)((m * nb * 4 + 63) & ~(int64_t)63)))) return -1;
+        g->ytmp_bytes = m * nb * 4;
+    }
+    if (exec(g, p, x, wt, g->ytmp)) return -1;
+    const float *yt = g->ytmp;
+#pragma omp parallel for num_threads(g->threads) schedule(static)
+    for (int64_t i = 0; i < m; i++) memcpy(y + i * ldy + n0, yt + i * nb, (size_t)nb * 4);
+    return 0;
 }
 
 /* ---- f32 → bf16, exact or refused ---------------------------------------- */
@@ -336,6 +360,13 @@ static void tile_c(const uint32_t *t, int64_t ldt, uint32_t *o, int64_t ldo)
         for (int i = 0; i < 16; i++) o[c * ldo + i] = t[i * ldt + c];
 }
 
+/* one 16 × 16 tile of 32-bit values: o[c·ldo + i] = t[i·ldt + c] */
+static void tile16(const float *t, int64_t ldt, float *o, int64_t ldo)
+{
+    if (dsv4k_have_avx512()) dsv4k_tile16_avx512(t, ldt, o, ldo);
+    else tile_c((const uint32_t *)(const void *)t, ldt, (uint32_t *)(void *)o, ldo);
+}
+
 static void transpose_512(const float *t, int64_t k, float *o, int64_t nb)
 {
     int64_t c0 = 0;
@@ -362,8 +393,10 @@ static int f32_rows(dsv4k_gemm *g, const dsv4k_weight *w, const float *x, int64_
 {
     int64_t k = w->k;
     int simd = dsv4k_have_avx2();
-    /* as many rows as the buffer holds at this k (a multiple of 16) */
-    int64_t cap = (g->nb * g->max_k / k) & ~(int64_t)15;
+    /* as many rows as the buffer holds at this k (a multiple of 64, so a
+     * ragged block padded for the packed form fits; of 16 below 64) */
+    int64_t cap = g->nb * g->max_k / k;
+    cap &= cap >= 64 ? ~(int64_t)63 : ~(int64_t)15;
     for (; n0 < n1; n0 += cap) {
         int64_t nb = n1 - n0 < cap ? n1 - n0 : cap;
         prim *p = get_prim(g, 0, m, k, nb, ldx, ldy);
@@ -375,7 +408,23 @@ static int f32_rows(dsv4k_gemm *g, const dsv4k_weight *w, const float *x, int64_
          * line of them per column): oneDNN's f32 matmul on the strided
          * form scaled 1.25x from one thread to two, on this form 1.85x; on
          * one thread the transposition would cost about 10 % */
-        if (g->threads == 1) {
+        if (p->packed) {
+            /* 16 rows decoded, then each 16 inputs of them one tile of the
+             * blocked layout: input kk of row r at (r / nbk)·s1 +
+             * (kk / 16)·s0 + (kk % 16)·nbk + r % nbk; rows past nb zero */
+            int64_t groups = (nb + p->nbk - 1) / p->nbk * p->nbk / 16;
+#pragma omp parallel for num_threads(g->threads) schedule(static)
+            for (int64_t gi = 0; gi < groups; gi++) {
+                float *t = g->rowt + (int64_t)omp_get_thread_num() * 16 * g->max_k;
+                int64_t r0 = gi * 16;
+                for (int64_t i = 0; i < 16; i++) {
+                    if (r0 + i < nb) decode_f32(w, n0 + r0 + i, t + i * k, simd);
+                    else memset(t + i * k, 0, (size_t)k * 4);
+                }
+                float *o = g->blk + (r0 / p->nbk) * p->s1 + r0 % p->nbk;
+                for (int64_t kb = 0; kb < k / 16; kb++) tile16(t + kb * 16, k, o + kb * p->s0, p->nbk);
+            }
+        } else if (g->threads == 1) {
             for (int64_t r = 0; r < nb; r++) decode_f32(w, n0 + r, g->blk + r * k, simd);
         } else {
 #pragma omp parallel for num_threads(g->threads) schedule(static)
@@ -386,8 +435,9 @@ static int f32_rows(dsv4k_gemm *g, const dsv4k_weight *w, const float *x, int64_
                 dsv4k_gemm_transpose_rows(t, k, (int)rn, g->blk + r0, nb, 1);
             }
         }
-        if (exec(g, p, x, g->blk, y + n0)) return -1;
+        if (exec_into(g, p, x, g->blk, y, ldy, m, nb, n0)) return -1;
         g->n_f32++;
+        g->n_packed += p->packed;
     }
     return 0;
 }
@@ -471,20 +521,7 @@ static int bf16_run(dsv4k_gemm *g, const dsv4k_weight *w, const float *xf, int64
             if (f32_rows(g, w, xf, ldxf, m, y, ldy, n0, n0 + nb)) return -1;
             continue;
         }
-        if (!p->packed || ldy == nb) {
-            if (exec(g, p, g->xb, g->blkb, y + n0)) return -1;
-        } else {
-            if (g->ytmp_bytes < m * nb * 4) {
-                free(g->ytmp);
-                g->ytmp_bytes = 0;
-                if (!(g->ytmp = aligned_alloc(64, (size_t)((m * nb * 4 + 63) & ~(int64_t)63)))) return -1;
-                g->ytmp_bytes = m * nb * 4;
-            }
-            if (exec(g, p, g->xb, g->blkb, g->ytmp)) return -1;
-            float *yt = g->ytmp;
-#pragma omp parallel for num_threads(g->threads) schedule(static)
-            for (int64_t i = 0; i < m; i++) memcpy(y + i * ldy + n0, yt + i * nb, (size_t)nb * 4);
-        }
+        if (exec_into(g, p, g->xb, g->blkb, y, ldy, m, nb, n0)) return -1;
         g->n_bf16++;
         g->n_packed += p->packed;
     }

@@ -17,8 +17,8 @@
  *    F32-scaled weights and k % 128 take the f32 route: the route counters
  *    say so and the result equals the f32-only route bit for bit;
  *  - the f32 → bf16 conversion's refusals value by value;
- *  - the bf16 weights in oneDNN's blocked layout (ragged blocks padded) and
- *    in the plain one, both against the same bound.
+ *  - the bf16 and f32 weights in oneDNN's blocked layout (ragged blocks
+ *    padded) and in the plain one, against the same bound.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -568,7 +568,13 @@ int main(void)
         dsv4k_gemm_set_packing(g, 1);
         edge_scales(g);
         edge_acts(g);
+        int64_t p0 = dsv4k_gemm_packed_blocks(g);
         refused(g);
+        CHECK(!native || dsv4k_gemm_packed_blocks(g) > p0, "f32 blocks written in oneDNN's blocked layout (%lld)",
+              (long long)(dsv4k_gemm_packed_blocks(g) - p0));
+        dsv4k_gemm_set_packing(g, 0);
+        refused(g);
+        dsv4k_gemm_set_packing(g, 1);
         unquantised_bf16(g);
     }
     dsv4k_gemm_free(g);
@@ -576,6 +582,9 @@ int main(void)
     g = dsv4k_gemm_create(1, 4096, 512);
     if (CHECK(g != NULL, "oneDNN gemm created (one thread)")) {
         refused(g);
+        dsv4k_gemm_set_packing(g, 0);
+        refused(g);
+        dsv4k_gemm_set_packing(g, 1);
         unquantised_bf16(g);
     }
     dsv4k_gemm_free(g);
