@@ -224,9 +224,10 @@ enum dsv4_option_value {
     /** context, i64 dsv4_revision, default DSV4_REVISION_CURRENT: which
      *  official reference revision's behaviour to reproduce. */
     DSV4_OPT_REVISION = 103,
-    /** context, i64 >= 1, default 1024: largest number of tokens run through
-     *  the forward pass at once; longer inputs are processed in chunks of
-     *  this size (results are the same). Larger chunks prefill faster (each
+    /** context, i64 >= 1, default 1024 (when unset and the context length
+     *  is smaller: the context length, but at least 256): largest number of
+     *  tokens run through the forward pass at once; longer inputs are
+     *  processed in chunks of this size (results are the same). Larger chunks prefill faster (each
      *  chunk decodes every weight it uses once; a model of many experts
      *  gives each expert more rows) and cost the context activation memory
      *  in proportion (about 376 KiB per token at V4-Flash widths). Progress

@@ -245,6 +245,12 @@ int64_t dsv4__opt_i64(const dsv4_options *opts, dsv4_option key)
     return v;
 }
 
+int dsv4__opt_is_set(const dsv4_options *opts, dsv4_option key)
+{
+    const struct opt_desc *d = opt_find(key);
+    return d && opts && (opts->set & (1u << d->slot)) != 0;
+}
+
 dsv4_status dsv4_options_set_log(dsv4_options *opts, dsv4_log_fn fn, void *user, int32_t min_level)
 {
     if (!opts || min_level < DSV4_LOG_ERROR || min_level > DSV4_LOG_DEBUG)

@@ -58,6 +58,9 @@ void dsv4__logf(const dsv4__log *log, int32_t level, const char *fmt, ...)
  * weight it uses once, and a model of many experts gives each expert about
  * chunk · active / experts rows (docs/bench.md) */
 #define DSV4__MAX_BATCH_DEFAULT 1024
+/* ...but never above a context's length (a session feeds at most that much
+ * at once) unless set, nor below this (batches of several sessions) */
+#define DSV4__MAX_BATCH_FLOOR 256
 /* experimental option keys (DSV4_OPT_MEM_BUDGET, _PERCENT in the header) */
 #define DSV4__OPT_MEM_BUDGET 4
 #define DSV4__OPT_MEM_BUDGET_PERCENT 5
@@ -71,6 +74,8 @@ struct dsv4_options {
 };
 /* Value of an integer option: the bag's if set, else the default. opts may be NULL. */
 int64_t dsv4__opt_i64(const dsv4_options *opts, dsv4_option key);
+/* 1 when the bag sets key (opts may be NULL) */
+int dsv4__opt_is_set(const dsv4_options *opts, dsv4_option key);
 
 /* Bytes of physical memory (0 when unknown); the environment variable
  * DSV4_PHYS_MEM_LIMIT (bytes, optional K/M/G/T suffix, powers of 1024)

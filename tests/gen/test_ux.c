@@ -2,7 +2,8 @@
  * tests/gen/test_ux.c — what a new user reaches for first: the names of
  * finish reasons and events, the tokenizer path of a model directory, and
  * prefill progress (with cancellation) in dsv4_session_eval and the
- * generator (experimental tier).
+ * generator (experimental tier), the chunk they run in: DSV4_OPT_MAX_BATCH
+ * or its default, which a short context lowers to its length (at least 256).
  *
  * On the golden tiny-a checkpoint (512-token vocabulary: prompts are ids
  * below 512) with the real DeepSeek-V4 tokenizer for the generator.
@@ -15,6 +16,7 @@
 #include <unistd.h>
 #include "dsv4/dsv4.h"
 #include "testutil.h"
+#include "core/core.h"
 
 static dsv4_tokenizer *tok;
 
@@ -264,6 +266,34 @@ static void test_gen_chunk(const char *golden)
     rig_close(&r);
 }
 
+/* the default chunk follows the context length: unset, min(1024, max(256,
+ * length)); set, the value given whatever the length */
+static void test_default_chunk(const char *golden)
+{
+    dsv4_model *m = NULL;
+    if (!CHECK(dsv4_model_load(golden, NULL, &m, NULL) == DSV4_OK, "load")) return;
+    struct { int64_t n_ctx, set, want; } cs[] = { { 128, 0, 256 }, { 255, 0, 256 }, { 700, 0, 700 },
+                                                   { 1024, 0, 1024 }, { 128, 1000, 1000 }, { 700, 64, 64 } };
+    for (size_t i = 0; i < sizeof cs / sizeof *cs; i++) {
+        dsv4_options *o = NULL;
+        dsv4_options_create(&o);
+        dsv4_options_set_i64(o, DSV4_OPT_THREADS, 1);
+        dsv4_options_set_i64(o, DSV4_OPT_CONTEXT_LENGTH, cs[i].n_ctx);
+        if (cs[i].set) dsv4_options_set_i64(o, DSV4_OPT_MAX_BATCH, cs[i].set);
+        dsv4_context *c = NULL;
+        dsv4_session *s = NULL;
+        if (CHECK(dsv4_context_create(m, o, &c, NULL) == DSV4_OK && dsv4_session_create(c, NULL, &s, NULL) == DSV4_OK,
+                  "context of %lld", (long long)cs[i].n_ctx))
+            CHECK(dsv4__session_max_batch(s) == cs[i].want, "length %lld, MAX_BATCH %lld: chunk %lld (want %lld)",
+                  (long long)cs[i].n_ctx, (long long)cs[i].set, (long long)dsv4__session_max_batch(s),
+                  (long long)cs[i].want);
+        dsv4_session_free(s);
+        dsv4_context_free(c);
+        dsv4_options_free(o);
+    }
+    dsv4_model_free(m);
+}
+
 int main(void)
 {
     char path[4096], golden[4096];
@@ -277,6 +307,7 @@ int main(void)
     test_session_progress(golden);
     test_gen_progress(golden);
     test_gen_chunk(golden);
+    test_default_chunk(golden);
     dsv4_tokenizer_free(tok);
     return test_summary();
 }
