@@ -57,7 +57,7 @@
 #ifndef F32_BLOCK
 #define F32_BLOCK (8 << 20)
 #endif
-/* the packed bf16 form's result buffer, at most */
+/* the packed forms' dense result buffer, at most */
 #define YTMP_MAX (16 << 20)
 #ifndef BF16_BLOCK
 #define BF16_BLOCK (4 << 20)
@@ -66,9 +66,9 @@
 typedef struct prim {
     int bf;                 /* bf16 source and weights */
     int64_t m, k, nb, ldx, ldy;
-    /* bf16 weights in oneDNN's own blocked layout (see packed_ok): blocks of
-     * 32 inputs × nbk outputs, input pairs innermost; s0, s1 the strides
-     * (in bf16 values) of the input and output blocks. 0: plain [nb][k] */
+    /* weights in oneDNN's blocked layout (see packed_ok): blocks of 16
+     * inputs (bf16: 16 input pairs) × nbk outputs; s0, s1 the strides (in
+     * values) of the input and output blocks. 0: the plain layout */
     int packed, tried;      /* tried: packing was allowed when it was made */
     int64_t nbk, s0, s1;
     dnnl_primitive_t p;
