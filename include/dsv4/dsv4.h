@@ -580,7 +580,8 @@ DSV4_API dsv4_status dsv4_model_info_layer_type(const dsv4_model_info *info, int
 /**
  * Memory a session needs at `n_ctx` tokens of context: KV bytes (growing
  * with context) and total RAM estimate (mapped weights + KV + fixed
- * per-session state + context scratch), for `numerics`.
+ * per-session state + the scratch of a context of `n_ctx` positions at
+ * its default DSV4_OPT_MAX_BATCH), for `numerics`.
  * @param kv_bytes, ram_bytes  either may be NULL; nothing is written on failure.
  * @return DSV4_OK, DSV4_ERR_INVALID_ARGUMENT (NULL info, n_ctx < 0, bad numerics,
  *         or n_ctx so large that a byte count would exceed INT64_MAX).

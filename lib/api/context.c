@@ -60,8 +60,7 @@ dsv4_status dsv4_context_create(dsv4_model *model, const dsv4_options *opts, dsv
      * than its length at once, and batches of several sessions are split at
      * the chunk anyway, so a short context keeps a smaller scratch (at
      * least DSV4__MAX_BATCH_FLOOR rows, the sessions' shared batches) */
-    if (!dsv4__opt_is_set(opts, DSV4_OPT_MAX_BATCH) && mb > n_ctx)
-        mb = n_ctx > DSV4__MAX_BATCH_FLOOR ? n_ctx : DSV4__MAX_BATCH_FLOOR;
+    if (!dsv4__opt_is_set(opts, DSV4_OPT_MAX_BATCH)) mb = dsv4__default_chunk(n_ctx);
     o.max_batch = (int32_t)(mb > 65536 ? 65536 : mb);
     o.numerics = (int32_t)dsv4__opt_i64(opts, DSV4_OPT_NUMERICS);
     o.revision = (int32_t)dsv4__opt_i64(opts, DSV4_OPT_REVISION);

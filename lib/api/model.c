@@ -334,13 +334,14 @@ static int64_t fixed_state_bytes(const dsv4__config *c, int numerics, int has_mt
     return total;
 }
 
-/* scratch of a context: activations of DSV4_OPT_MAX_BATCH (its default) tokens */
-static int64_t scratch_bytes(const dsv4__config *c)
+/* scratch of a context of n_ctx positions: activations of its default
+ * DSV4_OPT_MAX_BATCH tokens */
+static int64_t scratch_bytes(const dsv4__config *c, int64_t n_ctx)
 {
     int64_t per_tok = 16 * (int64_t)c->dim + 3 * (int64_t)c->n_heads * c->head_dim + c->vocab_size +
                       2 * (int64_t)c->moe_inter_dim + c->q_lora_rank;
     /* and the routed experts of a few rows at once (graph/moe.c) */
-    return DSV4__MAX_BATCH_DEFAULT * per_tok * 4 + dsv4__experts_few_bytes(c);
+    return dsv4__default_chunk(n_ctx) * per_tok * 4 + dsv4__experts_few_bytes(c);
 }
 
 dsv4_status dsv4_model_info_get_i64(const dsv4_model_info *info, dsv4_info_key key, int64_t *value)
@@ -411,7 +412,7 @@ dsv4_status dsv4_model_info_memory(const dsv4_model_info *info, int64_t n_ctx, d
     int64_t kv = kv_bytes_at(&info->cfg, numerics, n_ctx), ram;
     if (kv < 0 || __builtin_add_overflow(info->bytes_total, kv, &ram) ||
         __builtin_add_overflow(ram, fixed_state_bytes(&info->cfg, numerics, info->has_mtp), &ram) ||
-        __builtin_add_overflow(ram, scratch_bytes(&info->cfg), &ram))
+        __builtin_add_overflow(ram, scratch_bytes(&info->cfg, n_ctx), &ram))
         return DSV4_ERR_INVALID_ARGUMENT; /* n_ctx so large that a byte count overflows */
     if (kv_bytes) *kv_bytes = kv;
     if (ram_bytes) *ram_bytes = ram;

@@ -61,6 +61,12 @@ void dsv4__logf(const dsv4__log *log, int32_t level, const char *fmt, ...)
 /* ...but never above a context's length (a session feeds at most that much
  * at once) unless set, nor below this (batches of several sessions) */
 #define DSV4__MAX_BATCH_FLOOR 256
+/* the chunk of a context of n_ctx positions when DSV4_OPT_MAX_BATCH is unset */
+static inline int64_t dsv4__default_chunk(int64_t n_ctx)
+{
+    if (n_ctx >= DSV4__MAX_BATCH_DEFAULT) return DSV4__MAX_BATCH_DEFAULT;
+    return n_ctx > DSV4__MAX_BATCH_FLOOR ? n_ctx : DSV4__MAX_BATCH_FLOOR;
+}
 /* experimental option keys (DSV4_OPT_MEM_BUDGET, _PERCENT in the header) */
 #define DSV4__OPT_MEM_BUDGET 4
 #define DSV4__OPT_MEM_BUDGET_PERCENT 5

@@ -292,6 +292,21 @@ static void test_default_chunk(const char *golden)
         dsv4_options_free(o);
     }
     dsv4_model_free(m);
+    /* and the memory estimate counts that chunk's scratch: the RAM beyond
+     * the KV grows from 128 to 700 positions (256 to 700 rows), then stays
+     * from 1024 to 2048 (1024 rows both) */
+    dsv4_model_info *info = NULL;
+    if (CHECK(dsv4_model_info_from_dir(golden, NULL, &info, NULL) == DSV4_OK, "model info")) {
+        int64_t kv[4], ram[4], at[4] = { 128, 700, 1024, 2048 };
+        int ok = 1;
+        for (int i = 0; i < 4; i++)
+            ok &= dsv4_model_info_memory(info, at[i], DSV4_NUMERICS_DEFAULT, &kv[i], &ram[i]) == DSV4_OK;
+        CHECK(ok && ram[1] - kv[1] > ram[0] - kv[0] && ram[3] - kv[3] == ram[2] - kv[2],
+              "memory estimate beyond the KV at 128 / 700 / 1024 / 2048 positions: %lld %lld %lld %lld",
+              (long long)(ram[0] - kv[0]), (long long)(ram[1] - kv[1]), (long long)(ram[2] - kv[2]),
+              (long long)(ram[3] - kv[3]));
+    }
+    dsv4_model_info_free(info);
 }
 
 int main(void)
