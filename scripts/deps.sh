@@ -6,7 +6,9 @@
 # 'bindings'); libmicrohttpd is dsv4-server's HTTP library, wrk and curl drive its test
 # (tests/server); python3-regex for the tiny model's tokenizer tools
 # (tools/train-tiny/data, checked by tests/text/tiny_tokenizer_check.py);
-# python3-torch runs the tiny model's training script test (tools/train-tiny).
+# python3-torch runs the tiny model's training script test (tools/train-tiny);
+# llvm-16 gives llvm-mca, the static model of the kernels' loops (tools/dsv4-mca.py,
+# test mca-model).
 # Does nothing when everything is already installed.
 # Runs apt-get directly as root, through sudo otherwise.
 set -eu
@@ -15,7 +17,7 @@ pkgs="build-essential g++ meson ninja-build pkg-config python3 python3-numpy pyt
       abigail-tools ca-certificates libsimde-dev
       clang libclang-rt-14-dev libomp-dev
       python3-pytest python3-pip python3-torch valgrind golang-go bindgen
-      libmicrohttpd-dev wrk curl"
+      libmicrohttpd-dev wrk curl llvm-16"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -23,6 +23,7 @@
 #include <math.h>
 #include <string.h>
 #include "gemv.h"
+#include "mca.h"
 
 #define TGT __attribute__((target("avx2,fma,f16c")))
 
@@ -119,12 +120,14 @@ TGT static float dot1_bf16_split(const uint16_t *p, int64_t cs, const float *xs,
     const __m256i hm = _mm256_set1_epi32((int)0xffff0000u);
     __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, e0, o0, e1, o1;
     for (int64_t c = 0; c < k; c += 32, p += cs) {
+        DSV4K_MCA_BEGIN("bf16_avx2_row:32");
         BF16X16S(p, e0, o0);      /* elements 0..15 of the block */
         BF16X16S(p + 16, e1, o1); /* elements 16..31 */
         c0 = _mm256_fmadd_ps(e0, _mm256_loadu_ps(xs + c), c0);
         c1 = _mm256_fmadd_ps(o0, _mm256_loadu_ps(xs + c + 16), c1);
         c2 = _mm256_fmadd_ps(e1, _mm256_loadu_ps(xs + c + 8), c2);
         c3 = _mm256_fmadd_ps(o1, _mm256_loadu_ps(xs + c + 24), c3);
+        DSV4K_MCA_END("bf16_avx2_row:32");
     }
     return hsum(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)));
 }
@@ -328,6 +331,7 @@ TGT static float dot1_fp8q(const uint8_t *p, int64_t cs, const float *sc, const 
     const __m256i msk = _mm256_set1_epi32((int)0x87f00000u);
     __m256 t0 = _mm256_setzero_ps(), t1 = t0;
     for (int64_t c0 = 0; c0 < k; c0 += 128) {
+        DSV4K_MCA_BEGIN("fp8_avx2_f32act:128");
         __m256 c_0 = _mm256_setzero_ps(), c_1 = c_0, c_2 = c_0, c_3 = c_0;
         for (int64_t c = c0; c < c0 + 128; c += 32) {
             const uint8_t *q = p + (c >> 6) * cs + (c & 63);
@@ -339,6 +343,7 @@ TGT static float dot1_fp8q(const uint8_t *p, int64_t cs, const float *sc, const 
         __m256 bs = _mm256_add_ps(_mm256_add_ps(c_0, c_1), _mm256_add_ps(c_2, c_3));
         if ((c0 / 128) & 1) t1 = _mm256_fmadd_ps(bs, _mm256_set1_ps(sc[c0 / 128]), t1);
         else t0 = _mm256_fmadd_ps(bs, _mm256_set1_ps(sc[c0 / 128]), t0);
+        DSV4K_MCA_END("fp8_avx2_f32act:128");
     }
     return hsum(_mm256_add_ps(t0, t1));
 }
@@ -536,6 +541,7 @@ TGT static float dot1_fp4(const uint8_t *p, const float *sf, const float *xs, in
     __m256 t0 = _mm256_setzero_ps(), t1 = t0;
     const float *xe = xs + k;
     for (; xs + 64 <= xe; xs += 64, p += 32, sf += 2) {
+        DSV4K_MCA_BEGIN("fp4_avx2_f32:64");
         __m256 e0, o0, e1, o1, e2, o2, e3, o3;
         E2M1X16(p, e0, o0);
         E2M1X16(p + 8, e1, o1);
@@ -547,6 +553,7 @@ TGT static float dot1_fp4(const uint8_t *p, const float *sf, const float *xs, in
         __m256 s3 = _mm256_fmadd_ps(o3, _mm256_loadu_ps(xs + 56), _mm256_mul_ps(o2, _mm256_loadu_ps(xs + 48)));
         t0 = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), _mm256_broadcast_ss(sf), t0);
         t1 = _mm256_fmadd_ps(_mm256_add_ps(s2, s3), _mm256_broadcast_ss(sf + 1), t1);
+        DSV4K_MCA_END("fp4_avx2_f32:64");
     }
     if (xs < xe) {
         __m256 e0, o0, e1, o1;
@@ -1137,9 +1144,10 @@ TGT void dsv4k_rows_fp4q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, con
         int plain = plain_scales(sc, k / 32);
         __m256 t0 = _mm256_setzero_ps(), t1 = t0;
         for (int64_t j = 0; j < k / 128; j++) {
+            DSV4K_MCA_BEGIN("fp4_avx2_int:128");
             /* the 4 block scales of this activation block, times its scale */
             __m128 s4;
-            if (plain) {
+            if (DSV4K_MCA_COMMON(plain)) {
                 int32_t b4;
                 memcpy(&b4, sc + 4 * j, 4);
                 s4 = _mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(b4)), 23));
@@ -1152,6 +1160,7 @@ TGT void dsv4k_rows_fp4q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, con
             __m256i b = fp4q_chunk(p + 64 * j + 32, pl + 384 * j + 32, corr + 16 * j + 8, tab, m4);
             t0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), _mm256_permutevar8x32_ps(s8, lo4), t0);
             t1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(b), _mm256_permutevar8x32_ps(s8, hi4), t1);
+            DSV4K_MCA_END("fp4_avx2_int:128");
         }
         y[r] = hsum(_mm256_add_ps(t0, t1));
     }

@@ -47,6 +47,7 @@
 #endif
 
 #include "gemv.h"
+#include "mca.h"
 
 #ifdef DSV4K_EMULATE_AVX512
 /* the intrinsics SIMDe 0.7 does not define, written out plainly */
@@ -191,12 +192,14 @@ TGT static float dot1_bf16(const uint16_t *p, int64_t cs, const float *xs, int64
     __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, e0, o0, e1, o1;
     int64_t c = 0;
     for (; c + 64 <= k; c += 64, p += 2 * cs) {
+        DSV4K_MCA_BEGIN("bf16_avx512_row:64");
         BF16X32(p, e0, o0);
         BF16X32(p + cs, e1, o1);
         c0 = _mm512_fmadd_ps(e0, _mm512_loadu_ps(xs + c), c0);
         c1 = _mm512_fmadd_ps(o0, _mm512_loadu_ps(xs + c + 16), c1);
         c2 = _mm512_fmadd_ps(e1, _mm512_loadu_ps(xs + c + 32), c2);
         c3 = _mm512_fmadd_ps(o1, _mm512_loadu_ps(xs + c + 48), c3);
+        DSV4K_MCA_END("bf16_avx512_row:64");
     }
     if (c < k) {
         BF16X32(p, e0, o0);
@@ -236,6 +239,7 @@ TGT static void dot4_bf16(const uint16_t *q, const float *xs, int64_t k, float *
     __m512 e0, o0, e1, o1, x0, x1, x2, x3;
     int64_t c = 0;
     for (; c + 64 <= k; c += 64, q += 256) {
+        DSV4K_MCA_BEGIN("bf16_avx512_4rows:256");
         x0 = _mm512_loadu_ps(xs + c);
         x1 = _mm512_loadu_ps(xs + c + 16);
         x2 = _mm512_loadu_ps(xs + c + 32);
@@ -244,6 +248,7 @@ TGT static void dot4_bf16(const uint16_t *q, const float *xs, int64_t k, float *
         BF16G_ROW(1);
         BF16G_ROW(2);
         BF16G_ROW(3);
+        DSV4K_MCA_END("bf16_avx512_4rows:256");
     }
     if (c < k) {
         x0 = _mm512_loadu_ps(xs + c);
@@ -405,10 +410,12 @@ TGT static float dot1_fp4(const uint8_t *p, const uint8_t *sc, const float *xs, 
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     int64_t c = 0;
     for (; c + 128 <= k; c += 128, p += 64, sc += 4) {
+        DSV4K_MCA_BEGIN("fp4_avx512_f32:128");
         FP4S_BLOCK(p, xs + c, sc[0], a0, a1);
         FP4S_BLOCK(p + 16, xs + c + 32, sc[1], a2, a3);
         FP4S_BLOCK(p + 32, xs + c + 64, sc[2], a4, a5);
         FP4S_BLOCK(p + 48, xs + c + 96, sc[3], a6, a7);
+        DSV4K_MCA_END("fp4_avx512_f32:128");
     }
     for (; c < k; c += 32, p += 16, sc++) FP4S_BLOCK(p, xs + c, sc[0], a0, a1);
     return hsum16(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
@@ -455,6 +462,7 @@ TGT static float dot1_fp8q(const uint8_t *p, int64_t cs, const float *sc, const 
     const __m512i msk = _mm512_set1_epi32((int)0x87f00000u);
     __m512 t0 = _mm512_setzero_ps(), t1 = t0;
     for (int64_t c0 = 0; c0 < k; c0 += 128) {
+        DSV4K_MCA_BEGIN("fp8_avx512_f32act:128");
         __m512 c_0 = _mm512_setzero_ps(), c_1 = c_0, c_2 = c_0, c_3 = c_0;
         for (int64_t c = c0; c < c0 + 128; c += 64, p += cs) {
             c_0 = _mm512_fmadd_ps(E4M3X16Q(p), _mm512_loadu_ps(x + c), c_0);
@@ -465,6 +473,7 @@ TGT static float dot1_fp8q(const uint8_t *p, int64_t cs, const float *sc, const 
         __m512 bs = _mm512_add_ps(_mm512_add_ps(c_0, c_1), _mm512_add_ps(c_2, c_3));
         if ((c0 / 128) & 1) t1 = _mm512_fmadd_ps(bs, _mm512_set1_ps(sc[c0 / 128]), t1);
         else t0 = _mm512_fmadd_ps(bs, _mm512_set1_ps(sc[c0 / 128]), t0);
+        DSV4K_MCA_END("fp8_avx512_f32act:128");
     }
     return hsum16(_mm512_add_ps(t0, t1));
 }
@@ -789,12 +798,13 @@ TGTV void K512(dsv4k_rows_fp4v_avx512vnni)(const dsv4k_weight *w, int64_t r0, in
         int plain = plain_scales(sc, k / 32);
         __m512 t0 = _mm512_setzero_ps(), t1 = t0;
         for (int64_t G = 0; G < ng; G++) {
+            DSV4K_MCA_BEGIN("fp4_avx512_vnni:512");
             __m512i S0, S1, S2, S3, lo, hi;
             const uint8_t *pj = p + 256 * G;
             const int8_t *qj = pl + 1536 * G;
             uint32_t n4;
             memcpy(&n4, np + 4 * G, 4);
-            if (n4 == 0x02020202u) { /* the common case: four blocks of two planes, unrolled */
+            if (DSV4K_MCA_COMMON(n4 == 0x02020202u)) { /* the common case: four blocks of two planes, unrolled */
                 FP4V_PLANES(_mm512_loadu_si512((const void *)pj), lo, hi);
                 FP4V2_SUM(lo, hi, qj, 2, S0);
                 FP4V_PLANES(_mm512_loadu_si512((const void *)(pj + 64)), lo, hi);
@@ -818,7 +828,7 @@ TGTV void K512(dsv4k_rows_fp4v_avx512vnni)(const dsv4k_weight *w, int64_t r0, in
             __m512i R = _mm512_add_epi32(_mm512_unpacklo_epi64(u0, u1), _mm512_unpackhi_epi64(u0, u1));
             R = _mm512_sub_epi32(R, _mm512_loadu_si512((const void *)(corr + 16 * G)));
             __m512 sv;
-            if (plain) {
+            if (DSV4K_MCA_COMMON(plain)) {
                 __m128i b = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(sc + 16 * G)), trv);
                 sv = _mm512_castsi512_ps(_mm512_slli_epi32(cvt_u8x16_epi32(b), 23));
             } else {
@@ -829,6 +839,7 @@ TGTV void K512(dsv4k_rows_fp4v_avx512vnni)(const dsv4k_weight *w, int64_t r0, in
             sv = _mm512_mul_ps(sv, _mm512_loadu_ps(xs + 16 * G));
             if (G & 1) t1 = _mm512_fmadd_ps(cvt_i32_ps(R), sv, t1);
             else t0 = _mm512_fmadd_ps(cvt_i32_ps(R), sv, t0);
+            DSV4K_MCA_END("fp4_avx512_vnni:512");
         }
         y[r] = hsum16(_mm512_add_ps(t0, t1));
     }
@@ -944,6 +955,7 @@ TGTB static void fp8b_group(const uint8_t *q, const uint16_t *a16, const float *
 {
     __m512 t0 = _mm512_setzero_ps(), t1 = t0, t2 = t0, t3 = t0, u0 = t0, u1 = t0, u2 = t0, u3 = t0;
     for (int64_t j = 0; j < kb; j++, q += 512) {
+        DSV4K_MCA_BEGIN("fp8_avx512_bf16dot_4rows:512");
         const uint16_t *a = a16 + 128 * j;
         __m512i a0 = _mm512_loadu_si512((const void *)a), a1 = _mm512_loadu_si512((const void *)(a + 32));
         __m512i a2 = _mm512_loadu_si512((const void *)(a + 64)), a3 = _mm512_loadu_si512((const void *)(a + 96));
@@ -952,6 +964,7 @@ TGTB static void fp8b_group(const uint8_t *q, const uint16_t *a16, const float *
         FP8B_ROW(1);
         FP8B_ROW(2);
         FP8B_ROW(3);
+        DSV4K_MCA_END("fp8_avx512_bf16dot_4rows:512");
     }
     y[0] = hsum16(_mm512_add_ps(t0, u0));
     y[1] = hsum16(_mm512_add_ps(t1, u1));
@@ -1000,6 +1013,7 @@ TGTB int K512(dsv4k_rows_fp8b_avx512bf16)(const dsv4k_weight *w, int64_t r0, int
         }
         __m512 t0 = _mm512_setzero_ps(), t1 = t0;
         for (int64_t j = 0; j < kb; j++, p += 2 * cs) {
+            DSV4K_MCA_BEGIN("fp8_avx512_bf16dot:128");
             __m512i w0, w1, w2, w3;
             const uint16_t *a = a16 + 128 * j;
             E4M3_BF16X64(p, w0, w1);
@@ -1010,6 +1024,7 @@ TGTB int K512(dsv4k_rows_fp8b_avx512bf16)(const dsv4k_weight *w, int64_t r0, int
             s1 = DPBF16(s1, w3, _mm512_loadu_si512((const void *)(a + 96)));
             if (j & 1) t1 = _mm512_fmadd_ps(_mm512_add_ps(s0, s1), _mm512_set1_ps(sc[j]), t1);
             else t0 = _mm512_fmadd_ps(_mm512_add_ps(s0, s1), _mm512_set1_ps(sc[j]), t0);
+            DSV4K_MCA_END("fp8_avx512_bf16dot:128");
         }
         y[r] = hsum16(_mm512_add_ps(t0, t1));
     }
