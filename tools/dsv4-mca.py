@@ -110,19 +110,26 @@ def traces(asm, out):
         m = re.search(r"LLVM-MCA-BEGIN\s+(\S+)", l)
         if not m or m.group(1) in names:
             continue  # a region the compiler duplicated: its first copy
-        name, j, steps, code = m.group(1), i + 1, 0, []
+        name, j, steps, code, seen = m.group(1), i + 1, 0, [], set()
         while True:
             if j >= len(lines) or steps > 20000:
                 return None
             l2, steps = lines[j].strip(), steps + 1
             if re.search(r"LLVM-MCA-END\s+" + re.escape(name) + r"\s*$", l2):
                 break
+            lm = LABEL.match(l2)
+            if lm:
+                seen.add(lm.group(1))
             jm = JUMP.match(l2)
             if jm and jm.group(1) in labels:
                 j = labels[jm.group(1)] + 1
                 continue
             j += 1
-            if (not l2 or l2.startswith(("#", ".", "/")) or LABEL.match(l2) or COND.match(l2)):
+            if COND.match(l2) and l2.split()[-1] in seen:
+                # a branch back into the path: a loop inside the region,
+                # whose passes the straight path would count once
+                raise ValueError("region %s holds a loop (unroll it, or mark the inner loop)" % name)
+            if (not l2 or l2.startswith(("#", ".", "/")) or lm or COND.match(l2)):
                 continue
             code.append("\t" + l2)
         names.append(name)
@@ -192,7 +199,12 @@ def main():
                 print("dsv4-mca: compiling %s to assembly failed" % src)
                 bad += 1
                 continue
-            names = traces(asm, asm + ".mca")
+            try:
+                names = traces(asm, asm + ".mca")
+            except ValueError as e:
+                print("dsv4-mca: %s: %s" % (src, e))
+                bad += 1
+                continue
             if names is None:
                 print("dsv4-mca: a marked region of %s has no path to its end" % src)
                 bad += 1
