@@ -283,6 +283,13 @@ static void run_fp4v(void *arg, int64_t r0, int64_t r1, int thread)
     dsv4k_rows_fp4v_avx512vnni(t->w, r0, r1, t->c->q4v, t->y);
 }
 
+static void run_fp4v2(void *arg, int64_t r0, int64_t r1, int thread)
+{
+    task *t = arg;
+    (void)thread;
+    dsv4k_rows_fp4v_avx2(t->w, r0, r1, t->c->q4v, t->y);
+}
+
 static void run_fp8b(void *arg, int64_t r0, int64_t r1, int thread)
 {
     task *t = arg;
@@ -355,7 +362,7 @@ static void pool_rows(dsv4k_linear_ctx *c, const dsv4k_weight *w, int64_t grain,
  * from memory once). Rows whose one-row product takes another route (an
  * activation a preparation refuses) are computed alone afterwards.
  */
-enum { R_FP4V, R_FP4Q, R_FP8B, R_FP8Q, R_GEN512, R_GEN2, R_N };
+enum { R_FP4V, R_FP4Q, R_FP8B, R_FP8Q, R_GEN512, R_GEN2, R_FP4V2, R_N };
 
 /* weight bytes of one block of rows per one-row call of the blocked loop */
 #define MROWS_BLOCK_BYTES 49152
@@ -379,6 +386,9 @@ static void one_route(const mtask *t, int i, int64_t a, int64_t b)
     switch (t->route) {
     case R_FP4V:
         dsv4k_rows_fp4v_avx512vnni(w, a, b, t->buf[i], t->y[i]);
+        break;
+    case R_FP4V2:
+        dsv4k_rows_fp4v_avx2(w, a, b, t->buf[i], t->y[i]);
         break;
     case R_FP4Q:
         if (c->isa >= DSV4K_ISA_AVX512 && dsv4k_have_avx512()) {
@@ -496,6 +506,9 @@ static int linear_mrows_int(dsv4k_linear_ctx *c, const dsv4k_weight *w, const fl
                 dsv4k_fp4v_prepare(dq, ex, k, qv) == 0) {
                 u = &t[R_FP4V];
                 u->buf[u->n] = qv;
+            } else if (k % 512 == 0 && !on512 && dsv4k_fp4v_prepare_avx2(dq, ex, k, qv) == 0) {
+                u = &t[R_FP4V2];
+                u->buf[u->n] = qv;
             } else if (dsv4k_fp4q_prepare(dq, ex, k, q) == 0) {
                 u = &t[R_FP4Q];
                 u->buf[u->n] = q;
@@ -574,6 +587,12 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
                 dsv4k_fp4v_prepare(c->aq, c->ex, w->k, c->q4v) == 0) {
                 task tq = { c, w, NULL, w->k, 1, y, ldy };
                 pool_rows(c, w, grain, run_fp4v, &tq);
+                return 0;
+            }
+            /* AVX2: the second form's layout, on vpmaddubsw */
+            if (w->k % 512 == 0 && !on512 && dsv4k_fp4v_prepare_avx2(c->aq, c->ex, w->k, c->q4v) == 0) {
+                task tq = { c, w, NULL, w->k, 1, y, ldy };
+                pool_rows(c, w, grain, run_fp4v2, &tq);
                 return 0;
             }
             if (dsv4k_fp4q_prepare(c->aq, c->ex, w->k, c->q4) == 0) {

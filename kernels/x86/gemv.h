@@ -186,6 +186,13 @@ int dsv4k_fp4v_prepare(const float *dq, const int8_t *ex, int64_t k, void *buf);
 int dsv4k_fp4v_prepare_emul(const float *dq, const int8_t *ex, int64_t k, void *buf);
 void dsv4k_rows_fp4v_avx512vnni(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
 void dsv4k_rows_fp4v_avx512vnni_emul(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
+/* the second form on AVX2 (gemv_avx2.c): dsv4k_fp4v_prepare_avx2 writes
+ * what dsv4k_fp4v_prepare writes (the planes of each block's plane count,
+ * the corrections, scales and counts), with the same refusals;
+ * dsv4k_rows_fp4v_avx2 computes rows [r0, r1) from it (vpmaddubsw sums:
+ * exact per 32-block; its f32 total in its own order) */
+int dsv4k_fp4v_prepare_avx2(const float *dq, const int8_t *ex, int64_t k, void *buf);
+void dsv4k_rows_fp4v_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y);
 /*
  * FP8 rows against one activation row quantised to e4m3 per 128 (reference
  * numerics) by vdpbf16ps (AVX512-BF16 with VBMI; see gemv_avx512.c): exact

@@ -1168,6 +1168,165 @@ TGT void dsv4k_rows_fp4q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, con
     }
 }
 
+/* ---- FP4 rows, the second form on AVX2 (the layout of dsv4k_fp4v_prepare) ---------- */
+
+/*
+ * The same prepared activation as the AVX-512 VNNI kernel's second form
+ * (gemv_avx512.c: each 128-block's integers a over their common power of
+ * two 2^tz, digits base 256, two planes where they suffice, the plane
+ * count per block; corrections 12·Σa' and scales 2^(ex-10+tz) per 32-block
+ * in the order 16·G + 4·g + i for block 4G + i), written with AVX2 — the
+ * bytes dsv4k_fp4v_prepare writes (test kernels) — and the row kernel on
+ * vpmaddubsw: a signed digit d in [-128, 127] against an unsigned weight
+ * 2·e2m1 + 12 <= 24 gives pair sums of at most 2·24·128 and the sum of
+ * the even and the odd pairs at most 12288, far inside int16, so the
+ * base-256 digits need no more care than the base-128 digits of the first
+ * form, and most blocks cost two planes (4 vpmaddubsw per 64 weights)
+ * instead of three (6). Exact integer sums per 32-block; only the f32
+ * total rounds.
+ */
+TGT int dsv4k_fp4v_prepare_avx2(const float *dq, const int8_t *ex, int64_t k, void *buf)
+{
+    if (k % 512) return -1;
+    int8_t *pl = buf;
+    int32_t *corr = (int32_t *)(pl + 3 * k);
+    float *xs = (float *)(corr + k / 32);
+    uint8_t *np = (uint8_t *)(xs + k / 32);
+    const __m256i bad = _mm256_set1_epi32(INT32_MIN);
+    for (int64_t j = 0; j < k / 128; j++) {
+        __m256 up = _mm256_set1_ps(ldexpf(1.0f, 9 - ex[j]));
+        __m256i a[16], d[3][16], any = _mm256_setzero_si256(), hit = any, hi = any;
+        for (int v = 0; v < 16; v++) {
+            /* exact: dq = e4m3 value · 2^ex; NaN and infinities become INT32_MIN */
+            a[v] = _mm256_cvttps_epi32(_mm256_mul_ps(_mm256_loadu_ps(dq + 128 * j + 8 * v), up));
+            hit = _mm256_or_si256(hit, _mm256_cmpeq_epi32(a[v], bad));
+            any = _mm256_or_si256(any, a[v]);
+        }
+        if (!_mm256_testz_si256(hit, hit)) return -1;
+        __m128i o4 = _mm_or_si128(_mm256_castsi256_si128(any), _mm256_extracti128_si256(any, 1));
+        o4 = _mm_or_si128(o4, _mm_unpackhi_epi64(o4, o4));
+        uint32_t o = (uint32_t)_mm_cvtsi128_si32(_mm_or_si128(o4, _mm_srli_epi64(o4, 32)));
+        __m128i tz = _mm_cvtsi32_si128(o ? __builtin_ctz(o) : 0);
+        for (int v = 0; v < 16; v++) {
+            __m256i x = _mm256_sra_epi32(a[v], tz);
+            a[v] = x;
+            /* d0: the low byte as a signed value; d1, d2 likewise of the rest */
+            __m256i d0 = _mm256_srai_epi32(_mm256_slli_epi32(x, 24), 24);
+            __m256i r = _mm256_srai_epi32(_mm256_sub_epi32(x, d0), 8);
+            __m256i d1 = _mm256_srai_epi32(_mm256_slli_epi32(r, 24), 24);
+            d[0][v] = d0;
+            d[1][v] = d1;
+            d[2][v] = _mm256_srai_epi32(_mm256_sub_epi32(r, d1), 8);
+            hi = _mm256_or_si256(hi, d[2][v]);
+        }
+        int n = _mm256_testz_si256(hi, hi) ? 2 : 3;
+        np[j] = (uint8_t)n;
+        for (int p = 0; p < n; p++) {
+            int8_t *dst = pl + 384 * j + 128 * p;
+            for (int h = 0; h < 4; h++) {
+                /* elements 32h .. 32h+31: the 16 even ones, then the 16 odd */
+                __m256i b = pack_split(d[p][4 * h], d[p][4 * h + 1], d[p][4 * h + 2], d[p][4 * h + 3]);
+                _mm_storeu_si128((__m128i *)(dst + 16 * h), _mm256_castsi256_si128(b));
+                _mm_storeu_si128((__m128i *)(dst + 64 + 16 * h), _mm256_extracti128_si256(b, 1));
+            }
+        }
+        /* 32-block g of block j = 4G + i at 16·G + 4·g + i */
+        int64_t G = j / 4, i = j % 4;
+        float sc = ldexpf(1.0f, ex[j] - 10 + _mm_cvtsi128_si32(tz));
+        for (int g = 0; g < 4; g++) {
+            __m256i t = _mm256_add_epi32(_mm256_add_epi32(a[4 * g], a[4 * g + 1]), _mm256_add_epi32(a[4 * g + 2], a[4 * g + 3]));
+            __m128i t4 = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+            t4 = _mm_add_epi32(t4, _mm_unpackhi_epi64(t4, t4));
+            t4 = _mm_add_epi32(t4, _mm_srli_epi64(t4, 32));
+            corr[16 * G + 4 * g + i] = 12 * _mm_cvtsi128_si32(t4);
+            xs[16 * G + 4 * g + i] = sc;
+        }
+    }
+    return 0;
+}
+
+/* 64 weights (32 bytes at p) against the planes of their chunk (q: the
+ * block's planes plus 32 for the second chunk): int32 lane l holds the exact
+ * Σ (2·e2m1 + 12)·a' over elements 8l .. 8l+7 of the chunk */
+#define FP4W_CHUNK(p, q, n, out)                                                                         \
+    do {                                                                                                 \
+        __m256i v_ = _mm256_loadu_si256((const __m256i *)(p));                                           \
+        __m256i lo_ = _mm256_shuffle_epi8(tab, _mm256_and_si256(v_, m4));                                \
+        __m256i hi_ = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v_, 4), m4));          \
+        const __m256i *pq_ = (const __m256i *)(q); /* plane p: even at pq_ + 4p, odd at pq_ + 4p + 2 */  \
+        __m256i p0_ = _mm256_add_epi16(_mm256_maddubs_epi16(lo_, _mm256_loadu_si256(pq_)),               \
+                                       _mm256_maddubs_epi16(hi_, _mm256_loadu_si256(pq_ + 2)));          \
+        __m256i p1_ = _mm256_add_epi16(_mm256_maddubs_epi16(lo_, _mm256_loadu_si256(pq_ + 4)),           \
+                                       _mm256_maddubs_epi16(hi_, _mm256_loadu_si256(pq_ + 6)));          \
+        (out) = _mm256_add_epi32(_mm256_madd_epi16(p0_, one), _mm256_madd_epi16(p1_, c256));             \
+        if (!DSV4K_MCA_COMMON((n) != 3)) { /* the rare third plane */                                    \
+            __m256i p2_ = _mm256_add_epi16(_mm256_maddubs_epi16(lo_, _mm256_loadu_si256(pq_ + 8)),       \
+                                           _mm256_maddubs_epi16(hi_, _mm256_loadu_si256(pq_ + 10)));     \
+            (out) = _mm256_add_epi32((out), _mm256_slli_epi32(_mm256_madd_epi16(p2_, c256), 8));         \
+        }                                                                                                \
+    } while (0)
+
+TGT void dsv4k_rows_fp4v_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, const void *buf, float *y)
+{
+    int64_t k = w->k, ng = k / 512;
+    const int8_t *pl = buf;
+    const int32_t *corr = (const int32_t *)(pl + 3 * k);
+    const float *xs = (const float *)(corr + k / 32);
+    const uint8_t *np = (const uint8_t *)(xs + k / 32);
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)dsv4k_e2m1_x2p12));
+    const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi16(1), c256 = _mm256_set1_epi16(256);
+    /* the scale bytes of a group (16·G + 4·i + g for 32-block g of block
+     * 4G + i) in the sums' order 4·g + i */
+    const __m128i trv = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t rr = w->row0 + r;
+        const uint8_t *p = (const uint8_t *)w->w + rr * (k / 2);
+        const uint8_t *sc = (const uint8_t *)w->s + rr * (k / 32);
+        int plain = plain_scales(sc, k / 32);
+        __m256 t0 = _mm256_setzero_ps(), t1 = t0;
+        for (int64_t G = 0; G < ng; G++) {
+            DSV4K_MCA_BEGIN("fp4_avx2_int2:512");
+            const uint8_t *pj = p + 256 * G;
+            const int8_t *qj = pl + 1536 * G;
+            const uint8_t *nj = np + 4 * G;
+            __m256i A0, B0, A1, B1, A2, B2, A3, B3;
+            FP4W_CHUNK(pj, qj, nj[0], A0);
+            FP4W_CHUNK(pj + 32, qj + 32, nj[0], B0);
+            FP4W_CHUNK(pj + 64, qj + 384, nj[1], A1);
+            FP4W_CHUNK(pj + 96, qj + 416, nj[1], B1);
+            FP4W_CHUNK(pj + 128, qj + 768, nj[2], A2);
+            FP4W_CHUNK(pj + 160, qj + 800, nj[2], B2);
+            FP4W_CHUNK(pj + 192, qj + 1152, nj[3], A3);
+            FP4W_CHUNK(pj + 224, qj + 1184, nj[3], B3);
+            /* per 32-block: lanes 4g+i of (L, H) for g = 0, 1 (L) and 2, 3 (H) */
+            __m256i L = _mm256_hadd_epi32(_mm256_hadd_epi32(A0, A1), _mm256_hadd_epi32(A2, A3));
+            __m256i H = _mm256_hadd_epi32(_mm256_hadd_epi32(B0, B1), _mm256_hadd_epi32(B2, B3));
+            L = _mm256_sub_epi32(L, _mm256_loadu_si256((const __m256i *)(corr + 16 * G)));
+            H = _mm256_sub_epi32(H, _mm256_loadu_si256((const __m256i *)(corr + 16 * G + 8)));
+            __m256 sl, sh;
+            if (DSV4K_MCA_COMMON(plain)) {
+                __m128i b = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(sc + 16 * G)), trv);
+                sl = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu8_epi32(b), 23));
+                sh = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(b, b)), 23));
+            } else {
+                const uint8_t *s16 = sc + 16 * G;
+                sl = _mm256_setr_ps(dsv4k_lut_e8m0[s16[0]], dsv4k_lut_e8m0[s16[4]], dsv4k_lut_e8m0[s16[8]],
+                                    dsv4k_lut_e8m0[s16[12]], dsv4k_lut_e8m0[s16[1]], dsv4k_lut_e8m0[s16[5]],
+                                    dsv4k_lut_e8m0[s16[9]], dsv4k_lut_e8m0[s16[13]]);
+                sh = _mm256_setr_ps(dsv4k_lut_e8m0[s16[2]], dsv4k_lut_e8m0[s16[6]], dsv4k_lut_e8m0[s16[10]],
+                                    dsv4k_lut_e8m0[s16[14]], dsv4k_lut_e8m0[s16[3]], dsv4k_lut_e8m0[s16[7]],
+                                    dsv4k_lut_e8m0[s16[11]], dsv4k_lut_e8m0[s16[15]]);
+            }
+            sl = _mm256_mul_ps(sl, _mm256_loadu_ps(xs + 16 * G));
+            sh = _mm256_mul_ps(sh, _mm256_loadu_ps(xs + 16 * G + 8));
+            t0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(L), sl, t0);
+            t1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(H), sh, t1);
+            DSV4K_MCA_END("fp4_avx2_int2:512");
+        }
+        y[r] = hsum(_mm256_add_ps(t0, t1));
+    }
+}
+
 /* ---- lightning indexer in integers (FP4-simulated queries and keys) ---------------- */
 
 int64_t dsv4k_index_q4_bytes(int heads, int64_t d)

@@ -8,9 +8,9 @@
  * llvm-mca reads as the bounds of a code region, named "format_kernel:W"
  * where W is the number of weights one pass through the region consumes;
  * the tool turns llvm-mca's cycles per pass into cycles per 64 weights.
- * DSV4K_MCA_COMMON(c) is c, and 1 in that build: it marks a test for the
- * rare case inside a loop (scale bytes that are not plain powers of two,
- * blocks of three digit planes), so the region the model reads is the
+ * DSV4K_MCA_COMMON(c) is c, and 1 in that build: it wraps a condition that
+ * holds in the common case inside a loop (plain power-of-two scale bytes,
+ * blocks of two digit planes), so the region the model reads is the
  * straight common path — llvm-mca reads a region as straight-line code,
  * both arms of a branch included. The assembly of that build is for the
  * model only and is never linked.

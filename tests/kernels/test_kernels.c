@@ -909,9 +909,9 @@ static void fp4q(void)
      * block's common power of two, 2 or 3 planes, transposed scaling) */
     {
         typedef int (*prep_fn)(const float *, const int8_t *, int64_t, void *);
-        prep_fn preps[2] = { NULL, NULL };
-        fp4q_fn rows[2] = { NULL, NULL };
-        const char *nm[2] = { "SIMDe emulation", "native" };
+        prep_fn preps[3] = { NULL, NULL, dsv4k_fp4v_prepare_avx2 };
+        fp4q_fn rows[3] = { NULL, NULL, dsv4k_rows_fp4v_avx2 };
+        const char *nm[3] = { "SIMDe emulation", "native", "AVX2" };
 #ifdef DSV4K_HAVE_EMUL512
         preps[0] = dsv4k_fp4v_prepare_emul;
         rows[0] = dsv4k_rows_fp4v_avx512vnni_emul;
@@ -920,18 +920,21 @@ static void fp4q(void)
             preps[1] = dsv4k_fp4v_prepare;
             rows[1] = dsv4k_rows_fp4v_avx512vnni;
         }
-        void *vb = malloc((size_t)dsv4k_fp4v_bytes(k));
-        int seen[4] = { 0 };
-        for (int kind = 0; kind < 4; kind++) {
+        void *vb = malloc((size_t)dsv4k_fp4v_bytes(k)), *vb2 = malloc((size_t)dsv4k_fp4v_bytes(k));
+        int seen[4] = { 0 }, same_bytes = 1, compared = 0;
+        /* kinds 4 and 5 without the extreme blocks, whose products would
+         * hide an error in the others within the tolerance */
+        for (int kind = 0; kind < 6; kind++) {
             for (int64_t i = 0; i < k; i++) {
-                int blk = (int)(i / 128);
+                int blk = (int)(i / 128), ext = kind < 4;
                 float v = frand() * 3;
-                if (kind == 1 || blk == 1) v = ldexpf(frand() > 0 ? 1.0f : -1.0f, -(int)(rnd() % 21)) * (1 + frand() / 2);
-                if (kind == 2 || blk == 2) v = 448.0f - (float)(rnd() % 3) * 16;
+                if (kind == 1 || kind == 5 || (ext && blk == 1))
+                    v = ldexpf(frand() > 0 ? 1.0f : -1.0f, -(int)(rnd() % 21)) * (1 + frand() / 2);
+                if (kind == 2 || (ext && blk == 2)) v = 448.0f - (float)(rnd() % 3) * 16;
                 if (kind == 3 && blk >= 3) v = (float)(int)(frand() * 64) * 0.25f; /* few binades, common factor */
-                if (blk == 3) v *= 1e30f;
-                if (blk == 4) v *= 1e-30f;
-                if (blk == 5) v = 0;
+                if (ext && blk == 3) v *= 1e30f;
+                if (ext && blk == 4) v *= 1e-30f;
+                if (ext && blk == 5) v = 0;
                 x[i] = v;
             }
             dsv4k_act_quant_dq(x, k, dq, ex, 1);
@@ -939,7 +942,19 @@ static void fp4q(void)
             dsv4k_act_quant_fp8_ref(x, k, 128, a, ex);
             int8_t ex2[64];
             dsv4k_act_quant_dq(x, k, dq, ex2, 1);
-            for (int f = 0; f < 2; f++) {
+            /* the AVX2 preparation writes the AVX-512 one's bytes */
+            prep_fn p512 = preps[1] ? preps[1] : preps[0];
+            if (p512) {
+                memset(vb, 0xa5, (size_t)dsv4k_fp4v_bytes(k));
+                memset(vb2, 0x5a, (size_t)dsv4k_fp4v_bytes(k));
+                T(p512(dq, ex2, k, vb) == 0 && dsv4k_fp4v_prepare_avx2(dq, ex2, k, vb2) == 0);
+                const uint8_t *b1 = vb, *b2 = vb2, *np1 = b1 + 3 * k + 8 * (k / 32);
+                for (int64_t j = 0; j < k / 128; j++)
+                    same_bytes &= memcmp(b1 + 384 * j, b2 + 384 * j, (size_t)(128 * (np1[j] & 3))) == 0;
+                same_bytes &= memcmp(b1 + 3 * k, b2 + 3 * k, (size_t)(8 * (k / 32) + k / 128)) == 0;
+                compared++;
+            }
+            for (int f = 0; f < 3; f++) {
                 if (!preps[f]) continue;
                 T(preps[f](dq, ex2, k, vb) == 0);
                 const uint8_t *np = (const uint8_t *)vb + 3 * k + 8 * (k / 32);
@@ -957,16 +972,21 @@ static void fp4q(void)
                       nm[f], kind, bad);
             }
         }
-        if (preps[0] || preps[1]) {
-            CHECK(seen[2] && seen[3], "blocks of two and of three digit planes both occurred (%d %d)", seen[2], seen[3]);
-            prep_fn pf = preps[1] ? preps[1] : preps[0];
-            CHECK(pf(dq, ex, 640, vb) == -1, "the second form refuses k %% 512 != 0");
+        CHECK(seen[2] && seen[3], "blocks of two and of three digit planes both occurred (%d %d)", seen[2], seen[3]);
+        if (compared) CHECK(same_bytes, "the AVX2 preparation of the second form writes the AVX-512 one's bytes (%d activations)", compared);
+        for (int f = 0; f < 3; f++) {
+            prep_fn pf = preps[f];
+            if (!pf) continue;
+            float keep = dq[300];
+            CHECK(pf(dq, ex, 640, vb) == -1, "the second form (%s) refuses k %% 512 != 0", nm[f]);
             dq[300] = NAN;
-            CHECK(pf(dq, ex, k, vb) == -1, "the second form refuses a NaN value");
+            CHECK(pf(dq, ex, k, vb) == -1, "the second form (%s) refuses a NaN value", nm[f]);
             dq[300] = INFINITY;
-            CHECK(pf(dq, ex, k, vb) == -1, "the second form refuses an infinite value");
+            CHECK(pf(dq, ex, k, vb) == -1, "the second form (%s) refuses an infinite value", nm[f]);
+            dq[300] = keep;
         }
         free(vb);
+        free(vb2);
     }
     /* a prepared value that is not finite is refused (dsv4k_linear then
      * takes the f32 kernels) */
