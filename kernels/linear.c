@@ -685,16 +685,16 @@ int dsv4k_linear(dsv4k_linear_ctx *c, const dsv4k_weight *w, const float *x, int
  * result is bit for bit the same; a job whose route is not one of those
  * below runs through dsv4k_linear first.
  */
-enum { B_FP4V, B_FP8B, B_FP8Q, B_BF16 };
+enum { B_FP4V, B_FP8B, B_FP8Q, B_BF16, B_FP4V2, B_FP8Q2, B_FP8Q2A, B_BF16_2 };
 
 typedef struct bprep { /* one prepared activation row */
     const float *x;
     int64_t k;
     int route;
-    float *dq;  /* FP8B: the quantised row; FP8Q: the scaled row; BF16: split */
+    float *dq;  /* FP8B, FP8Q2A: the quantised row; FP8Q, FP8Q2: the scaled row; BF16: split */
     int8_t *ex;
     int16_t *sh;
-    void *buf;  /* FP4V / FP8B buffer */
+    void *buf;  /* FP4V, FP4V2, FP8B buffer; FP8Q2A: the scaled row */
 } bprep;
 
 typedef struct bchunk {
@@ -710,8 +710,10 @@ typedef struct btask {
 
 static size_t bprep_bytes(int64_t k)
 {
-    size_t a = round64(dsv4k_fp4v_bytes(k / 512 * 512)), b = round64(dsv4k_fp8b_bytes(k));
-    return round64(4 * k) + round64(k / 128 + 1) + round64(2 * (k / 128 + 1)) + (a > b ? a : b);
+    size_t a = round64(dsv4k_fp4v_bytes(k / 512 * 512)), b = round64(dsv4k_fp8b_bytes(k)), f = round64(4 * k);
+    if (b > a) a = b;
+    if (f > a) a = f;
+    return round64(4 * k) + round64(k / 128 + 1) + round64(2 * (k / 128 + 1)) + a;
 }
 
 static void run_batch(void *arg, int64_t c0, int64_t c1, int thread)
@@ -735,16 +737,36 @@ static void run_batch(void *arg, int64_t c0, int64_t c1, int thread)
         case B_BF16:
             dsv4k_rows_avx512(j->w, h->r0, h->r1, p->dq, j->w->k, 1, j->y, 0);
             break;
+        case B_FP4V2:
+            dsv4k_rows_fp4v_avx2(j->w, h->r0, h->r1, p->buf, j->y);
+            break;
+        case B_FP8Q2:
+            dsv4k_rows_fp8q_avx2(j->w, h->r0, h->r1, j->x, p->dq, p->sh, j->y);
+            break;
+        case B_FP8Q2A:
+            dsv4k_rows_fp8q_avx2(j->w, h->r0, h->r1, p->dq, (const float *)p->buf, p->sh, j->y);
+            break;
+        case B_BF16_2:
+            dsv4k_rows_avx2(j->w, h->r0, h->r1, p->dq, j->w->k, 1, j->y, 0);
+            break;
         }
     }
 }
 
-/* the route dsv4k_linear gives one row of this job on AVX-512 (-1: none here) */
+/* the route dsv4k_linear gives one row of this job on AVX-512 with the
+ * VNNI/BF16 extensions, or where it takes the AVX2 kernels (-1: none here) */
 static int batch_route(const dsv4k_linear_ctx *c, const dsv4k_weight *w, int aq)
 {
-    if (!c->intq || c->isa < DSV4K_ISA_AVX512X || !dsv4k_have_avx512() || w->k % 128 || w->k > c->max_k ||
-        w->n <= 0)
+    if (!c->intq || w->k % 128 || w->k > c->max_k || w->n <= 0 || c->max_m < 1) return -1;
+    if (c->isa < DSV4K_ISA_AVX512X || !dsv4k_have_avx512()) {
+        /* AVX2: not where AVX-512 (F, BW) kernels run */
+        if ((c->isa >= DSV4K_ISA_AVX512 && dsv4k_have_avx512()) || c->isa < DSV4K_ISA_AVX2 || !dsv4k_have_avx2())
+            return -1;
+        if (w->fmt == DSV4K_W_FP4) return aq && w->k % 512 == 0 ? B_FP4V2 : -1;
+        if (w->fmt == DSV4K_W_FP8 || w->fmt == DSV4K_W_FP8_F32S) return w->k > 8192 ? -1 : aq ? B_FP8Q2A : B_FP8Q2;
+        if (w->fmt == DSV4K_W_BF16) return aq ? -1 : B_BF16_2;
         return -1;
+    }
     if (w->fmt == DSV4K_W_FP4)
         return aq && w->k % 512 == 0 && dsv4k_have_avx512vnni() ? B_FP4V : -1;
     if (w->fmt == DSV4K_W_FP8 || w->fmt == DSV4K_W_FP8_F32S) {
@@ -771,7 +793,17 @@ static int bprep_fill(bprep *p)
     case B_FP8Q:
         return dsv4k_fp8x_prepare(p->x, k, p->dq, p->sh) == 0 ? 0 : -1;
     case B_BF16:
+    case B_BF16_2:
         dsv4k_split_even_odd(p->x, k, p->dq);
+        return 0;
+    case B_FP4V2:
+        dsv4k_act_quant_dq(p->x, k, p->dq, p->ex, 1);
+        return dsv4k_fp4v_prepare_avx2(p->dq, p->ex, k, p->buf) == 0 ? 0 : -1;
+    case B_FP8Q2:
+        return dsv4k_fp8x_prepare(p->x, k, p->dq, p->sh) == 0 ? 0 : -1;
+    case B_FP8Q2A:
+        dsv4k_act_quant_dq(p->x, k, p->dq, p->ex, 1);
+        dsv4k_fp8q_prepare(p->dq, p->ex, k, (float *)p->buf, p->sh);
         return 0;
     }
     return -1;
