@@ -363,8 +363,14 @@ static void tile_c(const uint32_t *t, int64_t ldt, uint32_t *o, int64_t ldo)
 /* one 16 × 16 tile of 32-bit values: o[c·ldo + i] = t[i·ldt + c] */
 static void tile16(const float *t, int64_t ldt, float *o, int64_t ldo)
 {
-    if (dsv4k_have_avx512()) dsv4k_tile16_avx512(t, ldt, o, ldo);
-    else tile_c((const uint32_t *)(const void *)t, ldt, (uint32_t *)(void *)o, ldo);
+    if (dsv4k_have_avx512()) {
+        dsv4k_tile16_avx512(t, ldt, o, ldo);
+    } else if (dsv4k_have_avx2()) {
+        for (int a = 0; a < 16; a += 8)
+            for (int b = 0; b < 16; b += 8) dsv4k_tile8_avx2(t + a * ldt + b, ldt, o + b * ldo + a, ldo);
+    } else {
+        tile_c((const uint32_t *)(const void *)t, ldt, (uint32_t *)(void *)o, ldo);
+    }
 }
 
 static void transpose_512(const float *t, int64_t k, float *o, int64_t nb)
@@ -374,9 +380,22 @@ static void transpose_512(const float *t, int64_t k, float *o, int64_t nb)
     transpose_c(t, k, 16, o, nb, c0);
 }
 
+/* AVX2: each 8 rows in 8 × 8 tiles, the rows and columns past them by the loop */
+static void transpose_avx2(const float *t, int64_t k, int rn, float *o, int64_t nb)
+{
+    int64_t c0 = k / 8 * 8;
+    int r8 = rn / 8 * 8;
+    for (int i = 0; i < r8; i += 8)
+        for (int64_t c = 0; c < c0; c += 8) dsv4k_tile8_avx2(t + i * k + c, k, o + c * nb + i, nb);
+    for (int64_t c = 0; c < c0; c++)
+        for (int i = r8; i < rn; i++) o[c * nb + i] = t[i * k + c];
+    transpose_c(t, k, rn, o, nb, c0);
+}
+
 void dsv4k_gemm_transpose_rows(const float *t, int64_t k, int rn, float *o, int64_t nb, int simd)
 {
     if (simd && rn == 16 && dsv4k_have_avx512()) transpose_512(t, k, o, nb);
+    else if (simd && dsv4k_have_avx2()) transpose_avx2(t, k, rn, o, nb);
     else transpose_c(t, k, rn, o, nb, 0);
 }
 

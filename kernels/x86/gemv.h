@@ -58,6 +58,9 @@ int dsv4k_decode_tile_bf16_avx512(const dsv4k_weight *w, int64_t r, int rn, uint
                                   int64_t kstep);
 /* o[c·ldo + i] = t[i·ldt + c] for i, c < 16, 32-bit values */
 void dsv4k_tile16_avx512(const float *t, int64_t ldt, float *o, int64_t ldo);
+/* the AVX2 twin for one 8 × 8 tile (gemv_avx2.c): o[c·ldo + i] = t[i·ldt + c],
+ * i, c < 8 */
+void dsv4k_tile8_avx2(const float *t, int64_t ldt, float *o, int64_t ldo);
 
 /* twin of dsv4k_index_score_ref (d a multiple of 8) */
 float dsv4k_index_score_avx2(const float *q, const float *w, int heads, int64_t d, const float *k);

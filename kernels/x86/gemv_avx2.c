@@ -1168,6 +1168,33 @@ TGT void dsv4k_rows_fp4q_avx2(const dsv4k_weight *w, int64_t r0, int64_t r1, con
     }
 }
 
+/* ---- an 8 × 8 tile of 32-bit values transposed in registers --------------------- */
+
+TGT void dsv4k_tile8_avx2(const float *t, int64_t ldt, float *o, int64_t ldo)
+{
+    __m256 r0 = _mm256_loadu_ps(t), r1 = _mm256_loadu_ps(t + ldt), r2 = _mm256_loadu_ps(t + 2 * ldt);
+    __m256 r3 = _mm256_loadu_ps(t + 3 * ldt), r4 = _mm256_loadu_ps(t + 4 * ldt), r5 = _mm256_loadu_ps(t + 5 * ldt);
+    __m256 r6 = _mm256_loadu_ps(t + 6 * ldt), r7 = _mm256_loadu_ps(t + 7 * ldt);
+    /* pairs of rows interleaved, then pairs of pairs: columns c, c+1 of 4 rows per 128-bit half */
+    __m256 a0 = _mm256_unpacklo_ps(r0, r1), a1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 a2 = _mm256_unpacklo_ps(r2, r3), a3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 a4 = _mm256_unpacklo_ps(r4, r5), a5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 a6 = _mm256_unpacklo_ps(r6, r7), a7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 b0 = _mm256_shuffle_ps(a0, a2, 0x44), b1 = _mm256_shuffle_ps(a0, a2, 0xee);
+    __m256 b2 = _mm256_shuffle_ps(a1, a3, 0x44), b3 = _mm256_shuffle_ps(a1, a3, 0xee);
+    __m256 b4 = _mm256_shuffle_ps(a4, a6, 0x44), b5 = _mm256_shuffle_ps(a4, a6, 0xee);
+    __m256 b6 = _mm256_shuffle_ps(a5, a7, 0x44), b7 = _mm256_shuffle_ps(a5, a7, 0xee);
+    /* b0: column 0 of rows 0-3 | column 4 of rows 0-3; b4: the same of rows 4-7 */
+    _mm256_storeu_ps(o, _mm256_permute2f128_ps(b0, b4, 0x20));
+    _mm256_storeu_ps(o + ldo, _mm256_permute2f128_ps(b1, b5, 0x20));
+    _mm256_storeu_ps(o + 2 * ldo, _mm256_permute2f128_ps(b2, b6, 0x20));
+    _mm256_storeu_ps(o + 3 * ldo, _mm256_permute2f128_ps(b3, b7, 0x20));
+    _mm256_storeu_ps(o + 4 * ldo, _mm256_permute2f128_ps(b0, b4, 0x31));
+    _mm256_storeu_ps(o + 5 * ldo, _mm256_permute2f128_ps(b1, b5, 0x31));
+    _mm256_storeu_ps(o + 6 * ldo, _mm256_permute2f128_ps(b2, b6, 0x31));
+    _mm256_storeu_ps(o + 7 * ldo, _mm256_permute2f128_ps(b3, b7, 0x31));
+}
+
 /* ---- FP4 rows, the second form on AVX2 (the layout of dsv4k_fp4v_prepare) ---------- */
 
 /*
