@@ -380,13 +380,15 @@ static void transpose_512(const float *t, int64_t k, float *o, int64_t nb)
     transpose_c(t, k, 16, o, nb, c0);
 }
 
-/* AVX2: each 8 rows in 8 × 8 tiles, the rows and columns past them by the loop */
+/* AVX2: each 8 rows in 8 × 8 tiles, the rows and columns past them by the
+ * loop; the tiles of one column block one after the other, so that each
+ * output line is written whole while it is in cache */
 static void transpose_avx2(const float *t, int64_t k, int rn, float *o, int64_t nb)
 {
     int64_t c0 = k / 8 * 8;
     int r8 = rn / 8 * 8;
-    for (int i = 0; i < r8; i += 8)
-        for (int64_t c = 0; c < c0; c += 8) dsv4k_tile8_avx2(t + i * k + c, k, o + c * nb + i, nb);
+    for (int64_t c = 0; c < c0; c += 8)
+        for (int i = 0; i < r8; i += 8) dsv4k_tile8_avx2(t + i * k + c, k, o + c * nb + i, nb);
     for (int64_t c = 0; c < c0; c++)
         for (int i = r8; i < rn; i++) o[c * nb + i] = t[i * k + c];
     transpose_c(t, k, rn, o, nb, c0);
