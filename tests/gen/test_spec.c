@@ -442,9 +442,9 @@ static void test_sampling(const char *dir, const dsv4_tokenizer *tok)
                 if (dsv4_tokenizer_is_special(tok, t) || dsv4_tokenizer_token_to_piece(tok, t, buf, sizeof buf, &len))
                     ok = CHECK(0, "sampled token %d is a plain token", t);
             }
-    /* DSV4_TEST_LIGHT (the ThreadSanitizer tree): 600 samples, the same
+    /* DSV4_TEST_LIGHT (the ThreadSanitizer tree): 300 samples, the same
      * deterministic seeds; every path of the acceptance still runs */
-    const int N = test_light() ? 600 : 3000;
+    const int N = test_light() ? 300 : 3000;
     for (int spec = 0; spec <= 1 && ok; spec++) {
         int64_t cnt[3][3] = { { 0 } }, other = 0, prop = 0, acc = 0;
         dsv4_gen *g = NULL;
