@@ -159,9 +159,7 @@ def run_mca(mca, cpu, asm):
         n = int(it.group(1))
         rec = {"cycles": int(cyc.group(1)) / n, "rthroughput": float(rt.group(1)) if rt else None,
                "uops": int(uops.group(1)) / n if uops else None, "instructions": int(ins.group(1)) / n if ins else None}
-        # the same name twice (a loop the compiler duplicated): the slower
-        if name not in out or out[name]["cycles"] < rec["cycles"]:
-            out[name] = rec
+        out[name] = rec  # one region per name: traces() keeps a duplicated loop's first copy
     return out
 
 

@@ -1286,7 +1286,7 @@ TGT int dsv4k_fp4v_prepare_avx2(const float *dq, const int8_t *ex, int64_t k, vo
         __m256i p1_ = _mm256_add_epi16(_mm256_maddubs_epi16(lo_, _mm256_loadu_si256(pq_ + 4)),           \
                                        _mm256_maddubs_epi16(hi_, _mm256_loadu_si256(pq_ + 6)));          \
         (out) = _mm256_add_epi32(_mm256_madd_epi16(p0_, one), _mm256_madd_epi16(p1_, c256));             \
-        if (!DSV4K_MCA_COMMON((n) != 3)) { /* the rare third plane */                                    \
+        if (DSV4K_MCA_RARE((n) == 3)) { /* the rare third plane */                                         \
             __m256i p2_ = _mm256_add_epi16(_mm256_maddubs_epi16(lo_, _mm256_loadu_si256(pq_ + 8)),       \
                                            _mm256_maddubs_epi16(hi_, _mm256_loadu_si256(pq_ + 10)));     \
             (out) = _mm256_add_epi32((out), _mm256_slli_epi32(_mm256_madd_epi16(p2_, c256), 8));         \

@@ -11,7 +11,8 @@
  * DSV4K_MCA_COMMON(c) is c, and 1 in that build: it wraps a condition that
  * holds in the common case inside a loop (plain power-of-two scale bytes,
  * blocks of two digit planes), so the region the model reads is the
- * straight common path — llvm-mca reads a region as straight-line code,
+ * straight common path (DSV4K_MCA_RARE(c), 0 in that build, wraps one that
+ * holds in the rare case) — llvm-mca reads a region as straight-line code,
  * both arms of a branch included. The assembly of that build is for the
  * model only and is never linked.
  *
@@ -29,10 +30,12 @@
 #define DSV4K_MCA_BEGIN(name) __asm__ volatile("# LLVM-MCA-BEGIN " name)
 #define DSV4K_MCA_END(name) __asm__ volatile("# LLVM-MCA-END " name)
 #define DSV4K_MCA_COMMON(c) ((void)(c), 1)
+#define DSV4K_MCA_RARE(c) ((void)(c), 0)
 #else
 #define DSV4K_MCA_BEGIN(name) ((void)0)
 #define DSV4K_MCA_END(name) ((void)0)
 #define DSV4K_MCA_COMMON(c) (c)
+#define DSV4K_MCA_RARE(c) (c)
 #endif
 
 #endif
